@@ -1,0 +1,170 @@
+"""A simple-salesforce client from typed settings, and the one place its errors are mapped.
+
+Login is the OAuth 2.0 client-credentials flow against ``login_url`` (a My Domain URL, or
+the sandbox), done with the same trusted session the client then uses, so a CA given in
+settings is honoured even where ``REQUESTS_CA_BUNDLE`` is exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import requests
+from simple_salesforce import Salesforce, format_soql
+from simple_salesforce.exceptions import SalesforceError
+
+from connectors.base import Page, StreamInfo
+from connectors.errors import FatalSourceError, RetriableSourceError, is_retriable_status
+from connectors.http import TrustedSession
+from connectors.salesforce.mapping import SOURCE, MappingError
+from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.streams import STREAMS
+from okr_sync.secrets import MissingSecretError
+
+
+def _retry_after(response: requests.Response | None) -> float | None:
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Turn client and transport exceptions into the connector error taxonomy."""
+    try:
+        yield
+    except SalesforceError as exc:
+        content = exc.content
+        if isinstance(content, list) and content and isinstance(content[0], dict):
+            detail = f"{content[0].get('errorCode')}: {content[0].get('message')}"
+        else:
+            detail = str(content)[:200]
+        error = RetriableSourceError if is_retriable_status(exc.status) else FatalSourceError
+        raise error(SOURCE, f"{action} failed ({exc.status} {detail})", status=exc.status) from None
+    except requests.exceptions.SSLError:
+        raise FatalSourceError(
+            SOURCE,
+            f"{action} failed: the server's TLS certificate is not trusted; "
+            "set OKR_SYNC_SALESFORCE_CA_BUNDLE to its CA file",
+        ) from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise RetriableSourceError(
+            SOURCE, f"{action} failed: cannot reach the server ({type(exc).__name__})"
+        ) from None
+    except ValueError as exc:  # a truncated or non-JSON body
+        raise RetriableSourceError(
+            SOURCE, f"{action} failed: unreadable response ({exc})"
+        ) from None
+
+
+def _login(session: TrustedSession, settings: SalesforceSettings) -> dict[str, Any]:
+    try:
+        secret = settings.secret()
+    except MissingSecretError as exc:
+        raise FatalSourceError(SOURCE, f"{exc}; set OKR_SYNC_SALESFORCE_CLIENT_SECRET") from None
+    url = settings.login_url.rstrip("/") + "/services/oauth2/token"
+    with translate_errors(f"login at {settings.login_url}"):
+        response = session.post(
+            url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": settings.client_id,
+                "client_secret": secret,
+            },
+            timeout=settings.timeout,
+        )
+        if response.status_code in (400, 401):
+            body = (
+                response.json()
+                if response.headers.get("content-type", "").startswith("application/json")
+                else {}
+            )
+            reason = body.get("error_description") or body.get("error") or response.reason
+            raise FatalSourceError(
+                SOURCE,
+                f"login at {settings.login_url} refused: {reason}",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            error = (
+                RetriableSourceError
+                if is_retriable_status(response.status_code)
+                else FatalSourceError
+            )
+            raise error(
+                SOURCE,
+                f"login at {settings.login_url} failed with HTTP {response.status_code}",
+                status=response.status_code,
+            )
+        token: dict[str, Any] = response.json()
+    return token
+
+
+class SalesforceReader:
+    """Reads SObject streams page by page; the whole result is never held in memory."""
+
+    def __init__(self, settings: SalesforceSettings) -> None:
+        self.settings = settings
+        self.session = TrustedSession(str(settings.ca_bundle) if settings.ca_bundle else None)
+        token = _login(self.session, settings)
+        self.client = Salesforce(
+            instance_url=token["instance_url"],
+            session_id=token["access_token"],
+            session=self.session,
+            version=settings.api_version,
+            parse_float=Decimal,
+            object_pairs_hook=dict,
+        )
+
+    def soql(self, stream: StreamInfo, since: datetime | None, until: datetime | None) -> str:
+        """SELECT … ORDER BY SystemModstamp, Id; bounds are inclusive below, exclusive above."""
+        sobject = STREAMS[stream.name]
+        query = format_soql(
+            "SELECT {:literal} FROM {:literal}",
+            ", ".join(sobject.select_fields(self.settings)),
+            stream.name,
+        )
+        conditions = []
+        if since is not None:
+            conditions.append(format_soql("{:literal} >= {}", stream.cursor_field, since))
+        if until is not None:
+            conditions.append(format_soql("{:literal} < {}", stream.cursor_field, until))
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        return query + format_soql(" ORDER BY {:literal}, Id", stream.cursor_field)
+
+    def read(
+        self, stream: StreamInfo, since: datetime | None, until: datetime | None = None
+    ) -> Iterator[Page]:
+        sobject = STREAMS[stream.name]
+        timeout = self.settings.timeout
+        with translate_errors(f"query {stream.name}"):
+            result = self.client.query(
+                self.soql(stream, since, until), include_deleted=sobject.deletable, timeout=timeout
+            )
+        while True:
+            page = Page(rows=[], cursor=None, total=result.get("totalSize"))
+            for record in result["records"]:
+                try:
+                    row = sobject.mapper(record, self.settings)
+                except MappingError as exc:
+                    page.rejected.append((record, [f"mapping: {exc}"]))
+                    continue
+                page.rows.append(row)
+                page.cursor = row["source_modified_at"]
+            yield page
+            if result.get("done", True):
+                return
+            with translate_errors(f"query {stream.name} (next page)"):
+                result = self.client.query_more(
+                    result["nextRecordsUrl"], identifier_is_url=True, timeout=timeout
+                )
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,243 @@
+"""A local emulator of the Salesforce REST API (OAuth token, query, queryAll, paging).
+
+It speaks the same wire format as a real org so the real simple-salesforce client can
+be exercised end to end: Salesforce error shapes, query locators with snapshotted
+results, ``Sforce-Query-Options`` batch sizes and ``Sforce-Limit-Info`` usage headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from connectors.salesforce.sandbox_data import SalesforceOrg, sf_id
+from connectors.salesforce.soql import Query, SoqlError, parse_soql
+
+ORG_ID = "00D5g000004SANDAAB"
+SANDBOX_CLIENT_ID = "okr-sync-sandbox"
+SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - a published sandbox credential
+MAX_OPEN_CURSORS = 50
+_STATUS_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status,
+        headers=dict(headers or {}),
+        media_type="application/json;charset=UTF-8",
+    )
+
+
+def _sf_error(
+    status: int, error_code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    return _json([{"message": message, "errorCode": error_code}], status, headers)
+
+
+@dataclass
+class _Cursor:
+    query: Query
+    rows: list[Mapping[str, Any]]
+    batch: int
+
+
+@dataclass
+class EmulatorState:
+    """Everything the app remembers between requests (tokens, API usage, open cursors)."""
+
+    org: SalesforceOrg
+    client_id: str
+    client_secret: str
+    page_size: int
+    daily_api_limit: int
+    tokens: set[str] = field(default_factory=set)
+    api_usage: int = 0
+    cursors: OrderedDict[str, _Cursor] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _cursor_seq: int = 0
+
+    def open_cursor(self, cursor: _Cursor) -> str:
+        """Register a result snapshot; the oldest cursors are dropped like Salesforce does."""
+        with self.lock:
+            self._cursor_seq += 1
+            locator = sf_id("01g", self._cursor_seq)
+            self.cursors[locator] = cursor
+            while len(self.cursors) > MAX_OPEN_CURSORS:
+                self.cursors.popitem(last=False)
+            return locator
+
+
+def _client_credentials(request: Request, form: Mapping[str, list[str]]) -> tuple[str, str]:
+    """Credentials from the form body or, as simple-salesforce sends them, HTTP Basic."""
+    client_id = form.get("client_id", [""])[0]
+    client_secret = form.get("client_secret", [""])[0]
+    header = request.headers.get("authorization", "")
+    if not client_id and header.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(header[6:]).decode()
+        except ValueError:
+            return "", ""
+        client_id, _, client_secret = decoded.partition(":")
+    return client_id, client_secret
+
+
+def create_app(
+    org: SalesforceOrg,
+    *,
+    client_id: str = SANDBOX_CLIENT_ID,
+    client_secret: str = SANDBOX_CLIENT_SECRET,
+    page_size: int = 2000,
+    daily_api_limit: int = 15000,
+) -> Starlette:
+    """The emulator as an ASGI app; its state lives in ``app.state.emulator``."""
+    state = EmulatorState(org, client_id, client_secret, page_size, daily_api_limit)
+
+    async def token(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        if form.get("grant_type", [""])[0] != "client_credentials":
+            return _json(
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "grant type not supported",
+                },
+                400,
+            )
+        given_id, given_secret = _client_credentials(request, form)
+        if not (
+            hmac.compare_digest(given_id, client_id)
+            and hmac.compare_digest(given_secret, client_secret)
+        ):
+            return _json(
+                {"error": "invalid_client", "error_description": "invalid client credentials"}, 400
+            )
+        access_token = f"{ORG_ID[:15]}!{secrets.token_urlsafe(48)}"
+        with state.lock:
+            state.tokens.add(access_token)
+        instance_url = f"{request.url.scheme}://{request.url.netloc}"
+        issued_at = str(int(time.time() * 1000))
+        users = org.records("User")
+        identity = f"{instance_url}/id/{ORG_ID}/{users[0]['Id'] if users else sf_id('005', 0)}"
+        digest = hmac.new(client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256)
+        return _json(
+            {
+                "access_token": access_token,
+                "instance_url": instance_url,
+                "id": identity,
+                "token_type": "Bearer",
+                "issued_at": issued_at,
+                "signature": base64.b64encode(digest.digest()).decode(),
+            }
+        )
+
+    def authorize(request: Request) -> Response | dict[str, str]:
+        """Check the bearer token and count the call; an error response or the usage header."""
+        header = request.headers.get("authorization", "")
+        bearer = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        with state.lock:
+            if bearer not in state.tokens:
+                return _sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            state.api_usage += 1
+            usage = state.api_usage
+        headers = {"Sforce-Limit-Info": f"api-usage={usage}/{daily_api_limit}"}
+        if usage > daily_api_limit:
+            return _sf_error(
+                403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", headers
+            )
+        return headers
+
+    def batch_size(request: Request) -> int:
+        options = request.headers.get("sforce-query-options", "")
+        for option in options.split(","):
+            name, _, value = option.partition("=")
+            if name.strip().lower() == "batchsize" and value.strip().isdigit():
+                return min(2000, max(200, int(value)))
+        return page_size
+
+    def page(
+        version: str,
+        endpoint: str,
+        locator: str,
+        cursor: _Cursor,
+        offset: int,
+        headers: Mapping[str, str],
+    ) -> Response:
+        end = offset + cursor.batch
+        body: dict[str, Any] = {
+            "totalSize": len(cursor.rows),
+            "done": end >= len(cursor.rows),
+            "records": [cursor.query.project(row) for row in cursor.rows[offset:end]],
+        }
+        if not body["done"]:
+            body["nextRecordsUrl"] = f"/services/data/v{version}/{endpoint}/{locator}-{end}"
+        return _json(body, headers=headers)
+
+    def run_query(request: Request) -> Response:
+        """GET .../query?q= and .../queryAll?q= (runs in a worker thread: big orgs are slow)."""
+        auth = authorize(request)
+        if isinstance(auth, Response):
+            return auth
+        endpoint = request.url.path.rstrip("/").rsplit("/", 1)[1]
+        text = request.query_params.get("q")
+        if not text:
+            return _sf_error(400, "MALFORMED_QUERY", "A query string is required (q=...)", auth)
+        try:
+            query = parse_soql(text, org.schema)
+        except SoqlError as exc:
+            return _sf_error(400, exc.error_code, exc.message, auth)
+        rows = query.select(org.records(query.sobject, include_deleted=endpoint == "queryAll"))
+        if query.count_only:
+            return _json({"totalSize": len(rows), "done": True, "records": []}, headers=auth)
+        cursor = _Cursor(query, rows, batch_size(request))
+        locator = state.open_cursor(cursor) if len(rows) > cursor.batch else ""
+        return page(request.path_params["version"], endpoint, locator, cursor, 0, auth)
+
+    def query_more(request: Request) -> Response:
+        """GET .../query/01gXXXX-2000: the next page of a snapshotted result."""
+        auth = authorize(request)
+        if isinstance(auth, Response):
+            return auth
+        locator, _, offset = request.path_params["locator"].rpartition("-")
+        cursor = state.cursors.get(locator)
+        if cursor is None or not offset.isdigit() or int(offset) >= len(cursor.rows):
+            return _sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator", auth)
+        endpoint = request.url.path.split("/")[4]
+        return page(request.path_params["version"], endpoint, locator, cursor, int(offset), auth)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404:
+            message = "The requested resource does not exist"
+        elif status == 405:
+            message = f"HTTP Method '{request.method}' not allowed. Allowed are GET"
+        else:
+            message = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return _sf_error(status, _STATUS_CODES.get(status, "UNKNOWN_EXCEPTION"), message)
+
+    base = "/services/data/v{version}"
+    routes = [Route("/services/oauth2/token", token, methods=["POST"])]
+    for endpoint in ("query", "queryAll"):
+        routes += [
+            Route(f"{base}/{endpoint}", run_query, methods=["GET"]),
+            Route(f"{base}/{endpoint}/", run_query, methods=["GET"]),
+            Route(f"{base}/{endpoint}/{{locator}}", query_more, methods=["GET"]),
+        ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.emulator = state
+    return app

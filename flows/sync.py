@@ -1,0 +1,247 @@
+"""The sync flow: extract → validate → load → compute → write measurements.
+
+The flow is thin: each stream is one task (retried on retriable source errors) that reads
+pages from the stream's saved cursor, validates them in large batches, and commits the
+mirror rows, the quarantined rows and the advanced cursor in one transaction per batch,
+so a crash or retry resumes where the written data ends. Expected failures (bad OKR file,
+unknown metric, unreachable source, refused credentials, rejected query) end the run as
+failed with a one-line reason recorded on the run, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
+from prefect.states import Failed, State
+
+from connectors.base import Page, StreamInfo, UnknownConnectorError, get_connector
+from connectors.errors import SourceError, is_retriable
+from expectations import Validator
+from okr_sync import __version__
+from okr_sync.progress import advance
+from okr_sync.secrets import MissingSecretError
+from okr_sync.settings import Settings
+from okr_targets.config import ConfigError, OkrConfig, lint, load_okrs
+from okr_targets.measurements import KeyResultOutcome, measure_key_results, save_okrs
+from okr_targets.models import MIRROR, utcnow
+from okr_targets.store import (
+    Store,
+    StoreError,
+    begin_run,
+    finish_run,
+    quarantine,
+    read_cursor,
+    upsert_records,
+    write_cursor,
+)
+from transforms.metrics import MetricError
+
+EXPECTED_ERRORS = (
+    ConfigError,
+    SourceError,
+    MetricError,
+    StoreError,
+    UnknownConnectorError,
+    MissingSecretError,
+)
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """Prefect's run logger inside a run; a plain logger when a task is called via ``.fn()``."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("okr_sync")
+
+
+@dataclass
+class StreamCounts:
+    """What one stream did in one run; every record read is in exactly one bucket."""
+
+    read: int = 0
+    loaded: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    cursor: str | None = None
+
+
+@dataclass
+class Batch:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[tuple[Any, list[str]]] = field(default_factory=list)
+    cursor: datetime | None = None
+    total: int | None = None
+
+    def add(self, page: Page) -> None:
+        self.rows += page.rows
+        self.rejected += page.rejected
+        self.cursor = page.cursor or self.cursor
+        self.total = page.total if page.total is not None else self.total
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.rejected)
+
+
+def batches(pages: Iterator[Page], size: int) -> Iterator[Batch]:
+    """Group pages into batches of at least ``size`` records (the last may be smaller)."""
+    batch = Batch()
+    for page in pages:
+        batch.add(page)
+        if len(batch) >= size:
+            yield batch
+            batch = Batch(total=batch.total)
+    if len(batch) or batch.total == 0:
+        yield batch
+
+
+def _retry_on_source_errors(_task: Any, _task_run: Any, state: State[Any]) -> bool:
+    try:
+        state.result()
+    except Exception as exc:
+        return is_retriable(exc)
+    return False
+
+
+@task(name="sync-stream", cache_policy=NO_CACHE, retry_condition_fn=_retry_on_source_errors)
+def sync_stream(
+    store: Store,
+    source: str,
+    stream: StreamInfo,
+    run_id: str,
+    validator: Validator,
+    batch_size: int,
+) -> StreamCounts:
+    """Read one stream from its cursor into the mirror, one committed batch at a time."""
+    logger = run_logger()
+    connector = get_connector(source)
+    reader = connector.open(connector.settings())
+    counts = StreamCounts()
+    label = f"{source}.{stream.name}"
+    try:
+        with store.session() as session:
+            since = read_cursor(session, source, stream.name)
+        logger.info(
+            "%s: reading %s", label, f"changes since {since.isoformat()}" if since else "everything"
+        )
+        model = MIRROR[stream.entity]
+        for batch in batches(reader.read(stream, since), batch_size):
+            verdict = validator.validate(stream.entity, batch.rows)
+            with store.session() as session, session.begin():
+                upsert_records(session, model, [{**row, "run_id": run_id} for row in verdict.good])
+                quarantined = quarantine(
+                    session, run_id, stream.entity, [*batch.rejected, *verdict.rejected]
+                )
+                if batch.cursor is not None:
+                    write_cursor(session, source, stream.name, batch.cursor, run_id)
+            counts.read += len(batch)
+            counts.loaded += len(verdict.good)
+            counts.deleted += sum(1 for row in verdict.good if row.get("deleted_at") is not None)
+            counts.quarantined += quarantined
+            counts.batches += 1
+            counts.cursor = batch.cursor.isoformat() if batch.cursor else counts.cursor
+            advance(label, len(batch), batch.total)
+            logger.info(
+                "%s: %d/%s records (%d quarantined)",
+                label,
+                counts.read,
+                batch.total if batch.total is not None else "?",
+                counts.quarantined,
+            )
+    finally:
+        reader.close()
+    return counts
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    status: str
+    reason: str | None
+    store: str
+    started_at: str
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    key_results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _load_and_lint(okr_file: str) -> OkrConfig:
+    config = load_okrs(okr_file)
+    findings = lint(config)
+    if findings:
+        more = f" (and {len(findings) - 1} more; run `okr-sync lint`)" if len(findings) > 1 else ""
+        raise ConfigError(f"{findings[0]}{more}")
+    return config
+
+
+@flow(name="sync-okrs", log_prints=True)
+def sync_okrs(
+    okr_file: str | None = None, store_url: str | None = None
+) -> dict[str, Any] | State[Any]:
+    """Sync every source named in the OKR file and measure every key result."""
+    settings = Settings()
+    logger = run_logger()
+    try:
+        store = Store.open(store_url or settings.store_url)
+    except StoreError as exc:
+        logger.error("sync failed: %s", exc)
+        return Failed(message=str(exc))
+    flow_context = FlowRunContext.get()
+    flow_run_id = str(flow_context.flow_run.id) if flow_context and flow_context.flow_run else None
+    run_id = begin_run(store, __version__, flow_run_id)
+    report = RunReport(run_id, "running", None, store.display_url, utcnow().isoformat())
+    try:
+        config = _load_and_lint(str(okr_file or settings.okr_file))
+        with store.session() as session, session.begin():
+            save_okrs(session, config, utcnow())
+        validator = Validator()
+        stream_task = sync_stream.with_options(
+            retries=settings.retries, retry_delay_seconds=settings.retry_delay_seconds
+        )
+        for source in config.spec.sources:
+            for stream in get_connector(source).streams:
+                counts = stream_task(store, source, stream, run_id, validator, settings.batch_size)
+                report.streams[f"{source}.{stream.name}"] = asdict(counts)
+        now = utcnow()
+        with store.session() as session, session.begin():
+            outcomes = measure_key_results(session, config, run_id, now, __version__)
+        report.key_results = [asdict(outcome) for outcome in outcomes]
+        _log_outcomes(logger, outcomes)
+        errors = [o for o in outcomes if o.error]
+        report.status = "partial" if errors else "success"
+        report.reason = (
+            f"{len(errors)} key result(s) could not be computed: {errors[0].error}"
+            if errors
+            else None
+        )
+    except EXPECTED_ERRORS as exc:
+        report.status, report.reason = "failed", str(exc)
+        logger.error("sync failed: %s", exc)
+    finally:
+        if report.status == "running":  # an unexpected exception is on its way up
+            report.status, report.reason = "failed", "unexpected error; see the flow run's logs"
+        finish_run(store, run_id, report.status, report.reason, report.streams)
+        store.dispose()
+    if report.status == "failed":
+        return Failed(message=report.reason)
+    return asdict(report)
+
+
+def _log_outcomes(logger: Any, outcomes: list[KeyResultOutcome]) -> None:
+    for outcome in outcomes:
+        value = "no data" if outcome.value is None else f"{outcome.value:,.2f} {outcome.unit}"
+        logger.info(
+            "%s: %s, %s (%d records)%s",
+            outcome.key_result_id,
+            value,
+            outcome.status,
+            outcome.records,
+            "" if outcome.changed else ", unchanged",
+        )

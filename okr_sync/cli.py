@@ -1,0 +1,321 @@
+"""The ``okr-sync`` command line: demo, sync, report, lint, sandbox, db.
+
+Every expected failure ends with one line on stderr and exit status 1; tracebacks are
+for bugs only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from okr_sync.settings import Settings
+
+# No telemetry from the embedded Prefect server or Great Expectations: the machines this runs
+# on may have no route out, and a sync should not phone home. Users can still override.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+DEMO_OKRS = Path(__file__).parent / "demo" / "okrs.yaml"
+SANDBOX_DIR = Path(".okr-sync")  # where `okr-sync sandbox` keeps its CA certificate
+
+app = typer.Typer(
+    help="Keep OKR key-result numbers true, automatically.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Manage the OKR store's schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+# Piped output is not cut to 80 columns; a terminal keeps its own width.
+out = Console(width=None if sys.stdout.isatty() else 132)
+err = Console(stderr=True)
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="SQLAlchemy URL of the OKR store "
+        "[default: $OKR_SYNC_STORE_URL or sqlite:///okr-sync.db]",
+    ),
+]
+OkrFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--okr-file", help="OKRs-as-code YAML file [default: $OKR_SYNC_OKR_FILE or okrs.yaml]"
+    ),
+]
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _store_url(store: str | None) -> str:
+    return store or Settings().store_url
+
+
+@contextmanager
+def _progress_bar() -> Iterator[None]:
+    """A progress bar per stream, fed by the flow through okr_sync.progress."""
+    from okr_sync.progress import watching
+
+    tasks: dict[str, Any] = {}
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+
+        def update(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], advance=done, total=total)
+
+        with watching(update):
+            yield
+
+
+def _run_sync(okr_file: Path, store_url: str) -> dict[str, Any]:
+    from flows.sync import sync_okrs
+
+    with _progress_bar():
+        state = sync_okrs(okr_file=str(okr_file), store_url=store_url, return_state=True)
+    if not state.is_completed():
+        raise fail(state.message or "the sync failed")
+    report = state.result()
+    assert isinstance(report, dict)
+    return report
+
+
+def _print_run(report: dict[str, Any]) -> None:
+    table = Table(title=f"Run {report['run_id']} — {report['status']}", title_justify="left")
+    for column in ("stream", "read", "loaded", "deleted", "quarantined"):
+        table.add_column(column, justify="left" if column == "stream" else "right")
+    for name, counts in report["streams"].items():
+        table.add_row(
+            name, *(f"{counts[key]:,}" for key in ("read", "loaded", "deleted", "quarantined"))
+        )
+    out.print(table)
+    if report.get("reason"):
+        err.print(f"[yellow]warning:[/] {report['reason']}")
+
+
+@app.command()
+def sync(okr_file: OkrFileOption = None, store: StoreOption = None) -> None:
+    """Sync the sources named in the OKR file and measure every key result."""
+    settings = Settings()
+    report = _run_sync(okr_file or settings.okr_file, _store_url(store))
+    _print_run(report)
+    _print_report(_store_url(store), "table")
+
+
+@app.command()
+def demo(
+    store: StoreOption = None,
+    seed: Annotated[int, typer.Option(help="seed of the generated sample org")] = 7,
+    okr_file: Annotated[Path, typer.Option("--okr-file", help="OKR file to sync")] = DEMO_OKRS,
+) -> None:
+    """Start the Salesforce sandbox, sync the sample company's OKRs and print the report."""
+    from connectors.salesforce.emulator import create_app
+    from connectors.salesforce.sandbox_data import generate_org
+    from okr_sync.sandbox import serve_tls
+
+    store_url = _store_url(store)
+    with err.status("Generating the sample org and starting the sandbox…"):
+        org = generate_org(seed=seed)
+        server_context = serve_tls(create_app(org))
+        server = server_context.__enter__()
+    try:
+        err.print(f"Sandbox Salesforce API at {server.base_url}; store {_redacted(store_url)}")
+        os.environ.update(_sandbox_environment(server.base_url, server.ca_file))
+        report = _run_sync(okr_file, store_url)
+    finally:
+        server_context.__exit__(None, None, None)
+    _print_run(report)
+    _print_report(store_url, "table")
+    err.print(f"The store stays at {_redacted(store_url)}: try `okr-sync report --format json`.")
+
+
+def _sandbox_environment(base_url: str, ca_file: Path) -> dict[str, str]:
+    from connectors.salesforce.emulator import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
+
+    return {
+        "OKR_SYNC_SALESFORCE_LOGIN_URL": base_url,
+        "OKR_SYNC_SALESFORCE_CLIENT_ID": SANDBOX_CLIENT_ID,
+        "OKR_SYNC_SALESFORCE_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+        "OKR_SYNC_SALESFORCE_CA_BUNDLE": str(ca_file),
+    }
+
+
+def _redacted(url: str) -> str:
+    from okr_targets.store import redact
+
+    return redact(url)
+
+
+def _print_report(store_url: str, output: str) -> None:
+    from okr_targets.report import as_csv, as_json, build_report, walk
+    from okr_targets.store import Store, StoreError
+
+    try:
+        store = Store.open(store_url)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    now = datetime.now(UTC)
+    with store.session() as session:
+        lines = build_report(session, now)
+    store.dispose()
+    if output == "json":
+        sys.stdout.write(json.dumps(as_json(lines, now, store.display_url), indent=2) + "\n")
+        return
+    if output == "csv":
+        sys.stdout.write(as_csv(lines))
+        return
+    table = Table(title="OKRs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("objective / key result", overflow="ellipsis", no_wrap=True, max_width=44)
+    table.add_column("value", justify="right", no_wrap=True, min_width=6)
+    table.add_column("target", justify="right", no_wrap=True, min_width=13)
+    table.add_column("progress", no_wrap=True, min_width=13)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("updated", no_wrap=True, min_width=12)
+    for depth, line in walk(lines):
+        indent = "  " * depth
+        progress = "" if line.progress is None else f"{line.progress:>4.0%}"
+        table.add_row(f"{indent}[bold]{line.title}[/]", "", "", f"[bold]{progress}[/]", "", "")
+        for kr in line.key_results:
+            updated = datetime.fromisoformat(kr.as_of).strftime("%b %d %H:%M") if kr.as_of else ""
+            table.add_row(
+                f"{indent}  {kr.title}",
+                _number(kr.value, kr.unit, with_unit=False),
+                _number(kr.target, kr.unit),
+                _bar(kr.progress),
+                _STATUS.get(kr.status, kr.status),
+                updated,
+            )
+    out.print(table)
+
+
+_STATUS = {
+    "on_track": "[green]on track[/]",
+    "at_risk": "[yellow]at risk[/]",
+    "off_track": "[red]off track[/]",
+    "no_data": "[dim]no data[/]",
+}
+
+
+def _number(value: float | None, unit: str, with_unit: bool = True) -> str:
+    """Short, human numbers: 1.2M, 612k, 5, -10.6%."""
+    if value is None:
+        return "—"
+    size = abs(value)
+    if size >= 1_000_000:
+        text = f"{value / 1_000_000:.2f}M"
+    elif size >= 10_000:
+        text = f"{value / 1_000:.0f}k"
+    else:
+        text = f"{value:,.1f}".removesuffix(".0")
+    if unit == "%":
+        return f"{text}%"
+    return f"{text} {unit}" if with_unit and unit else text
+
+
+def _bar(progress: float | None, width: int = 8) -> str:
+    if progress is None:
+        return ""
+    filled = round(progress * width)
+    return f"{'█' * filled}{'░' * (width - filled)} {progress:>4.0%}"
+
+
+@app.command()
+def report(
+    store: StoreOption = None,
+    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+) -> None:
+    """Print every objective and key result with its value, target, progress and status."""
+    if output not in ("table", "json", "csv"):
+        raise fail(f"unknown format {output!r}; use table, json or csv")
+    _print_report(_store_url(store), output)
+
+
+@app.command("lint")
+def lint_command(okr_file: OkrFileOption = None) -> None:
+    """Check the OKR file: structure, metrics, and that every key result is SMART."""
+    from okr_targets.config import ConfigError, lint, load_okrs
+
+    path = okr_file or Settings().okr_file
+    try:
+        config = load_okrs(path)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    findings = lint(config)
+    for finding in findings:
+        err.print(f"[yellow]{finding}[/]", highlight=False, soft_wrap=True)
+    if findings:
+        raise fail(f"{len(findings)} problem(s) in {path}")
+    count = sum(1 for _ in config.key_results())
+    out.print(f"{path}: {len(config.spec.objectives)} objectives, {count} key results, all SMART")
+
+
+@app.command()
+def sandbox(
+    seed: Annotated[int, typer.Option(help="seed of the generated org")] = 7,
+    data: Annotated[
+        Path | None, typer.Option(help="serve this directory of <Object>.jsonl files instead")
+    ] = None,
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0 picks a free one)")] = 8443,
+) -> None:
+    """Serve the Salesforce REST API emulator on loopback over TLS until Ctrl-C."""
+    from connectors.salesforce.emulator import create_app
+    from connectors.salesforce.sandbox_data import generate_org, load_org
+    from okr_sync.sandbox import RunningServer, serve_tls_forever
+
+    try:
+        org = load_org(data) if data else generate_org(seed=seed)
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+    def announce(server: RunningServer) -> None:
+        out.print(f"Salesforce sandbox at {server.base_url} (CA certificate: {server.ca_file})")
+        out.print("Point okr-sync at it with:")
+        for name, value in _sandbox_environment(server.base_url, server.ca_file).items():
+            out.print(f"  export {name}={value}", highlight=False, soft_wrap=True)
+        out.print("Press Ctrl-C to stop.")
+
+    try:
+        serve_tls_forever(create_app(org), port=port, cert_dir=SANDBOX_DIR, on_ready=announce)
+    except (OSError, RuntimeError) as exc:
+        raise fail(f"cannot serve on 127.0.0.1:{port}: {exc}") from None
+    out.print("sandbox stopped")
+
+
+@db_app.command("upgrade")
+def db_upgrade(store: StoreOption = None) -> None:
+    """Apply the Alembic migrations to the store (also done on first use)."""
+    from okr_targets.store import Store, StoreError
+
+    try:
+        opened = Store.open(_store_url(store))
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"{opened.display_url} is at schema revision {opened.revision()}")
+    opened.dispose()
+
+
+if __name__ == "__main__":
+    app()

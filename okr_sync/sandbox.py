@@ -1,0 +1,150 @@
+"""Serve an ASGI app (a source emulator) over real TLS on loopback.
+
+Each run makes a throwaway trustme CA and a certificate for 127.0.0.1/localhost, so
+clients verify the emulator exactly as they would a real API, given the CA file.
+
+From a CLI, either block until Ctrl-C::
+
+    serve_tls_forever(app, port=8443, on_ready=lambda s: print(s.base_url, s.ca_file))
+
+or drive it yourself::
+
+    with serve_tls(app, port=8443, cert_dir=Path(".okr-sync")) as server:
+        print(server.base_url, server.ca_file)
+        wait_for_interrupt()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+import uvicorn
+from starlette.types import ASGIApp
+
+CA_FILE_NAME = "sandbox-ca.pem"
+_STARTUP_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """Where a sandbox server listens and which CA file makes clients trust it."""
+
+    base_url: str
+    ca_file: Path
+    port: int
+
+
+@contextmanager
+def serve_tls(
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    cert_dir: Path | None = None,
+) -> Iterator[RunningServer]:
+    """Run ``app`` with uvicorn over TLS in a daemon thread until the block exits.
+
+    ``port=0`` picks a free port (read back from the bound socket). The CA PEM is written
+    to ``cert_dir/sandbox-ca.pem``, or to a temporary directory removed on exit.
+    """
+    ca = trustme.CA(organization_name="okr-sync sandbox")
+    identities = ["127.0.0.1", "localhost"]
+    if host not in identities and host not in ("0.0.0.0", "::"):  # noqa: S104 - bind-all check
+        identities.append(host)
+    leaf = ca.issue_cert(*identities)
+
+    def ssl_context(
+        _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        leaf.configure_cert(context)
+        return context
+
+    with tempfile.TemporaryDirectory(prefix="okr-sync-ca-") as scratch:
+        directory = Path(cert_dir) if cert_dir is not None else Path(scratch)
+        directory.mkdir(parents=True, exist_ok=True)
+        ca_file = directory / CA_FILE_NAME
+        ca.cert_pem.write_to_path(str(ca_file))
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            ssl_context_factory=ssl_context,
+            timeout_graceful_shutdown=3,
+        )
+        server = uvicorn.Server(config)
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(
+            target=loop.run_until_complete,
+            args=(server.serve(),),
+            name=f"sandbox-{host}:{port}",
+            daemon=True,
+        )
+        thread.start()
+        deadline = time.monotonic() + _STARTUP_TIMEOUT
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                raise RuntimeError(f"sandbox server failed to start on {host}:{port}")
+            time.sleep(0.01)
+        try:
+            sockets = server.servers[0].sockets
+            bound_port = int(sockets[0].getsockname()[1])
+            url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+            if ":" in url_host:
+                url_host = f"[{url_host}]"
+            yield RunningServer(f"https://{url_host}:{bound_port}", ca_file, bound_port)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=0.5)
+            if thread.is_alive():
+                # Idle keep-alive TLS connections wait for the client's close_notify, which a
+                # pooled client never sends; cut them so shutdown doesn't hang.
+                loop.call_soon_threadsafe(_abort_connections, server)
+                thread.join(timeout=10)
+            if not thread.is_alive():
+                loop.close()
+
+
+def _abort_connections(server: uvicorn.Server) -> None:
+    for connection in list(server.server_state.connections):
+        transport = getattr(connection, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+
+def wait_for_interrupt() -> None:
+    """Block the calling (main) thread until Ctrl-C."""
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
+
+
+def serve_tls_forever(
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    cert_dir: Path | None = None,
+    on_ready: Callable[[RunningServer], None] | None = None,
+) -> RunningServer:
+    """Serve until Ctrl-C; ``on_ready`` gets the URL/CA (e.g. to print them) once listening.
+
+    Prints nothing itself; returns the server description after a clean shutdown.
+    """
+    with serve_tls(app, host=host, port=port, cert_dir=cert_dir) as server:
+        if on_ready is not None:
+            on_ready(server)
+        wait_for_interrupt()
+    return server

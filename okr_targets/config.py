@@ -1,0 +1,309 @@
+"""OKRs as code: the YAML file of objectives and key results, its validation and SMART lint.
+
+Errors name the file, the line and the fix, because the person reading them edits YAML,
+not Python. Loading checks structure (types, unknown keys, ids, parents, periods, metric
+names and parameters); ``lint`` checks that every key result is SMART enough to sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from okr_targets.periods import Period
+from okr_targets.scoring import StatusThresholds
+from transforms.metrics import MetricError, check_params
+
+
+def _valid_period(label: str) -> str:
+    Period.parse(label)
+    return label
+
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+PeriodLabel = Annotated[str, AfterValidator(_valid_period)]
+
+
+class ConfigError(Exception):
+    """The OKR file is invalid; the message says where and how to fix it."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyResultSpec(_Spec):
+    id: Slug
+    title: str
+    owner: str | None = None
+    period: PeriodLabel | None = None
+    metric: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    baseline: float = 0.0
+    target: float | None = None
+    direction: Literal["increase", "decrease"] | None = None
+    unit: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+
+
+class ObjectiveSpec(_Spec):
+    id: Slug
+    title: str
+    owner: str | None = None
+    period: PeriodLabel | None = None
+    parent: Slug | None = None
+    key_results: list[KeyResultSpec] = Field(default_factory=list)
+
+
+class OkrFile(_Spec):
+    company: str
+    sources: list[str] = Field(default_factory=lambda: ["salesforce"], min_length=1)
+    status: StatusThresholds = Field(default_factory=StatusThresholds)
+    objectives: list[ObjectiveSpec] = Field(min_length=1)
+
+
+@dataclass
+class OkrConfig:
+    """A loaded OKR file plus where each of its parts was written (for messages)."""
+
+    path: Path
+    spec: OkrFile
+    lines: dict[tuple[str | int, ...], int]
+
+    def where(self, *location: str | int) -> str:
+        return f"{self.path}:{_line_for(self.lines, location)}"
+
+    def key_results(self) -> Iterator[tuple[ObjectiveSpec, KeyResultSpec, tuple[str | int, ...]]]:
+        for o_index, objective in enumerate(self.spec.objectives):
+            for k_index, key_result in enumerate(objective.key_results):
+                yield objective, key_result, ("objectives", o_index, "key_results", k_index)
+
+    def resolved(self, objective: ObjectiveSpec, key_result: KeyResultSpec) -> tuple[str, str]:
+        """The key result's owner and period, inherited from its objective when not set."""
+        return (
+            key_result.owner or objective.owner or "",
+            key_result.period or objective.period or "",
+        )
+
+
+def _line_index(
+    node: yaml.Node, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], int]]:
+    """Every path in the document with the line it starts on (a key's line for mappings)."""
+    yield path, node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            yield child, key.start_mark.line + 1
+            yield from ((p, line) for p, line in _line_index(value, child) if p != child)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _line_index(item, (*path, index))
+
+
+def _line_for(lines: dict[tuple[str | int, ...], int], location: tuple[str | int, ...]) -> int:
+    for end in range(len(location), -1, -1):
+        if location[:end] in lines:
+            return lines[location[:end]]
+    return 1
+
+
+_FIXES = {
+    "missing": "add the field",
+    "extra_forbidden": "remove it or check its spelling",
+    "float_parsing": "write a plain number, such as 10 or -2.5",
+    "float_type": "write a plain number, such as 10 or -2.5",
+    "string_type": "write text, in quotes if it looks like a number",
+    "list_type": "write a list (lines starting with '- ')",
+    "dict_type": "write a mapping (key: value lines)",
+    "literal_error": "use one of the allowed values",
+    "string_pattern_mismatch": "use lower-case letters, digits, '-' and '_'",
+    "too_short": "add at least one entry",
+}
+
+
+def _dotted(location: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def load_okrs(path: str | Path) -> OkrConfig:
+    """Read and validate an OKR file; raises ConfigError with file:line and a fix."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the OKR file ({exc.strerror})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{path}{line}: not valid YAML ({problem}); fix the indentation or quoting there"
+        ) from None
+    if node is None or not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: expected a mapping with `company:` and `objectives:`")
+    lines = dict(_line_index(node))
+    try:
+        spec = OkrFile.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = tuple(error["loc"])
+        fix = _FIXES.get(error["type"], "correct the value")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        where = f"{path}:{_line_for(lines, location)}"
+        raise ConfigError(
+            f"{where}: {_dotted(location)}: {error['msg']}; fix: {fix}{more}"
+        ) from None
+    config = OkrConfig(path, spec, lines)
+    _check_references(config)
+    return config
+
+
+def _check_references(config: OkrConfig) -> None:
+    seen: dict[str, str] = {}
+    objectives = {objective.id for objective in config.spec.objectives}
+    for index, objective in enumerate(config.spec.objectives):
+        where = ("objectives", index)
+        _unique(config, seen, objective.id, (*where, "id"))
+        if objective.parent is not None and objective.parent not in objectives:
+            raise ConfigError(
+                f"{config.where(*where, 'parent')}: parent {objective.parent!r} is not an "
+                f"objective in this file; fix: use one of {sorted(objectives - {objective.id})}"
+            )
+    _check_cycles(config)
+    for _objective, key_result, kr_where in config.key_results():
+        _unique(config, seen, key_result.id, (*kr_where, "id"))
+        if key_result.metric is None:
+            continue
+        try:
+            check_params(key_result.metric, key_result.params)
+        except MetricError as exc:
+            raise ConfigError(
+                f"{config.where(*kr_where, 'metric')}: {exc}; fix: pick a known metric"
+            ) from None
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = _dotted(tuple(error["loc"])) or "params"
+            raise ConfigError(
+                f"{config.where(*kr_where, 'params')}: metric {key_result.metric!r} "
+                f"parameter {name}: {error['msg']}; "
+                f"fix: {_FIXES.get(error['type'], 'correct the value')}"
+            ) from None
+
+
+def _unique(
+    config: OkrConfig, seen: dict[str, str], ident: str, location: tuple[str | int, ...]
+) -> None:
+    if ident in seen:
+        raise ConfigError(
+            f"{config.where(*location)}: id {ident!r} is already used at {seen[ident]}; "
+            "fix: give it a unique id"
+        )
+    seen[ident] = config.where(*location)
+
+
+def _check_cycles(config: OkrConfig) -> None:
+    parents = {objective.id: objective.parent for objective in config.spec.objectives}
+    for index, objective in enumerate(config.spec.objectives):
+        chain, current = [objective.id], objective.parent
+        while current is not None:
+            if current in chain:
+                raise ConfigError(
+                    f"{config.where('objectives', index, 'parent')}: objectives form a cycle "
+                    f"({' -> '.join([*chain, current])}); fix: break the cycle"
+                )
+            chain.append(current)
+            current = parents.get(current)
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def lint(config: OkrConfig) -> list[LintFinding]:
+    """SMART checks: metric, measurable target, period and owner; parents below the top."""
+    findings: list[LintFinding] = []
+    tops = [o for o in config.spec.objectives if o.parent is None]
+    if len(tops) > 1:
+        for index, objective in enumerate(config.spec.objectives):
+            if objective.parent is None and objective is not tops[0]:
+                findings.append(
+                    LintFinding(
+                        config.where("objectives", index),
+                        f"objective {objective.id!r} has no parent; only the top objective "
+                        f"({tops[0].id!r}) may stand alone: add `parent:`",
+                    )
+                )
+    for index, objective in enumerate(config.spec.objectives):
+        if not objective.key_results and not any(
+            o.parent == objective.id for o in config.spec.objectives
+        ):
+            findings.append(
+                LintFinding(
+                    config.where("objectives", index),
+                    f"objective {objective.id!r} has neither key results nor child objectives",
+                )
+            )
+    for objective, key_result, where in config.key_results():
+        owner, period = config.resolved(objective, key_result)
+        label = f"key result {key_result.id!r}"
+        if key_result.metric is None:
+            findings.append(
+                LintFinding(
+                    config.where(*where), f"{label} is not bound to a metric: add `metric:`"
+                )
+            )
+        if key_result.target is None:
+            findings.append(
+                LintFinding(
+                    config.where(*where), f"{label} has no measurable target: add `target:`"
+                )
+            )
+        elif key_result.target == key_result.baseline:
+            findings.append(
+                LintFinding(
+                    config.where(*where, "target"), f"{label} has its target equal to its baseline"
+                )
+            )
+        elif key_result.direction is not None and (
+            (key_result.direction == "increase") != (key_result.target > key_result.baseline)
+        ):
+            findings.append(
+                LintFinding(
+                    config.where(*where, "direction"),
+                    f"{label} says {key_result.direction} but its target is "
+                    f"{'below' if key_result.target < key_result.baseline else 'above'} "
+                    "its baseline",
+                )
+            )
+        if not period:
+            findings.append(
+                LintFinding(
+                    config.where(*where),
+                    f"{label} has no period: add `period:` here or on its objective",
+                )
+            )
+        if not owner:
+            findings.append(
+                LintFinding(
+                    config.where(*where),
+                    f"{label} has no owner: add `owner:` here or on its objective",
+                )
+            )
+    return findings

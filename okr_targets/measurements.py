@@ -1,0 +1,142 @@
+"""Writing OKR definitions and key-result measurements to the store.
+
+A measurement row is written when a key result's value or status differs from its latest
+measurement; an unchanged key result only gets ``checked_at`` moved, so a sync every few
+minutes does not bloat the time series and every row marks a real change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from okr_targets.config import OkrConfig
+from okr_targets.models import KeyResult, Measurement, MeasurementRecord, Objective
+from okr_targets.periods import Period
+from okr_targets.scoring import score
+from transforms.metrics import MetricError, get_metric
+
+
+def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
+    """Insert or update every objective and key result from the OKR file."""
+    for objective in _parents_first(config):
+        row = session.get(Objective, objective.id) or Objective(id=objective.id)
+        row.title, row.owner = objective.title, objective.owner or ""
+        row.period, row.parent_id, row.updated_at = objective.period or "", objective.parent, now
+        session.add(row)
+        session.flush()
+    for objective, spec, _where in config.key_results():
+        owner, period = config.resolved(objective, spec)
+        kr = session.get(KeyResult, spec.id) or KeyResult(id=spec.id)
+        kr.objective_id, kr.title, kr.owner, kr.period = objective.id, spec.title, owner, period
+        kr.metric, kr.params = spec.metric or "", dict(spec.params)
+        kr.baseline = spec.baseline
+        kr.target = spec.target if spec.target is not None else spec.baseline
+        kr.direction = spec.direction or ("increase" if kr.target >= kr.baseline else "decrease")
+        kr.unit, kr.updated_at = spec.unit or "", now
+        session.add(kr)
+
+
+def _parents_first(config: OkrConfig) -> list[Any]:
+    ordered: list[Any] = []
+    pending = list(config.spec.objectives)
+    while pending:
+        placed = {o.id for o in ordered}
+        ready = [o for o in pending if o.parent is None or o.parent in placed]
+        ordered += ready
+        pending = [o for o in pending if o not in ready]
+    return ordered
+
+
+@dataclass
+class KeyResultOutcome:
+    """What one sync did to one key result, for the run report."""
+
+    key_result_id: str
+    value: float | None
+    unit: str
+    status: str
+    progress: float | None
+    changed: bool
+    records: int
+    error: str | None = None
+
+
+def latest_measurement(session: Session, key_result_id: str) -> Measurement | None:
+    return session.scalars(
+        select(Measurement)
+        .where(Measurement.key_result_id == key_result_id)
+        .order_by(Measurement.measured_at.desc(), Measurement.id.desc())
+        .limit(1)
+    ).first()
+
+
+def measure_key_results(
+    session: Session, config: OkrConfig, run_id: str, now: datetime, code_version: str
+) -> list[KeyResultOutcome]:
+    """Compute every key result over the mirror and write the ones that changed."""
+    outcomes = []
+    for objective, spec, _where in config.key_results():
+        if spec.metric is None or spec.target is None:
+            continue
+        _owner, period_label = config.resolved(objective, spec)
+        period = Period.parse(period_label)
+        try:
+            result = get_metric(spec.metric).run(session, period, spec.params)
+        except MetricError as exc:
+            outcomes.append(
+                KeyResultOutcome(spec.id, None, spec.unit or "", "error", None, False, 0, str(exc))
+            )
+            continue
+        scored = score(result.value, spec.baseline, spec.target, period, now, config.spec.status)
+        previous = latest_measurement(session, spec.id)
+        changed = (
+            previous is None or previous.value != result.value or previous.status != scored.status
+        )
+        key_result = session.get(KeyResult, spec.id)
+        assert key_result is not None, "save_okrs runs first"
+        key_result.checked_at = now
+        if changed:
+            measurement = Measurement(
+                key_result_id=spec.id,
+                run_id=run_id,
+                measured_at=now,
+                value=result.value,
+                unit=spec.unit or result.unit,
+                progress=scored.progress,
+                progress_raw=scored.progress_raw,
+                expected_progress=scored.expected,
+                status=scored.status,
+                metric=spec.metric,
+                params=dict(spec.params),
+                details=result.details,
+                record_count=len(result.records),
+                code_version=code_version,
+            )
+            session.add(measurement)
+            session.flush()
+            session.add_all(
+                MeasurementRecord(
+                    measurement_id=measurement.id,
+                    entity=ref.entity,
+                    source=ref.source,
+                    source_id=ref.source_id,
+                )
+                for ref in dict.fromkeys(result.records)
+            )
+        outcomes.append(
+            KeyResultOutcome(
+                spec.id,
+                result.value,
+                spec.unit or result.unit,
+                scored.status,
+                scored.progress,
+                changed,
+                len(result.records),
+            )
+        )
+    return outcomes

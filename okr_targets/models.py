@@ -1,0 +1,265 @@
+"""The OKR store's tables: OKR definitions, measurements, sync bookkeeping and the record mirror.
+
+Every timestamp column is timezone-aware and holds UTC. Money columns keep their currency
+in a sibling column. The mirror keeps one canonical copy of every record a connector has
+seen, keyed by ``(source, source_id)``; deletes are tombstones (``deleted_at``), never
+physical deletes, so a measurement's record ids stay resolvable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and always returns them aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: okr-sync stores aware UTC timestamps")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+Timestamp = Annotated[datetime, mapped_column(UTCDateTime())]
+Money = Annotated[Decimal, mapped_column(Numeric(18, 4, asdecimal=True))]
+Currency = Annotated[str, mapped_column(String(3))]
+Id = Annotated[str, mapped_column(String(64))]
+Json = Annotated[Any, mapped_column(JSON())]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# --- OKRs as configured -------------------------------------------------------------
+
+
+class Objective(Base):
+    __tablename__ = "objectives"
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(200))
+    period: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("objectives.id"), default=None)
+    updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+    key_results: Mapped[list[KeyResult]] = relationship(back_populates="objective")
+
+
+class KeyResult(Base):
+    __tablename__ = "key_results"
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    objective_id: Mapped[str] = mapped_column(ForeignKey("objectives.id"))
+    title: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(200))
+    period: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(100))
+    params: Mapped[Json] = mapped_column(default=dict)
+    baseline: Mapped[float]
+    target: Mapped[float]
+    direction: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str] = mapped_column(String(32))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+    objective: Mapped[Objective] = relationship(back_populates="key_results")
+
+
+# --- Sync bookkeeping -----------------------------------------------------------------
+
+
+class SyncRun(Base):
+    """One sync: when, how it ended, why, and what each stream did."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    started_at: Mapped[Timestamp]
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    status: Mapped[str] = mapped_column(String(16))  # running | success | partial | failed
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    stream_counts: Mapped[Json] = mapped_column(default=dict)
+    code_version: Mapped[str] = mapped_column(String(64))
+
+
+class Cursor(Base):
+    """How far each stream has been read; committed with the rows it covers."""
+
+    __tablename__ = "cursors"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Timestamp]
+    run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id"))
+    updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+
+class QuarantinedRow(Base):
+    """A record kept out of the mirror because it failed an expectation."""
+
+    __tablename__ = "quarantined_rows"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id"), index=True)
+    entity: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str | None] = mapped_column(String(64))
+    expectations: Mapped[Json]
+    record: Mapped[Json]
+    quarantined_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+
+# --- Measurements ---------------------------------------------------------------------
+
+
+class Measurement(Base):
+    """One value of one key result; a time series, never updated in place."""
+
+    __tablename__ = "measurements"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key_result_id: Mapped[str] = mapped_column(ForeignKey("key_results.id"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id"))
+    measured_at: Mapped[Timestamp]
+    value: Mapped[float | None]
+    unit: Mapped[str] = mapped_column(String(32))
+    progress: Mapped[float | None]
+    progress_raw: Mapped[float | None]
+    expected_progress: Mapped[float]
+    status: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(100))
+    params: Mapped[Json]
+    details: Mapped[Json]
+    record_count: Mapped[int]
+    code_version: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_measurements_kr_time", "key_result_id", "measured_at"),)
+
+
+class MeasurementRecord(Base):
+    """Which mirror records a measurement was computed from (its lineage)."""
+
+    __tablename__ = "measurement_records"
+
+    measurement_id: Mapped[int] = mapped_column(
+        ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True
+    )
+    entity: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_id: Mapped[Id] = mapped_column(primary_key=True)
+
+
+# --- The canonical record mirror --------------------------------------------------------
+
+
+class MirrorRecord(Base):
+    """Columns every canonical record carries, whatever system it came from."""
+
+    __abstract__ = True
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_id: Mapped[Id] = mapped_column(primary_key=True)
+    source_modified_at: Mapped[Timestamp]
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    run_id: Mapped[str] = mapped_column(String(64))
+
+
+class Customer(MirrorRecord):
+    __tablename__ = "mirror_customers"
+
+    name: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[str | None] = mapped_column(String(64))
+    segment: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[Timestamp]
+    became_customer_on: Mapped[date | None]
+    churned_on: Mapped[date | None]
+
+
+class Deal(MirrorRecord):
+    __tablename__ = "mirror_deals"
+
+    name: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    owner_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    amount: Mapped[Money | None]
+    currency: Mapped[Currency]
+    stage: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(8))  # open | won | lost
+    pipeline: Mapped[str | None] = mapped_column(String(100))
+    deal_type: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[Timestamp]
+    close_on: Mapped[date | None]  # the close date (expected while open)
+
+    __table_args__ = (Index("ix_mirror_deals_outcome_close", "outcome", "close_on"),)
+
+
+class Rep(MirrorRecord):
+    __tablename__ = "mirror_reps"
+
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(String(200), index=True)
+    team: Mapped[str | None] = mapped_column(String(100))
+    started_on: Mapped[date | None]
+    monthly_quota: Mapped[Money | None]
+    quota_currency: Mapped[Currency | None]
+    active: Mapped[bool]
+
+
+class FxRate(MirrorRecord):
+    """How many units of ``currency`` one unit of the source's corporate currency buys."""
+
+    __tablename__ = "mirror_fx_rates"
+
+    currency: Mapped[Currency]
+    rate: Mapped[Decimal] = mapped_column(Numeric(18, 9, asdecimal=True))
+    is_corporate: Mapped[bool]
+
+
+MIRROR: dict[str, type[MirrorRecord]] = {
+    "customer": Customer,
+    "deal": Deal,
+    "rep": Rep,
+    "fx_rate": FxRate,
+}
+"""Canonical entity name → its mirror table. Connectors emit dicts with these columns."""

@@ -1,0 +1,198 @@
+"""Opening the OKR store and the few writes every sync makes.
+
+A store is a SQLAlchemy engine whose schema Alembic keeps at head: ``okr-sync db upgrade``
+runs the migrations, and so does the first use of a store. Sessions belong to the caller,
+so a batch of mirror rows, its quarantined rows and the stream's cursor commit together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, Table, create_engine, event, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from okr_targets.models import Cursor, MirrorRecord, QuarantinedRow, SyncRun, utcnow
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_STORE_URL = "sqlite:///okr-sync.db"
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written; the message is safe to show."""
+
+
+def redact(url: str) -> str:
+    """The URL with its password masked, for logs, reports and errors."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable store URL>"
+
+
+def normalize_url(url: str) -> str:
+    """Pick the psycopg 3 driver for a bare ``postgresql://`` URL."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def _alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+class Store:
+    """An engine on the OKR store plus a session factory; one per process is plenty."""
+
+    def __init__(self, url: str) -> None:
+        self.display_url = redact(url)
+        try:
+            self.engine = create_engine(normalize_url(url), pool_pre_ping=True)
+        except (ArgumentError, ImportError) as exc:
+            raise StoreError(f"store URL {self.display_url} is not usable: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open the store and bring its schema to the newest migration."""
+        store = cls(url)
+        store.upgrade()
+        return store
+
+    def upgrade(self) -> None:
+        try:
+            with self.engine.connect() as connection:
+                current = MigrationContext.configure(connection).get_current_revision()
+            head = ScriptDirectory.from_config(_alembic_config(self.engine)).get_current_head()
+            if current != head:
+                command.upgrade(_alembic_config(self.engine), "head")
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StoreError(f"cannot open store {self.display_url}: {reason}") from None
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def upsert_records(
+    session: Session, model: type[MirrorRecord], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert or update mirror rows; an older copy never overwrites a newer one."""
+    if not rows:
+        return
+    table = cast(Table, model.__table__)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table)
+    keys = [column.name for column in table.primary_key.columns]
+    changes = {
+        column.name: statement.excluded[column.name]
+        for column in table.columns
+        if column.name not in keys
+    }
+    statement = statement.on_conflict_do_update(
+        index_elements=keys,
+        set_=changes,
+        where=table.c.source_modified_at <= statement.excluded.source_modified_at,
+    )
+    session.execute(statement, list(rows))
+
+
+def read_cursor(session: Session, source: str, stream: str) -> datetime | None:
+    return session.scalar(
+        select(Cursor.value).where(Cursor.source == source, Cursor.stream == stream)
+    )
+
+
+def write_cursor(session: Session, source: str, stream: str, value: datetime, run_id: str) -> None:
+    cursor = session.get(Cursor, (source, stream))
+    if cursor is None:
+        session.add(Cursor(source=source, stream=stream, value=value, run_id=run_id))
+    elif value > cursor.value:
+        cursor.value, cursor.run_id = value, run_id
+
+
+def quarantine(
+    session: Session,
+    run_id: str,
+    entity: str,
+    rejected: Iterable[tuple[Mapping[str, Any], list[str]]],
+) -> int:
+    """Keep failing rows, each with the expectations it failed; returns how many."""
+    count = 0
+    for record, failures in rejected:
+        session.add(
+            QuarantinedRow(
+                run_id=run_id,
+                entity=entity,
+                source=str(record.get("source")),
+                source_id=record.get("source_id"),
+                expectations=failures,
+                record={key: _jsonable(value) for key, value in record.items()},
+            )
+        )
+        count += 1
+    return count
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def begin_run(store: Store, code_version: str, flow_run_id: str | None = None) -> str:
+    """Record a sync run as running, in its own transaction, and return its id."""
+    run_id = str(uuid.uuid4())
+    with store.session() as session, session.begin():
+        session.add(
+            SyncRun(
+                id=run_id,
+                flow_run_id=flow_run_id,
+                started_at=utcnow(),
+                status="running",
+                code_version=code_version,
+            )
+        )
+    return run_id
+
+
+def finish_run(
+    store: Store, run_id: str, status: str, reason: str | None, stream_counts: dict[str, Any]
+) -> None:
+    with store.session() as session, session.begin():
+        run = session.get(SyncRun, run_id)
+        assert run is not None, f"run {run_id} was begun"
+        run.status, run.reason, run.finished_at = status, reason, utcnow()
+        run.stream_counts = stream_counts
