@@ -31,6 +31,16 @@ class StreamInfo:
 
 
 @dataclass
+class Rejected:
+    """A record kept out of the mirror, with why; quarantined, never silently dropped."""
+
+    source: str
+    source_id: str | None
+    record: Mapping[str, Any]
+    reasons: list[str]
+
+
+@dataclass
 class Page:
     """One page of a stream, already mapped to canonical rows.
 
@@ -41,7 +51,7 @@ class Page:
 
     rows: list[CanonicalRow]
     cursor: datetime | None
-    rejected: list[tuple[Mapping[str, Any], list[str]]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     total: int | None = None
 
 

@@ -16,6 +16,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from connectors.base import Rejected
+
 SUITES = Path(__file__).parent
 
 
@@ -24,7 +26,7 @@ class Verdict:
     """A validated batch: rows fit for the mirror, and rejected rows with their failures."""
 
     good: list[Mapping[str, Any]] = field(default_factory=list)
-    rejected: list[tuple[Mapping[str, Any], list[str]]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 def suite_names(directory: Path = SUITES) -> list[str]:
@@ -102,7 +104,10 @@ class Validator:
         verdict = Verdict()
         for index, row in enumerate(rows):
             if index in failures:
-                verdict.rejected.append((row, failures[index]))
+                source_id = row.get("source_id")
+                verdict.rejected.append(
+                    Rejected(str(row.get("source")), source_id, row, failures[index])
+                )
             else:
                 verdict.good.append(row)
         return verdict

@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.states import Failed, State
 
-from connectors.base import Page, StreamInfo, UnknownConnectorError, get_connector
+from connectors.base import Page, Rejected, StreamInfo, UnknownConnectorError, get_connector
 from connectors.errors import SourceError, is_retriable
 from expectations import Validator
 from okr_sync import __version__
@@ -77,7 +77,7 @@ class StreamCounts:
 @dataclass
 class Batch:
     rows: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[tuple[Any, list[str]]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     cursor: datetime | None = None
     total: int | None = None
 

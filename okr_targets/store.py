@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import Rejected
 from okr_targets.models import Cursor, MirrorRecord, QuarantinedRow, SyncRun, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -143,23 +144,18 @@ def write_cursor(session: Session, source: str, stream: str, value: datetime, ru
         cursor.value, cursor.run_id = value, run_id
 
 
-def quarantine(
-    session: Session,
-    run_id: str,
-    entity: str,
-    rejected: Iterable[tuple[Mapping[str, Any], list[str]]],
-) -> int:
-    """Keep failing rows, each with the expectations it failed; returns how many."""
+def quarantine(session: Session, run_id: str, entity: str, rejected: Iterable[Rejected]) -> int:
+    """Keep failing records, each with the reasons it failed; returns how many."""
     count = 0
-    for record, failures in rejected:
+    for item in rejected:
         session.add(
             QuarantinedRow(
                 run_id=run_id,
                 entity=entity,
-                source=str(record.get("source")),
-                source_id=record.get("source_id"),
-                expectations=failures,
-                record={key: _jsonable(value) for key, value in record.items()},
+                source=item.source,
+                source_id=item.source_id,
+                expectations=item.reasons,
+                record=_jsonable(item.record),
             )
         )
         count += 1
@@ -167,8 +163,15 @@ def quarantine(
 
 
 def _jsonable(value: Any) -> Any:
+    """Plain JSON for the quarantine: dates as ISO text, Decimal as exact text."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
     return str(value)
 
 

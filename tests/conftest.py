@@ -9,11 +9,23 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+
+from connectors.salesforce.emulator import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, create_app
+from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.base import get_connector
+from expectations import Validator
+from flows.sync import sync_stream
+from okr_sync.sandbox import RunningServer, serve_tls
+from okr_targets.store import Store, begin_run, finish_run
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 PG_ADMIN_DSN = os.environ.get("OKR_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -68,3 +80,68 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+# --- the Salesforce sandbox ------------------------------------------------------------------
+
+SMALL_ORG = {"seed": 11, "as_of": AS_OF, "accounts": 150, "opportunities": 900}
+
+
+@pytest.fixture(scope="session")
+def sandbox_org() -> SalesforceOrg:
+    """A small generated org, the same for every test in the session (never mutate it)."""
+    return generate_org(**SMALL_ORG)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def sandbox(
+    sandbox_org: SalesforceOrg, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    with serve_tls(create_app(sandbox_org), cert_dir=tmp_path_factory.mktemp("ca")) as server:
+        yield server
+
+
+def sandbox_env(server: RunningServer) -> dict[str, str]:
+    return {
+        "OKR_SYNC_SALESFORCE_LOGIN_URL": server.base_url,
+        "OKR_SYNC_SALESFORCE_CLIENT_ID": SANDBOX_CLIENT_ID,
+        "OKR_SYNC_SALESFORCE_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+        "OKR_SYNC_SALESFORCE_CA_BUNDLE": str(server.ca_file),
+    }
+
+
+@pytest.fixture
+def salesforce_env(sandbox: RunningServer, monkeypatch: pytest.MonkeyPatch) -> RunningServer:
+    """Point the Salesforce connector at the session's sandbox through its environment."""
+    for name, value in sandbox_env(sandbox).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OKR_SYNC_RETRY_DELAY_SECONDS", "[0.1]")
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def validator() -> Validator:
+    """One Great Expectations context per session (importing GX takes seconds)."""
+    return Validator()
+
+
+def sync_sources(store_url: str, validator: Validator, batch_size: int = 500) -> str:
+    """Run every Salesforce stream into the store through the task logic (no Prefect run)."""
+    store = Store.open(store_url)
+    run_id = begin_run(store, "test")
+    counts = {
+        stream.name: asdict(
+            sync_stream.fn(store, "salesforce", stream, run_id, validator, batch_size)
+        )
+        for stream in get_connector("salesforce").streams
+    }
+    finish_run(store, run_id, "success", None, counts)
+    store.dispose()
+    return run_id
+
+
+@pytest.fixture
+def synced_store(store_url: str, salesforce_env: RunningServer, validator: Validator) -> str:
+    """A store (SQLite or PostgreSQL) whose mirror holds the whole sandbox org."""
+    sync_sources(store_url, validator)
+    return store_url

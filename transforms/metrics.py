@@ -142,9 +142,11 @@ class Converter:
                 self.corporate[rate.source] = rate.currency
 
     def target_currency(self, sources: Iterable[str], wanted: str | None) -> str | None:
+        """The wanted currency, else the corporate one of the sources (of all, if none)."""
         if wanted:
             return wanted.upper()
-        corporate = {self.corporate[s] for s in sources if s in self.corporate}
+        names = set(sources) or set(self.corporate)
+        corporate = {self.corporate[s] for s in names if s in self.corporate}
         if len(corporate) > 1:
             raise MetricError(
                 f"sources have different corporate currencies {sorted(corporate)}; "

@@ -17,7 +17,7 @@ import requests
 from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError
 
-from connectors.base import Page, StreamInfo
+from connectors.base import Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError, is_retriable_status
 from connectors.http import TrustedSession
 from connectors.salesforce.mapping import SOURCE, MappingError
@@ -154,7 +154,8 @@ class SalesforceReader:
                 try:
                     row = sobject.mapper(record, self.settings)
                 except MappingError as exc:
-                    page.rejected.append((record, [f"mapping: {exc}"]))
+                    reason = f"mapping: {exc}"
+                    page.rejected.append(Rejected(SOURCE, record.get("Id"), record, [reason]))
                     continue
                 page.rows.append(row)
                 page.cursor = row["source_modified_at"]
