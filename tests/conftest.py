@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from connectors.base import get_connector
 from connectors.salesforce.emulator import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, create_app
 from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
-from connectors.base import get_connector
 from expectations import Validator
 from flows.sync import sync_stream
 from okr_sync.sandbox import RunningServer, serve_tls
