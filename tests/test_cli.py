@@ -1,0 +1,156 @@
+"""The CLI: reports in three formats, lint, and one clear line (never a traceback) on bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner, Result
+
+from okr_sync.cli import DEMO_OKRS, app
+from okr_sync.sandbox import RunningServer
+from okr_targets.models import Measurement, SyncRun
+from okr_targets.store import Store
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def last_error_line(result: Result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return lines[-1]
+
+
+def assert_failed_cleanly(result: Result, *fragments: str) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    line = last_error_line(result)
+    assert line.startswith("error: "), line
+    for fragment in fragments:
+        assert fragment in line, line
+    return line
+
+
+def failed_runs(store_url: str) -> list[SyncRun]:
+    store = Store.open(store_url)
+    with store.session() as session:
+        runs = list(session.scalars(select(SyncRun)))
+        measurements = session.scalar(select(func.count()).select_from(Measurement))
+    store.dispose()
+    assert measurements == 0, "a failed run wrote measurements"
+    return [run for run in runs if run.status == "failed"]
+
+
+def test_sync_then_report_in_every_format(sqlite_url: str, salesforce_env: RunningServer) -> None:
+    result = invoke("sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert "salesforce.Opportunity" in result.stdout
+    assert "Sell to 10 new customers" in result.stdout
+
+    as_json = json.loads(invoke("report", "--store", sqlite_url, "--format", "json").stdout)
+    objectives = {o["id"]: o for o in as_json["objectives"]}
+    assert objectives["sales"]["parent"] == "company-revenue"
+    assert objectives["marcus-reed"]["parent"] == "enterprise-sales"
+    key_result = next(kr for kr in objectives["sales"]["key_results"] if kr["id"] == "new-customers")
+    assert key_result["target"] == 10
+    assert key_result["value"] is not None
+    assert key_result["status"] in {"on_track", "at_risk", "off_track"}
+    assert key_result["progress"] == pytest.approx(min(1.0, key_result["value"] / 10))
+    assert key_result["as_of"].endswith("+00:00")
+
+    rows = list(csv.DictReader(io.StringIO(invoke("report", "--store", sqlite_url, "--format", "csv").stdout)))
+    assert {row["id"] for row in rows} == {
+        kr["id"] for o in as_json["objectives"] for kr in o["key_results"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("okr_text", "fragments"),
+    [
+        ("company: X\nobjectives:\n  - id: a\n    title: [broken\n", ("okrs.yaml:", "not valid YAML")),
+        (
+            "company: X\nobjectives:\n  - id: a\n    title: A\n    owner: o\n    period: 2026-Q4\n"
+            "    key_results:\n      - id: k\n        title: K\n        metric: revenue_magic\n"
+            "        target: 1\n",
+            ("okrs.yaml:10:", "unknown metric 'revenue_magic'"),
+        ),
+    ],
+    ids=["malformed-okr-file", "unknown-metric"],
+)
+def test_bad_okr_file_fails_with_one_line(
+    tmp_path: Path, sqlite_url: str, okr_text: str, fragments: tuple[str, ...]
+) -> None:
+    okr_file = tmp_path / "okrs.yaml"
+    okr_file.write_text(okr_text)
+    line = assert_failed_cleanly(invoke("sync", "--okr-file", str(okr_file), "--store", sqlite_url), *fragments)
+    [run] = failed_runs(sqlite_url)
+    assert run.reason is not None
+    assert run.reason in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("OKR_SYNC_SALESFORCE_LOGIN_URL", "https://127.0.0.1:9", "cannot reach the server"),
+        ("OKR_SYNC_SALESFORCE_CLIENT_SECRET", "wrong-secret", "refused: invalid client credentials"),
+        ("OKR_SYNC_SALESFORCE_REP_QUOTA_FIELD", "Quota_Typo__c", "INVALID_FIELD"),
+        ("OKR_SYNC_SALESFORCE_CA_BUNDLE", "", "certificate is not trusted"),
+    ],
+    ids=["unreachable-source", "wrong-credential", "soql-error", "untrusted-certificate"],
+)
+def test_source_failures_fail_with_one_line(
+    salesforce_env: RunningServer,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_url: str,
+    variable: str,
+    value: str,
+    fragment: str,
+) -> None:
+    if value:
+        monkeypatch.setenv(variable, value)
+    else:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("OKR_SYNC_RETRIES", "1")
+    result = invoke("sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url)
+    line = assert_failed_cleanly(result, "salesforce: ", fragment)
+    assert "sandbox-secret" not in result.output
+    [run] = failed_runs(sqlite_url)
+    assert run.reason is not None
+    assert run.reason in line
+
+
+def test_unusable_store_fails_with_one_line(tmp_path: Path) -> None:
+    result = invoke("report", "--store", f"sqlite:///{tmp_path}/missing-dir/okr.db")
+    assert_failed_cleanly(result, "cannot open store")
+    secret_url = "postgresql://okr:hunter2@127.0.0.1:1/okr"
+    result = invoke("report", "--store", secret_url)
+    assert_failed_cleanly(result, "cannot open store", "***")
+    assert "hunter2" not in result.output
+
+
+def test_lint(tmp_path: Path) -> None:
+    result = invoke("lint", "--okr-file", str(DEMO_OKRS))
+    assert result.exit_code == 0, result.output
+    assert "all SMART" in result.stdout
+    vague = tmp_path / "okrs.yaml"
+    vague.write_text("company: X\nobjectives:\n  - id: a\n    title: A\n    key_results:\n      - id: k\n        title: Be great\n")
+    result = invoke("lint", "--okr-file", str(vague))
+    assert result.exit_code == 1
+    assert "'k' is not bound to a metric" in result.stderr
+    assert "'k' has no measurable target" in result.stderr
+    assert "'k' has no period" in result.stderr
+    assert "'k' has no owner" in result.stderr
+
+
+def test_db_upgrade_and_unknown_format(sqlite_url: str) -> None:
+    result = invoke("db", "upgrade", "--store", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert "schema revision 0001" in result.stdout
+    assert_failed_cleanly(invoke("report", "--store", sqlite_url, "--format", "xml"), "unknown format")
