@@ -119,8 +119,13 @@ def sync_stream(
     run_id: str,
     validator: Validator,
     batch_size: int,
+    full_refresh: bool = False,
 ) -> StreamCounts:
-    """Read one stream from its cursor into the mirror, one committed batch at a time."""
+    """Read one stream from its cursor into the mirror, one committed batch at a time.
+
+    A full refresh reads everything and takes the source's copy of every record, whatever
+    the mirror held (for a source that was restored, re-seeded or had its clock reset).
+    """
     logger = run_logger()
     connector = get_connector(source)
     reader = connector.open(connector.settings())
@@ -128,7 +133,7 @@ def sync_stream(
     label = f"{source}.{stream.name}"
     try:
         with store.session() as session:
-            since = read_cursor(session, source, stream.name)
+            since = None if full_refresh else read_cursor(session, source, stream.name)
         logger.info(
             "%s: reading %s", label, f"changes since {since.isoformat()}" if since else "everything"
         )
@@ -136,12 +141,15 @@ def sync_stream(
         for batch in batches(reader.read(stream, since), batch_size):
             verdict = validator.validate(stream.entity, batch.rows)
             with store.session() as session, session.begin():
-                upsert_records(session, model, [{**row, "run_id": run_id} for row in verdict.good])
+                rows = [{**row, "run_id": run_id} for row in verdict.good]
+                upsert_records(session, model, rows, replace=full_refresh)
                 quarantined = quarantine(
                     session, run_id, stream.entity, [*batch.rejected, *verdict.rejected]
                 )
                 if batch.cursor is not None:
-                    write_cursor(session, source, stream.name, batch.cursor, run_id)
+                    write_cursor(
+                        session, source, stream.name, batch.cursor, run_id, replace=full_refresh
+                    )
             counts.read += len(batch)
             counts.loaded += len(verdict.good)
             counts.deleted += sum(1 for row in verdict.good if row.get("deleted_at") is not None)
@@ -183,9 +191,13 @@ def _load_and_lint(okr_file: str) -> OkrConfig:
 
 @flow(name="sync-okrs", log_prints=True)
 def sync_okrs(
-    okr_file: str | None = None, store_url: str | None = None
+    okr_file: str | None = None, store_url: str | None = None, full_refresh: bool = False
 ) -> dict[str, Any] | State[Any]:
-    """Sync every source named in the OKR file and measure every key result."""
+    """Sync every source named in the OKR file and measure every key result.
+
+    Parameters: ``okr_file`` (default ``$OKR_SYNC_OKR_FILE``), ``store_url`` (default
+    ``$OKR_SYNC_STORE_URL``), ``full_refresh`` (ignore cursors and re-read everything).
+    """
     settings = Settings()
     logger = run_logger()
     try:
@@ -207,7 +219,9 @@ def sync_okrs(
         )
         for source in config.spec.sources:
             for stream in get_connector(source).streams:
-                counts = stream_task(store, source, stream, run_id, validator, settings.batch_size)
+                counts = stream_task(
+                    store, source, stream, run_id, validator, settings.batch_size, full_refresh
+                )
                 report.streams[f"{source}.{stream.name}"] = asdict(counts)
         now = utcnow()
         with store.session() as session, session.begin():

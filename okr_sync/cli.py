@@ -91,11 +91,16 @@ def _progress_bar() -> Iterator[None]:
             yield
 
 
-def _run_sync(okr_file: Path, store_url: str) -> dict[str, Any]:
+def _run_sync(okr_file: Path, store_url: str, full_refresh: bool = False) -> dict[str, Any]:
     from flows.sync import sync_okrs
 
     with _progress_bar():
-        state = sync_okrs(okr_file=str(okr_file), store_url=store_url, return_state=True)
+        state = sync_okrs(
+            okr_file=str(okr_file),
+            store_url=store_url,
+            full_refresh=full_refresh,
+            return_state=True,
+        )
     if not state.is_completed():
         raise fail(state.message or "the sync failed")
     report = state.result()
@@ -117,10 +122,16 @@ def _print_run(report: dict[str, Any]) -> None:
 
 
 @app.command()
-def sync(okr_file: OkrFileOption = None, store: StoreOption = None) -> None:
+def sync(
+    okr_file: OkrFileOption = None,
+    store: StoreOption = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="ignore saved cursors and re-read everything")
+    ] = False,
+) -> None:
     """Sync the sources named in the OKR file and measure every key result."""
     settings = Settings()
-    report = _run_sync(okr_file or settings.okr_file, _store_url(store))
+    report = _run_sync(okr_file or settings.okr_file, _store_url(store), full_refresh)
     _print_run(report)
     _print_report(_store_url(store), "table")
 
@@ -137,14 +148,17 @@ def demo(
     from okr_sync.sandbox import serve_tls
 
     store_url = _store_url(store)
+    # The sample org is generated up to the start of today (UTC): the same all day for a seed.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     with err.status("Generating the sample org and starting the sandbox…"):
-        org = generate_org(seed=seed)
+        org = generate_org(seed=seed, as_of=today)
         server_context = serve_tls(create_app(org))
         server = server_context.__enter__()
     try:
         err.print(f"Sandbox Salesforce API at {server.base_url}; store {_redacted(store_url)}")
         os.environ.update(_sandbox_environment(server.base_url, server.ca_file))
-        report = _run_sync(okr_file, store_url)
+        # Every demo serves a freshly generated org, so it re-reads everything.
+        report = _run_sync(okr_file, store_url, full_refresh=True)
     finally:
         server_context.__exit__(None, None, None)
     _print_run(report)

@@ -107,9 +107,16 @@ class Store:
 
 
 def upsert_records(
-    session: Session, model: type[MirrorRecord], rows: Sequence[Mapping[str, Any]]
+    session: Session,
+    model: type[MirrorRecord],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    replace: bool = False,
 ) -> None:
-    """Insert or update mirror rows; an older copy never overwrites a newer one."""
+    """Insert or update mirror rows; an older copy never overwrites a newer one.
+
+    ``replace`` (a full refresh) takes the source's copy whatever its timestamp.
+    """
     if not rows:
         return
     table = cast(Table, model.__table__)
@@ -125,7 +132,9 @@ def upsert_records(
     statement = statement.on_conflict_do_update(
         index_elements=keys,
         set_=changes,
-        where=table.c.source_modified_at <= statement.excluded.source_modified_at,
+        where=None
+        if replace
+        else table.c.source_modified_at <= statement.excluded.source_modified_at,
     )
     session.execute(statement, list(rows))
 
@@ -136,11 +145,20 @@ def read_cursor(session: Session, source: str, stream: str) -> datetime | None:
     )
 
 
-def write_cursor(session: Session, source: str, stream: str, value: datetime, run_id: str) -> None:
+def write_cursor(
+    session: Session,
+    source: str,
+    stream: str,
+    value: datetime,
+    run_id: str,
+    *,
+    replace: bool = False,
+) -> None:
+    """Advance a stream's cursor (never backwards, except when a full refresh replaces it)."""
     cursor = session.get(Cursor, (source, stream))
     if cursor is None:
         session.add(Cursor(source=source, stream=stream, value=value, run_id=run_id))
-    elif value > cursor.value:
+    elif replace or value > cursor.value:
         cursor.value, cursor.run_id = value, run_id
 
 

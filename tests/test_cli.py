@@ -58,14 +58,20 @@ def test_sync_then_report_in_every_format(sqlite_url: str, salesforce_env: Runni
     objectives = {o["id"]: o for o in as_json["objectives"]}
     assert objectives["sales"]["parent"] == "company-revenue"
     assert objectives["marcus-reed"]["parent"] == "enterprise-sales"
-    key_result = next(kr for kr in objectives["sales"]["key_results"] if kr["id"] == "new-customers")
+    key_result = next(
+        kr for kr in objectives["sales"]["key_results"] if kr["id"] == "new-customers"
+    )
     assert key_result["target"] == 10
     assert key_result["value"] is not None
     assert key_result["status"] in {"on_track", "at_risk", "off_track"}
     assert key_result["progress"] == pytest.approx(min(1.0, key_result["value"] / 10))
     assert key_result["as_of"].endswith("+00:00")
 
-    rows = list(csv.DictReader(io.StringIO(invoke("report", "--store", sqlite_url, "--format", "csv").stdout)))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(invoke("report", "--store", sqlite_url, "--format", "csv").stdout)
+        )
+    )
     assert {row["id"] for row in rows} == {
         kr["id"] for o in as_json["objectives"] for kr in o["key_results"]
     }
@@ -74,7 +80,10 @@ def test_sync_then_report_in_every_format(sqlite_url: str, salesforce_env: Runni
 @pytest.mark.parametrize(
     ("okr_text", "fragments"),
     [
-        ("company: X\nobjectives:\n  - id: a\n    title: [broken\n", ("okrs.yaml:", "not valid YAML")),
+        (
+            "company: X\nobjectives:\n  - id: a\n    title: [broken\n",
+            ("okrs.yaml:", "not valid YAML"),
+        ),
         (
             "company: X\nobjectives:\n  - id: a\n    title: A\n    owner: o\n    period: 2026-Q4\n"
             "    key_results:\n      - id: k\n        title: K\n        metric: revenue_magic\n"
@@ -89,7 +98,9 @@ def test_bad_okr_file_fails_with_one_line(
 ) -> None:
     okr_file = tmp_path / "okrs.yaml"
     okr_file.write_text(okr_text)
-    line = assert_failed_cleanly(invoke("sync", "--okr-file", str(okr_file), "--store", sqlite_url), *fragments)
+    line = assert_failed_cleanly(
+        invoke("sync", "--okr-file", str(okr_file), "--store", sqlite_url), *fragments
+    )
     [run] = failed_runs(sqlite_url)
     assert run.reason is not None
     assert run.reason in line
@@ -99,7 +110,11 @@ def test_bad_okr_file_fails_with_one_line(
     ("variable", "value", "fragment"),
     [
         ("OKR_SYNC_SALESFORCE_LOGIN_URL", "https://127.0.0.1:9", "cannot reach the server"),
-        ("OKR_SYNC_SALESFORCE_CLIENT_SECRET", "wrong-secret", "refused: invalid client credentials"),
+        (
+            "OKR_SYNC_SALESFORCE_CLIENT_SECRET",
+            "wrong-secret",
+            "refused: invalid client credentials",
+        ),
         ("OKR_SYNC_SALESFORCE_REP_QUOTA_FIELD", "Quota_Typo__c", "INVALID_FIELD"),
         ("OKR_SYNC_SALESFORCE_CA_BUNDLE", "", "certificate is not trusted"),
     ],
@@ -140,7 +155,10 @@ def test_lint(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "all SMART" in result.stdout
     vague = tmp_path / "okrs.yaml"
-    vague.write_text("company: X\nobjectives:\n  - id: a\n    title: A\n    key_results:\n      - id: k\n        title: Be great\n")
+    vague.write_text(
+        "company: X\nobjectives:\n  - id: a\n    title: A\n"
+        "    key_results:\n      - id: k\n        title: Be great\n"
+    )
     result = invoke("lint", "--okr-file", str(vague))
     assert result.exit_code == 1
     assert "'k' is not bound to a metric" in result.stderr
@@ -153,4 +171,6 @@ def test_db_upgrade_and_unknown_format(sqlite_url: str) -> None:
     result = invoke("db", "upgrade", "--store", sqlite_url)
     assert result.exit_code == 0, result.output
     assert "schema revision 0001" in result.stdout
-    assert_failed_cleanly(invoke("report", "--store", sqlite_url, "--format", "xml"), "unknown format")
+    assert_failed_cleanly(
+        invoke("report", "--store", sqlite_url, "--format", "xml"), "unknown format"
+    )

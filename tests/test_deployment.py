@@ -1,0 +1,100 @@
+"""prefect.yaml, retries, Secret blocks and the demo: the pieces ops and new users touch first."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect import Flow
+from prefect.blocks.system import Secret
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from okr_sync.cli import DEMO_OKRS, app
+from okr_sync.sandbox import RunningServer
+from okr_targets.config import load_okrs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_prefect_yaml_entrypoint_is_a_flow() -> None:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployments = config["deployments"]
+    assert any(d.get("schedules") for d in deployments), "at least one scheduled deployment"
+    for deployment in deployments:
+        path, name = deployment["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flow = getattr(module, name)
+        assert isinstance(flow, Flow)
+        assert set(deployment.get("parameters", {})) <= set(flow.parameters.properties)
+        assert deployment["work_pool"]["name"]
+        assert "SECRET=" not in json.dumps(deployment).upper()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_retriable_errors_are_retried_and_fatal_ones_are_not(
+    salesforce_env: RunningServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    sqlite_url: str,
+) -> None:
+    monkeypatch.setenv("OKR_SYNC_RETRIES", "2")
+    runner = CliRunner()
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_LOGIN_URL", "https://127.0.0.1:9")
+    with caplog.at_level(logging.INFO):
+        result = runner.invoke(app, ["sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url])
+    assert result.exit_code == 1
+    assert "Retry 2/2" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_LOGIN_URL", salesforce_env.base_url)
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_CLIENT_SECRET", "wrong")
+    with caplog.at_level(logging.INFO):
+        result = runner.invoke(app, ["sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url])
+    assert result.exit_code == 1
+    assert "Retry" not in caplog.text
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_client_secret_from_a_prefect_secret_block(
+    salesforce_env: RunningServer, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+) -> None:
+    Secret(value=SecretStr(os.environ["OKR_SYNC_SALESFORCE_CLIENT_SECRET"])).save(
+        "sf-test-secret", overwrite=True
+    )
+    monkeypatch.delenv("OKR_SYNC_SALESFORCE_CLIENT_SECRET")
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_CLIENT_SECRET_BLOCK", "sf-test-secret")
+    result = CliRunner().invoke(app, ["sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url])
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_CLIENT_SECRET_BLOCK", "no-such-block")
+    result = CliRunner().invoke(app, ["sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url])
+    assert result.exit_code == 1
+    assert "Secret block 'no-such-block' not found" in result.stderr
+
+
+def values(store_url: str) -> dict[str, float | None]:
+    result = CliRunner().invoke(app, ["report", "--store", store_url, "--format", "json"])
+    report = json.loads(result.stdout)
+    return {kr["id"]: kr["value"] for o in report["objectives"] for kr in o["key_results"]}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_demo_runs_twice_on_the_same_store(sqlite_url: str, tmp_path: Path) -> None:
+    """The demo regenerates its org each time, so a second demo fully refreshes the store."""
+    runner = CliRunner()
+    for seed in ("7", "8"):
+        result = runner.invoke(app, ["demo", "--store", sqlite_url, "--seed", seed])
+        assert result.exit_code == 0, result.output
+        assert "Increase sales by 10%" in result.stdout
+        assert "Sell to 10 new customers" in result.stdout
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = runner.invoke(app, ["demo", "--store", fresh, "--seed", "8"])
+    assert result.exit_code == 0, result.output
+    twice = values(sqlite_url)
+    assert twice == values(fresh)
+    assert set(twice) == {kr.id for _, kr, _ in load_okrs(DEMO_OKRS).key_results()}
+    assert all(value is not None for value in twice.values())

@@ -1,0 +1,94 @@
+"""The store: migrations match the models, timestamps stay UTC, upserts never go back in time."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from okr_targets.models import Base, Deal
+from okr_targets.store import Store, normalize_url, redact, upsert_records
+
+
+def test_migrations_build_exactly_the_models(store_url: str) -> None:
+    store = Store.open(store_url)
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+    assert store.revision() == "0001"
+    store.upgrade()  # a second upgrade is a no-op
+    tables = set(inspect(store.engine).get_table_names())
+    assert {
+        "objectives",
+        "key_results",
+        "measurements",
+        "sync_runs",
+        "cursors",
+        "mirror_deals",
+        "mirror_customers",
+        "mirror_reps",
+        "quarantined_rows",
+    } <= tables
+    store.dispose()
+
+
+def deal(modified: datetime, amount: str) -> dict[str, object]:
+    return {
+        "source": "salesforce",
+        "source_id": "006A",
+        "source_modified_at": modified,
+        "deleted_at": None,
+        "run_id": "r",
+        "name": "Deal",
+        "customer_id": None,
+        "owner_id": None,
+        "amount": Decimal(amount),
+        "currency": "EUR",
+        "stage": "Closed Won",
+        "outcome": "won",
+        "pipeline": None,
+        "deal_type": None,
+        "created_at": modified - timedelta(days=3),
+        "close_on": date(2026, 11, 2),
+    }
+
+
+def test_upsert_keeps_the_newest_copy_and_utc(store_url: str) -> None:
+    store = Store.open(store_url)
+    newer = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    in_new_york = newer.astimezone(ZoneInfo("America/New_York"))
+    with store.session() as session, session.begin():
+        upsert_records(session, Deal, [deal(in_new_york, "100.10")])
+        upsert_records(session, Deal, [deal(newer - timedelta(hours=1), "1.00")])  # older copy
+    with store.session() as session:
+        row = session.get(Deal, ("salesforce", "006A"))
+        assert row is not None
+        assert row.amount == Decimal("100.10")
+        assert row.currency == "EUR"
+        assert row.source_modified_at == newer
+        assert row.source_modified_at.utcoffset() == timedelta(0)
+    with store.session() as session, session.begin():
+        upsert_records(session, Deal, [deal(newer - timedelta(hours=1), "1.00")], replace=True)
+    with store.session() as session:
+        row = session.get(Deal, ("salesforce", "006A"))
+        assert row is not None
+        assert row.amount == Decimal("1.00")
+    store.dispose()
+
+
+def test_naive_timestamps_are_refused(sqlite_url: str) -> None:
+    store = Store.open(sqlite_url)
+    with store.session() as session, pytest.raises(Exception, match="naive datetime"):
+        upsert_records(session, Deal, [deal(datetime(2026, 11, 2, 10, 0), "1")])  # noqa: DTZ001
+    store.dispose()
+
+
+def test_urls_are_redacted_and_normalized() -> None:
+    assert redact("postgresql://okr:s3cret@db:5432/okr") == "postgresql://okr:***@db:5432/okr"
+    assert normalize_url("postgresql://u@h/d").startswith("postgresql+psycopg://")
+    assert normalize_url("sqlite:///okr.db") == "sqlite:///okr.db"
