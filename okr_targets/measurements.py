@@ -38,6 +38,8 @@ def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
         kr.target = spec.target if spec.target is not None else spec.baseline
         kr.direction = spec.direction or ("increase" if kr.target >= kr.baseline else "decrease")
         kr.unit, kr.updated_at = spec.unit or "", now
+        kr.at_risk_gap = config.spec.status.at_risk_gap
+        kr.off_track_gap = config.spec.status.off_track_gap
         session.add(kr)
 
 
@@ -93,6 +95,7 @@ def measure_key_results(
             )
             continue
         scored = score(result.value, spec.baseline, spec.target, period, now, config.spec.status)
+        records = list(dict.fromkeys(result.records))
         previous = latest_measurement(session, spec.id)
         changed = (
             previous is None or previous.value != result.value or previous.status != scored.status
@@ -114,7 +117,7 @@ def measure_key_results(
                 metric=spec.metric,
                 params=dict(spec.params),
                 details=result.details,
-                record_count=len(result.records),
+                record_count=len(records),
                 code_version=code_version,
             )
             session.add(measurement)
@@ -126,7 +129,7 @@ def measure_key_results(
                     source=ref.source,
                     source_id=ref.source_id,
                 )
-                for ref in dict.fromkeys(result.records)
+                for ref in records
             )
         outcomes.append(
             KeyResultOutcome(
@@ -136,7 +139,7 @@ def measure_key_results(
                 scored.status,
                 scored.progress,
                 changed,
-                len(result.records),
+                len(records),
             )
         )
     return outcomes

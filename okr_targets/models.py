@@ -99,6 +99,8 @@ class KeyResult(Base):
     target: Mapped[float]
     direction: Mapped[str] = mapped_column(String(16))
     unit: Mapped[str] = mapped_column(String(32))
+    at_risk_gap: Mapped[float] = mapped_column(default=0.10)
+    off_track_gap: Mapped[float] = mapped_column(default=0.25)
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
 

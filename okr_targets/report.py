@@ -1,9 +1,10 @@
 """The OKR report: the cascade of objectives with each key result's latest number.
 
 Status is scored at report time from the latest measurement (time moves on even when the
-number does not). Objective progress is the equal-weight mean of its key results'
-progress and its child objectives' progress, following Google re:Work ("each key result
-is graded and then, using a rough average, the objective is graded").
+number does not), with the thresholds the OKR file set. Objective progress is the
+equal-weight mean of its key results' progress and its child objectives' progress,
+following Google re:Work ("each key result is graded and then, using a rough average,
+the objective is graded").
 """
 
 from __future__ import annotations
@@ -57,11 +58,10 @@ class ObjectiveLine:
     children: list[ObjectiveLine] = field(default_factory=list)
 
 
-def _key_result_line(
-    session: Session, kr: KeyResult, now: datetime, thresholds: StatusThresholds
-) -> KeyResultLine:
+def _key_result_line(session: Session, kr: KeyResult, now: datetime) -> KeyResultLine:
     latest = latest_measurement(session, kr.id)
     value = latest.value if latest else None
+    thresholds = StatusThresholds(at_risk_gap=kr.at_risk_gap, off_track_gap=kr.off_track_gap)
     scored = score(value, kr.baseline, kr.target, Period.parse(kr.period), now, thresholds)
     return KeyResultLine(
         id=kr.id,
@@ -85,17 +85,14 @@ def _key_result_line(
     )
 
 
-def build_report(
-    session: Session, now: datetime, thresholds: StatusThresholds | None = None
-) -> list[ObjectiveLine]:
+def build_report(session: Session, now: datetime) -> list[ObjectiveLine]:
     """The objective tree, roots first, each with its key results and children."""
-    limits = thresholds or StatusThresholds()
     objectives = session.scalars(select(Objective).order_by(Objective.id)).all()
     lines = {
         o.id: ObjectiveLine(o.id, o.title, o.owner, o.period, o.parent_id, None) for o in objectives
     }
     for kr in session.scalars(select(KeyResult).order_by(KeyResult.id)):
-        lines[kr.objective_id].key_results.append(_key_result_line(session, kr, now, limits))
+        lines[kr.objective_id].key_results.append(_key_result_line(session, kr, now))
     roots = []
     for objective in objectives:
         line = lines[objective.id]

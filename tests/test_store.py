@@ -11,7 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from okr_targets.models import Base, Deal
+from okr_targets.models import Base, Deal, KeyResult, Measurement, Objective, SyncRun
+from okr_targets.periods import Period
+from okr_targets.report import build_report
 from okr_targets.store import Store, normalize_url, redact, upsert_records
 
 
@@ -92,3 +94,62 @@ def test_urls_are_redacted_and_normalized() -> None:
     assert redact("postgresql://okr:s3cret@db:5432/okr") == "postgresql://okr:***@db:5432/okr"
     assert normalize_url("postgresql://u@h/d").startswith("postgresql+psycopg://")
     assert normalize_url("sqlite:///okr.db") == "sqlite:///okr.db"
+
+
+def test_report_rolls_up_and_scores_with_the_files_thresholds(sqlite_url: str) -> None:
+    store = Store.open(sqlite_url)
+    q4 = Period.parse("2026-Q4")
+    halfway = q4.start_at + (q4.end_at - q4.start_at) / 2
+    with store.session() as session, session.begin():
+        session.add(SyncRun(id="r", started_at=halfway, status="success", code_version="t"))
+        session.add(Objective(id="top", title="Top", owner="ceo", period="2026-Q4"))
+        session.add(
+            Objective(id="team", title="Team", owner="lead", period="2026-Q4", parent_id="top")
+        )
+        for kr_id, objective, value, gaps in (
+            ("a", "top", 40.0, (0.2, 0.3)),
+            ("b", "team", 40.0, (0.05, 0.08)),
+        ):
+            session.add(
+                KeyResult(
+                    id=kr_id,
+                    objective_id=objective,
+                    title=kr_id,
+                    owner="o",
+                    period="2026-Q4",
+                    metric="won_revenue",
+                    params={},
+                    baseline=0,
+                    target=100,
+                    direction="increase",
+                    unit="USD",
+                    at_risk_gap=gaps[0],
+                    off_track_gap=gaps[1],
+                )
+            )
+            session.flush()
+            session.add(
+                Measurement(
+                    key_result_id=kr_id,
+                    run_id="r",
+                    measured_at=halfway,
+                    value=value,
+                    unit="USD",
+                    progress=0.4,
+                    progress_raw=0.4,
+                    expected_progress=0.5,
+                    status="?",
+                    metric="won_revenue",
+                    params={},
+                    details={},
+                    record_count=0,
+                    code_version="t",
+                )
+            )
+    with store.session() as session:
+        [top] = build_report(session, halfway)
+    assert top.key_results[0].status == "on_track"  # gap 0.1 within its 0.2 tolerance
+    assert top.children[0].key_results[0].status == "off_track"  # beyond its 0.08
+    assert top.children[0].progress == pytest.approx(0.4)
+    assert top.progress == pytest.approx(0.4)  # mean of its key result and its child
+    store.dispose()

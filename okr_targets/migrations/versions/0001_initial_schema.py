@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 05:42:14.769241
+Create Date: 2026-11-27 06:09:25.173536
 """
 
 from collections.abc import Sequence
@@ -153,6 +153,8 @@ def upgrade() -> None:
         sa.Column("target", sa.Double(), nullable=False),
         sa.Column("direction", sa.String(length=16), nullable=False),
         sa.Column("unit", sa.String(length=32), nullable=False),
+        sa.Column("at_risk_gap", sa.Double(), nullable=False),
+        sa.Column("off_track_gap", sa.Double(), nullable=False),
         sa.Column("checked_at", okr_targets.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", okr_targets.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
