@@ -30,6 +30,18 @@ class StreamInfo:
     cursor_field: str
 
 
+@dataclass(frozen=True)
+class Bookmark:
+    """How far a stream has been read, saved with the rows it covers.
+
+    ``at`` is the newest source modification time covered. ``token`` is an opaque resume
+    position for sources that page with one (Zendesk's ``after_cursor``); None elsewhere.
+    """
+
+    at: datetime
+    token: str | None = None
+
+
 @dataclass
 class Rejected:
     """A record kept out of the mirror, with why; quarantined, never silently dropped."""
@@ -45,12 +57,12 @@ class Page:
     """One page of a stream, already mapped to canonical rows.
 
     ``rejected`` holds source records that could not be mapped, each with the reason, so
-    nothing is dropped without a trace. ``cursor`` is the newest modification time in the
+    nothing is dropped without a trace. ``bookmark`` is where the stream stands after this
     page; ``total`` is the source's own count of the whole result, when it gives one.
     """
 
     rows: list[CanonicalRow]
-    cursor: datetime | None
+    bookmark: Bookmark | None
     rejected: list[Rejected] = field(default_factory=list)
     total: int | None = None
 
@@ -59,9 +71,12 @@ class SourceReader(Protocol):
     """An open, authenticated connection to one source."""
 
     def read(
-        self, stream: StreamInfo, since: datetime | None, until: datetime | None = None
+        self, stream: StreamInfo, since: Bookmark | None, until: datetime | None = None
     ) -> Iterator[Page]:
-        """Pages of records modified at or after ``since`` (all when None), oldest first."""
+        """Pages of records changed at or after ``since`` (all when None), oldest first.
+
+        ``until`` bounds a backfill: records modified at or after it are left out.
+        """
         ...
 
     def close(self) -> None: ...

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -22,7 +21,14 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.states import Failed, State
 
-from connectors.base import Page, Rejected, StreamInfo, UnknownConnectorError, get_connector
+from connectors.base import (
+    Bookmark,
+    Page,
+    Rejected,
+    StreamInfo,
+    UnknownConnectorError,
+    get_connector,
+)
 from connectors.errors import SourceError, is_retriable
 from expectations import Validator
 from okr_sync import __version__
@@ -78,13 +84,13 @@ class StreamCounts:
 class Batch:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    cursor: datetime | None = None
+    bookmark: Bookmark | None = None
     total: int | None = None
 
     def add(self, page: Page) -> None:
         self.rows += page.rows
         self.rejected += page.rejected
-        self.cursor = page.cursor or self.cursor
+        self.bookmark = page.bookmark or self.bookmark
         self.total = page.total if page.total is not None else self.total
 
     def __len__(self) -> int:
@@ -135,7 +141,9 @@ def sync_stream(
         with store.session() as session:
             since = None if full_refresh else read_cursor(session, source, stream.name)
         logger.info(
-            "%s: reading %s", label, f"changes since {since.isoformat()}" if since else "everything"
+            "%s: reading %s",
+            label,
+            f"changes since {since.at.isoformat()}" if since else "everything",
         )
         model = MIRROR[stream.entity]
         for batch in batches(reader.read(stream, since), batch_size):
@@ -146,16 +154,17 @@ def sync_stream(
                 quarantined = quarantine(
                     session, run_id, stream.entity, [*batch.rejected, *verdict.rejected]
                 )
-                if batch.cursor is not None:
+                if batch.bookmark is not None:
                     write_cursor(
-                        session, source, stream.name, batch.cursor, run_id, replace=full_refresh
+                        session, source, stream.name, batch.bookmark, run_id, replace=full_refresh
                     )
             counts.read += len(batch)
             counts.loaded += len(verdict.good)
             counts.deleted += sum(1 for row in verdict.good if row.get("deleted_at") is not None)
             counts.quarantined += quarantined
             counts.batches += 1
-            counts.cursor = batch.cursor.isoformat() if batch.cursor else counts.cursor
+            if batch.bookmark is not None:
+                counts.cursor = batch.bookmark.at.isoformat()
             advance(label, len(batch), batch.total)
             logger.info(
                 "%s: %d/%s records (%d quarantined)",

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import trustme
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 CA_FILE_NAME = "sandbox-ca.pem"
 _STARTUP_TIMEOUT = 15.0
@@ -148,3 +149,78 @@ def serve_tls_forever(
             on_ready(server)
         wait_for_interrupt()
     return server
+
+
+# --- fault injection ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One forced answer: an HTTP status (with headers) for requests under ``path``."""
+
+    status: int
+    path: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Faults:
+    """A queue of forced answers an emulator gives before serving normally.
+
+    Tests (and, later, ``okr-sync sandbox --faults``) inject a 401 or a 429 with
+    Retry-After; each emulator renders the body in its own API's error shape.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def inject(
+        self, status: int, *, times: int = 1, path: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        fault = Fault(status, path, tuple((headers or {}).items()))
+        with self._lock:
+            self._queue += [fault] * times
+
+    def take(self, path: str) -> Fault | None:
+        with self._lock:
+            for index, fault in enumerate(self._queue):
+                if path.startswith(fault.path):
+                    return self._queue.pop(index)
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+
+ErrorBody = Callable[[int], bytes]
+"""Renders a status as the emulated API's JSON error body."""
+
+
+class FaultMiddleware:
+    """Pure ASGI middleware: answers with the next matching fault, else passes through."""
+
+    def __init__(self, app: ASGIApp, faults: Faults, error_body: ErrorBody) -> None:
+        self.app, self.faults, self.error_body = app, faults, error_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fault = self.faults.take(scope["path"]) if scope["type"] == "http" else None
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        body = self.error_body(fault.status)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        headers += [(name.lower().encode(), value.encode()) for name, value in fault.headers]
+        await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def install_faults(app: Starlette, error_body: ErrorBody) -> Faults:
+    """Give an emulator app a fault queue (``app.state.faults``) and return it."""
+    faults = Faults()
+    app.state.faults = faults
+    app.add_middleware(FaultMiddleware, faults=faults, error_body=error_body)
+    return faults

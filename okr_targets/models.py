@@ -133,6 +133,7 @@ class Cursor(Base):
     source: Mapped[str] = mapped_column(String(32), primary_key=True)
     stream: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Timestamp]
+    token: Mapped[str | None] = mapped_column(Text, default=None)
     run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id"))
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
 

@@ -17,13 +17,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, create_engine, event, select
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import Rejected
+from connectors.base import Bookmark, Rejected
 from okr_targets.models import Cursor, MirrorRecord, QuarantinedRow, SyncRun, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -139,17 +139,16 @@ def upsert_records(
     session.execute(statement, list(rows))
 
 
-def read_cursor(session: Session, source: str, stream: str) -> datetime | None:
-    return session.scalar(
-        select(Cursor.value).where(Cursor.source == source, Cursor.stream == stream)
-    )
+def read_cursor(session: Session, source: str, stream: str) -> Bookmark | None:
+    cursor = session.get(Cursor, (source, stream))
+    return Bookmark(cursor.value, cursor.token) if cursor else None
 
 
 def write_cursor(
     session: Session,
     source: str,
     stream: str,
-    value: datetime,
+    bookmark: Bookmark,
     run_id: str,
     *,
     replace: bool = False,
@@ -157,9 +156,11 @@ def write_cursor(
     """Advance a stream's cursor (never backwards, except when a full refresh replaces it)."""
     cursor = session.get(Cursor, (source, stream))
     if cursor is None:
-        session.add(Cursor(source=source, stream=stream, value=value, run_id=run_id))
-    elif replace or value > cursor.value:
-        cursor.value, cursor.run_id = value, run_id
+        cursor = Cursor(source=source, stream=stream, value=bookmark.at, run_id=run_id)
+        session.add(cursor)
+    elif not replace and bookmark.at < cursor.value:
+        return
+    cursor.value, cursor.token, cursor.run_id = bookmark.at, bookmark.token, run_id
 
 
 def quarantine(session: Session, run_id: str, entity: str, rejected: Iterable[Rejected]) -> int:

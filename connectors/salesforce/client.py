@@ -17,7 +17,7 @@ import requests
 from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError
 
-from connectors.base import Page, Rejected, StreamInfo
+from connectors.base import Bookmark, Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError, is_retriable_status
 from connectors.http import TrustedSession
 from connectors.salesforce.mapping import SOURCE, MappingError
@@ -140,16 +140,18 @@ class SalesforceReader:
         return query + format_soql(" ORDER BY {:literal}, Id", stream.cursor_field)
 
     def read(
-        self, stream: StreamInfo, since: datetime | None, until: datetime | None = None
+        self, stream: StreamInfo, since: Bookmark | None, until: datetime | None = None
     ) -> Iterator[Page]:
         sobject = STREAMS[stream.name]
         timeout = self.settings.timeout
         with translate_errors(f"query {stream.name}"):
             result = self.client.query(
-                self.soql(stream, since, until), include_deleted=sobject.deletable, timeout=timeout
+                self.soql(stream, since.at if since else None, until),
+                include_deleted=sobject.deletable,
+                timeout=timeout,
             )
         while True:
-            page = Page(rows=[], cursor=None, total=result.get("totalSize"))
+            page = Page(rows=[], bookmark=None, total=result.get("totalSize"))
             for record in result["records"]:
                 try:
                     row = sobject.mapper(record, self.settings)
@@ -158,7 +160,7 @@ class SalesforceReader:
                     page.rejected.append(Rejected(SOURCE, record.get("Id"), record, [reason]))
                     continue
                 page.rows.append(row)
-                page.cursor = row["source_modified_at"]
+                page.bookmark = Bookmark(row["source_modified_at"])
             yield page
             if result.get("done", True):
                 return

@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from connectors.salesforce.sandbox_data import SalesforceOrg, sf_id
 from connectors.salesforce.soql import Query, SoqlError, parse_soql
+from okr_sync.sandbox import install_faults
 
 ORG_ID = "00D5g000004SANDAAB"
 SANDBOX_CLIENT_ID = "okr-sync-sandbox"
@@ -240,4 +241,18 @@ def create_app(
         ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = state
+    install_faults(app, _fault_body)
     return app
+
+
+_FAULT_CODES = {
+    401: ("INVALID_SESSION_ID", "Session expired or invalid"),
+    403: ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+    429: ("REQUEST_LIMIT_EXCEEDED", "Too many requests"),
+}
+
+
+def _fault_body(status: int) -> bytes:
+    """An injected fault in Salesforce's JSON error shape."""
+    code, message = _FAULT_CODES.get(status, ("UNKNOWN_EXCEPTION", "An unexpected error occurred"))
+    return orjson.dumps([{"message": message, "errorCode": code}])

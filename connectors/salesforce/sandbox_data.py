@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from connectors.salesforce.timestamps import format_sf_datetime, parse_sf_datetime
+from connectors.sandbox_world import CompanySeed, domain_for, domain_of
 
 API_VERSION = "59.0"
 
@@ -48,6 +49,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "Name": "string",
         "Type": "picklist",
         "Industry": "picklist",
+        "Website": "url",
         "BillingCountry": "string",
         "CurrencyIsoCode": "picklist",
         "OwnerId": "reference",
@@ -497,6 +499,7 @@ def generate_org(
                 "Name": name,
                 "Type": "Prospect",
                 "Industry": rng.choice(_INDUSTRIES),
+                "Website": f"https://www.{domain_for(name)}",
                 "BillingCountry": country,
                 "CurrencyIsoCode": currency_of[country],
                 "team": team,
@@ -757,3 +760,23 @@ def write_org(org: SalesforceOrg, directory: Path) -> list[Path]:
                 handle.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
         written.append(path)
     return written
+
+
+def customer_seeds(org: SalesforceOrg) -> list[CompanySeed]:
+    """Every account that is or was a customer, for the helpdesk sandbox to mirror."""
+    seeds = []
+    for account in org.records("Account"):
+        since = account.get("Customer_Since__c")
+        if not since:
+            continue
+        churned = account.get("Churn_Date__c")
+        seeds.append(
+            CompanySeed(
+                crm_id=account["Id"],
+                name=account["Name"],
+                domain=domain_of(account.get("Website")) or domain_for(account["Name"]),
+                customer_since=date.fromisoformat(since),
+                churned_on=date.fromisoformat(churned) if churned else None,
+            )
+        )
+    return seeds

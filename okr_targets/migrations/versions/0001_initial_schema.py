@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 06:09:25.173536
+Create Date: 2026-11-27 06:13:59.541533
 """
 
 from collections.abc import Sequence
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import okr_targets.models
+
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -133,6 +134,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("stream", sa.String(length=64), nullable=False),
         sa.Column("value", okr_targets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("token", sa.Text(), nullable=True),
         sa.Column("run_id", sa.String(length=64), nullable=False),
         sa.Column("updated_at", okr_targets.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
