@@ -36,7 +36,7 @@ from okr_sync.progress import advance
 from okr_sync.secrets import MissingSecretError
 from okr_sync.settings import Settings
 from okr_targets.config import ConfigError, OkrConfig, lint, load_okrs
-from okr_targets.measurements import KeyResultOutcome, measure_key_results, save_okrs
+from okr_targets.measurements import KeyResultOutcome, measure_key_results, save_money, save_okrs
 from okr_targets.models import MIRROR, utcnow
 from okr_targets.store import (
     Store,
@@ -48,7 +48,8 @@ from okr_targets.store import (
     upsert_records,
     write_cursor,
 )
-from transforms.metrics import MetricError
+from transforms.matching import match_customers
+from transforms.metrics import MetricError, unconvertible_currencies
 
 EXPECTED_ERRORS = (
     ConfigError,
@@ -186,6 +187,8 @@ class RunReport:
     store: str
     started_at: str
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    customers: dict[str, Any] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
     key_results: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -226,14 +229,29 @@ def sync_okrs(
         stream_task = sync_stream.with_options(
             retries=settings.retries, retry_delay_seconds=settings.retry_delay_seconds
         )
-        for source in config.spec.sources:
-            for stream in get_connector(source).streams:
-                counts = stream_task(
-                    store, source, stream, run_id, validator, settings.batch_size, full_refresh
-                )
-                report.streams[f"{source}.{stream.name}"] = asdict(counts)
+        for source, stream in config.streams():
+            counts = stream_task(
+                store, source, stream, run_id, validator, settings.batch_size, full_refresh
+            )
+            report.streams[f"{source}.{stream.name}"] = asdict(counts)
         now = utcnow()
         with store.session() as session, session.begin():
+            save_money(session, config, run_id, now)
+            primary = config.primary_customer_source()
+            if primary is not None:
+                matches = match_customers(session, primary, config.spec.customers.match_by)
+                report.customers = asdict(matches)
+                if matches.unmatched:
+                    logger.warning(
+                        "%d customer(s) match no %s customer by %s, e.g. %s",
+                        len(matches.unmatched),
+                        primary,
+                        matches.match_by,
+                        matches.unmatched[0],
+                    )
+            report.findings = unconvertible_currencies(session)
+            for finding in report.findings:
+                logger.warning("%s", finding)
             outcomes = measure_key_results(session, config, run_id, now, __version__)
         report.key_results = [asdict(outcome) for outcome in outcomes]
         _log_outcomes(logger, outcomes)

@@ -13,8 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from connectors.base import StreamInfo, UnknownConnectorError, get_connector
 from okr_targets.periods import Period
 from okr_targets.scoring import StatusThresholds
 from transforms.metrics import MetricError, check_params
@@ -60,11 +69,53 @@ class ObjectiveSpec(_Spec):
     key_results: list[KeyResultSpec] = Field(default_factory=list)
 
 
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+class CustomersSpec(_Spec):
+    """Whose customers count, and how other systems' customers are matched to them."""
+
+    primary: str | None = Field(default=None, description="default: the first customer source")
+    match_by: Literal["domain", "external_id"] = "domain"
+
+
+class MoneySpec(_Spec):
+    """The reporting currency and, optionally, rates that override the sources' own."""
+
+    currency: Currency | None = None
+    rates: dict[Currency, float] = Field(
+        default_factory=dict, description="units of each currency per one `currency`"
+    )
+
+    @model_validator(mode="after")
+    def _rates_need_a_base(self) -> MoneySpec:
+        if self.rates and self.currency is None:
+            raise ValueError("rates need `currency:`, the currency they are quoted against")
+        if any(rate <= 0 for rate in self.rates.values()):
+            raise ValueError("rates must be positive")
+        return self
+
+
+def _every_salesforce_entity() -> dict[str, list[str] | None]:
+    return {"salesforce": None}
+
+
 class OkrFile(_Spec):
     company: str
-    sources: list[str] = Field(default_factory=lambda: ["salesforce"], min_length=1)
+    sources: dict[str, list[str] | None] = Field(
+        default_factory=_every_salesforce_entity,
+        description="source -> the entities it provides (None: every entity it offers)",
+        min_length=1,
+    )
+    customers: CustomersSpec = Field(default_factory=CustomersSpec)
+    money: MoneySpec = Field(default_factory=MoneySpec)
     status: StatusThresholds = Field(default_factory=StatusThresholds)
     objectives: list[ObjectiveSpec] = Field(min_length=1)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _list_means_everything(cls, value: Any) -> Any:
+        return dict.fromkeys(value) if isinstance(value, list) else value
 
 
 @dataclass
@@ -82,6 +133,23 @@ class OkrConfig:
         for o_index, objective in enumerate(self.spec.objectives):
             for k_index, key_result in enumerate(objective.key_results):
                 yield objective, key_result, ("objectives", o_index, "key_results", k_index)
+
+    def streams(self) -> list[tuple[str, StreamInfo]]:
+        """Every (source, stream) to sync, in file order, as the ``sources:`` section says."""
+        chosen = []
+        for source, entities in self.spec.sources.items():
+            for stream in get_connector(source).streams:
+                if entities is None or stream.entity in entities:
+                    chosen.append((source, stream))
+        return chosen
+
+    def primary_customer_source(self) -> str | None:
+        if self.spec.customers.primary is not None:
+            return self.spec.customers.primary
+        for source, stream in self.streams():
+            if stream.entity == "customer":
+                return source
+        return None
 
     def resolved(self, objective: ObjectiveSpec, key_result: KeyResultSpec) -> tuple[str, str]:
         """The key result's owner and period, inherited from its objective when not set."""
@@ -170,7 +238,28 @@ def load_okrs(path: str | Path) -> OkrConfig:
     return config
 
 
+def _check_sources(config: OkrConfig) -> None:
+    for source, entities in config.spec.sources.items():
+        try:
+            offered = {stream.entity for stream in get_connector(source).streams}
+        except UnknownConnectorError as exc:
+            raise ConfigError(f"{config.where('sources', source)}: {exc}") from None
+        for entity in entities or ():
+            if entity not in offered:
+                raise ConfigError(
+                    f"{config.where('sources', source)}: {source} does not provide {entity!r}; "
+                    f"fix: use some of {sorted(offered)}"
+                )
+    primary = config.spec.customers.primary
+    if primary is not None and primary not in config.spec.sources:
+        raise ConfigError(
+            f"{config.where('customers', 'primary')}: {primary!r} is not one of the sources; "
+            f"fix: use one of {sorted(config.spec.sources)}"
+        )
+
+
 def _check_references(config: OkrConfig) -> None:
+    _check_sources(config)
     seen: dict[str, str] = {}
     objectives = {objective.id for objective in config.spec.objectives}
     for index, objective in enumerate(config.spec.objectives):

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from okr_targets.config import OkrConfig
-from okr_targets.models import KeyResult, Measurement, MeasurementRecord, Objective
+from okr_targets.models import FxRate, KeyResult, Measurement, MeasurementRecord, Objective
 from okr_targets.periods import Period
 from okr_targets.scoring import score
-from transforms.metrics import MetricError, get_metric
+from okr_targets.store import upsert_records
+from transforms.metrics import CONFIG_SOURCE, MetricError, get_metric
 
 
 def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
@@ -41,6 +43,39 @@ def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
         kr.at_risk_gap = config.spec.status.at_risk_gap
         kr.off_track_gap = config.spec.status.off_track_gap
         session.add(kr)
+
+
+def save_money(session: Session, config: OkrConfig, run_id: str, now: datetime) -> None:
+    """Mirror the OKR file's exchange rates as source ``config`` (they win over sources')."""
+    money = config.spec.money
+    rates = dict(money.rates)
+    if money.currency is not None:
+        rates[money.currency] = 1.0
+    rows = [
+        {
+            "source": CONFIG_SOURCE,
+            "source_id": currency,
+            "source_modified_at": now,
+            "deleted_at": None,
+            "run_id": run_id,
+            "currency": currency,
+            "rate": Decimal(str(rate)),
+            "is_corporate": currency == money.currency,
+            "valid_from": None,
+            "valid_to": None,
+        }
+        for currency, rate in rates.items()
+    ]
+    upsert_records(session, FxRate, rows, replace=True)
+    session.execute(
+        update(FxRate)
+        .where(
+            FxRate.source == CONFIG_SOURCE,
+            FxRate.source_id.not_in(list(rates)),
+            FxRate.deleted_at.is_(None),
+        )
+        .values(deleted_at=now, run_id=run_id)
+    )
 
 
 def _parents_first(config: OkrConfig) -> list[Any]:

@@ -217,6 +217,8 @@ class Customer(MirrorRecord):
     created_at: Mapped[Timestamp]
     became_customer_on: Mapped[date | None]
     churned_on: Mapped[date | None]
+    domain: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
+    external_id: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
 
 
 class Deal(MirrorRecord):
@@ -227,6 +229,8 @@ class Deal(MirrorRecord):
     owner_id: Mapped[str | None] = mapped_column(String(64), index=True)
     amount: Mapped[Money | None]
     currency: Mapped[Currency]
+    amount_home: Mapped[Money | None] = mapped_column(default=None)  # the source's own conversion
+    home_currency: Mapped[Currency | None] = mapped_column(default=None)
     stage: Mapped[str] = mapped_column(String(100))
     outcome: Mapped[str] = mapped_column(String(8))  # open | won | lost
     pipeline: Mapped[str | None] = mapped_column(String(100))
@@ -250,13 +254,58 @@ class Rep(MirrorRecord):
 
 
 class FxRate(MirrorRecord):
-    """How many units of ``currency`` one unit of the source's corporate currency buys."""
+    """How many units of ``currency`` one unit of the source's corporate currency buys.
+
+    Dated rates (Salesforce DatedConversionRate) hold for ``[valid_from, valid_to)``;
+    static ones (CurrencyType, rates from the OKR file) leave both empty.
+    """
 
     __tablename__ = "mirror_fx_rates"
 
     currency: Mapped[Currency]
     rate: Mapped[Decimal] = mapped_column(Numeric(18, 9, asdecimal=True))
     is_corporate: Mapped[bool]
+    valid_from: Mapped[date | None] = mapped_column(default=None)
+    valid_to: Mapped[date | None] = mapped_column(default=None)
+
+
+class Ticket(MirrorRecord):
+    """A support request (Zendesk ticket, Salesforce Case, HubSpot ticket)."""
+
+    __tablename__ = "mirror_tickets"
+
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # new | open | pending | solved | closed
+    priority: Mapped[str | None] = mapped_column(String(32))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[Timestamp] = mapped_column(index=True)
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    solved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Rating(MirrorRecord):
+    """A satisfaction rating: good/bad (``scale_max`` 1) or a 1–5 score (``scale_max`` 5)."""
+
+    __tablename__ = "mirror_ratings"
+
+    ticket_id: Mapped[str | None] = mapped_column(String(64))
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[Decimal | None] = mapped_column(Numeric(6, 2, asdecimal=True))
+    scale_max: Mapped[int]
+    good: Mapped[bool | None]
+    rated_at: Mapped[Timestamp] = mapped_column(index=True)
+
+
+class CustomerLink(Base):
+    """A customer record of one system matched to the primary CRM's customer."""
+
+    __tablename__ = "customer_links"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_id: Mapped[Id] = mapped_column(primary_key=True)
+    crm_source: Mapped[str] = mapped_column(String(32))
+    crm_id: Mapped[str] = mapped_column(String(64), index=True)
+    matched_by: Mapped[str] = mapped_column(String(32))
 
 
 MIRROR: dict[str, type[MirrorRecord]] = {
@@ -264,5 +313,7 @@ MIRROR: dict[str, type[MirrorRecord]] = {
     "deal": Deal,
     "rep": Rep,
     "fx_rate": FxRate,
+    "ticket": Ticket,
+    "rating": Rating,
 }
 """Canonical entity name → its mirror table. Connectors emit dicts with these columns."""

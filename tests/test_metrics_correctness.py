@@ -108,9 +108,20 @@ class Oracle:
         currencies = org.records("CurrencyType", include_deleted=True)
         self.rates: dict[str, float] = {c["IsoCode"]: c["ConversionRate"] for c in currencies}
         (self.corporate,) = [c["IsoCode"] for c in currencies if c["IsCorporate"]]
+        self.dated = [
+            (r["IsoCode"], r["StartDate"], r["NextStartDate"], r["ConversionRate"])
+            for r in org.records("DatedConversionRate")
+        ]
 
-    def convert(self, amount: float, currency: str, target: str) -> float:
-        return amount / self.rates[currency] * self.rates[target]
+    def rate(self, currency: str, on: str | None) -> float:
+        """The dated rate covering ``on`` (advanced currency management), else the static one."""
+        for iso, start, following, rate in self.dated:
+            if iso == currency and on is not None and start <= on < following:
+                return rate
+        return self.rates[currency]
+
+    def convert(self, amount: float, currency: str, target: str, on: str | None = None) -> float:
+        return amount / self.rate(currency, on) * self.rate(target, on)
 
     def owned(self, deal: Record, params: dict[str, Any]) -> bool:
         """Whether the deal's owner passes the ``owner`` (e-mail) and ``team`` filters."""
@@ -140,7 +151,9 @@ class Oracle:
         if name in ("won_revenue", "avg_won_deal_value"):
             target = (params.get("currency") or self.corporate).upper()
             deals = [d for d in self.won_in(label, params) if d["Amount"] is not None]
-            amounts = [self.convert(d["Amount"], d["CurrencyIsoCode"], target) for d in deals]
+            amounts = [
+                self.convert(d["Amount"], d["CurrencyIsoCode"], target, d["CloseDate"]) for d in deals
+            ]
             if name == "won_revenue":
                 value: float | None = sum(amounts)
             else:
@@ -205,7 +218,10 @@ class Oracle:
                 closed = date.fromisoformat(deal["CloseDate"])
                 if started <= closed < deadline:
                     per_month[(closed.year, closed.month)] += self.convert(
-                        deal["Amount"], deal["CurrencyIsoCode"], user["DefaultCurrencyIsoCode"]
+                        deal["Amount"],
+                        deal["CurrencyIsoCode"],
+                        user["DefaultCurrencyIsoCode"],
+                        deal["CloseDate"],
                     )
             if any(total >= user["Monthly_Quota__c"] for total in per_month.values()):
                 reached.append(rep_id)
@@ -335,12 +351,17 @@ def test_metrics_match_independent_computation(synced_store: str, oracle: Oracle
 def test_won_revenue_in_another_currency(synced_store: str, oracle: Oracle) -> None:
     """Asking for EUR scales the corporate-currency total by the EUR rate, and says EUR."""
     usd_total = sum(
-        oracle.convert(d["Amount"], d["CurrencyIsoCode"], "USD")
+        oracle.convert(d["Amount"], d["CurrencyIsoCode"], "USD", d["CloseDate"])
         for d in oracle.won_in("2026-Q4", {})
         if d["Amount"] is not None
     )
     assert oracle.rates["USD"] == 1.0
     (result,) = measure(synced_store, [("won_revenue", "2026-Q4", {"currency": "EUR"})])
     assert result.unit == "EUR"
-    assert result.value == pytest.approx(usd_total * oracle.rates["EUR"], rel=1e-9)
+    eur = sum(
+        oracle.convert(d["Amount"], d["CurrencyIsoCode"], "EUR", d["CloseDate"])
+        for d in oracle.won_in("2026-Q4", {})
+        if d["Amount"] is not None
+    )
+    assert result.value == pytest.approx(eur, rel=1e-9)
     assert result.value != pytest.approx(usd_total, rel=1e-3)

@@ -17,10 +17,10 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from okr_targets.models import Deal, FxRate, Rep
+from okr_targets.models import Customer, Deal, FxRate, Rating, Rep, Ticket
 from okr_targets.periods import Period
 
 
@@ -108,7 +108,10 @@ def _live(model: Any) -> Any:
     return model.deleted_at.is_(None)
 
 
-def _filtered(statement: Select[Any], filters: Filters) -> Select[Any]:
+AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
+
+
+def _filtered(statement: AnySelect, filters: Filters) -> AnySelect:
     """Join the deal's owner when a rep or team filter is set."""
     if filters.owner is None and filters.team is None:
         return statement
@@ -130,38 +133,104 @@ def _won_deals_in(period: Period, filters: Filters, *columns: Any) -> Select[Any
     return _filtered(statement, filters).order_by(Deal.source, Deal.source_id)
 
 
+CONFIG_SOURCE = "config"
+"""Rates from the OKR file's ``money:`` section are mirrored under this source name."""
+
+
 class Converter:
-    """Converts amounts between currencies with each source's own exchange rates."""
+    """Converts amounts to a reporting currency, never silently.
+
+    A pair of rates is taken from one table, so both share a base: first the OKR file's
+    ``money.rates``, then the deal's own source (its dated rate for the deal's close date,
+    else its static rate). A deal its source already converted (HubSpot's
+    ``amount_in_home_currency``) uses that amount when the target is its home currency.
+    No rate at all is a MetricError naming the currency, never a zero.
+    """
 
     def __init__(self, session: Session) -> None:
-        self.rates: dict[tuple[str, str], Decimal] = {}
+        self.static: dict[tuple[str, str], Decimal] = {}
+        self.dated: dict[tuple[str, str], list[tuple[date, date | None, Decimal]]] = {}
         self.corporate: dict[str, str] = {}
         for rate in session.scalars(select(FxRate).where(_live(FxRate))):
-            self.rates[(rate.source, rate.currency)] = rate.rate
+            key = (rate.source, rate.currency)
+            if rate.valid_from is None:
+                self.static[key] = rate.rate
+            else:
+                self.dated.setdefault(key, []).append((rate.valid_from, rate.valid_to, rate.rate))
             if rate.is_corporate:
                 self.corporate[rate.source] = rate.currency
+                self.static.setdefault(key, Decimal(1))
 
     def target_currency(self, sources: Iterable[str], wanted: str | None) -> str | None:
-        """The wanted currency, else the corporate one of the sources (of all, if none)."""
+        """The wanted currency, else the OKR file's, else the sources' corporate one."""
         if wanted:
             return wanted.upper()
+        if CONFIG_SOURCE in self.corporate:
+            return self.corporate[CONFIG_SOURCE]
         names = set(sources) or set(self.corporate)
         corporate = {self.corporate[s] for s in names if s in self.corporate}
         if len(corporate) > 1:
             raise MetricError(
                 f"sources have different corporate currencies {sorted(corporate)}; "
-                "set the metric's `currency` parameter"
+                "set `money.currency` in the OKR file or the metric's `currency` parameter"
             )
         return corporate.pop() if corporate else None
 
-    def convert(self, amount: Decimal, currency: str, source: str, target: str | None) -> Decimal:
+    def _rate(self, source: str, currency: str, on: date | None) -> Decimal | None:
+        if on is not None:
+            for start, end, rate in self.dated.get((source, currency), ()):
+                if start <= on and (end is None or on < end):
+                    return rate
+        return self.static.get((source, currency))
+
+    def known(self, source: str, currency: str) -> bool:
+        return any(
+            (table, currency) in self.static or (table, currency) in self.dated
+            for table in (CONFIG_SOURCE, source)
+        )
+
+    def convert(
+        self,
+        amount: Decimal,
+        currency: str,
+        source: str,
+        target: str | None,
+        on: date | None = None,
+        amount_home: Decimal | None = None,
+        home_currency: str | None = None,
+    ) -> Decimal:
         if target is None or currency == target:
             return amount
-        try:
-            return amount / self.rates[(source, currency)] * self.rates[(source, target)]
-        except KeyError:
-            missing = currency if (source, currency) not in self.rates else target
-            raise MetricError(f"{source} has no exchange rate for {missing}") from None
+        for table in (CONFIG_SOURCE, source):
+            have, want = self._rate(table, currency, on), self._rate(table, target, on)
+            if have is not None and want is not None:
+                return amount / have * want
+        if amount_home is not None and home_currency == target:
+            return amount_home
+        raise MetricError(f"no exchange rate from {currency} to {target} for {source} deals")
+
+
+def unconvertible_currencies(session: Session) -> list[str]:
+    """Validation findings: live deal currencies that no rate can convert to the target."""
+    converter = Converter(session)
+    findings = []
+    groups = session.execute(
+        select(Deal.source, Deal.currency, func.count(), func.count(Deal.amount_home))
+        .where(_live(Deal), Deal.amount.is_not(None))
+        .group_by(Deal.source, Deal.currency)
+        .order_by(Deal.source, Deal.currency)
+    ).all()
+    for source, currency, deals, converted_at_source in groups:
+        target = converter.target_currency([source], None)
+        if target is None or currency == target or converted_at_source == deals:
+            continue
+        if not (converter.known(source, currency) and converter.known(source, target)):
+            findings.append(
+                f"{deals} {source} deal(s) in {currency} have no exchange rate to {target}; "
+                "money key results that include them fail instead of counting them as zero "
+                "(add the rate under `money.rates` in the OKR file)"
+            )
+    return findings
 
 
 def _refs(entity: str, rows: Iterable[Any]) -> list[RecordRef]:
@@ -171,7 +240,8 @@ def _refs(entity: str, rows: Iterable[Any]) -> list[RecordRef]:
 def _converted_won_amounts(
     session: Session, period: Period, params: MoneyParams
 ) -> tuple[list[Any], list[Decimal], str]:
-    rows = session.execute(_won_deals_in(period, params, Deal.amount, Deal.currency)).all()
+    columns = (Deal.amount, Deal.currency, Deal.close_on, Deal.amount_home, Deal.home_currency)
+    rows = session.execute(_won_deals_in(period, params, *columns)).all()
     rows = [row for row in rows if row.amount is not None]
     converter = Converter(session)
     target = converter.target_currency({row.source for row in rows}, params.currency)
@@ -179,7 +249,18 @@ def _converted_won_amounts(
     if target is None and len(currencies) > 1:
         raise MetricError(f"deals in {sorted(currencies)} but no exchange rates in the mirror")
     unit = target or (currencies.pop() if currencies else "")
-    amounts = [converter.convert(row.amount, row.currency, row.source, target) for row in rows]
+    amounts = [
+        converter.convert(
+            row.amount,
+            row.currency,
+            row.source,
+            target,
+            row.close_on,
+            row.amount_home,
+            row.home_currency,
+        )
+        for row in rows
+    ]
     return rows, amounts, unit
 
 
@@ -293,7 +374,9 @@ def new_rep_quota_attainment(session: Session, period: Period, params: RampParam
         assert rep.monthly_quota is not None
         deadline = add_months(rep.started_on, params.months)
         deals = session.execute(
-            select(Deal.amount, Deal.currency, Deal.close_on).where(
+            select(
+                Deal.amount, Deal.currency, Deal.close_on, Deal.amount_home, Deal.home_currency
+            ).where(
                 _live(Deal),
                 Deal.outcome == "won",
                 Deal.source == rep.source,
@@ -306,7 +389,15 @@ def new_rep_quota_attainment(session: Session, period: Period, params: RampParam
         by_month: dict[tuple[int, int], Decimal] = {}
         for deal in deals:
             month = (deal.close_on.year, deal.close_on.month)
-            amount = converter.convert(deal.amount, deal.currency, rep.source, rep.quota_currency)
+            amount = converter.convert(
+                deal.amount,
+                deal.currency,
+                rep.source,
+                rep.quota_currency,
+                deal.close_on,
+                deal.amount_home,
+                deal.home_currency,
+            )
             by_month[month] = by_month.get(month, Decimal(0)) + amount
         if any(total >= rep.monthly_quota for total in by_month.values()):
             reached.append(rep.source_id)
@@ -314,6 +405,134 @@ def new_rep_quota_attainment(session: Session, period: Period, params: RampParam
     return MetricResult(
         value, "%", _refs("rep", cohort), {"cohort": len(cohort), "reached_quota": sorted(reached)}
     )
+
+
+@metric("win_rate", Filters)
+def win_rate(session: Session, period: Period, params: Filters) -> MetricResult:
+    """Percent of the deals closed in the period (won or lost) that were won."""
+    statement = select(Deal.source, Deal.source_id, Deal.outcome).where(
+        _live(Deal),
+        Deal.outcome.in_(("won", "lost")),
+        Deal.close_on >= period.start,
+        Deal.close_on < period.end,
+    )
+    rows = session.execute(_filtered(statement, params).order_by(Deal.source, Deal.source_id)).all()
+    won = sum(1 for row in rows if row.outcome == "won")
+    value = 100.0 * won / len(rows) if rows else None
+    return MetricResult(value, "%", _refs("deal", rows), {"won": won, "closed": len(rows)})
+
+
+class CustomerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(default=None, description="only this CRM's customers")
+    segment: str | None = None
+
+
+def _customers_at_start(session: Session, period: Period, params: CustomerParams) -> list[Any]:
+    """Customers on the period's first day: became one before it, not churned before it."""
+    statement = select(Customer.source, Customer.source_id, Customer.churned_on).where(
+        _live(Customer),
+        Customer.became_customer_on < period.start,
+        or_(Customer.churned_on.is_(None), Customer.churned_on >= period.start),
+    )
+    if params.source is not None:
+        statement = statement.where(Customer.source == params.source)
+    if params.segment is not None:
+        statement = statement.where(Customer.segment == params.segment)
+    return list(session.execute(statement.order_by(Customer.source, Customer.source_id)).all())
+
+
+@metric("retention_rate", CustomerParams)
+def retention_rate(session: Session, period: Period, params: CustomerParams) -> MetricResult:
+    """Percent of the customers at the period's start who are still customers at its end."""
+    start = _customers_at_start(session, period, params)
+    kept = [row for row in start if row.churned_on is None or row.churned_on >= period.end]
+    value = 100.0 * len(kept) / len(start) if start else None
+    return MetricResult(
+        value, "%", _refs("customer", start), {"at_start": len(start), "retained": len(kept)}
+    )
+
+
+@metric("churn_rate", CustomerParams)
+def churn_rate(session: Session, period: Period, params: CustomerParams) -> MetricResult:
+    """Percent of the customers at the period's start who stopped being customers in it."""
+    start = _customers_at_start(session, period, params)
+    lost = [row for row in start if row.churned_on is not None and row.churned_on < period.end]
+    value = 100.0 * len(lost) / len(start) if start else None
+    return MetricResult(
+        value, "%", _refs("customer", start), {"at_start": len(start), "churned": len(lost)}
+    )
+
+
+class TicketParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(default=None, description="only this helpdesk's tickets")
+    channel: str | None = None
+    priority: str | None = None
+
+
+def _tickets_created_in(period: Period, params: TicketParams, *columns: Any) -> Select[Any]:
+    statement = select(Ticket.source, Ticket.source_id, *columns).where(
+        _live(Ticket), Ticket.created_at >= period.start_at, Ticket.created_at < period.end_at
+    )
+    for name in ("source", "channel", "priority"):
+        wanted = getattr(params, name)
+        if wanted is not None:
+            statement = statement.where(getattr(Ticket, name) == wanted)
+    return statement.order_by(Ticket.source, Ticket.source_id)
+
+
+@metric("ticket_volume", TicketParams)
+def ticket_volume(session: Session, period: Period, params: TicketParams) -> MetricResult:
+    """Support requests (tickets, cases) created in the period."""
+    rows = session.execute(_tickets_created_in(period, params)).all()
+    return MetricResult(float(len(rows)), "tickets", _refs("ticket", rows))
+
+
+@metric("median_first_response_hours", TicketParams)
+def median_first_response_hours(
+    session: Session, period: Period, params: TicketParams
+) -> MetricResult:
+    """Median hours to the first agent reply, for tickets created in the period and answered."""
+    statement = _tickets_created_in(period, params, Ticket.created_at, Ticket.first_response_at)
+    rows = [row for row in session.execute(statement) if row.first_response_at is not None]
+    hours = [(row.first_response_at - row.created_at).total_seconds() / 3600 for row in rows]
+    value = float(statistics.median(hours)) if hours else None
+    return MetricResult(value, "hours", _refs("ticket", rows))
+
+
+class RatingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = None
+
+
+def _ratings_in(session: Session, period: Period, params: RatingParams, *where: Any) -> list[Any]:
+    statement = select(Rating.source, Rating.source_id, Rating.score, Rating.good).where(
+        _live(Rating), Rating.rated_at >= period.start_at, Rating.rated_at < period.end_at, *where
+    )
+    if params.source is not None:
+        statement = statement.where(Rating.source == params.source)
+    return list(session.execute(statement.order_by(Rating.source, Rating.source_id)).all())
+
+
+@metric("csat", RatingParams)
+def csat(session: Session, period: Period, params: RatingParams) -> MetricResult:
+    """Percent of answered satisfaction ratings in the period that are good (4-5 of 5 count)."""
+    rows = _ratings_in(session, period, params, Rating.good.is_not(None))
+    good = sum(1 for row in rows if row.good)
+    value = 100.0 * good / len(rows) if rows else None
+    return MetricResult(value, "%", _refs("rating", rows), {"good": good, "answered": len(rows)})
+
+
+@metric("csat_mean_score", RatingParams)
+def csat_mean_score(session: Session, period: Period, params: RatingParams) -> MetricResult:
+    """Mean score of the 1-5 satisfaction ratings given in the period."""
+    rows = _ratings_in(session, period, params, Rating.scale_max == 5, Rating.score.is_not(None))
+    value = float(sum(row.score for row in rows) / len(rows)) if rows else None
+    return MetricResult(value, "/5", _refs("rating", rows))
 
 
 class ChangeParams(BaseModel):

@@ -143,6 +143,8 @@ class SalesforceReader:
         self, stream: StreamInfo, since: Bookmark | None, until: datetime | None = None
     ) -> Iterator[Page]:
         sobject = STREAMS[stream.name]
+        if stream.name == "DatedConversionRate" and not self.settings.dated_rates:
+            return
         timeout = self.settings.timeout
         with translate_errors(f"query {stream.name}"):
             result = self.client.query(

@@ -15,6 +15,7 @@ from typing import Any
 from connectors.base import CanonicalRow
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.timestamps import parse_sf_datetime
+from connectors.sandbox_world import domain_of
 
 SOURCE = "salesforce"
 CURSOR_FIELD = "SystemModstamp"
@@ -79,6 +80,8 @@ def account_to_customer(record: Record, settings: SalesforceSettings) -> Canonic
         "created_at": _timestamp(record, "CreatedDate"),
         "became_customer_on": _date(record, settings.customer_since_field),
         "churned_on": _date(record, settings.churn_date_field),
+        "domain": domain_of(record.get("Website")),
+        "external_id": None,
     }
 
 
@@ -90,6 +93,8 @@ def opportunity_to_deal(record: Record, settings: SalesforceSettings) -> Canonic
         "owner_id": record.get("OwnerId"),
         "amount": _decimal(record, "Amount"),
         "currency": record.get("CurrencyIsoCode"),
+        "amount_home": None,
+        "home_currency": None,
         "stage": record.get("StageName"),
         "outcome": outcome,
         "pipeline": None,
@@ -117,6 +122,41 @@ def currency_to_fx_rate(record: Record, settings: SalesforceSettings) -> Canonic
         "currency": record.get("IsoCode"),
         "rate": _decimal(record, "ConversionRate"),
         "is_corporate": bool(record.get("IsCorporate")),
+        "valid_from": None,
+        "valid_to": None,
+    }
+
+
+def dated_rate_to_fx_rate(record: Record, settings: SalesforceSettings) -> CanonicalRow:
+    """A rate that holds for [StartDate, NextStartDate) (advanced currency management)."""
+    following = _date(record, "NextStartDate")
+    return _common(record) | {
+        "currency": record.get("IsoCode"),
+        "rate": _decimal(record, "ConversionRate"),
+        "is_corporate": False,
+        "valid_from": _date(record, "StartDate"),
+        "valid_to": None if following == date(9999, 12, 31) else following,
+    }
+
+
+_CASE_STATUS = {"new": "new", "closed": "closed"}
+
+
+def case_to_ticket(record: Record, settings: SalesforceSettings) -> CanonicalRow:
+    """A Case as a support ticket; closed cases count as solved when they have a close time."""
+    status = str(record.get("Status") or "").lower()
+    if record.get("IsClosed"):
+        status = "solved" if record.get("ClosedDate") else "closed"
+    else:
+        status = _CASE_STATUS.get(status, "open")
+    return _common(record) | {
+        "customer_id": record.get("AccountId"),
+        "status": status,
+        "priority": (record.get("Priority") or "").lower() or None,
+        "channel": (record.get("Origin") or "").lower() or None,
+        "created_at": _timestamp(record, "CreatedDate"),
+        "first_response_at": _timestamp(record, settings.case_first_response_field, required=False),
+        "solved_at": _timestamp(record, "ClosedDate", required=False),
     }
 
 

@@ -89,10 +89,43 @@ SCHEMA: dict[str, dict[str, str]] = {
         "LastModifiedDate": _DT,
         "SystemModstamp": _DT,
     },
+    "DatedConversionRate": {
+        "Id": "id",
+        "IsoCode": "picklist",
+        "ConversionRate": "double",
+        "StartDate": "date",
+        "NextStartDate": "date",
+        "CreatedDate": _DT,
+        "LastModifiedDate": _DT,
+        "SystemModstamp": _DT,
+    },
+    "Case": {
+        "Id": "id",
+        "CaseNumber": "string",
+        "AccountId": "reference",
+        "Subject": "string",
+        "Status": "picklist",
+        "IsClosed": "boolean",
+        "Priority": "picklist",
+        "Origin": "picklist",
+        "First_Response__c": _DT,
+        "ClosedDate": _DT,
+        "IsDeleted": "boolean",
+        "CreatedDate": _DT,
+        "LastModifiedDate": _DT,
+        "SystemModstamp": _DT,
+    },
 }
 """Object -> field -> Salesforce field type, in the order the API returns fields."""
 
-ID_PREFIXES = {"User": "005", "Account": "001", "Opportunity": "006", "CurrencyType": "01L"}
+ID_PREFIXES = {
+    "User": "005",
+    "Account": "001",
+    "Opportunity": "006",
+    "CurrencyType": "01L",
+    "DatedConversionRate": "04w",
+    "Case": "500",
+}
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
@@ -678,7 +711,89 @@ def generate_org(
                 "SystemModstamp": _sf_ts(modstamp),
             },
         )
+    _add_dated_rates(org, today)
+    _add_cases(org, random.Random(seed * 7919 + 1), now)
     return org
+
+
+_CASE_STATUSES = (("New", False), ("Working", False), ("Escalated", False))
+_CASE_SUBJECTS = (
+    "Login problem",
+    "Invoice question",
+    "Data export",
+    "API error",
+    "Onboarding help",
+)
+
+
+def _add_dated_rates(org: SalesforceOrg, today: int) -> None:
+    """Quarterly dated rates (advanced currency management) drifting around CurrencyType's."""
+    current = _quarter_start(date.fromordinal(_EPOCH_ORDINAL + today), 0)
+    quarters = [_quarter_start(current, back) for back in range(7, -1, -1)]
+    number = 0
+    for iso, rate in CURRENCIES:
+        if iso == "USD":
+            continue
+        for index, start in enumerate(quarters):
+            number += 1
+            drift = 1 + 0.01 * ((index * 7 + len(iso)) % 5 - 2)
+            following = (
+                quarters[index + 1].isoformat() if index + 1 < len(quarters) else "9999-12-31"
+            )
+            stamp = _sf_ts((start.toordinal() - _EPOCH_ORDINAL) * _DAY + 6 * 3600)
+            org.add(
+                "DatedConversionRate",
+                {
+                    "Id": sf_id(ID_PREFIXES["DatedConversionRate"], number),
+                    "IsoCode": iso,
+                    "ConversionRate": round(rate * drift, 6),
+                    "StartDate": start.isoformat(),
+                    "NextStartDate": following,
+                    "CreatedDate": stamp,
+                    "LastModifiedDate": stamp,
+                    "SystemModstamp": stamp,
+                },
+            )
+
+
+def _add_cases(org: SalesforceOrg, rng: random.Random, now: int) -> None:
+    """Support cases filed by customers while they are customers (about two a quarter)."""
+    number = 0
+    for account in org.records("Account"):
+        since = account.get("Customer_Since__c")
+        if not since:
+            continue
+        first = (date.fromisoformat(since).toordinal() - _EPOCH_ORDINAL) * _DAY
+        churn = account.get("Churn_Date__c")
+        last = (date.fromisoformat(churn).toordinal() - _EPOCH_ORDINAL) * _DAY if churn else now
+        opened = first + int(rng.expovariate(1 / (45 * _DAY)))
+        while opened < last:
+            number += 1
+            first_reply = opened + int(rng.expovariate(1 / (6 * 3600))) + 300
+            closes = first_reply + int(rng.expovariate(1 / (2 * _DAY)))
+            closed = closes <= now
+            status, _ = rng.choice(_CASE_STATUSES) if not closed else ("Closed", True)
+            modified = min(closes if closed else first_reply, now)
+            org.add(
+                "Case",
+                {
+                    "Id": sf_id(ID_PREFIXES["Case"], number),
+                    "CaseNumber": f"{number:08d}",
+                    "AccountId": account["Id"],
+                    "Subject": rng.choice(_CASE_SUBJECTS),
+                    "Status": status,
+                    "IsClosed": closed,
+                    "Priority": rng.choices(("Low", "Medium", "High"), (5, 4, 1))[0],
+                    "Origin": rng.choices(("Email", "Web", "Phone"), (5, 3, 2))[0],
+                    "First_Response__c": _sf_ts(first_reply) if first_reply <= now else None,
+                    "ClosedDate": _sf_ts(closes) if closed else None,
+                    "IsDeleted": rng.random() < 0.01,
+                    "CreatedDate": _sf_ts(opened),
+                    "LastModifiedDate": _sf_ts(modified),
+                    "SystemModstamp": _sf_ts(modified),
+                },
+            )
+            opened += int(rng.expovariate(1 / (45 * _DAY))) + 3600
 
 
 # ---------------------------------------------------------------------------

@@ -33,6 +33,11 @@ class SalesforceSettings(BaseSettings):
     rep_quota_field: str = "Monthly_Quota__c"
     customer_since_field: str = "Customer_Since__c"
     churn_date_field: str = "Churn_Date__c"
+    case_first_response_field: str = "First_Response__c"
+    dated_rates: bool = Field(
+        default=True,
+        description="read DatedConversionRate (orgs with advanced currency management)",
+    )
 
     def secret(self) -> str:
         return resolve_secret("the client secret", self.client_secret, self.client_secret_block)

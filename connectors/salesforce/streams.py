@@ -39,6 +39,12 @@ STREAMS: dict[str, SObjectStream] = {
             deletable=False,
         ),
         SObjectStream(
+            _stream("DatedConversionRate", "fx_rate"),
+            ("IsoCode", "ConversionRate", "StartDate", "NextStartDate"),
+            mapping.dated_rate_to_fx_rate,
+            deletable=False,
+        ),
+        SObjectStream(
             _stream("User", "rep"),
             ("Name", "Email", "Department", "IsActive", "DefaultCurrencyIsoCode"),
             mapping.user_to_rep,
@@ -47,7 +53,7 @@ STREAMS: dict[str, SObjectStream] = {
         ),
         SObjectStream(
             _stream("Account", "customer"),
-            ("Name", "OwnerId", "Industry", "Type"),
+            ("Name", "OwnerId", "Industry", "Type", "Website"),
             mapping.account_to_customer,
             custom_fields=("customer_since_field", "churn_date_field"),
         ),
@@ -66,6 +72,12 @@ STREAMS: dict[str, SObjectStream] = {
                 "CloseDate",
             ),
             mapping.opportunity_to_deal,
+        ),
+        SObjectStream(
+            _stream("Case", "ticket"),
+            ("AccountId", "Status", "IsClosed", "Priority", "Origin", "ClosedDate"),
+            mapping.case_to_ticket,
+            custom_fields=("case_first_response_field",),
         ),
     )
 }
