@@ -83,12 +83,25 @@ class SourceReader(Protocol):
 
 
 @dataclass(frozen=True)
+class SandboxSpec:
+    """A small local emulator of a connector's source, for the contract test and demos.
+
+    ``app`` is an ASGI app with a fault queue at ``app.state.faults``; ``env`` gives the
+    connector's settings (as environment variables) to reach it once it is served.
+    """
+
+    app: Any
+    env: Callable[[Any], dict[str, str]]
+
+
+@dataclass(frozen=True)
 class Connector:
     name: str
     streams: tuple[StreamInfo, ...]
     settings: type[BaseSettings]
     open: Callable[[Any], SourceReader]
     description: str = ""
+    sandbox: Callable[[], SandboxSpec] | None = None
 
 
 class UnknownConnectorError(LookupError):

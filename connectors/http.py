@@ -20,6 +20,12 @@ class TrustedSession(requests.Session):
         super().__init__()
         if ca_bundle is not None:
             self.verify = str(ca_bundle)
+        self.last_retry_after: float | None = None
+        self.hooks["response"].append(self._remember_retry_after)
+
+    def _remember_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        """Keep the last Retry-After, for clients (simple-salesforce) whose errors drop headers."""
+        self.last_retry_after = retry_after(response)
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -29,3 +35,12 @@ class TrustedSession(requests.Session):
         if (verify is None or verify is True) and self.verify is not True:
             settings["verify"] = self.verify
         return settings
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds form), if any."""
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -152,7 +152,8 @@ class Oracle:
             target = (params.get("currency") or self.corporate).upper()
             deals = [d for d in self.won_in(label, params) if d["Amount"] is not None]
             amounts = [
-                self.convert(d["Amount"], d["CurrencyIsoCode"], target, d["CloseDate"]) for d in deals
+                self.convert(d["Amount"], d["CurrencyIsoCode"], target, d["CloseDate"])
+                for d in deals
             ]
             if name == "won_revenue":
                 value: float | None = sum(amounts)

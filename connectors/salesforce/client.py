@@ -19,23 +19,15 @@ from simple_salesforce.exceptions import SalesforceError
 
 from connectors.base import Bookmark, Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError, is_retriable_status
-from connectors.http import TrustedSession
+from connectors.http import TrustedSession, retry_after
 from connectors.salesforce.mapping import SOURCE, MappingError
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.streams import STREAMS
 from okr_sync.secrets import MissingSecretError
 
 
-def _retry_after(response: requests.Response | None) -> float | None:
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 @contextmanager
-def translate_errors(action: str) -> Iterator[None]:
+def translate_errors(action: str, session: TrustedSession) -> Iterator[None]:
     """Turn client and transport exceptions into the connector error taxonomy."""
     try:
         yield
@@ -45,8 +37,12 @@ def translate_errors(action: str) -> Iterator[None]:
             detail = f"{content[0].get('errorCode')}: {content[0].get('message')}"
         else:
             detail = str(content)[:200]
-        error = RetriableSourceError if is_retriable_status(exc.status) else FatalSourceError
-        raise error(SOURCE, f"{action} failed ({exc.status} {detail})", status=exc.status) from None
+        message = f"{action} failed ({exc.status} {detail})"
+        if is_retriable_status(exc.status):
+            raise RetriableSourceError(
+                SOURCE, message, status=exc.status, retry_after=session.last_retry_after
+            ) from None
+        raise FatalSourceError(SOURCE, message, status=exc.status) from None
     except requests.exceptions.SSLError:
         raise FatalSourceError(
             SOURCE,
@@ -69,7 +65,7 @@ def _login(session: TrustedSession, settings: SalesforceSettings) -> dict[str, A
     except MissingSecretError as exc:
         raise FatalSourceError(SOURCE, f"{exc}; set OKR_SYNC_SALESFORCE_CLIENT_SECRET") from None
     url = settings.login_url.rstrip("/") + "/services/oauth2/token"
-    with translate_errors(f"login at {settings.login_url}"):
+    with translate_errors(f"login at {settings.login_url}", session):
         response = session.post(
             url,
             data={
@@ -80,30 +76,37 @@ def _login(session: TrustedSession, settings: SalesforceSettings) -> dict[str, A
             timeout=settings.timeout,
         )
         if response.status_code in (400, 401):
-            body = (
-                response.json()
-                if response.headers.get("content-type", "").startswith("application/json")
-                else {}
-            )
-            reason = body.get("error_description") or body.get("error") or response.reason
+            reason = _oauth_error(response)
             raise FatalSourceError(
                 SOURCE,
                 f"login at {settings.login_url} refused: {reason}",
                 status=response.status_code,
             )
         if response.status_code != 200:
-            error = (
-                RetriableSourceError
-                if is_retriable_status(response.status_code)
-                else FatalSourceError
-            )
-            raise error(
-                SOURCE,
-                f"login at {settings.login_url} failed with HTTP {response.status_code}",
-                status=response.status_code,
-            )
+            status = response.status_code
+            message = f"login at {settings.login_url} failed with HTTP {status}"
+            if is_retriable_status(status):
+                raise RetriableSourceError(
+                    SOURCE, message, status=status, retry_after=retry_after(response)
+                )
+            raise FatalSourceError(SOURCE, message, status=status)
         token: dict[str, Any] = response.json()
     return token
+
+
+def _oauth_error(response: requests.Response) -> str:
+    """The reason in an OAuth error body (a dict) or a REST error body (a list)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or f"HTTP {response.status_code}"
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]
+    if not isinstance(body, dict):
+        return response.reason or f"HTTP {response.status_code}"
+    return str(
+        body.get("error_description") or body.get("error") or body.get("message") or response.reason
+    )
 
 
 class SalesforceReader:
@@ -146,7 +149,7 @@ class SalesforceReader:
         if stream.name == "DatedConversionRate" and not self.settings.dated_rates:
             return
         timeout = self.settings.timeout
-        with translate_errors(f"query {stream.name}"):
+        with translate_errors(f"query {stream.name}", self.session):
             result = self.client.query(
                 self.soql(stream, since.at if since else None, until),
                 include_deleted=sobject.deletable,
@@ -166,7 +169,7 @@ class SalesforceReader:
             yield page
             if result.get("done", True):
                 return
-            with translate_errors(f"query {stream.name} (next page)"):
+            with translate_errors(f"query {stream.name} (next page)", self.session):
                 result = self.client.query_more(
                     result["nextRecordsUrl"], identifier_is_url=True, timeout=timeout
                 )

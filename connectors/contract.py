@@ -1,0 +1,150 @@
+"""The contract every connector passes, built-in or third-party.
+
+Each check takes a connector and a running sandbox of its source (see
+``Connector.sandbox``) with the connector's settings already in the environment. A data
+team's package runs the same checks from its own tests::
+
+    from connectors.contract import run_contract
+    run_contract(my_connector)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from connectors.base import Bookmark, Connector, Page, SourceReader, StreamInfo
+from connectors.errors import FatalSourceError, RetriableSourceError
+from okr_sync.sandbox import RunningServer, serve_tls
+from okr_targets.models import MIRROR
+
+MAX_PAGES = 10_000
+"""A stream that pages longer than this on a small sandbox is looping."""
+
+
+class ContractError(AssertionError):
+    pass
+
+
+@contextmanager
+def sandboxed(connector: Connector) -> Iterator[tuple[Any, RunningServer]]:
+    """Serve the connector's sandbox and point its settings at it for the block."""
+    if connector.sandbox is None:
+        raise ContractError(f"{connector.name}: no sandbox; the contract needs one")
+    spec = connector.sandbox()
+    with serve_tls(spec.app) as server:
+        saved = dict(os.environ)
+        os.environ.update(spec.env(server))
+        try:
+            yield spec.app, server
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def open_reader(connector: Connector) -> SourceReader:
+    return connector.open(connector.settings())
+
+
+def read_all(reader: SourceReader, stream: StreamInfo, since: Bookmark | None = None) -> list[Page]:
+    """Every page of a stream; fails if paging does not end."""
+    pages = []
+    for page in reader.read(stream, since):
+        pages.append(page)
+        if len(pages) > MAX_PAGES:
+            raise ContractError(f"{stream.name}: paging did not end after {MAX_PAGES} pages")
+    return pages
+
+
+def check_pages(connector: Connector, stream: StreamInfo, pages: list[Page]) -> int:
+    """Bookmarks never go back; rows have exactly the canonical columns with sound values."""
+    columns = {c.name for c in MIRROR[stream.entity].__table__.columns} - {"run_id"}
+    previous: datetime | None = None
+    count = 0
+    for page in pages:
+        if page.bookmark is not None:
+            if previous is not None and page.bookmark.at < previous:
+                raise ContractError(f"{stream.name}: bookmark went back to {page.bookmark.at}")
+            previous = page.bookmark.at
+        for row in page.rows:
+            count += 1
+            if set(row) != columns:
+                raise ContractError(
+                    f"{stream.name}: row keys differ from the canonical {stream.entity}: "
+                    f"missing {sorted(columns - set(row))}, extra {sorted(set(row) - columns)}"
+                )
+            if row["source"] != connector.name or not isinstance(row["source_id"], str):
+                raise ContractError(
+                    f"{stream.name}: bad identity {row['source']!r}/{row['source_id']!r}"
+                )
+            for key, value in row.items():
+                if isinstance(value, datetime) and value.utcoffset() is None:
+                    raise ContractError(f"{stream.name}: {key} is a naive datetime")
+    return count
+
+
+def check_faults(connector: Connector, app: Any) -> None:
+    """A 401 is fatal; a 429 with Retry-After is retriable and carries the wait."""
+    stream = connector.streams[0]
+    app.state.faults.inject(401, times=3)
+    try:
+        reader = open_reader(connector)
+        read_all(reader, stream)
+    except FatalSourceError:
+        pass
+    else:
+        raise ContractError("a 401 from the source was not a FatalSourceError")
+    finally:
+        app.state.faults.clear()
+    reader = open_reader(connector)
+    app.state.faults.inject(429, times=1, headers={"Retry-After": "7"})
+    try:
+        read_all(reader, stream)
+    except RetriableSourceError as exc:
+        if exc.retry_after != 7:
+            raise ContractError(f"429 Retry-After 7 became retry_after={exc.retry_after}") from None
+    else:
+        raise ContractError("a 429 from the source was not a RetriableSourceError")
+    finally:
+        app.state.faults.clear()
+        reader.close()
+
+
+def check_resume(
+    connector: Connector, reader: SourceReader, stream: StreamInfo, pages: list[Page]
+) -> None:
+    """Reading again from the last bookmark returns nothing older than it."""
+    last = next((page.bookmark for page in reversed(pages) if page.bookmark), None)
+    if last is None:
+        return
+    again = read_all(reader, stream, last)
+    check_pages(connector, stream, again)
+    older = [
+        row["source_id"]
+        for page in again
+        for row in page.rows
+        if row["source_modified_at"] < last.at
+    ]
+    if older:
+        raise ContractError(
+            f"{stream.name}: resuming returned records older than the bookmark: {older[:3]}"
+        )
+
+
+def run_contract(connector: Connector) -> dict[str, int]:
+    """Run every check; returns the rows read per stream."""
+    counts: dict[str, int] = {}
+    with sandboxed(connector) as (app, _server):
+        reader = open_reader(connector)
+        try:
+            for stream in connector.streams:
+                pages = read_all(reader, stream)
+                counts[stream.name] = check_pages(connector, stream, pages)
+                check_resume(connector, reader, stream, pages)
+        finally:
+            reader.close()
+        check_faults(connector, app)
+    return counts
