@@ -144,3 +144,49 @@ def test_lint_catches_direction_contradicting_target(tmp_path: Path) -> None:
         f"{tmp_path / 'okrs.yaml'}:23: key result 'kr-2' says decrease "
         "but its target is above its baseline"
     ]
+
+
+def test_sources_say_which_source_provides_which_entity(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "company: Acme\n",
+        "company: Acme\nsources:\n  salesforce: [customer, deal, rep, fx_rate]\n"
+        "customers: {primary: salesforce, match_by: external_id}\n"
+        "money: {currency: USD, rates: {EUR: 0.9}}\n",
+    )
+    config = load_okrs(write(tmp_path, text))
+    entities = {stream.entity for _, stream in config.streams()}
+    assert entities == {"customer", "deal", "rep", "fx_rate"}
+    assert config.primary_customer_source() == "salesforce"
+    assert config.spec.money.rates == {"EUR": 0.9}
+    everything = load_okrs(
+        write(tmp_path, VALID.replace("company: Acme\n", "company: Acme\nsources: [salesforce]\n"))
+    )
+    assert "ticket" in {stream.entity for _, stream in everything.streams()}
+
+
+@pytest.mark.parametrize(
+    ("header", "fragments"),
+    [
+        ("sources: {salesfarce: null}\n", (":2:", "unknown source 'salesfarce'")),
+        ("sources: {salesforce: [deal, mood]}\n", (":2:", "does not provide 'mood'")),
+        (
+            "sources: [salesforce]\ncustomers: {primary: hubspot}\n",
+            (":3:", "'hubspot' is not one of the sources"),
+        ),
+        ("money: {rates: {EUR: 0.9}}\n", (":2:", "rates need `currency:`")),
+        ("money: {currency: usd}\n", (":2:", "money.currency")),
+    ],
+    ids=[
+        "unknown-source",
+        "unknown-entity",
+        "primary-not-a-source",
+        "rates-without-base",
+        "lower-case-currency",
+    ],
+)
+def test_bad_source_and_money_settings(
+    tmp_path: Path, header: str, fragments: tuple[str, ...]
+) -> None:
+    message = error_for(tmp_path, VALID.replace("company: Acme\n", "company: Acme\n" + header))
+    for fragment in fragments:
+        assert fragment in message
