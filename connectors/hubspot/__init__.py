@@ -1,0 +1,43 @@
+"""HubSpot connector: owners, companies, deals and tickets through hubspot-api-client."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.base import Connector, SandboxSpec
+from connectors.hubspot.client import HubSpotReader
+from connectors.hubspot.settings import HubSpotSettings
+from connectors.hubspot.streams import STREAMS
+
+
+def sandbox_env(server: Any) -> dict[str, str]:
+    """Settings that point the connector at a served HubSpot emulator."""
+    from connectors.hubspot.emulator import SANDBOX_ACCESS_TOKEN
+
+    return {
+        "OKR_SYNC_HUBSPOT_BASE_URL": server.base_url,
+        "OKR_SYNC_HUBSPOT_ACCESS_TOKEN": SANDBOX_ACCESS_TOKEN,
+        "OKR_SYNC_HUBSPOT_CA_BUNDLE": str(server.ca_file),
+    }
+
+
+def contract_sandbox() -> SandboxSpec:
+    """A small portal, several search pages per object, with headroom over the default limit."""
+    from connectors.hubspot.emulator import create_app
+    from connectors.hubspot.sandbox_data import generate_portal
+
+    portal = generate_portal(
+        seed=5, as_of=datetime(2026, 11, 27, tzinfo=UTC), companies=60, deals=450, tickets=300
+    )
+    return SandboxSpec(app=create_app(portal, search_requests_per_second=8), env=sandbox_env)
+
+
+connector = Connector(
+    name="hubspot",
+    streams=tuple(stream.info for stream in STREAMS.values()),
+    settings=HubSpotSettings,
+    open=HubSpotReader,
+    description="HubSpot CRM API (search by hs_lastmodifieddate, archived listings), private app",
+    sandbox=contract_sandbox,
+)
+
+__all__ = ["HubSpotReader", "HubSpotSettings", "connector", "sandbox_env"]

@@ -1,0 +1,256 @@
+"""HubSpot records (as the CRM v3 API returns them) to canonical rows.
+
+Every property value arrives as a string: "" means unset, numbers become Decimal, datetimes
+come as ISO strings or epoch milliseconds. Won/lost and a ticket's status come from the
+pipeline stage's metadata (``isClosed``/``probability``, ``ticketState``), never from labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connectors.base import CanonicalRow
+from connectors.hubspot.settings import HubSpotSettings
+from connectors.sandbox_world import domain_of
+
+SOURCE = "hubspot"
+CURSOR_FIELD = "hs_lastmodifieddate"
+OWNER_CURSOR_FIELD = "updatedAt"
+
+Record = Mapping[str, Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class MappingError(ValueError):
+    """A property holds a value that cannot become the canonical type."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage's label and what its metadata says about records in it."""
+
+    label: str
+    pipeline: str
+    closed: bool
+    probability: Decimal | None = None
+    ticket_state: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        if not self.closed:
+            return "open"
+        return "won" if self.probability is not None and self.probability >= 1 else "lost"
+
+    @property
+    def ticket_status(self) -> str:
+        state = (self.ticket_state or ("CLOSED" if self.closed else "OPEN")).upper()
+        return "solved" if state == "CLOSED" else "open"
+
+
+@dataclass
+class Context:
+    """What mapping a page needs besides the record: stages, home currency, associations."""
+
+    settings: HubSpotSettings
+    stages: Mapping[str, Stage] = field(default_factory=dict)
+    pipelines: Mapping[str, str] = field(default_factory=dict)  # pipeline id -> label
+    home_currency: str | None = None
+    companies: Mapping[str, str] = field(default_factory=dict)  # record id -> company id
+
+
+def stages_of(pipelines: list[Mapping[str, Any]]) -> tuple[dict[str, Stage], dict[str, str]]:
+    """Stage id -> Stage and pipeline id -> label, from a ``/crm/v3/pipelines/{type}`` body."""
+    stages: dict[str, Stage] = {}
+    labels: dict[str, str] = {}
+    for pipeline in pipelines:
+        label = str(pipeline.get("label") or pipeline.get("id"))
+        labels[str(pipeline.get("id"))] = label
+        for stage in pipeline.get("stages") or []:
+            meta = stage.get("metadata") or {}
+            try:
+                probability = Decimal(str(meta["probability"])) if "probability" in meta else None
+            except InvalidOperation:
+                probability = None
+            state = meta.get("ticketState")
+            closed = str(meta.get("isClosed", "")).lower() == "true" or state == "CLOSED"
+            stages[str(stage.get("id"))] = Stage(
+                label=str(stage.get("label") or stage.get("id")),
+                pipeline=label,
+                closed=closed,
+                probability=probability,
+                ticket_state=str(state) if state else None,
+            )
+    return stages, labels
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An aware UTC datetime from epoch milliseconds, an ISO datetime or an ISO date."""
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        return _EPOCH + timedelta(milliseconds=int(text))
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _text(values: Record, name: str) -> str | None:
+    value = values.get(name)
+    return None if value is None or value == "" else str(value)
+
+
+def _timestamp(values: Record, name: str) -> datetime | None:
+    value = _text(values, name)
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except (ValueError, OverflowError):
+        raise MappingError(f"{name} {value!r} is not a datetime (ISO or epoch ms)") from None
+
+
+def _date(values: Record, name: str) -> date | None:
+    """A date property ("2026-03-01"), or the UTC date of a datetime one."""
+    value = _text(values, name)
+    if value is None:
+        return None
+    try:
+        if len(value) == 10 and value[4] == "-":
+            return date.fromisoformat(value)
+        return parse_timestamp(value).date()
+    except (ValueError, OverflowError):
+        raise MappingError(f"{name} {value!r} is not a date") from None
+
+
+def _decimal(values: Record, name: str) -> Decimal | None:
+    value = _text(values, name)
+    if value is None:
+        return None
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        raise MappingError(f"{name} {value!r} is not a number") from None
+    if not number.is_finite():
+        raise MappingError(f"{name} {value!r} is not a finite number")
+    return number
+
+
+def _lower(values: Record, name: str) -> str | None:
+    value = _text(values, name)
+    return value.lower() if value is not None else None
+
+
+def _required(value: datetime | None, name: str) -> datetime:
+    if value is None:
+        raise MappingError(f"{name} is missing")
+    return value
+
+
+def _props(record: Record) -> Record:
+    props = record.get("properties")
+    return props if isinstance(props, Mapping) else {}
+
+
+def _common(record: Record) -> CanonicalRow:
+    """Identity and change time; an archived record becomes a tombstone at ``archivedAt``."""
+    modified = _timestamp(_props(record), CURSOR_FIELD) or _timestamp(record, "updatedAt")
+    modified = _required(modified, CURSOR_FIELD)
+    deleted = None
+    if record.get("archived"):
+        deleted = _timestamp(record, "archivedAt") or modified
+        modified = max(modified, deleted)
+    return {
+        "source": SOURCE,
+        "source_id": str(record.get("id")),
+        "source_modified_at": modified,
+        "deleted_at": deleted,
+    }
+
+
+def _created(record: Record) -> datetime:
+    created = _timestamp(_props(record), "createdate") or _timestamp(record, "createdAt")
+    return _required(created, "createdate")
+
+
+def _stage(ctx: Context, values: Record, name: str) -> Stage:
+    stage_id = _text(values, name)
+    stage = ctx.stages.get(stage_id or "")
+    if stage is None:
+        raise MappingError(f"{name} {stage_id!r} is not a stage of any pipeline")
+    return stage
+
+
+def company_to_customer(record: Record, ctx: Context) -> CanonicalRow:
+    props = _props(record)
+    return _common(record) | {
+        "name": _text(props, "name"),
+        "owner_id": _text(props, "hubspot_owner_id"),
+        "segment": _text(props, "industry"),
+        "created_at": _created(record),
+        "became_customer_on": _date(props, "hs_lifecyclestage_customer_date"),
+        "churned_on": _date(props, ctx.settings.churn_date_property),
+        "domain": domain_of(_text(props, "domain")),
+        "external_id": None,
+    }
+
+
+def deal_to_deal(record: Record, ctx: Context) -> CanonicalRow:
+    props = _props(record)
+    stage = _stage(ctx, props, "dealstage")
+    currency = _text(props, "deal_currency_code") or ctx.home_currency
+    if currency is None:
+        raise MappingError("deal_currency_code is missing and the portal has no company currency")
+    return _common(record) | {
+        "name": _text(props, "dealname"),
+        "customer_id": ctx.companies.get(str(record.get("id"))),
+        "owner_id": _text(props, "hubspot_owner_id"),
+        "amount": _decimal(props, "amount"),
+        "currency": currency.upper(),
+        "amount_home": _decimal(props, "amount_in_home_currency"),
+        "home_currency": ctx.home_currency,
+        "stage": stage.label,
+        "outcome": stage.outcome,
+        "pipeline": ctx.pipelines.get(_text(props, "pipeline") or "", stage.pipeline),
+        "deal_type": _text(props, "dealtype"),
+        "created_at": _created(record),
+        "close_on": _date(props, "closedate"),
+    }
+
+
+def ticket_to_ticket(record: Record, ctx: Context) -> CanonicalRow:
+    props = _props(record)
+    return _common(record) | {
+        "customer_id": ctx.companies.get(str(record.get("id"))),
+        "status": _stage(ctx, props, "hs_pipeline_stage").ticket_status,
+        "priority": _lower(props, "hs_ticket_priority"),
+        "channel": _lower(props, "source_type"),
+        "created_at": _created(record),
+        "first_response_at": _timestamp(props, "first_agent_reply_date"),
+        "solved_at": _timestamp(props, "closed_date"),
+    }
+
+
+def owner_to_rep(record: Record, ctx: Context) -> CanonicalRow:
+    """Owners are deactivated, never deleted: an archived owner is an inactive rep."""
+    teams = record.get("teams") or []
+    name = " ".join(p for p in (_text(record, "firstName"), _text(record, "lastName")) if p)
+    return {
+        "source": SOURCE,
+        "source_id": str(record.get("id")),
+        "source_modified_at": _required(_timestamp(record, OWNER_CURSOR_FIELD), OWNER_CURSOR_FIELD),
+        "deleted_at": None,
+        "name": name or None,
+        "email": _text(record, "email"),
+        "team": _text(teams[0], "name") if teams and isinstance(teams[0], Mapping) else None,
+        "started_on": None,
+        "monthly_quota": None,
+        "quota_currency": None,
+        "active": not record.get("archived"),
+    }
+
+
+Mapper = Callable[[Record, Context], CanonicalRow]

@@ -1,0 +1,296 @@
+"""Plain-HTTP access to the Zendesk Support API, and the one place its errors are mapped.
+
+One :class:`~connectors.http.TrustedSession` carries the credentials and honours a CA
+given in settings even where ``REQUESTS_CA_BUNDLE`` is exported. Nothing is retried or
+slept on here: a 429 becomes a retriable error carrying ``Retry-After`` and the flow
+decides when to try again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+
+from connectors.base import Bookmark, CanonicalRow, Page, Rejected, StreamInfo
+from connectors.errors import FatalSourceError, RetriableSourceError, SourceError
+from connectors.http import TrustedSession
+from connectors.zendesk import mapping
+from connectors.zendesk.mapping import SOURCE, MappingError, parse_time
+from connectors.zendesk.settings import ZendeskSettings
+from connectors.zendesk.streams import (
+    LIST_PAGE_SIZE,
+    ORGANIZATIONS,
+    ORGANIZATIONS_PATH,
+    RATINGS_PATH,
+    SATISFACTION_RATINGS,
+    SHOW_MANY_PATH,
+    TICKET_EXPORT_PATH,
+    TICKETS,
+)
+from okr_sync.secrets import MissingSecretError
+
+Record = dict[str, Any]
+
+
+class StartTimeTooRecentError(FatalSourceError):
+    """The export refused a ``start_time`` within the last minute: nothing to read yet."""
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _detail(response: requests.Response) -> str:
+    """Zendesk's ``error: description`` on one short line (never a request header)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        error, description = body.get("error"), body.get("description")
+        text = f"{error}: {description}" if description else str(error)
+    else:
+        text = response.reason or "no detail"
+    return " ".join(text.split())[:200]
+
+
+def _status_error(action: str, response: requests.Response) -> SourceError:
+    status, detail = response.status_code, _detail(response)
+    message = f"{action} failed ({status} {detail})"
+    if status == 429 or status >= 500:
+        return RetriableSourceError(
+            SOURCE, message, status=status, retry_after=_retry_after(response)
+        )
+    if status in (401, 403):
+        return FatalSourceError(
+            SOURCE,
+            f"{action} refused ({status} {detail}); check OKR_SYNC_ZENDESK_EMAIL and the API token",
+            status=status,
+        )
+    if status == 400 and "Too recent start_time" in detail:
+        return StartTimeTooRecentError(SOURCE, message, status=status)
+    return FatalSourceError(SOURCE, message, status=status)
+
+
+@contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Turn HTTP statuses and transport failures into the connector error taxonomy."""
+    try:
+        yield
+    except requests.HTTPError as exc:
+        raise _status_error(action, exc.response) from None
+    except requests.exceptions.SSLError:
+        raise FatalSourceError(
+            SOURCE,
+            f"{action} failed: the server's TLS certificate is not trusted; "
+            "set OKR_SYNC_ZENDESK_CA_BUNDLE to its CA file",
+        ) from None
+    except (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+    ) as exc:
+        raise RetriableSourceError(
+            SOURCE, f"{action} failed: cannot reach the server ({type(exc).__name__})"
+        ) from None
+    except ValueError as exc:  # a truncated or non-JSON body
+        raise RetriableSourceError(
+            SOURCE, f"{action} failed: unreadable response ({type(exc).__name__})"
+        ) from None
+
+
+def _reject(record: Record, exc: MappingError) -> Rejected:
+    source_id = record.get("id")
+    return Rejected(
+        SOURCE, None if source_id is None else str(source_id), record, [f"mapping: {exc}"]
+    )
+
+
+def _changed(record: Record, since: Bookmark | None, until: datetime | None) -> bool:
+    """Whether a listed record was updated inside [since, until); unreadable ones are kept
+    so the mapping rejects them with a reason."""
+    try:
+        updated = parse_time(record.get("updated_at"))
+    except ValueError:
+        return True
+    return (since is None or updated >= since.at) and (until is None or updated < until)
+
+
+def _export_time(record: Record) -> datetime | None:
+    """Where a ticket sits in the export: ``generated_timestamp``, else ``updated_at``."""
+    stamp = record.get("generated_timestamp")
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        return datetime.fromtimestamp(stamp, tz=UTC)
+    try:
+        return parse_time(record.get("updated_at"))
+    except ValueError:
+        return None
+
+
+class ZendeskReader:
+    """Reads Zendesk streams page by page; the whole result is never held in memory."""
+
+    def __init__(self, settings: ZendeskSettings) -> None:
+        if not settings.base_url:
+            raise FatalSourceError(
+                SOURCE, "OKR_SYNC_ZENDESK_BASE_URL is not set (https://{subdomain}.zendesk.com)"
+            )
+        try:
+            token = settings.token()
+        except MissingSecretError as exc:
+            raise FatalSourceError(SOURCE, f"{exc}; set OKR_SYNC_ZENDESK_API_TOKEN") from None
+        self.settings = settings
+        self.base_url = settings.base_url.rstrip("/")
+        self.session = TrustedSession(str(settings.ca_bundle) if settings.ca_bundle else None)
+        self.session.headers["Accept"] = "application/json"
+        if settings.email:
+            self.session.auth = (f"{settings.email}/token", token)
+        else:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def get(self, path: str, params: dict[str, Any], action: str) -> Record:
+        """One GET returning the JSON object body, or a connector error."""
+        with translate_errors(action):
+            response = self.session.get(
+                self.base_url + path, params=params, timeout=self.settings.timeout
+            )
+            response.raise_for_status()
+            body = response.json()
+        if not isinstance(body, dict):
+            raise RetriableSourceError(SOURCE, f"{action} failed: the body is not a JSON object")
+        return body
+
+    def read(
+        self, stream: StreamInfo, since: Bookmark | None, until: datetime | None = None
+    ) -> Iterator[Page]:
+        if stream.name == TICKETS.name:
+            return self._tickets(since, until)
+        if stream.name == ORGANIZATIONS.name:
+            return self._listed(ORGANIZATIONS_PATH, "organizations", {}, since, until, self._orgs)
+        if stream.name == SATISFACTION_RATINGS.name:
+            params: dict[str, Any] = {}
+            if since is not None:
+                start = since.at - timedelta(days=self.settings.rating_lookback_days)
+                params["start_time"] = max(0, int(start.timestamp()))
+            return self._listed(
+                RATINGS_PATH, "satisfaction_ratings", params, since, until, self._ratings
+            )
+        raise FatalSourceError(SOURCE, f"unknown stream {stream.name!r}")
+
+    def _tickets(self, since: Bookmark | None, until: datetime | None) -> Iterator[Page]:
+        """The cursor-based incremental export: ``start_time`` once, then ``after_cursor``.
+
+        Every page's bookmark holds its ``after_cursor``, so a resumed sync starts right
+        after the last page saved. A bounded read (``until``) stops at the first ticket
+        exported at or after it and saves no cursor (that cursor would skip the rest);
+        the next read then restarts from the newest ``updated_at`` it saved.
+        """
+        params: dict[str, Any] = {"include": "metric_sets"}
+        if since is not None and since.token:
+            params["cursor"] = since.token
+        else:
+            params["start_time"] = int(since.at.timestamp()) if since else 0
+        newest = since.at if since else None
+        emitted = False
+        while True:
+            try:
+                body = self.get(TICKET_EXPORT_PATH, params, "tickets export")
+            except StartTimeTooRecentError:
+                return  # the bookmark is within the last minute: nothing new yet
+            metric_sets = {
+                m.get("ticket_id"): m for m in body.get("metric_sets") or [] if isinstance(m, dict)
+            }
+            page = Page(rows=[], bookmark=None)
+            stopped = False
+            for record in body.get("tickets") or []:
+                exported = _export_time(record)
+                if until is not None and exported is not None and exported >= until:
+                    stopped = True
+                    break
+                try:
+                    row = mapping.ticket_to_ticket(record, metric_sets.get(record.get("id")))
+                except MappingError as exc:
+                    page.rejected.append(_reject(record, exc))
+                    continue
+                page.rows.append(row)
+                modified = row["source_modified_at"]
+                newest = modified if newest is None else max(newest, modified)
+            emitted = emitted or bool(page.rows)
+            cursor = body.get("after_cursor")
+            if newest is not None and not stopped:
+                page.bookmark = Bookmark(newest, cursor)
+            elif newest is not None and emitted:
+                page.bookmark = Bookmark(newest)
+            yield page
+            if stopped or body.get("end_of_stream", True) or not cursor:
+                return
+            params = {"cursor": cursor, "include": "metric_sets"}
+
+    def _listed(
+        self,
+        path: str,
+        key: str,
+        params: dict[str, Any],
+        since: Bookmark | None,
+        until: datetime | None,
+        to_page: Callable[[list[Record]], Page],
+    ) -> Iterator[Page]:
+        """A cursor-paginated list in id order, keeping records changed in [since, until).
+
+        Ids are not update order, so only the last page carries a bookmark (the newest
+        ``updated_at`` read): a sync cut short re-reads the list rather than skip records.
+        """
+        newest = since.at if since else None
+        params = {**params, "page[size]": LIST_PAGE_SIZE}
+        while True:
+            body = self.get(path, params, f"{key} list")
+            records = [r for r in body.get(key) or [] if isinstance(r, dict)]
+            page = to_page([r for r in records if _changed(r, since, until)])
+            for row in page.rows:
+                modified = row["source_modified_at"]
+                newest = modified if newest is None else max(newest, modified)
+            meta = body.get("meta") or {}
+            after = meta.get("after_cursor") if meta.get("has_more") else None
+            if after is None:
+                page.bookmark = Bookmark(newest) if newest is not None else None
+            yield page
+            if after is None:
+                return
+            params["page[after]"] = after
+
+    def _orgs(self, records: list[Record]) -> Page:
+        return _mapped(records, mapping.organization_to_customer)
+
+    def _ratings(self, records: list[Record]) -> Page:
+        """Ratings with their ticket's organization (one ``show_many`` call a page)."""
+        ticket_ids = sorted(
+            {r["ticket_id"] for r in records if isinstance(r.get("ticket_id"), int)}
+        )
+        orgs: dict[Any, Any] = {}
+        if ticket_ids:
+            params = {"ids": ",".join(map(str, ticket_ids))}
+            body = self.get(SHOW_MANY_PATH, params, "tickets show_many")
+            for ticket in body.get("tickets") or []:
+                if isinstance(ticket, dict):
+                    orgs[ticket.get("id")] = ticket.get("organization_id")
+        return _mapped(records, lambda r: mapping.rating_to_rating(r, orgs.get(r.get("ticket_id"))))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _mapped(records: list[Record], mapper: Callable[[Record], CanonicalRow]) -> Page:
+    page = Page(rows=[], bookmark=None)
+    for record in records:
+        try:
+            page.rows.append(mapper(record))
+        except MappingError as exc:
+            page.rejected.append(_reject(record, exc))
+    return page

@@ -1,0 +1,331 @@
+"""A local emulator of the Zendesk Support API subset okr-sync reads, over the real wire format.
+
+Served endpoints: the cursor-based incremental ticket export (with the ``metric_sets``
+sideload, the 10 requests/minute limit and the "too recent start_time" refusal), the
+organizations and satisfaction-ratings lists with cursor pagination (``page[size]``,
+``page[after]``, ``meta``/``links``), and ``tickets/show_many``. Authentication is an API
+token (``{email}/token:{token}`` basic auth) or an OAuth bearer token; errors use
+Zendesk's ``{"error": …, "description": …}`` shape.
+
+Modelling choices (documented where Zendesk's are not): the sandbox's clock runs at least
+a minute past its newest change, so data generated for a later ``as_of`` is readable; every
+edit is stamped after all earlier ones, which gives a saved ``after_cursor`` the guarantee
+Zendesk gets by leaving the last minute out of an export; ``before_cursor`` is always null;
+``start_time`` on satisfaction ratings compares ``created_at``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import hmac
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from connectors.zendesk.sandbox_data import Helpdesk, iso
+from okr_sync.sandbox import install_faults
+
+SANDBOX_EMAIL = "okr-sync@sandbox.example"
+SANDBOX_API_TOKEN = "sandbox-api-token"  # noqa: S105 - a published sandbox credential
+SANDBOX_OAUTH_TOKEN = "sandbox-oauth-token"  # noqa: S105 - a published sandbox credential
+EXPORT_PREFIX = "/api/v2/incremental/"
+_NEWEST = 2**63 - 1
+
+
+class _BadRequestError(Exception):
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error, self.description = error, description
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status,
+        headers=dict(headers or {}),
+        media_type="application/json; charset=utf-8",
+    )
+
+
+def _error(status: int, error: str, description: str | None = None) -> Response:
+    body = {"error": error} if description is None else {"error": error, "description": description}
+    return _json(body, status)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(token: str) -> str:
+    try:
+        return base64.b64decode(token, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise _BadRequestError("InvalidPaginationParameter", "Invalid cursor") from None
+
+
+def export_cursor(position: tuple[int, int]) -> str:
+    """An export position as Zendesk encodes it (base64 of ``"<time>.0||<id>|"``)."""
+    return _b64(f"{position[0]}.0||{position[1]}|")
+
+
+def _export_position(cursor: str) -> tuple[int, int]:
+    stamp, _, rest = _unb64(cursor).partition("||")
+    try:
+        return int(float(stamp)), int(rest.rstrip("|"))
+    except ValueError:
+        raise _BadRequestError("InvalidPaginationParameter", "Invalid cursor") from None
+
+
+def _list_cursor(last_id: int) -> str:
+    return _b64(orjson.dumps({"o": "id", "v": last_id}).decode())
+
+
+def _list_position(cursor: str) -> int:
+    try:
+        value = orjson.loads(_unb64(cursor))["v"]
+    except (ValueError, KeyError, TypeError):
+        raise _BadRequestError("InvalidPaginationParameter", "Invalid cursor") from None
+    if not isinstance(value, int):
+        raise _BadRequestError("InvalidPaginationParameter", "Invalid cursor")
+    return value
+
+
+def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise _BadRequestError("InvalidValue", f"{name} must be an integer") from None
+
+
+@dataclass
+class EmulatorState:
+    """What the app remembers between requests: the helpdesk and recent export calls."""
+
+    helpdesk: Helpdesk
+    export_page_size: int
+    export_rate_limit: int
+    list_page_size: int
+    export_calls: collections.deque[float] = field(default_factory=collections.deque)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> int:
+        """Wall clock, but never less than a minute past the newest change."""
+        return max(int(time.time()), self.helpdesk.latest_change() + 60)
+
+    def export_retry_after(self) -> int | None:
+        """Count one export call; seconds to wait when over the per-minute limit."""
+        with self.lock:
+            clock = time.monotonic()
+            while self.export_calls and self.export_calls[0] <= clock - 60:
+                self.export_calls.popleft()
+            if len(self.export_calls) >= self.export_rate_limit:
+                return max(1, math.ceil(self.export_calls[0] + 60 - clock))
+            self.export_calls.append(clock)
+            return None
+
+
+def create_app(
+    helpdesk: Helpdesk,
+    *,
+    email: str = SANDBOX_EMAIL,
+    api_token: str = SANDBOX_API_TOKEN,
+    oauth_token: str = SANDBOX_OAUTH_TOKEN,
+    export_page_size: int = 1000,
+    export_rate_limit: int = 10,
+    list_page_size: int = 100,
+) -> Starlette:
+    """The emulator as an ASGI app; its state lives in ``app.state.emulator``.
+
+    ``export_page_size`` (1000 in Zendesk) and ``export_rate_limit`` (10 a minute) are
+    parameters so tests can page small data and hit the limit quickly.
+    """
+    state = EmulatorState(helpdesk, export_page_size, export_rate_limit, list_page_size)
+    basic = "Basic " + _b64(f"{email}/token:{api_token}")
+    bearer = f"Bearer {oauth_token}"
+
+    def authorized(request: Request) -> bool:
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given, basic) or hmac.compare_digest(given, bearer)
+
+    def base_url(request: Request) -> str:
+        return f"{request.url.scheme}://{request.url.netloc}"
+
+    def endpoint(handler: Any) -> Any:
+        """Authenticate, then turn a handler's bad-request exceptions into Zendesk's 400s."""
+
+        def wrapped(request: Request) -> Response:
+            if not authorized(request):
+                return _error(401, "Couldn't authenticate you")
+            try:
+                result: Response = handler(request)
+            except _BadRequestError as exc:
+                return _error(400, exc.error, exc.description)
+            return result
+
+        return wrapped
+
+    @endpoint
+    def ticket_export(request: Request) -> Response:
+        """GET /api/v2/incremental/tickets/cursor.json?start_time=… or ?cursor=…"""
+        wait = state.export_retry_after()
+        if wait is not None:
+            return _json(
+                {
+                    "error": "APIRateLimitExceeded",
+                    "description": "Number of allowed incremental export API requests "
+                    "per minute exceeded",
+                },
+                429,
+                {"Retry-After": str(wait)},
+            )
+        cursor = request.query_params.get("cursor")
+        if cursor:
+            after = _export_position(cursor)
+        else:
+            start = _int_param(request, "start_time")
+            if start is None:
+                raise _BadRequestError("InvalidValue", "start_time or cursor is required")
+            if start > state.now() - 60:
+                raise _BadRequestError(
+                    "InvalidValue", "Too recent start_time. Use a start_time older than 1 minute"
+                )
+            after = (start, 0)  # every ticket with generated_timestamp >= start
+        per_page = _int_param(request, "per_page", export_page_size) or export_page_size
+        tickets, metrics, last, more = helpdesk.ticket_page(after, min(per_page, export_page_size))
+        include = request.query_params.get("include", "")
+        after_cursor = export_cursor(last)
+        query = {"cursor": after_cursor, **({"include": include} if include else {})}
+        body: dict[str, Any] = {
+            "tickets": tickets,
+            "after_url": f"{base_url(request)}{request.url.path}?{urlencode(query)}",
+            "after_cursor": after_cursor,
+            "before_url": None,
+            "before_cursor": None,
+            "end_of_stream": not more,
+        }
+        if "metric_sets" in include.split(","):
+            body["metric_sets"] = metrics
+        return _json(body)
+
+    def list_page(
+        request: Request, key: str, records: list[dict[str, Any]], more: bool
+    ) -> Response:
+        after = _list_cursor(records[-1]["id"]) if records else None
+        before = _list_cursor(records[0]["id"]) if records else None
+        kept = [(k, v) for k, v in request.query_params.multi_items() if not k.startswith("page")]
+        size = [("page[size]", str(len(records) or list_page_size))]
+
+        def link(name: str, cursor: str | None) -> str | None:
+            if cursor is None:
+                return None
+            query = urlencode([*kept, *size, (f"page[{name}]", cursor)])
+            return f"{base_url(request)}{request.url.path}?{query}"
+
+        return _json(
+            {
+                key: records,
+                "meta": {"has_more": more, "after_cursor": after, "before_cursor": before},
+                "links": {
+                    "next": link("after", after) if more else None,
+                    "prev": link("before", before),
+                },
+            }
+        )
+
+    def page_size(request: Request) -> int:
+        size = _int_param(request, "page[size]", list_page_size) or list_page_size
+        if not 0 < size <= list_page_size:
+            raise _BadRequestError(
+                "InvalidPaginationParameter",
+                f"page[size] must be between 1 and {list_page_size}",
+            )
+        return size
+
+    def page_after(request: Request) -> int:
+        cursor = request.query_params.get("page[after]")
+        return _list_position(cursor) if cursor else 0
+
+    @endpoint
+    def organizations(request: Request) -> Response:
+        """GET /api/v2/organizations.json?page[size]=…&page[after]=…"""
+        found, more = helpdesk.organization_page(page_after(request), page_size(request))
+        return list_page(request, "organizations", found, more)
+
+    @endpoint
+    def satisfaction_ratings(request: Request) -> Response:
+        """GET /api/v2/satisfaction_ratings.json?start_time=…&page[size]=…&page[after]=…"""
+        start = _int_param(request, "start_time")
+        created_from = None if start is None else iso(start)
+        found, more = helpdesk.rating_page(page_after(request), page_size(request), created_from)
+        return list_page(request, "satisfaction_ratings", found, more)
+
+    @endpoint
+    def show_many(request: Request) -> Response:
+        """GET /api/v2/tickets/show_many.json?ids=1,2,3 (at most 100 ids)."""
+        text = request.query_params.get("ids", "")
+        try:
+            ids = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise _BadRequestError("InvalidValue", "ids must be a comma-separated list") from None
+        if len(ids) > 100:
+            raise _BadRequestError("InvalidValue", "at most 100 ids are allowed")
+        return _json({"tickets": helpdesk.show_tickets(ids)})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404:
+            return _error(404, "InvalidEndpoint", "Not found")
+        if status == 405:
+            return _error(405, "MethodNotAllowed", f"{request.method} is not allowed here")
+        return _error(status, "InternalError", "Something went wrong")
+
+    routes = []
+    for path, handler in (
+        ("/api/v2/incremental/tickets/cursor", ticket_export),
+        ("/api/v2/organizations", organizations),
+        ("/api/v2/satisfaction_ratings", satisfaction_ratings),
+        ("/api/v2/tickets/show_many", show_many),
+    ):
+        routes += [Route(f"{path}.json", handler, methods=["GET"]), Route(path, handler)]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.emulator = state
+    install_faults(app, _fault_body)
+    return app
+
+
+_FAULTS: dict[int, dict[str, str]] = {
+    400: {"error": "InvalidValue", "description": "Invalid request"},
+    401: {"error": "Couldn't authenticate you"},
+    403: {
+        "error": "Forbidden",
+        "description": "You do not have access to this page. Please contact the account "
+        "owner of this help desk for further help.",
+    },
+    404: {"error": "InvalidEndpoint", "description": "Not found"},
+    429: {
+        "error": "APIRateLimitExceeded",
+        "description": "Number of allowed API requests per minute exceeded",
+    },
+}
+
+
+def _fault_body(status: int) -> bytes:
+    """An injected fault in Zendesk's JSON error shape."""
+    default = {"error": "InternalError", "description": "Something went wrong"}
+    return orjson.dumps(_FAULTS.get(status, default))

@@ -1,0 +1,38 @@
+"""Typed Zendesk credentials and options, read from ``OKR_SYNC_ZENDESK_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from okr_sync.secrets import resolve_secret
+
+
+class ZendeskSettings(BaseSettings):
+    """API-token access to one Zendesk Support account.
+
+    The token comes from ``OKR_SYNC_ZENDESK_API_TOKEN`` or, when
+    ``OKR_SYNC_ZENDESK_API_TOKEN_BLOCK`` names one, from a Prefect Secret block. With an
+    ``email`` it is an API token (basic auth ``{email}/token``); without, an OAuth token.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OKR_SYNC_ZENDESK_", extra="ignore")
+
+    base_url: str = Field(
+        default="", description="https://{subdomain}.zendesk.com, or the sandbox URL"
+    )
+    email: str = Field(default="", description="the agent the API token belongs to")
+    api_token: SecretStr | None = None
+    api_token_block: str | None = None
+    ca_bundle: Path | None = Field(default=None, description="trust this CA file (the sandbox's)")
+    timeout: float = Field(default=30.0, gt=0)
+    rating_lookback_days: int = Field(
+        default=30,
+        ge=0,
+        description="re-ask this many days of ratings, so surveys answered late are seen",
+    )
+
+    def token(self) -> str:
+        return resolve_secret("the Zendesk API token", self.api_token, self.api_token_block)

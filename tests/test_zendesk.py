@@ -1,0 +1,638 @@
+"""The Zendesk connector against its emulator over real HTTPS on loopback.
+
+The module's sandbox mirrors the customers of the small Salesforce sandbox org, so the
+cross-system identities (CRM id as external id, e-mail domain) are checked end to end.
+Tests that edit the helpdesk get a small sandbox of their own.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import certifi
+import pytest
+from pydantic import SecretStr
+
+from connectors.base import Bookmark, Page, StreamInfo
+from connectors.errors import FatalSourceError, RetriableSourceError
+from connectors.http import TrustedSession
+from connectors.salesforce.sandbox_data import customer_seeds, generate_org
+from connectors.sandbox_world import CompanySeed
+from connectors.zendesk import ZendeskReader, ZendeskSettings, connector
+from connectors.zendesk.emulator import (
+    SANDBOX_API_TOKEN,
+    SANDBOX_EMAIL,
+    SANDBOX_OAUTH_TOKEN,
+    create_app,
+)
+from connectors.zendesk.mapping import MappingError, parse_time, rating_to_rating
+from connectors.zendesk.sandbox_data import (
+    FILES,
+    Helpdesk,
+    generate_helpdesk,
+    load_helpdesk,
+    write_helpdesk,
+)
+from connectors.zendesk.streams import ORGANIZATIONS, SATISFACTION_RATINGS, TICKETS
+from okr_sync.sandbox import RunningServer, serve_tls
+
+AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+COMMON = {"source", "source_id", "source_modified_at", "deleted_at"}
+KEYS = {
+    "organizations": COMMON
+    | {
+        "name",
+        "owner_id",
+        "segment",
+        "created_at",
+        "became_customer_on",
+        "churned_on",
+        "domain",
+        "external_id",
+    },
+    "tickets": COMMON
+    | {
+        "customer_id",
+        "status",
+        "priority",
+        "channel",
+        "created_at",
+        "first_response_at",
+        "solved_at",
+    },
+    "satisfaction_ratings": COMMON
+    | {"ticket_id", "customer_id", "score", "scale_max", "good", "rated_at"},
+}
+RECORDS = {
+    "organizations": "organizations",
+    "tickets": "tickets",
+    "satisfaction_ratings": "ratings",
+}
+EXPORT_URL = "/api/v2/incremental/tickets/cursor.json"
+
+
+@pytest.fixture(scope="module")
+def companies() -> list[CompanySeed]:
+    org = generate_org(seed=11, as_of=AS_OF, accounts=150, opportunities=900)
+    return customer_seeds(org)
+
+
+@pytest.fixture(scope="module")
+def helpdesk(companies: list[CompanySeed]) -> Helpdesk:
+    """The module's helpdesk; never edited (editing tests use :func:`small_sandbox`)."""
+    return generate_helpdesk(seed=5, as_of=AS_OF, companies=companies)
+
+
+@pytest.fixture(scope="module")
+def server(helpdesk: Helpdesk) -> Iterator[RunningServer]:
+    app = create_app(helpdesk, export_page_size=400, export_rate_limit=10_000)
+    with serve_tls(app) as running:
+        yield running
+
+
+@contextmanager
+def small_sandbox(
+    companies: list[CompanySeed], **options: Any
+) -> Iterator[tuple[Helpdesk, RunningServer]]:
+    desk = generate_helpdesk(seed=5, as_of=AS_OF, companies=companies[:12])
+    app = create_app(desk, **{"export_page_size": 20, "export_rate_limit": 10_000, **options})
+    with serve_tls(app) as running:
+        yield desk, running
+
+
+def settings(server: RunningServer, **overrides: Any) -> ZendeskSettings:
+    values: dict[str, Any] = {
+        "base_url": server.base_url,
+        "email": SANDBOX_EMAIL,
+        "api_token": SecretStr(SANDBOX_API_TOKEN),
+        "ca_bundle": server.ca_file,
+        **overrides,
+    }
+    return ZendeskSettings(**values)
+
+
+def read(
+    server: RunningServer,
+    stream: StreamInfo,
+    since: Bookmark | None = None,
+    until: datetime | None = None,
+    **overrides: Any,
+) -> list[Page]:
+    reader = ZendeskReader(settings(server, **overrides))
+    try:
+        return list(reader.read(stream, since, until))
+    finally:
+        reader.close()
+
+
+def rows_of(pages: list[Page]) -> list[dict[str, Any]]:
+    return [row for page in pages for row in page.rows]
+
+
+def last_bookmark(pages: list[Page]) -> Bookmark:
+    marks = [page.bookmark for page in pages if page.bookmark is not None]
+    assert marks
+    return marks[-1]
+
+
+def raw_session(server: RunningServer) -> TrustedSession:
+    session = TrustedSession(str(server.ca_file))
+    session.auth = (f"{SANDBOX_EMAIL}/token", SANDBOX_API_TOKEN)
+    return session
+
+
+# --- full reads ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [ORGANIZATIONS, TICKETS, SATISFACTION_RATINGS])
+def test_every_record_is_read_exactly_once_with_canonical_keys(
+    server: RunningServer, helpdesk: Helpdesk, stream: StreamInfo
+) -> None:
+    pages = read(server, stream)
+    rows = rows_of(pages)
+    records: dict[int, dict[str, Any]] = getattr(helpdesk, RECORDS[stream.name])
+    assert sorted(int(row["source_id"]) for row in rows) == sorted(records)
+    assert not any(page.rejected for page in pages)
+    for row in rows:
+        assert set(row) == KEYS[stream.name]
+        record = records[int(row["source_id"])]
+        assert row["source"] == "zendesk"
+        assert row["source_modified_at"] == parse_time(record["updated_at"])
+        assert row["source_modified_at"].tzinfo is not None
+    bookmark = last_bookmark(pages)
+    assert bookmark.at == max(row["source_modified_at"] for row in rows)
+
+
+def test_tickets_map_status_channel_priority_and_tombstones(
+    server: RunningServer, helpdesk: Helpdesk
+) -> None:
+    rows = rows_of(read(server, TICKETS))
+    statuses = {"new", "open", "pending", "solved", "closed"}
+    for row in rows:
+        ticket = helpdesk.tickets[int(row["source_id"])]
+        assert row["customer_id"] == str(ticket["organization_id"])
+        assert row["channel"] == ticket["via"]["channel"]
+        assert row["priority"] == ticket["priority"]
+        assert row["created_at"] == parse_time(ticket["created_at"])
+        if ticket["status"] == "deleted":
+            assert row["deleted_at"] == row["source_modified_at"]
+            assert row["status"] is None
+        else:
+            assert row["deleted_at"] is None
+            assert row["status"] in statuses
+            expected = "pending" if ticket["status"] == "hold" else ticket["status"]
+            assert row["status"] == expected
+    assert any(row["deleted_at"] for row in rows)
+    assert any(helpdesk.tickets[int(r["source_id"])]["status"] == "hold" for r in rows)
+
+
+def test_organizations_carry_the_crm_identity(
+    server: RunningServer, companies: list[CompanySeed]
+) -> None:
+    rows = rows_of(read(server, ORGANIZATIONS))
+    by_crm_id = {row["external_id"]: row for row in rows}
+    assert len(by_crm_id) == len(rows) == len(companies)
+    for company in companies:
+        row = by_crm_id[company.crm_id]
+        assert (row["name"], row["domain"]) == (company.name, company.domain)
+        assert row["owner_id"] is None
+        assert row["became_customer_on"] is None
+
+
+def test_first_response_and_solved_come_from_metric_sets(
+    server: RunningServer, helpdesk: Helpdesk
+) -> None:
+    rows = rows_of(read(server, TICKETS))
+    answered = unanswered = 0
+    for row in rows:
+        metrics = helpdesk.metric_sets[int(row["source_id"])]
+        minutes = metrics["reply_time_in_minutes"]["calendar"]
+        if minutes is None:
+            unanswered += 1
+            assert row["first_response_at"] is None
+        else:
+            answered += 1
+            assert row["first_response_at"] == row["created_at"] + timedelta(minutes=minutes)
+        solved = metrics["solved_at"]
+        assert row["solved_at"] == (None if solved is None else parse_time(solved))
+    assert answered > 10 * unanswered > 0
+
+
+def test_ratings_carry_the_ticket_organization(server: RunningServer, helpdesk: Helpdesk) -> None:
+    rows = rows_of(read(server, SATISFACTION_RATINGS))
+    for row in rows:
+        ticket = helpdesk.tickets[int(row["ticket_id"])]
+        expected = None if ticket["status"] == "deleted" else str(ticket["organization_id"])
+        assert row["customer_id"] == expected
+    kinds = collections.Counter((row["scale_max"], row["good"]) for row in rows)
+    assert kinds[(1, True)] > kinds[(1, False)] > 0
+    assert kinds[(5, True)] > 0
+    assert kinds[(5, False)] > 0
+    assert kinds[(None, None)] > 0
+
+
+# --- the wire format -----------------------------------------------------------------------
+
+
+def test_export_pages_follow_after_cursor_to_end_of_stream(
+    server: RunningServer, helpdesk: Helpdesk
+) -> None:
+    with raw_session(server) as session:
+        url = f"{server.base_url}{EXPORT_URL}"
+        params: dict[str, Any] = {"start_time": 0, "include": "metric_sets"}
+        seen: list[int] = []
+        while True:
+            body = session.get(url, params=params).json()
+            assert set(body) == {
+                "tickets",
+                "metric_sets",
+                "after_url",
+                "after_cursor",
+                "before_url",
+                "before_cursor",
+                "end_of_stream",
+            }
+            assert len(body["tickets"]) <= 400
+            assert {m["ticket_id"] for m in body["metric_sets"]} == {
+                t["id"] for t in body["tickets"]
+            }
+            seen += [t["id"] for t in body["tickets"]]
+            if body["end_of_stream"]:
+                break
+            assert body["after_url"].endswith("include=metric_sets")
+            params = {"cursor": body["after_cursor"], "include": "metric_sets"}
+        plain = session.get(url, params={"start_time": 0}).json()
+        missing = session.get(url).json()
+        unknown = session.get(f"{server.base_url}/api/v2/nothing.json")
+    assert len(seen) > 1000
+    assert sorted(seen) == sorted(helpdesk.tickets)
+    stamps = [helpdesk.tickets[i]["generated_timestamp"] for i in seen]
+    assert stamps == sorted(stamps)
+    assert "metric_sets" not in plain
+    assert len(plain["tickets"]) == 400
+    assert missing["error"] == "InvalidValue"
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": "InvalidEndpoint", "description": "Not found"}
+
+
+def test_lists_use_cursor_pagination(server: RunningServer, helpdesk: Helpdesk) -> None:
+    with raw_session(server) as session:
+        url = f"{server.base_url}/api/v2/organizations.json"
+        first = session.get(url, params={"page[size]": 100}).json()
+        assert first["meta"]["has_more"] is True
+        assert len(first["organizations"]) == 100
+        second = session.get(first["links"]["next"]).json()
+        assert second["meta"]["has_more"] is False
+        assert second["links"]["next"] is None
+        ids = [o["id"] for o in first["organizations"] + second["organizations"]]
+        assert ids == sorted(helpdesk.organizations)
+        too_big = session.get(url, params={"page[size]": 101})
+        assert too_big.status_code == 400
+        start = datetime(2026, 6, 1, tzinfo=UTC)
+        ratings = session.get(
+            f"{server.base_url}/api/v2/satisfaction_ratings.json",
+            params={"start_time": int(start.timestamp()), "page[size]": 100},
+        ).json()
+    assert "start_time=" in ratings["links"]["next"]
+    assert all(parse_time(r["created_at"]) >= start for r in ratings["satisfaction_ratings"])
+
+
+# --- incremental reads and bookmarks ----------------------------------------------------------
+
+
+def test_resuming_a_saved_bookmark_returns_only_later_changes(
+    companies: list[CompanySeed],
+) -> None:
+    with small_sandbox(companies) as (desk, server):
+        first = read(server, TICKETS)
+        assert len(first) > 3
+        bookmark = last_bookmark(first)
+        assert bookmark.token
+        live = sorted(i for i, t in desk.tickets.items() if t["status"] != "deleted")
+        changed = desk.upsert_ticket({"id": live[0], "status": "hold", "priority": "urgent"})
+        gone = desk.delete_ticket(live[1])
+        org_id = next(iter(desk.organizations))
+        new = desk.upsert_ticket({"subject": "Broken export", "organization_id": org_id})
+        later = read(server, TICKETS, since=bookmark)
+        rows = rows_of(later)
+        assert [r["source_id"] for r in rows] == [str(t["id"]) for t in (changed, gone, new)]
+        assert rows[0]["status"] == "pending"
+        assert rows[0]["priority"] == "urgent"
+        assert rows[1]["deleted_at"] == rows[1]["source_modified_at"] > bookmark.at
+        assert rows[2]["customer_id"] == str(org_id)
+        assert rows[2]["status"] == "new"
+        resumed = last_bookmark(later)
+        assert resumed.at == rows[2]["source_modified_at"] > bookmark.at
+        assert resumed.token != bookmark.token
+        assert rows_of(read(server, TICKETS, since=resumed)) == []
+
+        orgs = read(server, ORGANIZATIONS)
+        org_mark = last_bookmark(orgs)
+        renamed = desk.upsert_organization({"id": org_id, "name": "Renamed Inc"})
+        org_rows = rows_of(read(server, ORGANIZATIONS, since=org_mark))
+        assert str(renamed["id"]) in {r["source_id"] for r in org_rows}
+        assert all(r["source_modified_at"] >= org_mark.at for r in org_rows)  # inclusive
+
+
+def test_resuming_mid_export_neither_skips_nor_repeats(server: RunningServer) -> None:
+    pages = read(server, TICKETS)
+    assert len(pages) >= 4
+    assert all(page.bookmark for page in pages)
+    everything = [r["source_id"] for r in rows_of(pages)]
+    for cut in (1, len(pages) - 1):
+        resumed = read(server, TICKETS, since=pages[cut - 1].bookmark)
+        head = [r["source_id"] for r in rows_of(pages[:cut])]
+        assert head + [r["source_id"] for r in rows_of(resumed)] == everything
+    marks = [page.bookmark.at for page in pages if page.bookmark]
+    assert marks == sorted(marks)
+
+
+def test_a_bounded_read_stops_at_until_and_resumes_without_a_gap(
+    server: RunningServer, helpdesk: Helpdesk
+) -> None:
+    until = datetime(2026, 3, 1, tzinfo=UTC)
+    pages = read(server, TICKETS, until=until)
+    rows = rows_of(pages)
+    assert rows
+    assert all(r["source_modified_at"] < until for r in rows)
+    bookmark = last_bookmark(pages)
+    assert bookmark.token is None
+    rest = rows_of(read(server, TICKETS, since=bookmark))
+    ids = {r["source_id"] for r in rows} | {r["source_id"] for r in rest}
+    assert ids == {str(i) for i in helpdesk.tickets}
+    repeated = {r["source_id"] for r in rows} & {r["source_id"] for r in rest}
+    assert all(parse_time(helpdesk.tickets[int(i)]["updated_at"]) == bookmark.at for i in repeated)
+
+
+def test_a_start_time_within_the_last_minute_is_refused_and_means_nothing_new(
+    server: RunningServer,
+) -> None:
+    future = datetime.now(UTC) + timedelta(days=2)
+    with raw_session(server) as session:
+        response = session.get(
+            f"{server.base_url}{EXPORT_URL}", params={"start_time": int(future.timestamp())}
+        )
+    assert response.status_code == 400
+    assert response.json()["description"].startswith("Too recent start_time")
+    assert rows_of(read(server, TICKETS, since=Bookmark(future))) == []
+
+
+# --- ratings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [
+        ("good", (Decimal(1), 1, True)),
+        ("bad", (Decimal(0), 1, False)),
+        ("offered", (None, None, None)),
+        ("unoffered", (None, None, None)),
+        (5, (Decimal(5), 5, True)),
+        (4, (Decimal(4), 5, True)),
+        (3, (Decimal(3), 5, False)),
+        ("1", (Decimal(1), 5, False)),
+    ],
+)
+def test_rating_scores_map_to_score_scale_and_good(score: Any, expected: tuple[Any, ...]) -> None:
+    record = {
+        "id": 7,
+        "ticket_id": 3,
+        "score": score,
+        "created_at": "2026-01-05T10:00:00Z",
+        "updated_at": "2026-01-05T11:00:00Z",
+    }
+    row = rating_to_rating(record, 42)
+    assert (row["score"], row["scale_max"], row["good"]) == expected
+    assert row["customer_id"] == "42"
+    assert row["ticket_id"] == "3"
+    assert row["rated_at"] == datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("score", ["meh", 0, 6, True, None])
+def test_unknown_rating_scores_are_mapping_errors(score: Any) -> None:
+    record = {"id": 7, "ticket_id": 3, "score": score, "created_at": "2026-01-05T10:00:00Z"}
+    with pytest.raises(MappingError, match="score"):
+        rating_to_rating({**record, "updated_at": "2026-01-05T10:00:00Z"}, None)
+
+
+def test_late_survey_answers_and_numeric_scores_are_read_incrementally(
+    companies: list[CompanySeed],
+) -> None:
+    with small_sandbox(companies) as (desk, server):
+        ticket = next(t for t in desk.tickets.values() if t["status"] == "closed")
+        offered = desk.upsert_rating({"ticket_id": ticket["id"], "score": "offered"})
+        bad = desk.upsert_rating({"ticket_id": ticket["id"], "score": "bad"})
+        bookmark = last_bookmark(read(server, SATISFACTION_RATINGS))
+        assert bookmark.at == parse_time(bad["updated_at"]) > parse_time(offered["created_at"])
+        answered = desk.upsert_rating({"id": offered["id"], "score": "good"})
+        numeric = desk.upsert_rating({"ticket_id": ticket["id"], "score": 4})
+        rows = {r["source_id"]: r for r in rows_of(read(server, SATISFACTION_RATINGS, bookmark))}
+        # the bad rating sits on the (inclusive) bookmark; everything older stays out
+        assert set(rows) == {str(bad["id"]), str(answered["id"]), str(numeric["id"])}
+        assert rows[str(answered["id"])]["good"] is True
+        assert rows[str(answered["id"])]["rated_at"] == parse_time(offered["created_at"])
+        assert rows[str(numeric["id"])]["score"] == Decimal(4)
+        assert rows[str(numeric["id"])]["customer_id"] == str(ticket["organization_id"])
+        # Without a look-back the answer to an older survey would be missed: the emulator
+        # compares start_time with created_at, as the connector README explains.
+        blind = rows_of(read(server, SATISFACTION_RATINGS, bookmark, rating_lookback_days=0))
+        assert {r["source_id"] for r in blind} == {str(bad["id"]), str(numeric["id"])}
+
+
+# --- rejects and errors -------------------------------------------------------------------
+
+
+def test_malformed_values_are_rejected_with_reasons(companies: list[CompanySeed]) -> None:
+    with small_sandbox(companies) as (desk, server):
+        marks = {s.name: last_bookmark(read(server, s)) for s in connector.streams}
+        ids = sorted(desk.tickets)
+        desk.upsert_ticket({"id": ids[0], "created_at": "yesterday"})
+        desk.upsert_metric_set(ids[1], {"reply_time_in_minutes": {"calendar": "soon"}})
+        desk.upsert_ticket({"id": ids[2], "status": "escalated"})
+        fine = desk.upsert_ticket({"id": ids[3], "status": "open"})
+        desk.upsert_rating({"ticket_id": ids[3], "score": "meh"})
+        desk.upsert_organization({"id": next(iter(desk.organizations)), "domain_names": "x"})
+        reasons: dict[str, list[str]] = {}
+        for stream in connector.streams:
+            pages = read(server, stream, since=marks[stream.name])
+            for rejected in (r for page in pages for r in page.rejected):
+                assert rejected.source == "zendesk"
+                assert rejected.record["id"]
+                reasons[f"{stream.name}:{rejected.source_id}"] = rejected.reasons
+            if stream is TICKETS:
+                assert [r["source_id"] for r in rows_of(pages)] == [str(fine["id"])]
+    assert len(reasons) == 5
+    text = " | ".join(" ".join(r) for r in reasons.values())
+    for expected in (
+        "created_at 'yesterday' is not an ISO 8601 timestamp",
+        "reply_time_in_minutes.calendar 'soon' is not a number of minutes",
+        "status 'escalated' is not a Zendesk ticket status",
+        "score 'meh' is not good, bad",
+        "domain_names 'x' is not a list",
+    ):
+        assert expected in text
+
+
+def test_refused_credentials_are_fatal_and_never_echo_the_token(server: RunningServer) -> None:
+    with pytest.raises(FatalSourceError) as info:
+        read(server, TICKETS, api_token=SecretStr("wrong-secret-token"))
+    assert info.value.status == 401
+    assert "Couldn't authenticate you" in str(info.value)
+    assert "wrong-secret-token" not in str(info.value)
+    with raw_session(server) as session:
+        bad = session.get(f"{server.base_url}{EXPORT_URL}", auth=("x/token", "y"))
+    assert bad.status_code == 401
+    assert bad.json() == {"error": "Couldn't authenticate you"}
+
+
+def test_injected_faults_map_to_retriable_and_fatal(companies: list[CompanySeed]) -> None:
+    app = create_app(generate_helpdesk(seed=1, as_of=AS_OF, companies=companies[:3]))
+    with serve_tls(app) as running:
+        app.state.faults.inject(429, headers={"Retry-After": "7"})
+        with pytest.raises(RetriableSourceError) as retriable:
+            read(running, TICKETS)
+        assert retriable.value.retry_after == 7.0
+        assert retriable.value.status == 429
+        app.state.faults.inject(503)
+        with pytest.raises(RetriableSourceError):
+            read(running, ORGANIZATIONS)
+        app.state.faults.inject(403)
+        with pytest.raises(FatalSourceError) as fatal:
+            read(running, SATISFACTION_RATINGS)
+        assert fatal.value.status == 403
+        assert "Forbidden" in str(fatal.value)
+        assert rows_of(read(running, TICKETS))  # served normally once the faults are used
+
+
+def test_the_export_rate_limit_answers_429_with_retry_after(
+    companies: list[CompanySeed],
+) -> None:
+    with small_sandbox(companies, export_rate_limit=2) as (_, server):
+        pages: list[Page] = []
+        reader = ZendeskReader(settings(server))
+        with pytest.raises(RetriableSourceError) as info:
+            pages.extend(reader.read(TICKETS, None))
+        reader.close()
+    assert len(pages) == 2
+    assert info.value.status == 429
+    assert info.value.retry_after is not None
+    assert 1 <= info.value.retry_after <= 60
+    assert "APIRateLimitExceeded" in str(info.value)
+
+
+# --- TLS, settings and registration --------------------------------------------------------
+
+
+def test_the_sandbox_ca_is_trusted_even_with_requests_ca_bundle_set(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    assert rows_of(read(server, ORGANIZATIONS))
+    with pytest.raises(FatalSourceError, match="not trusted"):
+        read(server, ORGANIZATIONS, ca_bundle=None)
+
+
+def test_the_connector_reads_its_settings_from_the_environment(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert connector.name == "zendesk"
+    assert [(s.name, s.entity) for s in connector.streams] == [
+        ("organizations", "customer"),
+        ("tickets", "ticket"),
+        ("satisfaction_ratings", "rating"),
+    ]
+    for name in ("EMAIL", "API_TOKEN", "API_TOKEN_BLOCK"):
+        monkeypatch.delenv(f"OKR_SYNC_ZENDESK_{name}", raising=False)
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_BASE_URL", server.base_url)
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_CA_BUNDLE", str(server.ca_file))
+    with pytest.raises(FatalSourceError, match="API token"):
+        connector.open(connector.settings())
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_API_TOKEN", SANDBOX_OAUTH_TOKEN)  # no e-mail: OAuth
+    reader = connector.open(connector.settings())
+    try:
+        assert rows_of(list(reader.read(ORGANIZATIONS, None)))
+    finally:
+        reader.close()
+
+
+# --- the generator and seed files -----------------------------------------------------------
+
+
+def test_generated_tickets_stay_within_customer_lifetimes(
+    helpdesk: Helpdesk, companies: list[CompanySeed]
+) -> None:
+    seeds = {c.crm_id: c for c in companies}
+    org_seed = {o["id"]: seeds[o["external_id"]] for o in helpdesk.organizations.values()}
+    stamps = ("created_at", "updated_at")
+    for ticket in helpdesk.tickets.values():
+        company = org_seed[ticket["organization_id"]]
+        created = parse_time(ticket["created_at"])
+        assert company.customer_since is not None
+        assert company.customer_since <= created.date()
+        assert company.churned_on is None or created.date() <= company.churned_on
+        assert all(parse_time(ticket[name]) <= AS_OF for name in stamps)
+        assert ticket["generated_timestamp"] == int(parse_time(ticket["updated_at"]).timestamp())
+    for rating in helpdesk.ratings.values():
+        assert parse_time(rating["updated_at"]) <= AS_OF
+    assert helpdesk.latest_change() <= int(AS_OF.timestamp())
+
+
+def test_the_generated_helpdesk_looks_like_a_real_one(helpdesk: Helpdesk) -> None:
+    statuses = collections.Counter(t["status"] for t in helpdesk.tickets.values())
+    assert {"open", "pending", "hold", "solved", "closed", "deleted"} <= set(statuses)
+    assert set(statuses) <= {"new", "open", "pending", "hold", "solved", "closed", "deleted"}
+    assert statuses["closed"] > 0.8 * len(helpdesk.tickets)  # solved ones close after 4 days
+    assert 0 < statuses["deleted"] < 0.02 * len(helpdesk.tickets)
+    solved = statuses["solved"] + statuses["closed"]
+    scores = collections.Counter(str(r["score"]) for r in helpdesk.ratings.values())
+    answered = sum(n for score, n in scores.items() if score not in ("offered", "unoffered"))
+    assert 0.28 < answered / solved < 0.42
+    channels = {t["via"]["channel"] for t in helpdesk.tickets.values()}
+    assert {"email", "web", "chat"} <= channels
+    replies = [
+        m["reply_time_in_minutes"]["calendar"]
+        for m in helpdesk.metric_sets.values()
+        if m["reply_time_in_minutes"]["calendar"] is not None
+    ]
+    assert min(replies) < 15
+    assert max(replies) > 2 * 1440
+
+
+def test_the_generator_is_deterministic(companies: list[CompanySeed]) -> None:
+    def snapshot(seed: int) -> tuple[Any, ...]:
+        desk = generate_helpdesk(seed=seed, as_of=AS_OF, companies=companies[:20])
+        return desk.organizations, desk.tickets, desk.metric_sets, desk.ratings
+
+    assert snapshot(3) == snapshot(3)
+    assert snapshot(3) != snapshot(4)
+
+
+def test_seed_files_round_trip_and_bad_lines_name_file_and_line(
+    companies: list[CompanySeed], tmp_path: Path
+) -> None:
+    desk = generate_helpdesk(seed=2, as_of=AS_OF, companies=companies[:10])
+    written = write_helpdesk(desk, tmp_path / "seed")
+    assert sorted(p.name for p in written) == sorted(FILES.values())
+    loaded = load_helpdesk(tmp_path / "seed")
+    for name in ("organizations", "tickets", "metric_sets", "ratings"):
+        assert getattr(loaded, name) == getattr(desk, name)
+    assert loaded.ticket_page((0, 0), 5) == desk.ticket_page((0, 0), 5)
+
+    tickets = tmp_path / "seed" / "tickets.jsonl"
+    lines = tickets.read_text().splitlines()
+    stamp = '"2026-01-05T10:00:00Z"'
+    bad = f'{{"id": "seven", "created_at": {stamp}, "updated_at": {stamp}}}'
+    tickets.write_text("\n".join([lines[0], bad, *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"tickets\.jsonl:2: record has no integer 'id'"):
+        load_helpdesk(tmp_path / "seed")
+    tickets.write_text(lines[0] + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"tickets\.jsonl:2: "):
+        load_helpdesk(tmp_path / "seed")
+    with pytest.raises(FileNotFoundError):
+        load_helpdesk(tmp_path / "missing")
