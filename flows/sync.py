@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -20,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.states import Failed, State
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.base import (
     Bookmark,
@@ -45,6 +47,7 @@ from okr_targets.store import (
     finish_run,
     quarantine,
     read_cursor,
+    tombstone_unseen,
     upsert_records,
     write_cursor,
 )
@@ -189,6 +192,7 @@ class RunReport:
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
     customers: dict[str, Any] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
+    tombstoned: dict[str, int] = field(default_factory=dict)
     key_results: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -236,6 +240,8 @@ def sync_okrs(
             report.streams[f"{source}.{stream.name}"] = asdict(counts)
         now = utcnow()
         with store.session() as session, session.begin():
+            if full_refresh:
+                report.tombstoned = _tombstone_unseen(session, config, run_id, now)
             save_money(session, config, run_id, now)
             primary = config.primary_customer_source()
             if primary is not None:
@@ -265,6 +271,15 @@ def sync_okrs(
     except EXPECTED_ERRORS as exc:
         report.status, report.reason = "failed", str(exc)
         logger.error("sync failed: %s", exc)
+    except SQLAlchemyError as exc:
+        # The store refused a write: say which statement class failed, never the bound values.
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        report.status, report.reason = (
+            "failed",
+            f"store write failed: {type(exc).__name__}: {reason}",
+        )
+        logger.error("sync failed: %s", report.reason)
+        logger.debug("store error details", exc_info=True)
     finally:
         if report.status == "running":  # an unexpected exception is on its way up
             report.status, report.reason = "failed", "unexpected error; see the flow run's logs"
@@ -273,6 +288,18 @@ def sync_okrs(
     if report.status == "failed":
         return Failed(message=report.reason)
     return asdict(report)
+
+
+def _tombstone_unseen(
+    session: Any, config: OkrConfig, run_id: str, now: datetime
+) -> dict[str, int]:
+    """A full refresh saw every live record: the mirror's others were deleted at the source."""
+    counts = {}
+    for source, entity in sorted({(source, stream.entity) for source, stream in config.streams()}):
+        counts[f"{source}.{entity}"] = tombstone_unseen(
+            session, MIRROR[entity], source, run_id, now
+        )
+    return counts
 
 
 def _log_outcomes(logger: Any, outcomes: list[KeyResultOutcome]) -> None:

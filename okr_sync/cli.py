@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -102,7 +102,7 @@ def _run_sync(okr_file: Path, store_url: str, full_refresh: bool = False) -> dic
             return_state=True,
         )
     if not state.is_completed():
-        raise fail(state.message or "the sync failed")
+        raise fail((state.message or "the sync failed").strip().splitlines()[0])
     report = state.result()
     assert isinstance(report, dict)
     return report
@@ -142,39 +142,24 @@ def demo(
     seed: Annotated[int, typer.Option(help="seed of the generated sample org")] = 7,
     okr_file: Annotated[Path, typer.Option("--okr-file", help="OKR file to sync")] = DEMO_OKRS,
 ) -> None:
-    """Start the Salesforce sandbox, sync the sample company's OKRs and print the report."""
-    from connectors.salesforce.emulator import create_app
-    from connectors.salesforce.sandbox_data import generate_org
-    from okr_sync.sandbox import serve_tls
+    """Start the Salesforce and Zendesk sandboxes, sync the sample company's OKRs, report."""
+    from okr_sync.demo import demo_sandboxes
 
     store_url = _store_url(store)
-    # The sample org is generated up to the start of today (UTC): the same all day for a seed.
+    # The sample company is generated up to the start of today (UTC): the same all day.
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    with err.status("Generating the sample org and starting the sandbox…"):
-        org = generate_org(seed=seed, as_of=today)
-        server_context = serve_tls(create_app(org))
-        server = server_context.__enter__()
-    try:
-        err.print(f"Sandbox Salesforce API at {server.base_url}; store {_redacted(store_url)}")
-        os.environ.update(_sandbox_environment(server.base_url, server.ca_file))
-        # Every demo serves a freshly generated org, so it re-reads everything.
+    with ExitStack() as stack:
+        with err.status("Generating the sample company and starting its sandboxes…"):
+            world = stack.enter_context(demo_sandboxes(seed, today))
+        for name, server in world.servers.items():
+            err.print(f"Sandbox {name} API at {server.base_url}", highlight=False)
+        err.print(f"Store: {_redacted(store_url)}", highlight=False)
+        os.environ.update(world.env)
+        # Every demo serves a freshly generated company, so it re-reads everything.
         report = _run_sync(okr_file, store_url, full_refresh=True)
-    finally:
-        server_context.__exit__(None, None, None)
     _print_run(report)
     _print_report(store_url, "table")
     err.print(f"The store stays at {_redacted(store_url)}: try `okr-sync report --format json`.")
-
-
-def _sandbox_environment(base_url: str, ca_file: Path) -> dict[str, str]:
-    from connectors.salesforce.emulator import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-
-    return {
-        "OKR_SYNC_SALESFORCE_LOGIN_URL": base_url,
-        "OKR_SYNC_SALESFORCE_CLIENT_ID": SANDBOX_CLIENT_ID,
-        "OKR_SYNC_SALESFORCE_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
-        "OKR_SYNC_SALESFORCE_CA_BUNDLE": str(ca_file),
-    }
 
 
 def _redacted(url: str) -> str:
@@ -288,31 +273,32 @@ def lint_command(okr_file: OkrFileOption = None) -> None:
 
 @app.command()
 def sandbox(
-    seed: Annotated[int, typer.Option(help="seed of the generated org")] = 7,
+    source: Annotated[str, typer.Option(help="salesforce, zendesk or hubspot")] = "salesforce",
+    seed: Annotated[int, typer.Option(help="seed of the generated data")] = 7,
     data: Annotated[
-        Path | None, typer.Option(help="serve this directory of <Object>.jsonl files instead")
+        Path | None, typer.Option(help="serve this directory of JSON Lines files instead")
     ] = None,
     port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0 picks a free one)")] = 8443,
 ) -> None:
-    """Serve the Salesforce REST API emulator on loopback over TLS until Ctrl-C."""
-    from connectors.salesforce.emulator import create_app
-    from connectors.salesforce.sandbox_data import generate_org, load_org
+    """Serve one source's API emulator on loopback over TLS until Ctrl-C."""
+    from okr_sync.demo import sandbox_app, sandbox_env
     from okr_sync.sandbox import RunningServer, serve_tls_forever
 
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     try:
-        org = load_org(data) if data else generate_org(seed=seed)
+        emulator = sandbox_app(source, seed, today, data)
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
 
     def announce(server: RunningServer) -> None:
-        out.print(f"Salesforce sandbox at {server.base_url} (CA certificate: {server.ca_file})")
+        out.print(f"{source} sandbox at {server.base_url} (CA certificate: {server.ca_file})")
         out.print("Point okr-sync at it with:")
-        for name, value in _sandbox_environment(server.base_url, server.ca_file).items():
+        for name, value in sandbox_env(source, server).items():
             out.print(f"  export {name}={value}", highlight=False, soft_wrap=True)
         out.print("Press Ctrl-C to stop.")
 
     try:
-        serve_tls_forever(create_app(org), port=port, cert_dir=SANDBOX_DIR, on_ready=announce)
+        serve_tls_forever(emulator, port=port, cert_dir=SANDBOX_DIR, on_ready=announce)
     except (OSError, RuntimeError) as exc:
         raise fail(f"cannot serve on 127.0.0.1:{port}: {exc}") from None
     out.print("sandbox stopped")

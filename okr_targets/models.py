@@ -275,7 +275,8 @@ class Ticket(MirrorRecord):
     __tablename__ = "mirror_tickets"
 
     customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16))  # new | open | pending | solved | closed
+    # new | open | pending | solved | closed; None for a deleted ticket (Zendesk drops it)
+    status: Mapped[str | None] = mapped_column(String(16))
     priority: Mapped[str | None] = mapped_column(String(32))
     channel: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[Timestamp] = mapped_column(index=True)
@@ -291,7 +292,7 @@ class Rating(MirrorRecord):
     ticket_id: Mapped[str | None] = mapped_column(String(64))
     customer_id: Mapped[str | None] = mapped_column(String(64))
     score: Mapped[Decimal | None] = mapped_column(Numeric(6, 2, asdecimal=True))
-    scale_max: Mapped[int]
+    scale_max: Mapped[int | None]  # None: a survey offered but not answered
     good: Mapped[bool | None]
     rated_at: Mapped[Timestamp] = mapped_column(index=True)
 

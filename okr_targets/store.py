@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -137,6 +137,19 @@ def upsert_records(
         else table.c.source_modified_at <= statement.excluded.source_modified_at,
     )
     session.execute(statement, list(rows))
+
+
+def tombstone_unseen(
+    session: Session, model: type[MirrorRecord], source: str, run_id: str, now: datetime
+) -> int:
+    """After a full refresh: records of ``source`` this run did not see are gone there."""
+    table = cast(Table, model.__table__)
+    result = session.execute(
+        update(table)
+        .where(table.c.source == source, table.c.run_id != run_id, table.c.deleted_at.is_(None))
+        .values(deleted_at=now, run_id=run_id)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def read_cursor(session: Session, source: str, stream: str) -> Bookmark | None:

@@ -17,8 +17,12 @@ import psycopg
 import pytest
 
 from connectors.base import get_connector
-from connectors.salesforce.emulator import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.salesforce import sandbox_env as salesforce_env_vars
+from connectors.salesforce.emulator import create_app
+from connectors.salesforce.sandbox_data import SalesforceOrg, customer_seeds, generate_org
+from connectors.zendesk import sandbox_env as zendesk_env_vars
+from connectors.zendesk.emulator import create_app as create_helpdesk_app
+from connectors.zendesk.sandbox_data import generate_helpdesk
 from expectations import Validator
 from flows.sync import sync_stream
 from okr_sync.sandbox import RunningServer, serve_tls
@@ -101,19 +105,30 @@ def sandbox(
         yield server
 
 
-def sandbox_env(server: RunningServer) -> dict[str, str]:
-    return {
-        "OKR_SYNC_SALESFORCE_LOGIN_URL": server.base_url,
-        "OKR_SYNC_SALESFORCE_CLIENT_ID": SANDBOX_CLIENT_ID,
-        "OKR_SYNC_SALESFORCE_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
-        "OKR_SYNC_SALESFORCE_CA_BUNDLE": str(server.ca_file),
-    }
+@pytest.fixture(scope="session")
+def helpdesk_sandbox(sandbox_org: SalesforceOrg) -> Iterator[RunningServer]:
+    """The Zendesk helpdesk of the sandbox org's customers (the demo's second source)."""
+    helpdesk = generate_helpdesk(seed=11, as_of=AS_OF, companies=customer_seeds(sandbox_org))
+    # The real 10-exports-a-minute limit would throttle a whole test session.
+    with serve_tls(create_helpdesk_app(helpdesk, export_rate_limit=10_000)) as server:
+        yield server
+
+
+@pytest.fixture
+def sources_env(
+    sandbox: RunningServer, helpdesk_sandbox: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, RunningServer]:
+    """Point both demo sources (Salesforce, Zendesk) at the session's sandboxes."""
+    for name, value in (salesforce_env_vars(sandbox) | zendesk_env_vars(helpdesk_sandbox)).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OKR_SYNC_RETRY_DELAY_SECONDS", "[0.1]")
+    return {"salesforce": sandbox, "zendesk": helpdesk_sandbox}
 
 
 @pytest.fixture
 def salesforce_env(sandbox: RunningServer, monkeypatch: pytest.MonkeyPatch) -> RunningServer:
     """Point the Salesforce connector at the session's sandbox through its environment."""
-    for name, value in sandbox_env(sandbox).items():
+    for name, value in salesforce_env_vars(sandbox).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("OKR_SYNC_RETRY_DELAY_SECONDS", "[0.1]")
     return sandbox

@@ -48,7 +48,9 @@ def failed_runs(store_url: str) -> list[SyncRun]:
     return [run for run in runs if run.status == "failed"]
 
 
-def test_sync_then_report_in_every_format(sqlite_url: str, salesforce_env: RunningServer) -> None:
+def test_sync_then_report_in_every_format(
+    sqlite_url: str, sources_env: dict[str, RunningServer]
+) -> None:
     result = invoke("sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url)
     assert result.exit_code == 0, result.output
     assert "salesforce.Opportunity" in result.stdout
@@ -121,7 +123,7 @@ def test_bad_okr_file_fails_with_one_line(
     ids=["unreachable-source", "wrong-credential", "soql-error", "untrusted-certificate"],
 )
 def test_source_failures_fail_with_one_line(
-    salesforce_env: RunningServer,
+    sources_env: dict[str, RunningServer],
     monkeypatch: pytest.MonkeyPatch,
     sqlite_url: str,
     variable: str,

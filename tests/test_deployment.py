@@ -38,7 +38,7 @@ def test_every_prefect_yaml_entrypoint_is_a_flow() -> None:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_retriable_errors_are_retried_and_fatal_ones_are_not(
-    salesforce_env: RunningServer,
+    sources_env: dict[str, RunningServer],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     sqlite_url: str,
@@ -51,7 +51,7 @@ def test_retriable_errors_are_retried_and_fatal_ones_are_not(
     assert result.exit_code == 1
     assert "Retry 2/2" in caplog.text
     caplog.clear()
-    monkeypatch.setenv("OKR_SYNC_SALESFORCE_LOGIN_URL", salesforce_env.base_url)
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_LOGIN_URL", sources_env["salesforce"].base_url)
     monkeypatch.setenv("OKR_SYNC_SALESFORCE_CLIENT_SECRET", "wrong")
     with caplog.at_level(logging.INFO):
         result = runner.invoke(app, ["sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url])
@@ -61,7 +61,7 @@ def test_retriable_errors_are_retried_and_fatal_ones_are_not(
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_client_secret_from_a_prefect_secret_block(
-    salesforce_env: RunningServer, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+    sources_env: dict[str, RunningServer], monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> None:
     Secret(value=SecretStr(os.environ["OKR_SYNC_SALESFORCE_CLIENT_SECRET"])).save(
         "sf-test-secret", overwrite=True

@@ -13,7 +13,7 @@ from expectations import Validator
 from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import Cursor, Deal, SyncRun
 from okr_targets.store import Store
-from tests.conftest import AS_OF, sandbox_env, sync_sources
+from tests.conftest import AS_OF, salesforce_env_vars, sync_sources
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def live_sandbox(
     live_org: SalesforceOrg, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[RunningServer]:
     with serve_tls(create_app(live_org)) as server:
-        for name, value in sandbox_env(server).items():
+        for name, value in salesforce_env_vars(server).items():
             monkeypatch.setenv(name, value)
         yield server
 

@@ -1,9 +1,10 @@
-"""Key-result metrics agree with the same numbers computed by hand from the Salesforce records.
+"""Key-result metrics agree with the same numbers computed by hand from the source records.
 
-The expected values come from plain Python over the generated org (never from the metric
-SQL), the actual ones from a store synced from the emulator, on SQLite and PostgreSQL. So a
-wrong join, filter, currency conversion, period bound or lineage shows up as a mismatch,
-whichever layer (emulator, connector, mirror or metric) introduced it.
+The expected values come from plain Python over the generated Salesforce org and Zendesk
+helpdesk (never from the metric SQL), the actual ones from a store synced from the
+emulators, on SQLite and PostgreSQL. So a wrong join, filter, currency conversion, period
+bound or lineage shows up as a mismatch, whichever layer (emulator, connector, mirror or
+metric) introduced it.
 """
 
 from __future__ import annotations
@@ -11,16 +12,24 @@ from __future__ import annotations
 import calendar
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 
-from connectors.salesforce.sandbox_data import SalesforceOrg
+from connectors.base import get_connector
+from connectors.salesforce.sandbox_data import SalesforceOrg, customer_seeds
+from connectors.zendesk.emulator import SANDBOX_API_TOKEN, SANDBOX_EMAIL
+from connectors.zendesk.emulator import create_app as create_zendesk_app
+from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
+from expectations import Validator
+from flows.sync import sync_stream
+from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.periods import Period
-from okr_targets.store import Store
+from okr_targets.store import Store, begin_run, finish_run
+from tests.conftest import AS_OF
 from transforms.metrics import MetricResult, get_metric
 
 Record = dict[str, Any]
@@ -66,6 +75,34 @@ CHANGE_PARAMS: tuple[dict[str, Any], ...] = (
 )
 
 
+# Service metrics: win rate, customer retention and support tickets.
+SERVICE_PERIODS = (*QUARTERS, "2026")
+CUSTOMER_FILTERS: tuple[dict[str, str], ...] = (
+    {},
+    {"source": "salesforce"},
+    {"segment": "Technology"},  # an Account Industry
+    {"segment": "Financial Services"},
+    {"source": "zendesk"},  # no Zendesk customers in this store: no value
+)
+TICKET_FILTERS: tuple[dict[str, str], ...] = (
+    {},
+    {"channel": "email"},
+    {"channel": "phone"},
+    {"priority": "high"},
+    {"source": "salesforce"},
+    {"source": "salesforce", "channel": "web", "priority": "low"},
+)
+SERVICE_CHANGE_PARAMS: tuple[dict[str, Any], ...] = (
+    {"metric": "ticket_volume", "baseline_period": "previous"},
+    {"metric": "ticket_volume", "baseline_period": "previous", "channel": "email"},
+    {"metric": "win_rate", "baseline_period": "previous"},
+    {"metric": "win_rate", "baseline_period": "previous", "team": "Enterprise Sales"},
+    {"metric": "retention_rate", "baseline_period": "previous"},
+    {"metric": "retention_rate", "baseline_period": "previous", "segment": "Technology"},
+)
+SERVICE_CHANGE_PERIODS = ("2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4")
+
+
 def bounds(label: str) -> tuple[date, date]:
     """``[start, end)`` of ``YYYY`` or ``YYYY-Qn``, written out here rather than via Period."""
     if "-Q" not in label:
@@ -82,6 +119,19 @@ def previous_quarter(label: str) -> str:
     return f"{year - 1}-Q4" if quarter == 1 else f"{year}-Q{quarter - 1}"
 
 
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def sf_time(text: str) -> datetime:
+    """A Salesforce datetime (``2026-01-05T10:00:00.000+0000``) as aware UTC."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+
+
+def sf_day(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(text)
+
+
 def plus_months(day: date, months: int) -> date:
     """Same day of the month ``months`` later, clamped to that month's last day."""
     year, month = day.year + (day.month - 1 + months) // 12, (day.month - 1 + months) % 12 + 1
@@ -96,6 +146,7 @@ class Expected:
     ids: set[str]
     details: dict[str, Any] = field(default_factory=dict)
     ids_exact: bool = True  # False: records need only be a subset of ``ids``
+    source: str = "salesforce"
 
 
 class Oracle:
@@ -112,6 +163,10 @@ class Oracle:
             (r["IsoCode"], r["StartDate"], r["NextStartDate"], r["ConversionRate"])
             for r in org.records("DatedConversionRate")
         ]
+        accounts = org.records("Account", include_deleted=True)
+        self.accounts: list[Record] = [a for a in accounts if not a.get("IsDeleted")]
+        cases = org.records("Case", include_deleted=True)
+        self.cases: list[Record] = [c for c in cases if not c.get("IsDeleted")]
 
     def rate(self, currency: str, on: str | None) -> float:
         """The dated rate covering ``on`` (advanced currency management), else the static one."""
@@ -179,7 +234,85 @@ class Oracle:
             return self.quota_attainment(label, params)
         if name == "pct_change":
             return self.pct_change(label, params)
+        if name == "win_rate":
+            return self.win_rate(label, params)
+        if name in ("retention_rate", "churn_rate"):
+            return self.retention(name, label, params)
+        if name in ("ticket_volume", "median_first_response_hours"):
+            return self.tickets(name, label, params)
         raise AssertionError(f"no oracle for {name}")
+
+    def closed_in(self, label: str, params: dict[str, Any]) -> list[Record]:
+        start, end = bounds(label)
+        return [
+            deal
+            for deal in self.deals
+            if deal["IsClosed"]
+            and deal["CloseDate"] is not None
+            and start <= date.fromisoformat(deal["CloseDate"]) < end
+            and self.owned(deal, params)
+        ]
+
+    def win_rate(self, label: str, params: dict[str, Any]) -> Expected:
+        deals = self.closed_in(label, params)
+        won = sum(1 for deal in deals if deal["IsWon"])
+        value = 100.0 * won / len(deals) if deals else None
+        details = {"won": won, "closed": len(deals)}
+        return Expected(value, "%", "deal", {d["Id"] for d in deals}, details)
+
+    def customers_at_start(self, label: str, params: dict[str, Any]) -> list[Record]:
+        """Accounts that became customers before the period and had not churned by its start."""
+        if params.get("source") not in (None, "salesforce"):
+            return []
+        start, _ = bounds(label)
+        found = []
+        for account in self.accounts:
+            since, churned = sf_day(account["Customer_Since__c"]), sf_day(account["Churn_Date__c"])
+            if since is None or since >= start or (churned is not None and churned < start):
+                continue
+            if params.get("segment") is not None and account["Industry"] != params["segment"]:
+                continue
+            found.append(account)
+        return found
+
+    def retention(self, name: str, label: str, params: dict[str, Any]) -> Expected:
+        _, end = bounds(label)
+        at_start = self.customers_at_start(label, params)
+        churn_days = [sf_day(a["Churn_Date__c"]) for a in at_start]
+        churned = sum(1 for day in churn_days if day is not None and day < end)
+        ids = {a["Id"] for a in at_start}
+        if name == "retention_rate":
+            kept = len(at_start) - churned
+            value = 100.0 * kept / len(at_start) if at_start else None
+            details = {"at_start": len(at_start), "retained": kept}
+        else:
+            value = 100.0 * churned / len(at_start) if at_start else None
+            details = {"at_start": len(at_start), "churned": churned}
+        return Expected(value, "%", "customer", ids, details)
+
+    def cases_created_in(self, label: str, params: dict[str, Any]) -> list[Record]:
+        if params.get("source") not in (None, "salesforce"):
+            return []
+        start, end = (midnight(day) for day in bounds(label))
+        return [
+            case
+            for case in self.cases
+            if start <= sf_time(case["CreatedDate"]) < end
+            and params.get("channel") in (None, (case["Origin"] or "").lower())
+            and params.get("priority") in (None, (case["Priority"] or "").lower())
+        ]
+
+    def tickets(self, name: str, label: str, params: dict[str, Any]) -> Expected:
+        cases = self.cases_created_in(label, params)
+        if name == "ticket_volume":
+            return Expected(float(len(cases)), "tickets", "ticket", {c["Id"] for c in cases})
+        answered = [c for c in cases if c["First_Response__c"] is not None]
+        hours = [
+            (sf_time(c["First_Response__c"]) - sf_time(c["CreatedDate"])).total_seconds() / 3600
+            for c in answered
+        ]
+        median = float(statistics.median(hours)) if hours else None
+        return Expected(median, "hours", "ticket", {c["Id"] for c in answered})
 
     def new_customers(self, label: str, params: dict[str, Any]) -> Expected:
         first: dict[str, Record] = {}
@@ -261,6 +394,24 @@ def cases() -> list[tuple[str, str, dict[str, Any]]]:
     for label in CHANGE_PERIODS:
         for params in CHANGE_PARAMS:
             found.append(("pct_change", label, dict(params)))
+    return found + service_cases()
+
+
+def service_cases() -> list[tuple[str, str, dict[str, Any]]]:
+    """The win-rate, retention and ticket comparisons (Salesforce Opportunity, Account, Case)."""
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    for label in SERVICE_PERIODS:
+        for params in FILTERS:
+            found.append(("win_rate", label, dict(params)))
+        for params in CUSTOMER_FILTERS:
+            for name in ("retention_rate", "churn_rate"):
+                found.append((name, label, dict(params)))
+        for params in TICKET_FILTERS:
+            for name in ("ticket_volume", "median_first_response_hours"):
+                found.append((name, label, dict(params)))
+    for label in SERVICE_CHANGE_PERIODS:
+        for params in SERVICE_CHANGE_PARAMS:
+            found.append(("pct_change", label, dict(params)))
     return found
 
 
@@ -278,9 +429,9 @@ def differences(result: MetricResult, expected: Expected) -> list[str]:
     if result.unit != expected.unit:
         problems.append(f"unit {result.unit!r} != expected {expected.unit!r}")
     kinds = {(ref.entity, ref.source) for ref in result.records}
-    if kinds - {(expected.entity, "salesforce")}:
+    if kinds - {(expected.entity, expected.source)}:
         problems.append(
-            f"records of kinds {sorted(kinds)}, expected ({expected.entity}, salesforce)"
+            f"records of kinds {sorted(kinds)}, expected ({expected.entity}, {expected.source})"
         )
     counts = Counter(ref.source_id for ref in result.records)
     duplicated = sorted(source_id for source_id, n in counts.items() if n > 1)
@@ -366,3 +517,191 @@ def test_won_revenue_in_another_currency(synced_store: str, oracle: Oracle) -> N
     )
     assert result.value == pytest.approx(eur, rel=1e-9)
     assert result.value != pytest.approx(usd_total, rel=1e-3)
+
+
+def test_service_expectations_are_not_trivial(oracle: Oracle) -> None:
+    """Win rates, churn and tickets in the org exercise every branch the comparison checks."""
+    for label in SERVICE_PERIODS:
+        assert oracle.expect("ticket_volume", label, {}).value, label
+        assert oracle.expect("median_first_response_hours", label, {}).value, label
+        assert oracle.expect("retention_rate", label, {}).details["at_start"], label
+    rates = [oracle.expect("win_rate", p, f) for p in SERVICE_PERIODS for f in FILTERS]
+    assert any(r.value is not None and 0 < r.value < 100 for r in rates)
+    assert oracle.expect("win_rate", "2026-Q4", FILTERS[1]).details["closed"]  # owner filter
+    churns = [oracle.expect("churn_rate", label, {}) for label in SERVICE_PERIODS]
+    assert any(c.details["churned"] for c in churns)
+    assert any(c.details["churned"] == 0 for c in churns)
+    everyone = oracle.expect("retention_rate", "2026-Q4", {}).details["at_start"]
+    assert (
+        0
+        < oracle.expect("retention_rate", "2026-Q4", CUSTOMER_FILTERS[2]).details["at_start"]
+        < everyone
+    )  # the segment filter bites
+    q4 = oracle.cases_created_in("2026-Q4", {})
+    assert len({c["Origin"] for c in q4}) >= 3
+    assert any(c["Origin"] != c["Origin"].lower() for c in q4)  # lower-casing matters
+    for params in TICKET_FILTERS:
+        assert oracle.expect("ticket_volume", "2026", params).value, params
+    changes = [
+        oracle.expect("pct_change", p, c)
+        for p in SERVICE_CHANGE_PERIODS
+        for c in SERVICE_CHANGE_PARAMS
+    ]
+    assert sum(c.value is not None and c.value != 0 for c in changes) >= len(changes) // 2
+
+
+# --- Zendesk: CSAT and tickets from the helpdesk sandbox -----------------------------------
+
+ZENDESK_SEED = 5
+ZENDESK_CHECKS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("csat", {}),
+    ("csat", {"source": "zendesk"}),
+    ("csat", {"source": "salesforce"}),  # no Salesforce ratings: no value
+    ("csat_mean_score", {}),
+    ("csat_mean_score", {"source": "zendesk"}),
+    ("ticket_volume", {"source": "zendesk"}),
+    ("ticket_volume", {}),  # the store holds Zendesk tickets only
+    ("ticket_volume", {"source": "zendesk", "channel": "chat"}),
+    ("ticket_volume", {"source": "zendesk", "priority": "high"}),
+    ("ticket_volume", {"source": "zendesk", "priority": "urgent", "channel": "email"}),
+    ("median_first_response_hours", {"source": "zendesk"}),
+    ("median_first_response_hours", {"source": "zendesk", "channel": "web"}),
+)
+
+
+def zendesk_time(text: str) -> datetime:
+    """A Zendesk timestamp (``2026-01-05T10:00:00Z``) as aware UTC."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+class HelpdeskOracle:
+    """CSAT and ticket metrics re-implemented over the helpdesk's raw API records."""
+
+    def __init__(self, desk: Helpdesk) -> None:
+        self.tickets: list[Record] = [
+            t for t in desk.tickets.values() if t.get("status") != "deleted"
+        ]
+        self.metric_sets: dict[int, Record] = dict(desk.metric_sets)
+        self.ratings: list[Record] = list(desk.ratings.values())
+
+    def created_in(self, label: str, params: dict[str, Any]) -> list[Record]:
+        if params.get("source") not in (None, "zendesk"):
+            return []
+        start, end = (midnight(day) for day in bounds(label))
+        return [
+            ticket
+            for ticket in self.tickets
+            if start <= zendesk_time(ticket["created_at"]) < end
+            and params.get("channel") in (None, ticket["via"]["channel"])
+            and params.get("priority") in (None, ticket["priority"])
+        ]
+
+    def rated_in(self, label: str, params: dict[str, Any]) -> list[Record]:
+        if params.get("source") not in (None, "zendesk"):
+            return []
+        start, end = (midnight(day) for day in bounds(label))
+        return [r for r in self.ratings if start <= zendesk_time(r["created_at"]) < end]
+
+    def expect(self, name: str, label: str, params: dict[str, Any]) -> Expected:
+        if name == "ticket_volume":
+            tickets = self.created_in(label, params)
+            ids = {str(t["id"]) for t in tickets}
+            return Expected(float(len(tickets)), "tickets", "ticket", ids, source="zendesk")
+        if name == "median_first_response_hours":
+            minutes = {
+                str(t["id"]): self.metric_sets[t["id"]]["reply_time_in_minutes"]["calendar"]
+                for t in self.created_in(label, params)
+                if t["id"] in self.metric_sets
+            }
+            hours = [m / 60 for m in minutes.values() if m is not None]
+            ids = {i for i, m in minutes.items() if m is not None}
+            median = float(statistics.median(hours)) if hours else None
+            return Expected(median, "hours", "ticket", ids, source="zendesk")
+        ratings = self.rated_in(label, params)
+        if name == "csat":
+            answered = [r for r in ratings if r["score"] not in ("offered", "unoffered")]
+            good = sum(
+                1
+                for r in answered
+                if r["score"] == "good" or (isinstance(r["score"], int) and r["score"] >= 4)
+            )
+            value = 100.0 * good / len(answered) if answered else None
+            details = {"good": good, "answered": len(answered)}
+            ids = {str(r["id"]) for r in answered}
+            return Expected(value, "%", "rating", ids, details, source="zendesk")
+        if name == "csat_mean_score":
+            scored = [r for r in ratings if isinstance(r["score"], int)]
+            mean = sum(r["score"] for r in scored) / len(scored) if scored else None
+            ids = {str(r["id"]) for r in scored}
+            return Expected(mean, "/5", "rating", ids, source="zendesk")
+        raise AssertionError(f"no helpdesk oracle for {name}")
+
+
+@pytest.fixture(scope="module")
+def helpdesk(sandbox_org: SalesforceOrg) -> Helpdesk:
+    """The helpdesk of the org's customers (never mutate it)."""
+    return generate_helpdesk(seed=ZENDESK_SEED, as_of=AS_OF, companies=customer_seeds(sandbox_org))
+
+
+@pytest.fixture(scope="module")
+def zendesk_server(helpdesk: Helpdesk) -> Iterator[RunningServer]:
+    with serve_tls(create_zendesk_app(helpdesk)) as server:
+        yield server
+
+
+def sync_zendesk(
+    store_url: str, server: RunningServer, validator: Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run the Zendesk streams into the store through the task logic (no Prefect run)."""
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_BASE_URL", server.base_url)
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_EMAIL", SANDBOX_EMAIL)
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_API_TOKEN", SANDBOX_API_TOKEN)
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_CA_BUNDLE", str(server.ca_file))
+    store = Store.open(store_url)
+    try:
+        run_id = begin_run(store, "test")
+        counts = {
+            stream.name: asdict(sync_stream.fn(store, "zendesk", stream, run_id, validator, 500))
+            for stream in get_connector("zendesk").streams
+        }
+        finish_run(store, run_id, "success", None, counts)
+    finally:
+        store.dispose()
+
+
+def test_zendesk_expectations_are_not_trivial(helpdesk: Helpdesk) -> None:
+    oracle = HelpdeskOracle(helpdesk)
+    for label in SERVICE_PERIODS:
+        assert oracle.expect("ticket_volume", label, {}).value, label
+        csat = oracle.expect("csat", label, {})
+        assert csat.value is not None
+        assert 0 < csat.value < 100, label
+    assert {r["score"] for r in oracle.ratings} >= {"good", "bad", "offered", 3, 4, 5}
+    assert any(t["status"] == "deleted" for t in helpdesk.tickets.values())
+    assert len({t["via"]["channel"] for t in oracle.tickets}) >= 4
+    for check, params in ZENDESK_CHECKS:
+        if params.get("source") != "salesforce":
+            assert oracle.expect(check, "2026", params).value, (check, params)
+
+
+def test_zendesk_metrics_match_independent_computation(
+    store_url: str,
+    zendesk_server: RunningServer,
+    helpdesk: Helpdesk,
+    validator: Validator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CSAT, mean score, volume and first response from a store synced from Zendesk only."""
+    sync_zendesk(store_url, zendesk_server, validator, monkeypatch)
+    oracle = HelpdeskOracle(helpdesk)
+    checks = [
+        (name, label, dict(params)) for label in SERVICE_PERIODS for name, params in ZENDESK_CHECKS
+    ]
+    results = measure(store_url, checks)
+    mismatches = []
+    for (name, label, params), result in zip(checks, results, strict=True):
+        for problem in differences(result, oracle.expect(name, label, params)):
+            mismatches.append(f"{name} {label} {params}: {problem}")
+    assert not mismatches, f"{len(mismatches)} mismatches in {len(checks)} cases:\n" + "\n".join(
+        mismatches
+    )

@@ -27,7 +27,7 @@ from okr_targets.models import (
     SyncRun,
 )
 from okr_targets.store import Store
-from tests.conftest import sandbox_env
+from tests.conftest import salesforce_env_vars
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -46,7 +46,7 @@ def count(store: Store, model: Any) -> int:
 
 
 def test_demo_okrs_sync_end_to_end(
-    store_url: str, salesforce_env: RunningServer, sandbox_org: SalesforceOrg
+    store_url: str, sources_env: dict[str, RunningServer], sandbox_org: SalesforceOrg
 ) -> None:
     report = run_flow(DEMO_OKRS, store_url)
 
@@ -95,7 +95,11 @@ def test_demo_okrs_sync_end_to_end(
 
 
 def test_bad_rows_are_quarantined_and_counted(
-    sandbox_org: SalesforceOrg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+    sandbox_org: SalesforceOrg,
+    sources_env: dict[str, RunningServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_url: str,
 ) -> None:
     seed_dir = tmp_path / "org"
     write_org(sandbox_org, seed_dir)
@@ -117,7 +121,7 @@ def test_bad_rows_are_quarantined_and_counted(
     bad_ids.append(unreadable["Id"])
 
     with serve_tls(create_app(org)) as server:
-        for name, value in sandbox_env(server).items():
+        for name, value in salesforce_env_vars(server).items():
             monkeypatch.setenv(name, value)
         report = run_flow(DEMO_OKRS, sqlite_url)
 
@@ -139,7 +143,9 @@ def test_bad_rows_are_quarantined_and_counted(
     store.dispose()
 
 
-def test_personal_okr_follows_its_rep(store_url: str, salesforce_env: RunningServer) -> None:
+def test_personal_okr_follows_its_rep(
+    store_url: str, sources_env: dict[str, RunningServer]
+) -> None:
     """A person-level key result counts only that rep's deals (the cascade reaches people)."""
     run_flow(DEMO_OKRS, store_url)
     store = Store.open(store_url)

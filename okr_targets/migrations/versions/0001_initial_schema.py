@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 06:18:42.431049
+Create Date: 2026-11-27 06:29:49.355579
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import okr_targets.models
-
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -112,7 +111,7 @@ def upgrade() -> None:
         sa.Column("ticket_id", sa.String(length=64), nullable=True),
         sa.Column("customer_id", sa.String(length=64), nullable=True),
         sa.Column("score", sa.Numeric(precision=6, scale=2), nullable=True),
-        sa.Column("scale_max", sa.Integer(), nullable=False),
+        sa.Column("scale_max", sa.Integer(), nullable=True),
         sa.Column("good", sa.Boolean(), nullable=True),
         sa.Column("rated_at", okr_targets.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
@@ -151,7 +150,7 @@ def upgrade() -> None:
     op.create_table(
         "mirror_tickets",
         sa.Column("customer_id", sa.String(length=64), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=True),
         sa.Column("priority", sa.String(length=32), nullable=True),
         sa.Column("channel", sa.String(length=32), nullable=True),
         sa.Column("created_at", okr_targets.models.UTCDateTime(timezone=True), nullable=False),

@@ -1,0 +1,79 @@
+"""The demo's sample company: one generated world served by each source's emulator.
+
+Salesforce holds the CRM (reps, accounts, opportunities, exchange rates) and Zendesk the
+helpdesk; the helpdesk's organizations are the CRM's customers (same name, domain, and
+the Salesforce Account Id as external id), so support data joins CRM customers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from okr_sync.sandbox import RunningServer, serve_tls
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    servers: dict[str, RunningServer]
+    env: dict[str, str]
+
+
+@contextmanager
+def demo_sandboxes(seed: int, as_of: datetime) -> Iterator[DemoWorld]:
+    """Serve a generated Salesforce org and its Zendesk helpdesk until the block exits."""
+    from connectors import salesforce, zendesk
+    from connectors.salesforce import emulator as salesforce_emulator
+    from connectors.salesforce.sandbox_data import customer_seeds, generate_org
+    from connectors.zendesk import emulator as zendesk_emulator
+    from connectors.zendesk.sandbox_data import generate_helpdesk
+
+    org = generate_org(seed=seed, as_of=as_of)
+    helpdesk = generate_helpdesk(seed=seed, as_of=as_of, companies=customer_seeds(org))
+    with ExitStack() as stack:
+        crm = stack.enter_context(serve_tls(salesforce_emulator.create_app(org)))
+        support = stack.enter_context(serve_tls(zendesk_emulator.create_app(helpdesk)))
+        env = salesforce.sandbox_env(crm) | zendesk.sandbox_env(support)
+        yield DemoWorld({"salesforce": crm, "zendesk": support}, env)
+
+
+SANDBOX_SOURCES = ("salesforce", "zendesk", "hubspot")
+
+
+def sandbox_app(source: str, seed: int, as_of: datetime, data: Path | None = None) -> Any:
+    """One source's emulator, serving generated data or a seed directory of JSON Lines."""
+    if source == "salesforce":
+        from connectors.salesforce.emulator import create_app
+        from connectors.salesforce.sandbox_data import generate_org, load_org
+
+        return create_app(load_org(data) if data else generate_org(seed=seed, as_of=as_of))
+    if source == "zendesk":
+        from connectors.salesforce.sandbox_data import customer_seeds, generate_org
+        from connectors.zendesk.emulator import create_app as create_helpdesk_app
+        from connectors.zendesk.sandbox_data import generate_helpdesk, load_helpdesk
+
+        if data:
+            return create_helpdesk_app(load_helpdesk(data))
+        companies = customer_seeds(generate_org(seed=seed, as_of=as_of))
+        return create_helpdesk_app(generate_helpdesk(seed=seed, as_of=as_of, companies=companies))
+    if source == "hubspot":
+        from connectors.hubspot.emulator import create_app as create_portal_app
+        from connectors.hubspot.sandbox_data import generate_portal, load_portal
+
+        return create_portal_app(
+            load_portal(data) if data else generate_portal(seed=seed, as_of=as_of)
+        )
+    raise ValueError(f"no sandbox for {source!r}; choose one of {', '.join(SANDBOX_SOURCES)}")
+
+
+def sandbox_env(source: str, server: RunningServer) -> dict[str, str]:
+    from connectors.base import get_connector
+
+    module = importlib.import_module(f"connectors.{get_connector(source).name}")
+    env: dict[str, str] = module.sandbox_env(server)
+    return env
