@@ -117,6 +117,18 @@ def _print_run(report: dict[str, Any]) -> None:
             name, *(f"{counts[key]:,}" for key in ("read", "loaded", "deleted", "quarantined"))
         )
     out.print(table)
+    customers = report.get("customers") or {}
+    if customers:
+        unmatched = customers["unmatched"]
+        out.print(
+            f"Customers matched to {customers['primary']} by {customers['match_by']}: "
+            f"{customers['matched']:,}; unmatched: {len(unmatched):,}",
+            highlight=False,
+        )
+        for item in unmatched[:10]:
+            err.print(f"[yellow]unmatched customer:[/] {item}", highlight=False, soft_wrap=True)
+    for finding in report.get("findings", []):
+        err.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
     if report.get("reason"):
         err.print(f"[yellow]warning:[/] {report['reason']}")
 
