@@ -7,9 +7,15 @@ organizations (same name, e-mail domain and external id) and files their tickets
 
 from __future__ import annotations
 
+import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -37,3 +43,101 @@ def domain_of(value: str | None) -> str | None:
     text = text.rsplit("@", 1)[-1]
     text = re.sub(r"^[a-z]+://", "", text).split("/", 1)[0].split(":", 1)[0]
     return text.removeprefix("www.") or None
+
+
+NAME_FIRST = (
+    "Northwind",
+    "Blue Harbor",
+    "Summit",
+    "Ironwood",
+    "Redfield",
+    "Silverline",
+    "Crescent",
+    "Evergreen",
+    "Granite",
+    "Lakeshore",
+    "Brightpath",
+    "Pioneer",
+    "Keystone",
+    "Atlas",
+    "Cobalt",
+    "Harbor Point",
+    "Maple",
+    "Orion",
+    "Quarry",
+    "Riverbend",
+    "Sterling",
+    "Tidewater",
+    "Vantage",
+    "Westbrook",
+    "O'Neill",
+    "Beacon",
+    "Cedar",
+    "Falcon",
+    "Juniper",
+    "Meridian",
+    "Oakridge",
+    "Pinnacle",
+    "Sable",
+    "Trident",
+    "Union",
+    "Willow",
+    "Zenith",
+    "Aurora",
+    "Copperleaf",
+    "Driftwood",
+)
+NAME_SECOND = (
+    "Logistics",
+    "Health",
+    "Analytics",
+    "Foods",
+    "Manufacturing",
+    "Energy",
+    "Capital",
+    "Media",
+    "Robotics",
+    "Labs",
+    "Systems",
+    "Retail",
+    "Telecom",
+    "Pharma",
+    "Motors",
+    "Software",
+    "Partners",
+    "Materials",
+    "Hotels",
+    "Learning",
+    "Insurance",
+    "Freight",
+    "Biotech",
+    "Outfitters",
+    "Networks",
+)
+
+
+def company_names(rng: random.Random, count: int) -> list[str]:
+    """``count`` distinct company names (numbered once the word pairs run out)."""
+    combos = len(NAME_FIRST) * len(NAME_SECOND)
+    picks = rng.sample(range(combos), min(count, combos))
+    names = []
+    for i in range(count):
+        first, second = divmod(picks[i % len(picks)], len(NAME_SECOND))
+        suffix = f" {i // combos + 1}" if i >= combos else ""
+        names.append(f"{NAME_FIRST[first]} {NAME_SECOND[second]}{suffix}")
+    return names
+
+
+def load_jsonl(path: Path, add: Callable[[dict[str, Any]], Any]) -> None:
+    """Feed each record of a JSON Lines file to ``add``; a bad line names file and line."""
+    with path.open("rb") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("expected a JSON object")
+                add(record)
+            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+                raise ValueError(f"{path}:{lineno}: {exc}") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import random
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from connectors.sandbox_world import CompanySeed, domain_for, domain_of
+from connectors.sandbox_world import CompanySeed, company_names, domain_for, domain_of, load_jsonl
 
 OBJECT_TYPES = ("companies", "deals", "tickets")
 ASSOCIATION_TYPES = {"deals": "deal_to_company", "tickets": "ticket_to_company"}
@@ -248,51 +248,6 @@ _INDUSTRIES = (
     "EDUCATION_MANAGEMENT",
     "MARKETING_AND_ADVERTISING",
 )
-_NAME_A = (
-    "Northwind",
-    "Blue Harbor",
-    "Summit",
-    "Ironwood",
-    "Redfield",
-    "Silverline",
-    "Crescent",
-    "Evergreen",
-    "Granite",
-    "Lakeshore",
-    "Brightpath",
-    "Pioneer",
-    "Keystone",
-    "Atlas",
-    "Cobalt",
-    "Maple",
-    "Orion",
-    "Riverbend",
-    "Sterling",
-    "Tidewater",
-    "Vantage",
-    "Westbrook",
-    "O'Neill",
-    "Beacon",
-    "Juniper",
-)
-_NAME_B = (
-    "Logistics",
-    "Health",
-    "Analytics",
-    "Foods",
-    "Manufacturing",
-    "Energy",
-    "Capital",
-    "Robotics",
-    "Labs",
-    "Systems",
-    "Retail",
-    "Telecom",
-    "Software",
-    "Partners",
-    "Freight",
-    "Networks",
-)
 _SUBJECTS = (
     "Cannot log in",
     "Invoice question",
@@ -471,15 +426,12 @@ def generate_portal(
     owner_ids = [owner["id"] for owner in portal.owners]
 
     # Companies: a name, a home country and currency, an industry.
-    combos = len(_NAME_A) * len(_NAME_B)
-    picks = rng.sample(range(combos), min(companies, combos))
+    names = company_names(rng, companies)
     countries = [c for c, _, _ in _COUNTRIES]
     weights = [w for _, _, w in _COUNTRIES]
     currency_of = {c: cur for c, cur, _ in _COUNTRIES}
     company_rows = []
-    for i in range(companies):
-        a, b = divmod(picks[i % len(picks)], len(_NAME_B))
-        name = f"{_NAME_A[a]} {_NAME_B[b]}" + (f" {i // combos + 1}" if i >= combos else "")
+    for name in names:
         country = rng.choices(countries, weights)[0]
         company_rows.append((name, country, currency_of[country]))
 
@@ -655,20 +607,13 @@ def customer_seeds(portal: HubSpotPortal) -> list[CompanySeed]:
 OWNERS_FILE, PIPELINES_FILE, ACCOUNT_FILE = "owners.jsonl", "pipelines.json", "account.json"
 
 
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with path.open("rb") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = orjson.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("expected a JSON object")
-                if not isinstance(record.get("id"), str) or not record["id"]:
-                    raise ValueError("record has no string 'id'")
-                yield lineno, record
-            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-                raise ValueError(f"{path}:{lineno}: {exc}") from None
+def _with_id(add: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    def checked(record: dict[str, Any]) -> Any:
+        if not isinstance(record.get("id"), str) or not record["id"]:
+            raise ValueError("record has no string 'id'")
+        return add(record)
+
+    return checked
 
 
 def load_portal(directory: Path) -> HubSpotPortal:
@@ -693,17 +638,15 @@ def load_portal(directory: Path) -> HubSpotPortal:
                 raise ValueError(f"{path}: {exc}") from None
             pipelines, account = (value, account) if name == PIPELINES_FILE else (pipelines, value)
     owners_path = directory / OWNERS_FILE
-    owners = [r for _, r in _read_jsonl(owners_path)] if owners_path.is_file() else []
+    owners: list[dict[str, Any]] = []
+    if owners_path.is_file():
+        load_jsonl(owners_path, _with_id(owners.append))
     portal = HubSpotPortal(owners=owners, pipelines=pipelines, account=account)
     for object_type in OBJECT_TYPES:
         path = directory / f"{object_type}.jsonl"
         if not path.is_file():
             continue
-        for lineno, record in _read_jsonl(path):
-            try:
-                portal.add(object_type, record)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: {exc}") from None
+        load_jsonl(path, _with_id(functools.partial(portal.add, object_type)))
     return portal
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from connectors.salesforce.timestamps import format_sf_datetime, parse_sf_datetime
-from connectors.sandbox_world import CompanySeed, domain_for, domain_of
+from connectors.sandbox_world import CompanySeed, company_names, domain_for, domain_of, load_jsonl
 
 API_VERSION = "59.0"
 
@@ -322,75 +322,6 @@ _INDUSTRIES = (
     "Transportation",
     "Hospitality",
 )
-_NAME_A = (
-    "Northwind",
-    "Blue Harbor",
-    "Summit",
-    "Ironwood",
-    "Redfield",
-    "Silverline",
-    "Crescent",
-    "Evergreen",
-    "Granite",
-    "Lakeshore",
-    "Brightpath",
-    "Pioneer",
-    "Keystone",
-    "Atlas",
-    "Cobalt",
-    "Harbor Point",
-    "Maple",
-    "Orion",
-    "Quarry",
-    "Riverbend",
-    "Sterling",
-    "Tidewater",
-    "Vantage",
-    "Westbrook",
-    "O'Neill",
-    "Beacon",
-    "Cedar",
-    "Falcon",
-    "Juniper",
-    "Meridian",
-    "Oakridge",
-    "Pinnacle",
-    "Sable",
-    "Trident",
-    "Union",
-    "Willow",
-    "Zenith",
-    "Aurora",
-    "Copperleaf",
-    "Driftwood",
-)
-_NAME_B = (
-    "Logistics",
-    "Health",
-    "Analytics",
-    "Foods",
-    "Manufacturing",
-    "Energy",
-    "Capital",
-    "Media",
-    "Robotics",
-    "Labs",
-    "Systems",
-    "Retail",
-    "Telecom",
-    "Pharma",
-    "Motors",
-    "Software",
-    "Partners",
-    "Materials",
-    "Hotels",
-    "Learning",
-    "Insurance",
-    "Freight",
-    "Biotech",
-    "Outfitters",
-    "Networks",
-)
 _NEW_PRODUCTS = ("Platform License", "Starter Package", "Analytics Suite", "Data Connector Pack")
 _EXISTING_PRODUCTS = (
     "Renewal",
@@ -513,16 +444,13 @@ def generate_org(
     # Accounts: a name, a home country/currency and the team that sells to it.
     window_start = _quarter_start(date.fromordinal(_EPOCH_ORDINAL + today), 5)
     gen_start = (window_start.toordinal() - _EPOCH_ORDINAL - 75) * _DAY
-    combos = len(_NAME_A) * len(_NAME_B)
-    picks = rng.sample(range(combos), min(accounts, combos))
+    names = company_names(rng, accounts)
     countries = [c for c, _, _ in _COUNTRIES]
     country_weights = [w for _, _, w in _COUNTRIES]
     currency_of = {c: cur for c, cur, _ in _COUNTRIES}
     account_rows: list[dict[str, Any]] = []
     by_team: dict[str, list[int]] = {ENTERPRISE: [], MID_MARKET: []}
-    for i in range(accounts):
-        a, b = divmod(picks[i % len(picks)], len(_NAME_B))
-        name = f"{_NAME_A[a]} {_NAME_B[b]}" + (f" {i // combos + 1}" if i >= combos else "")
+    for i, name in enumerate(names):
         country = rng.choices(countries, country_weights)[0]
         team = ENTERPRISE if rng.random() < 0.3 else MID_MARKET
         by_team[team].append(i)
@@ -838,6 +766,10 @@ def _normalize(record: Mapping[str, Any], fields: dict[str, str]) -> dict[str, A
     return out
 
 
+def _add_normalized(org: SalesforceOrg, sobject: str, record: dict[str, Any]) -> None:
+    org.add(sobject, _normalize(record, org.schema[sobject]))
+
+
 def load_org(directory: Path) -> SalesforceOrg:
     """Read ``<Object>.jsonl`` files (User, Account, Opportunity, CurrencyType) into an org."""
     directory = Path(directory)
@@ -848,17 +780,7 @@ def load_org(directory: Path) -> SalesforceOrg:
         path = directory / f"{sobject}.jsonl"
         if not path.is_file():
             continue
-        with path.open("rb") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = orjson.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError("expected a JSON object")
-                    org.add(sobject, _normalize(record, org.schema[sobject]))
-                except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-                    raise ValueError(f"{path}:{lineno}: {exc}") from exc
+        load_jsonl(path, functools.partial(_add_normalized, org, sobject))
     return org
 
 

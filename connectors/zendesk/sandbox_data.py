@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from connectors.sandbox_world import CompanySeed
+from connectors.sandbox_world import CompanySeed, load_jsonl
 
 SANDBOX_URL = "https://okr-sync-sandbox.zendesk.com"
 FILES = {
@@ -591,14 +591,8 @@ def load_helpdesk(directory: Path) -> Helpdesk:
         path = directory / name
         if not path.is_file():
             continue
-        with path.open("rb") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    adders[kind](_normalized(orjson.loads(line), _TIMES[kind]))
-                except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-                    raise ValueError(f"{path}:{lineno}: {exc}") from exc
+        add, times = adders[kind], _TIMES[kind]
+        load_jsonl(path, lambda record: add(_normalized(record, times)))  # noqa: B023
     return desk
 
 
