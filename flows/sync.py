@@ -45,8 +45,10 @@ from okr_targets.store import (
     StoreError,
     begin_run,
     finish_run,
+    has_password,
     quarantine,
     read_cursor,
+    redact,
     tombstone_unseen,
     upsert_records,
     write_cursor,
@@ -213,9 +215,18 @@ def sync_okrs(
 
     Parameters: ``okr_file`` (default ``$OKR_SYNC_OKR_FILE``), ``store_url`` (default
     ``$OKR_SYNC_STORE_URL``), ``full_refresh`` (ignore cursors and re-read everything).
+    Prefect keeps flow parameters in its database, so a ``store_url`` carrying a password
+    is refused: credentials belong in ``$OKR_SYNC_STORE_URL`` on the worker.
     """
     settings = Settings()
     logger = run_logger()
+    if store_url and has_password(store_url):
+        message = (
+            f"store_url {redact(store_url)} carries a password, and Prefect stores flow "
+            "parameters; set it in OKR_SYNC_STORE_URL instead"
+        )
+        logger.error("sync failed: %s", message)
+        return Failed(message=message)
     try:
         store = Store.open(store_url or settings.store_url)
     except StoreError as exc:

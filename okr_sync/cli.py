@@ -93,11 +93,15 @@ def _progress_bar() -> Iterator[None]:
 
 def _run_sync(okr_file: Path, store_url: str, full_refresh: bool = False) -> dict[str, Any]:
     from flows.sync import sync_okrs
+    from okr_targets.store import has_password
 
+    if has_password(store_url):
+        # Prefect keeps flow parameters in its database: hand credentials over privately.
+        os.environ["OKR_SYNC_STORE_URL"], store_url = store_url, ""
     with _progress_bar():
         state = sync_okrs(
             okr_file=str(okr_file),
-            store_url=store_url,
+            store_url=store_url or None,
             full_refresh=full_refresh,
             return_state=True,
         )

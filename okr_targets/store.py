@@ -42,6 +42,13 @@ def redact(url: str) -> str:
         return "<unparseable store URL>"
 
 
+def has_password(url: str) -> bool:
+    try:
+        return make_url(url).password is not None
+    except ArgumentError:
+        return False
+
+
 def normalize_url(url: str) -> str:
     """Pick the psycopg 3 driver for a bare ``postgresql://`` URL."""
     parsed = make_url(url)
