@@ -42,6 +42,7 @@ from okr_targets.measurements import KeyResultOutcome, measure_key_results, save
 from okr_targets.models import MIRROR, utcnow
 from okr_targets.store import (
     Store,
+    StoreBusyError,
     StoreError,
     begin_run,
     finish_run,
@@ -83,7 +84,8 @@ class StreamCounts:
     deleted: int = 0
     quarantined: int = 0
     batches: int = 0
-    cursor: str | None = None
+    cursor_before: str | None = None
+    cursor_after: str | None = None
 
 
 @dataclass
@@ -145,7 +147,9 @@ def sync_stream(
     label = f"{source}.{stream.name}"
     try:
         with store.session() as session:
-            since = None if full_refresh else read_cursor(session, source, stream.name)
+            saved = read_cursor(session, source, stream.name)
+        since = None if full_refresh else saved
+        counts.cursor_before = counts.cursor_after = saved.at.isoformat() if saved else None
         logger.info(
             "%s: reading %s",
             label,
@@ -170,7 +174,7 @@ def sync_stream(
             counts.quarantined += quarantined
             counts.batches += 1
             if batch.bookmark is not None:
-                counts.cursor = batch.bookmark.at.isoformat()
+                counts.cursor_after = batch.bookmark.at.isoformat()
             advance(label, len(batch), batch.total)
             logger.info(
                 "%s: %d/%s records (%d quarantined)",
@@ -232,12 +236,28 @@ def sync_okrs(
     except StoreError as exc:
         logger.error("sync failed: %s", exc)
         return Failed(message=str(exc))
+    try:
+        with store.writer_lock():
+            report = _sync(store, settings, str(okr_file or settings.okr_file), full_refresh)
+    except StoreBusyError as exc:
+        logger.error("sync did not start: %s", exc)
+        return Failed(message=str(exc))
+    finally:
+        store.dispose()
+    if report.status == "failed":
+        return Failed(message=report.reason)
+    return asdict(report)
+
+
+def _sync(store: Store, settings: Settings, okr_file: str, full_refresh: bool) -> RunReport:
+    """One sync under the store's writer lock: recorded as a run from start to end."""
+    logger = run_logger()
     flow_context = FlowRunContext.get()
     flow_run_id = str(flow_context.flow_run.id) if flow_context and flow_context.flow_run else None
     run_id = begin_run(store, __version__, flow_run_id)
     report = RunReport(run_id, "running", None, store.display_url, utcnow().isoformat())
     try:
-        config = _load_and_lint(str(okr_file or settings.okr_file))
+        config = _load_and_lint(okr_file)
         with store.session() as session, session.begin():
             save_okrs(session, config, utcnow())
         validator = Validator()
@@ -294,11 +314,13 @@ def sync_okrs(
     finally:
         if report.status == "running":  # an unexpected exception is on its way up
             report.status, report.reason = "failed", "unexpected error; see the flow run's logs"
-        finish_run(store, run_id, report.status, report.reason, report.streams)
-        store.dispose()
-    if report.status == "failed":
-        return Failed(message=report.reason)
-    return asdict(report)
+        details = {
+            "customers": report.customers,
+            "findings": report.findings,
+            "tombstoned": report.tombstoned,
+        }
+        finish_run(store, run_id, report.status, report.reason, report.streams, details)
+    return report
 
 
 def _tombstone_unseen(

@@ -38,6 +38,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the OKR store's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+runs_app = typer.Typer(help="Recent sync runs and what each one did.", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
 
 # Piped output is not cut to 80 columns; a terminal keeps its own width.
 out = Console(width=None if sys.stdout.isatty() else 132)
@@ -318,6 +320,91 @@ def sandbox(
     except (OSError, RuntimeError) as exc:
         raise fail(f"cannot serve on 127.0.0.1:{port}: {exc}") from None
     out.print("sandbox stopped")
+
+
+def _open_store(store: str | None) -> Any:
+    from okr_targets.store import Store, StoreError
+
+    try:
+        return Store.open(_store_url(store))
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    store: StoreOption = None,
+    limit: Annotated[int, typer.Option(help="how many runs, newest first")] = 20,
+) -> None:
+    """List recent sync runs: when, how they ended and what they read."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sqlalchemy import select
+
+    from okr_targets.models import SyncRun
+
+    opened = _open_store(store)
+    with opened.session() as session:
+        rows = session.scalars(
+            select(SyncRun).order_by(SyncRun.started_at.desc()).limit(limit)
+        ).all()
+    opened.dispose()
+    table = Table(
+        title=f"Sync runs in {opened.display_url}", title_justify="left", box=box.SIMPLE_HEAD
+    )
+    for column in ("run", "started", "took", "status", "read", "quarantined", "reason"):
+        table.add_column(column, no_wrap=column != "reason", overflow="fold")
+    for run in rows:
+        counts = run.stream_counts.values()
+        took = (
+            f"{(run.finished_at - run.started_at).total_seconds():.1f}s" if run.finished_at else ""
+        )
+        table.add_row(
+            run.id,
+            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            took,
+            run.status,
+            f"{sum(c.get('read', 0) for c in counts):,}",
+            f"{sum(c.get('quarantined', 0) for c in counts):,}",
+            run.reason or "",
+        )
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="the run's id")], store: StoreOption = None
+) -> None:
+    """One run: its status and reason, and per stream the records and cursors."""
+    from okr_targets.models import SyncRun
+
+    opened = _open_store(store)
+    with opened.session() as session:
+        run = session.get(SyncRun, run_id)
+    opened.dispose()
+    if run is None:
+        raise fail(f"no run {run_id!r} in {opened.display_url}; `okr-sync runs` lists them")
+    out.print(f"Run {run.id}: [bold]{run.status}[/]" + (f" — {run.reason}" if run.reason else ""))
+    finished = run.finished_at.isoformat() if run.finished_at else "not finished"
+    out.print(f"started {run.started_at.isoformat()}, finished {finished}, code {run.code_version}")
+    table = Table(box=box.SIMPLE_HEAD)
+    columns = ("read", "loaded", "deleted", "quarantined", "cursor_before", "cursor_after")
+    table.add_column("stream")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for name, counts in run.stream_counts.items():
+        cells = [f"{counts.get(c, 0):,}" for c in columns[:4]]
+        cells += [counts.get(c) or "—" for c in columns[4:]]
+        table.add_row(name, *cells)
+    out.print(table)
+    customers = run.details.get("customers") or {}
+    if customers:
+        out.print(
+            f"customers matched: {customers['matched']}, unmatched: {len(customers['unmatched'])}"
+        )
+    for finding in run.details.get("findings", []):
+        out.print(f"finding: {finding}", highlight=False)
 
 
 @db_app.command("upgrade")

@@ -122,6 +122,7 @@ class SyncRun(Base):
     status: Mapped[str] = mapped_column(String(16))  # running | success | partial | failed
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     stream_counts: Mapped[Json] = mapped_column(default=dict)
+    details: Mapped[Json] = mapped_column(default=dict)  # customers matched, findings, …
     code_version: Mapped[str] = mapped_column(String(64))
 
 

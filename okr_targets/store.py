@@ -8,7 +8,8 @@ so a batch of mirror rows, its quarantined rows and the stream's cursor commit t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -17,7 +18,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, create_engine, event, update
+from filelock import FileLock, Timeout
+from sqlalchemy import Engine, Table, create_engine, event, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -32,6 +34,13 @@ DEFAULT_STORE_URL = "sqlite:///okr-sync.db"
 
 class StoreError(Exception):
     """The store cannot be opened or written; the message is safe to show."""
+
+
+class StoreBusyError(StoreError):
+    """Another sync holds the store's writer lock."""
+
+
+WRITER_LOCK_KEY = 0x6F6B7273  # "okrs": the PostgreSQL advisory lock key of okr-sync writers
 
 
 def redact(url: str) -> str:
@@ -111,6 +120,41 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Only one sync writes to a store at a time; a second one fails at once.
+
+        PostgreSQL: a session advisory lock on a connection held for the run. SQLite: a
+        file lock beside the database. The server or the OS releases either when the
+        process dies, so a killed sync never leaves the store locked.
+        """
+        busy = f"another sync is writing to {self.display_url}; this one did not start"
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                held = connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": WRITER_LOCK_KEY})
+                connection.commit()
+                if not held:
+                    raise StoreBusyError(busy)
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": WRITER_LOCK_KEY})
+                    connection.commit()
+            return
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        lock = FileLock(f"{database}.writer.lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise StoreBusyError(busy) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 def upsert_records(
@@ -231,10 +275,16 @@ def begin_run(store: Store, code_version: str, flow_run_id: str | None = None) -
 
 
 def finish_run(
-    store: Store, run_id: str, status: str, reason: str | None, stream_counts: dict[str, Any]
+    store: Store,
+    run_id: str,
+    status: str,
+    reason: str | None,
+    stream_counts: dict[str, Any],
+    details: dict[str, Any] | None = None,
 ) -> None:
     with store.session() as session, session.begin():
         run = session.get(SyncRun, run_id)
         assert run is not None, f"run {run_id} was begun"
         run.status, run.reason, run.finished_at = status, reason, utcnow()
         run.stream_counts = stream_counts
+        run.details = details or {}

@@ -78,6 +78,21 @@ def test_sync_then_report_in_every_format(
         kr["id"] for o in as_json["objectives"] for kr in o["key_results"]
     }
 
+    listing = invoke("runs", "--store", sqlite_url)
+    assert listing.exit_code == 0, listing.output
+    store = Store.open(sqlite_url)
+    with store.session() as session:
+        [run] = session.scalars(select(SyncRun)).all()
+    store.dispose()
+    assert run.id in listing.stdout
+    assert "success" in listing.stdout
+    shown = invoke("runs", "show", run.id, "--store", sqlite_url)
+    assert shown.exit_code == 0, shown.output
+    assert "salesforce.Opportunity" in shown.stdout
+    assert run.stream_counts["salesforce.Opportunity"]["cursor_after"] in shown.stdout
+    assert "customers matched" in shown.stdout
+    assert_failed_cleanly(invoke("runs", "show", "nope", "--store", sqlite_url), "no run 'nope'")
+
 
 @pytest.mark.parametrize(
     ("okr_text", "fragments"),
