@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -80,8 +80,9 @@ class StreamCounts:
     """What one stream did in one run; every record read is in exactly one bucket."""
 
     read: int = 0
-    loaded: int = 0
-    deleted: int = 0
+    loaded: int = 0  # passed validation (new, changed or unchanged)
+    written: int = 0  # new or changed in the mirror
+    deleted: int = 0  # tombstones written
     quarantined: int = 0
     batches: int = 0
     cursor_before: str | None = None
@@ -134,8 +135,15 @@ def sync_stream(
     validator: Validator,
     batch_size: int,
     full_refresh: bool = False,
+    started_at: datetime | None = None,
+    lookback: timedelta = timedelta(0),
 ) -> StreamCounts:
     """Read one stream from its cursor into the mirror, one committed batch at a time.
+
+    Cursor rules: the lower bound is inclusive and reaches ``lookback`` further back (late
+    index updates at the source); the saved position never passes ``started_at`` (the
+    run's start), so anything changed during the run is read again next time; the cursor
+    commits with the rows it covers. Re-read, unchanged records write nothing.
 
     A full refresh reads everything and takes the source's copy of every record, whatever
     the mirror held (for a source that was restored, re-seeded or had its clock reset).
@@ -148,7 +156,9 @@ def sync_stream(
     try:
         with store.session() as session:
             saved = read_cursor(session, source, stream.name)
-        since = None if full_refresh else saved
+        since = None
+        if saved is not None and not full_refresh:
+            since = Bookmark(saved.at - lookback, saved.token)
         counts.cursor_before = counts.cursor_after = saved.at.isoformat() if saved else None
         logger.info(
             "%s: reading %s",
@@ -160,21 +170,29 @@ def sync_stream(
             verdict = validator.validate(stream.entity, batch.rows)
             with store.session() as session, session.begin():
                 rows = [{**row, "run_id": run_id} for row in verdict.good]
-                upsert_records(session, model, rows, replace=full_refresh)
+                written = upsert_records(session, model, rows, replace=full_refresh)
                 quarantined = quarantine(
                     session, run_id, stream.entity, [*batch.rejected, *verdict.rejected]
                 )
-                if batch.bookmark is not None:
+                bookmark = batch.bookmark
+                if bookmark is not None and started_at is not None and bookmark.at > started_at:
+                    bookmark = Bookmark(started_at, bookmark.token)
+                if bookmark is not None:
                     write_cursor(
-                        session, source, stream.name, batch.bookmark, run_id, replace=full_refresh
+                        session, source, stream.name, bookmark, run_id, replace=full_refresh
                     )
             counts.read += len(batch)
             counts.loaded += len(verdict.good)
-            counts.deleted += sum(1 for row in verdict.good if row.get("deleted_at") is not None)
+            counts.written += len(written)
+            counts.deleted += sum(
+                1
+                for row in verdict.good
+                if row.get("deleted_at") is not None and row["source_id"] in written
+            )
             counts.quarantined += quarantined
             counts.batches += 1
-            if batch.bookmark is not None:
-                counts.cursor_after = batch.bookmark.at.isoformat()
+            if bookmark is not None:
+                counts.cursor_after = bookmark.at.isoformat()
             advance(label, len(batch), batch.total)
             logger.info(
                 "%s: %d/%s records (%d quarantined)",
@@ -264,9 +282,19 @@ def _sync(store: Store, settings: Settings, okr_file: str, full_refresh: bool) -
         stream_task = sync_stream.with_options(
             retries=settings.retries, retry_delay_seconds=settings.retry_delay_seconds
         )
+        started_at = utcnow()
+        lookback = timedelta(seconds=settings.lookback_seconds)
         for source, stream in config.streams():
             counts = stream_task(
-                store, source, stream, run_id, validator, settings.batch_size, full_refresh
+                store,
+                source,
+                stream,
+                run_id,
+                validator,
+                settings.batch_size,
+                full_refresh,
+                started_at,
+                lookback,
             )
             report.streams[f"{source}.{stream.name}"] = asdict(counts)
         now = utcnow()

@@ -18,5 +18,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         default=10_000, ge=1, description="records validated and committed together"
     )
+    lookback_seconds: float = Field(
+        default=60.0, ge=0, description="how far before the saved cursor each read starts"
+    )
     retries: int = Field(default=3, ge=0, description="task retries on retriable source errors")
     retry_delay_seconds: list[float] = Field(default=[2.0, 10.0, 30.0])

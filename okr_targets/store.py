@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from filelock import FileLock, Timeout
-from sqlalchemy import Engine, Table, create_engine, event, text, update
+from sqlalchemy import Engine, Table, and_, create_engine, event, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -132,14 +132,18 @@ class Store:
         busy = f"another sync is writing to {self.display_url}; this one did not start"
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as connection:
-                held = connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": WRITER_LOCK_KEY})
+                held = connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": WRITER_LOCK_KEY}
+                )
                 connection.commit()
                 if not held:
                     raise StoreBusyError(busy)
                 try:
                     yield
                 finally:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": WRITER_LOCK_KEY})
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": WRITER_LOCK_KEY}
+                    )
                     connection.commit()
             return
         database = self.engine.url.database
@@ -163,31 +167,37 @@ def upsert_records(
     rows: Sequence[Mapping[str, Any]],
     *,
     replace: bool = False,
-) -> None:
-    """Insert or update mirror rows; an older copy never overwrites a newer one.
+) -> set[str]:
+    """Insert or update mirror rows; returns the ids of the rows written.
 
-    ``replace`` (a full refresh) takes the source's copy whatever its timestamp.
+    A row is written only when it is new or differs from the mirror's copy, so re-reading
+    unchanged records (the inclusive lower bound, a lookback) writes nothing; an older copy
+    never overwrites a newer one. A full refresh (``replace``) writes every row, taking the
+    source's copy whatever its timestamp.
     """
     if not rows:
-        return
+        return set()
     table = cast(Table, model.__table__)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table)
-    keys = [column.name for column in table.primary_key.columns]
-    changes = {
-        column.name: statement.excluded[column.name]
-        for column in table.columns
-        if column.name not in keys
-    }
-    statement = statement.on_conflict_do_update(
-        index_elements=keys,
-        set_=changes,
-        where=None
-        if replace
-        else table.c.source_modified_at <= statement.excluded.source_modified_at,
+    keys = {column.name for column in table.primary_key.columns}
+    values = [column for column in table.columns if column.name not in keys]
+    differs = or_(
+        *(
+            column.is_distinct_from(statement.excluded[column.name])
+            for column in values
+            if column.name != "run_id"
+        )
     )
-    session.execute(statement, list(rows))
+    newer = table.c.source_modified_at <= statement.excluded.source_modified_at
+    upsert = statement.on_conflict_do_update(
+        index_elements=sorted(keys),
+        set_={column.name: statement.excluded[column.name] for column in values},
+        # a full refresh stamps every row it saw with its run: tombstone_unseen relies on it
+        where=None if replace else and_(newer, differs),
+    ).returning(table.c.source_id)  # rowcount is not reliable for batched inserts
+    return set(session.scalars(upsert, list(rows)))
 
 
 def tombstone_unseen(

@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -26,6 +26,7 @@ from connectors.zendesk.sandbox_data import generate_helpdesk
 from expectations import Validator
 from flows.sync import sync_stream
 from okr_sync.sandbox import RunningServer, serve_tls
+from okr_sync.settings import Settings
 from okr_targets.store import Store, begin_run, finish_run
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -144,9 +145,12 @@ def sync_sources(store_url: str, validator: Validator, batch_size: int = 500) ->
     """Run every Salesforce stream into the store through the task logic (no Prefect run)."""
     store = Store.open(store_url)
     run_id = begin_run(store, "test")
+    lookback = timedelta(seconds=Settings().lookback_seconds)
     counts = {
         stream.name: asdict(
-            sync_stream.fn(store, "salesforce", stream, run_id, validator, batch_size)
+            sync_stream.fn(
+                store, "salesforce", stream, run_id, validator, batch_size, lookback=lookback
+            )
         )
         for stream in get_connector("salesforce").streams
     }

@@ -78,3 +78,21 @@ def test_second_sync_reads_only_changes_and_tombstones_deletes(
         assert cursor.run_id == second
         assert cursor.value == tombstone.source_modified_at
     store.dispose()
+
+
+@pytest.mark.usefixtures("live_sandbox")
+def test_a_second_run_with_no_changes_writes_nothing(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, validator: Validator
+) -> None:
+    """Re-reading the boundary and the lookback window changes no mirror row."""
+    monkeypatch.setenv("OKR_SYNC_LOOKBACK_SECONDS", "86400")
+    first = sync_sources(store_url, validator)
+    second = sync_sources(store_url, validator)
+    counts = stream_counts(store_url, second)
+    assert counts["Opportunity"]["read"] > 0  # the lookback re-read something…
+    assert all(stream["written"] == 0 for stream in counts.values()), counts  # …and wrote nothing
+    store = Store.open(store_url)
+    with store.session() as session:
+        runs = set(session.scalars(select(Deal.run_id)))
+    store.dispose()
+    assert runs == {first}
