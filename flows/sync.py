@@ -11,7 +11,7 @@ failed with a one-line reason recorded on the run, never as a traceback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +22,13 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.states import Failed, State
 from sqlalchemy.exc import SQLAlchemyError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
 
 from connectors.base import (
     Bookmark,
@@ -31,7 +38,7 @@ from connectors.base import (
     UnknownConnectorError,
     get_connector,
 )
-from connectors.errors import SourceError, is_retriable
+from connectors.errors import FatalSourceError, RetriableSourceError, SourceError, is_retriable
 from expectations import Validator
 from okr_sync import __version__
 from okr_sync.progress import advance
@@ -57,7 +64,13 @@ from okr_targets.store import (
 from transforms.matching import match_customers
 from transforms.metrics import MetricError, unconvertible_currencies
 
+
+class SyncStoppedError(Exception):
+    """A source refused (fatal error) or gave nothing before giving up: the run fails."""
+
+
 EXPECTED_ERRORS = (
+    SyncStoppedError,
     ConfigError,
     SourceError,
     MetricError,
@@ -87,6 +100,9 @@ class StreamCounts:
     batches: int = 0
     cursor_before: str | None = None
     cursor_after: str | None = None
+    attempts: int = 0
+    stopped: str | None = None  # why the stream ended before its end, if it did
+    failed: str | None = None  # a fatal source error (bad credentials, rejected query)
 
 
 @dataclass
@@ -118,15 +134,20 @@ def batches(pages: Iterator[Page], size: int) -> Iterator[Batch]:
         yield batch
 
 
-def _retry_on_source_errors(_task: Any, _task_run: Any, state: State[Any]) -> bool:
-    try:
-        state.result()
-    except Exception as exc:
-        return is_retriable(exc)
-    return False
+def _wait_for(settings: Settings) -> Callable[[RetryCallState], float]:
+    """Exponential backoff with jitter, but never sooner than the source's Retry-After."""
+    backoff = wait_exponential_jitter(
+        initial=settings.retry_initial_seconds, max=settings.retry_max_seconds
+    )
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return max(float(getattr(error, "retry_after", None) or 0.0), backoff(state))
+
+    return wait
 
 
-@task(name="sync-stream", cache_policy=NO_CACHE, retry_condition_fn=_retry_on_source_errors)
+@task(name="sync-stream", cache_policy=NO_CACHE)
 def sync_stream(
     store: Store,
     source: str,
@@ -137,6 +158,7 @@ def sync_stream(
     full_refresh: bool = False,
     started_at: datetime | None = None,
     lookback: timedelta = timedelta(0),
+    settings: Settings | None = None,
 ) -> StreamCounts:
     """Read one stream from its cursor into the mirror, one committed batch at a time.
 
@@ -145,21 +167,82 @@ def sync_stream(
     run's start), so anything changed during the run is read again next time; the cursor
     commits with the rows it covers. Re-read, unchanged records write nothing.
 
+    Retriable errors (429, 5xx, timeouts, dropped connections) are retried here, each
+    attempt resuming from the committed cursor, with jittered exponential backoff that
+    honours Retry-After, within a bounded total time. When that budget runs out the stream
+    stops where its written data ends and says why (``stopped``); the run is then partial.
+
     A full refresh reads everything and takes the source's copy of every record, whatever
     the mirror held (for a source that was restored, re-seeded or had its clock reset).
     """
+    settings = settings or Settings()
     logger = run_logger()
-    connector = get_connector(source)
-    reader = connector.open(connector.settings())
     counts = StreamCounts()
     label = f"{source}.{stream.name}"
+    with store.session() as session:
+        saved = read_cursor(session, source, stream.name)
+    counts.cursor_before = counts.cursor_after = saved.at.isoformat() if saved else None
+    retrying = Retrying(
+        retry=retry_if_exception(is_retriable),
+        wait=_wait_for(settings),
+        stop=stop_before_delay(settings.retry_budget_seconds),
+        before_sleep=lambda state: logger.warning(
+            "%s: %s; retry %d in %.1fs",
+            label,
+            state.outcome.exception() if state.outcome else "?",
+            state.attempt_number,
+            state.upcoming_sleep,
+        ),
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                counts.attempts = attempt.retry_state.attempt_number
+                _read_into_mirror(
+                    store,
+                    source,
+                    stream,
+                    run_id,
+                    validator,
+                    batch_size,
+                    full_refresh,
+                    started_at,
+                    lookback,
+                    counts,
+                )
+                full_refresh = False  # a retry resumes from what this attempt committed
+    except RetriableSourceError as exc:
+        counts.stopped = f"{exc} (gave up after {counts.attempts} attempts)"
+        logger.error("%s: stopped early: %s", label, counts.stopped)
+    except FatalSourceError as exc:  # returned, not raised: one line in the logs, no traceback
+        counts.failed = str(exc)
+    return counts
+
+
+def _read_into_mirror(
+    store: Store,
+    source: str,
+    stream: StreamInfo,
+    run_id: str,
+    validator: Validator,
+    batch_size: int,
+    full_refresh: bool,
+    started_at: datetime | None,
+    lookback: timedelta,
+    counts: StreamCounts,
+) -> None:
+    """One attempt: from the committed cursor to the end of the stream, batch by batch."""
+    logger = run_logger()
+    label = f"{source}.{stream.name}"
+    connector = get_connector(source)
+    reader = connector.open(connector.settings())
     try:
         with store.session() as session:
             saved = read_cursor(session, source, stream.name)
         since = None
         if saved is not None and not full_refresh:
             since = Bookmark(saved.at - lookback, saved.token)
-        counts.cursor_before = counts.cursor_after = saved.at.isoformat() if saved else None
         logger.info(
             "%s: reading %s",
             label,
@@ -203,7 +286,6 @@ def sync_stream(
             )
     finally:
         reader.close()
-    return counts
 
 
 @dataclass
@@ -279,27 +361,37 @@ def _sync(store: Store, settings: Settings, okr_file: str, full_refresh: bool) -
         with store.session() as session, session.begin():
             save_okrs(session, config, utcnow())
         validator = Validator()
-        stream_task = sync_stream.with_options(
-            retries=settings.retries, retry_delay_seconds=settings.retry_delay_seconds
-        )
         started_at = utcnow()
         lookback = timedelta(seconds=settings.lookback_seconds)
+        stopped_sources: dict[str, str] = {}
         for source, stream in config.streams():
-            counts = stream_task(
-                store,
-                source,
-                stream,
-                run_id,
-                validator,
-                settings.batch_size,
-                full_refresh,
-                started_at,
-                lookback,
-            )
+            if source in stopped_sources:  # the same wall again: do not spend another budget
+                counts = StreamCounts(stopped=f"skipped: {stopped_sources[source]}")
+            else:
+                counts = sync_stream(
+                    store,
+                    source,
+                    stream,
+                    run_id,
+                    validator,
+                    settings.batch_size,
+                    full_refresh,
+                    started_at,
+                    lookback,
+                    settings,
+                )
+                if counts.failed:
+                    raise SyncStoppedError(counts.failed)
+                if counts.stopped:
+                    stopped_sources[source] = f"{source}.{stream.name} stopped early"
             report.streams[f"{source}.{stream.name}"] = asdict(counts)
+        for source in stopped_sources:  # a source that gave nothing at all fails the run
+            streams = [c for name, c in report.streams.items() if name.startswith(f"{source}.")]
+            if not any(c["read"] for c in streams):
+                raise SyncStoppedError(next(c["stopped"] for c in streams if c["stopped"]))
         now = utcnow()
         with store.session() as session, session.begin():
-            if full_refresh:
+            if full_refresh and not stopped_sources:
                 report.tombstoned = _tombstone_unseen(session, config, run_id, now)
             save_money(session, config, run_id, now)
             primary = config.primary_customer_source()
@@ -320,13 +412,13 @@ def _sync(store: Store, settings: Settings, okr_file: str, full_refresh: bool) -
             outcomes = measure_key_results(session, config, run_id, now, __version__)
         report.key_results = [asdict(outcome) for outcome in outcomes]
         _log_outcomes(logger, outcomes)
+        stopped = [f"{name}: {c['stopped']}" for name, c in report.streams.items() if c["stopped"]]
         errors = [o for o in outcomes if o.error]
-        report.status = "partial" if errors else "success"
-        report.reason = (
-            f"{len(errors)} key result(s) could not be computed: {errors[0].error}"
-            if errors
-            else None
-        )
+        report.status = "partial" if stopped or errors else "success"
+        if stopped:
+            report.reason = f"{len(stopped)} stream(s) stopped early: {stopped[0]}"
+        elif errors:
+            report.reason = f"{len(errors)} key result(s) could not be computed: {errors[0].error}"
     except EXPECTED_ERRORS as exc:
         report.status, report.reason = "failed", str(exc)
         logger.error("sync failed: %s", exc)

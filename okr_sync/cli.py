@@ -114,6 +114,16 @@ def _run_sync(okr_file: Path, store_url: str, full_refresh: bool = False) -> dic
     return report
 
 
+PARTIAL_EXIT_CODE = 3
+"""A run that stopped early is not a success: exit 0 success, 1 failed, 3 partial."""
+
+
+def _exit_if_partial(report: dict[str, Any]) -> None:
+    if report["status"] != "success":
+        err.print(f"[yellow]the run is {report['status']}:[/] {report['reason']}", highlight=False)
+        raise typer.Exit(PARTIAL_EXIT_CODE)
+
+
 def _print_run(report: dict[str, Any]) -> None:
     table = Table(title=f"Run {report['run_id']} — {report['status']}", title_justify="left")
     for column in ("stream", "read", "loaded", "deleted", "quarantined"):
@@ -135,8 +145,7 @@ def _print_run(report: dict[str, Any]) -> None:
             err.print(f"[yellow]unmatched customer:[/] {item}", highlight=False, soft_wrap=True)
     for finding in report.get("findings", []):
         err.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
-    if report.get("reason"):
-        err.print(f"[yellow]warning:[/] {report['reason']}")
+
 
 
 @app.command()
@@ -152,6 +161,7 @@ def sync(
     report = _run_sync(okr_file or settings.okr_file, _store_url(store), full_refresh)
     _print_run(report)
     _print_report(_store_url(store), "table")
+    _exit_if_partial(report)
 
 
 @app.command()
@@ -178,6 +188,7 @@ def demo(
     _print_run(report)
     _print_report(store_url, "table")
     err.print(f"The store stays at {_redacted(store_url)}: try `okr-sync report --format json`.")
+    _exit_if_partial(report)
 
 
 def _redacted(url: str) -> str:

@@ -21,5 +21,8 @@ class Settings(BaseSettings):
     lookback_seconds: float = Field(
         default=60.0, ge=0, description="how far before the saved cursor each read starts"
     )
-    retries: int = Field(default=3, ge=0, description="task retries on retriable source errors")
-    retry_delay_seconds: list[float] = Field(default=[2.0, 10.0, 30.0])
+    retry_budget_seconds: float = Field(
+        default=300.0, ge=0, description="total time a stream may spend retrying 429/5xx/timeouts"
+    )
+    retry_initial_seconds: float = Field(default=1.0, gt=0, description="first backoff")
+    retry_max_seconds: float = Field(default=60.0, gt=0, description="longest single backoff")

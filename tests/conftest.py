@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -99,11 +100,22 @@ def sandbox_org() -> SalesforceOrg:
 
 
 @pytest.fixture(scope="session")
-def sandbox(
-    sandbox_org: SalesforceOrg, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    with serve_tls(create_app(sandbox_org), cert_dir=tmp_path_factory.mktemp("ca")) as server:
+def sandbox_app(sandbox_org: SalesforceOrg) -> Any:
+    """The session's Salesforce emulator; tests inject faults through ``state.faults``."""
+    return create_app(sandbox_org)
+
+
+@pytest.fixture(scope="session")
+def sandbox(sandbox_app: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with serve_tls(sandbox_app, cert_dir=tmp_path_factory.mktemp("ca")) as server:
         yield server
+
+
+@pytest.fixture
+def faults(sandbox_app: Any) -> Iterator[Any]:
+    """The session Salesforce emulator's fault queue, emptied after the test."""
+    yield sandbox_app.state.faults
+    sandbox_app.state.faults.clear()
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +134,7 @@ def sources_env(
     """Point both demo sources (Salesforce, Zendesk) at the session's sandboxes."""
     for name, value in (salesforce_env_vars(sandbox) | zendesk_env_vars(helpdesk_sandbox)).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("OKR_SYNC_RETRY_DELAY_SECONDS", "[0.1]")
+    monkeypatch.setenv("OKR_SYNC_RETRY_INITIAL_SECONDS", "0.05")
     return {"salesforce": sandbox, "zendesk": helpdesk_sandbox}
 
 
@@ -131,7 +143,7 @@ def salesforce_env(sandbox: RunningServer, monkeypatch: pytest.MonkeyPatch) -> R
     """Point the Salesforce connector at the session's sandbox through its environment."""
     for name, value in salesforce_env_vars(sandbox).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("OKR_SYNC_RETRY_DELAY_SECONDS", "[0.1]")
+    monkeypatch.setenv("OKR_SYNC_RETRY_INITIAL_SECONDS", "0.05")
     return sandbox
 
 

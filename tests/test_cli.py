@@ -149,7 +149,7 @@ def test_source_failures_fail_with_one_line(
         monkeypatch.setenv(variable, value)
     else:
         monkeypatch.delenv(variable)
-    monkeypatch.setenv("OKR_SYNC_RETRIES", "1")
+    monkeypatch.setenv("OKR_SYNC_RETRY_BUDGET_SECONDS", "0.5")
     result = invoke("sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url)
     line = assert_failed_cleanly(result, "salesforce: ", fragment)
     assert "sandbox-secret" not in result.output
@@ -215,3 +215,31 @@ def test_a_store_password_never_becomes_a_flow_parameter(
     )
     assert_failed_cleanly(result, "cannot open store", "***")
     assert "hunter2" not in result.output
+
+
+def test_the_real_command_prints_no_traceback(tmp_path: Path) -> None:
+    """As a user runs it (own process, Prefect's console logs on): one error line, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKR_SYNC_")}
+    command = [
+        sys.executable,
+        "-m",
+        "okr_sync.cli",
+        "sync",
+        "--okr-file",
+        str(DEMO_OKRS),
+        "--store",
+        f"sqlite:///{tmp_path / 'okr.db'}",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output
+    assert (
+        done.stderr.strip().splitlines()[-2:][0].startswith("error: salesforce: the client secret")
+    )

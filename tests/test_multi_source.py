@@ -115,7 +115,7 @@ def sources_env(sources: Sources, monkeypatch: pytest.MonkeyPatch) -> Sources:
     ).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("OKR_SYNC_HUBSPOT_SEARCH_REQUESTS_PER_SECOND", str(LAX))
-    monkeypatch.setenv("OKR_SYNC_RETRY_DELAY_SECONDS", "[0.1]")
+    monkeypatch.setenv("OKR_SYNC_RETRY_INITIAL_SECONDS", "0.05")
     return sources
 
 
