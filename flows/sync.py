@@ -137,7 +137,9 @@ def batches(pages: Iterator[Page], size: int) -> Iterator[Batch]:
 def _wait_for(settings: Settings) -> Callable[[RetryCallState], float]:
     """Exponential backoff with jitter, but never sooner than the source's Retry-After."""
     backoff = wait_exponential_jitter(
-        initial=settings.retry_initial_seconds, max=settings.retry_max_seconds
+        initial=settings.retry_initial_seconds,
+        max=settings.retry_max_seconds,
+        jitter=settings.retry_initial_seconds,
     )
 
     def wait(state: RetryCallState) -> float:

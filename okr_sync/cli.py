@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from okr_sync.sandbox import FAULT_SPEC_HELP
 from okr_sync.settings import Settings
 
 # No telemetry from the embedded Prefect server or Great Expectations: the machines this runs
@@ -145,7 +146,6 @@ def _print_run(report: dict[str, Any]) -> None:
             err.print(f"[yellow]unmatched customer:[/] {item}", highlight=False, soft_wrap=True)
     for finding in report.get("findings", []):
         err.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
-
 
 
 @app.command()
@@ -308,14 +308,16 @@ def sandbox(
         Path | None, typer.Option(help="serve this directory of JSON Lines files instead")
     ] = None,
     port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0 picks a free one)")] = 8443,
+    faults: Annotated[str | None, typer.Option(help=FAULT_SPEC_HELP)] = None,
 ) -> None:
     """Serve one source's API emulator on loopback over TLS until Ctrl-C."""
     from okr_sync.demo import sandbox_app, sandbox_env
-    from okr_sync.sandbox import RunningServer, serve_tls_forever
+    from okr_sync.sandbox import RunningServer, parse_faults, serve_tls_forever
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     try:
         emulator = sandbox_app(source, seed, today, data)
+        emulator.state.faults.extend(parse_faults(faults or ""))
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trustme
 import uvicorn
@@ -156,18 +157,59 @@ def serve_tls_forever(
 
 @dataclass(frozen=True)
 class Fault:
-    """One forced answer: an HTTP status (with headers) for requests under ``path``."""
+    """One forced misbehaviour for a request under ``path``.
 
-    status: int
+    ``kind`` is ``status`` (answer ``status`` with ``headers``), ``slow`` (answer for real
+    after ``seconds``), ``drop`` (close the connection without an answer) or ``truncate``
+    (the real answer with its body cut in half).
+    """
+
+    status: int = 0
     path: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    kind: str = "status"
+    seconds: float = 0.0
+
+
+FAULT_SPEC_HELP = (
+    "comma-separated faults, each KIND[:ARG][xN][@PATH]: an HTTP status such as 429, 500 or "
+    "503 (ARG: a Retry-After in seconds), slow:SECONDS, drop or truncate; xN repeats it N "
+    "times, @PATH limits it to requests under that path. Example: 429:2x3,503,slow:40,drop"
+)
+
+
+def parse_faults(spec: str) -> list[Fault]:
+    """Read a ``--faults`` spec (see FAULT_SPEC_HELP); raises ValueError naming the bad part."""
+    faults: list[Fault] = []
+    for part in filter(None, (item.strip() for item in spec.split(","))):
+        body, _, path = part.partition("@")
+        body, _, times_text = body.partition("x")
+        kind, _, arg = body.partition(":")
+        try:
+            times = int(times_text) if times_text else 1
+            if kind in ("slow", "drop", "truncate"):
+                seconds = float(arg) if kind == "slow" else 0.0
+                fault = Fault(path=path, kind=kind, seconds=seconds)
+            else:
+                status = int(kind)
+                if not 400 <= status <= 599:
+                    raise ValueError(f"{status} is not an error status")
+                headers = (("Retry-After", str(float(arg)).removesuffix(".0")),) if arg else ()
+                fault = Fault(status=status, path=path, headers=headers)
+        except ValueError as exc:
+            raise ValueError(f"fault {part!r}: {exc}; expected {FAULT_SPEC_HELP}") from None
+        if times < 1 or (kind == "slow" and fault.seconds <= 0):
+            raise ValueError(f"fault {part!r}: counts and delays must be positive")
+        faults += [fault] * times
+    return faults
 
 
 class Faults:
-    """A queue of forced answers an emulator gives before serving normally.
+    """A queue of forced misbehaviours an emulator shows before serving normally.
 
-    Tests (and, later, ``okr-sync sandbox --faults``) inject a 401 or a 429 with
-    Retry-After; each emulator renders the body in its own API's error shape.
+    Tests inject them directly (a 401, a 429 with Retry-After); ``okr-sync sandbox
+    --faults SPEC`` loads a spec. Each emulator renders forced statuses in its own API's
+    error shape.
     """
 
     def __init__(self) -> None:
@@ -177,9 +219,11 @@ class Faults:
     def inject(
         self, status: int, *, times: int = 1, path: str = "", headers: dict[str, str] | None = None
     ) -> None:
-        fault = Fault(status, path, tuple((headers or {}).items()))
+        self.extend([Fault(status, path, tuple((headers or {}).items()))] * times)
+
+    def extend(self, faults: list[Fault]) -> None:
         with self._lock:
-            self._queue += [fault] * times
+            self._queue += faults
 
     def take(self, path: str) -> Fault | None:
         with self._lock:
@@ -198,7 +242,7 @@ ErrorBody = Callable[[int], bytes]
 
 
 class FaultMiddleware:
-    """Pure ASGI middleware: answers with the next matching fault, else passes through."""
+    """Pure ASGI middleware: misbehaves as the next matching fault says, else passes through."""
 
     def __init__(self, app: ASGIApp, faults: Faults, error_body: ErrorBody) -> None:
         self.app, self.faults, self.error_body = app, faults, error_body
@@ -207,15 +251,46 @@ class FaultMiddleware:
         fault = self.faults.take(scope["path"]) if scope["type"] == "http" else None
         if fault is None:
             await self.app(scope, receive, send)
+        elif fault.kind == "slow":
+            await asyncio.sleep(fault.seconds)
+            await self.app(scope, receive, send)
+        elif fault.kind == "drop":
+            # Promise a body, send none and return: the server closes the connection.
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"64")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+        elif fault.kind == "truncate":
+            await self.app(scope, receive, _truncating(send))
+        else:
+            body = self.error_body(fault.status)
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            headers += [(name.lower().encode(), value.encode()) for name, value in fault.headers]
+            await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+
+def _truncating(send: Send) -> Send:
+    """Buffer the real answer, then send only the first half of its body (valid headers)."""
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
             return
-        body = self.error_body(fault.status)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        headers += [(name.lower().encode(), value.encode()) for name, value in fault.headers]
-        await send({"type": "http.response.start", "status": fault.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        half = body[: len(body) // 2]
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(half)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": half})
+
+    return wrapped
 
 
 def install_faults(app: Starlette, error_body: ErrorBody) -> Faults:

@@ -49,7 +49,11 @@ def translate_errors(action: str, session: TrustedSession) -> Iterator[None]:
             f"{action} failed: the server's TLS certificate is not trusted; "
             "set OKR_SYNC_SALESFORCE_CA_BUNDLE to its CA file",
         ) from None
-    except (requests.ConnectionError, requests.Timeout) as exc:
+    except (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,  # the connection dropped mid-body
+    ) as exc:
         raise RetriableSourceError(
             SOURCE, f"{action} failed: cannot reach the server ({type(exc).__name__})"
         ) from None

@@ -1,0 +1,99 @@
+"""Fault injection: each misbehaviour maps to the right error, and syncs survive a schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from connectors.base import get_connector
+from connectors.contract import open_reader, read_all
+from connectors.errors import FatalSourceError, RetriableSourceError
+from expectations import Validator
+from okr_sync.sandbox import Fault, parse_faults
+from okr_targets.models import Deal, FxRate, Rep
+from okr_targets.store import Store
+from tests.conftest import sync_sources
+
+
+def test_fault_specs_parse_and_bad_ones_say_why() -> None:
+    faults = parse_faults("429:2x2, 503, slow:1.5@/services, drop, truncate")
+    assert faults == [
+        Fault(status=429, headers=(("Retry-After", "2"),)),
+        Fault(status=429, headers=(("Retry-After", "2"),)),
+        Fault(status=503),
+        Fault(kind="slow", seconds=1.5, path="/services"),
+        Fault(kind="drop"),
+        Fault(kind="truncate"),
+    ]
+    for bad in ("200", "fast", "429x0", "slow:0", "503xmany"):
+        with pytest.raises(ValueError, match="fault"):
+            parse_faults(bad)
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "fragment"),
+    [
+        ("429", RetriableSourceError, "429"),
+        ("500", RetriableSourceError, "500"),
+        ("503:4", RetriableSourceError, "503"),
+        ("slow:3", RetriableSourceError, "cannot reach the server"),
+        ("drop", RetriableSourceError, "cannot reach the server"),
+        ("truncate", RetriableSourceError, "unreadable response"),
+        ("401", FatalSourceError, "401"),
+    ],
+)
+def test_each_fault_maps_to_the_error_class_the_flow_acts_on(
+    salesforce_env: Any,
+    faults: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    spec: str,
+    error: type[Exception],
+    fragment: str,
+) -> None:
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_TIMEOUT", "1")
+    connector = get_connector("salesforce")
+    reader = open_reader(connector)
+    faults.extend(parse_faults(f"{spec}@/services/data"))
+    try:
+        with pytest.raises(error, match=fragment) as caught:
+            read_all(reader, connector.streams[0])
+    finally:
+        reader.close()
+    if spec == "503:4":
+        assert caught.value.retry_after == 4  # type: ignore[attr-defined]
+    if spec == "429":
+        assert caught.value.retry_after is None  # type: ignore[attr-defined]
+
+
+def mirror(store_url: str) -> dict[str, set[tuple[Any, ...]]]:
+    """The mirror's content without the run that wrote it."""
+    store = Store.open(store_url)
+    content = {}
+    with store.session() as session:
+        for model in (Deal, Rep, FxRate):
+            columns = [c for c in model.__table__.columns if c.name != "run_id"]
+            content[model.__tablename__] = {
+                tuple(row) for row in session.execute(select(*columns)).all()
+            }
+    store.dispose()
+    return content
+
+
+def test_a_sync_under_a_fault_schedule_equals_a_fault_free_one(
+    salesforce_env: Any,
+    faults: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    validator: Validator,
+    sqlite_url: str,
+    tmp_path: Any,
+) -> None:
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_TIMEOUT", "2")
+    monkeypatch.setenv("OKR_SYNC_RETRY_BUDGET_SECONDS", "60")
+    monkeypatch.setenv("OKR_SYNC_RETRY_MAX_SECONDS", "0.3")
+    clean = f"sqlite:///{tmp_path / 'clean.db'}"
+    sync_sources(clean, validator)
+    faults.extend(parse_faults("429:0.1x2,503,drop,truncate,500,slow:3,429,drop,truncate"))
+    sync_sources(sqlite_url, validator, batch_size=200)
+    assert mirror(sqlite_url) == mirror(clean)
