@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
+
+from connectors.errors import FatalSourceError, RetriableSourceError
 
 
 class TrustedSession(requests.Session):
@@ -44,3 +48,32 @@ def retry_after(response: requests.Response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+@contextmanager
+def transport_errors(source: str, action: str, ca_setting: str) -> Iterator[None]:
+    """Map the transport failures every requests-based connector meets the same way.
+
+    An untrusted certificate is fatal (and says which setting fixes it); a refused, reset,
+    timed-out or dropped-mid-body connection and a truncated or non-JSON body are retriable.
+    """
+    try:
+        yield
+    except requests.exceptions.SSLError:
+        raise FatalSourceError(
+            source,
+            f"{action} failed: the server's TLS certificate is not trusted; "
+            f"set {ca_setting} to its CA file",
+        ) from None
+    except (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,  # the connection dropped mid-body
+    ) as exc:
+        raise RetriableSourceError(
+            source, f"{action} failed: cannot reach the server ({type(exc).__name__})"
+        ) from None
+    except ValueError as exc:  # a truncated or non-JSON body
+        raise RetriableSourceError(
+            source, f"{action} failed: unreadable response ({type(exc).__name__})"
+        ) from None

@@ -19,7 +19,7 @@ from simple_salesforce.exceptions import SalesforceError
 
 from connectors.base import Bookmark, Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError, is_retriable_status
-from connectors.http import TrustedSession, retry_after
+from connectors.http import TrustedSession, retry_after, transport_errors
 from connectors.salesforce.mapping import SOURCE, MappingError
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.streams import STREAMS
@@ -29,38 +29,21 @@ from okr_sync.secrets import MissingSecretError
 @contextmanager
 def translate_errors(action: str, session: TrustedSession) -> Iterator[None]:
     """Turn client and transport exceptions into the connector error taxonomy."""
-    try:
-        yield
-    except SalesforceError as exc:
-        content = exc.content
-        if isinstance(content, list) and content and isinstance(content[0], dict):
-            detail = f"{content[0].get('errorCode')}: {content[0].get('message')}"
-        else:
-            detail = str(content)[:200]
-        message = f"{action} failed ({exc.status} {detail})"
-        if is_retriable_status(exc.status):
-            raise RetriableSourceError(
-                SOURCE, message, status=exc.status, retry_after=session.last_retry_after
-            ) from None
-        raise FatalSourceError(SOURCE, message, status=exc.status) from None
-    except requests.exceptions.SSLError:
-        raise FatalSourceError(
-            SOURCE,
-            f"{action} failed: the server's TLS certificate is not trusted; "
-            "set OKR_SYNC_SALESFORCE_CA_BUNDLE to its CA file",
-        ) from None
-    except (
-        requests.ConnectionError,
-        requests.Timeout,
-        requests.exceptions.ChunkedEncodingError,  # the connection dropped mid-body
-    ) as exc:
-        raise RetriableSourceError(
-            SOURCE, f"{action} failed: cannot reach the server ({type(exc).__name__})"
-        ) from None
-    except ValueError as exc:  # a truncated or non-JSON body
-        raise RetriableSourceError(
-            SOURCE, f"{action} failed: unreadable response ({exc})"
-        ) from None
+    with transport_errors(SOURCE, action, "OKR_SYNC_SALESFORCE_CA_BUNDLE"):
+        try:
+            yield
+        except SalesforceError as exc:
+            content = exc.content
+            if isinstance(content, list) and content and isinstance(content[0], dict):
+                detail = f"{content[0].get('errorCode')}: {content[0].get('message')}"
+            else:
+                detail = str(content)[:200]
+            message = f"{action} failed ({exc.status} {detail})"
+            if is_retriable_status(exc.status):
+                raise RetriableSourceError(
+                    SOURCE, message, status=exc.status, retry_after=session.last_retry_after
+                ) from None
+            raise FatalSourceError(SOURCE, message, status=exc.status) from None
 
 
 def _login(session: TrustedSession, settings: SalesforceSettings) -> dict[str, Any]:

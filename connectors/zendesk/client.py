@@ -17,7 +17,7 @@ import requests
 
 from connectors.base import Bookmark, CanonicalRow, Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError, SourceError
-from connectors.http import TrustedSession
+from connectors.http import TrustedSession, transport_errors
 from connectors.zendesk import mapping
 from connectors.zendesk.mapping import SOURCE, MappingError, parse_time
 from connectors.zendesk.settings import ZendeskSettings
@@ -82,28 +82,11 @@ def _status_error(action: str, response: requests.Response) -> SourceError:
 @contextmanager
 def translate_errors(action: str) -> Iterator[None]:
     """Turn HTTP statuses and transport failures into the connector error taxonomy."""
-    try:
-        yield
-    except requests.HTTPError as exc:
-        raise _status_error(action, exc.response) from None
-    except requests.exceptions.SSLError:
-        raise FatalSourceError(
-            SOURCE,
-            f"{action} failed: the server's TLS certificate is not trusted; "
-            "set OKR_SYNC_ZENDESK_CA_BUNDLE to its CA file",
-        ) from None
-    except (
-        requests.ConnectionError,
-        requests.Timeout,
-        requests.exceptions.ChunkedEncodingError,
-    ) as exc:
-        raise RetriableSourceError(
-            SOURCE, f"{action} failed: cannot reach the server ({type(exc).__name__})"
-        ) from None
-    except ValueError as exc:  # a truncated or non-JSON body
-        raise RetriableSourceError(
-            SOURCE, f"{action} failed: unreadable response ({type(exc).__name__})"
-        ) from None
+    with transport_errors(SOURCE, action, "OKR_SYNC_ZENDESK_CA_BUNDLE"):
+        try:
+            yield
+        except requests.HTTPError as exc:
+            raise _status_error(action, exc.response) from None
 
 
 def _reject(record: Record, exc: MappingError) -> Rejected:
