@@ -177,6 +177,13 @@ def upsert_records(
     """
     if not rows:
         return set()
+    # A record can arrive twice in one batch (it changed while the source paged and moved
+    # to a later page); one statement may not touch a row twice, so keep its newest copy.
+    newest: dict[tuple[Any, Any], Mapping[str, Any]] = {}
+    for row in rows:
+        key = (row["source"], row["source_id"])
+        if key not in newest or newest[key]["source_modified_at"] <= row["source_modified_at"]:
+            newest[key] = row
     table = cast(Table, model.__table__)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -197,7 +204,7 @@ def upsert_records(
         # a full refresh stamps every row it saw with its run: tombstone_unseen relies on it
         where=None if replace else and_(newer, differs),
     ).returning(table.c.source_id)  # rowcount is not reliable for batched inserts
-    return set(session.scalars(upsert, list(rows)))
+    return set(session.scalars(upsert, list(newest.values())))
 
 
 def tombstone_unseen(

@@ -153,3 +153,20 @@ def test_report_rolls_up_and_scores_with_the_files_thresholds(sqlite_url: str) -
     assert top.children[0].progress == pytest.approx(0.4)
     assert top.progress == pytest.approx(0.4)  # mean of its key result and its child
     store.dispose()
+
+
+def test_a_record_twice_in_one_batch_keeps_its_newest_copy(store_url: str) -> None:
+    """A record that changed while the source paged can arrive twice; PostgreSQL would
+    refuse to update one row twice in a statement."""
+    store = Store.open(store_url)
+    older = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    with store.session() as session, session.begin():
+        written = upsert_records(
+            session, Deal, [deal(older + timedelta(minutes=5), "2.00"), deal(older, "1.00")]
+        )
+    assert written == {"006A"}
+    with store.session() as session:
+        row = session.get(Deal, ("salesforce", "006A"))
+        assert row is not None
+        assert row.amount == Decimal("2.00")
+    store.dispose()
