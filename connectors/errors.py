@@ -35,6 +35,13 @@ class FatalSourceError(SourceError):
     """Retrying cannot help: bad credentials, a rejected query, a missing object."""
 
 
+class QuotaGuardError(SourceError):
+    """The source's API quota is (nearly) used up: stop now, keep what is written.
+
+    Not retried (the quota refills on the source's clock, not ours); the run ends partial.
+    """
+
+
 def is_retriable_status(status: int) -> bool:
     return status == 429 or status >= 500
 

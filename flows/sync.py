@@ -38,7 +38,13 @@ from connectors.base import (
     UnknownConnectorError,
     get_connector,
 )
-from connectors.errors import FatalSourceError, RetriableSourceError, SourceError, is_retriable
+from connectors.errors import (
+    FatalSourceError,
+    QuotaGuardError,
+    RetriableSourceError,
+    SourceError,
+    is_retriable,
+)
 from expectations import Validator
 from okr_sync import __version__
 from okr_sync.progress import advance
@@ -216,6 +222,9 @@ def sync_stream(
                 full_refresh = False  # a retry resumes from what this attempt committed
     except RetriableSourceError as exc:
         counts.stopped = f"{exc} (gave up after {counts.attempts} attempts)"
+        logger.error("%s: stopped early: %s", label, counts.stopped)
+    except QuotaGuardError as exc:
+        counts.stopped = str(exc)
         logger.error("%s: stopped early: %s", label, counts.stopped)
     except FatalSourceError as exc:  # returned, not raised: one line in the logs, no traceback
         counts.failed = str(exc)

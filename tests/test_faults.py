@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from connectors.base import get_connector
 from connectors.contract import open_reader, read_all
 from connectors.errors import FatalSourceError, RetriableSourceError
+from connectors.salesforce.emulator import create_app
+from connectors.salesforce.sandbox_data import generate_org
 from expectations import Validator
-from okr_sync.sandbox import Fault, parse_faults
-from okr_targets.models import Deal, FxRate, Rep
+from okr_sync.sandbox import Fault, parse_faults, serve_tls
+from okr_targets.models import Cursor, Deal, FxRate, Rep, SyncRun
 from okr_targets.store import Store
-from tests.conftest import sync_sources
+from tests.conftest import AS_OF, salesforce_env_vars, sync_sources
 
 
 def test_fault_specs_parse_and_bad_ones_say_why() -> None:
@@ -97,3 +99,30 @@ def test_a_sync_under_a_fault_schedule_equals_a_fault_free_one(
     faults.extend(parse_faults("429:0.1x2,503,drop,truncate,500,slow:3,429,drop,truncate"))
     sync_sources(sqlite_url, validator, batch_size=200)
     assert mirror(sqlite_url) == mirror(clean)
+
+
+def test_the_salesforce_quota_guard_stops_the_stream_where_its_data_ends(
+    monkeypatch: pytest.MonkeyPatch, validator: Validator, sqlite_url: str
+) -> None:
+    """With 9 of 10 daily calls used, the stream stops (not retried) and keeps its cursor."""
+    org = generate_org(seed=5, as_of=AS_OF, accounts=40, opportunities=900)
+    with serve_tls(create_app(org, page_size=200, daily_api_limit=10)) as server:
+        for name, value in salesforce_env_vars(server).items():
+            monkeypatch.setenv(name, value)
+        run_id = sync_sources(sqlite_url, validator, batch_size=200)
+    store = Store.open(sqlite_url)
+    with store.session() as session:
+        run = session.get(SyncRun, run_id)
+        assert run is not None
+        stopped = {name: c["stopped"] for name, c in run.stream_counts.items() if c["stopped"]}
+        cursors = {c.stream: c.value for c in session.scalars(select(Cursor))}
+        deals = session.scalar(select(func.count()).select_from(Deal))
+    store.dispose()
+    # 4 one-page objects and 5 pages of opportunities use 9 calls; the first page of cases
+    # is the 10th, and the guard (90% of 10) stops the stream before its second page.
+    assert set(stopped) == {"Case"}
+    assert "10/10 daily API calls used" in stopped["Case"]
+    case = run.stream_counts["Case"]
+    assert (case["read"], case["attempts"], case["failed"]) == (200, 1, None)
+    assert case["cursor_after"] == cursors["Case"].isoformat()  # cursor at the written data
+    assert deals == 900

@@ -18,7 +18,12 @@ from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError
 
 from connectors.base import Bookmark, Page, Rejected, StreamInfo
-from connectors.errors import FatalSourceError, RetriableSourceError, is_retriable_status
+from connectors.errors import (
+    FatalSourceError,
+    QuotaGuardError,
+    RetriableSourceError,
+    is_retriable_status,
+)
 from connectors.http import TrustedSession, retry_after, transport_errors
 from connectors.salesforce.mapping import SOURCE, MappingError
 from connectors.salesforce.settings import SalesforceSettings
@@ -156,10 +161,23 @@ class SalesforceReader:
             yield page
             if result.get("done", True):
                 return
+            self._guard_quota(stream)
             with translate_errors(f"query {stream.name} (next page)", self.session):
                 result = self.client.query_more(
                     result["nextRecordsUrl"], identifier_is_url=True, timeout=timeout
                 )
+
+    def _guard_quota(self, stream: StreamInfo) -> None:
+        """Stop before the org's daily API quota runs out (from Sforce-Limit-Info)."""
+        usage = self.client.api_usage.get("api-usage")
+        if usage is None or not usage.total:
+            return
+        if usage.used >= self.settings.quota_stop_fraction * usage.total:
+            raise QuotaGuardError(
+                SOURCE,
+                f"query {stream.name} stopped: {usage.used}/{usage.total} daily API calls used, "
+                f"at or past the {self.settings.quota_stop_fraction:.0%} guard",
+            )
 
     def close(self) -> None:
         self.session.close()

@@ -34,6 +34,13 @@ class SalesforceSettings(BaseSettings):
     customer_since_field: str = "Customer_Since__c"
     churn_date_field: str = "Churn_Date__c"
     case_first_response_field: str = "First_Response__c"
+    quota_stop_fraction: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="stop (partial run) once this share of the org's daily API quota is used, "
+        "as reported by Sforce-Limit-Info, leaving the rest for the org's other integrations",
+    )
     dated_rates: bool = Field(
         default=True,
         description="read DatedConversionRate (orgs with advanced currency management)",
