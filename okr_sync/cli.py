@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -28,6 +28,9 @@ from okr_sync.settings import Settings
 # on may have no route out, and a sync should not phone home. Users can still override.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+if TYPE_CHECKING:
+    from okr_targets.store import Store
 
 DEMO_OKRS = Path(__file__).parent / "demo" / "okrs.yaml"
 SANDBOX_DIR = Path(".okr-sync")  # where `okr-sync sandbox` keeps its CA certificate
@@ -199,12 +202,8 @@ def _redacted(url: str) -> str:
 
 def _print_report(store_url: str, output: str) -> None:
     from okr_targets.report import as_csv, as_json, build_report, walk
-    from okr_targets.store import Store, StoreError
 
-    try:
-        store = Store.open(store_url)
-    except StoreError as exc:
-        raise fail(str(exc)) from None
+    store = _open_store(store_url)
     now = datetime.now(UTC)
     with store.session() as session:
         lines = build_report(session, now)
@@ -335,7 +334,8 @@ def sandbox(
     out.print("sandbox stopped")
 
 
-def _open_store(store: str | None) -> Any:
+def _open_store(store: str | None) -> Store:
+    """Open (and migrate) the store, or end with its one-line error."""
     from okr_targets.store import Store, StoreError
 
     try:
@@ -423,12 +423,7 @@ def runs_show(
 @db_app.command("upgrade")
 def db_upgrade(store: StoreOption = None) -> None:
     """Apply the Alembic migrations to the store (also done on first use)."""
-    from okr_targets.store import Store, StoreError
-
-    try:
-        opened = Store.open(_store_url(store))
-    except StoreError as exc:
-        raise fail(str(exc)) from None
+    opened = _open_store(store)
     out.print(f"{opened.display_url} is at schema revision {opened.revision()}")
     opened.dispose()
 

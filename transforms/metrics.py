@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date
+from datetime import date
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
@@ -504,7 +504,6 @@ def ticket_volume(session: Session, period: Period, params: VolumeParams) -> Met
     if not params.per_day:
         return MetricResult(float(len(rows)), "tickets", _refs("ticket", rows))
     cutoff = session.scalar(select(func.max(Ticket.source_modified_at)).where(_live(Ticket)))
-    cutoff = cutoff.replace(tzinfo=UTC) if cutoff and cutoff.tzinfo is None else cutoff
     end = min(period.end_at, cutoff) if cutoff else period.end_at
     days = (end - period.start_at).total_seconds() / 86400
     value = len(rows) / days if days > 0 else None
