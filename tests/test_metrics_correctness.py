@@ -192,15 +192,8 @@ class Oracle:
         return params.get("team") is None or user["Department"] == params["team"]
 
     def won_in(self, label: str, params: dict[str, Any]) -> list[Record]:
-        start, end = bounds(label)
-        return [
-            deal
-            for deal in self.deals
-            if deal["IsWon"]
-            and deal["CloseDate"] is not None
-            and start <= date.fromisoformat(deal["CloseDate"]) < end
-            and self.owned(deal, params)
-        ]
+        """Won deals closed in the period (Salesforce sets IsClosed on every won deal)."""
+        return [deal for deal in self.closed_in(label, params) if deal["IsWon"]]
 
     def expect(self, name: str, label: str, params: dict[str, Any]) -> Expected:
         if name in ("won_revenue", "avg_won_deal_value"):
