@@ -23,8 +23,9 @@ from starlette.applications import Starlette
 from connectors.base import Bookmark, CanonicalRow, Page, Rejected
 from connectors.contract import run_contract
 from connectors.errors import FatalSourceError, RetriableSourceError
-from connectors.hubspot import HubSpotReader, HubSpotSettings, connector
-from connectors.hubspot.emulator import SANDBOX_ACCESS_TOKEN, create_app
+from connectors.hubspot import HubSpotReader, HubSpotSettings, connector, sandbox_env
+from connectors.hubspot.client import request_limiter
+from connectors.hubspot.emulator import SANDBOX_ACCESS_TOKEN, create_app, run_search
 from connectors.hubspot.sandbox_data import (
     CURRENCY_RATES,
     HubSpotPortal,
@@ -35,7 +36,7 @@ from connectors.hubspot.sandbox_data import (
     to_ms,
     write_portal,
 )
-from okr_sync.sandbox import RunningServer, serve_tls
+from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -46,6 +47,7 @@ def small_portal(seed: int = 11) -> HubSpotPortal:
 
 
 LAX = 1000  # search requests per second where the limit is not under test
+LAX_BURST = 100_000  # requests per ten seconds, likewise
 
 COMMON = {"source", "source_id", "source_modified_at", "deleted_at"}
 KEYS = {
@@ -102,6 +104,7 @@ def settings_for(server: RunningServer, **overrides: Any) -> HubSpotSettings:
         "access_token": SecretStr(SANDBOX_ACCESS_TOKEN),
         "ca_bundle": server.ca_file,
         "search_requests_per_second": LAX,
+        "requests_per_ten_seconds": LAX_BURST,
         "timeout": 10.0,
     }
     return HubSpotSettings(**(values | overrides))
@@ -122,6 +125,11 @@ def read(
     return rows, [r for page in pages for r in page.rejected], pages
 
 
+def lax_app(portal: HubSpotPortal) -> Starlette:
+    """An emulator whose rate limits stay out of the way."""
+    return create_app(portal, search_requests_per_second=LAX, requests_per_ten_seconds=LAX_BURST)
+
+
 @pytest.fixture(scope="module")
 def portal() -> HubSpotPortal:
     return small_portal()
@@ -129,7 +137,7 @@ def portal() -> HubSpotPortal:
 
 @pytest.fixture(scope="module")
 def app(portal: HubSpotPortal) -> Starlette:
-    return create_app(portal, search_requests_per_second=LAX)
+    return lax_app(portal)
 
 
 @pytest.fixture(scope="module")
@@ -355,14 +363,18 @@ def test_bad_values_are_rejected_with_the_reason() -> None:
     small.update("deals", deals[0]["id"], {"amount": "12,5OO"})
     small.update("deals", deals[1]["id"], {"closedate": "next tuesday"})
     small.update("deals", deals[2]["id"], {"dealstage": "no-such-stage"})
-    with serve_tls(create_app(small, search_requests_per_second=LAX)) as running:
+    with serve_tls(lax_app(small)) as running:
         rows, rejected, pages = read(settings_for(running), "deals")
     reasons = {r.source_id: r.reasons for r in rejected}
-    assert reasons == {
-        deals[0]["id"]: ["mapping: amount '12,5OO' is not a number"],
-        deals[1]["id"]: ["mapping: closedate 'next tuesday' is not a date"],
-        deals[2]["id"]: ["mapping: dealstage 'no-such-stage' is not a stage of any pipeline"],
+    expected = {  # each reason starts with what is wrong (a parser's detail may follow)
+        deals[0]["id"]: "mapping: amount '12,5OO' is not a number",
+        deals[1]["id"]: "mapping: closedate 'next tuesday' is not a date",
+        deals[2]["id"]: "mapping: dealstage 'no-such-stage' is not a stage of any pipeline",
     }
+    assert set(reasons) == set(expected)
+    for source_id, reason in expected.items():
+        assert len(reasons[source_id]) == 1
+        assert reasons[source_id][0].startswith(reason)
     assert all(r.source == "hubspot" and r.record["id"] == r.source_id for r in rejected)
     assert len(rows) + len(rejected) == 30
     # the rejected records were modified last: the bookmark still moves past them
@@ -374,7 +386,7 @@ def test_bad_values_are_rejected_with_the_reason() -> None:
 # --- the 10,000-result cap, the limiter and errors ---------------------------------------
 
 
-def test_search_cap_is_passed_by_restarting_the_query() -> None:
+def test_search_cap_is_never_met_by_keyset_pages() -> None:
     big = generate_portal(seed=3, as_of=AS_OF, companies=40, deals=10_500, tickets=0)
     live = sorted(
         big.records("deals"), key=lambda r: (to_ms(r["properties"]["hs_lastmodifieddate"]), r["id"])
@@ -382,7 +394,7 @@ def test_search_cap_is_passed_by_restarting_the_query() -> None:
     tie = live[9990]["properties"]["hs_lastmodifieddate"]
     for record in live[9990:10011]:  # 21 records share one instant across the 10,000 line
         big.update("deals", record["id"], {"hs_lastmodifieddate": tie})
-    app = create_app(big, search_requests_per_second=LAX)
+    app = lax_app(big)
     with serve_tls(app) as running:
         client = HubSpot(
             access_token=SANDBOX_ACCESS_TOKEN,
@@ -407,13 +419,219 @@ def test_search_cap_is_passed_by_restarting_the_query() -> None:
         counts = Counter(row["source_id"] for row in rows)
         assert set(counts) == expected
         assert set(counts.values()) == {1}
-        assert searches == 53  # 50 pages, then a second query from the tie: 3 more
+        # One search per page: each is a fresh keyset query, none pages near the cap.
+        assert searches == -(-len(live) // 200)
 
-        # More than 10,000 changes in one millisecond cannot be paged: refused, not looped.
-        for record in live:
-            big.update("deals", record["id"], {"hs_lastmodifieddate": tie})
-        with pytest.raises(FatalSourceError, match="cannot page past them"):
-            read(settings_for(running), "deals")
+
+# --- ties past the cap, resume inside a tie, changes mid-read --------------------------
+
+TIED = 10_300  # more live deals in one millisecond than one search can page
+
+
+@pytest.fixture(scope="module")
+def tied() -> Iterator[tuple[HubSpotPortal, RunningServer, Starlette]]:
+    """A portal where 10,300 live deals share one hs_lastmodifieddate millisecond."""
+    big = generate_portal(
+        seed=4, as_of=AS_OF, companies=30, deals=TIED + 150, tickets=0, tied_deals=TIED
+    )
+    app = lax_app(big)
+    with serve_tls(app) as running:
+        yield big, running, app
+
+
+def _key(record: dict[str, Any]) -> tuple[int, int]:
+    return to_ms(record["properties"]["hs_lastmodifieddate"]), int(record["id"])
+
+
+def _assert_bookmarks_follow_the_rows(pages: list[Page]) -> None:
+    """Each live page's bookmark is the greatest (modified, numeric id) read so far."""
+    newest: tuple[datetime, int] | None = None
+    for page in pages:
+        for row in page.rows:
+            if row["deleted_at"] is None:
+                key = (row["source_modified_at"], int(row["source_id"]))
+                newest = key if newest is None else max(newest, key)
+        if newest is not None and page.bookmark is not None and page.bookmark.last_id:
+            assert (page.bookmark.at, int(page.bookmark.last_id)) == newest
+
+
+def test_more_than_ten_thousand_records_in_one_millisecond_are_read_once(
+    tied: tuple[HubSpotPortal, RunningServer, Starlette], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big, running, app = tied
+    stamps = Counter(r["properties"]["hs_lastmodifieddate"] for r in big.records("deals"))
+    assert max(stamps.values()) == TIED
+    for name, value in sandbox_env(running).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OKR_SYNC_HUBSPOT_SEARCH_REQUESTS_PER_SECOND", str(LAX))
+    monkeypatch.setenv("OKR_SYNC_HUBSPOT_REQUESTS_PER_TEN_SECONDS", str(LAX_BURST))
+    refused = app.state.emulator.rate_limited
+    rows, rejected, pages = read(HubSpotSettings(), "deals")
+    assert rejected == []
+    counts = Counter(row["source_id"] for row in rows)
+    assert set(counts) == {r["id"] for r in big.records("deals", archived=None)}
+    assert set(counts.values()) == {1}
+    assert app.state.emulator.rate_limited == refused
+    _assert_bookmarks_follow_the_rows(pages)
+    newest = max(_key(r) for r in big.records("deals"))
+    last = next(p.bookmark for p in reversed(pages) if p.bookmark and p.bookmark.last_id)
+    assert last is not None
+    assert (to_ms(last.at.isoformat()), int(str(last.last_id))) == newest
+
+
+def test_resume_inside_a_tie_reads_exactly_the_rest(
+    tied: tuple[HubSpotPortal, RunningServer, Starlette],
+) -> None:
+    big, running, _ = tied
+    live = sorted(big.records("deals"), key=_key)
+    at_ms = Counter(_key(r)[0] for r in live).most_common(1)[0][0]
+    block = [r for r in live if _key(r)[0] == at_ms]
+    middle = block[len(block) // 2]
+    since = Bookmark(datetime.fromtimestamp(at_ms / 1000, UTC), last_id=middle["id"])
+    rows, rejected, pages = read(settings_for(running), "deals", since)
+    assert rejected == []
+    live_rows = Counter(row["source_id"] for row in rows if row["deleted_at"] is None)
+    assert live_rows == Counter(r["id"] for r in live if _key(r) > _key(middle))
+    tombstones = {row["source_id"] for row in rows if row["deleted_at"] is not None}
+    assert tombstones == {
+        r["id"] for r in big.records("deals", archived=True) if ts(r["archivedAt"]) >= since.at
+    }
+    _assert_bookmarks_follow_the_rows(pages)
+    # Without last_id the bookmark is inclusive: the whole tie block comes again.
+    rows, _, _ = read(settings_for(running), "deals", Bookmark(since.at))
+    assert {r["id"] for r in block} <= {row["source_id"] for row in rows}
+
+
+def test_records_changed_mid_read_are_caught_up_from_the_bookmark() -> None:
+    small = generate_portal(seed=8, as_of=AS_OF, companies=40, deals=900, tickets=0)
+    before = {r["id"]: r["properties"]["amount"] for r in small.records("deals")}
+    app = lax_app(small)
+    with serve_tls(app) as running:
+        settings = settings_for(running)
+        reader = HubSpotReader(settings)
+        try:
+            pages = reader.read(STREAMS["deals"], None)
+            first = [next(pages)]
+            app.state.faults.extend(parse_faults("mutate:5@/crm/v3/objects/deals/search"))
+            first += list(pages)
+        finally:
+            reader.close()
+        changed = {
+            r["id"] for r in small.records("deals") if r["properties"]["amount"] != before[r["id"]]
+        }
+        assert len(changed) == 5
+        last = next(p.bookmark for p in reversed(first) if p.bookmark is not None)
+        _, rejected, again = read(settings, "deals", last)
+    assert rejected == []
+    latest: dict[str, CanonicalRow] = {}
+    for page in [*first, *again]:
+        for row in page.rows:
+            latest[row["source_id"]] = row
+    final = {r["id"]: r for r in small.records("deals", archived=None)}
+    assert set(latest) == set(final)
+    for source_id, record in final.items():
+        row = latest[source_id]
+        if record["archived"]:
+            assert row["deleted_at"] == ts(record["archivedAt"])
+            continue
+        props = record["properties"]
+        assert row["source_modified_at"] == ts(props["hs_lastmodifieddate"])
+        assert row["amount"] == (Decimal(props["amount"]) if props["amount"] else None)
+
+
+# --- usage, quota, the burst limiter and ids ---------------------------------------------
+
+
+def test_usage_counts_every_request_and_keeps_the_quota(
+    server: RunningServer, app: Starlette
+) -> None:
+    state = app.state.emulator
+    received = state.requests
+    reader = HubSpotReader(settings_for(server))
+    try:
+        for stream in ("deals", "owners"):  # search, associations, pipelines, account, lists
+            list(reader.read(STREAMS[stream], None))
+        listed = list(reader.ids(STREAMS["companies"]))
+        app.state.faults.inject(503)  # a refused request is still a request
+        with pytest.raises(RetriableSourceError):
+            list(reader.ids(STREAMS["tickets"]))
+    finally:
+        reader.close()
+    assert listed
+    assert reader.usage.requests == state.requests - received
+    assert reader.usage.requests >= 10
+    remaining = state.daily_limit - state.requests
+    assert reader.usage.quota == f"{remaining}/{state.daily_limit} daily API calls remaining"
+
+
+def test_ids_lists_exactly_the_live_records(portal: HubSpotPortal, server: RunningServer) -> None:
+    reader = HubSpotReader(settings_for(server))
+    try:
+        listed = {name: list(reader.ids(STREAMS[name])) for name in STREAMS}
+    finally:
+        reader.close()
+    for name in ("companies", "deals", "tickets"):
+        ids = [i for page in listed[name] for i in page]
+        assert Counter(ids) == Counter(r["id"] for r in portal.records(name))
+        assert all(0 < len(page) <= 100 for page in listed[name])
+    # Deactivated owners stay reps (active = false): both listings are live.
+    assert sorted(i for page in listed["owners"] for i in page) == sorted(
+        o["id"] for o in portal.owners
+    )
+
+
+def test_burst_limiter_admits_what_the_portal_allows_and_holds_back_the_rest() -> None:
+    small = generate_portal(seed=6, as_of=AS_OF, companies=20, deals=450, tickets=0)
+    with serve_tls(lax_app(small)) as running:  # how many calls a deals read makes
+        reader = HubSpotReader(settings_for(running))
+        try:
+            list(reader.read(STREAMS["deals"], None))
+        finally:
+            reader.close()
+    calls = reader.usage.requests
+    assert calls >= 8  # searches, association batches, pipelines, account, archived list
+    # A portal that allows exactly that many per ten seconds, and a limiter set to it.
+    strict_app = create_app(small, search_requests_per_second=LAX, requests_per_ten_seconds=calls)
+    with serve_tls(strict_app) as running:
+        settings = settings_for(running, requests_per_ten_seconds=calls)
+        rows, _, _ = read(settings, "deals")
+        assert rows
+        assert strict_app.state.emulator.rate_limited == 0
+        limiter = request_limiter(settings, SANDBOX_ACCESS_TOKEN)
+        assert limiter is request_limiter(settings, SANDBOX_ACCESS_TOKEN)  # one per token
+        assert [b.count() for b in limiter.buckets()] == [calls]  # every call took a permit
+        assert limiter.try_acquire("request", blocking=False) is False  # the next one waits
+        # ...which is right: the portal refuses a reader that does not wait.
+        lax = settings_for(running, requests_per_ten_seconds=calls + 1)
+        with pytest.raises(RetriableSourceError) as caught:
+            read(lax, "owners")
+        assert (caught.value.status, caught.value.retry_after) == (429, 10.0)
+        assert "RATE_LIMIT" in str(caught.value)
+        assert strict_app.state.emulator.rate_limited == 1
+
+
+def test_emulator_compares_and_sorts_object_ids_as_numbers() -> None:
+    tiny = HubSpotPortal()
+    stamp = iso_ms(to_ms("2026-01-05T10:00:00Z"))
+    for record_id in ("9", "10", "100", "11"):
+        props = {"hs_lastmodifieddate": stamp, "createdate": stamp, "amount": "1"}
+        tiny.add("deals", {"id": record_id, "properties": props})
+
+    def ids(filters: list[dict[str, str]], sort: str = "hs_object_id") -> list[str]:
+        body = {"filterGroups": [{"filters": filters}], "sorts": [sort], "limit": 10}
+        return [r["id"] for r in run_search(tiny, "deals", body)["results"]]
+
+    def on(op: str, value: str) -> dict[str, str]:
+        return {"propertyName": "hs_object_id", "operator": op, "value": value}
+
+    same = {"propertyName": "hs_lastmodifieddate", "operator": "EQ", "value": stamp}
+    assert ids([]) == ["9", "10", "11", "100"]
+    assert ids([same, on("GT", "10")]) == ["11", "100"]
+    assert ids([same, on("GTE", "10")]) == ["10", "11", "100"]
+    assert ids([on("LT", "11")]) == ["9", "10"]
+    assert ids([on("EQ", "100")]) == ["100"]
+    assert ids([same, on("GT", "9")], "hs_lastmodifieddate") == ["10", "11", "100"]
+    assert ids([on("GT", "9")], "-hs_object_id") == ["100", "11", "10"]
 
 
 @pytest.fixture(scope="module")
@@ -479,6 +697,7 @@ def test_wrong_token_is_fatal_and_never_shown(server: RunningServer) -> None:
         read(settings_for(server, access_token=SecretStr(token)), "deals")
     assert caught.value.status == 401
     assert "INVALID_AUTHENTICATION" in str(caught.value)
+    assert "wrong or revoked, check OKR_SYNC_HUBSPOT_ACCESS_TOKEN" in str(caught.value)
     assert token not in str(caught.value)
     assert "\n" not in str(caught.value)
     with pytest.raises(FatalSourceError, match="OKR_SYNC_HUBSPOT_ACCESS_TOKEN"):

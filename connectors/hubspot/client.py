@@ -29,9 +29,11 @@ from hubspot.crm.objects.exceptions import ApiException as ObjectsApiError
 from hubspot.crm.owners.exceptions import ApiException as OwnersApiError
 from hubspot.crm.pipelines.exceptions import ApiException as PipelinesApiError
 from pyrate_limiter import Duration, Limiter, Rate
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
-from connectors.base import Bookmark, Page, Rejected, StreamInfo
+from connectors.base import ApiUsage, Bookmark, Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError, is_retriable_status
 from connectors.hubspot.mapping import (
     CURSOR_FIELD,
@@ -50,8 +52,8 @@ from connectors.hubspot.streams import STREAMS, HubSpotStream
 from okr_sync.secrets import MissingSecretError
 
 PAGE_SIZE = 200  # the search API's maximum
-SEARCH_RESULT_CAP = 10_000  # a search query cannot page past this many results
 ARCHIVED_PAGE_SIZE = 100
+IDS_PAGE_SIZE = 100  # the objects list API's maximum
 OWNERS_PAGE_SIZE = 500
 PRIMARY_COMPANY_TYPE_IDS = {"deals": 5, "tickets": 339}
 _POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0}
@@ -107,6 +109,8 @@ def translate_errors(action: str) -> Iterator[None]:
                 status=status,
                 retry_after=_retry_after(exc, body),
             ) from None
+        if status == 401:  # private-app tokens never expire: logging in again cannot help
+            detail += "; the access token is wrong or revoked, check OKR_SYNC_HUBSPOT_ACCESS_TOKEN"
         raise FatalSourceError(SOURCE, f"{action} failed ({detail})", status=status) from None
     except urllib3.exceptions.MaxRetryError as exc:
         if isinstance(exc.reason, urllib3.exceptions.SSLError):
@@ -151,6 +155,12 @@ def _modified_ms(record: Record) -> int | None:
         return None
 
 
+def _numeric_id(value: Any) -> int | None:
+    """A HubSpot object id as the number it is compared and sorted as."""
+    text = str(value)
+    return int(text) if text.isdigit() else None
+
+
 def _next_after(body: dict[str, Any]) -> str | None:
     after = ((body.get("paging") or {}).get("next") or {}).get("after")
     return str(after) if after not in (None, "") else None
@@ -162,29 +172,86 @@ _TRANSPORT_RETRY = Retry(
 """urllib3 retries only what never reached the API; by default it would also sleep through a
 429/503's Retry-After on GETs, hiding the wait the flow should schedule."""
 
-_LIMITERS: dict[tuple[str, str, int], Limiter] = {}
+_LIMITERS: dict[tuple[str, str, str, int], Limiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
+def _shared_limiter(kind: str, settings: HubSpotSettings, token: str, rate: Rate) -> Limiter:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    key = (kind, settings.base_url, digest, rate.limit)
+    with _LIMITERS_LOCK:
+        if key not in _LIMITERS:
+            _LIMITERS[key] = Limiter(rate)
+        return _LIMITERS[key]
+
+
 def search_limiter(settings: HubSpotSettings, token: str) -> Limiter:
-    """One limiter per portal token in the process.
+    """One search limiter per portal token in the process.
 
     HubSpot counts search calls per token, and a sync opens one reader per stream, so a
     limiter per reader would let back-to-back streams burst past the limit.
     """
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    key = (settings.base_url, digest, settings.search_requests_per_second)
-    with _LIMITERS_LOCK:
-        if key not in _LIMITERS:
-            _LIMITERS[key] = Limiter(Rate(settings.search_requests_per_second, Duration.SECOND))
-        return _LIMITERS[key]
+    rate = Rate(settings.search_requests_per_second, Duration.SECOND)
+    return _shared_limiter("search", settings, token, rate)
+
+
+def request_limiter(settings: HubSpotSettings, token: str) -> Limiter:
+    """One limiter for every call per portal token in the process (HubSpot's 10-second burst
+    limit counts all of them, whichever reader sends them)."""
+    rate = Rate(settings.requests_per_ten_seconds, Duration.SECOND * 10)
+    return _shared_limiter("requests", settings, token, rate)
+
+
+class _Meter:
+    """Paces and counts every HTTP attempt of one reader, and keeps the quota it reports."""
+
+    def __init__(self, limiter: Limiter, usage: ApiUsage) -> None:
+        self.limiter, self.usage = limiter, usage
+
+    def before(self) -> None:
+        self.limiter.try_acquire("request")
+        self.usage.requests += 1
+
+    def after(self, response: BaseHTTPResponse) -> None:
+        headers = response.headers
+        limit = headers.get("X-HubSpot-RateLimit-Daily")
+        if limit is not None:
+            left = headers.get("X-HubSpot-RateLimit-Daily-Remaining", "?")
+            self.usage.quota = f"{left}/{limit} daily API calls remaining"
+
+
+def _metered_pools(meter: _Meter) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3 pool classes whose ``urlopen`` goes through ``meter``.
+
+    Pool level, not client level, so urllib3's own transport retries (which re-enter
+    ``urlopen``) are paced and counted too, and every API class is covered alike.
+    """
+    pools: dict[str, type[HTTPConnectionPool]] = {}
+    for scheme, base in (("http", HTTPConnectionPool), ("https", HTTPSConnectionPool)):
+
+        def urlopen(
+            self: HTTPConnectionPool,
+            *args: Any,
+            _base: type[HTTPConnectionPool] = base,
+            **kwargs: Any,
+        ) -> BaseHTTPResponse:
+            meter.before()
+            response = _base.urlopen(self, *args, **kwargs)
+            meter.after(response)
+            return response
+
+        pools[scheme] = type(f"Metered{base.__name__}", (base,), {"urlopen": urlopen})
+    return pools
 
 
 class HubSpotReader:
     """Reads CRM objects through the search API, page by page, oldest change first."""
 
+    usage: ApiUsage
+
     def __init__(self, settings: HubSpotSettings) -> None:
         self.settings = settings
+        self.usage = ApiUsage()
         try:
             token = settings.token()
         except MissingSecretError as exc:
@@ -204,6 +271,9 @@ class HubSpotReader:
         self._pipelines = client.crm.pipelines.pipelines_api
         self._associations = client.crm.associations.v4.batch_api
         self._limiter = search_limiter(settings, token)
+        pools = _metered_pools(_Meter(request_limiter(settings, token), self.usage))
+        for api in self._apis():
+            api.api_client.rest_client.pool_manager.pool_classes_by_scheme = pools
         self._stages: dict[str, tuple[dict[str, Stage], dict[str, str]]] = {}
         self._home_currency: str | None = None
 
@@ -301,29 +371,35 @@ class HubSpotReader:
         yield from self._archived(spec, context, since, until, bookmark)
 
     def _search_page(
-        self, object_type: str, properties: list[str], low: int | None, high: int | None, after: int
+        self,
+        object_type: str,
+        properties: list[str],
+        groups: list[list[tuple[str, str, int]]],
+        sort: str,
     ) -> dict[str, Any]:
+        """One keyset page: the first PAGE_SIZE matches (``after`` is never used)."""
         config = self._search.api_client.configuration
-        bounds = (("GTE", low), ("LT", high))
-        filters = [
-            Filter(
-                property_name=CURSOR_FIELD,
-                operator=op,
-                value=str(ms),
-                local_vars_configuration=config,
-            )
-            for op, ms in bounds
-            if ms is not None
-        ]
         request = PublicObjectSearchRequest(
-            filter_groups=(
-                [FilterGroup(filters=filters, local_vars_configuration=config)] if filters else []
-            ),
-            # One sort rule: HubSpot documents one per search; ties are handled on restart.
-            sorts=[{"propertyName": CURSOR_FIELD, "direction": "ASCENDING"}],
+            filter_groups=[
+                FilterGroup(
+                    filters=[
+                        Filter(
+                            property_name=name,
+                            operator=op,
+                            value=str(value),
+                            local_vars_configuration=config,
+                        )
+                        for name, op, value in group
+                    ],
+                    local_vars_configuration=config,
+                )
+                for group in groups
+                if group
+            ],
+            sorts=[{"propertyName": sort, "direction": "ASCENDING"}],
             properties=properties,
             limit=PAGE_SIZE,
-            after=str(after),
+            after="0",
             local_vars_configuration=config,
         )
         self._limiter.try_acquire("search")
@@ -345,53 +421,64 @@ class HubSpotReader:
         since: Bookmark | None,
         until: datetime | None,
     ) -> Iterator[Page]:
-        """Live records, oldest change first, past the 10,000-result cap of one query.
+        """Live records in (modified time, id) order, each page a fresh keyset query.
 
-        When the next page would cross the cap, a new query starts at the newest modified
-        time seen, skipping the ids already emitted at that instant. More than 10,000
-        records sharing one millisecond cannot be paged past: that is refused, never looped.
+        Every page after the first asks for what follows the newest (modified, id) read:
+        ``modified = T and id > last`` OR ``modified > T``. No query pages by offset, so
+        records edited mid-read (they move to the end) never shift one past the reader,
+        and the 10,000-result cap of one query is never met. A page wholly inside one
+        millisecond switches to the exact tie query (``modified = T and id > last``, sorted
+        by id) until the tie is read, so any number of records may share one instant.
         """
         object_type = str(spec.object_type)
         properties = spec.property_names(self.settings)
-        low = _floor_ms(since.at) if since else None
-        high = _ceil_ms(until) if until else None
-        bookmark = since
-        seen_at_low: set[str] = set()
-        newest: int | None = None
-        at_newest: set[str] = set()
-        after = 0
+        upper = [(CURSOR_FIELD, "LT", _ceil_ms(until))] if until else []
+        start: list[tuple[str, str, int]] = []
+        cursor: tuple[int, int] | None = None  # the greatest (modified ms, id) read
+        in_tie = False
+        if since is not None and since.last_id is not None and since.last_id.isdigit():
+            cursor, in_tie = (_floor_ms(since.at), int(since.last_id)), True
+        elif since is not None:
+            start = [(CURSOR_FIELD, "GTE", _floor_ms(since.at))]
+        bookmark, read, whole = since, 0, None
         while True:
-            body = self._search_page(object_type, properties, low, high, after)
-            records = []
-            for record in body.get("results") or []:
-                record_id, modified = str(record.get("id")), _modified_ms(record)
-                if modified is not None and modified == low and record_id in seen_at_low:
-                    continue
-                records.append(record)
-                if modified is not None and (newest is None or modified > newest):
-                    newest, at_newest = modified, {record_id}
-                elif modified is not None and modified == newest:
-                    at_newest.add(record_id)
-            page = self._page(spec, context, records, bookmark, body.get("total"))
-            bookmark = page.bookmark
+            if cursor is None:
+                groups, sort = [start + upper], CURSOR_FIELD
+            else:
+                at, last = cursor
+                tie = [(CURSOR_FIELD, "EQ", at), ("hs_object_id", "GT", last), *upper]
+                groups = [tie] if in_tie else [tie, [(CURSOR_FIELD, "GT", at), *upper]]
+                sort = "hs_object_id" if in_tie else CURSOR_FIELD
+            body = self._search_page(object_type, properties, groups, sort)
+            records: list[Record] = body.get("results") or []
+            before, instants = cursor, set()
+            for record in records:
+                modified, record_id = _modified_ms(record), _numeric_id(record.get("id"))
+                if modified is None or record_id is None:
+                    continue  # kept for the mapping to reject; it cannot be a position
+                instants.add(modified)
+                if cursor is None or (modified, record_id) > cursor:
+                    cursor = (modified, record_id)
+            if cursor is not None and cursor != before:
+                bookmark = Bookmark(_EPOCH + _MS * cursor[0], last_id=str(cursor[1]))
+            if body.get("total") is not None:  # what is read, plus what this query has left
+                estimate = read + int(body["total"])
+                whole = estimate if whole is None or not in_tie else max(whole, estimate)
+            page = self._page(spec, context, records, bookmark, whole)
+            page.bookmark = bookmark
+            read += len(records)
             yield page
-            next_after = _next_after(body)
-            if next_after is None:
-                return
-            if not next_after.isdigit() or int(next_after) <= after:
+            more = _next_after(body) is not None
+            if more and cursor == before:
                 raise FatalSourceError(
-                    SOURCE, f"search {object_type}: paging went nowhere (after {next_after!r})"
+                    SOURCE, f"search {object_type}: paging went nowhere at {cursor}"
                 )
-            after = int(next_after)
-            if after + PAGE_SIZE > SEARCH_RESULT_CAP:
-                if newest is None or (low is not None and newest <= low):
-                    stamp = (_EPOCH + _MS * (newest or 0)).isoformat()
-                    raise FatalSourceError(
-                        SOURCE,
-                        f"search {object_type}: more than {SEARCH_RESULT_CAP} records share "
-                        f"{CURSOR_FIELD} {stamp}; the search API cannot page past them",
-                    )
-                low, seen_at_low, after = newest, set(at_newest), 0
+            if in_tie:
+                in_tie = more  # the tie is read: go on with what follows it
+            elif not more:
+                return
+            else:
+                in_tie = len(instants) == 1 and len(records) >= PAGE_SIZE
 
     def _archived(
         self,
@@ -459,53 +546,109 @@ class HubSpotReader:
                 page.bookmark = Bookmark(at)
         return page
 
+    def _owner_pages(self, archived: bool) -> Iterator[list[Record]]:
+        """Active owners, or deactivated ones (``archived``), a listing page at a time."""
+        after: str | None = None
+        while True:
+            with translate_errors("list owners"):
+                body = _body(
+                    self._owners.get_page(
+                        limit=OWNERS_PAGE_SIZE,
+                        after=after,
+                        archived=archived,
+                        _preload_content=False,
+                        _request_timeout=self.settings.timeout,
+                    )
+                )
+            yield body.get("results") or []
+            after = _next_after(body)
+            if after is None:
+                return
+
     def _read_owners(self, since: Bookmark | None, until: datetime | None) -> Iterator[Page]:
-        """Owners have no search: list them all (few), keep the window, sort by updatedAt."""
+        """Owners have no search: list them all (few), keep the window, sort by updatedAt.
+
+        Ordered by (updatedAt, numeric id) like the searched objects, with the same
+        bookmarks: a resume from one with ``last_id`` skips what it covers at ``at``.
+        """
         owners: dict[str, Record] = {}
         for archived in (False, True):
-            after: str | None = None
-            while True:
-                with translate_errors("list owners"):
-                    body = _body(
-                        self._owners.get_page(
-                            limit=OWNERS_PAGE_SIZE,
-                            after=after,
-                            archived=archived,
-                            _preload_content=False,
-                            _request_timeout=self.settings.timeout,
-                        )
-                    )
-                for owner in body.get("results") or []:
+            for results in self._owner_pages(archived):
+                for owner in results:
                     owners.setdefault(str(owner.get("id")), owner)
-                after = _next_after(body)
-                if after is None:
-                    break
+        after = None
+        if since is not None and since.last_id is not None and since.last_id.isdigit():
+            after = (since.at, int(since.last_id))
         keyed = []
-        for owner in owners.values():
+        for owner_id, owner in owners.items():
             try:
                 updated: datetime | None = parse_timestamp(str(owner[OWNER_CURSOR_FIELD]))
             except (KeyError, ValueError, OverflowError):
                 updated = None  # kept, so the mapping rejects it with the reason
-            if updated is not None and not _within(updated, since, until):
-                continue
-            keyed.append((updated or _EPOCH, str(owner.get("id")), owner))
+            number = _numeric_id(owner_id)
+            if updated is not None:
+                if not _within(updated, since, until):
+                    continue
+                if after is not None and number is not None and (updated, number) <= after:
+                    continue
+            keyed.append((updated or _EPOCH, -1 if number is None else number, owner_id, owner))
         keyed.sort(key=lambda item: (item[0], item[1]))
         context = Context(self.settings)
         bookmark = since
         for start in range(0, len(keyed), PAGE_SIZE):
             page = Page(rows=[], bookmark=bookmark, total=len(keyed))
-            for updated, owner_id, owner in keyed[start : start + PAGE_SIZE]:
+            for updated, number, owner_id, owner in keyed[start : start + PAGE_SIZE]:
                 try:
                     page.rows.append(owner_to_rep(owner, context))
                 except MappingError as exc:
                     page.rejected.append(Rejected(SOURCE, owner_id, owner, [f"mapping: {exc}"]))
-                if updated > _EPOCH and (page.bookmark is None or updated > page.bookmark.at):
-                    page.bookmark = Bookmark(updated)
+                if updated > _EPOCH and number >= 0:
+                    page.bookmark = Bookmark(updated, last_id=str(number))
             bookmark = page.bookmark
             yield page
 
+    # --- ids, for the reconcile -------------------------------------------------------------
+
+    def ids(self, stream: StreamInfo) -> Iterator[list[str]]:
+        """Every live record's id, through the plain objects list (no search, no cap).
+
+        Owners are never deleted here, only deactivated (``active = false``): both the
+        active and the deactivated listings count as live, so no rep is tombstoned.
+        """
+        spec = STREAMS[stream.name]
+        if spec.object_type is None:
+            for archived in (False, True):
+                for results in self._owner_pages(archived):
+                    if results:
+                        yield [str(owner["id"]) for owner in results]
+            return
+        object_type = spec.object_type
+        after: str | None = None
+        while True:
+            with translate_errors(f"list {object_type} ids"):
+                body = _body(
+                    self._objects.get_page(
+                        object_type,
+                        limit=IDS_PAGE_SIZE,
+                        after=after,
+                        properties=["hs_object_id"],  # nothing beyond what always comes
+                        archived=False,
+                        _preload_content=False,
+                        _request_timeout=self.settings.timeout,
+                    )
+                )
+            found = [str(record["id"]) for record in body.get("results") or []]
+            if found:
+                yield found
+            after = _next_after(body)
+            if after is None:
+                return
+
+    def _apis(self) -> tuple[Any, ...]:
+        return (self._search, self._objects, self._owners, self._pipelines, self._associations)
+
     def close(self) -> None:
-        for api in (self._search, self._objects, self._owners, self._pipelines, self._associations):
+        for api in self._apis():
             api.api_client.rest_client.pool_manager.clear()
 
 

@@ -1,19 +1,22 @@
 """A local emulator of the HubSpot API subset okr-sync uses, for the real hubspot-api-client.
 
-CRM search (filterGroups, sorts, ``after`` paging, the 200-per-page and 10,000-result caps,
-a per-token requests-per-second limit), archived listings, owners, pipelines, v4
-association batch reads and account details, with HubSpot's JSON error shapes and a
-private-app bearer token.
+CRM search (filterGroups, sorts, numeric ``hs_object_id`` filters, ``after`` paging, the
+200-per-page and 10,000-result caps, a per-token requests-per-second limit), live and
+archived listings, owners, pipelines, v4 association batch reads and account details, with
+HubSpot's JSON error shapes, a private-app bearer token, a 10-second burst limit and a daily
+limit on every call, and the ``X-HubSpot-RateLimit-*`` headers that report them.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -24,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.hubspot.sandbox_data import (
     DATE_PROPERTIES,
@@ -32,6 +36,8 @@ from connectors.hubspot.sandbox_data import (
     OBJECT_TYPES,
     HubSpotPortal,
     Record,
+    iso_ms,
+    now_ms,
     to_ms,
 )
 from okr_sync.sandbox import install_faults
@@ -100,14 +106,19 @@ class SearchError(ValueError):
 
 @dataclass
 class EmulatorState:
-    """What the app remembers between requests: token, rate windows and a search log."""
+    """What the app remembers between requests: token, rate windows, usage and a search log."""
 
     portal: HubSpotPortal
     access_token: str
     search_requests_per_second: int
+    requests_per_ten_seconds: int = 100
+    daily_limit: int = 250_000
     search_log: list[float] = field(default_factory=list)  # monotonic arrival of searches
-    rate_limited: int = 0
+    rate_limited: int = 0  # requests refused by either rate limit
+    requests: int = 0  # every HTTP request received, faulted or not: the daily usage
+    last_object_type: str = "deals"  # what ``mutate`` changes: the object last paged
     windows: dict[str, deque[float]] = field(default_factory=dict)
+    burst_windows: dict[str, deque[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def admit_search(self, token: str) -> bool:
@@ -115,14 +126,61 @@ class EmulatorState:
         now = time.monotonic()
         with self.lock:
             self.search_log.append(now)
-            window = self.windows.setdefault(token, deque())
-            while window and window[0] <= now - 1.0:
-                window.popleft()
-            if len(window) >= self.search_requests_per_second:
-                self.rate_limited += 1
-                return False
-            window.append(now)
-            return True
+            return self._admit(self.windows, token, now, 1.0, self.search_requests_per_second)
+
+    def admit(self, token: str) -> tuple[bool, int]:
+        """Count one request; refuse it past the 10-second burst window of its token.
+
+        Returns whether it is admitted and what is left of the window (for the headers).
+        """
+        now = time.monotonic()
+        with self.lock:
+            self.requests += 1
+            ok = self._admit(self.burst_windows, token, now, 10.0, self.requests_per_ten_seconds)
+            left = self.requests_per_ten_seconds - len(self.burst_windows[token])
+            return ok, max(0, left)
+
+    def _admit(
+        self, windows: dict[str, deque[float]], token: str, now: float, span: float, limit: int
+    ) -> bool:
+        window = windows.setdefault(token, deque())
+        while window and window[0] <= now - span:
+            window.popleft()
+        if len(window) >= limit:
+            self.rate_limited += 1
+            return False
+        window.append(now)
+        return True
+
+    def mutate(self, count: int) -> list[str]:
+        """Change ``count`` live records of the object last paged, as users editing them now.
+
+        Spread over the modified-time order (some already read by a sync under way, some
+        not); each gets a new value and an ``hs_lastmodifieddate`` of now, or just after
+        the portal's newest change when the sandbox data is dated ahead of the clock.
+        """
+        object_type = self.last_object_type
+        keys, ordered = self.portal.live_index(object_type)
+        if not ordered:
+            return []
+        stamp = max(now_ms(), keys[-1] + 1)
+        step = max(1, len(ordered) // count)
+        chosen = ordered[::step][:count]
+        changed = []
+        for record in chosen:
+            name = _MUTATED[object_type]
+            value = record["properties"].get(name) or ""
+            try:
+                new = str(Decimal(value) + 1) if value else "1"
+            except InvalidOperation:
+                new = f"{value} (edited)"
+            change = {name: new, "hs_lastmodifieddate": iso_ms(stamp)}
+            self.portal.update(object_type, record["id"], change)
+            changed.append(str(record["id"]))
+        return changed
+
+
+_MUTATED = {"deals": "amount", "companies": "name", "tickets": "subject"}
 
 
 # ---------------------------------------------------------------------------
@@ -130,6 +188,8 @@ class EmulatorState:
 
 
 def _kind(name: str) -> str:
+    if name == "hs_object_id":
+        return "id"
     if name in DATETIME_PROPERTIES or name in DATE_PROPERTIES:
         return "time"
     return "number" if name in NUMBER_PROPERTIES else "string"
@@ -139,6 +199,8 @@ def _key(kind: str, value: str) -> Any:
     """A property value (or filter value) as something that compares like HubSpot does."""
     if kind == "time":
         return to_ms(value)
+    if kind == "id":  # numeric, as HubSpot compares and sorts object ids
+        return int(value)
     if kind == "number":
         return Decimal(value)
     return value.casefold()
@@ -213,30 +275,61 @@ def _predicate(spec: Mapping[str, Any]) -> Callable[[Record], bool]:
 _RANGE_OPERATORS = frozenset({"GTE", "GT", "EQ", "BETWEEN", "LT", "LTE"})
 
 
-def _is_range(spec: Mapping[str, Any]) -> bool:
-    """A filter the modified-time index answers (a bisect instead of a scan)."""
+def _is_range(spec: Mapping[str, Any], name: str = "hs_lastmodifieddate") -> bool:
+    """A filter the (modified time, id) index answers (a bisect instead of a scan)."""
     operator = str(spec.get("operator", "")).upper()
-    return spec.get("propertyName") == "hs_lastmodifieddate" and operator in _RANGE_OPERATORS
+    return spec.get("propertyName") == name and operator in _RANGE_OPERATORS
 
 
-def _modified_bounds(filters: Iterable[Mapping[str, Any]]) -> tuple[int | None, int | None]:
-    """The ``[low, high)`` epoch-ms range the group's hs_lastmodifieddate filters allow."""
+def _bounds(
+    filters: Iterable[Mapping[str, Any]], name: str = "hs_lastmodifieddate"
+) -> tuple[int | None, int | None]:
+    """The ``[low, high)`` integer range (epoch ms, or object id) the group allows for ``name``."""
+    parse = to_ms if name == "hs_lastmodifieddate" else int
     low: int | None = None
     high: int | None = None
     for spec in filters:
-        if not _is_range(spec):
+        if not _is_range(spec, name):
             continue
         op = str(spec.get("operator", "")).upper()
-        value = to_ms(str(spec.get("value")))
+        value = parse(str(spec.get("value")))
         lows = {"GTE": value, "GT": value + 1, "EQ": value, "BETWEEN": value}
         highs = {"LT": value, "LTE": value + 1, "EQ": value + 1}
         if op == "BETWEEN":
-            highs["BETWEEN"] = to_ms(str(spec.get("highValue"))) + 1
+            highs["BETWEEN"] = parse(str(spec.get("highValue"))) + 1
         if op in lows:
             low = lows[op] if low is None else max(low, lows[op])
         if op in highs:
             high = highs[op] if high is None else min(high, highs[op])
     return low, high
+
+
+def _record_id(record: Record) -> int:
+    return int(record["id"])
+
+
+def _slice(
+    keys: list[int], ordered: list[Record], filters: list[Mapping[str, Any]]
+) -> tuple[int, int, list[Callable[[Record], bool]]]:
+    """Index positions ``[start, end)`` a filter group can match, and its other tests.
+
+    Modified-time bounds are a bisect; inside a single millisecond (a tie block, ordered by
+    id) the object-id bounds are one too, so a keyset page of a huge tie is no scan.
+    """
+    low, high = _bounds(filters)
+    start = 0 if low is None else bisect.bisect_left(keys, low)
+    end = max(start, len(keys) if high is None else bisect.bisect_left(keys, high))
+    indexed = [f for f in filters if _is_range(f)]
+    ids = [f for f in filters if _is_range(f, "hs_object_id")]
+    if ids and start < end and keys[start] == keys[end - 1]:
+        id_low, id_high = _bounds(ids, "hs_object_id")
+        if id_low is not None:
+            start = bisect.bisect_left(ordered, id_low, start, end, key=_record_id)
+        if id_high is not None:
+            end = max(start, bisect.bisect_left(ordered, id_high, start, end, key=_record_id))
+        indexed += ids
+    rest = [_predicate(f) for f in filters if not any(f is i for i in indexed)]
+    return start, end, rest
 
 
 def _sort_rules(sorts: Any) -> list[tuple[str, bool]]:
@@ -267,6 +360,9 @@ def _int_param(value: Any, name: str, default: int) -> int:
     return number
 
 
+_MODIFIED_ASC = [("hs_lastmodifieddate", False)]
+
+
 def _matching(
     portal: HubSpotPortal,
     object_type: str,
@@ -275,27 +371,47 @@ def _matching(
     after: int,
     limit: int,
 ) -> tuple[int, list[Record]]:
-    """The total count and one page of matching records, in result order."""
+    """The total count and one page of matching records, in result order.
+
+    Groups are ORed. When the result order is the index's own, (modified time, id) — sorted
+    by modified time, or by id inside one millisecond — each group is a bisected slice of
+    the index and the page is a merge of slices: incremental and keyset pages stay cheap
+    even at a million records.
+    """
     rules = _sort_rules(body.get("sorts"))
     keys, ordered = portal.live_index(object_type)
     query = str(body.get("query") or "").casefold()
-    if len(groups) <= 1:
-        group = (groups[0].get("filters") or []) if groups else []
-        low, high = _modified_bounds(group)
-        start = 0 if low is None else bisect.bisect_left(keys, low)
-        end = max(start, len(keys) if high is None else bisect.bisect_left(keys, high))
-        rest = [_predicate(f) for f in group if not _is_range(f)]
-        if not rest and not query and rules == [("hs_lastmodifieddate", False)]:
-            return end - start, ordered[start + after : min(end, start + after + limit)]
-        rows = [r for r in ordered[start:end] if all(p(r) for p in rest)]
-    else:
-        tests = [[_predicate(f) for f in g.get("filters") or []] for g in groups]
-        rows = [r for r in ordered if any(all(p(r) for p in g) for g in tests)]
+    slices = [
+        _slice(keys, ordered, list(g.get("filters") or [])) for g in (groups or [{"filters": []}])
+    ]
+    spans = [(start, end) for start, end, _ in slices if start < end]
+    one_instant = len({keys[i] for start, end in spans for i in (start, end - 1)}) <= 1
+    by_id = rules in ([], [("hs_object_id", False)])
+    if not query and (rules == _MODIFIED_ASC or (by_id and one_instant)):
+        positions: list[Sequence[int]] = [
+            range(start, end)
+            if not rest
+            else [i for i in range(start, end) if all(p(ordered[i]) for p in rest)]
+            for start, end, rest in slices
+        ]
+        if len(positions) == 1:
+            total = len(positions[0])
+            chosen: Iterable[int] = itertools.islice(positions[0], after, after + limit)
+        else:
+            disjoint = all(a[1] <= b[0] for a, b in itertools.pairwise(sorted(spans)))
+            total = sum(map(len, positions)) if disjoint else len(set().union(*positions))
+            merged = (i for i, _ in itertools.groupby(heapq.merge(*positions)))
+            chosen = itertools.islice(merged, after, after + limit)
+        return total, [ordered[i] for i in chosen]
+    seen: set[int] = set()
+    for start, end, rest in slices:
+        seen.update(i for i in range(start, end) if all(p(ordered[i]) for p in rest))
+    rows = [ordered[i] for i in sorted(seen)]
     if query:
         names = DEFAULT_PROPERTIES[object_type]
         rows = [r for r in rows if any(query in (_value(r, n) or "").casefold() for n in names)]
-    if rules != [("hs_lastmodifieddate", False)]:
-        rows.sort(key=lambda r: int(r["id"]))
+    if rules != _MODIFIED_ASC:
+        rows.sort(key=_record_id)
         for name, descending in reversed(rules):
             kind = _kind(name)
             present = [r for r in rows if _value(r, name) is not None]
@@ -378,13 +494,21 @@ def create_app(
     *,
     access_token: str = SANDBOX_ACCESS_TOKEN,
     search_requests_per_second: int = 4,
+    requests_per_ten_seconds: int = 100,
+    daily_limit: int = 250_000,
 ) -> Starlette:
     """The emulator as an ASGI app; its state lives in ``app.state.emulator``.
 
     ``search_requests_per_second`` is the per-token search limit (HubSpot documents four
-    or five); tests make it strict to prove the connector's limiter, or lax to go fast.
+    or five) and ``requests_per_ten_seconds`` the burst limit on every call (100 for a
+    Free/Starter portal); tests make them strict to prove the connector's limiters, or lax
+    to go fast. Every answer carries HubSpot's daily and burst usage headers.
+    ``app.state.mutate(n)`` changes records now (the ``mutate:N`` fault); there is no
+    ``expire_sessions``: private-app tokens do not expire.
     """
-    state = EmulatorState(portal, access_token, search_requests_per_second)
+    state = EmulatorState(
+        portal, access_token, search_requests_per_second, requests_per_ten_seconds, daily_limit
+    )
 
     def authorize(request: Request) -> Response | str:
         header = request.headers.get("authorization", "")
@@ -394,7 +518,10 @@ def create_app(
         return token
 
     def object_type_of(request: Request) -> str | None:
-        return _OBJECT_ALIASES.get(request.path_params["object_type"].lower())
+        object_type = _OBJECT_ALIASES.get(request.path_params["object_type"].lower())
+        if object_type is not None:
+            state.last_object_type = object_type
+        return object_type
 
     async def search(request: Request) -> Response:
         token = authorize(request)
@@ -554,17 +681,67 @@ def create_app(
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = state
+    app.state.mutate = state.mutate
     install_faults(app, _fault_body)
+    app.add_middleware(UsageMiddleware, state=state)  # outermost: sees every request
     return app
 
 
-def _rate_limit_body() -> dict[str, Any]:
+class UsageMiddleware:
+    """Counts every request, enforces the burst and daily limits, adds the usage headers.
+
+    HubSpot answers with ``X-HubSpot-RateLimit-Daily`` / ``-Daily-Remaining`` (the
+    portal's daily quota) and ``-Max`` / ``-Remaining`` / ``-Interval-Milliseconds`` (the
+    10-second burst window); past either limit it answers 429 with the policy's name.
+    """
+
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        admitted, left = state.admit(auth[7:].strip())
+        headers = [
+            (b"x-hubspot-ratelimit-daily", str(state.daily_limit).encode()),
+            (
+                b"x-hubspot-ratelimit-daily-remaining",
+                str(max(0, state.daily_limit - state.requests)).encode(),
+            ),
+            (b"x-hubspot-ratelimit-max", str(state.requests_per_ten_seconds).encode()),
+            (b"x-hubspot-ratelimit-remaining", str(left).encode()),
+            (b"x-hubspot-ratelimit-interval-milliseconds", b"10000"),
+        ]
+        if state.requests > state.daily_limit:
+            admitted = False
+            policy = "DAILY"
+        else:
+            policy = "TEN_SECONDLY_ROLLING"
+        if not admitted:
+            body = orjson.dumps(_rate_limit_body(policy))
+            start = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+            await send({"type": "http.response.start", "status": 429, "headers": start + headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *headers]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _rate_limit_body(policy: str = "SECONDLY") -> dict[str, Any]:
     return {
         "status": "error",
-        "message": "You have reached your secondly limit.",
+        "message": f"You have reached your {policy.lower()} limit.",
         "errorType": "RATE_LIMIT",
         "correlationId": str(uuid.uuid4()),
-        "policyName": "SECONDLY",
+        "policyName": policy,
     }
 
 

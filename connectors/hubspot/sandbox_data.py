@@ -401,8 +401,12 @@ def generate_portal(
     companies: int = 300,
     deals: int = 2000,
     tickets: int = 1500,
+    tied_deals: int = 0,
 ) -> HubSpotPortal:
     """A realistic portal, deterministic for (seed, as_of), covering six calendar quarters.
+
+    ``tied_deals`` live deals share one ``hs_lastmodifieddate`` millisecond (a bulk import
+    or workflow does that): more than 10,000 is past what one search can page.
 
     Deals move through two pipelines in USD, EUR and GBP; a company becomes a customer on
     its first won deal and some churn; tickets come from customers while they are customers.
@@ -576,7 +580,24 @@ def generate_portal(
         record = _record(properties["hs_object_id"], properties, archived)
         _associate(record, "tickets", company_id)
         portal._records["tickets"][record["id"]] = record
+    if tied_deals:
+        tie_modified(portal, "deals", tied_deals)
     return portal
+
+
+def tie_modified(portal: HubSpotPortal, object_type: str, count: int) -> str:
+    """Give the first ``count`` live records (by id) one modified time; returns it.
+
+    The newest of their own, so no record looks modified before it was created.
+    """
+    chosen = sorted(portal.records(object_type), key=lambda r: int(r["id"]))[:count]
+    if not chosen:
+        raise ValueError(f"no live {object_type} to tie")
+    stamp = iso_ms(max(to_ms(r["properties"]["hs_lastmodifieddate"]) for r in chosen))
+    for record in chosen:
+        properties = {**record["properties"], "hs_lastmodifieddate": stamp}
+        portal.add(object_type, {**record, "properties": properties, "updatedAt": stamp})
+    return stamp
 
 
 def customer_seeds(portal: HubSpotPortal) -> list[CompanySeed]:

@@ -29,6 +29,12 @@ class HubSpotSettings(BaseSettings):
     search_requests_per_second: int = Field(
         default=4, ge=1, description="proactive cap on CRM search calls (HubSpot allows ~4-5)"
     )
+    requests_per_ten_seconds: int = Field(
+        default=100,
+        ge=1,
+        description="proactive cap on all calls per token (HubSpot's burst limit: 100, or "
+        "190 on Professional/Enterprise)",
+    )
     churn_date_property: str = "churned_date"
 
     def token(self) -> str:
