@@ -2,12 +2,15 @@
 
 The module's sandbox mirrors the customers of the small Salesforce sandbox org, so the
 cross-system identities (CRM id as external id, e-mail domain) are checked end to end.
-Tests that edit the helpdesk get a small sandbox of their own.
+Tests that edit the helpdesk get a small sandbox of their own. The connector's rate
+limiters are set generous through the environment (an autouse fixture) wherever a test does
+not set them to the emulator's own limits.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,7 +34,7 @@ from connectors.zendesk.emulator import (
     SANDBOX_OAUTH_TOKEN,
     create_app,
 )
-from connectors.zendesk.mapping import MappingError, parse_time, rating_to_rating
+from connectors.zendesk.mapping import MappingError, parse_time, rating_to_rating, ticket_to_ticket
 from connectors.zendesk.sandbox_data import (
     FILES,
     Helpdesk,
@@ -40,7 +43,7 @@ from connectors.zendesk.sandbox_data import (
     write_helpdesk,
 )
 from connectors.zendesk.streams import ORGANIZATIONS, SATISFACTION_RATINGS, TICKETS
-from okr_sync.sandbox import RunningServer, serve_tls
+from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 COMMON = {"source", "source_id", "source_modified_at", "deleted_at"}
@@ -75,6 +78,15 @@ RECORDS = {
     "satisfaction_ratings": "ratings",
 }
 EXPORT_URL = "/api/v2/incremental/tickets/cursor.json"
+GENEROUS = 1_000_000
+"""Calls a minute for limits that must never slow or refuse a test."""
+
+
+@pytest.fixture(autouse=True)
+def generous_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zendesk's real 10 exports a minute would make this module wait minutes."""
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_EXPORT_REQUESTS_PER_MINUTE", str(GENEROUS))
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_REQUESTS_PER_MINUTE", str(GENEROUS))
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +103,29 @@ def helpdesk(companies: list[CompanySeed]) -> Helpdesk:
 
 @pytest.fixture(scope="module")
 def server(helpdesk: Helpdesk) -> Iterator[RunningServer]:
-    app = create_app(helpdesk, export_page_size=400, export_rate_limit=10_000)
+    app = create_app(
+        helpdesk, export_page_size=400, export_rate_limit=GENEROUS, rate_limit=GENEROUS
+    )
     with serve_tls(app) as running:
         yield running
+
+
+def small_helpdesk(companies: list[CompanySeed]) -> Helpdesk:
+    return generate_helpdesk(seed=5, as_of=AS_OF, companies=companies[:12])
+
+
+def small_app(desk: Helpdesk, **options: Any) -> Any:
+    """An emulator of a small helpdesk, in pages of 20, with limits no test meets by default."""
+    defaults = {"export_page_size": 20, "export_rate_limit": GENEROUS, "rate_limit": GENEROUS}
+    return create_app(desk, **{**defaults, **options})
 
 
 @contextmanager
 def small_sandbox(
     companies: list[CompanySeed], **options: Any
 ) -> Iterator[tuple[Helpdesk, RunningServer]]:
-    desk = generate_helpdesk(seed=5, as_of=AS_OF, companies=companies[:12])
-    app = create_app(desk, **{"export_page_size": 20, "export_rate_limit": 10_000, **options})
-    with serve_tls(app) as running:
+    desk = small_helpdesk(companies)
+    with serve_tls(small_app(desk, **options)) as running:
         yield desk, running
 
 
@@ -524,6 +547,168 @@ def test_the_export_rate_limit_answers_429_with_retry_after(
     assert info.value.retry_after is not None
     assert 1 <= info.value.retry_after <= 60
     assert "APIRateLimitExceeded" in str(info.value)
+
+
+def test_the_export_limiter_keeps_a_long_read_under_the_export_limit(
+    companies: list[CompanySeed],
+) -> None:
+    # Both sides count over a 1 s window instead of Zendesk's minute: the same limiter,
+    # fifteen export pages in about two seconds instead of two minutes.
+    desk = small_helpdesk(companies)
+    per_page = math.ceil(len(desk.tickets) / 15)
+    app = small_app(desk, export_page_size=per_page, export_rate_limit=5, rate_window=1.0)
+    with serve_tls(app) as server:
+        limited = settings(server, export_requests_per_minute=5, rate_window_seconds=1.0)
+        reader = ZendeskReader(limited)
+        try:
+            pages = list(reader.read(TICKETS, None))  # a 429 would raise
+        finally:
+            reader.close()
+        assert reader.usage.requests == app.state.emulator.requests_received == 15
+        # Unthrottled, the same emulator refuses the read within the window.
+        with pytest.raises(RetriableSourceError) as refused:
+            read(server, TICKETS, rate_window_seconds=1.0)
+    assert len(pages) == 15
+    assert sorted(int(r["source_id"]) for r in rows_of(pages)) == sorted(desk.tickets)
+    assert refused.value.status == 429
+
+
+def test_usage_counts_every_request_the_emulator_received(companies: list[CompanySeed]) -> None:
+    app = small_app(small_helpdesk(companies), rate_limit=1000)
+    with serve_tls(app) as server:
+        reader = ZendeskReader(settings(server))
+        try:
+            for stream in connector.streams:
+                assert rows_of(list(reader.read(stream, None)))
+                assert list(reader.ids(stream))
+            app.state.faults.inject(503)  # refused requests are requests too
+            with pytest.raises(RetriableSourceError):
+                list(reader.read(ORGANIZATIONS, None))
+        finally:
+            reader.close()
+        received = app.state.emulator.requests_received
+    assert reader.usage.requests == received > 10
+    assert reader.usage.quota == f"{1000 - received}/1000 requests left this minute"
+
+
+def test_the_account_limit_is_reported_and_enforced(companies: list[CompanySeed]) -> None:
+    with small_sandbox(companies, rate_limit=2) as (_, server), raw_session(server) as session:
+        url = f"{server.base_url}/api/v2/organizations.json"
+        answers = [session.get(url) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers["X-Rate-Limit"] for a in answers] == ["2", "2", "2"]
+    assert [a.headers["X-Rate-Limit-Remaining"] for a in answers] == ["1", "0", "0"]
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
+    assert answers[2].json()["error"] == "APIRateLimitExceeded"
+
+
+# --- ids for the reconcile --------------------------------------------------------------------
+
+
+def test_ids_list_exactly_the_live_records(server: RunningServer, helpdesk: Helpdesk) -> None:
+    reader = ZendeskReader(settings(server))
+    try:
+        pages = {stream.name: list(reader.ids(stream)) for stream in connector.streams}
+    finally:
+        reader.close()
+    deleted = {i for i, t in helpdesk.tickets.items() if t["status"] == "deleted"}
+    assert deleted
+    expected = {
+        "tickets": sorted(str(i) for i in helpdesk.tickets if i not in deleted),
+        "organizations": sorted(str(i) for i in helpdesk.organizations),
+        "satisfaction_ratings": sorted(str(i) for i in helpdesk.ratings),
+    }
+    for name, listed in pages.items():
+        assert len(listed) > 1, name  # more than one page
+        assert sorted(i for page in listed for i in page) == expected[name], name
+    assert all(len(page) <= 100 for page in pages["organizations"])
+
+
+def test_ids_leave_out_records_deleted_since_and_list_new_ones(
+    companies: list[CompanySeed],
+) -> None:
+    with small_sandbox(companies) as (desk, server):
+        live = sorted(i for i, t in desk.tickets.items() if t["status"] != "deleted")
+        desk.delete_ticket(live[0])
+        org_id, other_org = list(desk.organizations)[:2]
+        desk.delete_organization(org_id)
+        new = desk.upsert_ticket({"subject": "New", "organization_id": other_org})
+        reader = ZendeskReader(settings(server))
+        try:
+            tickets = {i for page in reader.ids(TICKETS) for i in page}
+            orgs = {i for page in reader.ids(ORGANIZATIONS) for i in page}
+        finally:
+            reader.close()
+        with raw_session(server) as session:
+            params: dict[str, Any] = {"start_time": 0, "exclude_deleted": "true"}
+            body = session.get(f"{server.base_url}{EXPORT_URL}", params=params).json()
+    assert tickets == {str(i) for i in live[1:]} | {str(new["id"])}
+    assert orgs == {str(i) for i in desk.organizations}
+    assert str(org_id) not in orgs
+    assert "exclude_deleted=true" in body["after_url"]
+    assert all(t["status"] != "deleted" for t in body["tickets"])
+
+
+# --- records changing while a sync pages -------------------------------------------------------
+
+
+def test_tickets_changed_mid_read_end_at_the_sources_final_state(
+    companies: list[CompanySeed],
+) -> None:
+    desk = small_helpdesk(companies)
+    before = dict(desk.tickets)  # records are replaced on edit, never changed in place
+    app = small_app(desk)
+    with serve_tls(app) as server:
+        reader = ZendeskReader(settings(server))
+        pages: list[Page] = []
+        try:
+            for page in reader.read(TICKETS, None):
+                pages.append(page)
+                if len(pages) == 1:  # agents change five tickets while the sync pages
+                    app.state.faults.extend(parse_faults(f"mutate:5@{EXPORT_URL}"))
+        finally:
+            reader.close()
+        later = read(server, TICKETS, since=last_bookmark(pages))
+    changed = {str(i) for i, t in desk.tickets.items() if t is not before[i]}
+    assert len(changed) == 5
+    assert len(pages) > 3
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows_of(pages + later):  # the store keeps the newer source_modified_at
+        kept = latest.get(row["source_id"])
+        if kept is None or row["source_modified_at"] >= kept["source_modified_at"]:
+            latest[row["source_id"]] = row
+    final = {str(i): ticket_to_ticket(t, desk.metric_sets.get(i)) for i, t in desk.tickets.items()}
+    assert latest == final
+    # the first read already met the changes (they moved to the end of its export)
+    first = [r for r in rows_of(pages) if r["source_id"] in changed]
+    assert {r["source_id"] for r in first if r == final[r["source_id"]]} == changed
+    assert rows_of(later) == []
+
+
+def test_a_bearer_token_refused_mid_read_is_fatal_and_says_what_to_check(
+    companies: list[CompanySeed],
+) -> None:
+    app = small_app(small_helpdesk(companies))
+    with serve_tls(app) as server:
+        bearer = settings(server, email="", api_token=SecretStr(SANDBOX_OAUTH_TOKEN))
+        reader = ZendeskReader(bearer)
+        pages: list[Page] = []
+
+        def read_while_revoking() -> None:
+            for page in reader.read(TICKETS, None):
+                pages.append(page)
+                app.state.faults.inject(401)  # the token is revoked mid-run
+
+        try:
+            with pytest.raises(FatalSourceError) as info:
+                read_while_revoking()
+        finally:
+            reader.close()
+    assert len(pages) == 1
+    assert info.value.status == 401
+    assert "OAuth token" in str(info.value)
+    assert "revoked" in str(info.value)
+    assert SANDBOX_OAUTH_TOKEN not in str(info.value)
 
 
 # --- TLS, settings and registration --------------------------------------------------------

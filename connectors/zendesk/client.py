@@ -1,21 +1,24 @@
 """Plain-HTTP access to the Zendesk Support API, and the one place its errors are mapped.
 
 One :class:`~connectors.http.TrustedSession` carries the credentials and honours a CA
-given in settings even where ``REQUESTS_CA_BUNDLE`` is exported. Nothing is retried or
-slept on here: a 429 becomes a retriable error carrying ``Retry-After`` and the flow
-decides when to try again.
+given in settings even where ``REQUESTS_CA_BUNDLE`` is exported. Nothing is retried
+here: a 429 becomes a retriable error carrying ``Retry-After`` and the flow decides when to
+try again. The only waits are proactive: process-wide limiters keep the reader under the
+account's per-minute limits so it seldom meets a 429 at all.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+from pyrate_limiter import Limiter, Rate
 
-from connectors.base import Bookmark, CanonicalRow, Page, Rejected, StreamInfo
+from connectors.base import ApiUsage, Bookmark, CanonicalRow, Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError, SourceError
 from connectors.http import TrustedSession, transport_errors
 from connectors.zendesk import mapping
@@ -61,7 +64,7 @@ def _detail(response: requests.Response) -> str:
     return " ".join(text.split())[:200]
 
 
-def _status_error(action: str, response: requests.Response) -> SourceError:
+def _status_error(action: str, response: requests.Response, credentials: str) -> SourceError:
     status, detail = response.status_code, _detail(response)
     message = f"{action} failed ({status} {detail})"
     if status == 429 or status >= 500:
@@ -71,7 +74,7 @@ def _status_error(action: str, response: requests.Response) -> SourceError:
     if status in (401, 403):
         return FatalSourceError(
             SOURCE,
-            f"{action} refused ({status} {detail}); check OKR_SYNC_ZENDESK_EMAIL and the API token",
+            f"{action} refused ({status} {detail}); {credentials}",
             status=status,
         )
     if status == 400 and "Too recent start_time" in detail:
@@ -79,14 +82,24 @@ def _status_error(action: str, response: requests.Response) -> SourceError:
     return FatalSourceError(SOURCE, message, status=status)
 
 
+BASIC_AUTH_HINT = "check OKR_SYNC_ZENDESK_EMAIL and the API token"
+BEARER_HINT = (
+    "check the OAuth token in OKR_SYNC_ZENDESK_API_TOKEN: it may have been revoked, "
+    "expired or lack the read scope"
+)
+
+
 @contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Turn HTTP statuses and transport failures into the connector error taxonomy."""
+def translate_errors(action: str, credentials: str = BASIC_AUTH_HINT) -> Iterator[None]:
+    """Turn HTTP statuses and transport failures into the connector error taxonomy.
+
+    ``credentials`` says what to check when the account refuses them (401/403).
+    """
     with transport_errors(SOURCE, action, "OKR_SYNC_ZENDESK_CA_BUNDLE"):
         try:
             yield
         except requests.HTTPError as exc:
-            raise _status_error(action, exc.response) from None
+            raise _status_error(action, exc.response, credentials) from None
 
 
 def _reject(record: Record, exc: MappingError) -> Rejected:
@@ -117,6 +130,60 @@ def _export_time(record: Record) -> datetime | None:
         return None
 
 
+def _source_id(record: Record) -> str | None:
+    """A record's canonical ``source_id``, as ``mapping`` makes it (None when it has none)."""
+    value = record.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+_LIMITERS: dict[tuple[str, str, int, int], Limiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+LIMIT_MARGIN_MS = 250
+"""Extra wait before a call that would fill the window. Zendesk counts a call when it
+arrives, the limiter when it leaves: a slow call (the first one's TLS handshake) would
+otherwise land one call too many inside Zendesk's minute."""
+
+
+def account_limiter(base_url: str, kind: str, calls: int, window_seconds: float) -> Limiter:
+    """One blocking limiter per account and kind of call in the process.
+
+    Zendesk counts calls per account, and a sync opens one reader per stream, so a limiter
+    per reader would let back-to-back streams burst past the limit.
+    """
+    window_ms = max(1, round(window_seconds * 1000))
+    key = (base_url.rstrip("/").lower(), kind, calls, window_ms)
+    with _LIMITERS_LOCK:
+        if key not in _LIMITERS:
+            _LIMITERS[key] = Limiter(Rate(calls, window_ms), buffer_ms=LIMIT_MARGIN_MS)
+        return _LIMITERS[key]
+
+
+def _quota(response: requests.Response) -> str | None:
+    """Zendesk's account of its per-minute limit, from the ``X-Rate-Limit`` headers."""
+    limit = response.headers.get("X-Rate-Limit")
+    remaining = response.headers.get("X-Rate-Limit-Remaining")
+    if limit is None or remaining is None:
+        return None
+    return f"{remaining}/{limit} requests left this minute"
+
+
+class MeteredSession(TrustedSession):
+    """Counts every request it sends into ``usage``, unanswered ones too (a response hook
+    never sees a timeout), and keeps the quota the last response reported."""
+
+    def __init__(self, ca_bundle: str | None, usage: ApiUsage) -> None:
+        super().__init__(ca_bundle)
+        self.usage = usage
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.usage.requests += 1
+        response = super().send(request, **kwargs)
+        self.usage.quota = _quota(response) or self.usage.quota
+        return response
+
+
 class ZendeskReader:
     """Reads Zendesk streams page by page; the whole result is never held in memory."""
 
@@ -131,16 +198,34 @@ class ZendeskReader:
             raise FatalSourceError(SOURCE, f"{exc}; set OKR_SYNC_ZENDESK_API_TOKEN") from None
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
-        self.session = TrustedSession(str(settings.ca_bundle) if settings.ca_bundle else None)
+        self.usage = ApiUsage()
+        ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
+        self.session = MeteredSession(ca_bundle, self.usage)
         self.session.headers["Accept"] = "application/json"
         if settings.email:
             self.session.auth = (f"{settings.email}/token", token)
+            self.credentials = BASIC_AUTH_HINT
         else:
             self.session.headers["Authorization"] = f"Bearer {token}"
+            self.credentials = BEARER_HINT
+        window = settings.rate_window_seconds
+        self.limiter = account_limiter(self.base_url, "all", settings.requests_per_minute, window)
+        self.export_limiter = account_limiter(
+            self.base_url, "export", settings.export_requests_per_minute, window
+        )
 
-    def get(self, path: str, params: dict[str, Any], action: str) -> Record:
-        """One GET returning the JSON object body, or a connector error."""
-        with translate_errors(action):
+    def get(
+        self, path: str, params: dict[str, Any], action: str, *, export: bool = False
+    ) -> Record:
+        """One GET returning the JSON object body, or a connector error.
+
+        Waits first if the call would pass the account's limit (and, for an incremental
+        export call, the export limit): a 429 costs a whole retry, a short wait does not.
+        """
+        if export:
+            self.export_limiter.try_acquire("export")
+        self.limiter.try_acquire("all")
+        with translate_errors(action, self.credentials):
             response = self.session.get(
                 self.base_url + path, params=params, timeout=self.settings.timeout
             )
@@ -184,7 +269,7 @@ class ZendeskReader:
         emitted = False
         while True:
             try:
-                body = self.get(TICKET_EXPORT_PATH, params, "tickets export")
+                body = self.get(TICKET_EXPORT_PATH, params, "tickets export", export=True)
             except StartTimeTooRecentError:
                 return  # the bookmark is within the last minute: nothing new yet
             metric_sets = {
@@ -248,6 +333,43 @@ class ZendeskReader:
                 return
             params["page[after]"] = after
 
+    def ids(self, stream: StreamInfo) -> Iterator[list[str]]:
+        """The ``source_id`` of every live record, a page at a time, for the reconcile.
+
+        Tickets come from the incremental export with ``exclude_deleted``, not from the
+        tickets list: that list leaves out archived tickets (closed for 120 days), which
+        are live, and the reconcile would tombstone them. A ticket changed while the
+        export pages may be listed twice, never missed.
+        """
+        if stream.name == TICKETS.name:
+            return self._export_ids()
+        if stream.name == ORGANIZATIONS.name:
+            return self._list_ids(ORGANIZATIONS_PATH, "organizations")
+        if stream.name == SATISFACTION_RATINGS.name:
+            return self._list_ids(RATINGS_PATH, "satisfaction_ratings")
+        raise FatalSourceError(SOURCE, f"unknown stream {stream.name!r}")
+
+    def _export_ids(self) -> Iterator[list[str]]:
+        params: dict[str, Any] = {"start_time": 0, "exclude_deleted": "true"}
+        while True:
+            body = self.get(TICKET_EXPORT_PATH, params, "tickets export (ids)", export=True)
+            yield _ids(body.get("tickets"), skip_deleted=True)
+            cursor = body.get("after_cursor")
+            if body.get("end_of_stream", True) or not cursor:
+                return
+            params = {"cursor": cursor, "exclude_deleted": "true"}
+
+    def _list_ids(self, path: str, key: str) -> Iterator[list[str]]:
+        params: dict[str, Any] = {"page[size]": LIST_PAGE_SIZE}
+        while True:
+            body = self.get(path, params, f"{key} list (ids)")
+            yield _ids(body.get(key))
+            meta = body.get("meta") or {}
+            after = meta.get("after_cursor") if meta.get("has_more") else None
+            if after is None:
+                return
+            params["page[after]"] = after
+
     def _orgs(self, records: list[Record]) -> Page:
         return _mapped(records, mapping.organization_to_customer)
 
@@ -267,6 +389,19 @@ class ZendeskReader:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _ids(records: Any, *, skip_deleted: bool = False) -> list[str]:
+    """Canonical ids of listed records; a deleted ticket (should the source send one) is
+    not live, and a record without an integer id never reached the mirror."""
+    found: list[str] = []
+    for record in records if isinstance(records, list) else []:
+        if not isinstance(record, dict) or (skip_deleted and record.get("status") == "deleted"):
+            continue
+        source_id = _source_id(record)
+        if source_id is not None:
+            found.append(source_id)
+    return found
 
 
 def _mapped(records: list[Record], mapper: Callable[[Record], CanonicalRow]) -> Page:

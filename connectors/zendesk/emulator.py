@@ -1,11 +1,15 @@
 """A local emulator of the Zendesk Support API subset okr-sync reads, over the real wire format.
 
 Served endpoints: the cursor-based incremental ticket export (with the ``metric_sets``
-sideload, the 10 requests/minute limit and the "too recent start_time" refusal), the
-organizations and satisfaction-ratings lists with cursor pagination (``page[size]``,
-``page[after]``, ``meta``/``links``), and ``tickets/show_many``. Authentication is an API
-token (``{email}/token:{token}`` basic auth) or an OAuth bearer token; errors use
-Zendesk's ``{"error": …, "description": …}`` shape.
+sideload, ``exclude_deleted``, the 10 requests/minute limit and the "too recent
+start_time" refusal), the organizations and satisfaction-ratings lists with cursor
+pagination (``page[size]``, ``page[after]``, ``meta``/``links``), and
+``tickets/show_many``. Every answer carries the account's per-minute limit in
+``X-Rate-Limit``/``X-Rate-Limit-Remaining``, and calls beyond it get a 429. Authentication
+is an API token (``{email}/token:{token}`` basic auth) or an OAuth bearer token; errors use
+Zendesk's ``{"error": …, "description": …}`` shape. The ``mutate`` fault has agents change
+tickets mid-sync (:meth:`EmulatorState.mutate`); ``expire`` does not apply, API tokens do
+not expire.
 
 Modelling choices (documented where Zendesk's are not): the sandbox's clock runs at least
 a minute past its newest change, so data generated for a later ``as_of`` is readable; every
@@ -21,6 +25,7 @@ import binascii
 import collections
 import hmac
 import math
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -34,6 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.zendesk.sandbox_data import Helpdesk, iso
 from okr_sync.sandbox import install_faults
@@ -43,6 +49,9 @@ SANDBOX_API_TOKEN = "sandbox-api-token"  # noqa: S105 - a published sandbox cred
 SANDBOX_OAUTH_TOKEN = "sandbox-oauth-token"  # noqa: S105 - a published sandbox credential
 EXPORT_PREFIX = "/api/v2/incremental/"
 _NEWEST = 2**63 - 1
+_WORKED_ON = {"new": "open", "open": "pending", "pending": "open", "hold": "open"}
+"""Status a ticket an agent works on moves to (solved and closed ones are left alone)."""
+_PRIORITIES = ("low", "normal", "high", "urgent")
 
 
 class _BadRequestError(Exception):
@@ -113,15 +122,35 @@ def _int_param(request: Request, name: str, default: int | None = None) -> int |
         raise _BadRequestError("InvalidValue", f"{name} must be an integer") from None
 
 
+def _admit(calls: collections.deque[float], limit: int, window: float) -> int | None:
+    """Count one call in a sliding window; seconds to wait instead when it is full."""
+    clock = time.monotonic()
+    while calls and calls[0] <= clock - window:
+        calls.popleft()
+    if len(calls) >= limit:
+        return max(1, math.ceil(calls[0] + window - clock))
+    calls.append(clock)
+    return None
+
+
 @dataclass
 class EmulatorState:
-    """What the app remembers between requests: the helpdesk and recent export calls."""
+    """What the app remembers between requests: the helpdesk and the recent calls.
+
+    ``requests_received`` counts every request that reached the server, whatever its
+    answer, so tests can check a client's own count.
+    """
 
     helpdesk: Helpdesk
     export_page_size: int
     export_rate_limit: int
     list_page_size: int
+    rate_limit: int = 700
+    rate_window: float = 60.0
+    requests_received: int = 0
     export_calls: collections.deque[float] = field(default_factory=collections.deque)
+    account_calls: collections.deque[float] = field(default_factory=collections.deque)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> int:
@@ -131,13 +160,72 @@ class EmulatorState:
     def export_retry_after(self) -> int | None:
         """Count one export call; seconds to wait when over the per-minute limit."""
         with self.lock:
-            clock = time.monotonic()
-            while self.export_calls and self.export_calls[0] <= clock - 60:
-                self.export_calls.popleft()
-            if len(self.export_calls) >= self.export_rate_limit:
-                return max(1, math.ceil(self.export_calls[0] + 60 - clock))
-            self.export_calls.append(clock)
-            return None
+            return _admit(self.export_calls, self.export_rate_limit, self.rate_window)
+
+    def account_call(self) -> tuple[int, int | None]:
+        """Count one request against the account limit: (calls left, seconds to wait)."""
+        with self.lock:
+            self.requests_received += 1
+            wait = _admit(self.account_calls, self.rate_limit, self.rate_window)
+            return max(0, self.rate_limit - len(self.account_calls)), wait
+
+    def mutate(self, count: int) -> list[int]:
+        """Agents at work: ``count`` unsolved tickets change status and priority now.
+
+        The ``mutate`` fault calls this, so a sync paging through the export sees tickets
+        change mid-read: each edit gets a fresh ``updated_at``/``generated_timestamp``
+        and moves to the end of the export. Returns the changed tickets' ids.
+        """
+        candidates = self.helpdesk.ticket_ids(_WORKED_ON)
+        chosen = sorted(self.rng.sample(candidates, min(count, len(candidates))))
+        for ticket_id in chosen:
+            ticket = self.helpdesk.tickets[ticket_id]
+            priority = ticket.get("priority")
+            step = _PRIORITIES.index(priority) + 1 if priority in _PRIORITIES else 1
+            self.helpdesk.upsert_ticket(
+                {
+                    "id": ticket_id,
+                    "status": _WORKED_ON[ticket["status"]],
+                    "priority": _PRIORITIES[step % len(_PRIORITIES)],
+                }
+            )
+        return chosen
+
+
+class AccountRateLimit:
+    """Pure ASGI middleware, outermost: counts every request against the account's limit,
+    answers 429 beyond it, and reports the limit on every answer as Zendesk does."""
+
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        remaining, wait = self.state.account_call()
+        headers = [
+            (b"x-rate-limit", str(self.state.rate_limit).encode()),
+            (b"x-rate-limit-remaining", str(remaining).encode()),
+        ]
+        if wait is not None:
+            body = _fault_body(429)
+            start_headers = [
+                (b"content-type", b"application/json; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(wait).encode()),
+                *headers,
+            ]
+            await send({"type": "http.response.start", "status": 429, "headers": start_headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *headers]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def create_app(
@@ -149,13 +237,24 @@ def create_app(
     export_page_size: int = 1000,
     export_rate_limit: int = 10,
     list_page_size: int = 100,
+    rate_limit: int = 700,
+    rate_window: float = 60.0,
 ) -> Starlette:
     """The emulator as an ASGI app; its state lives in ``app.state.emulator``.
 
-    ``export_page_size`` (1000 in Zendesk) and ``export_rate_limit`` (10 a minute) are
-    parameters so tests can page small data and hit the limit quickly.
+    ``export_page_size`` (1000 in Zendesk), ``export_rate_limit`` (10 a minute) and
+    ``rate_limit`` (the account's calls a minute: 700, Zendesk's documented example, an
+    Enterprise plan) are parameters so tests can page small data and hit the limits
+    quickly; ``rate_window`` (60 s) shortens the "minute" both limits count over.
     """
-    state = EmulatorState(helpdesk, export_page_size, export_rate_limit, list_page_size)
+    state = EmulatorState(
+        helpdesk,
+        export_page_size,
+        export_rate_limit,
+        list_page_size,
+        rate_limit=rate_limit,
+        rate_window=rate_window,
+    )
     basic = "Basic " + _b64(f"{email}/token:{api_token}")
     bearer = f"Bearer {oauth_token}"
 
@@ -182,7 +281,11 @@ def create_app(
 
     @endpoint
     def ticket_export(request: Request) -> Response:
-        """GET /api/v2/incremental/tickets/cursor.json?start_time=… or ?cursor=…"""
+        """GET /api/v2/incremental/tickets/cursor.json?start_time=… or ?cursor=…
+
+        ``exclude_deleted=true`` leaves deleted tickets out (the cursor still moves past
+        them, so a page may hold fewer tickets than asked for).
+        """
         wait = state.export_retry_after()
         if wait is not None:
             return _json(
@@ -208,9 +311,15 @@ def create_app(
             after = (start, 0)  # every ticket with generated_timestamp >= start
         per_page = _int_param(request, "per_page", export_page_size) or export_page_size
         tickets, metrics, last, more = helpdesk.ticket_page(after, min(per_page, export_page_size))
-        include = request.query_params.get("include", "")
+        carried = ("include", "exclude_deleted")  # what after_url repeats
+        kept = {k: v for k, v in request.query_params.items() if k in carried}
+        if kept.get("exclude_deleted") == "true":
+            tickets = [t for t in tickets if t.get("status") != "deleted"]
+            live = {t["id"] for t in tickets}
+            metrics = [m for m in metrics if m.get("ticket_id") in live]
+        include = kept.get("include", "")
         after_cursor = export_cursor(last)
-        query = {"cursor": after_cursor, **({"include": include} if include else {})}
+        query = {"cursor": after_cursor, **kept}
         body: dict[str, Any] = {
             "tickets": tickets,
             "after_url": f"{base_url(request)}{request.url.path}?{urlencode(query)}",
@@ -305,7 +414,9 @@ def create_app(
         routes += [Route(f"{path}.json", handler, methods=["GET"]), Route(path, handler)]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = state
+    app.state.mutate = state.mutate
     install_faults(app, _fault_body)
+    app.add_middleware(AccountRateLimit, state=state)  # outermost: faulted calls count too
     return app
 
 

@@ -199,6 +199,12 @@ class Helpdesk:
                 found.append(rating)
             return found, False
 
+    def ticket_ids(self, statuses: Iterable[str]) -> list[int]:
+        """Ids of the tickets whose status is one of ``statuses``, in id order."""
+        wanted = set(statuses)
+        with self._lock:
+            return sorted(i for i, t in self.tickets.items() if t.get("status") in wanted)
+
     def show_tickets(self, ids: Iterable[int]) -> list[Record]:
         """Live (not deleted) tickets among ``ids``, like ``tickets/show_many``."""
         with self._lock:

@@ -33,6 +33,25 @@ class ZendeskSettings(BaseSettings):
         ge=0,
         description="re-ask this many days of ratings, so surveys answered late are seen",
     )
+    requests_per_minute: int = Field(
+        default=200,
+        ge=1,
+        description="proactive cap on all API calls to the account: 200 is the Team plan's "
+        "limit (Growth and Professional 400, Enterprise 700, High Volume API add-on 2500); "
+        "raise it to your plan's",
+    )
+    export_requests_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="proactive cap on incremental export calls: Zendesk allows 10 a minute "
+        "(30 with the High Volume API add-on)",
+    )
+    rate_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="the 'minute' both caps count over: Zendesk's is 60 s; tests shorten it "
+        "to match an emulator counting over the same window",
+    )
 
     def token(self) -> str:
         return resolve_secret("the Zendesk API token", self.api_token, self.api_token_block)
