@@ -34,12 +34,19 @@ class StreamInfo:
 class Bookmark:
     """How far a stream has been read, saved with the rows it covers.
 
-    ``at`` is the newest source modification time covered. ``token`` is an opaque resume
-    position for sources that page with one (Zendesk's ``after_cursor``); None elsewhere.
+    ``at`` is the newest source modification time covered. ``last_id`` is the greatest
+    record id read at exactly ``at``: records are read in (modified time, id) order, so a
+    resume reads ``(at, last_id)`` onwards and a block of records sharing one timestamp is
+    never re-read from its start nor skipped. ``token`` is an opaque resume position for
+    sources that page with one (Zendesk's ``after_cursor``); None elsewhere.
+
+    A reader given a bookmark without ``last_id`` reads from ``at`` inclusive (the flow
+    does this to re-read a lookback window).
     """
 
     at: datetime
     token: str | None = None
+    last_id: str | None = None
 
 
 @dataclass
@@ -67,8 +74,23 @@ class Page:
     total: int | None = None
 
 
+@dataclass
+class ApiUsage:
+    """What a reader cost its source: for the run report and for quota planning.
+
+    ``requests`` counts every HTTP request sent (retries and logins included);
+    ``quota`` is the source's own account of its quota after the last response (e.g.
+    ``"1234/15000 daily API calls"``), when it reports one.
+    """
+
+    requests: int = 0
+    quota: str | None = None
+
+
 class SourceReader(Protocol):
     """An open, authenticated connection to one source."""
+
+    usage: ApiUsage
 
     def read(
         self, stream: StreamInfo, since: Bookmark | None, until: datetime | None = None
@@ -76,6 +98,14 @@ class SourceReader(Protocol):
         """Pages of records changed at or after ``since`` (all when None), oldest first.
 
         ``until`` bounds a backfill: records modified at or after it are left out.
+        """
+        ...
+
+    def ids(self, stream: StreamInfo) -> Iterator[list[str]]:
+        """The ids (canonical ``source_id``) of every live record, a page at a time.
+
+        For the reconcile: a mirror row whose id is not listed was deleted at the source,
+        even after the source stopped reporting the delete.
         """
         ...
 

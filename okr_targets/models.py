@@ -119,7 +119,7 @@ class SyncRun(Base):
     flow_run_id: Mapped[str | None] = mapped_column(String(64), default=None)
     started_at: Mapped[Timestamp]
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    status: Mapped[str] = mapped_column(String(16))  # running | success | partial | failed
+    status: Mapped[str] = mapped_column(String(16))  # running | complete | partial | failed
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     stream_counts: Mapped[Json] = mapped_column(default=dict)
     details: Mapped[Json] = mapped_column(default=dict)  # customers matched, findings, …
@@ -135,6 +135,7 @@ class Cursor(Base):
     stream: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Timestamp]
     token: Mapped[str | None] = mapped_column(Text, default=None)
+    last_id: Mapped[str | None] = mapped_column(String(64), default=None)
     run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id"))
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
 

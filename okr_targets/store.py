@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from filelock import FileLock, Timeout
-from sqlalchemy import Engine, Table, and_, create_engine, event, or_, text, update
+from sqlalchemy import Engine, Table, and_, create_engine, event, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -73,7 +73,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine) -> Config:
+    """Alembic's configuration for this project's migrations, on ``engine``."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -104,9 +105,9 @@ class Store:
         try:
             with self.engine.connect() as connection:
                 current = MigrationContext.configure(connection).get_current_revision()
-            head = ScriptDirectory.from_config(_alembic_config(self.engine)).get_current_head()
+            head = ScriptDirectory.from_config(alembic_config(self.engine)).get_current_head()
             if current != head:
-                command.upgrade(_alembic_config(self.engine), "head")
+                command.upgrade(alembic_config(self.engine), "head")
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise StoreError(f"cannot open store {self.display_url}: {reason}") from None
@@ -220,9 +221,32 @@ def tombstone_unseen(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def tombstone_missing(
+    session: Session,
+    model: type[MirrorRecord],
+    source: str,
+    live_ids: set[str],
+    run_id: str,
+    now: datetime,
+) -> int:
+    """After a reconcile: live mirror records of ``source`` the source no longer lists."""
+    table = cast(Table, model.__table__)
+    mirrored = session.scalars(
+        select(table.c.source_id).where(table.c.source == source, table.c.deleted_at.is_(None))
+    )
+    gone = sorted(set(mirrored) - live_ids)
+    for start in range(0, len(gone), 500):
+        session.execute(
+            update(table)
+            .where(table.c.source == source, table.c.source_id.in_(gone[start : start + 500]))
+            .values(deleted_at=now, run_id=run_id)
+        )
+    return len(gone)
+
+
 def read_cursor(session: Session, source: str, stream: str) -> Bookmark | None:
     cursor = session.get(Cursor, (source, stream))
-    return Bookmark(cursor.value, cursor.token) if cursor else None
+    return Bookmark(cursor.value, cursor.token, cursor.last_id) if cursor else None
 
 
 def write_cursor(
@@ -242,6 +266,7 @@ def write_cursor(
     elif not replace and bookmark.at < cursor.value:
         return
     cursor.value, cursor.token, cursor.run_id = bookmark.at, bookmark.token, run_id
+    cursor.last_id = bookmark.last_id
 
 
 def quarantine(session: Session, run_id: str, entity: str, rejected: Iterable[Rejected]) -> int:
@@ -273,6 +298,27 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
+
+
+def abandon_unfinished_runs(store: Store) -> int:
+    """Runs still "running" while we hold the writer lock died (killed, machine lost).
+
+    Their committed batches and cursors stand; the next sync resumes from them. Marking
+    the runs keeps `okr-sync runs` honest. Call only under :meth:`Store.writer_lock`.
+    """
+    table = cast(Table, SyncRun.__table__)
+    with store.session() as session, session.begin():
+        result = session.execute(
+            update(table)
+            .where(table.c.status == "running")
+            .values(
+                status="failed",
+                finished_at=utcnow(),
+                reason="interrupted: the process ended before the run finished; "
+                "the next sync resumed from its committed data",
+            )
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def begin_run(store: Store, code_version: str, flow_run_id: str | None = None) -> str:

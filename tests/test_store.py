@@ -7,14 +7,16 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
-from okr_targets.models import Base, Deal, KeyResult, Measurement, Objective, SyncRun
+from okr_targets.models import Base, Cursor, Deal, KeyResult, Measurement, Objective, SyncRun
 from okr_targets.periods import Period
 from okr_targets.report import build_report
-from okr_targets.store import Store, normalize_url, redact, upsert_records
+from okr_targets.store import Store, alembic_config, normalize_url, redact, upsert_records
 
 
 def test_migrations_build_exactly_the_models(store_url: str) -> None:
@@ -22,7 +24,8 @@ def test_migrations_build_exactly_the_models(store_url: str) -> None:
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
-    assert store.revision() == "0001"
+    head = ScriptDirectory.from_config(alembic_config(store.engine)).get_current_head()
+    assert store.revision() == head
     store.upgrade()  # a second upgrade is a no-op
     tables = set(inspect(store.engine).get_table_names())
     assert {
@@ -101,7 +104,7 @@ def test_report_rolls_up_and_scores_with_the_files_thresholds(sqlite_url: str) -
     q4 = Period.parse("2026-Q4")
     halfway = q4.start_at + (q4.end_at - q4.start_at) / 2
     with store.session() as session, session.begin():
-        session.add(SyncRun(id="r", started_at=halfway, status="success", code_version="t"))
+        session.add(SyncRun(id="r", started_at=halfway, status="complete", code_version="t"))
         session.add(Objective(id="top", title="Top", owner="ceo", period="2026-Q4"))
         session.add(
             Objective(id="team", title="Team", owner="lead", period="2026-Q4", parent_id="top")
@@ -170,3 +173,36 @@ def test_a_record_twice_in_one_batch_keeps_its_newest_copy(store_url: str) -> No
         assert row is not None
         assert row.amount == Decimal("2.00")
     store.dispose()
+
+
+def test_a_store_made_by_the_first_release_upgrades_in_place(store_url: str) -> None:
+    """0001 → head keeps the data: cursors gain ``last_id``, finished runs read "complete"."""
+    store = Store(store_url)
+    command.upgrade(alembic_config(store.engine), "0001")
+    started = datetime(2026, 11, 1, tzinfo=UTC)
+    with store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO sync_runs (id, started_at, status, stream_counts, details, "
+                "code_version) VALUES ('old', :at, 'success', '{}', '{}', '0.1')"
+            ),
+            {"at": started},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO cursors (source, stream, value, run_id, updated_at) "
+                "VALUES ('salesforce', 'Opportunity', :at, 'old', :at)"
+            ),
+            {"at": started},
+        )
+    store.dispose()
+
+    upgraded = Store.open(store_url)
+    with upgraded.session() as session:
+        run = session.get(SyncRun, "old")
+        cursor = session.get(Cursor, ("salesforce", "Opportunity"))
+    upgraded.dispose()
+    assert run is not None
+    assert run.status == "complete"
+    assert cursor is not None
+    assert (cursor.value, cursor.last_id) == (started, None)
