@@ -17,6 +17,7 @@ or drive it yourself::
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import tempfile
 import threading
@@ -160,8 +161,11 @@ class Fault:
     """One forced misbehaviour for a request under ``path``.
 
     ``kind`` is ``status`` (answer ``status`` with ``headers``), ``slow`` (answer for real
-    after ``seconds``), ``drop`` (close the connection without an answer) or ``truncate``
-    (the real answer with its body cut in half).
+    after ``seconds``), ``drop`` (close the connection without an answer), ``truncate``
+    (the real answer with its body cut in half), ``expire`` (end every session the
+    emulator issued, then answer: the client must log in again), ``mutate`` (change
+    ``count`` records at the source now, then answer: records change while a sync pages)
+    or ``tie`` (give ``count`` records one shared modification time now, then answer).
     """
 
     status: int = 0
@@ -169,13 +173,22 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     kind: str = "status"
     seconds: float = 0.0
+    count: int = 0
 
 
 FAULT_SPEC_HELP = (
     "comma-separated faults, each KIND[:ARG][xN][@PATH]: an HTTP status such as 429, 500 or "
-    "503 (ARG: a Retry-After in seconds), slow:SECONDS, drop or truncate; xN repeats it N "
-    "times, @PATH limits it to requests under that path. Example: 429:2x3,503,slow:40,drop"
+    "503 (ARG: a Retry-After in seconds), slow:SECONDS, drop, truncate, expire (sessions "
+    "end), mutate:COUNT (records change) or tie:COUNT (records share one timestamp); xN "
+    "repeats it N times, @PATH limits it to requests under that path. "
+    "Example: 429:2x3,503,slow:40,drop,expire,mutate:5,tie:3000"
 )
+
+HOOKS = {"expire": "expire_sessions", "mutate": "mutate", "tie": "tie"}
+"""Fault kinds an emulator acts out itself, and the ``app.state`` callable that does it."""
+
+
+_FAULT = re.compile(r"([a-z]+|\d+)(?::([^x]*))?(?:x(.+))?")
 
 
 def parse_faults(spec: str) -> list[Fault]:
@@ -183,13 +196,17 @@ def parse_faults(spec: str) -> list[Fault]:
     faults: list[Fault] = []
     for part in filter(None, (item.strip() for item in spec.split(","))):
         body, _, path = part.partition("@")
-        body, _, times_text = body.partition("x")
-        kind, _, arg = body.partition(":")
+        match = _FAULT.fullmatch(body)
+        kind, arg, times_text = (g or "" for g in match.groups()) if match else (body, "", "")
         try:
             times = int(times_text) if times_text else 1
-            if kind in ("slow", "drop", "truncate"):
+            if kind in ("drop", "truncate", "expire") and arg:
+                raise ValueError(f"{kind} takes no argument")
+            if kind in ("slow", "drop", "truncate", "expire"):
                 seconds = float(arg) if kind == "slow" else 0.0
                 fault = Fault(path=path, kind=kind, seconds=seconds)
+            elif kind in ("mutate", "tie"):
+                fault = Fault(path=path, kind=kind, count=int(arg or 1))
             else:
                 status = int(kind)
                 if not 400 <= status <= 599:
@@ -198,7 +215,11 @@ def parse_faults(spec: str) -> list[Fault]:
                 fault = Fault(status=status, path=path, headers=headers)
         except ValueError as exc:
             raise ValueError(f"fault {part!r}: {exc}; expected {FAULT_SPEC_HELP}") from None
-        if times < 1 or (kind == "slow" and fault.seconds <= 0):
+        if (
+            times < 1
+            or (kind == "slow" and fault.seconds <= 0)
+            or (kind == "mutate" and fault.count < 1)
+        ):
             raise ValueError(f"fault {part!r}: counts and delays must be positive")
         faults += [fault] * times
     return faults
@@ -260,15 +281,25 @@ class FaultMiddleware:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
         elif fault.kind == "truncate":
             await self.app(scope, receive, _truncating(send))
+        elif fault.kind in HOOKS:
+            hook = getattr(scope["app"].state, HOOKS[fault.kind], None)
+            if hook is None:
+                body = f'{{"error": "this emulator cannot act out {fault.kind!r}"}}'.encode()
+                await _answer(send, 501, body)
+                return
+            hook() if fault.kind == "expire" else hook(fault.count)
+            await self.app(scope, receive, send)
         else:
-            body = self.error_body(fault.status)
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            headers += [(name.lower().encode(), value.encode()) for name, value in fault.headers]
-            await send({"type": "http.response.start", "status": fault.status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await _answer(send, fault.status, self.error_body(fault.status), fault.headers)
+
+
+async def _answer(
+    send: Send, status: int, body: bytes, extra: tuple[tuple[str, str], ...] = ()
+) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(name.lower().encode(), value.encode()) for name, value in extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _truncating(send: Send) -> Send:

@@ -20,7 +20,7 @@ from tests.conftest import AS_OF, salesforce_env_vars, sync_sources
 
 
 def test_fault_specs_parse_and_bad_ones_say_why() -> None:
-    faults = parse_faults("429:2x2, 503, slow:1.5@/services, drop, truncate")
+    faults = parse_faults("429:2x2, 503, slow:1.5@/services, drop, truncate, expirex2, mutate:5")
     assert faults == [
         Fault(status=429, headers=(("Retry-After", "2"),)),
         Fault(status=429, headers=(("Retry-After", "2"),)),
@@ -28,8 +28,11 @@ def test_fault_specs_parse_and_bad_ones_say_why() -> None:
         Fault(kind="slow", seconds=1.5, path="/services"),
         Fault(kind="drop"),
         Fault(kind="truncate"),
+        Fault(kind="expire"),
+        Fault(kind="expire"),
+        Fault(kind="mutate", count=5),
     ]
-    for bad in ("200", "fast", "429x0", "slow:0", "503xmany"):
+    for bad in ("200", "fast", "429x0", "slow:0", "503xmany", "expire:3", "mutate:0", "slow"):
         with pytest.raises(ValueError, match="fault"):
             parse_faults(bad)
 
@@ -43,7 +46,7 @@ def test_fault_specs_parse_and_bad_ones_say_why() -> None:
         ("slow:3", RetriableSourceError, "cannot reach the server"),
         ("drop", RetriableSourceError, "cannot reach the server"),
         ("truncate", RetriableSourceError, "unreadable response"),
-        ("401", FatalSourceError, "401"),
+        ("401x2", FatalSourceError, "401"),  # one 401 is a lapsed session: log in again
     ],
 )
 def test_each_fault_maps_to_the_error_class_the_flow_acts_on(
