@@ -7,17 +7,18 @@ settings is honoured even where ``REQUESTS_CA_BUNDLE`` is exported.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import requests
 from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError
 
-from connectors.base import Bookmark, Page, Rejected, StreamInfo
+from connectors.base import ApiUsage, Bookmark, Page, Rejected, StreamInfo
 from connectors.errors import (
     FatalSourceError,
     QuotaGuardError,
@@ -106,33 +107,73 @@ class SalesforceReader:
 
     def __init__(self, settings: SalesforceSettings) -> None:
         self.settings = settings
+        self.usage = ApiUsage()
         self.session = TrustedSession(str(settings.ca_bundle) if settings.ca_bundle else None)
-        token = _login(self.session, settings)
-        self.client = Salesforce(
+        self.session.hooks["response"].append(self._count)
+        self.client = self._login()
+
+    def _count(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        self.usage.requests += 1
+        limit = response.headers.get("Sforce-Limit-Info", "")
+        if limit.startswith("api-usage="):
+            self.usage.quota = f"{limit.removeprefix('api-usage=')} daily API calls used"
+
+    def _login(self) -> Salesforce:
+        token = _login(self.session, self.settings)
+        return Salesforce(
             instance_url=token["instance_url"],
             session_id=token["access_token"],
             session=self.session,
-            version=settings.api_version,
+            version=self.settings.api_version,
             parse_float=Decimal,
             object_pairs_hook=dict,
         )
 
-    def soql(self, stream: StreamInfo, since: datetime | None, until: datetime | None) -> str:
-        """SELECT … ORDER BY SystemModstamp, Id; bounds are inclusive below, exclusive above."""
+    def _call(self, action: str, request: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """One API call; a session that expired mid-run is renewed once, then retried."""
+        try:
+            with translate_errors(action, self.session):
+                return request()
+        except FatalSourceError as exc:
+            if exc.status != 401:
+                raise
+        self.client = self._login()  # a refused login raises its own clear error
+        with translate_errors(action, self.session):
+            return request()
+
+    def soql(self, stream: StreamInfo, since: Bookmark | None, until: datetime | None) -> str:
+        """SELECT … ORDER BY SystemModstamp, Id, from ``since`` on, before ``until``.
+
+        The lower bound is inclusive, or, when the bookmark names the last Id read at its
+        time, the (SystemModstamp, Id) keyset: a block of records sharing one timestamp is
+        resumed inside, never re-read from its start nor skipped.
+        """
         sobject = STREAMS[stream.name]
+        field = stream.cursor_field
         query = format_soql(
             "SELECT {:literal} FROM {:literal}",
             ", ".join(sobject.select_fields(self.settings)),
             stream.name,
         )
         conditions = []
-        if since is not None:
-            conditions.append(format_soql("{:literal} >= {}", stream.cursor_field, since))
+        if since is not None and since.last_id is not None:
+            conditions.append(
+                format_soql(
+                    "({:literal} > {} OR ({:literal} = {} AND Id > {}))",
+                    field,
+                    since.at,
+                    field,
+                    since.at,
+                    since.last_id,
+                )
+            )
+        elif since is not None:
+            conditions.append(format_soql("{:literal} >= {}", field, since.at))
         if until is not None:
-            conditions.append(format_soql("{:literal} < {}", stream.cursor_field, until))
+            conditions.append(format_soql("{:literal} < {}", field, until))
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
-        return query + format_soql(" ORDER BY {:literal}, Id", stream.cursor_field)
+        return query + format_soql(" ORDER BY {:literal}, Id", field)
 
     def read(
         self, stream: StreamInfo, since: Bookmark | None, until: datetime | None = None
@@ -140,14 +181,8 @@ class SalesforceReader:
         sobject = STREAMS[stream.name]
         if stream.name == "DatedConversionRate" and not self.settings.dated_rates:
             return
-        timeout = self.settings.timeout
-        with translate_errors(f"query {stream.name}", self.session):
-            result = self.client.query(
-                self.soql(stream, since.at if since else None, until),
-                include_deleted=sobject.deletable,
-                timeout=timeout,
-            )
-        while True:
+        soql = self.soql(stream, since, until)
+        for result in self._results(stream, soql, include_deleted=sobject.deletable):
             page = Page(rows=[], bookmark=None, total=result.get("totalSize"))
             for record in result["records"]:
                 try:
@@ -157,15 +192,42 @@ class SalesforceReader:
                     page.rejected.append(Rejected(SOURCE, record.get("Id"), record, [reason]))
                     continue
                 page.rows.append(row)
-                page.bookmark = Bookmark(row["source_modified_at"])
+                page.bookmark = Bookmark(row["source_modified_at"], last_id=record.get("Id"))
             yield page
+
+    def ids(self, stream: StreamInfo) -> Iterator[list[str]]:
+        """Every live record's id (``query``, not ``queryAll``: deleted ones are left out)."""
+        sobject = STREAMS[stream.name]
+        if stream.name == "DatedConversionRate" and not self.settings.dated_rates:
+            return
+        key = sobject.id_field
+        soql = format_soql("SELECT {:literal} FROM {:literal}", key, stream.name)
+        for result in self._results(stream, soql + format_soql(" ORDER BY {:literal}", key)):
+            yield [str(r[key]) for r in result["records"] if r.get(key)]
+
+    def _results(
+        self, stream: StreamInfo, soql: str, *, include_deleted: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Each page of a query's result, following ``nextRecordsUrl`` within the quota."""
+        timeout = self.settings.timeout
+        result = self._call(
+            f"query {stream.name}",
+            lambda: self.client.query(soql, include_deleted=include_deleted, timeout=timeout),
+        )
+        while True:
+            yield result
             if result.get("done", True):
                 return
             self._guard_quota(stream)
-            with translate_errors(f"query {stream.name} (next page)", self.session):
-                result = self.client.query_more(
-                    result["nextRecordsUrl"], identifier_is_url=True, timeout=timeout
-                )
+            result = self._call(
+                f"query {stream.name} (next page)",
+                partial(
+                    self.client.query_more,
+                    result["nextRecordsUrl"],
+                    identifier_is_url=True,
+                    timeout=timeout,
+                ),
+            )
 
     def _guard_quota(self, stream: StreamInfo) -> None:
         """Stop before the org's daily API quota runs out (from Sforce-Limit-Info)."""

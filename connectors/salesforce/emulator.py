@@ -71,6 +71,7 @@ class EmulatorState:
     tokens: set[str] = field(default_factory=set)
     api_usage: int = 0
     cursors: OrderedDict[str, _Cursor] = field(default_factory=OrderedDict)
+    touched: int = 0  # records changed by the mutate/tie faults so far
     lock: threading.Lock = field(default_factory=threading.Lock)
     _cursor_seq: int = 0
 
@@ -239,10 +240,40 @@ def create_app(
             Route(f"{base}/{endpoint}/", run_query, methods=["GET"]),
             Route(f"{base}/{endpoint}/{{locator}}", query_more, methods=["GET"]),
         ]
+
+    def expire_sessions() -> None:
+        """Every access token stops working, as when a session times out mid-run."""
+        with state.lock:
+            state.tokens.clear()
+
+    def mutate(count: int) -> None:
+        """Users edit ``count`` opportunities now: the amount moves, SystemModstamp too."""
+        for record in _next_opportunities(state, count):
+            amount = record.get("Amount")
+            org.upsert("Opportunity", {"Id": record["Id"], "Amount": (amount or 0) + 1})
+
+    def tie(count: int) -> None:
+        """``count`` opportunities are touched at one instant (a mass update, an import)."""
+        stamp = org.upsert("Opportunity", {"Id": _next_opportunities(state, 1)[0]["Id"]})
+        shared = {name: stamp[name] for name in ("LastModifiedDate", "SystemModstamp")}
+        for record in _next_opportunities(state, count - 1):
+            org.upsert("Opportunity", {"Id": record["Id"], **shared})
+
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = state
+    app.state.expire_sessions, app.state.mutate, app.state.tie = expire_sessions, mutate, tie
     install_faults(app, _fault_body)
     return app
+
+
+def _next_opportunities(state: EmulatorState, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` live opportunities in Id order, round-robin across calls."""
+    live = sorted(state.org.records("Opportunity"), key=lambda r: str(r["Id"]))
+    if not live:
+        return []
+    with state.lock:
+        start, state.touched = state.touched, state.touched + count
+    return [live[(start + i) % len(live)] for i in range(min(count, len(live)))]
 
 
 _FAULT_CODES = {

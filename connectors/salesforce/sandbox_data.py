@@ -230,6 +230,11 @@ class SalesforceOrg:
             with self._lock:
                 del self._records[sobject][record_id]
 
+    def purge(self, sobject: str, record_id: str) -> None:
+        """Hard-delete: gone even from queryAll, as after the recycle bin is emptied."""
+        with self._lock:
+            del self._records[sobject][record_id]
+
     def _attributes(self, sobject: str, record_id: str) -> dict[str, str]:
         url = f"/services/data/v{self.api_version}/sobjects/{sobject}/{record_id}"
         return {"type": sobject, "url": url}

@@ -19,6 +19,7 @@ class SObjectStream:
     mapper: mapping.Mapper
     custom_fields: tuple[str, ...] = ()
     deletable: bool = True  # User and CurrencyType have no IsDeleted: they are deactivated
+    id_field: str = "Id"  # the field the mapping makes the canonical source_id
 
     def select_fields(self, settings: SalesforceSettings) -> list[str]:
         custom = [getattr(settings, name) for name in self.custom_fields]
@@ -37,6 +38,7 @@ STREAMS: dict[str, SObjectStream] = {
             ("IsoCode", "ConversionRate", "IsCorporate", "IsActive"),
             mapping.currency_to_fx_rate,
             deletable=False,
+            id_field="IsoCode",
         ),
         SObjectStream(
             _stream("DatedConversionRate", "fx_rate"),
