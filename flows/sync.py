@@ -57,12 +57,14 @@ from okr_targets.store import (
     Store,
     StoreBusyError,
     StoreError,
+    abandon_unfinished_runs,
     begin_run,
     finish_run,
     has_password,
     quarantine,
     read_cursor,
     redact,
+    tombstone_missing,
     tombstone_unseen,
     upsert_records,
     write_cursor,
@@ -107,6 +109,9 @@ class StreamCounts:
     cursor_before: str | None = None
     cursor_after: str | None = None
     attempts: int = 0
+    retries: int = 0
+    requests: int = 0  # HTTP requests sent to the source, retries and logins included
+    quota: str | None = None  # the source's own account of its quota, when it gives one
     stopped: str | None = None  # why the stream ended before its end, if it did
     failed: str | None = None  # a fatal source error (bad credentials, rejected query)
 
@@ -207,6 +212,7 @@ def sync_stream(
         for attempt in retrying:
             with attempt:
                 counts.attempts = attempt.retry_state.attempt_number
+                counts.retries = counts.attempts - 1
                 _read_into_mirror(
                     store,
                     source,
@@ -216,10 +222,11 @@ def sync_stream(
                     batch_size,
                     full_refresh,
                     started_at,
-                    lookback,
+                    # a retry resumes exactly where this run's committed data ends
+                    lookback if counts.attempts == 1 else None,
                     counts,
                 )
-                full_refresh = False  # a retry resumes from what this attempt committed
+                full_refresh = False
     except RetriableSourceError as exc:
         counts.stopped = f"{exc} (gave up after {counts.attempts} attempts)"
         logger.error("%s: stopped early: %s", label, counts.stopped)
@@ -240,10 +247,14 @@ def _read_into_mirror(
     batch_size: int,
     full_refresh: bool,
     started_at: datetime | None,
-    lookback: timedelta,
+    lookback: timedelta | None,
     counts: StreamCounts,
 ) -> None:
-    """One attempt: from the committed cursor to the end of the stream, batch by batch."""
+    """One attempt: from the committed cursor to the end of the stream, batch by batch.
+
+    With a ``lookback`` the read starts that much before the cursor, inclusive; without
+    one (a retry) it resumes exactly after the cursor's (time, id).
+    """
     logger = run_logger()
     label = f"{source}.{stream.name}"
     connector = get_connector(source)
@@ -253,7 +264,7 @@ def _read_into_mirror(
             saved = read_cursor(session, source, stream.name)
         since = None
         if saved is not None and not full_refresh:
-            since = Bookmark(saved.at - lookback, saved.token)
+            since = Bookmark(saved.at - lookback, saved.token) if lookback else saved
         logger.info(
             "%s: reading %s",
             label,
@@ -296,7 +307,42 @@ def _read_into_mirror(
                 counts.quarantined,
             )
     finally:
+        counts.requests += reader.usage.requests
+        counts.quota = reader.usage.quota or counts.quota
         reader.close()
+
+
+@task(name="reconcile", cache_policy=NO_CACHE)
+def reconcile_source(
+    store: Store, source: str, streams: list[StreamInfo], run_id: str, now: datetime
+) -> dict[str, int]:
+    """List the ids of every live record and tombstone the mirror's others.
+
+    Sources report deletes for a limited time (Salesforce's recycle bin, Zendesk's 30
+    days); a record deleted longer ago, or purged, is found here. Only ids travel; a
+    listing cut short changes nothing. Returns tombstones per entity.
+    """
+    logger = run_logger()
+    connector = get_connector(source)
+    reader = connector.open(connector.settings())
+    live: dict[str, set[str]] = {}
+    try:
+        for stream in streams:  # entities read from several streams need all their ids
+            ids = live.setdefault(stream.entity, set())
+            for page in reader.ids(stream):
+                ids.update(page)
+                advance(f"{source}.{stream.name} ids", len(page), None)
+    finally:
+        reader.close()
+    tombstoned = {}
+    with store.session() as session, session.begin():
+        for entity, ids in sorted(live.items()):
+            gone = tombstone_missing(session, MIRROR[entity], source, ids, run_id, now)
+            tombstoned[f"{source}.{entity}"] = gone
+            logger.info(
+                "%s.%s: %d live at the source, %d tombstoned", source, entity, len(ids), gone
+            )
+    return tombstoned
 
 
 @dataclass
@@ -324,12 +370,17 @@ def _load_and_lint(okr_file: str) -> OkrConfig:
 
 @flow(name="sync-okrs", log_prints=True)
 def sync_okrs(
-    okr_file: str | None = None, store_url: str | None = None, full_refresh: bool = False
+    okr_file: str | None = None,
+    store_url: str | None = None,
+    full_refresh: bool = False,
+    reconcile: bool = False,
 ) -> dict[str, Any] | State[Any]:
     """Sync every source named in the OKR file and measure every key result.
 
     Parameters: ``okr_file`` (default ``$OKR_SYNC_OKR_FILE``), ``store_url`` (default
-    ``$OKR_SYNC_STORE_URL``), ``full_refresh`` (ignore cursors and re-read everything).
+    ``$OKR_SYNC_STORE_URL``), ``full_refresh`` (ignore cursors and re-read everything),
+    ``reconcile`` (after the sync, list every live id at each source and tombstone the
+    mirror's records the source no longer has: deletes it stopped reporting).
     Prefect keeps flow parameters in its database, so a ``store_url`` carrying a password
     is refused: credentials belong in ``$OKR_SYNC_STORE_URL`` on the worker.
     """
@@ -349,7 +400,11 @@ def sync_okrs(
         return Failed(message=str(exc))
     try:
         with store.writer_lock():
-            report = _sync(store, settings, str(okr_file or settings.okr_file), full_refresh)
+            if abandoned := abandon_unfinished_runs(store):
+                logger.warning("%d earlier run(s) never finished; marked failed", abandoned)
+            report = _sync(
+                store, settings, str(okr_file or settings.okr_file), full_refresh, reconcile
+            )
     except StoreBusyError as exc:
         logger.error("sync did not start: %s", exc)
         return Failed(message=str(exc))
@@ -360,7 +415,9 @@ def sync_okrs(
     return asdict(report)
 
 
-def _sync(store: Store, settings: Settings, okr_file: str, full_refresh: bool) -> RunReport:
+def _sync(
+    store: Store, settings: Settings, okr_file: str, full_refresh: bool, reconcile: bool = False
+) -> RunReport:
     """One sync under the store's writer lock: recorded as a run from start to end."""
     logger = run_logger()
     flow_context = FlowRunContext.get()
@@ -401,6 +458,10 @@ def _sync(store: Store, settings: Settings, okr_file: str, full_refresh: bool) -
             if not any(c["read"] for c in streams):
                 raise SyncStoppedError(next(c["stopped"] for c in streams if c["stopped"]))
         now = utcnow()
+        if reconcile:
+            for source in sorted({source for source, _ in config.streams()} - set(stopped_sources)):
+                listed = [stream for name, stream in config.streams() if name == source]
+                report.tombstoned |= reconcile_source(store, source, listed, run_id, now)
         with store.session() as session, session.begin():
             if full_refresh and not stopped_sources:
                 report.tombstoned = _tombstone_unseen(session, config, run_id, now)
@@ -425,7 +486,7 @@ def _sync(store: Store, settings: Settings, okr_file: str, full_refresh: bool) -
         _log_outcomes(logger, outcomes)
         stopped = [f"{name}: {c['stopped']}" for name, c in report.streams.items() if c["stopped"]]
         errors = [o for o in outcomes if o.error]
-        report.status = "partial" if stopped or errors else "success"
+        report.status = "partial" if stopped or errors else "complete"
         if stopped:
             report.reason = f"{len(stopped)} stream(s) stopped early: {stopped[0]}"
         elif errors:

@@ -97,7 +97,9 @@ def _progress_bar() -> Iterator[None]:
             yield
 
 
-def _run_sync(okr_file: Path, store_url: str, full_refresh: bool = False) -> dict[str, Any]:
+def _run_sync(
+    okr_file: Path, store_url: str, full_refresh: bool = False, reconcile: bool = False
+) -> dict[str, Any]:
     from flows.sync import sync_okrs
     from okr_targets.store import has_password
 
@@ -109,6 +111,7 @@ def _run_sync(okr_file: Path, store_url: str, full_refresh: bool = False) -> dic
             okr_file=str(okr_file),
             store_url=store_url or None,
             full_refresh=full_refresh,
+            reconcile=reconcile,
             return_state=True,
         )
     if not state.is_completed():
@@ -119,24 +122,35 @@ def _run_sync(okr_file: Path, store_url: str, full_refresh: bool = False) -> dic
 
 
 PARTIAL_EXIT_CODE = 3
-"""A run that stopped early is not a success: exit 0 success, 1 failed, 3 partial."""
+"""A run that stopped early is not a success: exit 0 complete, 1 failed, 3 partial."""
 
 
 def _exit_if_partial(report: dict[str, Any]) -> None:
-    if report["status"] != "success":
+    if report["status"] != "complete":
         err.print(f"[yellow]the run is {report['status']}:[/] {report['reason']}", highlight=False)
         raise typer.Exit(PARTIAL_EXIT_CODE)
 
 
+COUNT_COLUMNS = ("read", "written", "deleted", "quarantined", "requests", "retries")
+
+
+def _streams_table(streams: dict[str, dict[str, Any]], title: str | None = None) -> Table:
+    """Per stream: what it read and wrote, what it cost, and why it stopped, if it did."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("stream")
+    for column in COUNT_COLUMNS:
+        table.add_column(column, justify="right")
+    table.add_column("stopped", overflow="fold")
+    for name, counts in streams.items():
+        cells = [f"{counts.get(column, 0):,}" for column in COUNT_COLUMNS]
+        table.add_row(name, *cells, counts.get("stopped") or counts.get("failed") or "")
+    return table
+
+
 def _print_run(report: dict[str, Any]) -> None:
-    table = Table(title=f"Run {report['run_id']} — {report['status']}", title_justify="left")
-    for column in ("stream", "read", "loaded", "deleted", "quarantined"):
-        table.add_column(column, justify="left" if column == "stream" else "right")
-    for name, counts in report["streams"].items():
-        table.add_row(
-            name, *(f"{counts[key]:,}" for key in ("read", "loaded", "deleted", "quarantined"))
-        )
-    out.print(table)
+    out.print(_streams_table(report["streams"], f"Run {report['run_id']} — {report['status']}"))
+    for name, gone in (report.get("tombstoned") or {}).items():
+        out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
     customers = report.get("customers") or {}
     if customers:
         unmatched = customers["unmatched"]
@@ -158,10 +172,17 @@ def sync(
     full_refresh: Annotated[
         bool, typer.Option("--full-refresh", help="ignore saved cursors and re-read everything")
     ] = False,
+    reconcile: Annotated[
+        bool,
+        typer.Option(
+            "--reconcile",
+            help="also list every live id at each source and tombstone the ones it lost",
+        ),
+    ] = False,
 ) -> None:
     """Sync the sources named in the OKR file and measure every key result."""
     settings = Settings()
-    report = _run_sync(okr_file or settings.okr_file, _store_url(store), full_refresh)
+    report = _run_sync(okr_file or settings.okr_file, _store_url(store), full_refresh, reconcile)
     _print_run(report)
     _print_report(_store_url(store), "table")
     _exit_if_partial(report)
@@ -401,16 +422,16 @@ def runs_show(
     out.print(f"Run {run.id}: [bold]{run.status}[/]" + (f" — {run.reason}" if run.reason else ""))
     finished = run.finished_at.isoformat() if run.finished_at else "not finished"
     out.print(f"started {run.started_at.isoformat()}, finished {finished}, code {run.code_version}")
-    table = Table(box=box.SIMPLE_HEAD)
-    columns = ("read", "loaded", "deleted", "quarantined", "cursor_before", "cursor_after")
-    table.add_column("stream")
-    for column in columns:
-        table.add_column(column.replace("_", " "), justify="right")
+    out.print(_streams_table(run.stream_counts))
+    positions = Table(box=box.SIMPLE_HEAD)
+    for column in ("stream", "cursor before", "cursor after", "quota"):
+        positions.add_column(column, overflow="fold")
     for name, counts in run.stream_counts.items():
-        cells = [f"{counts.get(c, 0):,}" for c in columns[:4]]
-        cells += [counts.get(c) or "—" for c in columns[4:]]
-        table.add_row(name, *cells)
-    out.print(table)
+        cells = [counts.get(key) or "—" for key in ("cursor_before", "cursor_after", "quota")]
+        positions.add_row(name, *cells)
+    out.print(positions)
+    for name, gone in (run.details.get("tombstoned") or {}).items():
+        out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
     customers = run.details.get("customers") or {}
     if customers:
         out.print(

@@ -66,7 +66,15 @@ def save_money(session: Session, config: OkrConfig, run_id: str, now: datetime) 
         }
         for currency, rate in rates.items()
     ]
-    upsert_records(session, FxRate, rows, replace=True)
+    saved = {
+        rate.source_id: (rate.rate, rate.is_corporate)
+        for rate in session.scalars(
+            select(FxRate).where(FxRate.source == CONFIG_SOURCE, FxRate.deleted_at.is_(None))
+        )
+    }
+    # An unchanged rate keeps the time it was first read: a run with no change writes nothing.
+    changed = [r for r in rows if saved.get(r["source_id"]) != (r["rate"], r["is_corporate"])]
+    upsert_records(session, FxRate, changed, replace=True)
     session.execute(
         update(FxRate)
         .where(

@@ -85,7 +85,7 @@ def test_sync_then_report_in_every_format(
         [run] = session.scalars(select(SyncRun)).all()
     store.dispose()
     assert run.id in listing.stdout
-    assert "success" in listing.stdout
+    assert "complete" in listing.stdout
     shown = invoke("runs", "show", run.id, "--store", sqlite_url)
     assert shown.exit_code == 0, shown.output
     assert "salesforce.Opportunity" in shown.stdout
@@ -187,7 +187,7 @@ def test_lint(tmp_path: Path) -> None:
 def test_db_upgrade_and_unknown_format(sqlite_url: str) -> None:
     result = invoke("db", "upgrade", "--store", sqlite_url)
     assert result.exit_code == 0, result.output
-    assert "schema revision 0001" in result.stdout
+    assert "schema revision 0002" in result.stdout
     assert_failed_cleanly(
         invoke("report", "--store", sqlite_url, "--format", "xml"), "unknown format"
     )

@@ -657,7 +657,7 @@ def sync_zendesk(
             stream.name: asdict(sync_stream.fn(store, "zendesk", stream, run_id, validator, 500))
             for stream in get_connector("zendesk").streams
         }
-        finish_run(store, run_id, "success", None, counts)
+        finish_run(store, run_id, "complete", None, counts)
     finally:
         store.dispose()
 

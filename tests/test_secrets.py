@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from typer.testing import CliRunner
 
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.sandbox import RunningServer
+from okr_targets.models import SyncRun
 from okr_targets.store import Store
 
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_no_secret_leaves_a_trace(
     sources_env: dict[str, RunningServer],
+    sandbox_app: Any,
     caplog: pytest.LogCaptureFixture,
     sqlite_url: str,
     tmp_path: Path,
@@ -34,8 +37,14 @@ def test_no_secret_leaves_a_trace(
         ]
         runs = runner.invoke(app, ["runs", "--store", sqlite_url]).output
     assert sync.exit_code == 0, sync.output
-    texts = [sync.output, caplog.text, runs, *reports]
     store = Store.open(sqlite_url)
+    with store.session() as session:
+        run_id = session.scalars(select(SyncRun.id)).one()
+    shown = runner.invoke(app, ["runs", "show", run_id, "--store", sqlite_url]).output
+    # the session tokens the sandbox issued during the sync are secrets too
+    secrets |= set(sandbox_app.state.emulator.tokens)
+    assert len(secrets) > 2
+    texts = [sync.output, caplog.text, runs, shown, *reports]
     with store.engine.connect() as connection:
         for table in inspect(connection).get_table_names():
             for row in connection.execute(text(f'SELECT * FROM "{table}"')):

@@ -51,7 +51,7 @@ def test_demo_okrs_sync_end_to_end(
 ) -> None:
     report = run_flow(DEMO_OKRS, store_url)
 
-    assert report["status"] == "success"
+    assert report["status"] == "complete"
     opportunities = sandbox_org.records("Opportunity", include_deleted=True)
     deal_counts = report["streams"]["salesforce.Opportunity"]
     assert deal_counts["read"] == len(opportunities)
@@ -67,7 +67,7 @@ def test_demo_okrs_sync_end_to_end(
     with store.session() as session:
         run = session.get(SyncRun, report["run_id"])
         assert run is not None
-        assert run.status == "success"
+        assert run.status == "complete"
         assert run.finished_at is not None
         assert run.stream_counts == report["streams"]
         cursors = {c.stream: c.value for c in session.scalars(select(Cursor))}
@@ -92,7 +92,7 @@ def test_demo_okrs_sync_end_to_end(
 
     # A second run with nothing new at the source writes no new measurement.
     second = run_flow(DEMO_OKRS, store_url)
-    assert second["status"] == "success"
+    assert second["status"] == "complete"
     assert not any(kr["changed"] for kr in second["key_results"])
     assert count(store, Measurement) == len(expected_ids)
     assert count(store, Deal) == len(opportunities)
