@@ -134,6 +134,19 @@ def check_resume(
         )
 
 
+def check_ids(reader: SourceReader, stream: StreamInfo, pages: list[Page]) -> None:
+    """The reconcile's listing holds every live record read, and no deleted one."""
+    live = {row["source_id"] for page in pages for row in page.rows if not row["deleted_at"]}
+    deleted = {row["source_id"] for page in pages for row in page.rows if row["deleted_at"]}
+    rejected = {str(item.source_id) for page in pages for item in page.rejected}
+    listed = {record_id for ids in reader.ids(stream) for record_id in ids}
+    if live - listed:
+        raise ContractError(f"{stream.name}: ids() leaves out live {sorted(live - listed)[:3]}")
+    if (listed & deleted) - live or listed - live - rejected - deleted:
+        unknown = sorted(listed - live - rejected)[:3]
+        raise ContractError(f"{stream.name}: ids() lists deleted or unknown records {unknown}")
+
+
 def run_contract(connector: Connector) -> dict[str, int]:
     """Run every check; returns the rows read per stream."""
     counts: dict[str, int] = {}
@@ -141,9 +154,13 @@ def run_contract(connector: Connector) -> dict[str, int]:
         reader = open_reader(connector)
         try:
             for stream in connector.streams:
+                before = reader.usage.requests
                 pages = read_all(reader, stream)
+                if pages and reader.usage.requests <= before:
+                    raise ContractError(f"{stream.name}: usage.requests did not count the read")
                 counts[stream.name] = check_pages(connector, stream, pages)
                 check_resume(connector, reader, stream, pages)
+                check_ids(reader, stream, pages)
         finally:
             reader.close()
         check_faults(connector, app)

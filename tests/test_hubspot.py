@@ -792,3 +792,15 @@ def test_load_names_the_bad_file_and_line(portal: HubSpotPortal, tmp_path: Path)
     path.write_bytes(b"".join([lines[0], b'{"properties": {}}\n']))
     with pytest.raises(ValueError, match=r"deals\.jsonl:2: record has no string 'id'"):
         load_portal(tmp_path)
+
+
+def test_the_tie_fault_makes_deals_share_one_modified_time() -> None:
+    """``okr-sync sandbox --source hubspot --faults tie:N`` acts it out before answering."""
+    portal = generate_portal(seed=4, as_of=AS_OF, companies=10, deals=120, tickets=0)
+    app = create_app(portal, search_requests_per_second=LAX, requests_per_ten_seconds=LAX_BURST)
+    app.state.faults.extend(parse_faults("tie:80@/crm/v3/objects/deals"))
+    with serve_tls(app) as running:
+        rows, rejected, _ = read(settings_for(running), "deals")
+    stamps = Counter(row["source_modified_at"] for row in rows if row["deleted_at"] is None)
+    assert max(stamps.values()) == 80
+    assert (len(rows), rejected) == (len(portal.records("deals", archived=None)), [])

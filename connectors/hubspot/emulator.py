@@ -38,6 +38,7 @@ from connectors.hubspot.sandbox_data import (
     Record,
     iso_ms,
     now_ms,
+    tie_modified,
     to_ms,
 )
 from okr_sync.sandbox import install_faults
@@ -503,7 +504,8 @@ def create_app(
     or five) and ``requests_per_ten_seconds`` the burst limit on every call (100 for a
     Free/Starter portal); tests make them strict to prove the connector's limiters, or lax
     to go fast. Every answer carries HubSpot's daily and burst usage headers.
-    ``app.state.mutate(n)`` changes records now (the ``mutate:N`` fault); there is no
+    ``app.state.mutate(n)`` changes records now (the ``mutate:N`` fault), ``app.state.tie(n)``
+    gives ``n`` deals one modified time (the ``tie:N`` fault); there is no
     ``expire_sessions``: private-app tokens do not expire.
     """
     state = EmulatorState(
@@ -682,6 +684,7 @@ def create_app(
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = state
     app.state.mutate = state.mutate
+    app.state.tie = lambda count: tie_modified(state.portal, "deals", count)  # the tie:N fault
     install_faults(app, _fault_body)
     app.add_middleware(UsageMiddleware, state=state)  # outermost: sees every request
     return app
