@@ -150,7 +150,8 @@ def _streams_table(streams: dict[str, dict[str, Any]], title: str | None = None)
 def _print_run(report: dict[str, Any]) -> None:
     out.print(_streams_table(report["streams"], f"Run {report['run_id']} — {report['status']}"))
     for name, gone in (report.get("tombstoned") or {}).items():
-        out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
+        if gone:
+            out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
     customers = report.get("customers") or {}
     if customers:
         unmatched = customers["unmatched"]
@@ -431,7 +432,8 @@ def runs_show(
         positions.add_row(name, *cells)
     out.print(positions)
     for name, gone in (run.details.get("tombstoned") or {}).items():
-        out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
+        if gone:
+            out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
     customers = run.details.get("customers") or {}
     if customers:
         out.print(

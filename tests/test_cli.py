@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
+from connectors.salesforce.sandbox_data import SalesforceOrg
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.sandbox import RunningServer
 from okr_targets.models import Measurement, SyncRun
@@ -49,7 +50,7 @@ def failed_runs(store_url: str) -> list[SyncRun]:
 
 
 def test_sync_then_report_in_every_format(
-    sqlite_url: str, sources_env: dict[str, RunningServer]
+    sqlite_url: str, sources_env: dict[str, RunningServer], sandbox_org: SalesforceOrg
 ) -> None:
     result = invoke("sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url)
     assert result.exit_code == 0, result.output
@@ -89,8 +90,23 @@ def test_sync_then_report_in_every_format(
     shown = invoke("runs", "show", run.id, "--store", sqlite_url)
     assert shown.exit_code == 0, shown.output
     assert "salesforce.Opportunity" in shown.stdout
-    assert run.stream_counts["salesforce.Opportunity"]["cursor_after"] in shown.stdout
+    opportunity = run.stream_counts["salesforce.Opportunity"]
+    assert opportunity["cursor_after"] in shown.stdout
+    assert opportunity["requests"] > 0
+    assert opportunity["quota"] in shown.stdout  # e.g. "123/15000 daily API calls used"
     assert "customers matched" in shown.stdout
+
+    # Purged past the recycle bin: only the reconcile can tell the deal is gone.
+    purged = sandbox_org.records("Opportunity")[0]
+    sandbox_org.purge("Opportunity", purged["Id"])
+    try:
+        reconciled = invoke(
+            "sync", "--reconcile", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url
+        )
+    finally:
+        sandbox_org.add("Opportunity", purged)
+    assert reconciled.exit_code == 0, reconciled.output
+    assert "salesforce.deal: 1 deleted at the source, tombstoned" in reconciled.stdout
     assert_failed_cleanly(invoke("runs", "show", "nope", "--store", sqlite_url), "no run 'nope'")
 
 
