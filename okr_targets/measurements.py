@@ -73,7 +73,7 @@ def save_money(session: Session, config: OkrConfig, run_id: str, now: datetime) 
         )
     }
     # An unchanged rate keeps the time it was first read: a run with no change writes nothing.
-    changed = [r for r in rows if saved.get(r["source_id"]) != (r["rate"], r["is_corporate"])]
+    changed = [r for r in rows if saved.get(str(r["source_id"])) != (r["rate"], r["is_corporate"])]
     upsert_records(session, FxRate, changed, replace=True)
     session.execute(
         update(FxRate)

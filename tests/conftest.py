@@ -118,7 +118,7 @@ def faults(sandbox_app: Any) -> Iterator[Any]:
     sandbox_app.state.faults.clear()
 
 
-HELPDESK_LIMITS = {"export_rate_limit": 10_000, "rate_limit": 100_000}
+HELPDESK_EXPORTS, HELPDESK_CALLS = 10_000, 100_000  # a minute: limits are not under test
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +126,9 @@ def helpdesk_app(sandbox_org: SalesforceOrg) -> Any:
     """The Zendesk helpdesk of the sandbox org's customers (the demo's second source)."""
     helpdesk = generate_helpdesk(seed=11, as_of=AS_OF, companies=customer_seeds(sandbox_org))
     # Zendesk's real limits (10 exports, 700 calls a minute) would throttle a test session.
-    return create_helpdesk_app(helpdesk, **HELPDESK_LIMITS)
+    return create_helpdesk_app(
+        helpdesk, export_rate_limit=HELPDESK_EXPORTS, rate_limit=HELPDESK_CALLS
+    )
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +142,9 @@ def sources_env(
     sandbox: RunningServer, helpdesk_sandbox: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, RunningServer]:
     """Point both demo sources (Salesforce, Zendesk) at the session's sandboxes."""
-    helpdesk_env = zendesk_env_vars(helpdesk_sandbox, **HELPDESK_LIMITS)
+    helpdesk_env = zendesk_env_vars(
+        helpdesk_sandbox, export_rate_limit=HELPDESK_EXPORTS, rate_limit=HELPDESK_CALLS
+    )
     for name, value in (salesforce_env_vars(sandbox) | helpdesk_env).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("OKR_SYNC_RETRY_INITIAL_SECONDS", "0.05")

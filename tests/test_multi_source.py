@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from connectors.hubspot import sandbox_env as hubspot_env_vars
@@ -24,11 +26,13 @@ from connectors.hubspot.sandbox_data import HubSpotPortal, customer_seeds, gener
 from connectors.zendesk import sandbox_env as zendesk_env_vars
 from connectors.zendesk.emulator import create_app as create_helpdesk_app
 from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
-from flows.sync import sync_okrs
-from okr_sync.sandbox import RunningServer, serve_tls
+from flows.sync import _sync, sync_okrs
+from okr_sync.sandbox import Faults, RunningServer, parse_faults, serve_tls
+from okr_sync.settings import Settings
 from okr_targets.models import Customer, Deal, Measurement, Rating, Ticket
 from okr_targets.store import Store
 from tests.conftest import AS_OF
+from tests.test_exactly_once import differences, measured, mirror_state
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -95,6 +99,7 @@ class Sources:
     stray_org_id: int
     hubspot: RunningServer
     zendesk: RunningServer
+    faults: tuple[Faults, Faults]  # the HubSpot and Zendesk emulators' fault queues
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +110,8 @@ def sources() -> Iterator[Sources]:
     portal_app = create_portal_app(portal, search_requests_per_second=LAX)
     helpdesk_app = create_helpdesk_app(helpdesk, export_rate_limit=LAX, rate_limit=LAX)
     with serve_tls(portal_app) as hubspot, serve_tls(helpdesk_app) as zendesk:
-        yield Sources(portal, helpdesk, int(stray["id"]), hubspot, zendesk)
+        queues = (portal_app.state.faults, helpdesk_app.state.faults)
+        yield Sources(portal, helpdesk, int(stray["id"]), hubspot, zendesk, queues)
 
 
 @pytest.fixture
@@ -399,3 +405,72 @@ def test_hubspot_crm_and_zendesk_helpdesk_sync_end_to_end(
         assert stored == pytest.approx(expected, rel=1e-9)
     finally:
         store.dispose()
+
+
+# --- randomized fault schedules ----------------------------------------------------------------
+
+HUBSPOT_FAULTS = ["429", "429:0.05", "500", "502", "503:0.05", "slow:1.5", "drop", "truncate"]
+
+
+@pytest.fixture
+def fault_free(
+    prefect_harness: None, sources_env: Sources, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, tuple[dict[str, Any], dict[str, Any]]]:
+    """The OKR file, and the mirror and measurements of one sync with no fault at all."""
+    okr_file = tmp_path_factory.mktemp("okrs") / "okrs.yaml"
+    okr_file.write_text(OKR_FILE, encoding="utf-8")
+    clean = f"sqlite:///{okr_file.parent / 'clean.db'}"
+    report = run_quietly(okr_file, clean)
+    assert report["status"] == "complete", report["reason"]
+    return okr_file, (mirror_state(clean), measured(clean))
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    schedule=st.lists(
+        st.tuples(
+            st.sampled_from(HUBSPOT_FAULTS),
+            st.sampled_from(["/crm", "/api/v2"]),
+            st.integers(1, 3),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_any_fault_schedule_leaves_the_same_mirror_and_measurements(
+    schedule: list[tuple[str, str, int]],
+    fault_free: tuple[Path, tuple[dict[str, Any], dict[str, Any]]],
+    sources_env: Sources,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HubSpot and Zendesk under random faults end exactly where a fault-free sync does."""
+    okr_file, expected = fault_free
+    for name in ("HUBSPOT", "ZENDESK"):
+        monkeypatch.setenv(f"OKR_SYNC_{name}_TIMEOUT", "1")
+    monkeypatch.setenv("OKR_SYNC_RETRY_INITIAL_SECONDS", "0.02")
+    monkeypatch.setenv("OKR_SYNC_RETRY_MAX_SECONDS", "0.1")
+    spec = ",".join(f"{fault}x{times}@{path}" for fault, path, times in schedule)
+    for queue in sources_env.faults:
+        queue.extend(parse_faults(spec))
+    faulty = f"sqlite:///{tmp_path_factory.mktemp('faulty') / 'okr.db'}"
+    try:
+        report = run_quietly(okr_file, faulty)
+    finally:
+        for queue in sources_env.faults:
+            queue.clear()
+    assert report["status"] == "complete", (spec, report["reason"])
+    assert not differences((mirror_state(faulty), measured(faulty)), expected), spec
+
+
+def run_quietly(okr_file: Path, store_url: str) -> dict[str, Any]:
+    """The flow's body without a flow run: examples stay fast and their logs short."""
+    store = Store.open(store_url)
+    report = _sync(store, Settings(), str(okr_file), full_refresh=False)
+    store.dispose()
+    return asdict(report)
