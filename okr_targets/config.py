@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from connectors.base import StreamInfo, UnknownConnectorError, get_connector
-from okr_targets.periods import Period
+from okr_targets.periods import Calendar, Period
 from okr_targets.scoring import StatusThresholds
 from transforms.metrics import MetricError, check_params
 
@@ -110,6 +110,7 @@ class OkrFile(_Spec):
     customers: CustomersSpec = Field(default_factory=CustomersSpec)
     money: MoneySpec = Field(default_factory=MoneySpec)
     status: StatusThresholds = Field(default_factory=StatusThresholds)
+    calendar: Calendar = Field(default_factory=Calendar)  # time zone and fiscal-year start
     objectives: list[ObjectiveSpec] = Field(min_length=1)
 
     @field_validator("sources", mode="before")
@@ -128,6 +129,11 @@ class OkrConfig:
 
     def where(self, *location: str | int) -> str:
         return f"{self.path}:{_line_for(self.lines, location)}"
+
+    @property
+    def calendar(self) -> Calendar:
+        """The file's ``calendar:`` (default UTC, January); read its periods with it."""
+        return self.spec.calendar
 
     def key_results(self) -> Iterator[tuple[ObjectiveSpec, KeyResultSpec, tuple[str | int, ...]]]:
         for o_index, objective in enumerate(self.spec.objectives):
@@ -235,7 +241,26 @@ def load_okrs(path: str | Path) -> OkrConfig:
         ) from None
     config = OkrConfig(path, spec, lines)
     _check_references(config)
+    _check_periods(config)
     return config
+
+
+def _check_periods(config: OkrConfig) -> None:
+    """Every period label, read in the file's calendar (what measuring will do)."""
+    labelled: list[tuple[str | None, tuple[str | int, ...]]] = [
+        (objective.period, ("objectives", index, "period"))
+        for index, objective in enumerate(config.spec.objectives)
+    ]
+    labelled += [(kr.period, (*where, "period")) for _o, kr, where in config.key_results()]
+    for label, location in labelled:
+        if label is None:
+            continue
+        try:
+            config.calendar.period(label)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{config.where(*location)}: {exc}; fix: correct the period"
+            ) from None
 
 
 def _check_sources(config: OkrConfig) -> None:

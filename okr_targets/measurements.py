@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from okr_targets.config import OkrConfig
 from okr_targets.models import FxRate, KeyResult, Measurement, MeasurementRecord, Objective
-from okr_targets.periods import Period
 from okr_targets.scoring import score
 from okr_targets.store import upsert_records
 from transforms.metrics import CONFIG_SOURCE, MetricError, get_metric
@@ -129,7 +128,7 @@ def measure_key_results(
         if spec.metric is None or spec.target is None:
             continue
         _owner, period_label = config.resolved(objective, spec)
-        period = Period.parse(period_label)
+        period = config.calendar.period(period_label)
         try:
             result = get_metric(spec.metric).run(session, period, spec.params)
         except MetricError as exc:

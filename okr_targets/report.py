@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from okr_targets.measurements import latest_measurement
 from okr_targets.models import KeyResult, Objective
-from okr_targets.periods import Period
+from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.scoring import StatusThresholds, score
 
 
@@ -58,11 +58,13 @@ class ObjectiveLine:
     children: list[ObjectiveLine] = field(default_factory=list)
 
 
-def _key_result_line(session: Session, kr: KeyResult, now: datetime) -> KeyResultLine:
+def _key_result_line(
+    session: Session, kr: KeyResult, now: datetime, calendar: Calendar
+) -> KeyResultLine:
     latest = latest_measurement(session, kr.id)
     value = latest.value if latest else None
     thresholds = StatusThresholds(at_risk_gap=kr.at_risk_gap, off_track_gap=kr.off_track_gap)
-    scored = score(value, kr.baseline, kr.target, Period.parse(kr.period), now, thresholds)
+    scored = score(value, kr.baseline, kr.target, calendar.period(kr.period), now, thresholds)
     return KeyResultLine(
         id=kr.id,
         title=kr.title,
@@ -85,14 +87,20 @@ def _key_result_line(session: Session, kr: KeyResult, now: datetime) -> KeyResul
     )
 
 
-def build_report(session: Session, now: datetime) -> list[ObjectiveLine]:
-    """The objective tree, roots first, each with its key results and children."""
+def build_report(
+    session: Session, now: datetime, calendar: Calendar = UTC_CALENDAR
+) -> list[ObjectiveLine]:
+    """The objective tree, roots first, each with its key results and children.
+
+    ``calendar`` is the OKR file's (``config.calendar``): expected progress is the share of
+    each period elapsed in it. The store keeps period labels only, not the calendar.
+    """
     objectives = session.scalars(select(Objective).order_by(Objective.id)).all()
     lines = {
         o.id: ObjectiveLine(o.id, o.title, o.owner, o.period, o.parent_id, None) for o in objectives
     }
     for kr in session.scalars(select(KeyResult).order_by(KeyResult.id)):
-        lines[kr.objective_id].key_results.append(_key_result_line(session, kr, now))
+        lines[kr.objective_id].key_results.append(_key_result_line(session, kr, now, calendar))
     roots = []
     for objective in objectives:
         line = lines[objective.id]

@@ -16,12 +16,12 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from okr_targets.models import Customer, Deal, FxRate, Rating, Rep, Ticket
-from okr_targets.periods import Period
+from okr_targets.periods import Period, add_months
 
 
 class MetricError(Exception):
@@ -286,7 +286,9 @@ def avg_won_deal_value(session: Session, period: Period, params: MoneyParams) ->
 def median_sales_cycle_days(session: Session, period: Period, params: Filters) -> MetricResult:
     """Median days from a won deal's creation to its close date, for deals closed in the period."""
     rows = session.execute(_won_deals_in(period, params, Deal.created_at, Deal.close_on)).all()
-    days = [(row.close_on - row.created_at.date()).days for row in rows]
+    # Both dates are the organisation's local days: a deal created late in the evening in
+    # its time zone was created that day, whatever the UTC date.
+    days = [(row.close_on - period.calendar.local_date(row.created_at)).days for row in rows]
     return MetricResult(
         float(statistics.median(days)) if days else None, "days", _refs("deal", rows)
     )
@@ -334,18 +336,6 @@ class RampParams(BaseModel):
     team: str | None = None
 
 
-def add_months(day: date, months: int) -> date:
-    """The same day of the month ``months`` later, clamped to the month's last day."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    for last in (31, 30, 29, 28):
-        try:
-            return date(year, month + 1, min(day.day, last))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")
-
-
 @metric("new_rep_quota_attainment", RampParams)
 def new_rep_quota_attainment(session: Session, period: Period, params: RampParams) -> MetricResult:
     """Percent of new reps whose ramp deadline falls in the period who hit their monthly quota.
@@ -355,7 +345,9 @@ def new_rep_quota_attainment(session: Session, period: Period, params: RampParam
     one calendar month of the ramp (on or after the start, before the deadline) and
     converted to the quota's currency, reach the quota. The cohort is every rep with a
     start date and a quota whose deadline falls in the period; a rep who has not hit
-    quota yet counts as not (yet) there.
+    quota yet counts as not (yet) there. Start, close and deadline dates are the
+    organisation's local days; the deadline is clamped to the month's end (a rep starting
+    on 2026-01-31 has until 2026-05-31 for 4 months).
     """
     reps = session.scalars(
         select(Rep).where(_live(Rep), Rep.started_on.is_not(None), Rep.monthly_quota.is_not(None))
@@ -498,7 +490,8 @@ def ticket_volume(session: Session, period: Period, params: VolumeParams) -> Met
 
     Per day, the days run from the period's start to its end or, for a period under way,
     to the data's cutoff (the newest ticket change in the mirror), not to the wall clock,
-    so an unchanged mirror gives an unchanged number.
+    so an unchanged mirror gives an unchanged number. Days are real elapsed time (86,400
+    seconds each), so a quarter with a daylight-saving change is an hour shorter or longer.
     """
     rows = session.execute(_tickets_created_in(period, params)).all()
     if not params.per_day:
@@ -562,6 +555,14 @@ class ChangeParams(BaseModel):
     metric: str = Field(description="the metric to compare")
     baseline_period: str = Field(default="previous", description="'previous' or a period label")
 
+    @field_validator("baseline_period")
+    @classmethod
+    def _a_period(cls, value: str) -> str:
+        """Catch a mistyped label when the OKR file loads; its calendar is applied at run time."""
+        if value != "previous":
+            Period.parse(value)
+        return value
+
 
 @metric("pct_change", ChangeParams)
 def pct_change(session: Session, period: Period, params: ChangeParams) -> MetricResult:
@@ -571,7 +572,7 @@ def pct_change(session: Session, period: Period, params: ChangeParams) -> Metric
     baseline_period = (
         period.previous()
         if params.baseline_period == "previous"
-        else Period.parse(params.baseline_period)
+        else period.calendar.period(params.baseline_period)  # the same calendar as the period
     )
     current = inner.run(session, period, inner_params)
     baseline = inner.run(session, baseline_period, inner_params)
