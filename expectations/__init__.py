@@ -4,21 +4,153 @@ The suites are the JSON files beside this module, one per canonical entity, read
 without the code. A batch is validated as one pandas DataFrame (validating page by page
 is several times slower); rows that fail any expectation are returned with the names of
 the expectations they failed, so the flow can quarantine them and count them.
+
+Before the suites, every row is checked against its mirror table's columns: a value of the
+wrong type, text longer than its column holds (or than ``MAX_TEXT``), or text holding
+U+FFFD (what a decoder puts where the source sent bytes that are not UTF-8) is rejected
+with a reason naming the column. Such a row would otherwise make the store refuse the whole
+batch, or an expectation break for the whole batch, or keep mangled text.
+
+Suites may compare with values known only when a batch is validated: ``{"$PARAMETER":
+"latest_time"}`` (a year past now: nothing was created or changed later) and
+``{"$PARAMETER": "latest_day"}`` (ten years past today: the furthest plausible planned day)
+and ``{"$PARAMETER": "earliest_day"}`` (1900-01-01).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Boolean, Date, Integer, Numeric, String
+from sqlalchemy.types import TypeDecorator
+
 from connectors.base import Rejected
+from okr_targets.models import MIRROR
 
 SUITES = Path(__file__).parent
+MAX_TEXT = 10_000
+"""The longest text kept in an unbounded (Text) mirror column, e.g. a name: anything longer
+is a paste or an export gone wrong, not a name."""
+REPLACEMENT = "\ufffd"
+LATEST_TIME_SLACK = timedelta(days=366)
+LATEST_DAY_SLACK = timedelta(days=3653)
+EARLIEST_DAY = date(1900, 1, 1)
+
+Check = Callable[[Any], str | None]
+"""A column check: None when the (non-null) value fits, else what is wrong with it."""
+
+
+def parameters(now: datetime | None = None) -> dict[str, Any]:
+    """The ``$PARAMETER`` values suites may use, as of ``now`` (default: the clock)."""
+    now = now or datetime.now(UTC)
+    return {
+        "latest_time": now + LATEST_TIME_SLACK,
+        "latest_day": (now + LATEST_DAY_SLACK).date(),
+        "earliest_day": EARLIEST_DAY,
+    }
+
+
+def _text_check(limit: int) -> Check:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return f"{type(value).__name__} is not text"
+        if len(value) > limit:
+            return f"{len(value)} characters, more than the {limit} kept"
+        if REPLACEMENT in value:
+            return "holds U+FFFD: the source sent bytes that are not UTF-8"
+        return None
+
+    return check
+
+
+def _number_check(digits: int | None) -> Check:
+    """Numbers whose integer part has at most ``digits`` digits (None: any)."""
+    bound = None if digits is None else Decimal(10) ** digits
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            return f"{type(value).__name__} is not a number"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} is not a finite number"
+        if isinstance(value, Decimal) and not value.is_finite():
+            return f"{value} is not a finite number"
+        if bound is not None and abs(Decimal(value)) >= bound:
+            return f"{value} has more than the {digits} integer digits kept"
+        return None
+
+    return check
+
+
+def _integer_check(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{type(value).__name__} is not an integer"
+    return None
+
+
+def _bool_check(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"{type(value).__name__} is not true/false"
+
+
+def _time_check(value: Any) -> str | None:
+    if not isinstance(value, datetime):
+        return f"{type(value).__name__} is not a timestamp"
+    if value.utcoffset() is None:
+        return "is a timestamp without a time zone"
+    return None
+
+
+def _date_check(value: Any) -> str | None:
+    if isinstance(value, datetime) or not isinstance(value, date):
+        return f"{type(value).__name__} is not a date"
+    return None
+
+
+@cache
+def column_checks(entity: str) -> dict[str, Check]:
+    """Column -> its type/size check, from the entity's mirror table (run_id is the flow's)."""
+    model = MIRROR.get(entity)
+    if model is None:
+        return {}
+    checks: dict[str, Check] = {}
+    for column in model.__table__.columns:
+        kind = column.type
+        if isinstance(kind, TypeDecorator):  # UTCDateTime, the mirror's only one
+            checks[column.name] = _time_check
+        elif isinstance(kind, String):  # Text is a String without a length
+            checks[column.name] = _text_check(kind.length or MAX_TEXT)
+        elif isinstance(kind, Numeric):
+            digits = None if kind.precision is None else kind.precision - (kind.scale or 0)
+            checks[column.name] = _number_check(digits)
+        elif isinstance(kind, Boolean):
+            checks[column.name] = _bool_check
+        elif isinstance(kind, Integer):
+            checks[column.name] = _integer_check
+        elif isinstance(kind, Date):
+            checks[column.name] = _date_check
+    checks.pop("run_id", None)
+    return checks
+
+
+def column_findings(entity: str, row: Mapping[str, Any]) -> list[str]:
+    """What in ``row`` its mirror table cannot hold faithfully, one reason per column."""
+    findings = []
+    for name, check in column_checks(entity).items():
+        value = row.get(name)
+        if value is None:
+            continue
+        problem = check(value)
+        if problem is not None:
+            findings.append(f"column({name}): {problem}")
+    return findings
 
 
 @dataclass
@@ -71,16 +203,40 @@ class Validator:
             suites[name] = self._context.suites.add(gx.ExpectationSuite(**data))
         return suites
 
-    def validate(self, entity: str, rows: Sequence[Mapping[str, Any]]) -> Verdict:
-        """Split ``rows`` into good and rejected by the entity's suite (all good if none)."""
+    def validate(
+        self, entity: str, rows: Sequence[Mapping[str, Any]], now: datetime | None = None
+    ) -> Verdict:
+        """Split ``rows`` into good and rejected: first the mirror table's column checks,
+        then the entity's suite (all good if it has none) on the rows that passed them."""
+        verdict = Verdict()
+        checked = []
+        for row in rows:
+            findings = column_findings(entity, row)
+            if findings:
+                verdict.rejected.append(
+                    Rejected(str(row.get("source")), _text_id(row), row, findings)
+                )
+            else:
+                checked.append(row)
         suite = self._suites.get(entity)
-        if suite is None or not rows:
-            return Verdict(good=list(rows))
+        if suite is None or not checked:
+            verdict.good = checked
+            return verdict
+        suited = self._validate_suite(suite, checked, now)
+        verdict.good = suited.good
+        verdict.rejected += suited.rejected
+        return verdict
+
+    def _validate_suite(
+        self, suite: Any, rows: Sequence[Mapping[str, Any]], now: datetime | None
+    ) -> Verdict:
         import pandas as pd
 
         frame = pd.DataFrame.from_records(list(rows))
         result = self._batches.get_batch(batch_parameters={"dataframe": frame}).validate(
-            suite, result_format={"result_format": "COMPLETE"}
+            suite,
+            result_format={"result_format": "COMPLETE"},
+            expectation_parameters=parameters(now),
         )
         failures: dict[int, list[str]] = {}
         for outcome in result.results:
@@ -104,10 +260,15 @@ class Validator:
         verdict = Verdict()
         for index, row in enumerate(rows):
             if index in failures:
-                source_id = row.get("source_id")
                 verdict.rejected.append(
-                    Rejected(str(row.get("source")), source_id, row, failures[index])
+                    Rejected(str(row.get("source")), _text_id(row), row, failures[index])
                 )
             else:
                 verdict.good.append(row)
         return verdict
+
+
+def _text_id(row: Mapping[str, Any]) -> str | None:
+    """The row's id as the quarantine keeps it (text of at most 64 characters)."""
+    value = row.get("source_id")
+    return None if value is None else str(value)[:64]

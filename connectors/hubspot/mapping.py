@@ -122,8 +122,8 @@ def _date(values: Record, name: str) -> date | None:
         if len(value) == 10 and value[4] == "-":
             return date.fromisoformat(value)
         return parse_timestamp(value).date()
-    except (ValueError, OverflowError):
-        raise MappingError(f"{name} {value!r} is not a date") from None
+    except (ValueError, OverflowError) as exc:
+        raise MappingError(f"{name} {value!r} is not a date ({exc})") from None
 
 
 def _decimal(values: Record, name: str) -> Decimal | None:
@@ -165,10 +165,30 @@ def _common(record: Record) -> CanonicalRow:
         modified = max(modified, deleted)
     return {
         "source": SOURCE,
-        "source_id": str(record.get("id")),
+        "source_id": _record_id(record),
         "source_modified_at": modified,
         "deleted_at": deleted,
     }
+
+
+def _record_id(record: Record) -> str:
+    """The object id (a numeric string; HubSpot sends a number in places): never "None"."""
+    value = record.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise MappingError(f"id {value!r} is not a HubSpot object id")
+    return value
+
+
+def _not_before(later: date | None, later_name: str, earlier: datetime, earlier_name: str) -> None:
+    """Refuse a day more than a day before an instant (a deal closed before it was created);
+    the day's slack covers a close date picked in the portal's time zone."""
+    if later is not None and later < (earlier - timedelta(days=1)).date():
+        raise MappingError(
+            f"{later_name} {later.isoformat()} is before {earlier_name} "
+            f"{earlier.date().isoformat()}"
+        )
 
 
 def _created(record: Record) -> datetime:
@@ -204,6 +224,9 @@ def deal_to_deal(record: Record, ctx: Context) -> CanonicalRow:
     currency = _text(props, "deal_currency_code") or ctx.home_currency
     if currency is None:
         raise MappingError("deal_currency_code is missing and the portal has no company currency")
+    created = _created(record)
+    close_on = _date(props, "closedate")
+    _not_before(close_on, "closedate", created, "createdate")
     return _common(record) | {
         "name": _text(props, "dealname"),
         "customer_id": ctx.companies.get(str(record.get("id"))),
@@ -216,8 +239,8 @@ def deal_to_deal(record: Record, ctx: Context) -> CanonicalRow:
         "outcome": stage.outcome,
         "pipeline": ctx.pipelines.get(_text(props, "pipeline") or "", stage.pipeline),
         "deal_type": _text(props, "dealtype"),
-        "created_at": _created(record),
-        "close_on": _date(props, "closedate"),
+        "created_at": created,
+        "close_on": close_on,
     }
 
 
@@ -240,7 +263,7 @@ def owner_to_rep(record: Record, ctx: Context) -> CanonicalRow:
     name = " ".join(p for p in (_text(record, "firstName"), _text(record, "lastName")) if p)
     return {
         "source": SOURCE,
-        "source_id": str(record.get("id")),
+        "source_id": _record_id(record),
         "source_modified_at": _required(_timestamp(record, OWNER_CURSOR_FIELD), OWNER_CURSOR_FIELD),
         "deleted_at": None,
         "name": name or None,

@@ -7,8 +7,9 @@ derives from the stage's metadata, never from stage names. Money stays in its
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,6 +22,10 @@ SOURCE = "salesforce"
 CURSOR_FIELD = "SystemModstamp"
 
 Record = Mapping[str, Any]
+_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+CLOSE_BEFORE_CREATE_SLACK = timedelta(days=1)
+"""CloseDate is a day in the org's time zone, CreatedDate an instant in UTC: a deal created
+late in the evening west of UTC can close "the day before" its UTC creation date."""
 
 
 class MappingError(ValueError):
@@ -35,18 +40,35 @@ def _timestamp(record: Record, name: str, *, required: bool = True) -> datetime 
         return None
     try:
         return parse_sf_datetime(value)
-    except (TypeError, ValueError):
-        raise MappingError(f"{name} {value!r} is not a Salesforce datetime") from None
+    except (TypeError, ValueError) as exc:
+        message = f"{name} {value!r} is not a Salesforce datetime"
+        reason = str(exc)
+        if not reason.startswith("not a Salesforce datetime"):
+            message += f" ({reason})"  # the right shape, but no such instant
+        raise MappingError(message) from None
 
 
 def _date(record: Record, name: str) -> date | None:
     value = record.get(name)
     if value is None:
         return None
+    if not isinstance(value, str) or not _DATE_SHAPE.fullmatch(value):
+        raise MappingError(f"{name} {value!r} is not a date (YYYY-MM-DD)")
     try:
         return date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise MappingError(f"{name} {value!r} is not a date (YYYY-MM-DD)") from None
+    except ValueError as exc:  # the right shape, but no such day (2026-02-30)
+        raise MappingError(f"{name} {value!r} is not a real date ({exc})") from None
+
+
+def _flag(record: Record, name: str) -> bool:
+    """A checkbox field: true, false or (unselected, or deactivated-object) null as false.
+
+    Anything else (the text "false", 0) is refused: ``bool("false")`` would be True.
+    """
+    value = record.get(name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise MappingError(f"{name} {value!r} is not a boolean (true/false)")
 
 
 def _decimal(record: Record, name: str) -> Decimal | None:
@@ -62,13 +84,34 @@ def _decimal(record: Record, name: str) -> Decimal | None:
     return number
 
 
+def _id(record: Record, name: str) -> str | None:
+    """The record's own Id, which every row needs as text (a number would be mistaken)."""
+    value = record.get(name)
+    if value is not None and not isinstance(value, str):
+        raise MappingError(f"{name} {value!r} is not a Salesforce Id")
+    return value
+
+
+def _not_before(
+    later: date | None, later_name: str, earlier: datetime | None, earlier_name: str
+) -> None:
+    """Refuse a day more than the slack before an instant (a close before the creation)."""
+    if later is None or earlier is None:
+        return
+    if later < (earlier - CLOSE_BEFORE_CREATE_SLACK).date():
+        raise MappingError(
+            f"{later_name} {later.isoformat()} is before "
+            f"{earlier_name} {earlier.date().isoformat()}"
+        )
+
+
 def _common(record: Record) -> CanonicalRow:
     modified = _timestamp(record, CURSOR_FIELD)
     return {
         "source": SOURCE,
-        "source_id": record.get("Id"),
+        "source_id": _id(record, "Id"),
         "source_modified_at": modified,
-        "deleted_at": modified if record.get("IsDeleted") else None,
+        "deleted_at": modified if _flag(record, "IsDeleted") else None,
     }
 
 
@@ -86,7 +129,10 @@ def account_to_customer(record: Record, settings: SalesforceSettings) -> Canonic
 
 
 def opportunity_to_deal(record: Record, settings: SalesforceSettings) -> CanonicalRow:
-    outcome = "won" if record.get("IsWon") else "lost" if record.get("IsClosed") else "open"
+    outcome = "won" if _flag(record, "IsWon") else "lost" if _flag(record, "IsClosed") else "open"
+    created = _timestamp(record, "CreatedDate")
+    close_on = _date(record, "CloseDate")
+    _not_before(close_on, "CloseDate", created, "CreatedDate")
     return _common(record) | {
         "name": record.get("Name"),
         "customer_id": record.get("AccountId"),
@@ -99,8 +145,8 @@ def opportunity_to_deal(record: Record, settings: SalesforceSettings) -> Canonic
         "outcome": outcome,
         "pipeline": None,
         "deal_type": record.get("Type"),
-        "created_at": _timestamp(record, "CreatedDate"),
-        "close_on": _date(record, "CloseDate"),
+        "created_at": created,
+        "close_on": close_on,
     }
 
 
@@ -112,7 +158,7 @@ def user_to_rep(record: Record, settings: SalesforceSettings) -> CanonicalRow:
         "started_on": _date(record, settings.rep_start_date_field),
         "monthly_quota": _decimal(record, settings.rep_quota_field),
         "quota_currency": record.get("DefaultCurrencyIsoCode"),
-        "active": bool(record.get("IsActive")),
+        "active": _flag(record, "IsActive"),
     }
 
 
@@ -121,7 +167,7 @@ def currency_to_fx_rate(record: Record, settings: SalesforceSettings) -> Canonic
         "source_id": record.get("IsoCode"),
         "currency": record.get("IsoCode"),
         "rate": _decimal(record, "ConversionRate"),
-        "is_corporate": bool(record.get("IsCorporate")),
+        "is_corporate": _flag(record, "IsCorporate"),
         "valid_from": None,
         "valid_to": None,
     }
@@ -145,7 +191,7 @@ _CASE_STATUS = {"new": "new", "closed": "closed"}
 def case_to_ticket(record: Record, settings: SalesforceSettings) -> CanonicalRow:
     """A Case as a support ticket; closed cases count as solved when they have a close time."""
     status = str(record.get("Status") or "").lower()
-    if record.get("IsClosed"):
+    if _flag(record, "IsClosed"):
         status = "solved" if record.get("ClosedDate") else "closed"
     else:
         status = _CASE_STATUS.get(status, "open")

@@ -1,7 +1,8 @@
 """Salesforce datetime strings (``2026-01-05T10:00:00.000+0000``).
 
 Salesforce always renders datetimes in UTC with millis and a ``+0000`` offset;
-keeping one canonical form lets callers compare timestamps as plain strings.
+keeping one canonical form lets callers compare timestamps as plain strings. Parsing
+also takes ``Z`` and other offsets (``+00:00``, ``-0500``), which some APIs and exports use.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 _SF_DATETIME = re.compile(
-    r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?"
-    r"(Z|[+-]\d{2}:?\d{2})"
+    r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?(Z|[+-]\d{2}:?\d{2})",
+    re.ASCII,  # "\d" would otherwise take any script's digits
 )
 
 
@@ -23,19 +24,36 @@ def format_sf_datetime(dt: datetime) -> str:
 
 
 def parse_sf_datetime(s: str) -> datetime:
-    """Parse a Salesforce/ISO datetime with an explicit offset into an aware UTC datetime."""
+    """Parse a Salesforce/ISO datetime with an explicit offset into an aware UTC datetime.
+
+    Raises TypeError for a value that is not text, ValueError("not a Salesforce datetime:
+    …") for text of another shape, and ValueError with just the reason for one of the right
+    shape naming a day that does not exist (2026-02-30), an impossible offset, or an
+    instant past the representable range once moved to UTC.
+    """
+    if not isinstance(s, str):
+        raise TypeError(f"not a Salesforce datetime: {s!r} is {type(s).__name__}, not text")
     m = _SF_DATETIME.fullmatch(s.strip())
     if m is None:
         raise ValueError(f"not a Salesforce datetime: {s!r}")
     day, clock, frac, offset = m.groups()
-    base = datetime.fromisoformat(f"{day}T{clock}")
+    try:
+        base = datetime.fromisoformat(f"{day}T{clock}")
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None  # e.g. "day is out of range for month"
     if frac:
         base += timedelta(microseconds=int(frac.ljust(6, "0")))
     if offset == "Z":
         delta = timedelta(0)
     else:
         digits = offset[1:].replace(":", "")
-        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"{offset} is not a UTC offset")
+        delta = timedelta(hours=hours, minutes=minutes)
         if offset[0] == "-":
             delta = -delta
-    return (base - delta).replace(tzinfo=UTC)
+    try:
+        return (base - delta).replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("out of range once moved to UTC") from None
