@@ -63,6 +63,7 @@ from okr_targets.store import (
     has_password,
     quarantine,
     read_cursor,
+    record_source_reads,
     redact,
     tombstone_missing,
     tombstone_unseen,
@@ -458,6 +459,9 @@ def _sync(
             if not any(c["read"] for c in streams):
                 raise SyncStoppedError(next(c["stopped"] for c in streams if c["stopped"]))
         now = utcnow()
+        with store.session() as session, session.begin():
+            read_in_full = {source for source, _ in config.streams()} - set(stopped_sources)
+            record_source_reads(session, read_in_full, started_at, run_id)
         if reconcile:
             for source in sorted({source for source, _ in config.streams()} - set(stopped_sources)):
                 listed = [stream for name, stream in config.streams() if name == source]
@@ -481,7 +485,9 @@ def _sync(
             report.findings = unconvertible_currencies(session)
             for finding in report.findings:
                 logger.warning("%s", finding)
-            outcomes = measure_key_results(session, config, run_id, now, __version__)
+            outcomes = measure_key_results(
+                session, config, run_id, now, __version__, data_cutoff=started_at
+            )
         report.key_results = [asdict(outcome) for outcome in outcomes]
         _log_outcomes(logger, outcomes)
         stopped = [f"{name}: {c['stopped']}" for name, c in report.streams.items() if c["stopped"]]

@@ -120,9 +120,20 @@ def latest_measurement(session: Session, key_result_id: str) -> Measurement | No
 
 
 def measure_key_results(
-    session: Session, config: OkrConfig, run_id: str, now: datetime, code_version: str
+    session: Session,
+    config: OkrConfig,
+    run_id: str,
+    now: datetime,
+    code_version: str,
+    data_cutoff: datetime | None = None,
 ) -> list[KeyResultOutcome]:
-    """Compute every key result over the mirror and write the ones that changed."""
+    """Compute every key result over the mirror and write the ones that changed.
+
+    ``data_cutoff`` is when the sync read its sources: later changes are not in the values.
+    A closed period's value is final once measured after the close; if it changes after
+    that (a deal marked won late, a ticket reopened) the new measurement restates the old
+    one (``restates_id``), so the history keeps both and ``explain`` shows why.
+    """
     outcomes = []
     for objective, spec, _where in config.key_results():
         if spec.metric is None or spec.target is None:
@@ -145,6 +156,17 @@ def measure_key_results(
         key_result = session.get(KeyResult, spec.id)
         assert key_result is not None, "save_okrs runs first"
         key_result.checked_at = now
+        closed = now >= period.end_at
+        restates = (
+            previous.id
+            if previous is not None
+            and closed
+            and previous.measured_at >= period.end_at
+            and previous.value != result.value
+            else None
+        )
+        if closed and (key_result.final_score is None or changed):
+            key_result.final_score, key_result.scored_at = scored.progress, now
         if changed:
             measurement = Measurement(
                 key_result_id=spec.id,
@@ -161,6 +183,8 @@ def measure_key_results(
                 details=result.details,
                 record_count=len(records),
                 code_version=code_version,
+                data_cutoff=data_cutoff,
+                restates_id=restates,
             )
             session.add(measurement)
             session.flush()

@@ -80,6 +80,7 @@ class Objective(Base):
     owner: Mapped[str] = mapped_column(String(200))
     period: Mapped[str] = mapped_column(String(16))
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("objectives.id"), default=None)
+    weight: Mapped[float] = mapped_column(default=1.0)  # in its parent's roll-up
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
 
     key_results: Mapped[list[KeyResult]] = relationship(back_populates="objective")
@@ -98,10 +99,14 @@ class KeyResult(Base):
     baseline: Mapped[float]
     target: Mapped[float]
     direction: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(20), default="increase_to")
+    weight: Mapped[float] = mapped_column(default=1.0)  # in its objective's roll-up
     unit: Mapped[str] = mapped_column(String(32))
     at_risk_gap: Mapped[float] = mapped_column(default=0.10)
     off_track_gap: Mapped[float] = mapped_column(default=0.25)
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    final_score: Mapped[float | None] = mapped_column(default=None)  # 0.0–1.0 once closed
+    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
 
     objective: Mapped[Objective] = relationship(back_populates="key_results")
@@ -178,8 +183,43 @@ class Measurement(Base):
     details: Mapped[Json]
     record_count: Mapped[int]
     code_version: Mapped[str] = mapped_column(String(64))
+    # Source data as of: changes at the sources after this moment are not in the value.
+    data_cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # A value of a closed period that changed: the measurement this one corrects.
+    restates_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id"), default=None)
 
     __table_args__ = (Index("ix_measurements_kr_time", "key_result_id", "measured_at"),)
+
+
+class Baseline(Base):
+    """A baseline computed once (e.g. "vs previous quarter") and never silently recomputed.
+
+    Keyed by what was asked (metric, parameters, period, calendar), kept with that query,
+    the value, how many records it came from, and when: later changes to the baseline
+    period's data are reported as a finding beside it, never folded into it.
+    """
+
+    __tablename__ = "baselines"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100))
+    params: Mapped[Json]
+    period: Mapped[str] = mapped_column(String(16))
+    query: Mapped[Json]  # everything needed to compute it again, for explain
+    value: Mapped[float | None]
+    record_count: Mapped[int]
+    computed_at: Mapped[Timestamp]
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("sync_runs.id"), default=None)
+
+
+class SourceRead(Base):
+    """When each source was last read in full: a key result's inputs are that fresh."""
+
+    __tablename__ = "source_reads"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    read_at: Mapped[Timestamp]  # the data cutoff of that read
+    run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id"))
 
 
 class MeasurementRecord(Base):

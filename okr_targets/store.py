@@ -26,7 +26,14 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Bookmark, Rejected
-from okr_targets.models import Cursor, MirrorRecord, QuarantinedRow, SyncRun, utcnow
+from okr_targets.models import (
+    Cursor,
+    MirrorRecord,
+    QuarantinedRow,
+    SourceRead,
+    SyncRun,
+    utcnow,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_STORE_URL = "sqlite:///okr-sync.db"
@@ -242,6 +249,16 @@ def tombstone_missing(
             .values(deleted_at=now, run_id=run_id)
         )
     return len(gone)
+
+
+def record_source_reads(
+    session: Session, sources: Iterable[str], read_at: datetime, run_id: str
+) -> None:
+    """These sources were read in full, with data as of ``read_at``: their freshness."""
+    for source in sources:
+        read = session.get(SourceRead, source) or SourceRead(source=source)
+        read.read_at, read.run_id = read_at, run_id
+        session.add(read)
 
 
 def read_cursor(session: Session, source: str, stream: str) -> Bookmark | None:

@@ -11,9 +11,18 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
-from okr_targets.models import Base, Cursor, Deal, KeyResult, Measurement, Objective, SyncRun
+from okr_targets.models import (
+    Base,
+    Cursor,
+    Deal,
+    KeyResult,
+    Measurement,
+    MeasurementRecord,
+    Objective,
+    SyncRun,
+)
 from okr_targets.periods import Period
 from okr_targets.report import build_report
 from okr_targets.store import Store, alembic_config, normalize_url, redact, upsert_records
@@ -176,7 +185,8 @@ def test_a_record_twice_in_one_batch_keeps_its_newest_copy(store_url: str) -> No
 
 
 def test_a_store_made_by_the_first_release_upgrades_in_place(store_url: str) -> None:
-    """0001 → head keeps the data: cursors gain ``last_id``, finished runs read "complete"."""
+    """0001 → head keeps the data: cursors gain ``last_id``, finished runs read "complete",
+    and a measurement keeps its lineage rows while SQLite rebuilds its table."""
     store = Store(store_url)
     command.upgrade(alembic_config(store.engine), "0001")
     started = datetime(2026, 11, 1, tzinfo=UTC)
@@ -195,13 +205,48 @@ def test_a_store_made_by_the_first_release_upgrades_in_place(store_url: str) -> 
             ),
             {"at": started},
         )
+        connection.execute(
+            text(
+                "INSERT INTO objectives (id, title, owner, period, updated_at) "
+                "VALUES ('o', 'O', 'me', '2026-Q4', :at)"
+            ),
+            {"at": started},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO key_results (id, objective_id, title, owner, period, metric, "
+                "params, baseline, target, direction, unit, at_risk_gap, off_track_gap, "
+                "updated_at) VALUES ('kr', 'o', 'KR', 'me', '2026-Q4', 'won_revenue', '{}', "
+                "0, 10, 'decrease', '', 0.1, 0.25, :at)"
+            ),
+            {"at": started},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO measurements (id, key_result_id, run_id, measured_at, value, unit, "
+                "expected_progress, status, metric, params, details, record_count, "
+                "code_version) VALUES (1, 'kr', 'old', :at, 5, '', 0.5, 'on_track', "
+                "'won_revenue', '{}', '{}', 1, '0.1')"
+            ),
+            {"at": started},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO measurement_records (measurement_id, entity, source, source_id) "
+                "VALUES (1, 'deal', 'salesforce', '006A')"
+            )
+        )
     store.dispose()
 
     upgraded = Store.open(store_url)
     with upgraded.session() as session:
         run = session.get(SyncRun, "old")
         cursor = session.get(Cursor, ("salesforce", "Opportunity"))
+        lineage = session.scalars(select(MeasurementRecord.source_id)).all()
+        kind = session.scalars(select(KeyResult.kind)).one()
     upgraded.dispose()
+    assert lineage == ["006A"]
+    assert kind == "decrease_to"
     assert run is not None
     assert run.status == "complete"
     assert cursor is not None
