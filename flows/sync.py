@@ -62,6 +62,7 @@ from okr_targets.store import (
     finish_run,
     has_password,
     quarantine,
+    read_before_in_run,
     read_cursor,
     record_source_reads,
     redact,
@@ -103,6 +104,7 @@ class StreamCounts:
 
     read: int = 0
     loaded: int = 0  # passed validation (new, changed or unchanged)
+    duplicates: int = 0  # loaded, but read before in this run: stored once
     written: int = 0  # new or changed in the mirror
     deleted: int = 0  # tombstones written
     quarantined: int = 0
@@ -276,6 +278,7 @@ def _read_into_mirror(
             verdict = validator.validate(stream.entity, batch.rows)
             with store.session() as session, session.begin():
                 rows = [{**row, "run_id": run_id} for row in verdict.good]
+                counts.duplicates += read_before_in_run(session, model, rows, run_id)
                 written = upsert_records(session, model, rows, replace=full_refresh)
                 quarantined = quarantine(
                     session, run_id, stream.entity, [*batch.rejected, *verdict.rejected]

@@ -131,7 +131,7 @@ def _exit_if_partial(report: dict[str, Any]) -> None:
         raise typer.Exit(PARTIAL_EXIT_CODE)
 
 
-COUNT_COLUMNS = ("read", "written", "deleted", "quarantined", "requests", "retries")
+COUNT_COLUMNS = ("read", "written", "deleted", "quarantined", "duplicates", "requests", "retries")
 
 
 def _streams_table(streams: dict[str, dict[str, Any]], title: str | None = None) -> Table:

@@ -19,7 +19,18 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from filelock import FileLock, Timeout
-from sqlalchemy import Engine, Table, and_, create_engine, event, or_, select, text, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -213,6 +224,31 @@ def upsert_records(
         where=None if replace else and_(newer, differs),
     ).returning(table.c.source_id)  # rowcount is not reliable for batched inserts
     return set(session.scalars(upsert, list(newest.values())))
+
+
+def read_before_in_run(
+    session: Session, model: type[MirrorRecord], rows: list[dict[str, Any]], run_id: str
+) -> int:
+    """How many of ``rows`` this run already read: twice in the batch, or stored by it.
+
+    A source can hand a record over twice (it changed while the sync paged); the mirror
+    keeps it once, and the run report says how many were read again.
+    """
+    ids = [str(row["source_id"]) for row in rows]
+    unique = set(ids)
+    if not rows:
+        return 0
+    table = cast(Table, model.__table__)
+    stored = session.scalar(
+        select(func.count())
+        .select_from(table)
+        .where(
+            table.c.source == rows[0]["source"],
+            table.c.source_id.in_(unique),
+            table.c.run_id == run_id,
+        )
+    )
+    return len(ids) - len(unique) + int(stored or 0)
 
 
 def tombstone_unseen(

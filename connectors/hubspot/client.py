@@ -132,9 +132,21 @@ def translate_errors(action: str) -> Iterator[None]:
 
 
 def _body(response: Any) -> Any:
-    """The parsed JSON of a raw (``_preload_content=False``) urllib3 response."""
+    """The parsed JSON of a raw (``_preload_content=False``) urllib3 response.
+
+    Bytes that are not UTF-8 become U+FFFD (as requests decodes for the other sources),
+    so the validator quarantines the one record holding them instead of the whole page
+    failing; a body that still does not parse is truncated and raises as before.
+    """
     try:
-        return orjson.loads(response.data)
+        data = response.data
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            text = data.decode("utf-8", errors="replace")
+            if text.encode() == data:  # valid UTF-8: the JSON itself is broken
+                raise
+            return orjson.loads(text)
     finally:
         response.release_conn()
 

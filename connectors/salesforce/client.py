@@ -214,20 +214,22 @@ class SalesforceReader:
             f"query {stream.name}",
             lambda: self.client.query(soql, include_deleted=include_deleted, timeout=timeout),
         )
+        fetched: str | None = None  # the URL of the page in hand
         while True:
             yield result
             if result.get("done", True):
                 return
+            next_url = result["nextRecordsUrl"]
+            if next_url == fetched:  # a page that links to itself would be read forever
+                raise FatalSourceError(
+                    SOURCE, f"query {stream.name}: paging went nowhere ({next_url} repeats)"
+                )
             self._guard_quota(stream)
             result = self._call(
                 f"query {stream.name} (next page)",
-                partial(
-                    self.client.query_more,
-                    result["nextRecordsUrl"],
-                    identifier_is_url=True,
-                    timeout=timeout,
-                ),
+                partial(self.client.query_more, next_url, identifier_is_url=True, timeout=timeout),
             )
+            fetched = next_url
 
     def _guard_quota(self, stream: StreamInfo) -> None:
         """Stop before the org's daily API quota runs out (from Sforce-Limit-Info)."""

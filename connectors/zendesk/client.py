@@ -184,6 +184,14 @@ class MeteredSession(TrustedSession):
         return response
 
 
+def _moved(sent: Any, given: Any, action: str) -> None:
+    """A next-page cursor equal to the one just sent would ask for the same page forever."""
+    if sent is not None and given == sent:
+        raise FatalSourceError(
+            SOURCE, f"{action}: paging went nowhere (the after_cursor {given!r} repeats)"
+        )
+
+
 class ZendeskReader:
     """Reads Zendesk streams page by page; the whole result is never held in memory."""
 
@@ -299,6 +307,7 @@ class ZendeskReader:
             yield page
             if stopped or body.get("end_of_stream", True) or not cursor:
                 return
+            _moved(params.get("cursor"), cursor, "tickets export")
             params = {"cursor": cursor, "include": "metric_sets"}
 
     def _listed(
@@ -331,6 +340,7 @@ class ZendeskReader:
             yield page
             if after is None:
                 return
+            _moved(params.get("page[after]"), after, f"{key} list")
             params["page[after]"] = after
 
     def ids(self, stream: StreamInfo) -> Iterator[list[str]]:
@@ -357,6 +367,7 @@ class ZendeskReader:
             cursor = body.get("after_cursor")
             if body.get("end_of_stream", True) or not cursor:
                 return
+            _moved(params.get("cursor"), cursor, "tickets export (ids)")
             params = {"cursor": cursor, "exclude_deleted": "true"}
 
     def _list_ids(self, path: str, key: str) -> Iterator[list[str]]:
@@ -368,6 +379,7 @@ class ZendeskReader:
             after = meta.get("after_cursor") if meta.get("has_more") else None
             if after is None:
                 return
+            _moved(params.get("page[after]"), after, f"{key} list (ids)")
             params["page[after]"] = after
 
     def _orgs(self, records: list[Record]) -> Page:
