@@ -489,7 +489,13 @@ def _sync(
             for finding in report.findings:
                 logger.warning("%s", finding)
             outcomes = measure_key_results(
-                session, config, run_id, now, __version__, data_cutoff=started_at
+                session,
+                config,
+                run_id,
+                now,
+                __version__,
+                data_cutoff=started_at,
+                refreeze_baselines=full_refresh and not stopped_sources,
             )
         report.key_results = [asdict(outcome) for outcome in outcomes]
         _log_outcomes(logger, outcomes)

@@ -242,22 +242,32 @@ def _print_report(store_url: str, output: str) -> None:
     table.add_column("target", justify="right", no_wrap=True, min_width=13)
     table.add_column("progress", no_wrap=True, min_width=13)
     table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("forecast", justify="right", no_wrap=True, min_width=8)
     table.add_column("updated", no_wrap=True, min_width=12)
+    notes = []
     for depth, line in walk(lines):
         indent = "  " * depth
         progress = "" if line.progress is None else f"{line.progress:>4.0%}"
-        table.add_row(f"{indent}[bold]{line.title}[/]", "", "", f"[bold]{progress}[/]", "", "")
+        table.add_row(f"{indent}[bold]{line.title}[/]", "", "", f"[bold]{progress}[/]", "", "", "")
         for kr in line.key_results:
             updated = datetime.fromisoformat(kr.as_of).strftime("%b %d %H:%M") if kr.as_of else ""
+            status = _STATUS.get(kr.status, kr.status)
+            if kr.final_score is not None:
+                status = f"closed {kr.final_score:.2f}"
             table.add_row(
                 f"{indent}  {kr.title}",
                 _number(kr.value, kr.unit, with_unit=False),
                 _number(kr.target, kr.unit),
                 _bar(kr.progress),
-                _STATUS.get(kr.status, kr.status),
+                status,
+                _number(kr.forecast, kr.unit, with_unit=False) if kr.final_score is None else "",
                 updated,
             )
+            if kr.stale_reason:
+                notes.append(f"[magenta]stale[/] {kr.id}: {kr.stale_reason}")
     out.print(table)
+    for note in notes:
+        out.print(note, highlight=False, soft_wrap=True)
 
 
 _STATUS = {
@@ -265,6 +275,7 @@ _STATUS = {
     "at_risk": "[yellow]at risk[/]",
     "off_track": "[red]off track[/]",
     "no_data": "[dim]no data[/]",
+    "stale": "[magenta]stale[/]",
 }
 
 
@@ -536,6 +547,13 @@ def _explanation_lines(found: Any) -> list[str]:
             f"  baseline {frozen['period']}: {_exact(frozen['value'])} from {frozen['records']:,} "
             f"records, frozen at {frozen['computed_at']}"
         )
+        if frozen["refrozen_from"] is not None:
+            lines.append(f"    re-frozen by a full refresh (was {_exact(frozen['refrozen_from'])})")
+        if frozen["now"] is not None:
+            lines.append(
+                f"    its period's data has changed since and now gives {_exact(frozen['now'])}:"
+                " not applied (a frozen baseline is never recomputed silently)"
+            )
     restated = found.restatement
     if restated is not None:
         change = "" if restated.difference is None else f" ({restated.difference:+,.2f})"

@@ -7,8 +7,10 @@ names and parameters); ``lint`` checks that every key result is SMART enough to 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +18,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -25,7 +28,7 @@ from pydantic import (
 
 from connectors.base import StreamInfo, UnknownConnectorError, get_connector
 from okr_targets.periods import Calendar, Period
-from okr_targets.scoring import StatusThresholds
+from okr_targets.scoring import Kind, StatusThresholds, check_target
 from transforms.metrics import MetricError, check_params
 
 
@@ -36,6 +39,7 @@ def _valid_period(label: str) -> str:
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 PeriodLabel = Annotated[str, AfterValidator(_valid_period)]
+Duration = Annotated[timedelta, BeforeValidator(lambda value: _duration(value))]
 
 
 class ConfigError(Exception):
@@ -51,13 +55,38 @@ class KeyResultSpec(_Spec):
     title: str
     owner: str | None = None
     period: PeriodLabel | None = None
+    kind: Kind | None = Field(default=None, description="default: from the metric and target")
     metric: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     baseline: float = 0.0
     target: float | None = None
     direction: Literal["increase", "decrease"] | None = None
+    done: bool | None = Field(default=None, description="a milestone's state, set by hand")
     unit: str | None = None
-    weight: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0, description="in its objective's roll-up")
+
+    @property
+    def resolved_kind(self) -> Kind:
+        """The kind written, else percent_change for pct_change, else from the direction."""
+        if self.kind is not None:
+            return self.kind
+        if self.metric == "pct_change":
+            return "percent_change"
+        downward = self.direction == "decrease" or (
+            self.direction is None and self.target is not None and self.target < self.baseline
+        )
+        return "decrease_to" if downward else "increase_to"
+
+    @model_validator(mode="after")
+    def _milestones_are_done_or_not(self) -> KeyResultSpec:
+        if self.kind == "milestone":
+            if self.metric is None and self.done is None:
+                raise ValueError("a milestone needs `done: true|false` or a `metric:`")
+            if self.target is None:
+                self.target = 1.0
+        elif self.done is not None:
+            raise ValueError("`done:` is for `kind: milestone` only")
+        return self
 
 
 class ObjectiveSpec(_Spec):
@@ -66,6 +95,7 @@ class ObjectiveSpec(_Spec):
     owner: str | None = None
     period: PeriodLabel | None = None
     parent: Slug | None = None
+    weight: float = Field(default=1.0, gt=0, description="in its parent's roll-up")
     key_results: list[KeyResultSpec] = Field(default_factory=list)
 
 
@@ -111,12 +141,36 @@ class OkrFile(_Spec):
     money: MoneySpec = Field(default_factory=MoneySpec)
     status: StatusThresholds = Field(default_factory=StatusThresholds)
     calendar: Calendar = Field(default_factory=Calendar)  # time zone and fiscal-year start
+    freshness: dict[str, Duration] = Field(
+        default_factory=dict,
+        description="source (or `default`) -> how old its data may be before its key "
+        "results show stale, e.g. 90m, 2h, 1d (default 1d)",
+    )
     objectives: list[ObjectiveSpec] = Field(min_length=1)
 
     @field_validator("sources", mode="before")
     @classmethod
     def _list_means_everything(cls, value: Any) -> Any:
         return dict.fromkeys(value) if isinstance(value, list) else value
+
+
+def _duration(value: Any) -> timedelta:
+    """``90m``, ``2h``, ``1d`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(value))
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration such as 90m, 2h or 1d")
+        seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+DEFAULT_FRESHNESS = timedelta(days=1)
 
 
 @dataclass
@@ -134,6 +188,12 @@ class OkrConfig:
     def calendar(self) -> Calendar:
         """The file's ``calendar:`` (default UTC, January); read its periods with it."""
         return self.spec.calendar
+
+    def freshness(self) -> dict[str, float]:
+        """Seconds each source's data may age before its key results show stale."""
+        limits = {"default": DEFAULT_FRESHNESS.total_seconds()}
+        limits |= {name: limit.total_seconds() for name, limit in self.spec.freshness.items()}
+        return limits
 
     def key_results(self) -> Iterator[tuple[ObjectiveSpec, KeyResultSpec, tuple[str | int, ...]]]:
         for o_index, objective in enumerate(self.spec.objectives):
@@ -377,7 +437,8 @@ def lint(config: OkrConfig) -> list[LintFinding]:
     for objective, key_result, where in config.key_results():
         owner, period = config.resolved(objective, key_result)
         label = f"key result {key_result.id!r}"
-        if key_result.metric is None:
+        kind = key_result.resolved_kind
+        if key_result.metric is None and key_result.done is None:
             findings.append(
                 LintFinding(
                     config.where(*where), f"{label} is not bound to a metric: add `metric:`"
@@ -389,12 +450,14 @@ def lint(config: OkrConfig) -> list[LintFinding]:
                     config.where(*where), f"{label} has no measurable target: add `target:`"
                 )
             )
-        elif key_result.target == key_result.baseline:
+        elif kind in ("increase_to", "decrease_to") and key_result.target == key_result.baseline:
             findings.append(
                 LintFinding(
                     config.where(*where, "target"), f"{label} has its target equal to its baseline"
                 )
             )
+        elif problem := check_target(kind, key_result.baseline, key_result.target):
+            findings.append(LintFinding(config.where(*where, "target"), f"{label}: {problem}"))
         elif key_result.direction is not None and (
             (key_result.direction == "increase") != (key_result.target > key_result.baseline)
         ):

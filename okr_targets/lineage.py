@@ -152,6 +152,9 @@ def explain(session: Session, key_result_id: str, at: datetime | None = None) ->
                     "records": frozen.record_count,
                     "computed_at": frozen.computed_at.isoformat(),
                     "query": frozen.query,
+                    # what the baseline period's data gives today, when that differs
+                    "now": explanation.details.get("baseline_now"),
+                    "refrozen_from": explanation.details.get("baseline_refrozen_from"),
                 }
             )
     if measurement.restates_id is not None:

@@ -7,6 +7,9 @@ minutes does not bloat the time series and every row marks a real change.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,11 +18,19 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from okr_targets.config import OkrConfig
-from okr_targets.models import FxRate, KeyResult, Measurement, MeasurementRecord, Objective
-from okr_targets.scoring import score
+from okr_targets.config import KeyResultSpec, OkrConfig
+from okr_targets.models import (
+    Baseline,
+    FxRate,
+    KeyResult,
+    Measurement,
+    MeasurementRecord,
+    Objective,
+)
+from okr_targets.periods import Period
+from okr_targets.scoring import final_score, score
 from okr_targets.store import upsert_records
-from transforms.metrics import CONFIG_SOURCE, MetricError, get_metric
+from transforms.metrics import CONFIG_SOURCE, MetricError, MetricResult, get_metric
 
 
 def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
@@ -28,6 +39,7 @@ def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
         row = session.get(Objective, objective.id) or Objective(id=objective.id)
         row.title, row.owner = objective.title, objective.owner or ""
         row.period, row.parent_id, row.updated_at = objective.period or "", objective.parent, now
+        row.weight = objective.weight
         session.add(row)
         session.flush()
     for objective, spec, _where in config.key_results():
@@ -41,6 +53,9 @@ def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
         kr.unit, kr.updated_at = spec.unit or "", now
         kr.at_risk_gap = config.spec.status.at_risk_gap
         kr.off_track_gap = config.spec.status.off_track_gap
+        kr.kind, kr.weight = spec.resolved_kind, spec.weight
+        kr.calendar = config.calendar.model_dump()
+        kr.freshness = config.freshness()
         session.add(kr)
 
 
@@ -110,6 +125,95 @@ class KeyResultOutcome:
     error: str | None = None
 
 
+def _compute(
+    session: Session,
+    spec: KeyResultSpec,
+    period: Period,
+    run_id: str,
+    now: datetime,
+    refreeze: bool = False,
+) -> MetricResult:
+    """The key result's value: a milestone set by hand, else its metric, with its baseline
+    frozen the first time it is computed over a closed period."""
+    if spec.metric is None:
+        done = 1.0 if spec.done else 0.0
+        return MetricResult(done, "", [], {"done": bool(spec.done), "set_in": "the OKR file"})
+    result = get_metric(spec.metric).run(session, period, spec.params)
+    if spec.metric == "pct_change":
+        result = freeze_baseline(session, result, run_id, now, refreeze=refreeze)
+    return result
+
+
+def baseline_key(details: dict[str, Any]) -> str:
+    """The same question asked again gets the same key: metric, parameters, period, calendar."""
+    question = {name: details.get(name) for name in ("metric", "params", "baseline_period")}
+    question["calendar"] = details.get("calendar")
+    text = json.dumps(question, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def freeze_baseline(
+    session: Session, result: MetricResult, run_id: str, now: datetime, *, refreeze: bool = False
+) -> MetricResult:
+    """Use the frozen baseline of a closed baseline period; freeze it on first sight.
+
+    The value is recomputed from the frozen baseline, never from the baseline period's
+    data as it is now; if that data has changed since, ``details`` says so beside it
+    (``baseline_now``), for a person to decide, never silently. A full refresh (an
+    operator re-reading a restored or re-seeded source) re-freezes it, and says so
+    (``baseline_refrozen_from``) in the measurement and the logs.
+    """
+    details = dict(result.details)
+    closes_at = details.get("baseline_period_end")
+    if closes_at is None or now < datetime.fromisoformat(closes_at):
+        return result  # the baseline period is still open: nothing final to freeze yet
+    key = baseline_key(details)
+    details["baseline_key"] = key
+    frozen = session.get(Baseline, key)
+    if frozen is None:
+        frozen = Baseline(
+            key=key,
+            metric=details["metric"],
+            params=details.get("params") or {},
+            period=details["baseline_period"],
+            query={
+                "metric": details["metric"],
+                "params": details.get("params"),
+                "period": details["baseline_period"],
+                "calendar": details.get("calendar"),
+            },
+            value=details.get("baseline"),
+            record_count=int(details.get("baseline_records") or 0),
+            computed_at=now,
+            run_id=run_id,
+        )
+        session.add(frozen)
+        session.flush()
+    elif frozen.value != details.get("baseline") and refreeze:
+        details["baseline_refrozen_from"] = frozen.value
+        logging.getLogger("okr_sync").warning(
+            "baseline %s of %s re-frozen by the full refresh: %s → %s",
+            frozen.period,
+            frozen.metric,
+            frozen.value,
+            details.get("baseline"),
+        )
+        frozen.value = details.get("baseline")
+        frozen.record_count = int(details.get("baseline_records") or 0)
+        frozen.computed_at, frozen.run_id = now, run_id
+    elif frozen.value != details.get("baseline"):
+        details["baseline_now"] = details.get("baseline")
+        details["baseline"] = frozen.value
+    details["baseline_frozen_at"] = frozen.computed_at.isoformat()
+    records = result.records[: int(details.get("current_records") or 0)]  # the frozen
+    # baseline's records are counted in it; today's copies of them did not make the number
+    current = details.get("current")
+    if current is None or not frozen.value:
+        return MetricResult(None, result.unit, records, details)
+    value = 100.0 * (current - frozen.value) / abs(frozen.value)
+    return MetricResult(value, result.unit, records, details)
+
+
 def latest_measurement(session: Session, key_result_id: str) -> Measurement | None:
     return session.scalars(
         select(Measurement)
@@ -126,6 +230,7 @@ def measure_key_results(
     now: datetime,
     code_version: str,
     data_cutoff: datetime | None = None,
+    refreeze_baselines: bool = False,
 ) -> list[KeyResultOutcome]:
     """Compute every key result over the mirror and write the ones that changed.
 
@@ -136,18 +241,21 @@ def measure_key_results(
     """
     outcomes = []
     for objective, spec, _where in config.key_results():
-        if spec.metric is None or spec.target is None:
+        if spec.target is None or (spec.metric is None and spec.done is None):
             continue
         _owner, period_label = config.resolved(objective, spec)
         period = config.calendar.period(period_label)
+        kind = spec.resolved_kind
         try:
-            result = get_metric(spec.metric).run(session, period, spec.params)
+            result = _compute(session, spec, period, run_id, now, refreeze_baselines)
         except MetricError as exc:
             outcomes.append(
                 KeyResultOutcome(spec.id, None, spec.unit or "", "error", None, False, 0, str(exc))
             )
             continue
-        scored = score(result.value, spec.baseline, spec.target, period, now, config.spec.status)
+        scored = score(
+            result.value, spec.baseline, spec.target, period, now, config.spec.status, kind=kind
+        )
         records = list(dict.fromkeys(result.records))
         previous = latest_measurement(session, spec.id)
         changed = (
@@ -165,8 +273,9 @@ def measure_key_results(
             and previous.value != result.value
             else None
         )
-        if closed and (key_result.final_score is None or changed):
-            key_result.final_score, key_result.scored_at = scored.progress, now
+        if closed and result.value is not None and (key_result.final_score is None or changed):
+            key_result.final_score = final_score(kind, result.value, spec.baseline, spec.target)
+            key_result.scored_at = now
         if changed:
             measurement = Measurement(
                 key_result_id=spec.id,
@@ -178,7 +287,7 @@ def measure_key_results(
                 progress_raw=scored.progress_raw,
                 expected_progress=scored.expected,
                 status=scored.status,
-                metric=spec.metric,
+                metric=spec.metric or "milestone",
                 params=dict(spec.params),
                 details=result.details,
                 record_count=len(records),

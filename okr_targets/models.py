@@ -101,6 +101,10 @@ class KeyResult(Base):
     direction: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(20), default="increase_to")
     weight: Mapped[float] = mapped_column(default=1.0)  # in its objective's roll-up
+    # The organisation's calendar (time zone, fiscal-year start) its period is read in, and
+    # how old each source's data may be (seconds, by source and "default") before stale.
+    calendar: Mapped[Any] = mapped_column(JSON(), default=None, nullable=True)
+    freshness: Mapped[Any] = mapped_column(JSON(), default=None, nullable=True)
     unit: Mapped[str] = mapped_column(String(32))
     at_risk_gap: Mapped[float] = mapped_column(default=0.10)
     off_track_gap: Mapped[float] = mapped_column(default=0.25)

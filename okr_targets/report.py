@@ -1,10 +1,11 @@
 """The OKR report: the cascade of objectives with each key result's latest number.
 
 Status is scored at report time from the latest measurement (time moves on even when the
-number does not), with the thresholds the OKR file set. Objective progress is the
-equal-weight mean of its key results' progress and its child objectives' progress,
-following Google re:Work ("each key result is graded and then, using a rough average,
-the objective is graded").
+number does not), with the kind, thresholds, calendar and freshness limits the OKR file
+set; a number whose inputs are stale or held back shows ``stale`` with the reason. Each
+key result carries a forecast of its end-of-period value from its measurement history.
+Objective progress is the weighted mean (equal weights by default) of its key results'
+and child objectives' progress; every formula is in docs/scoring.md.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import csv
 import io
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from statistics import fmean
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from okr_targets.forecast import forecast
+from okr_targets.freshness import stale_reason
 from okr_targets.measurements import latest_measurement
-from okr_targets.models import KeyResult, Objective
+from okr_targets.models import KeyResult, Measurement, Objective
 from okr_targets.periods import UTC_CALENDAR, Calendar
-from okr_targets.scoring import StatusThresholds, score
+from okr_targets.rollup import rollup
+from okr_targets.scoring import Kind, StatusThresholds, score
 
 
 @dataclass
@@ -36,11 +39,21 @@ class KeyResultLine:
     baseline: float
     target: float
     direction: str
+    kind: str
+    weight: float
     progress: float | None
     progress_raw: float | None
     expected_progress: float
     status: str
+    stale_reason: str | None
+    underlying_status: str | None
+    forecast: float | None
+    forecast_progress: float | None
+    forecast_method: str
+    forecast_note: str | None
+    final_score: float | None
     as_of: str | None
+    data_cutoff: str | None
     checked_at: str | None
     records: int
     run_id: str | None
@@ -53,6 +66,7 @@ class ObjectiveLine:
     owner: str
     period: str
     parent: str | None
+    weight: float
     progress: float | None
     key_results: list[KeyResultLine] = field(default_factory=list)
     children: list[ObjectiveLine] = field(default_factory=list)
@@ -64,7 +78,25 @@ def _key_result_line(
     latest = latest_measurement(session, kr.id)
     value = latest.value if latest else None
     thresholds = StatusThresholds(at_risk_gap=kr.at_risk_gap, off_track_gap=kr.off_track_gap)
-    scored = score(value, kr.baseline, kr.target, calendar.period(kr.period), now, thresholds)
+    period = (Calendar(**kr.calendar) if kr.calendar else calendar).period(kr.period)
+    kind: Kind = kr.kind  # type: ignore[assignment]
+    stale = stale_reason(session, kr, latest, now) if latest else None
+    scored = score(
+        value, kr.baseline, kr.target, period, now, thresholds, kind=kind, stale_reason=stale
+    )
+    history = session.execute(
+        select(Measurement.measured_at, Measurement.value)
+        .where(Measurement.key_result_id == kr.id, Measurement.value.is_not(None))
+        .order_by(Measurement.measured_at)
+    ).all()
+    projected = forecast(
+        [(at, v) for at, v in history if v is not None],
+        period,
+        now,
+        kind=kind,
+        baseline=kr.baseline,
+        target=kr.target,
+    )
     return KeyResultLine(
         id=kr.id,
         title=kr.title,
@@ -76,11 +108,21 @@ def _key_result_line(
         baseline=kr.baseline,
         target=kr.target,
         direction=kr.direction,
+        kind=kr.kind,
+        weight=kr.weight,
         progress=scored.progress,
         progress_raw=scored.progress_raw,
         expected_progress=scored.expected,
         status=scored.status if latest else "no_data",
+        stale_reason=scored.stale_reason,
+        underlying_status=scored.underlying_status if latest else "no_data",
+        forecast=projected.value,
+        forecast_progress=projected.progress,
+        forecast_method=projected.method,
+        forecast_note=projected.reason,
+        final_score=kr.final_score,
         as_of=latest.measured_at.isoformat() if latest else None,
+        data_cutoff=latest.data_cutoff.isoformat() if latest and latest.data_cutoff else None,
         checked_at=kr.checked_at.isoformat() if kr.checked_at else None,
         records=latest.record_count if latest else 0,
         run_id=latest.run_id if latest else None,
@@ -97,7 +139,8 @@ def build_report(
     """
     objectives = session.scalars(select(Objective).order_by(Objective.id)).all()
     lines = {
-        o.id: ObjectiveLine(o.id, o.title, o.owner, o.period, o.parent_id, None) for o in objectives
+        o.id: ObjectiveLine(o.id, o.title, o.owner, o.period, o.parent_id, o.weight, None)
+        for o in objectives
     }
     for kr in session.scalars(select(KeyResult).order_by(KeyResult.id)):
         lines[kr.objective_id].key_results.append(_key_result_line(session, kr, now, calendar))
@@ -114,9 +157,10 @@ def build_report(
 
 
 def _roll_up(line: ObjectiveLine) -> float | None:
-    parts = [kr.progress for kr in line.key_results if kr.progress is not None]
-    parts += [p for p in (_roll_up(child) for child in line.children) if p is not None]
-    line.progress = fmean(parts) if parts else None
+    """Key results and child objectives side by side, each with its weight."""
+    parts = [(kr.progress, kr.weight) for kr in line.key_results]
+    parts += [(_roll_up(child), child.weight) for child in line.children]
+    line.progress = rollup(parts)
     return line.progress
 
 

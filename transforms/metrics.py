@@ -578,9 +578,14 @@ def pct_change(session: Session, period: Period, params: ChangeParams) -> Metric
     baseline = inner.run(session, baseline_period, inner_params)
     details = {
         "metric": params.metric,
+        "params": inner_params,
         "current": current.value,
+        "current_records": len(dict.fromkeys(current.records)),
         "baseline": baseline.value,
+        "baseline_records": len(dict.fromkeys(baseline.records)),
         "baseline_period": baseline_period.label,
+        "baseline_period_end": baseline_period.end_at.isoformat(),
+        "calendar": period.calendar.model_dump(),
         "unit": current.unit,
     }
     if current.value is None or not baseline.value:

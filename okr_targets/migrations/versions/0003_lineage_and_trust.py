@@ -30,6 +30,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("weight", sa.Double(), nullable=False, server_default="1"))
         batch.add_column(sa.Column("final_score", sa.Double(), nullable=True))
         batch.add_column(sa.Column("scored_at", UTC_DATETIME, nullable=True))
+        batch.add_column(sa.Column("calendar", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("freshness", sa.JSON(), nullable=True))
     op.execute("UPDATE key_results SET kind = 'decrease_to' WHERE direction = 'decrease'")
     with op.batch_alter_table("measurements") as batch:
         batch.add_column(sa.Column("data_cutoff", UTC_DATETIME, nullable=True))
@@ -76,7 +78,7 @@ def downgrade() -> None:
         batch.drop_column("restates_id")
         batch.drop_column("data_cutoff")
     with op.batch_alter_table("key_results") as batch:
-        for column in ("scored_at", "final_score", "weight", "kind"):
+        for column in ("freshness", "calendar", "scored_at", "final_score", "weight", "kind"):
             batch.drop_column(column)
     with op.batch_alter_table("objectives") as batch:
         batch.drop_column("weight")

@@ -1,0 +1,101 @@
+"""When a key result's number should not be trusted yet: stale inputs, held-back records.
+
+A number is only as good as its inputs. It shows **stale**, with the reason, when
+
+- a source it was computed from was last read in full longer ago than that source's
+  freshness limit (the OKR file's ``freshness:``, default one day), or has never been;
+- validation is holding back records it would count: the newest copy of a record of the
+  same kind, from the same source, failed its checks and sits in quarantine, so the
+  mirror has an older copy of it or none.
+
+The inputs are the (entity, source) pairs of the records behind the latest measurement;
+a measurement with no records (nothing to count yet) is checked against every source.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Table, and_, distinct, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from okr_targets.models import (
+    MIRROR,
+    KeyResult,
+    Measurement,
+    MeasurementRecord,
+    QuarantinedRow,
+    SourceRead,
+    SyncRun,
+)
+
+DEFAULT_LIMIT_SECONDS = 86_400.0
+
+
+def inputs_of(session: Session, measurement: Measurement) -> set[tuple[str, str]]:
+    """The (entity, source) pairs a measurement was computed from."""
+    rows = session.execute(
+        select(MeasurementRecord.entity, MeasurementRecord.source)
+        .where(MeasurementRecord.measurement_id == measurement.id)
+        .distinct()
+    )
+    return {(entity, source) for entity, source in rows}
+
+
+def held_back(session: Session, entity: str, source: str) -> int:
+    """Records whose newest copy failed validation: the mirror has an older one, or none."""
+    table: Table = MIRROR[entity].__table__  # type: ignore[assignment]
+    quarantine_run, mirror_run = aliased(SyncRun), aliased(SyncRun)
+    quarantined = QuarantinedRow
+    statement = (
+        select(func.count(distinct(quarantined.source_id)))
+        .select_from(quarantined)
+        .join(quarantine_run, quarantine_run.id == quarantined.run_id)
+        .outerjoin(
+            table,
+            and_(table.c.source == quarantined.source, table.c.source_id == quarantined.source_id),
+        )
+        .outerjoin(mirror_run, mirror_run.id == table.c.run_id)
+        .where(
+            quarantined.entity == entity,
+            quarantined.source == source,
+            quarantined.source_id.is_not(None),
+            or_(table.c.source_id.is_(None), mirror_run.started_at < quarantine_run.started_at),
+        )
+    )
+    return int(session.scalar(statement) or 0)
+
+
+def _age(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
+
+
+def stale_reason(
+    session: Session, key_result: KeyResult, measurement: Measurement, now: datetime
+) -> str | None:
+    """Why the latest number should not be trusted, or None when its inputs are sound."""
+    inputs = inputs_of(session, measurement)
+    reads = {read.source: read for read in session.scalars(select(SourceRead))}
+    sources = {source for _, source in inputs} or set(reads)
+    limits = key_result.freshness or {}
+    reasons = []
+    for source in sorted(sources):
+        limit = timedelta(seconds=float(limits.get(source, limits.get("default", 0)) or 0))
+        limit = limit or timedelta(seconds=DEFAULT_LIMIT_SECONDS)
+        read = reads.get(source)
+        if read is None:
+            reasons.append(f"{source} has not been read in full yet")
+        elif now - read.read_at > limit:
+            reasons.append(f"{source} data is {_age(now - read.read_at)} old (limit {_age(limit)})")
+    for entity, source in sorted(inputs):
+        count = held_back(session, entity, source)
+        if count:
+            reasons.append(
+                f"{count:,} {source} {entity} record(s) held back by validation "
+                "(see okr-sync runs show)"
+            )
+    return "; ".join(reasons) or None
