@@ -222,20 +222,39 @@ def _redacted(url: str) -> str:
     return redact(url)
 
 
+def _export(store_url: str, output: str, destination: Path | None) -> None:
+    """JSON, CSV or the HTML dashboard, all from the one summary (okr_targets/summary.py)."""
+    from okr_targets.dashboard import render_html
+    from okr_targets.summary import build_summary, summary_csv
+
+    store = _open_store(store_url)
+    with store.session() as session:
+        summary = build_summary(session, datetime.now(UTC), store.display_url)
+    store.dispose()
+    if output == "json":
+        text = json.dumps(summary, indent=2) + "\n"
+    elif output == "csv":
+        text = summary_csv(summary)
+    else:
+        text = render_html(summary)
+    if destination is None:
+        sys.stdout.write(text)
+        return
+    try:  # a BOM tells spreadsheet programs the CSV is UTF-8
+        destination.write_text(text, encoding="utf-8-sig" if output == "csv" else "utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write {destination}: {exc.strerror or exc}") from None
+    err.print(f"wrote the {output} report to {destination}", highlight=False)
+
+
 def _print_report(store_url: str, output: str) -> None:
-    from okr_targets.report import as_csv, as_json, build_report, walk
+    from okr_targets.report import build_report, walk
 
     store = _open_store(store_url)
     now = datetime.now(UTC)
     with store.session() as session:
         lines = build_report(session, now)
     store.dispose()
-    if output == "json":
-        sys.stdout.write(json.dumps(as_json(lines, now, store.display_url), indent=2) + "\n")
-        return
-    if output == "csv":
-        sys.stdout.write(as_csv(lines))
-        return
     table = Table(title="OKRs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("objective / key result", overflow="ellipsis", no_wrap=True, max_width=44)
     table.add_column("value", justify="right", no_wrap=True, min_width=6)
@@ -305,12 +324,59 @@ def _bar(progress: float | None, width: int = 8) -> str:
 @app.command()
 def report(
     store: StoreOption = None,
-    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    output: Annotated[str, typer.Option("--format", help="table, json, csv or html")] = "table",
+    destination: Annotated[
+        Path | None,
+        typer.Option("--output", help="write json, csv or html to this file instead of stdout"),
+    ] = None,
 ) -> None:
-    """Print every objective and key result with its value, target, progress and status."""
-    if output not in ("table", "json", "csv"):
-        raise fail(f"unknown format {output!r}; use table, json or csv")
-    _print_report(_store_url(store), output)
+    """Every objective and key result with its value, target, progress and status.
+
+    ``html`` is the dashboard as one self-contained page; ``json`` follows the schema in
+    okr_targets/schemas/.
+    """
+    if output not in ("table", "json", "csv", "html"):
+        raise fail(f"unknown format {output!r}; use table, json, csv or html")
+    if output == "table":
+        if destination is not None:
+            raise fail("--output needs --format json, csv or html")
+        _print_report(_store_url(store), output)
+        return
+    _export(_store_url(store), output, destination)
+
+
+@app.command()
+def serve(
+    store: StoreOption = None,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8000,
+) -> None:
+    """Serve the dashboard and its JSON API (/api/v1) live from the store, read-only.
+
+    Set OKR_SYNC_SERVE_TOKEN (bearer token) and/or OKR_SYNC_SERVE_USER and
+    OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials.
+    """
+    import uvicorn
+    from pydantic import ValidationError
+
+    from okr_sync.serve import ServeSettings, create_app
+
+    try:
+        settings = ServeSettings()
+    except ValidationError as exc:
+        raise fail(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    opened = _open_store(store)
+    if not settings.protected and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[yellow]warning:[/] anyone who reaches {host}:{port} can read the dashboard; "
+            "set OKR_SYNC_SERVE_TOKEN or OKR_SYNC_SERVE_USER/OKR_SYNC_SERVE_PASSWORD",
+            highlight=False,
+        )
+    err.print(f"Serving {opened.display_url} read-only on http://{host}:{port}/", highlight=False)
+    try:
+        uvicorn.run(create_app(opened, settings), host=host, port=port, log_level="warning")
+    finally:
+        opened.dispose()
 
 
 @app.command("lint")

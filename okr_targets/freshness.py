@@ -66,7 +66,7 @@ def held_back(session: Session, entity: str, source: str) -> int:
     return int(session.scalar(statement) or 0)
 
 
-def _age(delta: timedelta) -> str:
+def age_text(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     if minutes < 120:
         return f"{minutes} min"
@@ -90,7 +90,8 @@ def stale_reason(
         if read is None:
             reasons.append(f"{source} has not been read in full yet")
         elif now - read.read_at > limit:
-            reasons.append(f"{source} data is {_age(now - read.read_at)} old (limit {_age(limit)})")
+            age = age_text(now - read.read_at)
+            reasons.append(f"{source} data is {age} old (limit {age_text(limit)})")
     for entity, source in sorted(inputs):
         count = held_back(session, entity, source)
         if count:

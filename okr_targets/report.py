@@ -10,8 +10,6 @@ and child objectives' progress; every formula is in docs/scoring.md.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -33,6 +31,9 @@ class KeyResultLine:
     title: str
     owner: str
     period: str
+    period_start: str
+    period_end: str
+    timezone: str
     metric: str
     value: float | None
     unit: str
@@ -102,6 +103,9 @@ def _key_result_line(
         title=kr.title,
         owner=kr.owner,
         period=kr.period,
+        period_start=period.start_at.isoformat(),
+        period_end=period.end_at.isoformat(),
+        timezone=period.calendar.timezone,
         metric=kr.metric,
         value=value,
         unit=(latest.unit if latest else kr.unit) or kr.unit,
@@ -180,28 +184,3 @@ def as_json(lines: list[ObjectiveLine], now: datetime, store: str) -> dict[str, 
         item.pop("children")
         flat.append(item)
     return {"generated_at": now.isoformat(), "store": store, "objectives": flat}
-
-
-CSV_COLUMNS = [
-    "objective_id",
-    "objective",
-    "objective_progress",
-    *KeyResultLine.__dataclass_fields__,
-]
-
-
-def as_csv(lines: list[ObjectiveLine]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for _depth, line in walk(lines):
-        for kr in line.key_results:
-            writer.writerow(
-                {
-                    "objective_id": line.id,
-                    "objective": line.title,
-                    "objective_progress": line.progress,
-                    **asdict(kr),
-                }
-            )
-    return buffer.getvalue()

@@ -1,0 +1,179 @@
+"""``okr-sync serve``: the dashboard and its JSON API, live from the store, read-only.
+
+Every request reads the store afresh through ``build_summary``, so the page, the API and
+the exports show the same numbers. Only GET (and HEAD) routes exist. Protection is
+optional: a bearer token (``OKR_SYNC_SERVE_TOKEN``) and/or HTTP basic auth
+(``OKR_SYNC_SERVE_USER`` + ``OKR_SYNC_SERVE_PASSWORD``), read from the environment so
+they never appear on a command line, in a page or in a log. The API is described in
+docs/dashboard.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.applications import Starlette
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    SimpleUser,
+)
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from okr_targets.dashboard import render_html
+from okr_targets.models import utcnow
+from okr_targets.store import Store
+from okr_targets.summary import SCHEMA_FILE, build_summary, key_results, summary_csv
+
+API = "/api/v1"
+
+
+class ServeSettings(BaseSettings):
+    """Who may read the dashboard; nothing set means anyone who can reach the port."""
+
+    model_config = SettingsConfigDict(env_prefix="OKR_SYNC_SERVE_", env_file=".env", extra="ignore")
+
+    token: SecretStr | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ServeSettings:
+        if (self.user is None) != (self.password is None):
+            raise ValueError(
+                "set both OKR_SYNC_SERVE_USER and OKR_SYNC_SERVE_PASSWORD for basic auth, "
+                "or neither"
+            )
+        return self
+
+    @property
+    def protected(self) -> bool:
+        return self.token is not None or self.user is not None
+
+
+def _same(given: str, expected: str) -> bool:
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
+class _Credentials(AuthenticationBackend):
+    """Accept the configured bearer token or basic-auth pair; refuse everything else."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser]:
+        scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+        token, user, password = self.settings.token, self.settings.user, self.settings.password
+        if scheme.lower() == "bearer" and token is not None:
+            if not _same(value.strip(), token.get_secret_value()):
+                raise AuthenticationError("missing or wrong credentials")
+            return AuthCredentials(["read"]), SimpleUser("token")
+        if scheme.lower() == "basic" and user is not None and password is not None:
+            try:
+                given_user, _, given_password = (
+                    base64.b64decode(value.strip(), validate=True).decode().partition(":")
+                )
+            except (binascii.Error, UnicodeDecodeError):
+                raise AuthenticationError("malformed basic credentials") from None
+            if _same(given_user, user) & _same(given_password, password.get_secret_value()):
+                return AuthCredentials(["read"]), SimpleUser(given_user)
+        raise AuthenticationError("missing or wrong credentials")
+
+
+def _refused(settings: ServeSettings) -> Callable[[HTTPConnection, Exception], Response]:
+    challenge = 'Basic realm="okr-sync"' if settings.user is not None else 'Bearer realm="okr-sync"'
+
+    def on_error(_conn: HTTPConnection, exc: Exception) -> Response:
+        return JSONResponse({"error": str(exc)}, 401, headers={"WWW-Authenticate": challenge})
+
+    return on_error
+
+
+# Nothing but the page itself: no scripts, styles or images from elsewhere.
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def create_app(
+    store: Store,
+    settings: ServeSettings | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Starlette:
+    """The read-only dashboard app over ``store``; ``clock`` is "now" for scoring."""
+    settings = settings or ServeSettings()
+
+    def summary() -> dict[str, Any]:
+        with store.session() as session:
+            return build_summary(session, clock(), store.display_url)
+
+    def page(_request: Request) -> Response:
+        return HTMLResponse(render_html(summary(), live=True), headers=_HEADERS)
+
+    def summary_json(_request: Request) -> Response:
+        return JSONResponse(summary(), headers=_HEADERS)
+
+    def summary_table(_request: Request) -> Response:
+        return Response(
+            summary_csv(summary()),
+            media_type="text/csv; charset=utf-8",
+            headers={**_HEADERS, "Content-Disposition": 'attachment; filename="okr-summary.csv"'},
+        )
+
+    def key_result(request: Request) -> Response:
+        wanted = request.path_params["key_result_id"]
+        for objective, kr in key_results(summary()):
+            if kr["id"] == wanted:
+                return JSONResponse({"objective_id": objective["id"], **kr}, headers=_HEADERS)
+        return JSONResponse({"error": f"no key result {wanted!r}"}, 404, headers=_HEADERS)
+
+    def schema(_request: Request) -> Response:
+        return FileResponse(SCHEMA_FILE, media_type="application/schema+json", headers=_HEADERS)
+
+    def index(_request: Request) -> Response:
+        return JSONResponse(
+            {
+                "version": 1,
+                "endpoints": {
+                    f"{API}/summary": "every objective and key result (see the schema)",
+                    f"{API}/summary.csv": "the same, one row per key result",
+                    f"{API}/key-results/{{id}}": "one key result with its history and lineage",
+                    f"{API}/schema": "the JSON Schema of the summary",
+                },
+            },
+            headers=_HEADERS,
+        )
+
+    middleware = []
+    if settings.protected:
+        middleware.append(
+            Middleware(
+                AuthenticationMiddleware,
+                backend=_Credentials(settings),
+                on_error=_refused(settings),
+            )
+        )
+    routes = [
+        Route("/", page),
+        Route(API, index),
+        Route(f"{API}/summary", summary_json),
+        Route(f"{API}/summary.csv", summary_table),
+        Route(f"{API}/key-results/{{key_result_id}}", key_result),
+        Route(f"{API}/schema", schema),
+    ]
+    return Starlette(routes=routes, middleware=middleware)

@@ -1,0 +1,246 @@
+"""The one OKR summary that every view shows: the dashboard, the JSON API and the exports.
+
+``build_summary`` extends the report (``okr_targets/report.py``) with what a reader needs
+to trust a number: its measurement history (the trend), how old its data is, and "why this
+number" from ``okr_targets/lineage.py`` (metric, run, contributing records). The HTML page,
+``okr-sync serve``, ``report --format json|csv`` and the sync's markdown artifact all render
+this one document, so a number reads the same everywhere. Its shape is published as a JSON
+Schema (``SCHEMA_FILE``) and checked in the tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from okr_targets.freshness import age_text
+from okr_targets.lineage import ExplainError, contributing_records, explain
+from okr_targets.periods import UTC_CALENDAR, Calendar
+from okr_targets.report import KeyResultLine, as_json, build_report, walk
+from okr_targets.store import Store
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "okr-summary.v1.schema.json"
+RECORDS_SHOWN = 25
+"""Contributing records listed per key result; ``why.record_count`` says how many there are."""
+
+STATUS_LABELS = {
+    "on_track": "on track",
+    "at_risk": "at risk",
+    "off_track": "off track",
+    "no_data": "no data",
+    "stale": "stale",
+}
+
+
+def build_summary(
+    session: Session,
+    now: datetime,
+    store: str,
+    calendar: Calendar = UTC_CALENDAR,
+    records: int = RECORDS_SHOWN,
+) -> dict[str, Any]:
+    """The report as a JSON-ready document, each key result with its history and lineage.
+
+    ``store`` is the store's display URL (password already masked).
+    """
+    lines = build_report(session, now, calendar)
+    document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **as_json(lines, now, store)}
+    for (depth, _line), objective in zip(walk(lines), document["objectives"], strict=True):
+        objective["depth"] = depth
+        for kr in objective["key_results"]:
+            kr.update(_provenance(session, kr, now, records))
+    return document
+
+
+def _provenance(
+    session: Session, kr: dict[str, Any], now: datetime, records: int
+) -> dict[str, Any]:
+    """History, data age and "why this number" for one key result (None before a measurement)."""
+    try:
+        found = explain(session, kr["id"])
+    except ExplainError:
+        return {"data_age_seconds": None, "history": [], "why": None}
+    cutoff = found.data_cutoff or found.measured_at
+    why = asdict(found)
+    for key in ("key_result_id", "title", "kind", "period", "target", "baseline", "history"):
+        why.pop(key)
+    for key in ("value", "unit", "status", "progress"):  # the report scores them at read time
+        why.pop(key)
+    why["records"] = contributing_records(session, found.measurement_id, limit=records)
+    return {
+        "data_age_seconds": (now - datetime.fromisoformat(cutoff)).total_seconds(),
+        "history": [
+            {"measured_at": m["measured_at"], "value": m["value"]}
+            for m in found.history
+            if m["value"] is not None
+        ],
+        "why": why,
+    }
+
+
+def key_results(summary: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(objective, key result) pairs in tree order."""
+    return [(o, kr) for o in summary["objectives"] for kr in o["key_results"]]
+
+
+# --- formatting shared by the page and the markdown ----------------------------------------
+
+
+def format_value(value: float | None, unit: str) -> str:
+    """Short, human numbers with their unit: 1.6M USD, 612k USD, 11 customers, -9.8%."""
+    if value is None:
+        return "—"
+    size = abs(value)
+    if size >= 1_000_000:
+        text = f"{value / 1_000_000:.2f}M"
+    elif size >= 10_000:
+        text = f"{value / 1_000:.0f}k"
+    else:
+        text = f"{value:,.1f}".removesuffix(".0")
+    if unit == "%":
+        return f"{text}%"
+    return f"{text} {unit}".strip()
+
+
+def format_time(iso: str | None, timezone: str = "UTC") -> str:
+    """An ISO timestamp in the organisation's time zone, with the zone: 2026-11-30 04:12 UTC."""
+    if not iso:
+        return "never"
+    moment = datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone))
+    return moment.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    return age_text(timedelta(seconds=max(seconds, 0.0)))
+
+
+def format_percent(fraction: float | None) -> str:
+    return "—" if fraction is None else f"{fraction:.0%}"
+
+
+# --- CSV for spreadsheets ------------------------------------------------------------------
+
+_NOT_IN_CSV = {"history", "why", "data_age_seconds"}
+CSV_COLUMNS = [
+    "objective_id",
+    "objective",
+    "objective_path",
+    "objective_level",
+    "objective_progress",
+    *(name for name in KeyResultLine.__dataclass_fields__),
+    "status_label",
+    "data_age_hours",
+    "measurements",
+    "sources_read_at",
+]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula is kept as text (OWASP CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def summary_csv(summary: dict[str, Any]) -> str:
+    """One row per key result with its objective's path, ready for a spreadsheet.
+
+    Numbers stay numbers (progress as a 0–1 fraction), times are ISO 8601 with their UTC
+    offset, money keeps its currency in ``unit``.
+    """
+    titles: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    for objective in summary["objectives"]:
+        parent = objective["parent"]
+        titles[objective["id"]] = objective["title"]
+        prefix = f"{paths[parent]} › " if parent in paths else ""
+        paths[objective["id"]] = prefix + objective["title"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for objective, kr in key_results(summary):
+        why = kr["why"] or {}
+        age = kr["data_age_seconds"]
+        row = {
+            "objective_id": objective["id"],
+            "objective": objective["title"],
+            "objective_path": paths[objective["id"]],
+            "objective_level": objective["depth"],
+            "objective_progress": objective["progress"],
+            **{key: value for key, value in kr.items() if key not in _NOT_IN_CSV},
+            "status_label": STATUS_LABELS.get(kr["status"], kr["status"]),
+            "data_age_hours": None if age is None else round(age / 3600, 2),
+            "measurements": len(kr["history"]),
+            "sources_read_at": "; ".join(
+                f"{source} {at}" for source, at in (why.get("sources_read_at") or {}).items()
+            ),
+        }
+        writer.writerow({key: _cell(value) for key, value in row.items()})
+    return buffer.getvalue()
+
+
+# --- markdown for the sync's Prefect artifact ------------------------------------------------
+
+_STATUS_MARKS = {
+    "on_track": "🟢 on track",
+    "at_risk": "🟡 at risk",
+    "off_track": "🔴 off track",
+    "no_data": "⚪ no data",
+    "stale": "🟣 stale",
+}
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The key results as a markdown table, for a Prefect markdown artifact of each sync."""
+    when = format_time(summary["generated_at"])
+    lines = [
+        "# OKR summary",
+        "",
+        f"As of {when}; store `{summary['store']}`.",
+        "",
+        "| objective / key result | value | target | progress | status | forecast | updated |",
+        "|---|---:|---:|---:|---|---:|---|",
+    ]
+    notes = []
+    for objective in summary["objectives"]:
+        indent = "\u00a0\u00a0" * objective["depth"]  # kept by markdown, unlike spaces
+        lines.append(
+            f"| {indent}**{_md(objective['title'])}** | | | "
+            f"**{format_percent(objective['progress'])}** | | | |"
+        )
+        for kr in objective["key_results"]:
+            status = _STATUS_MARKS.get(kr["status"], kr["status"])
+            if kr["final_score"] is not None:
+                status += f" (closed, score {kr['final_score']:.2f})"
+            lines.append(
+                f"| {indent}↳ {_md(kr['title'])} | {format_value(kr['value'], kr['unit'])} "
+                f"| {format_value(kr['target'], kr['unit'])} | {format_percent(kr['progress'])} "
+                f"| {status} | {format_value(kr['forecast'], kr['unit'])} "
+                f"| {format_time(kr['as_of'], kr['timezone'])} |"
+            )
+            if kr["stale_reason"]:
+                notes.append(f"- **{_md(kr['id'])}** is stale: {_md(kr['stale_reason'])}")
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def store_summary_markdown(store: Store, now: datetime) -> str:
+    """The markdown summary of a store's key results as of ``now``, for the sync's artifact."""
+    with store.session() as session:
+        return summary_markdown(build_summary(session, now, store.display_url))
