@@ -33,7 +33,7 @@ def test_no_secret_leaves_a_trace(
         sync = runner.invoke(app, ["sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url])
         reports = [
             runner.invoke(app, ["report", "--store", sqlite_url, "--format", kind]).output
-            for kind in ("table", "json", "csv")
+            for kind in ("table", "json", "csv", "html")
         ]
         runs = runner.invoke(app, ["runs", "--store", sqlite_url]).output
     assert sync.exit_code == 0, sync.output

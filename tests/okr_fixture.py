@@ -1,0 +1,216 @@
+"""A small OKR store written row by row, with every status the dashboard must show.
+
+At ``NOW`` (2026-11-27 12:00 UTC, 62.5% into 2026-Q4):
+
+- company ``grow`` → team ``sales`` → person ``alice``, and team ``support`` under ``grow``;
+- ``revenue`` (grow): 200k, 400k, 600k USD over the quarter, target 1M → on track, with a
+  forecast from three measurements and three contributing deals;
+- ``win-rate`` (sales): 26% against 25 → 35% → off track;
+- ``new-customers`` (sales): 4.5 of 10 → at risk;
+- ``first-response`` (support): computed from Zendesk tickets last read 3 days ago → stale;
+- ``alice-deals`` (alice): never measured → no data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from okr_targets.models import (
+    Deal,
+    KeyResult,
+    Measurement,
+    MeasurementRecord,
+    Objective,
+    SourceRead,
+    SyncRun,
+    Ticket,
+)
+from okr_targets.store import Store
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+PERIOD = "2026-Q4"
+STATUSES = {
+    "revenue": "on_track",
+    "win-rate": "off_track",
+    "new-customers": "at_risk",
+    "first-response": "stale",
+    "alice-deals": "no_data",
+}
+TREE = {"grow": None, "sales": "grow", "alice": "sales", "support": "grow"}
+
+
+def _key_result(id: str, objective: str, title: str, **fields: object) -> KeyResult:
+    defaults: dict[str, object] = {
+        "owner": f"{objective}@example.com",
+        "period": PERIOD,
+        "params": {},
+        "baseline": 0.0,
+        "direction": "increase",
+        "kind": "increase_to",
+    }
+    return KeyResult(id=id, objective_id=objective, title=title, **(defaults | fields))
+
+
+def fill_store(url: str) -> None:
+    """Write the objectives, key results, runs, measurements and their records."""
+    store = Store.open(url)
+    with store.session() as session:
+        for id, parent in TREE.items():
+            session.add(
+                Objective(
+                    id=id,
+                    title=f"{id.title()} objective",
+                    owner=f"{id}@example.com",
+                    period=PERIOD,
+                    parent_id=parent,
+                )
+            )
+        session.flush()
+        session.add_all(
+            [
+                _key_result(
+                    "revenue",
+                    "grow",
+                    "Book 1M in won revenue",
+                    metric="won_revenue",
+                    target=1_000_000,
+                    unit="USD",
+                ),
+                _key_result(
+                    "win-rate",
+                    "sales",
+                    "Raise the win rate from 25% to 35%",
+                    metric="win_rate",
+                    baseline=25,
+                    target=35,
+                    unit="%",
+                ),
+                _key_result(
+                    "new-customers",
+                    "sales",
+                    "Win 10 new customers",
+                    metric="new_customers_won",
+                    target=10,
+                    unit="customers",
+                ),
+                _key_result(
+                    "first-response",
+                    "support",
+                    "Answer within 4 hours",
+                    metric="median_first_response_hours",
+                    baseline=8,
+                    target=4,
+                    direction="decrease",
+                    kind="decrease_to",
+                    unit="hours",
+                ),
+                _key_result(
+                    "alice-deals",
+                    "alice",
+                    "Alice closes 5 deals",
+                    metric="won_deals",
+                    target=5,
+                    unit="deals",
+                ),
+            ]
+        )
+        run_at = NOW - timedelta(hours=1)
+        session.add(
+            SyncRun(
+                id="run-1",
+                flow_run_id="flow-run-1",
+                started_at=run_at,
+                finished_at=run_at + timedelta(minutes=1),
+                status="complete",
+                code_version="0.1.0",
+            )
+        )
+        session.flush()  # the run first: no relationship orders these inserts
+        session.add(SourceRead(source="salesforce", read_at=run_at, run_id="run-1"))
+        session.add(SourceRead(source="zendesk", read_at=NOW - timedelta(days=3), run_id="run-1"))
+        session.flush()
+        for n, amount in enumerate((Decimal("250000.00"), Decimal("150000.00"), Decimal("200000"))):
+            session.add(
+                Deal(
+                    source="salesforce",
+                    source_id=f"006-{n}",
+                    source_modified_at=run_at - timedelta(days=n + 1),
+                    run_id="run-1",
+                    name=f"Deal {n}",
+                    customer_id=f"001-{n}",
+                    owner_id="005-1",
+                    amount=amount,
+                    currency="USD",
+                    stage="Closed Won",
+                    outcome="won",
+                    pipeline=None,
+                    deal_type=None,
+                    created_at=datetime(2026, 9, 1, tzinfo=UTC),
+                    close_on=date(2026, 11, 1 + n),
+                )
+            )
+        session.add(
+            Ticket(
+                source="zendesk",
+                source_id="t-1",
+                source_modified_at=NOW - timedelta(days=4),
+                run_id="run-1",
+                customer_id="org-1",
+                status="solved",
+                priority="normal",
+                channel="email",
+                created_at=NOW - timedelta(days=5),
+                first_response_at=NOW - timedelta(days=5) + timedelta(hours=5),
+                solved_at=NOW - timedelta(days=4),
+            )
+        )
+        series = {
+            "revenue": [
+                (datetime(2026, 10, 15, tzinfo=UTC), 200_000.0),
+                (datetime(2026, 11, 1, tzinfo=UTC), 400_000.0),
+                (run_at, 600_000.0),
+            ],
+            "win-rate": [(run_at, 26.0)],
+            "new-customers": [(run_at, 4.5)],
+            "first-response": [(NOW - timedelta(days=3), 5.0)],
+        }
+        records = {
+            "revenue": [("deal", "salesforce", f"006-{n}") for n in range(3)],
+            "win-rate": [("deal", "salesforce", f"006-{n}") for n in range(3)],
+            "new-customers": [("deal", "salesforce", "006-0")],
+            "first-response": [("ticket", "zendesk", "t-1")],
+        }
+        for kr_id, points in series.items():
+            unit = session.get(KeyResult, kr_id).unit  # type: ignore[union-attr]
+            for measured_at, value in points:
+                measurement = Measurement(
+                    key_result_id=kr_id,
+                    run_id="run-1",
+                    measured_at=measured_at,
+                    value=value,
+                    unit=unit,
+                    progress=None,
+                    progress_raw=None,
+                    expected_progress=0.0,
+                    status="on_track",  # the report scores again at read time
+                    metric=session.get(KeyResult, kr_id).metric,  # type: ignore[union-attr]
+                    params={},
+                    details={},
+                    record_count=len(records.get(kr_id, [])),
+                    code_version="0.1.0",
+                    data_cutoff=measured_at - timedelta(minutes=1),
+                )
+                session.add(measurement)
+                session.flush()
+            for entity, source, source_id in records.get(kr_id, []):
+                session.add(
+                    MeasurementRecord(
+                        measurement_id=measurement.id,
+                        entity=entity,
+                        source=source,
+                        source_id=source_id,
+                    )
+                )
+        session.commit()
+    store.dispose()

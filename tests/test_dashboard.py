@@ -1,0 +1,360 @@
+"""The dashboard's data, exports and live API: one summary, the same numbers everywhere.
+
+The store is written row by row (tests/okr_fixture.py) so every status is known; the last
+test syncs the demo company from its sandboxes and checks the real data against the schema.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from sqlalchemy import update
+from starlette.testclient import TestClient
+from typer.testing import CliRunner, Result
+
+from okr_sync.cli import DEMO_OKRS, app
+from okr_sync.sandbox import RunningServer
+from okr_sync.serve import ServeSettings, create_app
+from okr_targets.dashboard import render_html
+from okr_targets.models import KeyResult
+from okr_targets.store import Store
+from okr_targets.summary import (
+    SCHEMA_FILE,
+    build_summary,
+    format_value,
+    key_results,
+    summary_csv,
+    summary_markdown,
+)
+from tests.okr_fixture import NOW, STATUSES, TREE, fill_store
+
+SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def validate(document: Any) -> None:
+    """Raise unless ``document`` (as it travels, through JSON) follows the published schema."""
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.validate(
+        json.loads(json.dumps(document)),
+        SCHEMA,
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def summary_of(url: str) -> dict[str, Any]:
+    store = Store.open(url)
+    with store.session() as session:
+        found = build_summary(session, NOW, store.display_url)
+    store.dispose()
+    return found
+
+
+def by_id(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {kr["id"]: kr for _objective, kr in key_results(summary)}
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture
+def filled(store_url: str) -> str:
+    fill_store(store_url)
+    return store_url
+
+
+def test_the_summary_follows_the_schema_and_carries_status_trend_and_lineage(filled: str) -> None:
+    summary = summary_of(filled)
+    validate(summary)
+    objectives = {o["id"]: o for o in summary["objectives"]}
+    assert [o["id"] for o in summary["objectives"]] == ["grow", "sales", "alice", "support"]
+    assert {key: o["parent"] for key, o in objectives.items()} == TREE
+    assert {key: o["depth"] for key, o in objectives.items()} == {
+        "grow": 0,
+        "sales": 1,
+        "alice": 2,
+        "support": 1,
+    }
+    krs = by_id(summary)
+    assert {key: kr["status"] for key, kr in krs.items()} == STATUSES
+    stale = krs["first-response"]
+    assert stale["stale_reason"] == "zendesk data is 3 days old (limit 24 h)"
+    assert stale["underlying_status"] == "on_track"  # (5 − 8) / (4 − 8) = 0.75 ≥ 0.625 − 0.10
+    assert stale["data_age_seconds"] == 3 * 86_400 + 60
+
+    revenue = krs["revenue"]
+    assert revenue["progress"] == pytest.approx(0.6)
+    assert [point["value"] for point in revenue["history"]] == [200_000, 400_000, 600_000]
+    # least squares through days 14, 31 and 57.458 of the 92-day quarter, read at day 92
+    xs, ys = [14.0, 31.0, 57 + 11 / 24], [200_000.0, 400_000.0, 600_000.0]
+    x_mean, y_mean = sum(xs) / 3, sum(ys) / 3
+    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - x_mean) ** 2 for x in xs
+    )
+    assert revenue["forecast"] == pytest.approx(y_mean + slope * (92 - x_mean))
+    why = revenue["why"]
+    assert (why["metric"], why["run_id"], why["flow_run_id"]) == (
+        "won_revenue",
+        "run-1",
+        "flow-run-1",
+    )
+    assert why["record_count"] == 3
+    assert why["records_by_kind"] == {"salesforce.deal": 3}
+    assert [(r["source_id"], r["amount"], r["currency"]) for r in why["records"]] == [
+        ("006-0", "250000.0000", "USD"),
+        ("006-1", "150000.0000", "USD"),
+        ("006-2", "200000.0000", "USD"),
+    ]
+    assert why["sources_read_at"] == {"salesforce": "2026-11-27T11:00:00+00:00"}
+
+    unmeasured = krs["alice-deals"]
+    assert (unmeasured["value"], unmeasured["why"], unmeasured["history"]) == (None, None, [])
+    assert objectives["alice"]["progress"] is None
+
+
+def test_the_schema_rejects_a_document_that_drifted(filled: str) -> None:
+    summary = summary_of(filled)
+    kr = summary["objectives"][0]["key_results"][0]
+    for broken in (
+        {**kr, "status": "green"},
+        {**kr, "as_of": "2026-11-27T11:00:00"},  # a time without its zone
+        {**kr, "surprise": 1},
+        {key: value for key, value in kr.items() if key != "unit"},
+    ):
+        drifted = {**summary, "objectives": [{**summary["objectives"][0], "key_results": [broken]}]}
+        with pytest.raises(jsonschema.ValidationError):
+            validate(drifted)
+
+
+def test_csv_suits_spreadsheets(filled: str) -> None:
+    store = Store.open(filled)
+    with store.session() as session:  # a title a spreadsheet would run as a formula
+        session.execute(
+            update(KeyResult)
+            .where(KeyResult.id == "win-rate")
+            .values(title='=HYPERLINK("http://evil.example","win rate")')
+        )
+        session.commit()
+    store.dispose()
+    summary = summary_of(filled)
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(summary_csv(summary)))}
+    assert set(rows) == set(STATUSES)
+    alice = rows["alice-deals"]
+    assert alice["objective_path"] == "Grow objective › Sales objective › Alice objective"
+    assert alice["objective_level"] == "2"
+    assert (alice["value"], alice["status_label"]) == ("", "no data")
+    revenue = rows["revenue"]
+    assert float(revenue["value"]) == 600_000
+    assert float(revenue["progress"]) == pytest.approx(0.6)
+    assert revenue["unit"] == "USD"
+    assert revenue["as_of"] == "2026-11-27T11:00:00+00:00"
+    assert revenue["measurements"] == "3"
+    assert float(revenue["data_age_hours"]) == pytest.approx(61 / 60, abs=0.01)
+    assert revenue["sources_read_at"] == "salesforce 2026-11-27T11:00:00+00:00"
+    assert rows["first-response"]["stale_reason"] == "zendesk data is 3 days old (limit 24 h)"
+    assert rows["win-rate"]["title"] == '\'=HYPERLINK("http://evil.example","win rate")'
+    assert float(rows["win-rate"]["value"]) == 26  # numbers stay numbers
+
+
+def test_markdown_summary_for_the_sync_artifact(filled: str) -> None:
+    summary = summary_of(filled)
+    text = summary_markdown(summary)
+    assert text.startswith("# OKR summary\n")
+    assert "As of 2026-11-27 12:00 UTC" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if "↳" in line}
+    assert len(rows) == len(STATUSES)
+    revenue = rows["↳ Book 1M in won revenue"]
+    cells = "| 600k USD | 1.00M USD | 60% | 🟢 on track | 924k USD | 2026-11-27 11:00 UTC |"
+    assert cells in revenue
+    assert "🔴 off track" in rows["↳ Raise the win rate from 25% to 35%"]
+    assert "🟡 at risk" in rows["↳ Win 10 new customers"]
+    assert "⚪ no data" in rows["↳ Alice closes 5 deals"]
+    assert "🟣 stale" in rows["↳ Answer within 4 hours"]
+    assert "- **first-response** is stale: zendesk data is 3 days old (limit 24 h)" in text
+
+
+def test_the_page_shows_the_summarys_numbers_and_loads_nothing(filled: str) -> None:
+    summary = summary_of(filled)
+    page = render_html(summary)
+    for kr in by_id(summary).values():
+        assert f'data-kr="{kr["id"]}"' in page
+        assert format_value(kr["value"], kr["unit"]) in page
+    assert 'data-status="stale"' in page
+    assert "zendesk data is 3 days old" in page
+    # self-contained: nothing fetched from anywhere, and the policy forbids trying
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "default-src 'none'" in page
+    assert "<polyline" in page  # the revenue trend has three points
+
+
+def test_report_command_writes_html_json_and_csv(filled: str, tmp_path: Path) -> None:
+    page = tmp_path / "okrs.html"
+    result = invoke("report", "--store", filled, "--format", "html", "--output", str(page))
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!doctype html>")
+    assert all(f'data-kr="{kr_id}"' in html for kr_id in STATUSES)
+
+    document = tmp_path / "okrs.json"
+    result = invoke("report", "--store", filled, "--format", "json", "--output", str(document))
+    assert result.exit_code == 0, result.output
+    exported = json.loads(document.read_text(encoding="utf-8"))
+    validate(exported)
+    assert {kr["id"] for _o, kr in key_results(exported)} == set(STATUSES)
+
+    table = tmp_path / "okrs.csv"
+    result = invoke("report", "--store", filled, "--format", "csv", "--output", str(table))
+    assert result.exit_code == 0, result.output
+    assert table.read_bytes().startswith(b"\xef\xbb\xbfobjective_id,")  # UTF-8 for Excel
+    rows = list(csv.DictReader(io.StringIO(table.read_text(encoding="utf-8-sig"))))
+    assert [row["id"] for row in rows] == [kr["id"] for _o, kr in key_results(exported)]
+
+    stdout = invoke("report", "--store", filled, "--format", "csv")
+    assert stdout.exit_code == 0
+    assert stdout.stdout.startswith("objective_id,")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--format", "pdf"), "error: unknown format 'pdf'; use table, json, csv or html"),
+        (("--output", "x.txt"), "error: --output needs --format json, csv or html"),
+        (
+            ("--format", "html", "--output", "/nonexistent-dir/okrs.html"),
+            "error: cannot write /nonexistent-dir/okrs.html: No such file or directory",
+        ),
+    ],
+)
+def test_bad_report_options_end_with_one_error_line(
+    sqlite_url: str, args: tuple[str, ...], message: str
+) -> None:
+    result = invoke("report", "--store", sqlite_url, *args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1] == message
+
+
+# --- the live API ---------------------------------------------------------------------------
+
+
+def client_for(url: str, settings: ServeSettings | None = None) -> TestClient:
+    return TestClient(create_app(Store.open(url), settings or ServeSettings(), clock=lambda: NOW))
+
+
+def test_the_api_serves_the_same_numbers_as_the_exports(filled: str) -> None:
+    expected = summary_of(filled)
+    with client_for(filled) as client:
+        served = client.get("/api/v1/summary")
+        assert served.status_code == 200
+        assert served.headers["cache-control"] == "no-store"
+        validate(served.json())
+        assert served.json() == json.loads(json.dumps(expected))
+
+        table = client.get("/api/v1/summary.csv")
+        assert table.headers["content-type"] == "text/csv; charset=utf-8"
+        assert table.text == summary_csv(expected)
+
+        one = client.get("/api/v1/key-results/revenue").json()
+        assert one == {"objective_id": "grow", **json.loads(json.dumps(by_id(expected)["revenue"]))}
+        missing = client.get("/api/v1/key-results/nope")
+        assert (missing.status_code, missing.json()) == (404, {"error": "no key result 'nope'"})
+
+        assert client.get("/api/v1/schema").json() == SCHEMA
+        assert set(client.get("/api/v1").json()["endpoints"]) == {
+            "/api/v1/summary",
+            "/api/v1/summary.csv",
+            "/api/v1/key-results/{id}",
+            "/api/v1/schema",
+        }
+        page = client.get("/")
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.text == render_html(expected, live=True)
+
+        # read-only: nothing but GET
+        for method in ("post", "put", "patch", "delete"):
+            assert getattr(client, method)("/api/v1/summary").status_code == 405
+
+
+TOKEN, PASSWORD = "s3cret-serve-token", "pa55-w0rd"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_token_and_basic_auth_protect_everything_and_never_leak(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill_store(sqlite_url)
+    monkeypatch.setenv("OKR_SYNC_SERVE_TOKEN", TOKEN)
+    monkeypatch.setenv("OKR_SYNC_SERVE_USER", "leader")
+    monkeypatch.setenv("OKR_SYNC_SERVE_PASSWORD", PASSWORD)
+    seen: list[str] = []
+    with client_for(sqlite_url) as client:
+        for path in ("/", "/api/v1/summary", "/api/v1/summary.csv", "/api/v1/schema"):
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong"},
+                basic("leader", "wrong"),
+                basic("someone", PASSWORD),
+                {"Authorization": "Basic !!!"},
+            ):
+                refused = client.get(path, headers=headers)
+                assert refused.status_code == 401, (path, headers)
+                assert refused.headers["www-authenticate"] == 'Basic realm="okr-sync"'
+                seen += [refused.text, str(refused.headers)]
+            for headers in ({"Authorization": f"Bearer {TOKEN}"}, basic("leader", PASSWORD)):
+                allowed = client.get(path, headers=headers)
+                assert allowed.status_code == 200, (path, headers)
+                seen += [allowed.text, str(allowed.headers)]
+    assert not [text[:80] for text in seen if TOKEN in text or PASSWORD in text]
+
+
+def test_serve_refuses_half_configured_basic_auth(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OKR_SYNC_SERVE_USER", "leader")
+    monkeypatch.delenv("OKR_SYNC_SERVE_PASSWORD", raising=False)
+    result = invoke("serve", "--store", sqlite_url, "--port", "0")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: set both OKR_SYNC_SERVE_USER and OKR_SYNC_SERVE_PASSWORD for basic auth, or neither"
+    )
+
+
+# --- end to end: the demo company synced from its sandboxes ------------------------------------
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_real_sync_exports_schema_valid_json_and_a_page_with_every_key_result(
+    sqlite_url: str, sources_env: dict[str, RunningServer], tmp_path: Path
+) -> None:
+    synced = invoke("sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url)
+    assert synced.exit_code == 0, synced.output
+    exported = invoke("report", "--store", sqlite_url, "--format", "json")
+    assert exported.exit_code == 0, exported.output
+    document = json.loads(exported.stdout)
+    validate(document)
+    krs = [kr for _o, kr in key_results(document)]
+    assert len(krs) >= 15
+    measured = [kr for kr in krs if kr["why"] is not None]
+    assert measured, "the sync measured nothing"
+    for kr in measured:
+        why = kr["why"]
+        assert why["record_count"] == kr["records"]
+        assert len(why["records"]) == min(kr["records"], 25)
+        assert why["run_status"] == "complete"
+    page = tmp_path / "okrs.html"
+    written = invoke("report", "--store", sqlite_url, "--format", "html", "--output", str(page))
+    assert written.exit_code == 0, written.output
+    html = page.read_text(encoding="utf-8")
+    for kr in krs:
+        assert f'id="why-{kr["id"]}"' in html
