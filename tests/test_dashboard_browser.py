@@ -1,0 +1,252 @@
+"""The dashboard in a real browser: Debian's headless Chromium, driven by Playwright.
+
+Chromium comes from the ``chromium`` package (``/usr/bin/chromium``, or
+``OKR_SYNC_CHROMIUM``); Playwright never downloads a browser. In CI (``CI=true``, where
+``.ci/run`` installs it) a missing Chromium fails these tests; elsewhere they skip with the
+reason. Screenshots go to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from okr_sync.serve import ServeSettings, create_app
+from okr_targets.dashboard import render_html
+from okr_targets.store import Store
+from okr_targets.summary import STATUS_LABELS, build_summary, format_value
+from tests.okr_fixture import NOW, STATUSES, fill_store
+
+CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))
+# The colours the stylesheet gives each status (GitHub Primer's accessible palette).
+STATUS_RGB = {
+    "on_track": "rgb(26, 127, 55)",
+    "at_risk": "rgb(154, 103, 0)",
+    "off_track": "rgb(207, 34, 46)",
+    "no_data": "rgb(89, 99, 110)",
+    "stale": "rgb(130, 80, 223)",
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; required when CI=true")
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), chromium_sandbox=False)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def summary(sqlite_url: str) -> dict[str, Any]:
+    fill_store(sqlite_url)
+    store = Store.open(sqlite_url)
+    with store.session() as session:
+        found = build_summary(session, NOW, store.display_url)
+    store.dispose()
+    return found
+
+
+@pytest.fixture
+def page(browser: Browser, summary: dict[str, Any], tmp_path: Path) -> Iterator[Page]:
+    """The static report opened from disk, with every request it makes recorded."""
+    path = tmp_path / "okrs.html"
+    path.write_text(render_html(summary), encoding="utf-8")
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    opened = context.new_page()
+    requests: list[str] = []
+    opened.on("request", lambda request: requests.append(request.url))
+    opened.goto(path.as_uri())
+    opened.wait_for_load_state("load")
+    assert requests == [path.as_uri()], "the page fetched something besides itself"
+    yield opened
+    context.close()
+
+
+def relative_luminance(rgb: str) -> float:
+    """WCAG 2.x relative luminance of a CSS ``rgb(r, g, b)`` colour."""
+    channels = [int(part) / 255 for part in rgb.removeprefix("rgb(").rstrip(")").split(",")[:3]]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG contrast ratio, (L1 + 0.05) / (L2 + 0.05) with L1 the lighter."""
+    high, low = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_contrast_formula_matches_wcag_reference_values() -> None:
+    assert contrast("rgb(0, 0, 0)", "rgb(255, 255, 255)") == pytest.approx(21.0)
+    assert contrast("rgb(255, 255, 255)", "rgb(255, 255, 255)") == pytest.approx(1.0)
+    assert contrast("rgb(118, 118, 118)", "rgb(255, 255, 255)") == pytest.approx(4.54, abs=0.01)
+
+
+def style(page: Page, selector: str, prop: str) -> str:
+    return str(page.locator(selector).first.evaluate(f"e => getComputedStyle(e).{prop}"))
+
+
+def test_tree_status_colours_and_drill_down(page: Page, tmp_path: Path) -> None:
+    # the cascade: alice sits in sales, which sits in the company objective
+    chain = page.locator('[data-objective="alice"]').evaluate(
+        """e => { const ids = []; let node = e.parentElement.closest('[data-objective]');
+                  while (node) { ids.push(node.dataset.objective);
+                                 node = node.parentElement.closest('[data-objective]'); }
+                  return ids; }"""
+    )
+    assert chain == ["sales", "grow"]
+    parent = "e => e.parentElement.closest('[data-objective]').dataset.objective"
+    assert page.locator('[data-objective="support"]').evaluate(parent) == "grow"
+    expect(page.locator('[data-objective="grow"] > section > h2')).to_contain_text("Grow objective")
+
+    # each key result shows its status, with the colour of that status
+    for kr_id, status in STATUSES.items():
+        badge = page.locator(f'[data-kr="{kr_id}"] .badge[data-status]')
+        expect(badge).to_contain_text(STATUS_LABELS[status])
+        assert (
+            style(page, f'[data-kr="{kr_id}"] .badge[data-status]', "backgroundColor")
+            == (STATUS_RGB[status])
+        )
+    expect(page.locator('[data-kr="first-response"] .badge[data-status]')).to_have_text(
+        "stale (last seen on track)"
+    )
+    expect(page.locator('[data-kr="first-response"] .stale-reason')).to_have_text(
+        "Stale: zendesk data is 3 days old (limit 24 h)"
+    )
+    revenue = page.locator('[data-kr="revenue"]')
+    expect(revenue.locator(".why-button")).to_contain_text("600k USD")
+    expect(revenue.locator(".target")).to_have_text("target 1.00M USD")
+    expect(revenue.locator(".freshness")).to_contain_text("Updated 2026-11-27 11:00 UTC")
+    expect(revenue.locator(".freshness")).to_contain_text("(61 min old)")
+    expect(revenue.locator("svg circle")).to_have_count(3)
+    expect(revenue.locator("svg .forecast-line")).to_have_count(1)
+    expect(revenue.locator(".forecast")).to_contain_text("924k USD")
+
+    # "why this number": a click opens the metric, the run and the records
+    dialog = page.locator("#why-revenue")
+    expect(dialog).to_be_hidden()
+    revenue.locator(".why-button").click()
+    expect(dialog).to_be_visible()
+    heading = dialog.get_by_role("heading", name="Why 600k USD? Book 1M in won revenue")
+    expect(heading).to_be_visible()
+    expect(dialog).to_contain_text("won_revenue")
+    expect(dialog).to_contain_text("run-1 (complete), Prefect flow run flow-run-1")
+    expect(dialog.locator("tbody tr")).to_have_count(3)
+    expect(dialog.locator("tbody")).to_contain_text("250,000.00 USD")
+    page.screenshot(path=tmp_path / "drill-down.png")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    page.locator('[data-kr="win-rate"] .why-button').click()
+    page.locator("#why-win-rate").get_by_role("button", name="Close").first.click()
+    expect(page.locator("#why-win-rate")).to_be_hidden()
+
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=shot, full_page=True)
+    assert shot.read_bytes().startswith(b"\x89PNG")
+    assert shot.stat().st_size > 20_000
+
+
+def test_markup_is_accessible(page: Page) -> None:
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.title().startswith("OKR dashboard")
+    # headings: one h1, and no level skipped on the way down
+    levels = page.locator("h1, h2, h3, h4, h5, h6").evaluate_all(
+        "els => els.map(e => Number(e.tagName[1]))"
+    )
+    assert levels.count(1) == 1
+    assert levels[0] == 1
+    assert all(b <= a + 1 for a, b in itertools.pairwise(levels)), levels
+    # labels: every control, bar and chart has an accessible name
+    for kr_id in STATUSES:
+        title = page.locator(f"#kr-{kr_id}").inner_text()
+        expect(page.get_by_role("progressbar", name=f"Progress of {title}")).to_have_count(1)
+        expect(page.get_by_role("img", name=f"Trend of {title}:")).to_have_count(1)
+    expect(page.get_by_role("button", name="why this number?")).to_have_count(len(STATUSES))
+    unnamed = page.locator("button, [role=progressbar], svg[role=img], dialog").evaluate_all(
+        """els => els.filter(e => !(e.getAttribute('aria-label')
+                   || (e.getAttribute('aria-labelledby')
+                       && document.getElementById(e.getAttribute('aria-labelledby')))
+                   || e.textContent.trim())).map(e => e.outerHTML.slice(0, 80))"""
+    )
+    assert unnamed == []
+
+    # contrast (WCAG 2.1): text 4.5:1 (1.4.3), the bar's fill against its track 3:1 (1.4.11)
+    for status in STATUS_RGB:
+        badge = f".legend .status-{status}"
+        ratio = contrast(style(page, badge, "color"), style(page, badge, "backgroundColor"))
+        assert ratio >= 4.5, (status, ratio)
+    for kr_id, status in STATUSES.items():
+        if status == "no_data":
+            continue  # an empty bar has no fill to see
+        fill = style(page, f'[data-kr="{kr_id}"] .bar .fill', "backgroundColor")
+        track = style(page, f'[data-kr="{kr_id}"] .bar', "backgroundColor")
+        assert contrast(fill, track) >= 3.0, (status, contrast(fill, track))
+    card = '[data-kr="revenue"] article'
+    panel = style(page, card, "backgroundColor")
+    for text in (".kr-title", ".freshness", ".why-button", ".forecast"):
+        colour = style(page, f"{card} {text}", "color")
+        assert contrast(colour, panel) >= 4.5, (text, contrast(colour, panel))
+    stale = '[data-kr="first-response"]'
+    colour = style(page, f"{stale} .stale-reason", "color")
+    assert contrast(colour, style(page, f"{stale} article", "backgroundColor")) >= 4.5
+
+
+@pytest.fixture
+def live(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``okr-sync serve``'s app on a free port, behind basic auth."""
+    fill_store(sqlite_url)
+    monkeypatch.setenv("OKR_SYNC_SERVE_USER", "leader")
+    monkeypatch.setenv("OKR_SYNC_SERVE_PASSWORD", "pa55-w0rd")
+    store = Store.open(sqlite_url)
+    app = create_app(store, ServeSettings(), clock=lambda: NOW)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the dashboard server did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    store.dispose()
+
+
+def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None:
+    outsider = browser.new_context()
+    assert outsider.request.get(live + "/").status == 401  # the browser would ask for a login
+    outsider.close()
+
+    context = browser.new_context(http_credentials={"username": "leader", "password": "pa55-w0rd"})
+    page = context.new_page()
+    response = page.goto(live + "/")
+    assert response is not None
+    assert response.status == 200
+    api = context.request.get(live + "/api/v1/summary").json()
+    for objective in api["objectives"]:
+        for kr in objective["key_results"]:
+            card = page.locator(f'[data-kr="{kr["id"]}"]')
+            shown = format_value(kr["value"], kr["unit"])
+            expect(card.locator(".why-button")).to_contain_text(shown)
+            badge = card.locator(".badge[data-status]")
+            expect(badge).to_have_attribute("data-status", kr["status"])
+    page.locator('[data-kr="first-response"] .why-button').click()
+    expect(page.locator("#why-first-response")).to_contain_text("zendesk.ticket: 1")
+    page.keyboard.press("Escape")  # the dialog is modal: the page waits behind it
+    page.get_by_role("link", name="JSON").click()
+    assert page.url == live + "/api/v1/summary"
+    context.close()
