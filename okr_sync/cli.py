@@ -356,6 +356,8 @@ def serve(
     Set OKR_SYNC_SERVE_TOKEN (bearer token) and/or OKR_SYNC_SERVE_USER and
     OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials.
     """
+    import socket
+
     import uvicorn
     from pydantic import ValidationError
 
@@ -372,9 +374,19 @@ def serve(
             "set OKR_SYNC_SERVE_TOKEN or OKR_SYNC_SERVE_USER/OKR_SYNC_SERVE_PASSWORD",
             highlight=False,
         )
-    err.print(f"Serving {opened.display_url} read-only on http://{host}:{port}/", highlight=False)
+    # Bind here so a busy port is one clear error and --port 0 can say which port it got.
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
-        uvicorn.run(create_app(opened, settings), host=host, port=port, log_level="warning")
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        opened.dispose()
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = listener.getsockname()[1]
+    err.print(f"Serving {opened.display_url} read-only on http://{host}:{bound}/", highlight=False)
+    server = uvicorn.Server(uvicorn.Config(create_app(opened, settings), log_level="warning"))
+    try:
+        server.run(sockets=[listener])
     finally:
         opened.dispose()
 

@@ -10,12 +10,19 @@ import base64
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pytest
+from prefect import flow
+from prefect.artifacts import Artifact, create_markdown_artifact
 from sqlalchemy import update
 from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
@@ -31,6 +38,7 @@ from okr_targets.summary import (
     build_summary,
     format_value,
     key_results,
+    store_summary_markdown,
     summary_csv,
     summary_markdown,
 )
@@ -358,3 +366,60 @@ def test_a_real_sync_exports_schema_valid_json_and_a_page_with_every_key_result(
     html = page.read_text(encoding="utf-8")
     for kr in krs:
         assert f'id="why-{kr["id"]}"' in html
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_markdown_summary_is_a_prefect_artifact(sqlite_url: str) -> None:
+    """What the sync's artifact will carry: the same table, stored by Prefect."""
+    fill_store(sqlite_url)
+
+    @flow
+    def publish() -> None:
+        store = Store.open(sqlite_url)
+        try:
+            create_markdown_artifact(store_summary_markdown(store, NOW), key="okr-summary")
+        finally:
+            store.dispose()
+
+    publish()
+    stored: Any = Artifact.get("okr-summary")  # the sync variant: no event loop runs here
+    assert stored is not None
+    assert stored.type == "markdown"
+    assert stored.data == summary_markdown(summary_of(sqlite_url))
+
+
+def test_serve_command_answers_on_the_port_it_reports(sqlite_url: str, tmp_path: Path) -> None:
+    """The real ``okr-sync serve`` process: --port 0, a token, then a busy port."""
+    fill_store(sqlite_url)
+    command = [str(Path(sys.executable).parent / "okr-sync"), "serve", "--store", sqlite_url]
+    environment = {**os.environ, "OKR_SYNC_SERVE_TOKEN": TOKEN}
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([*command, "--port", "0"], env=environment, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        base, port = found.group(0), found.group(1)
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        while True:  # the line is printed just before uvicorn starts accepting
+            try:
+                answer = httpx.get(base + "api/v1/summary", headers=bearer)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "serve did not accept connections"
+                time.sleep(0.2)
+        assert answer.status_code == 200
+        validate(answer.json())
+        assert httpx.get(base + "api/v1/summary").status_code == 401
+        busy = invoke("serve", "--store", sqlite_url, "--port", port)
+        assert busy.exit_code == 1
+        assert busy.stderr.strip().splitlines()[-1] == (
+            f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert TOKEN not in log.read_text()
