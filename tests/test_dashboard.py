@@ -191,7 +191,10 @@ def test_markdown_summary_for_the_sync_artifact(filled: str) -> None:
 
 def test_the_page_shows_the_summarys_numbers_and_loads_nothing(filled: str) -> None:
     summary = summary_of(filled)
+    summary["objectives"][0]["title"] = "<script>alert(1)</script>"  # text, never markup
     page = render_html(summary)
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     for kr in by_id(summary).values():
         assert f'data-kr="{kr["id"]}"' in page
         assert format_value(kr["value"], kr["unit"]) in page
