@@ -299,19 +299,10 @@ _STATUS = {
 
 
 def _number(value: float | None, unit: str, with_unit: bool = True) -> str:
-    """Short, human numbers: 1.2M, 612k, 5, -10.6%."""
-    if value is None:
-        return "—"
-    size = abs(value)
-    if size >= 1_000_000:
-        text = f"{value / 1_000_000:.2f}M"
-    elif size >= 10_000:
-        text = f"{value / 1_000:.0f}k"
-    else:
-        text = f"{value:,.1f}".removesuffix(".0")
-    if unit == "%":
-        return f"{text}%"
-    return f"{text} {unit}" if with_unit and unit else text
+    """Short, human numbers: 1.2M, 612k, 5, -10.6% (the dashboard's, a unit column aside)."""
+    from okr_targets.summary import format_value
+
+    return format_value(value, unit if with_unit or unit == "%" else "")
 
 
 def _bar(progress: float | None, width: int = 8) -> str:

@@ -159,11 +159,9 @@ def summary_csv(summary: dict[str, Any]) -> str:
     Numbers stay numbers (progress as a 0–1 fraction), times are ISO 8601 with their UTC
     offset, money keeps its currency in ``unit``.
     """
-    titles: dict[str, str] = {}
     paths: dict[str, str] = {}
     for objective in summary["objectives"]:
         parent = objective["parent"]
-        titles[objective["id"]] = objective["title"]
         prefix = f"{paths[parent]} › " if parent in paths else ""
         paths[objective["id"]] = prefix + objective["title"]
     buffer = io.StringIO()
