@@ -203,6 +203,10 @@ def test_markup_is_accessible(page: Page) -> None:
     colour = style(page, f"{stale} .stale-reason", "color")
     assert contrast(colour, style(page, f"{stale} article", "backgroundColor")) >= 4.5
 
+    # reflow (WCAG 1.4.10): at 320 CSS pixels wide nothing needs scrolling sideways
+    page.set_viewport_size({"width": 320, "height": 640})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+
 
 @pytest.fixture
 def live(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
