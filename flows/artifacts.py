@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext
 from prefect.events import emit_event
 
 from okr_targets.config import OkrConfig
@@ -111,6 +112,8 @@ def publish_changes(config: OkrConfig, outcomes: list[KeyResultOutcome], run_id:
     events = change_events(config, outcomes, run_id)
     for event in events:
         emit_event(**event)
+    if FlowRunContext.get() is None:  # the sync's logic called directly: no run to attach to
+        return len(events)
     try:
         if events:
             create_table_artifact(
