@@ -112,7 +112,7 @@ def check_reachable(source: str) -> Finding:
         return Finding(f"reach {source}", False, "not tried: credentials missing", None)
     except FatalSourceError as exc:
         return Finding(f"reach {source}", False, str(exc), f"the source refused: {_readme(source)}")
-    except SourceError as exc:
+    except (SourceError, OSError) as exc:
         return Finding(
             f"reach {source}",
             False,

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -149,9 +149,12 @@ def verify_zendesk(secret: str, body: bytes, headers: Any, now: float, tolerance
     stamp = _header(headers, "x-zendesk-webhook-signature-timestamp")
     _check(_hmac_b64(secret, stamp.encode() + body), signature)
     try:
-        sent_at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        signed_at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
         raise RefusedError(401, f"unsigned: timestamp {stamp!r} is not ISO 8601") from None
+    if signed_at.tzinfo is None:  # Zendesk sends UTC; never read it as local time
+        signed_at = signed_at.replace(tzinfo=UTC)
+    sent_at = signed_at.timestamp()
     _fresh(sent_at, now, tolerance)
     return signature
 
