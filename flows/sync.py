@@ -46,6 +46,7 @@ from connectors.errors import (
     is_retriable,
 )
 from expectations import Validator
+from flows.artifacts import publish_changes
 from okr_sync import __version__
 from okr_sync.progress import advance
 from okr_sync.secrets import MissingSecretError
@@ -175,6 +176,7 @@ def sync_stream(
     started_at: datetime | None = None,
     lookback: timedelta = timedelta(0),
     settings: Settings | None = None,
+    window: tuple[datetime, datetime] | None = None,
 ) -> StreamCounts:
     """Read one stream from its cursor into the mirror, one committed batch at a time.
 
@@ -190,6 +192,8 @@ def sync_stream(
 
     A full refresh reads everything and takes the source's copy of every record, whatever
     the mirror held (for a source that was restored, re-seeded or had its clock reset).
+    A backfill ``window`` reads the records changed in ``[start, end)`` and leaves the
+    cursor where it is: the incremental sync carries on from it unchanged.
     """
     settings = settings or Settings()
     logger = run_logger()
@@ -228,6 +232,7 @@ def sync_stream(
                     # a retry resumes exactly where this run's committed data ends
                     lookback if counts.attempts == 1 else None,
                     counts,
+                    window,
                 )
                 full_refresh = False
     except RetriableSourceError as exc:
@@ -252,6 +257,7 @@ def _read_into_mirror(
     started_at: datetime | None,
     lookback: timedelta | None,
     counts: StreamCounts,
+    window: tuple[datetime, datetime] | None = None,
 ) -> None:
     """One attempt: from the committed cursor to the end of the stream, batch by batch.
 
@@ -265,16 +271,20 @@ def _read_into_mirror(
     try:
         with store.session() as session:
             saved = read_cursor(session, source, stream.name)
-        since = None
-        if saved is not None and not full_refresh:
+        since, until = None, None
+        if window is not None:
+            since, until = Bookmark(window[0]), window[1]
+        elif saved is not None and not full_refresh:
             since = Bookmark(saved.at - lookback, saved.token) if lookback else saved
         logger.info(
             "%s: reading %s",
             label,
             f"changes since {since.at.isoformat()}" if since else "everything",
         )
+        if until is not None:
+            logger.info("%s: backfill up to %s; the cursor stays put", label, until.isoformat())
         model = MIRROR[stream.entity]
-        for batch in batches(reader.read(stream, since), batch_size):
+        for batch in batches(reader.read(stream, since, until), batch_size):
             verdict = validator.validate(stream.entity, batch.rows)
             with store.session() as session, session.begin():
                 rows = [{**row, "run_id": run_id} for row in verdict.good]
@@ -283,7 +293,7 @@ def _read_into_mirror(
                 quarantined = quarantine(
                     session, run_id, stream.entity, [*batch.rejected, *verdict.rejected]
                 )
-                bookmark = batch.bookmark
+                bookmark = None if window is not None else batch.bookmark
                 if bookmark is not None and started_at is not None and bookmark.at > started_at:
                     bookmark = Bookmark(started_at, bookmark.token)
                 if bookmark is not None:
@@ -378,15 +388,31 @@ def sync_okrs(
     store_url: str | None = None,
     full_refresh: bool = False,
     reconcile: bool = False,
+    sources: list[str] | None = None,
+    backfill_from: str | None = None,
+    backfill_to: str | None = None,
+    refreeze_baselines: bool | None = None,
 ) -> dict[str, Any] | State[Any]:
-    """Sync every source named in the OKR file and measure every key result.
+    """Sync the sources named in the OKR file and measure every key result.
 
-    Parameters: ``okr_file`` (default ``$OKR_SYNC_OKR_FILE``), ``store_url`` (default
-    ``$OKR_SYNC_STORE_URL``), ``full_refresh`` (ignore cursors and re-read everything),
-    ``reconcile`` (after the sync, list every live id at each source and tombstone the
-    mirror's records the source no longer has: deletes it stopped reporting).
     Prefect keeps flow parameters in its database, so a ``store_url`` carrying a password
     is refused: credentials belong in ``$OKR_SYNC_STORE_URL`` on the worker.
+
+    Args:
+        okr_file: The OKRs-as-code file; null means the worker's $OKR_SYNC_OKR_FILE.
+        store_url: SQLAlchemy URL of the store, without a password; null means the
+            worker's $OKR_SYNC_STORE_URL.
+        full_refresh: Ignore the saved cursors, re-read everything and tombstone what the
+            sources no longer have.
+        reconcile: After the sync, list every live id at each source and tombstone the
+            records it no longer has (deletes it stopped reporting).
+        sources: Sync only these sources (e.g. ["hubspot"]); null means every source in
+            the OKR file. Every key result is measured either way.
+        backfill_from: Backfill: re-read the records changed from the start of this period
+            (e.g. 2026-Q3, in the OKR file's calendar), leaving the cursors where they are.
+        backfill_to: Backfill: up to the end of this period (default: backfill_from).
+        refreeze_baselines: Recompute frozen baselines from the data; null means only on
+            a full refresh.
     """
     settings = Settings()
     logger = run_logger()
@@ -397,17 +423,31 @@ def sync_okrs(
         )
         logger.error("sync failed: %s", message)
         return Failed(message=message)
+    if backfill_to and not backfill_from:
+        message = "backfill_to needs backfill_from, the first period to re-read"
+        logger.error("sync failed: %s", message)
+        return Failed(message=message)
     try:
         store = Store.open(store_url or settings.store_url)
     except StoreError as exc:
         logger.error("sync failed: %s", exc)
         return Failed(message=str(exc))
+    scope = Scope(
+        sources=sources or None,
+        backfill=(backfill_from, backfill_to or backfill_from) if backfill_from else None,
+        refreeze_baselines=refreeze_baselines,
+    )
     try:
         with store.writer_lock():
             if abandoned := abandon_unfinished_runs(store):
                 logger.warning("%d earlier run(s) never finished; marked failed", abandoned)
             report = _sync(
-                store, settings, str(okr_file or settings.okr_file), full_refresh, reconcile
+                store,
+                settings,
+                str(okr_file or settings.okr_file),
+                full_refresh,
+                reconcile,
+                scope,
             )
     except StoreBusyError as exc:
         logger.error("sync did not start: %s", exc)
@@ -419,8 +459,48 @@ def sync_okrs(
     return asdict(report)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What one run covers beyond the defaults: some sources, a backfill window."""
+
+    sources: list[str] | None = None
+    backfill: tuple[str, str] | None = None  # first and last period label
+    refreeze_baselines: bool | None = None
+
+    def streams(self, config: OkrConfig) -> list[tuple[str, StreamInfo]]:
+        """The OKR file's streams of the chosen sources; an unknown source is an error."""
+        streams = config.streams()
+        if self.sources is None:
+            return streams
+        named = list(dict.fromkeys(source for source, _ in streams))
+        unknown = [source for source in self.sources if source not in named]
+        if unknown:
+            raise ConfigError(
+                f"source {unknown[0]!r} is not among {config.path}'s sources ({', '.join(named)})"
+            )
+        return [(source, stream) for source, stream in streams if source in self.sources]
+
+    def window(self, config: OkrConfig) -> tuple[datetime, datetime] | None:
+        """A backfill's ``[start, end)`` in UTC, from its periods in the file's calendar."""
+        if self.backfill is None:
+            return None
+        first, last = self.backfill
+        try:
+            start, end = config.calendar.period(first).start_at, config.calendar.period(last).end_at
+        except ValueError as exc:
+            raise ConfigError(f"backfill: {exc}") from None
+        if end <= start:
+            raise ConfigError(f"backfill: {last} ends before {first} starts")
+        return start, end
+
+
 def _sync(
-    store: Store, settings: Settings, okr_file: str, full_refresh: bool, reconcile: bool = False
+    store: Store,
+    settings: Settings,
+    okr_file: str,
+    full_refresh: bool,
+    reconcile: bool = False,
+    scope: Scope = Scope(),
 ) -> RunReport:
     """One sync under the store's writer lock: recorded as a run from start to end."""
     logger = run_logger()
@@ -432,11 +512,15 @@ def _sync(
         config = _load_and_lint(okr_file)
         with store.session() as session, session.begin():
             save_okrs(session, config, utcnow())
+        chosen, window = scope.streams(config), scope.window(config)
+        if window is not None and full_refresh:
+            raise ConfigError("a backfill re-reads a window; it cannot also be a full refresh")
+        synced = list(dict.fromkeys(source for source, _ in chosen))
         validator = Validator()
         started_at = utcnow()
         lookback = timedelta(seconds=settings.lookback_seconds)
         stopped_sources: dict[str, str] = {}
-        for source, stream in config.streams():
+        for source, stream in chosen:
             if source in stopped_sources:  # the same wall again: do not spend another budget
                 counts = StreamCounts(stopped=f"skipped: {stopped_sources[source]}")
             else:
@@ -451,6 +535,7 @@ def _sync(
                     started_at,
                     lookback,
                     settings,
+                    window,
                 )
                 if counts.failed:
                     raise SyncStoppedError(counts.failed)
@@ -462,16 +547,17 @@ def _sync(
             if not any(c["read"] for c in streams):
                 raise SyncStoppedError(next(c["stopped"] for c in streams if c["stopped"]))
         now = utcnow()
-        with store.session() as session, session.begin():
-            read_in_full = {source for source, _ in config.streams()} - set(stopped_sources)
-            record_source_reads(session, read_in_full, started_at, run_id)
+        if window is None:  # a backfill's window is not a read up to now: freshness unchanged
+            with store.session() as session, session.begin():
+                read_in_full = set(synced) - set(stopped_sources)
+                record_source_reads(session, read_in_full, started_at, run_id)
         if reconcile:
-            for source in sorted({source for source, _ in config.streams()} - set(stopped_sources)):
-                listed = [stream for name, stream in config.streams() if name == source]
+            for source in sorted(set(synced) - set(stopped_sources)):
+                listed = [stream for name, stream in chosen if name == source]
                 report.tombstoned |= reconcile_source(store, source, listed, run_id, now)
         with store.session() as session, session.begin():
             if full_refresh and not stopped_sources:
-                report.tombstoned = _tombstone_unseen(session, config, run_id, now)
+                report.tombstoned = _tombstone_unseen(session, chosen, run_id, now)
             save_money(session, config, run_id, now)
             primary = config.primary_customer_source()
             if primary is not None:
@@ -495,10 +581,14 @@ def _sync(
                 now,
                 __version__,
                 data_cutoff=started_at,
-                refreeze_baselines=full_refresh and not stopped_sources,
+                refreeze_baselines=(
+                    full_refresh if scope.refreeze_baselines is None else scope.refreeze_baselines
+                )
+                and not stopped_sources,
             )
         report.key_results = [asdict(outcome) for outcome in outcomes]
         _log_outcomes(logger, outcomes)
+        publish_changes(config, outcomes, run_id, store, now)
         stopped = [f"{name}: {c['stopped']}" for name, c in report.streams.items() if c["stopped"]]
         errors = [o for o in outcomes if o.error]
         report.status = "partial" if stopped or errors else "complete"
@@ -531,11 +621,11 @@ def _sync(
 
 
 def _tombstone_unseen(
-    session: Any, config: OkrConfig, run_id: str, now: datetime
+    session: Any, streams: list[tuple[str, StreamInfo]], run_id: str, now: datetime
 ) -> dict[str, int]:
     """A full refresh saw every live record: the mirror's others were deleted at the source."""
     counts = {}
-    for source, entity in sorted({(source, stream.entity) for source, stream in config.streams()}):
+    for source, entity in sorted({(source, stream.entity) for source, stream in streams}):
         counts[f"{source}.{entity}"] = tombstone_unseen(
             session, MIRROR[entity], source, run_id, now
         )

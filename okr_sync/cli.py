@@ -21,8 +21,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from okr_sync.automations import automations_app
 from okr_sync.sandbox import FAULT_SPEC_HELP
 from okr_sync.settings import Settings
+from okr_sync.webhooks import webhooks_app
 
 # No telemetry from the embedded Prefect server or Great Expectations: the machines this runs
 # on may have no route out, and a sync should not phone home. Users can still override.
@@ -44,6 +46,8 @@ db_app = typer.Typer(help="Manage the OKR store's schema.", no_args_is_help=True
 app.add_typer(db_app, name="db")
 runs_app = typer.Typer(help="Recent sync runs and what each one did.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(automations_app, name="automations")
 
 # Piped output is not cut to 80 columns; a terminal keeps its own width.
 out = Console(width=None if sys.stdout.isatty() else 132)
@@ -644,6 +648,23 @@ def _explanation_lines(found: Any) -> list[str]:
         + (f", {restatements} restatement(s)" if restatements else "")
     )
     return lines
+
+
+@app.command()
+def doctor(store: StoreOption = None, okr_file: OkrFileOption = None) -> None:
+    """Health checks: store and schema, credentials, sources reachable, last sync per source."""
+    from okr_sync.doctor import diagnose
+
+    findings = diagnose(_store_url(store), okr_file or Settings().okr_file)
+    for found in findings:
+        mark = "[green]ok[/]  " if found.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {found.check}: {found.detail}", highlight=False, soft_wrap=True)
+        if found.fix:
+            out.print(f"       fix: {found.fix}", highlight=False, soft_wrap=True)
+    problems = sum(1 for found in findings if not found.ok)
+    if problems:
+        raise fail(f"{problems} problem(s) found")
+    out.print("all checks passed")
 
 
 @db_app.command("upgrade")

@@ -123,6 +123,8 @@ class KeyResultOutcome:
     changed: bool
     records: int
     error: str | None = None
+    previous_value: float | None = None  # the latest measurement before this run's
+    previous_status: str | None = None  # None: never measured before
 
 
 def _compute(
@@ -315,6 +317,8 @@ def measure_key_results(
                 scored.progress,
                 changed,
                 len(records),
+                previous_value=previous.value if previous is not None else None,
+                previous_status=previous.status if previous is not None else None,
             )
         )
     return outcomes

@@ -1,0 +1,67 @@
+"""Example Prefect automations that act on okr-sync's key-result events.
+
+``okr-sync automations install --notify BLOCK`` creates (or replaces, by name) each
+automation shipped here, pointing its notification at the named notification block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+SHIPPED = sorted(Path(__file__).parent.glob("*.yaml"))
+
+automations_app = typer.Typer(help="Prefect automations on key-result events.")
+
+
+def with_block(spec: dict[str, Any], block_document_id: str) -> dict[str, Any]:
+    """The automation with every notification action pointed at the block."""
+    actions = [
+        {**action, "block_document_id": block_document_id}
+        if action.get("type") == "send-notification"
+        else action
+        for action in spec["actions"]
+    ]
+    return {**spec, "actions": actions}
+
+
+async def install(block_slug: str) -> list[str]:
+    """Create the shipped automations notifying through the block; returns their ids."""
+    from prefect.automations import Automation
+    from prefect.blocks.core import Block
+
+    block: Block = await Block.aload(block_slug)
+    block_id = str(block._block_document_id)  # Prefect's id of the saved block
+    created = []
+    for path in SHIPPED:
+        spec = with_block(yaml.safe_load(path.read_text()), block_id)
+        while True:  # installing again replaces: one automation per name
+            try:
+                existing = await Automation.aread(name=spec["name"])
+            except ValueError:
+                break
+            await existing.adelete()
+        automation = await Automation.model_validate(spec).acreate()
+        created.append(str(automation.id))
+    return created
+
+
+@automations_app.command("install")
+def install_command(
+    notify: Annotated[
+        str, typer.Option(help="notification block, TYPE/NAME, e.g. slack-webhook/okr-owners")
+    ],
+) -> None:
+    """Install the example automations (a key result goes off track → notify)."""
+    from okr_sync.cli import fail
+
+    try:
+        ids = asyncio.run(install(notify))
+    except ValueError as exc:  # Prefect's "Unable to find block document named …"
+        raise fail(f"notification block {notify!r}: {exc}") from None
+    for path, automation_id in zip(SHIPPED, ids, strict=True):
+        typer.echo(f"installed {path.stem} ({automation_id}), notifying {notify}")

@@ -1,0 +1,205 @@
+"""``okr-sync doctor``: is this installation healthy, and if not, what to do about it.
+
+Checks, in order: the store answers and its schema is the newest; the OKR file loads;
+each source in it has its credentials; each source answers them; each source was read in
+full recently. Every problem comes with its fix. Nothing is written: the schema is
+reported, never migrated, and a source is asked for one page of changes since now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import select
+
+from connectors.base import Bookmark, UnknownConnectorError, get_connector
+from connectors.errors import FatalSourceError, SourceError
+from okr_sync.secrets import MissingSecretError, resolve_secret
+from okr_targets.config import ConfigError, OkrConfig, load_okrs
+from okr_targets.models import SourceRead, SyncRun, utcnow
+from okr_targets.store import Store, StoreError
+
+
+@dataclass
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def check_store(url: str) -> tuple[list[Finding], Store | None]:
+    """Connectivity and schema version, without migrating anything."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from okr_targets.store import alembic_config, redact
+
+    try:
+        store = Store(url)
+        revision = store.revision()
+    except (StoreError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return [
+            Finding(
+                "store",
+                False,
+                f"cannot reach {redact(url)}: {reason}",
+                "check OKR_SYNC_STORE_URL and that the database server is up and lets this "
+                "user in (PostgreSQL: `pg_isready -h HOST`)",
+            )
+        ], None
+    head = ScriptDirectory.from_config(alembic_config(store.engine)).get_current_head()
+    found = [Finding("store", True, f"{store.display_url} answers")]
+    if revision == head:
+        found.append(Finding("schema", True, f"at revision {head}, the newest"))
+    else:
+        found.append(
+            Finding(
+                "schema",
+                False,
+                f"at revision {revision or 'none (empty database)'}; this okr-sync needs {head}",
+                "back the store up, then run `okr-sync db upgrade` (docs/operations.md)",
+            )
+        )
+    return found, store
+
+
+def check_credentials(source: str) -> Finding:
+    """Every secret the connector's settings declare is set, directly or as a block."""
+    connector = get_connector(source)
+    try:
+        settings = connector.settings()
+    except ValidationError as exc:
+        return Finding(f"credentials {source}", False, str(exc).splitlines()[0], _readme(source))
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    for name, field in type(settings).model_fields.items():
+        if (
+            field.annotation != SecretStr | None
+            or f"{name}_block" not in type(settings).model_fields
+        ):
+            continue
+        try:
+            resolve_secret(
+                f"{prefix}{name.upper()}",
+                getattr(settings, name),
+                getattr(settings, f"{name}_block"),
+            )
+        except MissingSecretError as exc:
+            return Finding(
+                f"credentials {source}",
+                False,
+                str(exc),
+                f"set {prefix}{name.upper()}, or create a Prefect Secret block and name it in "
+                f"{prefix}{name.upper()}_BLOCK; {_readme(source)}",
+            )
+    return Finding(f"credentials {source}", True, "present")
+
+
+def check_reachable(source: str) -> Finding:
+    """Log in and ask for one page of changes since now: small, and proves both ends."""
+    connector = get_connector(source)
+    try:
+        reader = connector.open(connector.settings())
+        try:
+            next(iter(reader.read(connector.streams[0], Bookmark(utcnow()))), None)
+        finally:
+            reader.close()
+    except MissingSecretError:
+        return Finding(f"reach {source}", False, "not tried: credentials missing", None)
+    except FatalSourceError as exc:
+        return Finding(f"reach {source}", False, str(exc), f"the source refused: {_readme(source)}")
+    except (SourceError, OSError) as exc:
+        return Finding(
+            f"reach {source}",
+            False,
+            str(exc),
+            "check the source's URL setting and that this machine can reach it (proxy, "
+            "firewall, DNS)",
+        )
+    return Finding(f"reach {source}", True, "answers")
+
+
+def check_last_reads(store: Store, config: OkrConfig, now: datetime) -> list[Finding]:
+    """When each source was last read in full, against its freshness limit."""
+    limits = config.freshness()
+    found = []
+    with store.session() as session:
+        reads = {read.source: read for read in session.scalars(select(SourceRead))}
+        failed = session.scalars(
+            select(SyncRun)
+            .where(SyncRun.status.in_(("failed", "partial")))
+            .order_by(SyncRun.started_at.desc())
+            .limit(1)
+        ).first()
+    for source in dict.fromkeys(config.spec.sources):
+        read = reads.get(source)
+        limit = timedelta(seconds=limits.get(source, limits["default"]))
+        schedule = (
+            "run `okr-sync sync`, or check that the incremental-sync deployment has a worker: "
+            "`prefect worker start --pool okr-sync`"
+        )
+        if read is None:
+            found.append(Finding(f"last sync {source}", False, "never read in full", schedule))
+            continue
+        age = now - read.read_at
+        detail = f"last read in full {_age(age)} ago by run {read.run_id}"
+        if age > limit:
+            reason = f"; the latest failed or partial run said: {failed.reason}" if failed else ""
+            found.append(
+                Finding(
+                    f"last sync {source}",
+                    False,
+                    f"{detail}, over its {_age(limit)} freshness limit{reason}",
+                    f"`okr-sync runs` shows why; {schedule}",
+                )
+            )
+        else:
+            found.append(Finding(f"last sync {source}", True, detail))
+    return found
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600}h"
+
+
+def _readme(source: str) -> str:
+    return f"see connectors/{source}/README.md for the settings"
+
+
+def diagnose(store_url: str, okr_file: Path) -> list[Finding]:
+    """Every check, in order; later ones are skipped when what they need is broken."""
+    findings, store = check_store(store_url)
+    try:
+        config = load_okrs(okr_file)
+    except ConfigError as exc:
+        findings.append(
+            Finding("okr file", False, str(exc), "fix the file; `okr-sync lint` lists problems")
+        )
+        config = None
+    if config is not None:
+        findings.append(Finding("okr file", True, f"{okr_file} loads"))
+        for source in dict.fromkeys(config.spec.sources):
+            try:
+                credentials = check_credentials(source)
+            except UnknownConnectorError as exc:
+                findings.append(
+                    Finding(f"credentials {source}", False, str(exc), "install its connector")
+                )
+                continue
+            findings.append(credentials)
+            if credentials.ok:
+                findings.append(check_reachable(source))
+        if store is not None and all(f.ok for f in findings if f.check == "schema"):
+            findings += check_last_reads(store, config, utcnow())
+    if store is not None:
+        store.dispose()
+    return findings

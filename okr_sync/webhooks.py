@@ -1,0 +1,404 @@
+"""The webhook receiver: a source says something changed, Prefect hears it at once.
+
+``okr-sync webhooks serve`` runs a small ASGI app. Each ``POST /webhooks/{source}`` must
+carry that source's signature over the exact body and a timestamp; a verified request
+becomes one Prefect event, ``okr-sync.source.changed``, whose resource names the source
+and whose payload lists the changed objects. The ``source-changed-sync`` deployment's
+trigger (prefect.yaml) turns a burst of those events into one sync of that source.
+
+Answers: 202 accepted; 401 unsigned (a signature or timestamp header is missing); 403
+the signature does not match (tampered body, wrong secret); 409 a replay (the timestamp
+is outside the window, or this signature was already accepted); 400 a signed body that
+is not the JSON the source sends; 404 a source with no secret configured; 413 a body
+over the size limit; 503 the event could not be handed to Prefect (the source retries).
+The accepted-signature memory is per process: behind several replicas the timestamp
+window still bounds a replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+import uvicorn
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from okr_sync.secrets import resolve_secret
+
+if TYPE_CHECKING:  # Prefect is imported when a request comes, not for `okr-sync --help`
+    from prefect.events import Event
+
+SOURCE_CHANGED = "okr-sync.source.changed"
+SOURCES = ("hubspot", "zendesk", "salesforce")
+MAX_OBJECTS_IN_EVENT = 100  # a burst of thousands still makes one small event
+MAX_RELATED = 20
+
+logger = logging.getLogger("okr_sync.webhooks")
+
+
+class WebhookSettings(BaseSettings):
+    """Per-source signing secrets (or Prefect Secret block names) and the replay window."""
+
+    model_config = SettingsConfigDict(env_prefix="OKR_SYNC_WEBHOOK_", extra="ignore")
+
+    hubspot_secret: SecretStr | None = Field(default=None, description="the app's client secret")
+    hubspot_secret_block: str | None = None
+    zendesk_secret: SecretStr | None = Field(default=None, description="the webhook's secret")
+    zendesk_secret_block: str | None = None
+    salesforce_secret: SecretStr | None = Field(default=None, description="the shared secret")
+    salesforce_secret_block: str | None = None
+    tolerance_seconds: float = Field(default=300.0, gt=0, description="accepted clock skew/age")
+    public_url: str | None = Field(
+        default=None,
+        description="the base URL the sources call (https://hooks.example.com) when a proxy "
+        "sits in front: HubSpot signs the URL it called",
+    )
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+
+    def secrets(self) -> dict[str, str]:
+        """The secret of each source that has one configured (env variable or block)."""
+        found = {}
+        for source in SOURCES:
+            value: SecretStr | None = getattr(self, f"{source}_secret")
+            block: str | None = getattr(self, f"{source}_secret_block")
+            if value is not None or block:
+                found[source] = resolve_secret(f"the {source} webhook secret", value, block)
+        return found
+
+
+class RefusedError(Exception):
+    """A request the receiver turns away, with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _hmac_b64(secret: str, message: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def _header(headers: Any, name: str) -> str:
+    value = headers.get(name)
+    if not value:
+        raise RefusedError(401, f"unsigned: no {name} header")
+    return str(value)
+
+
+def _check(expected: str, given: str) -> None:
+    if not hmac.compare_digest(expected.encode(), given.encode()):
+        raise RefusedError(
+            403, "the signature does not match the request (tampered, or wrong secret)"
+        )
+
+
+def _fresh(sent_at: float, now: float, tolerance: float) -> None:
+    age = now - sent_at
+    if abs(age) > tolerance:
+        raise RefusedError(
+            409,
+            f"replayed: the request was signed {age:.0f}s ago, outside the {tolerance:.0f}s "
+            "window (or the clocks disagree)",
+        )
+
+
+# HubSpot signs the URI with these escapes decoded (its "Validate the v3 request signature").
+HUBSPOT_DECODED = {
+    "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
+    "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";",
+}  # fmt: skip
+
+
+def verify_hubspot(
+    secret: str, method: str, url: str, body: bytes, headers: Any, now: float, tolerance: float
+) -> str:
+    """HubSpot v3: base64 HMAC-SHA256 of method + URL + body + timestamp (ms), 5-min window."""
+    signature = _header(headers, "x-hubspot-signature-v3")
+    stamp = _header(headers, "x-hubspot-request-timestamp")
+    try:
+        sent_at = int(stamp) / 1000
+    except ValueError:
+        raise RefusedError(
+            401, f"unsigned: timestamp {stamp!r} is not epoch milliseconds"
+        ) from None
+    for escaped, char in HUBSPOT_DECODED.items():
+        url = url.replace(escaped, char).replace(escaped.lower(), char)
+    _check(_hmac_b64(secret, f"{method}{url}".encode() + body + stamp.encode()), signature)
+    _fresh(sent_at, now, tolerance)
+    return signature
+
+
+def verify_zendesk(secret: str, body: bytes, headers: Any, now: float, tolerance: float) -> str:
+    """Zendesk: base64 HMAC-SHA256 of timestamp + body."""
+    signature = _header(headers, "x-zendesk-webhook-signature")
+    stamp = _header(headers, "x-zendesk-webhook-signature-timestamp")
+    _check(_hmac_b64(secret, stamp.encode() + body), signature)
+    try:
+        signed_at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        raise RefusedError(401, f"unsigned: timestamp {stamp!r} is not ISO 8601") from None
+    if signed_at.tzinfo is None:  # Zendesk sends UTC; never read it as local time
+        signed_at = signed_at.replace(tzinfo=UTC)
+    sent_at = signed_at.timestamp()
+    _fresh(sent_at, now, tolerance)
+    return signature
+
+
+def verify_salesforce(secret: str, body: bytes, headers: Any, now: float, tolerance: float) -> str:
+    """okr-sync's shared-secret variant: base64 HMAC-SHA256 of ``timestamp + "." + body``.
+
+    Salesforce outbound messages carry no signature, so a Flow or Apex callout signs
+    instead (docs/operations.md has the Apex); the timestamp is epoch seconds.
+    """
+    signature = _header(headers, "x-okr-sync-signature")
+    stamp = _header(headers, "x-okr-sync-timestamp")
+    _check(_hmac_b64(secret, stamp.encode() + b"." + body), signature)
+    try:
+        sent_at = float(stamp)
+    except ValueError:
+        raise RefusedError(401, f"unsigned: timestamp {stamp!r} is not epoch seconds") from None
+    _fresh(sent_at, now, tolerance)
+    return signature
+
+
+def changed_objects(source: str, payload: Any) -> list[dict[str, str]]:
+    """The objects a source's webhook body names: ``{"type", "id", "change"}`` each."""
+    items = payload if isinstance(payload, list) else [payload]
+    objects = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise RefusedError(
+                400, f"a {source} webhook body holds objects, not {type(item).__name__}"
+            )
+        if source == "hubspot":  # {"subscriptionType": "deal.propertyChange", "objectId": 1}
+            kind, _, change = str(item.get("subscriptionType", "")).partition(".")
+            object_id = item.get("objectId")
+        elif source == "zendesk":  # {"type": "zen:event-type:ticket.created", "detail": {...}}
+            kind, _, change = str(item.get("type", "")).rpartition(":")[2].partition(".")
+            detail = item.get("detail")
+            object_id = detail.get("id") if isinstance(detail, dict) else None
+        else:  # {"objects": [{"type": "Opportunity", "id": "006…", "change": "updated"}]}
+            for inner in item.get("objects") or []:
+                if isinstance(inner, dict) and inner.get("id"):
+                    objects.append(
+                        {
+                            "type": str(inner.get("type", "")),
+                            "id": str(inner["id"]),
+                            "change": str(inner.get("change", "")),
+                        }
+                    )
+            continue
+        if object_id is not None:
+            objects.append({"type": kind, "id": str(object_id), "change": change})
+    return objects
+
+
+def source_event(source: str, objects: list[dict[str, str]]) -> dict[str, Any]:
+    """The ``emit_event`` arguments for one verified webhook."""
+    related = [
+        {
+            "prefect.resource.id": f"okr-sync.{source}.{o['type'] or 'object'}.{o['id']}",
+            "prefect.resource.role": "changed-object",
+        }
+        for o in objects[:MAX_RELATED]
+    ]
+    return {
+        "event": SOURCE_CHANGED,
+        "resource": {
+            "prefect.resource.id": f"okr-sync.source.{source}",
+            "prefect.resource.name": source,
+            "okr-sync.source": source,
+        },
+        "related": related,
+        "payload": {
+            "source": source,
+            "object_count": len(objects),
+            "objects": objects[:MAX_OBJECTS_IN_EVENT],
+        },
+    }
+
+
+class ReplayGuard:
+    """Signatures accepted within the window: the same request twice is a replay."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.seen: dict[str, float] = {}
+
+    def admit(self, signature: str, now: float) -> None:
+        self.seen = {s: t for s, t in self.seen.items() if now - t <= self.window}
+        if signature in self.seen:
+            raise RefusedError(409, "replayed: this signed request was already accepted")
+        self.seen[signature] = now
+
+
+@dataclass
+class Receiver:
+    secrets: dict[str, str]
+    tolerance: float = 300.0
+    public_url: str | None = None
+    max_body_bytes: int = 1_000_000
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        # Signatures older than the window are refused by their timestamp anyway.
+        self.guard = ReplayGuard(2 * self.tolerance)
+
+    def signed_url(self, request: Request) -> str:
+        if not self.public_url:
+            return str(request.url)
+        query = f"?{request.url.query}" if request.url.query else ""
+        return f"{self.public_url.rstrip('/')}{request.url.path}{query}"
+
+    def verify(self, source: str, request: Request, body: bytes) -> str:
+        secret, now, window = self.secrets[source], self.clock(), self.tolerance
+        if source == "hubspot":
+            url = self.signed_url(request)
+            return verify_hubspot(secret, request.method, url, body, request.headers, now, window)
+        if source == "zendesk":
+            return verify_zendesk(secret, body, request.headers, now, window)
+        return verify_salesforce(secret, body, request.headers, now, window)
+
+    async def receive(self, request: Request) -> JSONResponse:
+        from prefect.events import Event
+
+        source = request.path_params["source"]
+        try:
+            if source not in self.secrets:
+                configured = ", ".join(sorted(self.secrets))
+                raise RefusedError(
+                    404, f"no webhook secret for {source!r}; configured: {configured}"
+                )
+            body = await _read_body(request, self.max_body_bytes)
+            signature = self.verify(source, request, body)
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                raise RefusedError(400, f"the {source} webhook body is not JSON") from None
+            objects = changed_objects(source, payload)
+            self.guard.admit(signature, self.clock())
+        except RefusedError as refused:
+            logger.warning("%s webhook refused (%d): %s", source, refused.status, refused)
+            return JSONResponse({"error": str(refused)}, status_code=refused.status)
+        event = Event(**source_event(source, objects))
+        try:
+            await send_event(event)
+        except Exception as exc:  # any failure to deliver: the source must retry
+            self.guard.seen.pop(signature, None)  # let that retry through
+            logger.error("%s webhook: Prefect did not take the event: %s", source, exc)
+            return JSONResponse({"error": "the event could not be sent to Prefect"}, 503)
+        logger.info("%s webhook: %d object(s) changed, event %s", source, len(objects), event.id)
+        return JSONResponse(
+            {"event_id": str(event.id), "source": source, "objects": len(objects)}, 202
+        )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RefusedError(413, f"the body is over {limit:,} bytes")
+    return body
+
+
+async def _health(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def send_event(event: Event) -> None:
+    """Hand one event to the Prefect server and wait until it has it (a checkpoint).
+
+    Answering 202 only after this means an accepted webhook is never an event lost in a
+    queue: when Prefect is unreachable the source gets a 503 and sends it again.
+    """
+    from prefect.events.clients import get_events_client
+
+    async with get_events_client(reconnection_attempts=2, checkpoint_every=1) as client:
+        await client.emit(event)
+
+
+def create_app(receiver: Receiver) -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/webhooks/{source}", receiver.receive, methods=["POST"]),
+            Route("/healthz", _health, methods=["GET"]),
+        ]
+    )
+
+
+def serve(app: Starlette, host: str, port: int, on_ready: Callable[[str], None]) -> None:
+    """Serve until Ctrl-C or SIGTERM; ``on_ready`` gets the URL (port 0 picks a free one)."""
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+
+    async def main() -> None:
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            bound = server.servers[0].sockets[0].getsockname()[1]
+            on_ready(f"http://{host}:{bound}")
+        await serving
+
+    asyncio.run(main())
+    if not server.started:
+        raise OSError(f"cannot listen on {host}:{port}")
+
+
+webhooks_app = typer.Typer(help="Receive source webhooks and turn them into Prefect events.")
+
+
+@webhooks_app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8787,
+) -> None:
+    """Verify signed webhooks from HubSpot, Zendesk and Salesforce and emit Prefect events.
+
+    Secrets: OKR_SYNC_WEBHOOK_{HUBSPOT,ZENDESK,SALESFORCE}_SECRET, or *_SECRET_BLOCK naming
+    a Prefect Secret block. Serve plain HTTP behind a TLS-terminating proxy.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    from okr_sync.cli import fail
+    from okr_sync.secrets import MissingSecretError
+
+    if not PREFECT_API_URL.value():
+        raise fail("PREFECT_API_URL is not set: the receiver sends events to your Prefect server")
+    settings = WebhookSettings()
+    try:
+        secrets = settings.secrets()
+    except MissingSecretError as exc:
+        raise fail(str(exc)) from None
+    if not secrets:
+        raise fail(
+            "no webhook secret is set: set OKR_SYNC_WEBHOOK_HUBSPOT_SECRET, "
+            "OKR_SYNC_WEBHOOK_ZENDESK_SECRET or OKR_SYNC_WEBHOOK_SALESFORCE_SECRET "
+            "(or the *_SECRET_BLOCK of a Prefect Secret block)"
+        )
+    receiver = Receiver(
+        secrets, settings.tolerance_seconds, settings.public_url, settings.max_body_bytes
+    )
+
+    def ready(url: str) -> None:
+        typer.echo(f"listening on {url} for {', '.join(f'/webhooks/{s}' for s in secrets)}")
+
+    try:
+        serve(create_app(receiver), host, port, ready)
+    except OSError as exc:
+        raise fail(str(exc)) from None

@@ -1,0 +1,437 @@
+"""End to end on a real Prefect server: deployments from prefect.yaml, a process worker,
+the scheduled sync, then a burst of signed Zendesk webhooks that becomes one sync of
+Zendesk alone, with the store updated and the key-result events and artifacts published.
+
+Everything runs as it would for an operator: `prefect server start`, `prefect work-pool
+create`, `prefect deploy --all`, `prefect worker start`, `okr-sync webhooks serve`, each a
+subprocess with its own PREFECT_HOME; the sources are the sandbox emulators over TLS.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import select
+
+from connectors import salesforce, zendesk
+from connectors.salesforce.emulator import SANDBOX_CLIENT_SECRET
+from connectors.salesforce.emulator import create_app as create_org_app
+from connectors.salesforce.sandbox_data import customer_seeds, generate_org
+from connectors.zendesk.emulator import SANDBOX_API_TOKEN
+from connectors.zendesk.emulator import create_app as create_helpdesk_app
+from connectors.zendesk.sandbox_data import generate_helpdesk
+from okr_sync.sandbox import serve_tls
+from okr_targets.models import Measurement, SyncRun, Ticket
+from okr_targets.store import Store
+from tests.conftest import PG_ADMIN_DSN, _postgres_error
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+WEBHOOK_SECRET = "e2e-zendesk-signing-secret"
+
+OKR_FILE = """\
+company: E2E Inc.
+sources:
+  salesforce: [customer, deal, rep, fx_rate]
+  zendesk: [customer, ticket, rating]
+customers: {primary: salesforce, match_by: external_id}
+money: {currency: USD}
+objectives:
+  - id: revenue
+    title: Grow revenue
+    owner: ceo@e2e.example
+    period: 2026-Q4
+    key_results:
+      - id: won-revenue
+        title: Book 900M in won revenue
+        metric: won_revenue
+        params: {currency: USD}
+        target: 900000000
+        unit: USD
+      - id: support-load
+        title: Keep tickets under 100000 this quarter
+        metric: ticket_volume
+        kind: at_most
+        target: 100000
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Processes:
+    """Subprocesses in their own process groups, all ended (children too) on exit."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(
+        self, name: str, args: list[str], env: dict[str, str], read_stdout: bool = False
+    ) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE if read_stdout else log,
+            stderr=log,
+            start_new_session=True,
+        )
+        self.started.append((name, process))
+        return process
+
+    def stop(self) -> None:
+        for _name, process in reversed(self.started):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for _name, process in reversed(self.started):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+def first_line(process: subprocess.Popen[bytes], timeout: float) -> str:
+    """The first stdout line of a process, or fail if it has none in time."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError("no output in time")
+    return process.stdout.readline().decode().strip()
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
+    result = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def zendesk_webhook(body: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict]:
+    raw = json.dumps(body).encode()
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    digest = hmac.new(secret.encode(), stamp.encode() + raw, hashlib.sha256).digest()
+    return raw, {
+        "content-type": "application/json",
+        "x-zendesk-webhook-signature": base64.b64encode(digest).decode(),
+        "x-zendesk-webhook-signature-timestamp": stamp,
+    }
+
+
+class Inbox(BaseHTTPRequestHandler):
+    """Where the off-track automation's notification webhook lands."""
+
+    received: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def prefect_database(tmp_path: Path) -> Iterator[str]:
+    """Prefect's own database: PostgreSQL as in production when it is up, else SQLite."""
+    if _postgres_error() is not None:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'prefect-server.db'}"
+        return
+    name = f"prefect_e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def world(tmp_path: Path, prefect_database: str) -> Iterator[dict[str, Any]]:
+    """A Prefect server, the project deployed to it, a worker, the sources, the receiver."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    org = generate_org(seed=3, as_of=today, accounts=40, opportunities=200)
+    helpdesk = generate_helpdesk(seed=3, as_of=today, companies=customer_seeds(org))
+    helpdesk_app = create_helpdesk_app(helpdesk, export_rate_limit=1000, rate_limit=100_000)
+    (tmp_path / "okrs.yaml").write_text(OKR_FILE)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    api_url = f"http://127.0.0.1:{free_port()}/api"
+    base_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PREFECT_", "OKR_SYNC_"))
+    }
+    prefect_env = base_env | {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    processes = Processes(tmp_path)
+    with ExitStack() as stack:
+        stack.callback(processes.stop)
+        crm = stack.enter_context(serve_tls(create_org_app(org)))
+        support = stack.enter_context(serve_tls(helpdesk_app))
+        host, port = api_url.removeprefix("http://").removesuffix("/api").split(":")
+        server_env = prefect_env | {"PREFECT_API_DATABASE_CONNECTION_URL": prefect_database}
+        server = processes.start(
+            "server",
+            [str(BIN / "prefect"), "server", "start", "--host", host, "--port", port],
+            server_env,
+        )
+
+        def healthy() -> bool:
+            assert server.poll() is None, processes.log("server")
+            try:
+                return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for("the Prefect server", healthy, timeout=120)
+        prefect = str(BIN / "prefect")
+        run([prefect, "work-pool", "create", "okr-sync", "--type", "process"], prefect_env)
+        run([prefect, "work-pool", "set-concurrency-limit", "okr-sync", "1"], prefect_env)
+        run([prefect, "--no-prompt", "deploy", "--all"], prefect_env)
+        # The deployments name Secret blocks (prefect.yaml); the operator creates them once.
+        secrets = {
+            "okr-sync-salesforce-client-secret": SANDBOX_CLIENT_SECRET,
+            "okr-sync-zendesk-api-token": SANDBOX_API_TOKEN,
+        }
+        script = "\n".join(
+            ["from prefect.blocks.system import Secret"]
+            + [f"Secret(value={value!r}).save({name!r})" for name, value in secrets.items()]
+        )
+        run([sys.executable, "-c", script], prefect_env)
+        # The shipped example automation, notifying through a webhook block to our inbox.
+        inbox = ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
+        threading.Thread(target=inbox.serve_forever, daemon=True).start()
+        stack.callback(inbox.shutdown)
+        block = (
+            "from prefect.blocks.notifications import CustomWebhookNotificationBlock as Hook\n"
+            f"Hook(name='okr-owners', url='http://127.0.0.1:{inbox.server_port}/notify',"
+            " allow_private_urls=True,"
+            " json_data={'subject': '{{subject}}', 'body': '{{body}}'}).save('okr-owners')"
+        )
+        run([sys.executable, "-c", block], prefect_env)
+        okr_sync = str(BIN / "okr-sync")
+        run(
+            [okr_sync, "automations", "install", "--notify", "custom-webhook/okr-owners"],
+            prefect_env,
+        )
+        sources_env = {
+            name: value
+            for name, value in (
+                salesforce.sandbox_env(crm)
+                | zendesk.sandbox_env(support, export_rate_limit=1000, rate_limit=100_000)
+            ).items()
+            if not name.endswith(("_SECRET", "_TOKEN"))  # these come from the blocks
+        }
+        worker_env = (
+            prefect_env
+            | sources_env
+            | {
+                "OKR_SYNC_STORE_URL": store_url,
+                "OKR_SYNC_OKR_FILE": str(tmp_path / "okrs.yaml"),
+                "PREFECT_WORKER_QUERY_SECONDS": "2",
+            }
+        )
+        processes.start("worker", [prefect, "worker", "start", "--pool", "okr-sync"], worker_env)
+        receiver = processes.start(
+            "receiver",
+            [okr_sync, "webhooks", "serve", "--port", "0"],
+            prefect_env | {"OKR_SYNC_WEBHOOK_ZENDESK_SECRET": WEBHOOK_SECRET},
+            read_stdout=True,
+        )
+        line = first_line(receiver, timeout=60)
+        assert line.startswith("listening on http://127.0.0.1:"), processes.log("receiver")
+        yield {
+            "api": httpx.Client(base_url=api_url, timeout=10),
+            "receiver": line.split()[2],
+            "helpdesk": helpdesk,
+            "store_url": store_url,
+            "processes": processes,
+        }
+
+
+def call(api: httpx.Client, method: str, path: str, body: Any = None) -> Any:
+    """One Prefect API call; a busy server's 503 is retried, as Prefect's own client does."""
+    for _ in range(10):
+        response = api.request(method, path, json=body)
+        if response.status_code != 503:
+            break
+        time.sleep(2)
+    response.raise_for_status()
+    return response.json()
+
+
+def deployment_id(api: httpx.Client, name: str) -> str:
+    return str(call(api, "GET", f"/deployments/name/sync-okrs/{name}")["id"])
+
+
+def flow_runs(api: httpx.Client, deployment: str) -> list[dict[str, Any]]:
+    body = {"flow_runs": {"deployment_id": {"any_": [deployment]}}}
+    return list(call(api, "POST", "/flow_runs/filter", body))
+
+
+def finished(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
+    run = call(api, "GET", f"/flow_runs/{run_id}")
+    state = run["state"]["type"]
+    assert state not in ("FAILED", "CRASHED", "CANCELLED"), run["state"]
+    return run if state == "COMPLETED" else None
+
+
+def sync_run(store_url: str, flow_run_id: str) -> SyncRun:
+    store = Store.open(store_url)
+    with store.session() as session:
+        found = session.scalars(select(SyncRun).where(SyncRun.flow_run_id == flow_run_id)).one()
+    store.dispose()
+    return found
+
+
+def latest_value(store_url: str, key_result_id: str) -> tuple[float | None, str]:
+    store = Store.open(store_url)
+    with store.session() as session:
+        latest = session.scalars(
+            select(Measurement)
+            .where(Measurement.key_result_id == key_result_id)
+            .order_by(Measurement.id.desc())
+        ).first()
+    store.dispose()
+    assert latest is not None
+    return latest.value, latest.run_id
+
+
+def test_scheduled_and_webhook_triggered_syncs_on_a_real_prefect_server(
+    world: dict[str, Any],
+) -> None:
+    api: httpx.Client = world["api"]
+    processes: Processes = world["processes"]
+    store_url: str = world["store_url"]
+
+    # 1. The scheduled deployment, run now, syncs both sources into the store.
+    scheduled = call(
+        api, "POST", f"/deployments/{deployment_id(api, 'incremental-sync')}/create_flow_run", {}
+    )
+    first = scheduled["id"]
+    try:
+        wait_for("the incremental sync", lambda: finished(api, first), timeout=240, every=2)
+    except AssertionError:
+        raise AssertionError(processes.log("worker")) from None
+    run = sync_run(store_url, first)
+    assert run.status == "complete"
+    assert {name.split(".")[0] for name in run.stream_counts} == {"salesforce", "zendesk"}
+    tickets_before, _ = latest_value(store_url, "support-load")
+    assert tickets_before
+    # won-revenue is far from its target: off track, so the example automation notified
+    [notice] = wait_for("the off-track notification", lambda: Inbox.received, timeout=60)
+    assert "Key result off track: Book 900M in won revenue" in notice
+    assert "owner ceo@e2e.example" in notice
+
+    # 2. A ticket is opened at Zendesk, which tells the receiver three times in a burst.
+    ticket = world["helpdesk"].upsert_ticket({"subject": "Checkout is down", "status": "new"})
+    for attempt in range(3):
+        body, headers = zendesk_webhook(
+            {
+                "type": "zen:event-type:ticket.created",
+                "id": f"evt-{attempt}",
+                "detail": {"id": str(ticket["id"])},
+            }
+        )
+        answer = httpx.post(f"{world['receiver']}/webhooks/zendesk", content=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["objects"] == 1
+    replayed = httpx.post(f"{world['receiver']}/webhooks/zendesk", content=body, headers=headers)
+    assert replayed.status_code == 409
+    tampered = httpx.post(
+        f"{world['receiver']}/webhooks/zendesk", content=body + b" ", headers=headers
+    )
+    assert tampered.status_code == 403
+
+    # 3. The trigger starts one sync of Zendesk only, and the store has the new ticket.
+    triggered_deployment = deployment_id(api, "source-changed-sync")
+    try:
+        [triggered] = wait_for(
+            "the webhook-triggered sync",
+            lambda: flow_runs(api, triggered_deployment),
+            timeout=120,
+            every=2,
+        )
+        wait_for("it to finish", lambda: finished(api, triggered["id"]), timeout=180, every=2)
+    except (AssertionError, ValueError):
+        raise AssertionError(
+            processes.log("worker") + processes.log("receiver") + processes.log("server")
+        ) from None
+    assert triggered["parameters"]["sources"] == ["zendesk"]
+    run = sync_run(store_url, triggered["id"])
+    assert run.status == "complete"
+    assert {name.split(".")[0] for name in run.stream_counts} == {"zendesk"}
+    store = Store.open(store_url)
+    with store.session() as session:
+        assert session.get(Ticket, ("zendesk", str(ticket["id"]))) is not None
+    store.dispose()
+    tickets_after, measured_by = latest_value(store_url, "support-load")
+    assert tickets_after == tickets_before + 1
+    assert measured_by == run.id
+    time.sleep(5)  # the burst's other events, had they started syncs, would show by now
+    assert len(flow_runs(api, triggered_deployment)) == 1
+
+    # 4. Each changed key result became an event; each run left its artifact.
+    events = call(
+        api,
+        "POST",
+        "/events/filter",
+        {"filter": {"event": {"prefix": ["okr-sync.key-result."]}}, "limit": 50},
+    )["events"]
+    changed = {(e["resource"]["prefect.resource.id"], e["payload"]["new_value"]) for e in events}
+    assert ("okr-sync.key-result.support-load", tickets_after) in changed
+    assert ("okr-sync.key-result.support-load", tickets_before) in changed
+    artifacts = call(
+        api,
+        "POST",
+        "/artifacts/filter",
+        {"artifacts": {"key": {"any_": ["okr-sync-key-result-changes"]}}},
+    )
+    assert {a["flow_run_id"] for a in artifacts} >= {first, triggered["id"]}

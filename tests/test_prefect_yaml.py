@@ -1,0 +1,62 @@
+"""prefect.yaml as ops rely on it: four deployments, one pool, a trigger that coalesces."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+from flows.sync import sync_okrs
+from okr_sync.webhooks import SOURCE_CHANGED, source_event
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def deployments() -> dict[str, dict[str, Any]]:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert "definitions" in config
+    return {d["name"]: d for d in config["deployments"]}
+
+
+def test_four_deployments_on_one_process_pool() -> None:
+    found = deployments()
+    assert set(found) == {
+        "incremental-sync",
+        "nightly-reconcile",
+        "backfill",
+        "source-changed-sync",
+    }
+    assert {d["work_pool"]["name"] for d in found.values()} == {"okr-sync"}
+    assert found["incremental-sync"]["schedules"][0]["cron"] == "*/15 * * * *"
+    nightly = found["nightly-reconcile"]
+    assert nightly["schedules"]
+    assert nightly["parameters"]["full_refresh"] is True
+    assert nightly["parameters"]["reconcile"] is True
+    assert nightly["parameters"]["refreeze_baselines"] is False
+    assert "schedules" not in found["backfill"]
+    assert {"backfill_from", "backfill_to", "sources"} <= set(found["backfill"]["parameters"])
+    documented = sync_okrs.parameters.properties
+    for deployment in found.values():
+        for name in deployment["parameters"]:
+            assert documented[name].get("description"), f"{name} has no description"
+
+
+def test_the_trigger_syncs_only_the_source_that_changed_and_coalesces_bursts() -> None:
+    deployment = deployments()["source-changed-sync"]
+    assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    [spec] = deployment["triggers"]
+    trigger = DeploymentEventTrigger.model_validate(spec)
+    event = source_event("zendesk", [{"type": "ticket", "id": "1", "change": "created"}])
+    assert trigger.expect == {SOURCE_CHANGED}
+    assert spec["match"] == {"prefect.resource.id": "okr-sync.source.*"}
+    assert trigger.for_each == {"prefect.resource.id"}
+    assert trigger.threshold == 1
+    # the run starts after the window in which further events are ignored, plus the
+    # worker's prefetch, so it reads every change that the ignored events announced
+    assert trigger.schedule_after >= trigger.within + timedelta(seconds=10)
+    assert spec["parameters"] == {"sources": ["{{ event.resource['okr-sync.source'] }}"]}
+    assert event["resource"]["okr-sync.source"] == "zendesk"
+    assert event["resource"]["prefect.resource.id"].startswith("okr-sync.source.")

@@ -1,0 +1,187 @@
+"""The flow's deployment parameters: one source, a backfill window, frozen baselines kept;
+and what each run publishes: one event per changed key result and its artifact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from sqlalchemy import delete, select
+
+from flows.artifacts import (
+    ARTIFACT_KEY,
+    STATUS_CHANGED,
+    SUMMARY_ARTIFACT_KEY,
+    VALUE_CHANGED,
+    change_events,
+    changes_table,
+)
+from flows.sync import sync_okrs
+from okr_sync.cli import DEMO_OKRS
+from okr_sync.sandbox import RunningServer
+from okr_targets.config import load_okrs
+from okr_targets.measurements import KeyResultOutcome
+from okr_targets.models import Cursor, Deal, SourceRead
+from okr_targets.store import Store
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def run(store_url: str, **parameters: Any) -> Any:
+    return sync_okrs(okr_file=str(DEMO_OKRS), store_url=store_url, return_state=True, **parameters)
+
+
+def test_one_source_only(sqlite_url: str, sources_env: dict[str, RunningServer]) -> None:
+    state = run(sqlite_url, sources=["zendesk"])
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert report["streams"]
+    assert {name.split(".")[0] for name in report["streams"]} == {"zendesk"}
+    store = Store.open(sqlite_url)
+    with store.session() as session:
+        assert set(session.scalars(select(SourceRead.source))) == {"zendesk"}
+        assert {c.source for c in session.scalars(select(Cursor))} == {"zendesk"}
+    store.dispose()
+    # every key result is still measured (those on Salesforce data have none yet)
+    expected = {kr.id for _, kr, _ in load_okrs(DEMO_OKRS).key_results()}
+    assert {kr["key_result_id"] for kr in report["key_results"]} == expected
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"sources": ["hubspot"]}, "source 'hubspot' is not among"),
+        ({"backfill_from": "2026-Q5"}, "backfill:"),
+        ({"backfill_to": "2026-Q3"}, "backfill_to needs backfill_from"),
+        ({"backfill_from": "2026-Q3", "full_refresh": True}, "cannot also be a full refresh"),
+        ({"backfill_from": "2026-Q4", "backfill_to": "2026-Q1"}, "ends before"),
+    ],
+)
+def test_bad_scope_is_a_clear_failure(
+    sqlite_url: str, sources_env: dict[str, RunningServer], parameters: dict, message: str
+) -> None:
+    state = run(sqlite_url, **parameters)
+    assert state.is_failed()
+    assert message in (state.message or "")
+    assert "Traceback" not in (state.message or "")
+
+
+def test_backfill_restores_a_window_and_leaves_cursors_alone(
+    sqlite_url: str, sources_env: dict[str, RunningServer]
+) -> None:
+    assert run(sqlite_url).is_completed()
+    store = Store.open(sqlite_url)
+    with store.session() as session:
+        cursors = {(c.source, c.stream): c.value for c in session.scalars(select(Cursor))}
+        reads = {r.source: r.read_at for r in session.scalars(select(SourceRead))}
+        deals = {d.source_id: d.source_modified_at for d in session.scalars(select(Deal))}
+    # the mirror loses the deals last changed in 2026 (say, a restore from an old backup)
+    lost = {key for key, modified in deals.items() if modified.year == 2026}
+    kept = set(deals) - lost
+    assert lost
+    assert kept
+    with store.session() as session, session.begin():
+        session.execute(delete(Deal).where(Deal.source_id.in_(lost)))
+    # an incremental sync brings back only those in its lookback: the rest did not change
+    assert run(sqlite_url, sources=["salesforce"]).is_completed()
+    with store.session() as session:
+        assert lost - set(session.scalars(select(Deal.source_id)))
+
+    state = run(sqlite_url, sources=["salesforce"], backfill_from="2026")
+    assert state.is_completed(), state.message
+    with store.session() as session:
+        assert set(session.scalars(select(Deal.source_id))) == set(deals)
+        after = {(c.source, c.stream): c.value for c in session.scalars(select(Cursor))}
+        assert {r.source: r.read_at for r in session.scalars(select(SourceRead))}["zendesk"] == (
+            reads["zendesk"]
+        )
+    store.dispose()
+    assert {k: v for k, v in after.items() if k[0] == "salesforce"} == {
+        k: v for k, v in cursors.items() if k[0] == "salesforce"
+    }
+    streams = state.result()["streams"]
+    assert streams["salesforce.Opportunity"]["read"] >= len(lost)
+
+
+def test_each_changed_key_result_is_an_event_and_the_run_an_artifact(
+    sqlite_url: str, sources_env: dict[str, RunningServer]
+) -> None:
+    state = run(sqlite_url)
+    assert state.is_completed(), state.message
+    report = state.result()
+    changed = {kr["key_result_id"] for kr in report["key_results"] if kr["changed"]}
+    assert changed
+
+    artifacts = artifacts_of(state)
+    assert artifacts.keys() == {ARTIFACT_KEY, SUMMARY_ARTIFACT_KEY}
+    artifact = artifacts[ARTIFACT_KEY]
+    assert artifact.type == "table"
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    assert {row["key result"] for row in rows} == changed
+    # the summary is the dashboard's: every key result, changed or not
+    summary = artifacts[SUMMARY_ARTIFACT_KEY]
+    assert summary.type == "markdown"
+    for _, spec, _ in load_okrs(DEMO_OKRS).key_results():
+        assert spec.title in str(summary.data)
+
+    # nothing new at the sources: nothing changed, and the run's artifact says so
+    second = run(sqlite_url)
+    assert not any(kr["changed"] for kr in second.result()["key_results"])
+    artifact = artifacts_of(second)[ARTIFACT_KEY]
+    assert artifact.type == "markdown"
+    assert "changed no key result" in str(artifact.data)
+
+
+def artifacts_of(state: Any) -> dict[str, Any]:
+    """The run's artifacts by key (each key once)."""
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+                )
+            )
+
+    artifacts = asyncio.run(read())
+    assert len({a.key for a in artifacts}) == len(artifacts)
+    return {a.key: a for a in artifacts}
+
+
+def test_change_events_carry_old_and_new_value_progress_and_status() -> None:
+    config = load_okrs(DEMO_OKRS)
+
+    def outcome(kr: str, value: float, status: str, changed: bool, old: float, was: str) -> Any:
+        return KeyResultOutcome(kr, value, "", status, 0.4, changed, 10, None, old, was)
+
+    outcomes = [
+        outcome("won-revenue", 2.5e6, "off_track", True, 3e6, "on_track"),
+        outcome("win-rate", 31.0, "on_track", True, 30.0, "on_track"),
+        outcome("csat", 80.0, "on_track", False, 80.0, "on_track"),
+    ]
+    events = change_events(config, outcomes, "run-1")
+    assert [e["event"] for e in events] == [STATUS_CHANGED, VALUE_CHANGED]
+    off = events[0]
+    assert off["resource"]["prefect.resource.id"] == "okr-sync.key-result.won-revenue"
+    assert off["resource"]["okr-sync.status"] == "off_track"
+    assert off["resource"]["okr-sync.owner"] == "ceo@acme-demo.example"
+    assert (
+        off["payload"].items()
+        >= {
+            "old_value": 3e6,
+            "new_value": 2.5e6,
+            "progress": 0.4,
+            "status": "off_track",
+            "previous_status": "on_track",
+            "run_id": "run-1",
+        }.items()
+    )
+    assert off["related"][0]["prefect.resource.id"] == "okr-sync.objective.company-revenue"
+    rows = changes_table(events)
+    assert rows[0]["status"] == "on_track → off_track"
+    assert rows[0]["old value"] == "3,000,000"
+    assert rows[0]["new value"] == "2,500,000"

@@ -1,0 +1,205 @@
+"""The webhook receiver: each source's signature, and every way a request is turned away."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from okr_sync.cli import app
+from okr_sync.webhooks import (
+    SOURCE_CHANGED,
+    Receiver,
+    changed_objects,
+    create_app,
+    source_event,
+)
+
+SECRETS = {"hubspot": "hs-client-secret", "zendesk": "zd-signing-secret", "salesforce": "sf-shared"}
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")  # events go to a real Prefect API
+
+
+def b64_hmac(secret: str, message: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def hubspot(
+    body: bytes, url: str, at: float | None = None, secret: str = SECRETS["hubspot"]
+) -> dict:
+    stamp = str(int((at or time.time()) * 1000))
+    signature = b64_hmac(secret, b"POST" + url.encode() + body + stamp.encode())
+    return {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}
+
+
+def zendesk(body: bytes, at: float | None = None, secret: str = SECRETS["zendesk"]) -> dict:
+    stamp = datetime.fromtimestamp(at or time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "X-Zendesk-Webhook-Signature": b64_hmac(secret, stamp.encode() + body),
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+    }
+
+
+def salesforce(body: bytes, at: float | None = None, secret: str = SECRETS["salesforce"]) -> dict:
+    stamp = str(int(at or time.time()))
+    return {
+        "X-OKR-Sync-Signature": b64_hmac(secret, stamp.encode() + b"." + body),
+        "X-OKR-Sync-Timestamp": stamp,
+    }
+
+
+HUBSPOT_BODY = json.dumps(
+    [
+        {"eventId": 1, "subscriptionType": "deal.propertyChange", "objectId": 901},
+        {"eventId": 2, "subscriptionType": "deal.creation", "objectId": 902},
+    ]
+).encode()
+ZENDESK_BODY = json.dumps(
+    {"type": "zen:event-type:ticket.status_changed", "detail": {"id": "35"}}
+).encode()
+SALESFORCE_BODY = json.dumps(
+    {"objects": [{"type": "Opportunity", "id": "006000000000001AAA", "change": "updated"}]}
+).encode()
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app(Receiver(dict(SECRETS)))) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, source: str, body: bytes, headers: dict[str, str]) -> Any:
+    return client.post(f"/webhooks/{source}", content=body, headers=headers)
+
+
+HUBSPOT_URL = "http://testserver/webhooks/hubspot"
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "sign"),
+    [
+        ("hubspot", HUBSPOT_BODY, lambda body, **kw: hubspot(body, HUBSPOT_URL, **kw)),
+        ("zendesk", ZENDESK_BODY, zendesk),
+        ("salesforce", SALESFORCE_BODY, salesforce),
+    ],
+)
+def test_each_source_signature_is_verified_and_every_bad_request_refused(
+    client: TestClient, source: str, body: bytes, sign: Any
+) -> None:
+    headers = sign(body)
+    accepted = post(client, source, body, headers)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["source"] == source
+    assert accepted.json()["event_id"]
+
+    # the very same request again: a replay
+    assert post(client, source, body, headers).status_code == 409
+    # signed long ago: a replay, even never seen before
+    assert post(client, source, body, sign(body, at=time.time() - 3600)).status_code == 409
+    # no signature at all
+    assert post(client, source, body, {}).status_code == 401
+    # a byte changed after signing
+    assert post(client, source, body + b" ", sign(body)).status_code == 403
+    # signed with another secret
+    assert post(client, source, body, sign(body, secret="guess")).status_code == 403
+    # a signed body that is not JSON
+    garbage = b"<xml/>"
+    refused = post(client, source, garbage, sign(garbage))
+    assert refused.status_code == 400
+    assert "not JSON" in refused.json()["error"]
+
+
+def test_hubspot_signs_the_public_url_behind_a_proxy() -> None:
+    receiver = Receiver(dict(SECRETS), public_url="https://hooks.acme.example/")
+    with TestClient(create_app(receiver)) as proxied:
+        public = "https://hooks.acme.example/webhooks/hubspot"
+        assert (
+            post(proxied, "hubspot", HUBSPOT_BODY, hubspot(HUBSPOT_BODY, public)).status_code == 202
+        )
+        internal = hubspot(HUBSPOT_BODY, HUBSPOT_URL)
+        assert post(proxied, "hubspot", HUBSPOT_BODY, internal).status_code == 403
+
+
+def test_hubspot_signs_the_uri_with_some_escapes_decoded(client: TestClient) -> None:
+    # HubSpot computes the signature over ...?portal=a:b while the request says a%3Ab
+    headers = hubspot(HUBSPOT_BODY, "http://testserver/webhooks/hubspot?portal=a:b")
+    answer = client.post("/webhooks/hubspot?portal=a%3Ab", content=HUBSPOT_BODY, headers=headers)
+    assert answer.status_code == 202, answer.text
+
+
+def test_an_event_prefect_did_not_take_is_a_503_and_the_retry_is_accepted() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    receiver = Receiver(dict(SECRETS))
+    headers = zendesk(ZENDESK_BODY)
+    nobody_there = {PREFECT_API_URL: "http://127.0.0.1:9/api"}
+    with temporary_settings(nobody_there), TestClient(create_app(receiver)) as cut_off:
+        refused = post(cut_off, "zendesk", ZENDESK_BODY, headers)
+    assert refused.status_code == 503
+    assert refused.json() == {"error": "the event could not be sent to Prefect"}
+    with TestClient(create_app(receiver)) as client:  # the harness's Prefect again
+        assert post(client, "zendesk", ZENDESK_BODY, headers).status_code == 202
+
+
+def test_unconfigured_sources_and_oversized_bodies_are_refused() -> None:
+    receiver = Receiver({"zendesk": SECRETS["zendesk"]}, max_body_bytes=1000)
+    with TestClient(create_app(receiver)) as only_zendesk:
+        refused = post(only_zendesk, "hubspot", HUBSPOT_BODY, hubspot(HUBSPOT_BODY, HUBSPOT_URL))
+        assert refused.status_code == 404
+        assert "no webhook secret for 'hubspot'" in refused.json()["error"]
+        big = json.dumps({"detail": {"id": "1"}, "pad": "x" * 2000}).encode()
+        assert post(only_zendesk, "zendesk", big, zendesk(big)).status_code == 413
+        assert only_zendesk.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_event_names_the_source_and_the_objects() -> None:
+    objects = changed_objects("hubspot", json.loads(HUBSPOT_BODY))
+    assert objects == [
+        {"type": "deal", "id": "901", "change": "propertyChange"},
+        {"type": "deal", "id": "902", "change": "creation"},
+    ]
+    assert changed_objects("zendesk", json.loads(ZENDESK_BODY)) == [
+        {"type": "ticket", "id": "35", "change": "status_changed"}
+    ]
+    assert changed_objects("salesforce", json.loads(SALESFORCE_BODY)) == [
+        {"type": "Opportunity", "id": "006000000000001AAA", "change": "updated"}
+    ]
+    event = source_event("hubspot", objects)
+    assert event["event"] == SOURCE_CHANGED
+    assert event["resource"]["prefect.resource.id"] == "okr-sync.source.hubspot"
+    assert event["resource"]["okr-sync.source"] == "hubspot"
+    assert event["payload"]["objects"] == objects
+    assert [r["prefect.resource.id"] for r in event["related"]] == [
+        "okr-sync.hubspot.deal.901",
+        "okr-sync.hubspot.deal.902",
+    ]
+    # a burst of thousands of objects still makes one small event
+    many = [{"type": "deal", "id": str(n), "change": "creation"} for n in range(5000)]
+    big = source_event("hubspot", many)
+    assert big["payload"]["object_count"] == 5000
+    assert len(big["payload"]["objects"]) == 100
+    assert len(big["related"]) == 20
+    # no secret travels in the event
+    assert SECRETS["hubspot"] not in json.dumps(event)
+
+
+def test_serve_without_any_secret_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    for source in ("HUBSPOT", "ZENDESK", "SALESFORCE"):
+        monkeypatch.delenv(f"OKR_SYNC_WEBHOOK_{source}_SECRET", raising=False)
+        monkeypatch.delenv(f"OKR_SYNC_WEBHOOK_{source}_SECRET_BLOCK", raising=False)
+    result = CliRunner().invoke(app, ["webhooks", "serve", "--port", "0"])
+    assert result.exit_code == 1
+    assert "no webhook secret is set" in result.stderr
+    monkeypatch.setenv("OKR_SYNC_WEBHOOK_ZENDESK_SECRET_BLOCK", "no-such-block")
+    result = CliRunner().invoke(app, ["webhooks", "serve", "--port", "0"])
+    assert result.exit_code == 1
+    assert "Prefect Secret block 'no-such-block' not found" in result.stderr
