@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -44,7 +42,7 @@ from connectors.zendesk.sandbox_data import generate_helpdesk
 from okr_sync.sandbox import serve_tls
 from okr_targets.models import Measurement, SyncRun, Ticket
 from okr_targets.store import Store
-from tests.conftest import PG_ADMIN_DSN, _postgres_error
+from tests.conftest import _postgres_error, fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -180,12 +178,8 @@ def prefect_database(tmp_path: Path) -> Iterator[str]:
     if _postgres_error() is not None:
         yield f"sqlite+aiosqlite:///{tmp_path / 'prefect-server.db'}"
         return
-    name = f"prefect_e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("prefect_e2e") as name:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture
