@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from okr_sync.connectors_cli import connectors_app
 from okr_sync.sandbox import FAULT_SPEC_HELP
 from okr_sync.settings import Settings
 
@@ -44,6 +45,7 @@ db_app = typer.Typer(help="Manage the OKR store's schema.", no_args_is_help=True
 app.add_typer(db_app, name="db")
 runs_app = typer.Typer(help="Recent sync runs and what each one did.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
+app.add_typer(connectors_app, name="connectors")
 
 # Piped output is not cut to 80 columns; a terminal keeps its own width.
 out = Console(width=None if sys.stdout.isatty() else 132)
