@@ -1,4 +1,4 @@
-"""A data team's connector package, installed for real, discovered and synced.
+"""A data team's connector package (and its metric), installed for real, found and synced.
 
 ``tests/fixtures/okr-sync-inbox`` is a third party's package, outside okr-sync. It is
 built and installed offline (pip, no index, no build isolation) into a scratch directory,
@@ -44,6 +44,12 @@ objectives:
         baseline: 12
         target: 8
         unit: hours
+      - id: waiting
+        title: Keep conversations waiting on customers under 30%
+        metric: waiting_share
+        kind: at_most
+        target: 30
+        unit: "%"
 """
 
 
@@ -74,11 +80,17 @@ def test_connectors_list_shows_the_installed_package(installed: Path, tmp_path: 
     assert {"salesforce", "zendesk", "hubspot", "sql", "files"} <= set(listing)
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_a_sync_reads_the_third_party_source(installed: Path, tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL
+
     (tmp_path / "okrs.yaml").write_text(OKRS)
     store_url = f"sqlite:///{tmp_path / 'okr.db'}"
     env = environment(
-        installed, OKR_SYNC_INBOX_DIRECTORY=str(installed / "okr_sync_inbox" / "sample")
+        installed,
+        OKR_SYNC_INBOX_DIRECTORY=str(installed / "okr_sync_inbox" / "sample"),
+        # the session's Prefect server: starting a temporary one per subprocess is slow
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
     )
     result = okr_sync(
         "sync", "--okr-file", "okrs.yaml", "--store", store_url, env=env, cwd=tmp_path
@@ -98,8 +110,9 @@ def test_a_sync_reads_the_third_party_source(installed: Path, tmp_path: Path) ->
     assert tickets == 12
     assert [(q.source, q.source_id) for q in quarantined] == [("inbox", "2000")]
     assert "'spam'" in quarantined[0].expectations[0]
-    # November: conversations 1006-1010, first replies after 6, 7, 8, 9 and 10 hours
-    assert values == {"november-requests": 5.0, "first-reply": 8.0}
+    # November: conversations 1006-1010, first replies after 6, 7, 8, 9 and 10 hours; one
+    # (1008) waits on its customer: the package's own metric, from its entry point
+    assert values == {"november-requests": 5.0, "first-reply": 8.0, "waiting": 20.0}
 
 
 def test_its_own_tests_run_the_shared_contract_through_the_plugin(
