@@ -115,3 +115,23 @@ def test_an_existing_directory_is_never_overwritten(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "already exists and is not empty" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_connectors_list_shows_every_built_in_connector_with_its_streams() -> None:
+    table = CliRunner().invoke(app, ["connectors", "list"])
+    assert table.exit_code == 0, table.output
+    for text in ("salesforce", "Opportunity → deal, SystemModstamp", "sql", "files"):
+        assert text in table.stdout
+    listed = CliRunner().invoke(app, ["connectors", "list", "--format", "json"])
+    by_name = {item["name"]: item for item in json.loads(listed.stdout)}
+    assert set(by_name) >= {"salesforce", "hubspot", "zendesk", "sql", "files"}
+    assert by_name["sql"]["package"] == "okr-sync"
+    assert [s["name"] for s in by_name["sql"]["streams"]] == [
+        "customers",
+        "deals",
+        "reps",
+        "fx_rates",
+        "tickets",
+        "ratings",
+    ]
+    assert all(item["error"] is None for item in by_name.values())
