@@ -8,13 +8,17 @@ pyproject.toml; a data team's package declares its own). It names its streams an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from pydantic_settings import BaseSettings
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsError
+
+from connectors.errors import FatalSourceError
 
 ENTRY_POINT_GROUP = "okr_sync.connectors"
 
@@ -145,6 +149,32 @@ class Connector:
 
 class UnknownConnectorError(LookupError):
     pass
+
+
+def open_reader(connector: Connector) -> SourceReader:
+    """Read the connector's settings from the environment and open it.
+
+    A setting that is malformed (not a number, bad JSON, a value its validator refuses) is
+    a FatalSourceError naming the variable, never a traceback; its value is not repeated,
+    since it may be a secret.
+    """
+    try:
+        settings = connector.settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = _variable(connector, "_".join(str(part) for part in error["loc"]))
+        raise FatalSourceError(connector.name, f"{variable}: {error['msg']}") from None
+    except SettingsError as exc:  # e.g. a mapping setting that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        variable = _variable(connector, field[1]) if field else "a setting"
+        raise FatalSourceError(
+            connector.name, f"{variable} cannot be parsed (a list or mapping is JSON)"
+        ) from None
+    return connector.open(settings)
+
+
+def _variable(connector: Connector, field: str) -> str:
+    return str(connector.settings.model_config.get("env_prefix", "")) + field.upper()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.base import Bookmark, Connector, Page, SourceReader, StreamInfo
+from connectors.base import Bookmark, Connector, Page, SourceReader, StreamInfo, open_reader
 from connectors.errors import FatalSourceError, RetriableSourceError
 from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import MIRROR
@@ -63,10 +63,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def open_reader(connector: Connector) -> SourceReader:
-    return connector.open(connector.settings())
 
 
 def read_all(reader: SourceReader, stream: StreamInfo, since: Bookmark | None = None) -> list[Page]:

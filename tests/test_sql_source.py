@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from connectors.base import Bookmark, StreamInfo, get_connector
+from connectors.base import open_reader as open_connector
 from connectors.errors import FatalSourceError, RetriableSourceError
 from connectors.sql import SqlReader, SqlSettings
 from connectors.sql.fixtures import create_fixture_database, fixture_metadata
@@ -231,3 +232,26 @@ def test_it_is_found_like_every_connector() -> None:
         "ticket",
         "rating",
     ]
+
+
+def test_malformed_settings_fail_the_stream_by_variable_name(
+    sqlite_url: str, validator: Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OKR_SYNC_SQL_URL", "sqlite:///unused.db")
+    monkeypatch.setenv("OKR_SYNC_SQL_TIMEZONE", "Mars/Olympus_Mons")
+    store = Store.open(sqlite_url)
+    try:
+        counts = sync_stream.fn(store, "sql", DEALS, begin_run(store, "test"), validator, 100)
+    finally:
+        store.dispose()
+    assert counts.failed == (
+        "sql: OKR_SYNC_SQL_TIMEZONE: Value error, 'Mars/Olympus_Mons' is not an IANA time "
+        "zone such as Europe/Berlin"
+    )
+    monkeypatch.setenv("OKR_SYNC_SQL_TIMEZONE", "UTC")
+    monkeypatch.setenv("OKR_SYNC_SQL_TABLES", "{not json")
+    with pytest.raises(FatalSourceError) as caught:
+        open_connector(get_connector("sql"))
+    assert str(caught.value) == (
+        "sql: OKR_SYNC_SQL_TABLES cannot be parsed (a list or mapping is JSON)"
+    )

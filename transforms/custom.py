@@ -16,6 +16,7 @@ under the same read-only guard. Anything but one number (or NULL: nothing to mea
 
 from __future__ import annotations
 
+import logging
 import pkgutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -283,6 +284,16 @@ def use_file_metrics(path: str, metrics: list[Metric[Any]]) -> None:
         register(metric, f"file {path}")
 
 
+def _unloadable(name: str, reason: str) -> Metric[Any]:
+    """A metric whose package does not import: key results naming it fail with why."""
+
+    def compute(session: Session, period: Period, values: BaseModel) -> MetricResult:
+        raise MetricError(f"metric {name!r}: {reason}")
+
+    permissive = create_model(f"{name}_params", __config__=ConfigDict(extra="allow"))
+    return Metric(name, reason, permissive, compute)
+
+
 _loaded = False
 
 
@@ -301,12 +312,13 @@ def load_entry_points() -> None:
         try:
             loaded = entry.load()
         except Exception as exc:  # a broken package must not hide the other metrics
-            raise CustomMetricError(
-                f"metric {entry.name!r} from {origin} cannot be loaded: {exc}"
-            ) from None
+            register(_unloadable(entry.name, f"{origin} cannot be loaded: {exc}"), origin)
+            continue
         metric = loaded if isinstance(loaded, Metric) else python_metric(entry.name, loaded)
         if metric.name != entry.name:
-            raise CustomMetricError(
-                f"entry point {entry.name!r} of {origin} loads metric {metric.name!r}"
-            )
-        register(metric, origin)
+            reason = f"{origin} names it {metric.name!r}; the entry point must use that name"
+            metric = _unloadable(entry.name, reason)
+        try:
+            register(metric, origin)
+        except CustomMetricError as exc:  # a built-in or another package's name: theirs stays
+            logging.getLogger("okr_sync").warning("%s from %s: not registered", exc, origin)
