@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -540,6 +541,10 @@ def _explanation_lines(found: Any) -> list[str]:
         + (f", Prefect flow run {found.flow_run_id}" if found.flow_run_id else "")
         + f"), okr-sync {found.code_version}",
     ]
+    if found.details.get("custom") == "sql":  # a data team's metric: show what it ran
+        lines.insert(4, "  its query: " + escape(" ".join(str(found.details["query"]).split())))
+    elif found.details.get("custom") == "python":
+        lines.insert(4, f"  its function: {escape(str(found.details.get('function', '?')))}")
     if found.data_cutoff:
         lines.append(f"  source data as of {found.data_cutoff} (later changes are not in it)")
     for source, read_at in found.sources_read_at.items():

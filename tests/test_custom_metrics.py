@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from connectors.sql.fixtures import create_fixture_database
 from connectors.tabular import STREAMS
 from connectors.tabular_fixtures import sample_tables, utc
 from expectations import Validator
 from flows.sync import sync_stream
+from okr_sync.cli import app
 from okr_targets.config import ConfigError, load_okrs
 from okr_targets.lineage import explain
 from okr_targets.measurements import measure_key_results, save_okrs
@@ -138,6 +140,13 @@ metrics:
     assert explanation.details["custom"] == "sql"
     assert explanation.details["query"].startswith("SELECT count(*) FROM mirror_deals")
     assert explanation.record_count == len(expected)
+    shown = CliRunner().invoke(app, ["explain", "won", "--store", billing_store])
+    assert shown.exit_code == 0, shown.output
+    assert "computed by metric won_deals" in shown.stdout
+    assert "its query: SELECT count(*) FROM mirror_deals WHERE deleted_at IS NULL AND" in (
+        shown.stdout.replace("\n  ", " ")
+    )
+    assert f"from {len(expected)} records: sql.deal {len(expected)}" in shown.stdout
 
 
 def test_a_python_metric_with_a_parameter(billing_store: str, tmp_path: Path) -> None:
