@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine, insert, select, text, update
@@ -255,3 +256,34 @@ def test_malformed_settings_fail_the_stream_by_variable_name(
     assert str(caught.value) == (
         "sql: OKR_SYNC_SQL_TABLES cannot be parsed (a list or mapping is JSON)"
     )
+
+
+@pytest.mark.postgres
+def test_aware_timestamp_columns_page_and_resume(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """``timestamptz`` columns (here written as Berlin times) keep their own offset."""
+    berlin = ZoneInfo("Europe/Berlin")
+    tables = sample_tables()
+    for records in tables.values():
+        for record in records:
+            for key, value in record.items():
+                if isinstance(value, datetime):
+                    record[key] = value.replace(tzinfo=UTC).astimezone(berlin)
+    url = str(request.getfixturevalue("postgres_url"))
+    create_fixture_database(url, tables, aware=True)
+    reader = open_reader(url, page_size=3, timezone="America/New_York")  # not used: aware
+    try:
+        pages = list(reader.read(DEALS, None))
+        middle = pages[4].bookmark
+        assert middle is not None
+        rest = read_rows(reader, DEALS, middle)
+    finally:
+        reader.close()
+    rows = {row["source_id"]: row for page in pages for row in page.rows}
+    assert len(rows) == 40
+    source = sample_tables()["deals"][0]
+    assert rows["1"]["created_at"] == utc(source["created_at"])
+    assert rows["1"]["source_modified_at"] == utc(source["updated_at"])
+    before = {row["source_id"] for page in pages[:5] for row in page.rows}
+    assert {row["source_id"] for row in rest} == set(rows) - before

@@ -23,26 +23,28 @@ from connectors.tabular_fixtures import sample_tables
 from okr_targets.models import MIRROR, UTCDateTime
 
 
-def fixture_metadata() -> MetaData:
-    """One table per stream: ``id`` (integer key), ``updated_at``, ``deleted_at`` (naive
-    timestamps, as many databases keep them) and the entity's canonical columns."""
+def fixture_metadata(aware: bool = False) -> MetaData:
+    """One table per stream: ``id`` (integer key), ``updated_at``, ``deleted_at`` and the
+    entity's canonical columns; timestamps naive (as many databases keep them) unless
+    ``aware`` (PostgreSQL ``timestamptz``)."""
     metadata = MetaData()
+    stamp = DateTime(timezone=aware)
     for stream in STREAMS:
         columns: list[Column[Any]] = [
             Column("id", Integer, primary_key=True, autoincrement=False),
-            Column("updated_at", DateTime, nullable=True, index=True),
-            Column("deleted_at", DateTime, nullable=True),
+            Column("updated_at", stamp, nullable=True, index=True),
+            Column("deleted_at", stamp, nullable=True),
         ]
         for column in MIRROR[stream.entity].__table__.columns:
             if column.name not in IDENTITY:
-                columns.append(Column(column.name, _plain(column.type), nullable=True))
+                columns.append(Column(column.name, _plain(column.type, stamp), nullable=True))
         Table(stream.name, metadata, *columns)
     return metadata
 
 
-def _plain(kind: Any) -> Any:
+def _plain(kind: Any, stamp: DateTime) -> Any:
     if isinstance(kind, UTCDateTime):
-        return DateTime
+        return stamp
     for plain in (Date, Numeric, Boolean, Integer):
         if isinstance(kind, plain):
             return Numeric(18, 4) if plain is Numeric else plain
@@ -50,11 +52,11 @@ def _plain(kind: Any) -> Any:
 
 
 def create_fixture_database(
-    url: str, tables: dict[str, list[dict[str, Any]]] | None = None
+    url: str, tables: dict[str, list[dict[str, Any]]] | None = None, aware: bool = False
 ) -> None:
     """Create the tables at ``url`` and fill them (the sample company by default)."""
     engine = create_engine(url)
-    metadata = fixture_metadata()
+    metadata = fixture_metadata(aware)
     try:
         metadata.create_all(engine)
         with engine.begin() as connection:
