@@ -61,13 +61,22 @@ def connector_listing() -> list[dict[str, Any]]:
 def list_connectors(
     output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
-    """Every installed connector, built-in or third-party, with its streams."""
+    """Every installed connector, built-in or third-party, with its streams.
+
+    Exits 1 when a package's connector cannot be loaded (listed with the error).
+    """
     if output not in ("table", "json"):
         raise _fail(f"--format {output!r}: use table or json")
     listing = connector_listing()
     if output == "json":
         out.print_json(json.dumps(listing))
-        return
+    else:
+        out.print(_listing_table(listing))
+    if any(item["error"] for item in listing):  # a broken package is a failure to fix
+        raise typer.Exit(1)
+
+
+def _listing_table(listing: list[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("connector", "package", "streams (stream → entity, cursor)", "description"):
         table.add_column(column, overflow="fold")
@@ -77,9 +86,7 @@ def list_connectors(
         )
         broken = f"[red]cannot be loaded: {item['error']}[/]" if item["error"] else ""
         table.add_row(item["name"], item["package"], streams, broken or item["description"])
-    out.print(table)
-    if any(item["error"] for item in listing):
-        raise typer.Exit(1)
+    return table
 
 
 def scaffold(name: str, directory: Path) -> list[Path]:

@@ -9,6 +9,7 @@ the connector is found only through its entry point, as it would be in productio
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -142,3 +143,62 @@ def test_its_own_tests_run_the_shared_contract_through_the_plugin(
             check=False,
         ).stdout
     )
+
+
+BROKEN_OKRS = """\
+company: Half Deployed Ltd.
+sources:
+  inbox: [ticket]
+objectives:
+  - id: support
+    title: Answer customers fast
+    owner: sam@inbox-users.example
+    period: 2026-11
+    key_results:
+      - {id: k, title: k, metric: broken_metric, target: 1}
+"""
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_package_that_does_not_import_is_named_not_fatal(installed: Path, tmp_path: Path) -> None:
+    """Beside a working package, a broken one is listed with its error; naming its
+    connector is a one-line error, naming its metric that key result's error, and the
+    working connector still syncs."""
+    site = tmp_path / "site"
+    pip_install(FIXTURE.parent / "okr-sync-broken", site)
+    env = environment(site)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(installed)])
+    listed = okr_sync("connectors", "list", "--format", "json", env=env, cwd=tmp_path)
+    assert listed.returncode == 1
+    by_name = {item["name"]: item for item in json.loads(listed.stdout)}
+    assert by_name["broken"]["package"] == "okr-sync-broken"
+    assert by_name["broken"]["error"] == (
+        "ModuleNotFoundError: No module named 'a_dependency_nobody_installed'"
+    )
+    assert by_name["inbox"]["error"] is None
+    (tmp_path / "okrs.yaml").write_text(BROKEN_OKRS.replace("inbox: [ticket]", "broken: null"))
+    lint = okr_sync("lint", "--okr-file", "okrs.yaml", env=env, cwd=tmp_path)
+    assert lint.returncode == 1
+    assert "Traceback" not in lint.stderr
+    assert (
+        "connector 'broken' (package okr-sync-broken) cannot be loaded: ModuleNotFoundError"
+        in lint.stderr
+    )
+    (tmp_path / "okrs.yaml").write_text(BROKEN_OKRS)
+    from prefect.settings import PREFECT_API_URL
+
+    env |= {
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "OKR_SYNC_INBOX_DIRECTORY": str(installed / "okr_sync_inbox" / "sample"),
+    }
+    store_url = f"sqlite:///{tmp_path / 'okr.db'}"
+    synced = okr_sync(
+        "sync", "--okr-file", "okrs.yaml", "--store", store_url, env=env, cwd=tmp_path
+    )
+    assert synced.returncode == 3, synced.stdout + synced.stderr  # partial: the data is in
+    assert "Traceback" not in synced.stderr
+    assert (
+        "1 key result(s) could not be computed: metric 'broken_metric': package "
+        "okr-sync-broken (okr_sync_broken:metric) cannot be loaded: No module named "
+        "'a_dependency_nobody_installed'"
+    ) in " ".join(synced.stderr.split())
