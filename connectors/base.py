@@ -8,13 +8,17 @@ pyproject.toml; a data team's package declares its own). It names its streams an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from pydantic_settings import BaseSettings
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsError
+
+from connectors.errors import FatalSourceError
 
 ENTRY_POINT_GROUP = "okr_sync.connectors"
 
@@ -114,18 +118,27 @@ class SourceReader(Protocol):
 
 @dataclass(frozen=True)
 class SandboxSpec:
-    """A small local emulator of a connector's source, for the contract test and demos.
+    """A small local copy of a connector's source, for the contract test and demos.
 
-    ``app`` is an ASGI app with a fault queue at ``app.state.faults``; ``env`` gives the
-    connector's settings (as environment variables) to reach it once it is served.
+    For an HTTP source, ``app`` is an ASGI emulator with a fault queue at
+    ``app.state.faults`` and ``env(server)`` gives the connector's settings (environment
+    variables) to reach it once served. For a source that is not HTTP (a database, files),
+    ``app`` is None and ``env(directory)`` writes the fixtures into that empty scratch
+    directory and returns the settings that point at them.
     """
 
-    app: Any
+    app: Any | None
     env: Callable[[Any], dict[str, str]]
 
 
 @dataclass(frozen=True)
 class Connector:
+    """What a connector package exposes through the ``okr_sync.connectors`` entry point.
+
+    ``open(settings)`` returns a :class:`SourceReader`; ``settings`` is a pydantic-settings
+    class read from the environment (``OKR_SYNC_<NAME>_*``), secrets typed ``SecretStr``.
+    """
+
     name: str
     streams: tuple[StreamInfo, ...]
     settings: type[BaseSettings]
@@ -138,18 +151,80 @@ class UnknownConnectorError(LookupError):
     pass
 
 
-def available_connectors() -> dict[str, Connector]:
-    """Every installed connector, built-in or third-party, by name."""
-    found: dict[str, Connector] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        connector = entry.load()
-        found[connector.name] = connector
+def open_reader(connector: Connector) -> SourceReader:
+    """Read the connector's settings from the environment and open it.
+
+    A setting that is malformed (not a number, bad JSON, a value its validator refuses) is
+    a FatalSourceError naming the variable, never a traceback; its value is not repeated,
+    since it may be a secret.
+    """
+    try:
+        settings = connector.settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = _variable(connector, "_".join(str(part) for part in error["loc"]))
+        raise FatalSourceError(connector.name, f"{variable}: {error['msg']}") from None
+    except SettingsError as exc:  # e.g. a mapping setting that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        variable = _variable(connector, field[1]) if field else "a setting"
+        raise FatalSourceError(
+            connector.name, f"{variable} cannot be parsed (a list or mapping is JSON)"
+        ) from None
+    return connector.open(settings)
+
+
+def _variable(connector: Connector, field: str) -> str:
+    return str(connector.settings.model_config.get("env_prefix", "")) + field.upper()
+
+
+@dataclass(frozen=True)
+class Installed:
+    """One entry point of the group: the connector it loads, or why it did not load."""
+
+    name: str
+    distribution: str
+    connector: Connector | None
+    error: str | None = None
+
+
+def discover() -> list[Installed]:
+    """Every entry point of the group, loaded; a broken package is reported, not raised.
+
+    Built-in connectors are declared in this project's pyproject.toml exactly as a third
+    party declares its own, so both are found (and checked) the same way.
+    """
+    found = []
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        distribution = entry.dist.name if entry.dist is not None else "?"
+        try:
+            loaded = entry.load()
+        except Exception as exc:  # a third party's import error must not break the others
+            found.append(Installed(entry.name, distribution, None, f"{type(exc).__name__}: {exc}"))
+            continue
+        if not isinstance(loaded, Connector):
+            error = f"{entry.value} is a {type(loaded).__name__}, not a connectors.base.Connector"
+            found.append(Installed(entry.name, distribution, None, error))
+        elif loaded.name != entry.name:
+            error = f"entry point {entry.name!r} loads a connector named {loaded.name!r}"
+            found.append(Installed(entry.name, distribution, None, error))
+        else:
+            found.append(Installed(entry.name, distribution, loaded))
     return found
 
 
+def available_connectors() -> dict[str, Connector]:
+    """Every installed connector that loads, built-in or third-party, by name."""
+    return {item.name: item.connector for item in discover() if item.connector is not None}
+
+
 def get_connector(name: str) -> Connector:
-    connectors = available_connectors()
-    if name not in connectors:
-        known = ", ".join(sorted(connectors)) or "none installed"
+    installed = {item.name: item for item in discover()}
+    item = installed.get(name)
+    if item is None:
+        known = ", ".join(sorted(installed)) or "none installed"
         raise UnknownConnectorError(f"unknown source {name!r}; installed connectors: {known}")
-    return connectors[name]
+    if item.connector is None:
+        raise UnknownConnectorError(
+            f"connector {name!r} (package {item.distribution}) cannot be loaded: {item.error}"
+        )
+    return item.connector

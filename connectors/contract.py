@@ -2,21 +2,28 @@
 
 Each check takes a connector and a running sandbox of its source (see
 ``Connector.sandbox``) with the connector's settings already in the environment. A data
-team's package runs the same checks from its own tests::
+team's package runs the same checks from its own tests, through the pytest plugin
+(``connectors.pytest_plugin``, loaded automatically wherever okr-sync is installed)::
 
-    from connectors.contract import run_contract
-    run_contract(my_connector)
+    def test_contract(okr_sync_connector, connector_contract):
+        connector_contract(okr_sync_connector)
+
+or directly: ``run_contract(my_connector)``. A source that is not HTTP (a database, files)
+serves no emulator: its sandbox writes fixtures into a scratch directory instead, and the
+fault checks, which need an emulator's fault queue, are left out for it.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from connectors.base import Bookmark, Connector, Page, SourceReader, StreamInfo
+from connectors.base import Bookmark, Connector, Page, SourceReader, StreamInfo, open_reader
 from connectors.errors import FatalSourceError, RetriableSourceError
 from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import MIRROR
@@ -30,23 +37,32 @@ class ContractError(AssertionError):
 
 
 @contextmanager
-def sandboxed(connector: Connector) -> Iterator[tuple[Any, RunningServer]]:
-    """Serve the connector's sandbox and point its settings at it for the block."""
+def sandboxed(connector: Connector) -> Iterator[tuple[Any, RunningServer | None]]:
+    """Serve the connector's sandbox (or write its fixtures) and point its settings at it.
+
+    Yields the emulator app and its server; both None for a fixtures-only sandbox.
+    """
     if connector.sandbox is None:
         raise ContractError(f"{connector.name}: no sandbox; the contract needs one")
     spec = connector.sandbox()
-    with serve_tls(spec.app) as server:
-        saved = dict(os.environ)
-        os.environ.update(spec.env(server))
-        try:
+    with tempfile.TemporaryDirectory(prefix=f"okr-sync-{connector.name}-") as scratch:
+        if spec.app is None:
+            with _environment(spec.env(Path(scratch))):
+                yield None, None
+            return
+        with serve_tls(spec.app) as server, _environment(spec.env(server)):
             yield spec.app, server
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
 
-def open_reader(connector: Connector) -> SourceReader:
-    return connector.open(connector.settings())
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def read_all(reader: SourceReader, stream: StreamInfo, since: Bookmark | None = None) -> list[Page]:
@@ -163,5 +179,6 @@ def run_contract(connector: Connector) -> dict[str, int]:
                 check_ids(reader, stream, pages)
         finally:
             reader.close()
-        check_faults(connector, app)
+        if app is not None:
+            check_faults(connector, app)
     return counts

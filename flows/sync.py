@@ -37,6 +37,7 @@ from connectors.base import (
     StreamInfo,
     UnknownConnectorError,
     get_connector,
+    open_reader,
 )
 from connectors.errors import (
     FatalSourceError,
@@ -266,8 +267,7 @@ def _read_into_mirror(
     """
     logger = run_logger()
     label = f"{source}.{stream.name}"
-    connector = get_connector(source)
-    reader = connector.open(connector.settings())
+    reader = open_reader(get_connector(source))
     try:
         with store.session() as session:
             saved = read_cursor(session, source, stream.name)
@@ -337,8 +337,7 @@ def reconcile_source(
     listing cut short changes nothing. Returns tombstones per entity.
     """
     logger = run_logger()
-    connector = get_connector(source)
-    reader = connector.open(connector.settings())
+    reader = open_reader(get_connector(source))
     live: dict[str, set[str]] = {}
     try:
         for stream in streams:  # entities read from several streams need all their ids

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from okr_sync.automations import automations_app
+from okr_sync.connectors_cli import connectors_app
 from okr_sync.sandbox import FAULT_SPEC_HELP
 from okr_sync.settings import Settings
 from okr_sync.webhooks import webhooks_app
@@ -48,6 +50,7 @@ runs_app = typer.Typer(help="Recent sync runs and what each one did.", invoke_wi
 app.add_typer(runs_app, name="runs")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(automations_app, name="automations")
+app.add_typer(connectors_app, name="connectors")
 
 # Piped output is not cut to 80 columns; a terminal keeps its own width.
 out = Console(width=None if sys.stdout.isatty() else 132)
@@ -611,6 +614,10 @@ def _explanation_lines(found: Any) -> list[str]:
         + (f", Prefect flow run {found.flow_run_id}" if found.flow_run_id else "")
         + f"), okr-sync {found.code_version}",
     ]
+    if found.details.get("custom") == "sql":  # a data team's metric: show what it ran
+        lines.insert(4, "  its query: " + escape(" ".join(str(found.details["query"]).split())))
+    elif found.details.get("custom") == "python":
+        lines.insert(4, f"  its function: {escape(str(found.details.get('function', '?')))}")
     if found.data_cutoff:
         lines.append(f"  source data as of {found.data_cutoff} (later changes are not in it)")
     for source, read_at in found.sources_read_at.items():

@@ -29,6 +29,8 @@ from pydantic import (
 from connectors.base import StreamInfo, UnknownConnectorError, get_connector
 from okr_targets.periods import Calendar, Period
 from okr_targets.scoring import Kind, StatusThresholds, check_target
+from transforms.custom import CustomMetricError, python_metric, resolve_function, sql_metric
+from transforms.custom import use_file_metrics as use_custom_metrics
 from transforms.metrics import MetricError, check_params
 
 
@@ -126,6 +128,30 @@ class MoneySpec(_Spec):
         return self
 
 
+class CustomMetricSpec(_Spec):
+    """A data team's metric: one read-only SELECT over the mirror, or a Python function."""
+
+    description: str = ""
+    unit: str = ""
+    sql: str | None = Field(default=None, description="one SELECT returning one number")
+    python: str | None = Field(default=None, description="package.module:function")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="parameters key results may pass, with defaults"
+    )
+    records: str | None = Field(
+        default=None, description="a SELECT of (source, source_id) behind the number"
+    )
+    entity: str | None = Field(default=None, description="the mirror entity `records` lists")
+
+    @model_validator(mode="after")
+    def _sql_or_python(self) -> CustomMetricSpec:
+        if (self.sql is None) == (self.python is None):
+            raise ValueError("a metric needs exactly one of `sql:` or `python:`")
+        if self.records is not None and self.sql is None:
+            raise ValueError("`records:` is for `sql:` metrics")
+        return self
+
+
 def _every_salesforce_entity() -> dict[str, list[str] | None]:
     return {"salesforce": None}
 
@@ -145,6 +171,9 @@ class OkrFile(_Spec):
         default_factory=dict,
         description="source (or `default`) -> how old its data may be before its key "
         "results show stale, e.g. 90m, 2h, 1d (default 1d)",
+    )
+    metrics: dict[Slug, CustomMetricSpec] = Field(
+        default_factory=dict, description="custom metrics, by name, for key results to use"
     )
     objectives: list[ObjectiveSpec] = Field(min_length=1)
 
@@ -300,9 +329,44 @@ def load_okrs(path: str | Path) -> OkrConfig:
             f"{where}: {_dotted(location)}: {error['msg']}; fix: {fix}{more}"
         ) from None
     config = OkrConfig(path, spec, lines)
+    _register_metrics(config)
     _check_references(config)
     _check_periods(config)
     return config
+
+
+def _register_metrics(config: OkrConfig) -> None:
+    """Check and register the file's custom metrics (SQL parsed, functions imported)."""
+    built = []
+    for name, spec in config.spec.metrics.items():
+        try:
+            if spec.sql is not None:
+                metric = sql_metric(
+                    name,
+                    spec.sql,
+                    description=spec.description,
+                    unit=spec.unit,
+                    params=spec.params,
+                    records=spec.records,
+                    entity=spec.entity,
+                )
+            else:
+                function = resolve_function(name, str(spec.python))
+                metric = python_metric(
+                    name,
+                    function,
+                    description=spec.description,
+                    unit=spec.unit,
+                    params=spec.params,
+                )
+        except CustomMetricError as exc:
+            part = "sql" if spec.sql is not None else "python"
+            raise ConfigError(f"{config.where('metrics', name, part)}: {exc}") from None
+        built.append(metric)
+    try:
+        use_custom_metrics(str(config.path), built)
+    except MetricError as exc:
+        raise ConfigError(f"{config.where('metrics')}: {exc}") from None
 
 
 def _check_periods(config: OkrConfig) -> None:

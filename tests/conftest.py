@@ -34,6 +34,9 @@ from okr_targets.store import Store, begin_run, finish_run
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+# Third-party packages the tests install; their own tests run in subprocesses, not here.
+collect_ignore = ["fixtures"]
+
 PG_ADMIN_DSN = os.environ.get("OKR_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

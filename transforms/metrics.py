@@ -94,6 +94,10 @@ def metric(
 
 
 def get_metric(name: str) -> Metric[Any]:
+    if name not in METRICS:  # packages' metrics (okr_sync.metrics entry points), loaded once
+        from transforms.custom import load_entry_points
+
+        load_entry_points()
     try:
         return METRICS[name]
     except KeyError:
@@ -597,6 +601,9 @@ def pct_change(session: Session, period: Period, params: ChangeParams) -> Metric
 
 
 def metric_names() -> Sequence[str]:
+    from transforms.custom import load_entry_points
+
+    load_entry_points()
     return sorted(METRICS)
 
 

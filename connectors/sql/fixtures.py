@@ -1,0 +1,67 @@
+"""The sample billing company as a database: tables with canonical columns, any dialect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    create_engine,
+    insert,
+)
+
+from connectors.tabular import IDENTITY, STREAMS
+from connectors.tabular_fixtures import sample_tables
+from okr_targets.models import MIRROR, UTCDateTime
+
+
+def fixture_metadata(aware: bool = False) -> MetaData:
+    """One table per stream: ``id`` (integer key), ``updated_at``, ``deleted_at`` and the
+    entity's canonical columns; timestamps naive (as many databases keep them) unless
+    ``aware`` (PostgreSQL ``timestamptz``)."""
+    metadata = MetaData()
+    stamp = DateTime(timezone=aware)
+    for stream in STREAMS:
+        columns: list[Column[Any]] = [
+            Column("id", Integer, primary_key=True, autoincrement=False),
+            Column("updated_at", stamp, nullable=True, index=True),
+            Column("deleted_at", stamp, nullable=True),
+        ]
+        for column in MIRROR[stream.entity].__table__.columns:
+            if column.name not in IDENTITY:
+                columns.append(Column(column.name, _plain(column.type, stamp), nullable=True))
+        Table(stream.name, metadata, *columns)
+    return metadata
+
+
+def _plain(kind: Any, stamp: DateTime) -> Any:
+    if isinstance(kind, UTCDateTime):
+        return stamp
+    for plain in (Date, Numeric, Boolean, Integer):
+        if isinstance(kind, plain):
+            return Numeric(18, 4) if plain is Numeric else plain
+    return String(200)
+
+
+def create_fixture_database(
+    url: str, tables: dict[str, list[dict[str, Any]]] | None = None, aware: bool = False
+) -> None:
+    """Create the tables at ``url`` and fill them (the sample company by default)."""
+    engine = create_engine(url)
+    metadata = fixture_metadata(aware)
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as connection:
+            for name, rows in (tables or sample_tables()).items():
+                if rows:
+                    connection.execute(insert(metadata.tables[name]), rows)
+    finally:
+        engine.dispose()

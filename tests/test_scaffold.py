@@ -1,0 +1,137 @@
+"""``okr-sync connectors new``: the generated package installs, is found, and its tests pass."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from okr_sync.cli import app
+from tests.installing import environment, okr_sync, pip_install
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("scaffold") / "okr-sync-acme-billing"
+    result = CliRunner().invoke(
+        app, ["connectors", "new", "acme_billing", "--directory", str(target)]
+    )
+    assert result.exit_code == 0, result.output
+    return target
+
+
+def test_the_package_has_every_part(generated: Path) -> None:
+    files = {str(path.relative_to(generated)) for path in generated.rglob("*") if path.is_file()}
+    package = "okr_sync_acme_billing"
+    assert files == {
+        "pyproject.toml",
+        "README.md",
+        "tests/test_contract.py",
+        "tests/test_mapping.py",
+        *(
+            f"{package}/{name}.py"
+            for name in (
+                "__init__",
+                "settings",
+                "streams",
+                "client",
+                "mapping",
+                "emulator",
+                "sandbox_data",
+            )
+        ),
+    }
+    pyproject = (generated / "pyproject.toml").read_text()
+    assert 'acme_billing = "okr_sync_acme_billing:connector"' in pyproject
+    readme = (generated / "README.md").read_text()
+    assert readme.startswith("# Acme Billing connector for okr-sync\n\n| stream |")
+    assert "OKR_SYNC_ACME_BILLING_" in readme
+    assert "{{" not in readme
+    assert "{%" not in readme
+
+
+def test_the_generated_code_is_lint_clean(generated: Path) -> None:
+    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = subprocess.run(
+            [str(BIN / "ruff"), *command],
+            cwd=generated,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_generated_tests_pass_as_generated(generated: Path, tmp_path: Path) -> None:
+    """Installed offline into a scratch site; its own tests run the contract via the plugin."""
+    site = tmp_path / "site"
+    pip_install(generated, site)
+    env = environment(site)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA"],
+        cwd=generated,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "7 passed" in result.stdout
+    assert "test_the_connector_passes_the_contract[acme_billing]" in result.stdout
+    listed = okr_sync("connectors", "list", "--format", "json", env=env, cwd=tmp_path)
+    names = {item["name"]: item for item in json.loads(listed.stdout)}
+    assert names["acme_billing"]["package"] == "okr-sync-acme-billing"
+    assert [s["entity"] for s in names["acme_billing"]["streams"]] == ["customer", "deal"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("1billing", "'1billing' is not a connector name"),
+        ("Billing", "'Billing' is not a connector name"),
+        ("bill-ing", "'bill-ing' is not a connector name"),
+        ("class", "'class' is not a connector name"),
+    ],
+)
+def test_bad_names_are_refused(name: str, fragment: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["connectors", "new", name, "--directory", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 1
+    assert fragment in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_existing_directory_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["connectors", "new", "billing", "--directory", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "already exists and is not empty" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_connectors_list_shows_every_built_in_connector_with_its_streams() -> None:
+    table = CliRunner().invoke(app, ["connectors", "list"])
+    assert table.exit_code == 0, table.output
+    for text in ("salesforce", "Opportunity → deal, SystemModstamp", "sql", "files"):
+        assert text in table.stdout
+    listed = CliRunner().invoke(app, ["connectors", "list", "--format", "json"])
+    by_name = {item["name"]: item for item in json.loads(listed.stdout)}
+    assert set(by_name) >= {"salesforce", "hubspot", "zendesk", "sql", "files"}
+    assert by_name["sql"]["package"] == "okr-sync"
+    assert [s["name"] for s in by_name["sql"]["streams"]] == [
+        "customers",
+        "deals",
+        "reps",
+        "fx_rates",
+        "tickets",
+        "ratings",
+    ]
+    assert all(item["error"] is None for item in by_name.values())

@@ -1,0 +1,324 @@
+"""A data team's own metrics: a named SQL query over the mirror, or a Python function.
+
+They come from the OKR file's ``metrics:`` section or from packages, through the
+``okr_sync.metrics`` entry-point group, and then behave like the built-in metrics: key
+results name them, ``pct_change`` compares them, and measurements keep their lineage.
+
+A SQL metric is checked before it ever runs: sqlglot must parse it as exactly one query
+(SELECT, UNION, WITH … SELECT) with no clause that writes, locks or changes settings, and
+its only placeholders must be named ones from :data:`PERIOD_PARAMS` or the metric's own
+``params``. Values are always bound (SQLAlchemy ``text`` with typed bind parameters), never
+formatted into the statement. It then runs read-only where the database can enforce it
+(PostgreSQL: a read-only savepoint; SQLite: ``PRAGMA query_only``). Python metrics run
+under the same read-only guard. Anything but one number (or NULL: nothing to measure) is a
+:class:`~transforms.metrics.MetricError` naming the metric.
+"""
+
+from __future__ import annotations
+
+import logging
+import pkgutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from importlib.metadata import entry_points
+from typing import Any
+
+import sqlglot
+from pydantic import BaseModel, ConfigDict, create_model
+from sqlalchemy import Date, String, bindparam, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlglot import exp
+
+from okr_targets.models import MIRROR, UTCDateTime
+from okr_targets.periods import Period
+from transforms.metrics import METRICS, Metric, MetricError, MetricResult, RecordRef
+
+ENTRY_POINT_GROUP = "okr_sync.metrics"
+
+PERIOD_PARAMS: dict[str, Any] = {
+    "period_start": UTCDateTime(),  # the period's first instant (local midnight), in UTC
+    "period_end": UTCDateTime(),  # the instant after its end, in UTC
+    "period_start_date": Date(),  # its first local day, for date columns such as close_on
+    "period_end_date": Date(),  # the local day after its last
+}
+"""Bound for every SQL metric; ``owner`` and ``team`` (default NULL) and the metric's own
+``params`` are bound too."""
+
+FILTERS = {"owner": None, "team": None}
+
+WRITES = tuple(
+    getattr(exp, name)
+    for name in (
+        "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "Command", "Into",
+        "Lock", "Pragma", "Set", "Copy", "TruncateTable", "Transaction", "Commit", "Rollback",
+        "Use", "Grant", "Analyze", "Attach", "Detach", "LoadData", "Cache", "Uncache", "Refresh",
+    )
+    if hasattr(exp, name)
+)  # fmt: skip
+
+BUILT_IN = frozenset(METRICS)
+ORIGIN: dict[str, str] = {}
+"""Where each custom metric was defined (a file or a package), for conflict messages."""
+
+
+class CustomMetricError(MetricError):
+    """A custom metric's definition is unusable; the message names the metric."""
+
+
+def check_sql(name: str, sql: str, allowed: set[str]) -> set[str]:
+    """The query's bind parameter names; raises CustomMetricError unless it is one SELECT."""
+    try:
+        statements = [s for s in sqlglot.parse(sql) if s is not None]
+    except sqlglot.errors.SqlglotError as exc:
+        first = str(exc).splitlines()[0]
+        raise CustomMetricError(f"metric {name!r}: its SQL cannot be parsed: {first}") from None
+    if len(statements) != 1:
+        raise CustomMetricError(
+            f"metric {name!r}: its SQL must be one SELECT statement, not {len(statements)}"
+        )
+    query = statements[0]
+    if not isinstance(query, exp.Query):
+        kind = query.key.upper()
+        raise CustomMetricError(f"metric {name!r}: its SQL must be a SELECT, not {kind}")
+    for node in query.walk():
+        if isinstance(node, WRITES):
+            raise CustomMetricError(
+                f"metric {name!r}: its SQL may only read; it contains {node.key.upper()}"
+            )
+        if isinstance(node, exp.Parameter) or (
+            isinstance(node, exp.Placeholder) and node.this is None
+        ):
+            raise CustomMetricError(
+                f"metric {name!r}: use named parameters such as :period_start, not {node.sql()}"
+            )
+    names = {str(node.this) for node in query.find_all(exp.Placeholder)}
+    names |= set(text(sql).compile().binds)  # what SQLAlchemy will bind, should they differ
+    unknown = sorted(names - allowed)
+    if unknown:
+        raise CustomMetricError(
+            f"metric {name!r}: unknown parameter(s) {', '.join(':' + n for n in unknown)}; "
+            f"available: {', '.join(':' + n for n in sorted(allowed))}"
+        )
+    return names
+
+
+@contextmanager
+def read_only(session: Session, name: str) -> Iterator[None]:
+    """Run the block so the database refuses writes; errors come back naming the metric."""
+    dialect = session.get_bind().dialect.name
+    try:
+        if dialect == "postgresql":
+            savepoint = session.begin_nested()
+            try:
+                session.execute(text("SET TRANSACTION READ ONLY"))
+                yield
+            finally:
+                savepoint.rollback()  # also clears an error, keeping the sync's transaction
+        elif dialect == "sqlite":
+            session.execute(text("PRAGMA query_only = ON"))
+            try:
+                yield
+            finally:
+                session.execute(text("PRAGMA query_only = OFF"))
+        else:
+            yield
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None)
+        reason = str(orig if orig is not None else exc).strip().splitlines()[0]
+        raise MetricError(f"metric {name!r}: the database refused its query: {reason}") from None
+
+
+def _params_model(name: str, defaults: dict[str, Any]) -> type[BaseModel]:
+    """Parameters a key result may pass: owner, team and the metric's own, nothing else."""
+    fields: dict[str, Any] = {key: (Any, value) for key, value in (FILTERS | defaults).items()}
+    model: type[BaseModel] = create_model(
+        f"{name}_params", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+def one_number(name: str, value: Any) -> float | None:
+    """The value as a float; None for NULL; anything else is an error naming the metric."""
+    if value is None:
+        return None
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return float(value)
+    raise MetricError(
+        f"metric {name!r} returned {type(value).__name__} {value!r}; "
+        "it must return one number (or NULL when there is nothing to measure)"
+    )
+
+
+def sql_metric(
+    name: str,
+    sql: str,
+    *,
+    description: str = "",
+    unit: str = "",
+    params: dict[str, Any] | None = None,
+    records: str | None = None,
+    entity: str | None = None,
+) -> Metric[Any]:
+    """A metric from one SELECT returning one number; ``records`` (a SELECT of ``source,
+    source_id`` rows of ``entity``) names the records behind it, for lineage."""
+    defaults = dict(params or {})
+    allowed = set(PERIOD_PARAMS) | set(FILTERS) | set(defaults)
+    used = check_sql(name, sql, allowed)
+    if records is not None:
+        if entity not in MIRROR:
+            raise CustomMetricError(
+                f"metric {name!r}: `records` needs `entity:`, one of {sorted(MIRROR)}"
+            )
+        used_by_records = check_sql(name, records, allowed)
+    model = _params_model(name, defaults)
+
+    def statement(query: str, names: set[str]) -> Any:
+        return text(query).bindparams(
+            *(bindparam(n, type_=PERIOD_PARAMS.get(n, String())) for n in sorted(names))
+        )
+
+    def compute(session: Session, period: Period, values: BaseModel) -> MetricResult:
+        bound = {
+            "period_start": period.start_at,
+            "period_end": period.end_at,
+            "period_start_date": period.start,
+            "period_end_date": period.end,
+            **values.model_dump(),
+        }
+        with read_only(session, name):
+            rows = session.execute(
+                statement(sql, used), {k: v for k, v in bound.items() if k in used}
+            ).all()
+            refs: list[RecordRef] = []
+            if records is not None and entity is not None:
+                listed = session.execute(
+                    statement(records, used_by_records),
+                    {k: v for k, v in bound.items() if k in used_by_records},
+                ).all()
+                refs = [RecordRef(entity, str(row[0]), str(row[1])) for row in listed]
+        if len(rows) != 1 or len(rows[0]) != 1:
+            columns = len(rows[0]) if rows else 0
+            raise MetricError(
+                f"metric {name!r} must return one row with one number; its query returned "
+                f"{len(rows)} row(s) of {columns} column(s)"
+            )
+        value = one_number(name, rows[0][0])
+        details = {"custom": "sql", "query": sql, "params": values.model_dump()}
+        return MetricResult(value, unit, refs, details)
+
+    return Metric(name, description or "custom SQL metric", model, compute)
+
+
+PythonMetric = Callable[[Session, Period, dict[str, Any]], Any]
+
+
+def python_metric(
+    name: str,
+    function: PythonMetric,
+    *,
+    description: str = "",
+    unit: str = "",
+    params: dict[str, Any] | None = None,
+) -> Metric[Any]:
+    """A metric from ``function(session, period, params)``, returning a number, None or a
+    MetricResult; it runs under the same read-only guard as SQL metrics."""
+    model = _params_model(name, dict(params or {}))
+    where = f"{getattr(function, '__module__', '?')}:{getattr(function, '__qualname__', '?')}"
+
+    def compute(session: Session, period: Period, values: BaseModel) -> MetricResult:
+        with read_only(session, name):
+            try:
+                returned = function(session, period, values.model_dump())
+            except MetricError:
+                raise
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:
+                raise MetricError(
+                    f"metric {name!r} ({where}) failed: {type(exc).__name__}: {exc}"
+                ) from None
+        if isinstance(returned, MetricResult):
+            returned.value = one_number(name, returned.value)
+            returned.details.setdefault("custom", "python")
+            return returned
+        value = one_number(name, returned)
+        return MetricResult(value, unit, [], {"custom": "python", "function": where})
+
+    doc = (getattr(function, "__doc__", None) or "").strip()
+    return Metric(name, description or doc or "custom Python metric", model, compute)
+
+
+def resolve_function(name: str, target: str) -> PythonMetric:
+    """``package.module:function`` (or dotted) to the callable; errors name the metric."""
+    try:
+        function = pkgutil.resolve_name(target)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise CustomMetricError(f"metric {name!r}: cannot import {target!r}: {exc}") from None
+    if not callable(function):
+        raise CustomMetricError(f"metric {name!r}: {target!r} is not a function")
+    return function
+
+
+def register(metric: Metric[Any], origin: str) -> None:
+    """Add a package's custom metric; a built-in's name or another package's is refused."""
+    if metric.name in BUILT_IN:
+        raise CustomMetricError(
+            f"metric {metric.name!r} is a built-in metric; give yours another name"
+        )
+    previous = ORIGIN.get(metric.name)
+    if previous is not None and previous != origin:
+        raise CustomMetricError(f"metric {metric.name!r} is already defined by {previous}")
+    METRICS[metric.name] = metric
+    ORIGIN[metric.name] = origin
+
+
+def use_file_metrics(path: str, metrics: list[Metric[Any]]) -> None:
+    """Make an OKR file's ``metrics:`` the only file-defined ones (a worker running
+    several OKR files must not keep one file's metric for another)."""
+    load_entry_points()
+    for name in [n for n, origin in ORIGIN.items() if origin.startswith("file ")]:
+        del METRICS[name], ORIGIN[name]
+    for metric in metrics:
+        register(metric, f"file {path}")
+
+
+def _unloadable(name: str, reason: str) -> Metric[Any]:
+    """A metric whose package does not import: key results naming it fail with why."""
+
+    def compute(session: Session, period: Period, values: BaseModel) -> MetricResult:
+        raise MetricError(f"metric {name!r}: {reason}")
+
+    permissive = create_model(f"{name}_params", __config__=ConfigDict(extra="allow"))
+    return Metric(name, reason, permissive, compute)
+
+
+_loaded = False
+
+
+def load_entry_points() -> None:
+    """Register every ``okr_sync.metrics`` entry point once per process.
+
+    An entry point loads a ``transforms.metrics.Metric`` (full control: its own pydantic
+    parameters and lineage) or a plain function ``(session, period, params) -> number``.
+    """
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        origin = f"package {entry.dist.name if entry.dist else '?'} ({entry.value})"
+        try:
+            loaded = entry.load()
+        except Exception as exc:  # a broken package must not hide the other metrics
+            register(_unloadable(entry.name, f"{origin} cannot be loaded: {exc}"), origin)
+            continue
+        metric = loaded if isinstance(loaded, Metric) else python_metric(entry.name, loaded)
+        if metric.name != entry.name:
+            reason = f"{origin} names it {metric.name!r}; the entry point must use that name"
+            metric = _unloadable(entry.name, reason)
+        try:
+            register(metric, origin)
+        except CustomMetricError as exc:  # a built-in or another package's name: theirs stays
+            logging.getLogger("okr_sync").warning("%s from %s: not registered", exc, origin)
