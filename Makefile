@@ -30,7 +30,7 @@ lint: install
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 constraints: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^okr-sync' > constraints.txt
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -Ev '^(okr-sync|pip|setuptools)==' > constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info

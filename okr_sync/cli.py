@@ -219,7 +219,10 @@ def demo(
         report = _run_sync(okr_file, store_url, full_refresh=True)
     _print_run(report)
     _print_report(store_url, "table")
-    err.print(f"The store stays at {_redacted(store_url)}: try `okr-sync report --format json`.")
+    err.print(
+        f"The store stays at {_redacted(store_url)}: see it as a page with "
+        "`okr-sync report --format html --output okrs.html` or live with `okr-sync serve`."
+    )
     _exit_if_partial(report)
 
 

@@ -33,6 +33,8 @@ from okr_targets.store import Store, begin_run, finish_run
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Task logic tested through .fn() logs outside a flow run; those lines stay local.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 # Third-party packages the tests install; their own tests run in subprocesses, not here.
 collect_ignore = ["fixtures"]
