@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from benchmarks.endpoints import endpoints, salesforce_token, zendesk_auth
-from benchmarks.measure import peak_rss_mb
+from benchmarks.measure import cpu_seconds, peak_rss_mb
 
 
 def run(world: dict[str, Any], okr_file: str, database: str) -> dict[str, Any]:
@@ -96,6 +96,7 @@ def run(world: dict[str, Any], okr_file: str, database: str) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - started,
         "records": records,
         "peak_rss_mb": peak_rss_mb(),
+        "cpu_seconds": cpu_seconds(),
     }
 
 

@@ -16,7 +16,7 @@ import orjson
 import requests
 
 from benchmarks.endpoints import endpoints, salesforce_token, zendesk_auth
-from benchmarks.measure import peak_rss_mb
+from benchmarks.measure import cpu_seconds, peak_rss_mb
 
 MODIFIED = {"salesforce": "SystemModstamp", "zendesk": "updated_at"}
 
@@ -68,6 +68,7 @@ def run(world: dict[str, Any], okr_file: str, database: str) -> dict[str, Any]:
         "records": records,
         "requests": requests_made,
         "peak_rss_mb": peak_rss_mb(),
+        "cpu_seconds": cpu_seconds(),
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.measure import peak_rss_mb
+from benchmarks.measure import cpu_seconds, peak_rss_mb
 
 
 def run(okr_file: str, store_url: str, full_refresh: bool) -> dict[str, Any]:
@@ -49,6 +49,7 @@ def run(okr_file: str, store_url: str, full_refresh: bool) -> dict[str, Any]:
         "requests": sum(s["requests"] for s in streams.values()),
         "validate_seconds": spent[0],
         "peak_rss_mb": peak_rss_mb(),
+        "cpu_seconds": cpu_seconds(),
         "streams": {
             name: {key: s[key] for key in ("read", "written", "quarantined", "requests")}
             for name, s in streams.items()
