@@ -34,6 +34,9 @@ def run(world: dict[str, Any], okr_file: str, database: str) -> dict[str, Any]:
             with open(world[name]) as handle:
                 out.write(handle.read())
     os.environ["REQUESTS_CA_BUNDLE"] = bundle
+    # SQLite takes one writer: dlt's parallel load jobs failed with "database is locked"
+    # at 1M deals, so load with one worker, as dlt advises for SQLite.
+    os.environ.setdefault("LOAD__WORKERS", "1")
     instance_url, token = salesforce_token(world)
     crm: list[Any] = []
     desk: list[Any] = []
