@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint constraints clean
+.PHONY: install demo test bench lint constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "okr-sync needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $@
 
 install: $(STAMP)
@@ -22,6 +22,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# The performance benchmark (benchmarks/bench.py; sizes: make bench BENCH_ARGS="--deals 100000").
+bench: install
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,7 +33,7 @@ lint: install
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 constraints: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -Ev '^(okr-sync|pip|setuptools)==' > constraints.txt
 
 clean:

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     store_url: str = Field(default=DEFAULT_STORE_URL, description="SQLAlchemy URL of the OKR store")
     okr_file: Path = Field(default=Path("okrs.yaml"), description="the OKRs-as-code YAML file")
     batch_size: int = Field(
-        default=10_000, ge=1, description="records validated and committed together"
+        default=50_000, ge=1, description="records validated and committed together"
     )
     lookback_seconds: float = Field(
         default=60.0, ge=0, description="how far before the saved cursor each read starts"

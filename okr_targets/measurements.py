@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from okr_targets.config import KeyResultSpec, OkrConfig
@@ -299,15 +299,19 @@ def measure_key_results(
             )
             session.add(measurement)
             session.flush()
-            session.add_all(
-                MeasurementRecord(
-                    measurement_id=measurement.id,
-                    entity=ref.entity,
-                    source=ref.source,
-                    source_id=ref.source_id,
+            if records:  # one bulk INSERT: a key result can rest on a million records
+                session.execute(
+                    insert(MeasurementRecord),
+                    [
+                        {
+                            "measurement_id": measurement.id,
+                            "entity": ref.entity,
+                            "source": ref.source,
+                            "source_id": ref.source_id,
+                        }
+                        for ref in records
+                    ],
                 )
-                for ref in records
-            )
         outcomes.append(
             KeyResultOutcome(
                 spec.id,

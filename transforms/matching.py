@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from okr_targets.models import Customer, CustomerLink
@@ -25,10 +25,21 @@ class MatchReport:
 
 
 def match_customers(session: Session, primary: str, match_by: str) -> MatchReport:
-    """Rebuild ``customer_links``: primary customers link to themselves, others by key."""
+    """Rebuild ``customer_links``: primary customers link to themselves, others by key.
+
+    Reads only the columns it needs and inserts the links in bulk (no ORM objects): it
+    runs on every sync, over every customer.
+    """
     report = MatchReport(primary, match_by)
-    live = select(Customer).where(Customer.deleted_at.is_(None))
-    crm = list(session.scalars(live.where(Customer.source == primary)))
+    columns = (
+        Customer.source,
+        Customer.source_id,
+        Customer.name,
+        Customer.domain,
+        Customer.external_id,
+    )
+    live = select(*columns).where(Customer.deleted_at.is_(None))
+    crm = session.execute(live.where(Customer.source == primary)).all()
     index: dict[str, str] = {}
     for customer in crm:
         key = customer.domain if match_by == "domain" else customer.source_id
@@ -36,16 +47,16 @@ def match_customers(session: Session, primary: str, match_by: str) -> MatchRepor
             index.setdefault(key.lower(), customer.source_id)
     session.execute(delete(CustomerLink))
     links = [
-        CustomerLink(
-            source=primary,
-            source_id=c.source_id,
-            crm_source=primary,
-            crm_id=c.source_id,
-            matched_by="primary",
-        )
+        {
+            "source": primary,
+            "source_id": c.source_id,
+            "crm_source": primary,
+            "crm_id": c.source_id,
+            "matched_by": "primary",
+        }
         for c in crm
     ]
-    for customer in session.scalars(live.where(Customer.source != primary)):
+    for customer in session.execute(live.where(Customer.source != primary)):
         key = customer.domain if match_by == "domain" else customer.external_id
         crm_id = index.get(key.lower()) if key else None
         if crm_id is None:
@@ -59,14 +70,15 @@ def match_customers(session: Session, primary: str, match_by: str) -> MatchRepor
             )
             continue
         links.append(
-            CustomerLink(
-                source=customer.source,
-                source_id=customer.source_id,
-                crm_source=primary,
-                crm_id=crm_id,
-                matched_by=match_by,
-            )
+            {
+                "source": customer.source,
+                "source_id": customer.source_id,
+                "crm_source": primary,
+                "crm_id": crm_id,
+                "matched_by": match_by,
+            }
         )
         report.matched += 1
-    session.add_all(links)
+    if links:
+        session.execute(insert(CustomerLink), links)
     return report

@@ -1,0 +1,43 @@
+"""The benchmark (``make bench``) at a tiny size, so it cannot rot: it runs end to end and
+writes well-formed figures. Never a time: the machine decides those."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from benchmarks import bench
+
+SIDES = ("floor", "okr_sync_full", "dlt", "okr_sync_incremental", "okr_sync_full_small")
+
+
+def test_benchmark_runs_and_writes_well_formed_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["--deals=400", "--customers=80", "--tickets=300", "--rss-base-deals=100"]
+    bench.main([*argv, f"--out={out}"])
+
+    results = orjson.loads(out.read_bytes())
+    world = results["world"]["counts"]
+    assert world["deals"] == 400
+    assert world["tickets"] > 0
+    assert world["ratings"] > 0
+    for side in SIDES:
+        figures = results[side]
+        for name in ("wall_seconds", "peak_rss_mb", "records", "records_per_s"):
+            assert figures[name] > 0, (side, name)
+        assert figures["emulator_cpu_seconds"] >= 0, side
+    # every side read every record of the same endpoints
+    assert results["floor"]["records"] == results["okr_sync_full"]["records"]
+    assert results["dlt"]["records"] == results["okr_sync_full"]["records"]
+    assert results["okr_sync_full"]["status"] == "complete"
+    assert results["okr_sync_full"]["quarantined"] == 0
+    assert sum(results["changed"].values()) > 0
+    assert results["okr_sync_incremental"]["written"] > 0
+    assert results["okr_sync_incremental"]["records"] < results["okr_sync_full"]["records"]
+    assert results["requests_minimum"] <= results["okr_sync_full"]["requests"]
+    assert results["key_results"]["sqlite"]["first"] > 0
+    assert set(results["ratios"]) == set(bench.TARGETS)
+    for figure in results["ratios"].values():
+        assert figure["met"] in (True, False, None)
+        assert figure["value"] is None or figure["value"] >= 0
