@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings
 from sqlalchemy import Boolean, Date, Integer, Numeric
 
 from connectors.base import CanonicalRow, StreamInfo
@@ -60,6 +63,40 @@ def columns_for(entity: str) -> Columns:
         tuple(c.name for c in own if not c.nullable),
         tuple(c.name for c in own if c.nullable),
     )
+
+
+class TableSettings(BaseSettings):
+    """What every table-per-entity source configures: identity columns, naive-time zone."""
+
+    id_column: str = "id"
+    updated_at_column: str = "updated_at"
+    deleted_at_column: str = Field(
+        default="deleted_at", description="read when the table has it: set means deleted"
+    )
+    timezone: str = Field(
+        default="UTC",
+        description="IANA zone of timestamps written without an offset (spreadsheets "
+        "usually are): they are read as that zone's wall time and stored in UTC",
+    )
+    page_size: int = Field(default=1000, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin") from None
+        return value
+
+    def layout(self, source: str) -> Layout:
+        return Layout(
+            source,
+            self.id_column,
+            self.updated_at_column,
+            self.deleted_at_column,
+            ZoneInfo(self.timezone),
+        )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 
@@ -41,13 +40,7 @@ class FilesReader:
         self.settings = settings
         self.directory = settings.directory
         self.usage = ApiUsage()
-        self.layout = Layout(
-            SOURCE,
-            settings.id_column,
-            settings.updated_at_column,
-            settings.deleted_at_column,
-            ZoneInfo(settings.timezone),
-        )
+        self.layout = settings.layout(SOURCE)
 
     def path(self, stream: StreamInfo) -> Path:
         if stream.name in self.settings.files:

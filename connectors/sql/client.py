@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Column, MetaData, Table, and_, create_engine, or_, select
 from sqlalchemy.engine import URL, Engine, make_url
@@ -28,7 +27,7 @@ from sqlalchemy.exc import (
 from connectors.base import ApiUsage, Bookmark, Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError
 from connectors.sql.settings import SqlSettings
-from connectors.tabular import Layout, MappingError
+from connectors.tabular import MappingError
 
 SOURCE = "sql"
 AUTH_WORDS = ("password", "authentication", "permission denied", "role ", "access denied")
@@ -95,13 +94,7 @@ class SqlReader:
     def __init__(self, settings: SqlSettings) -> None:
         self.settings = settings
         self.usage = ApiUsage()
-        self.layout = Layout(
-            SOURCE,
-            settings.id_column,
-            settings.updated_at_column,
-            settings.deleted_at_column,
-            ZoneInfo(settings.timezone),
-        )
+        self.layout = settings.layout(SOURCE)
         self.engine = read_only_engine(settings.database_url())
         self._tables: dict[str, Table] = {}
 

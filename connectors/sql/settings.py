@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from connectors.tabular import TableSettings
 from okr_sync.secrets import resolve_secret
 
 
-class SqlSettings(BaseSettings):
+class SqlSettings(TableSettings):
     """Any database SQLAlchemy reaches: a billing database, a product-usage warehouse.
 
     The URL is a secret (it may carry a password): it comes from ``OKR_SYNC_SQL_URL`` or
@@ -27,22 +26,6 @@ class SqlSettings(BaseSettings):
         "default: the stream's name",
     )
     db_schema: str | None = Field(default=None, description="schema holding the tables")
-    id_column: str = "id"
-    updated_at_column: str = "updated_at"
-    deleted_at_column: str = Field(
-        default="deleted_at", description="read when the table has it: set means deleted"
-    )
-    timezone: str = Field(default="UTC", description="IANA zone of timestamps stored without one")
-    page_size: int = Field(default=1000, ge=1)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin") from None
-        return value
 
     def database_url(self) -> str:
         return resolve_secret("the SQL source's URL", self.url, self.url_block)
