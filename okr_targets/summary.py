@@ -51,12 +51,19 @@ def build_summary(
 
     ``store`` is the store's display URL (password already masked).
     """
+    document = _outline(session, now, store, calendar)
+    for objective in document["objectives"]:
+        for kr in objective["key_results"]:
+            kr.update(_provenance(session, kr, now, records))
+    return document
+
+
+def _outline(session: Session, now: datetime, store: str, calendar: Calendar) -> dict[str, Any]:
+    """The report as a JSON-ready document with each objective's depth, without lineage."""
     lines = build_report(session, now, calendar)
     document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **as_json(lines, now, store)}
     for (depth, _line), objective in zip(walk(lines), document["objectives"], strict=True):
         objective["depth"] = depth
-        for kr in objective["key_results"]:
-            kr.update(_provenance(session, kr, now, records))
     return document
 
 
@@ -239,6 +246,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 def store_summary_markdown(store: Store, now: datetime) -> str:
-    """The markdown summary of a store's key results as of ``now``, for the sync's artifact."""
+    """The markdown summary of a store's key results as of ``now``, for the sync's artifact.
+
+    The table shows no lineage, so it skips the per-key-result lineage queries that
+    ``build_summary`` runs: this is on every sync's path.
+    """
     with store.session() as session:
-        return summary_markdown(build_summary(session, now, store.display_url))
+        return summary_markdown(_outline(session, now, store.display_url, UTC_CALENDAR))
