@@ -174,10 +174,12 @@ def sql_metric(
         used_by_records = check_sql(name, records, allowed)
     model = _params_model(name, defaults)
 
-    def statement(query: str, names: set[str]) -> Any:
-        return text(query).bindparams(
+    def run(session: Session, query: str, names: set[str], bound: dict[str, Any]) -> Any:
+        """The query with only the parameters it names, each bound with its type."""
+        statement = text(query).bindparams(
             *(bindparam(n, type_=PERIOD_PARAMS.get(n, String())) for n in sorted(names))
         )
+        return session.execute(statement, {k: v for k, v in bound.items() if k in names}).all()
 
     def compute(session: Session, period: Period, values: BaseModel) -> MetricResult:
         bound = {
@@ -188,15 +190,10 @@ def sql_metric(
             **values.model_dump(),
         }
         with read_only(session, name):
-            rows = session.execute(
-                statement(sql, used), {k: v for k, v in bound.items() if k in used}
-            ).all()
+            rows = run(session, sql, used, bound)
             refs: list[RecordRef] = []
             if records is not None and entity is not None:
-                listed = session.execute(
-                    statement(records, used_by_records),
-                    {k: v for k, v in bound.items() if k in used_by_records},
-                ).all()
+                listed = run(session, records, used_by_records, bound)
                 refs = [RecordRef(entity, str(row[0]), str(row[1])) for row in listed]
         if len(rows) != 1 or len(rows[0]) != 1:
             columns = len(rows[0]) if rows else 0
@@ -231,9 +228,7 @@ def python_metric(
         with read_only(session, name):
             try:
                 returned = function(session, period, values.model_dump())
-            except MetricError:
-                raise
-            except SQLAlchemyError:
+            except (MetricError, SQLAlchemyError):  # already say what went wrong
                 raise
             except Exception as exc:
                 raise MetricError(
