@@ -63,14 +63,13 @@ from okr_targets.store import (
     begin_run,
     finish_run,
     has_password,
+    load_rows,
     quarantine,
-    read_before_in_run,
     read_cursor,
     record_source_reads,
     redact,
     tombstone_missing,
     tombstone_unseen,
-    upsert_records,
     write_cursor,
 )
 from transforms.matching import match_customers
@@ -288,8 +287,9 @@ def _read_into_mirror(
             verdict = validator.validate(stream.entity, batch.rows)
             with store.session() as session, session.begin():
                 rows = [{**row, "run_id": run_id} for row in verdict.good]
-                counts.duplicates += read_before_in_run(session, model, rows, run_id)
-                written = upsert_records(session, model, rows, replace=full_refresh)
+                loaded = load_rows(session, model, rows, run_id=run_id, replace=full_refresh)
+                written = loaded.written
+                counts.duplicates += loaded.read_before
                 quarantined = quarantine(
                     session, run_id, stream.entity, [*batch.rejected, *verdict.rejected]
                 )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +22,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from filelock import FileLock, Timeout
 from sqlalchemy import (
+    Column,
     Engine,
+    MetaData,
     Table,
     and_,
     create_engine,
@@ -29,6 +33,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -88,6 +93,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA temp_store=MEMORY")  # the staging tables of bulk loads
     cursor.close()
 
 
@@ -180,6 +186,14 @@ class Store:
             lock.release()
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What loading one batch into the mirror did."""
+
+    written: set[str]  # ids of the rows that were new or differed from the mirror's copy
+    read_before: int  # rows this run had read already: twice in the batch, or stored by it
+
+
 def upsert_records(
     session: Session,
     model: type[MirrorRecord],
@@ -187,15 +201,33 @@ def upsert_records(
     *,
     replace: bool = False,
 ) -> set[str]:
-    """Insert or update mirror rows; returns the ids of the rows written.
+    """Insert or update mirror rows; returns the ids of the rows written (see load_rows)."""
+    return load_rows(session, model, rows, replace=replace).written
+
+
+def load_rows(
+    session: Session,
+    model: type[MirrorRecord],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    run_id: str | None = None,
+    replace: bool = False,
+) -> Loaded:
+    """Insert or update mirror rows in bulk, in the session's transaction.
 
     A row is written only when it is new or differs from the mirror's copy, so re-reading
     unchanged records (the inclusive lower bound, a lookback) writes nothing; an older copy
     never overwrites a newer one. A full refresh (``replace``) writes every row, taking the
-    source's copy whatever its timestamp.
+    source's copy whatever its timestamp. ``read_before`` counts the rows ``run_id`` had
+    already read: a source can hand a record over twice (it changed while the sync paged);
+    the mirror keeps it once, and the run report says how many were read again.
+
+    The rows go to a temporary staging table in one bulk statement (``executemany`` on
+    SQLite, ``COPY`` on PostgreSQL), then into the mirror with one ``INSERT … SELECT … ON
+    CONFLICT``: the database does the per-row work, not SQLAlchemy's per-value binding.
     """
     if not rows:
-        return set()
+        return Loaded(set(), 0)
     # A record can arrive twice in one batch (it changed while the source paged and moved
     # to a later page); one statement may not touch a row twice, so keep its newest copy.
     newest: dict[tuple[Any, Any], Mapping[str, Any]] = {}
@@ -204,9 +236,23 @@ def upsert_records(
         if key not in newest or newest[key]["source_modified_at"] <= row["source_modified_at"]:
             newest[key] = row
     table = cast(Table, model.__table__)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table)
+    staging = _stage(session, table, newest.values())
+    read_before = len(rows) - len(newest)
+    if run_id is not None:
+        same_record = and_(
+            table.c.source == staging.c.source, table.c.source_id == staging.c.source_id
+        )
+        stored_by_run = (
+            select(func.count())
+            .select_from(staging)
+            .join(table, same_record)
+            .where(table.c.run_id == run_id)
+        )
+        read_before += int(session.scalar(stored_by_run) or 0)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    names = [column.name for column in table.columns]
+    # SQLite parses "INSERT … SELECT … ON CONFLICT" only when the SELECT has a WHERE.
+    statement = insert(table).from_select(names, select(staging).where(true()))
     keys = {column.name for column in table.primary_key.columns}
     values = [column for column in table.columns if column.name not in keys]
     differs = or_(
@@ -222,33 +268,60 @@ def upsert_records(
         set_={column.name: statement.excluded[column.name] for column in values},
         # a full refresh stamps every row it saw with its run: tombstone_unseen relies on it
         where=None if replace else and_(newer, differs),
-    ).returning(table.c.source_id)  # rowcount is not reliable for batched inserts
-    return set(session.scalars(upsert, list(newest.values())))
+    ).returning(table.c.source_id)
+    return Loaded(set(session.scalars(upsert)), read_before)
 
 
-def read_before_in_run(
-    session: Session, model: type[MirrorRecord], rows: list[dict[str, Any]], run_id: str
-) -> int:
-    """How many of ``rows`` this run already read: twice in the batch, or stored by it.
+def _stage(session: Session, table: Table, rows: Iterable[Mapping[str, Any]]) -> Table:
+    """Fill this connection's temporary copy of ``table`` with ``rows``; returns it.
 
-    A source can hand a record over twice (it changed while the sync paged); the mirror
-    keeps it once, and the run report says how many were read again.
+    Values pass through the columns' own bind processing (aware UTC timestamps, SQLite's
+    text dates), so the mirror stores exactly what a plain insert would.
     """
-    ids = [str(row["source_id"]) for row in rows]
-    unique = set(ids)
-    if not rows:
-        return 0
-    table = cast(Table, model.__table__)
-    stored = session.scalar(
-        select(func.count())
-        .select_from(table)
-        .where(
-            table.c.source == rows[0]["source"],
-            table.c.source_id.in_(unique),
-            table.c.run_id == run_id,
+    connection = session.connection()
+    dialect = connection.dialect
+    name = f"staging_{table.name}"
+    staging = Table(name, MetaData(), *(Column(c.name, c.type) for c in table.columns))
+    names = [column.name for column in table.columns]
+    columns = ", ".join(f'"{name}"' for name in names)
+    processors = [
+        (index, process)
+        for index, column in enumerate(table.columns)
+        if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    ]
+    every_column = itemgetter(*names)
+
+    def values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+        try:
+            found = list(every_column(row))
+        except KeyError:  # a column the connector leaves to its default
+            found = [row.get(name) for name in names]
+        for index, process in processors:
+            if found[index] is not None:
+                found[index] = process(found[index])
+        return tuple(found)
+
+    tuples = map(values, rows)
+    if dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f'CREATE TEMPORARY TABLE IF NOT EXISTS "{name}" (LIKE "{table.name}")'
         )
-    )
-    return len(ids) - len(unique) + int(stored or 0)
+        connection.exec_driver_sql(f'TRUNCATE "{name}"')
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor().copy(f'COPY "{name}" ({columns}) FROM STDIN') as copy:
+            for row_values in tuples:
+                copy.write_row(row_values)
+    else:
+        connection.exec_driver_sql(
+            f'CREATE TEMPORARY TABLE IF NOT EXISTS "{name}" AS SELECT * FROM "{table.name}" WHERE 0'
+        )
+        connection.exec_driver_sql(f'DELETE FROM "{name}"')
+        marks = ", ".join("?" for _ in names)
+        connection.exec_driver_sql(
+            f'INSERT INTO "{name}" ({columns}) VALUES ({marks})', list(tuples)
+        )
+    return staging
 
 
 def tombstone_unseen(
