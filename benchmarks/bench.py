@@ -1,9 +1,11 @@
 """``make bench``: okr-sync's sync against the floor and dlt, on one generated world.
 
-    python -m benchmarks.bench [--deals N] [--customers N] [--tickets N] [--rss-base-deals N]
+    python -m benchmarks.bench [--deals N] [--customers N] [--tickets N] [--hubspot-share F]
+                               [--rss-base-deals N]
 
-Steps, in one run on one machine: serve a generated Salesforce org and Zendesk helpdesk
-from their own process; run (b) the floor and (a) okr-sync's full sync back to back, then
+Steps, in one run on one machine: serve a generated Salesforce org, its Zendesk helpdesk and
+a HubSpot portal (``--hubspot-share`` of the deals, customers and tickets) from their own
+process; run (b) the floor and (a) okr-sync's full sync back to back, then
 (c) dlt, each in its own process into its own SQLite file; (e) time every key result over
 okr-sync's mirror on SQLite, and on PostgreSQL after copying the store there; (d) change
 0.5% of the records and run okr-sync's incremental sync; then, for the RSS ratio, a full
@@ -32,13 +34,14 @@ from typing import Any
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-OKR_FILE = ROOT / "okr_sync" / "demo" / "okrs.yaml"
+OKR_FILE = Path(__file__).resolve().parent / "okrs.yaml"  # the demo's, from all three systems
 RESULTS = Path(__file__).resolve().parent / "results"
 PG_ADMIN_DSN = os.environ.get("OKR_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CHANGED_FRACTION = 0.005
 PAGE_SIZES = {"salesforce": 2000, "tickets": 1000, "organizations": 100}
 """The most records one request can return, per stream (Salesforce: any stream)."""
 DEFAULT_PAGE = 100  # Zendesk's cursor-paged lists (satisfaction ratings)
+HUBSPOT_SHARE = 0.2  # of the deals, customers and tickets: served by HubSpot
 TARGETS = {
     "full_vs_floor_time": ("<=", 2.0),
     "full_vs_floor_cpu": ("<=", 2.0),  # the same, in CPU seconds: steadier on a shared machine
@@ -56,7 +59,7 @@ TARGETS = {
 class World:
     """The sandbox process: started with sizes, asked for CPU time and changes, then quit."""
 
-    def __init__(self, deals: int, customers: int, tickets: int) -> None:
+    def __init__(self, deals: int, customers: int, tickets: int, hubspot_share: float) -> None:
         self.process = subprocess.Popen(  # noqa: S603 - our own module
             [
                 sys.executable,
@@ -65,6 +68,7 @@ class World:
                 f"--deals={deals}",
                 f"--customers={customers}",
                 f"--tickets={tickets}",
+                f"--hubspot-share={hubspot_share}",
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -135,9 +139,34 @@ def minimum_requests(streams: dict[str, dict[str, Any]]) -> int:
     total = 0
     for name, counts in streams.items():
         source, stream = name.split(".", 1)
+        if source == "hubspot":
+            total += hubspot_minimum(stream, counts)
+            continue
         size = PAGE_SIZES.get(source, PAGE_SIZES.get(stream, DEFAULT_PAGE))
         total += max(1, math.ceil(counts["read"] / size))
     return total + 1  # the Salesforce login
+
+
+def hubspot_minimum(stream: str, counts: dict[str, Any]) -> int:
+    """A HubSpot stream's fewest requests: searches for the live records, the archived
+    listing for the deleted ones (a full sync reads every one), association batch reads for
+    the companies of deals and tickets, and their pipelines and the account's currency."""
+    from connectors.hubspot.emulator import (
+        ASSOCIATION_BATCH_MAX,
+        LIST_PAGE_MAX,
+        OWNERS_PAGE_MAX,
+        SEARCH_PAGE_MAX,
+    )
+    from connectors.hubspot.streams import STREAMS
+
+    spec, read, deleted = STREAMS[stream], counts["read"], counts.get("deleted", 0)
+    if spec.object_type is None:  # owners: the active and the deactivated listings
+        return max(2, math.ceil(read / OWNERS_PAGE_MAX))
+    minimum = max(1, math.ceil((read - deleted) / SEARCH_PAGE_MAX))
+    minimum += max(1, math.ceil(deleted / LIST_PAGE_MAX))
+    if spec.associated:
+        minimum += math.ceil(read / ASSOCIATION_BATCH_MAX)
+    return minimum + int(spec.pipelines) + int(spec.home_currency)
 
 
 def key_result_seconds(store_url: str, repeats: int = 3) -> dict[str, float]:
@@ -220,7 +249,12 @@ def _drop_postgres_database(name: str) -> None:
 
 
 def run(
-    deals: int, customers: int, tickets: int, rss_base_deals: int | None, scratch: Path
+    deals: int,
+    customers: int,
+    tickets: int,
+    hubspot_share: float,
+    rss_base_deals: int | None,
+    scratch: Path,
 ) -> dict[str, Any]:
     base_env = {
         "PREFECT_HOME": str(scratch / "prefect"),
@@ -232,7 +266,7 @@ def run(
     prefect = _prefect_server()
     base_env["PREFECT_API_URL"] = prefect.api_url
     try:
-        return _run(deals, customers, tickets, rss_base_deals, scratch, base_env)
+        return _run(deals, customers, tickets, hubspot_share, rss_base_deals, scratch, base_env)
     finally:
         prefect.stop()
 
@@ -251,6 +285,7 @@ def _run(
     deals: int,
     customers: int,
     tickets: int,
+    hubspot_share: float,
     rss_base_deals: int | None,
     scratch: Path,
     base_env: dict[str, str],
@@ -264,9 +299,14 @@ def _run(
             "note": "shared with other work; floor and okr-sync ran back to back; "
             "the syncs report to one Prefect server started before them",
         },
-        "sizes": {"deals": deals, "customers": customers, "tickets": tickets},
+        "sizes": {
+            "deals": deals,
+            "customers": customers,
+            "tickets": tickets,
+            "hubspot_share": hubspot_share,
+        },
     }
-    world = World(deals, customers, tickets)
+    world = World(deals, customers, tickets, hubspot_share)
     try:
         env = {**base_env, **world.ready["env"]}
         results["world"] = {k: world.ready[k] for k in ("counts", "generate_seconds")}
@@ -303,7 +343,9 @@ def _run(
         world.close()
     if rss_base_deals:
         scale = rss_base_deals / deals
-        small = World(rss_base_deals, max(1, int(customers * scale)), int(tickets * scale))
+        small = World(
+            rss_base_deals, max(1, int(customers * scale)), int(tickets * scale), hubspot_share
+        )
         try:
             env = {**base_env, **small.ready["env"]}
             small_url = f"sqlite:///{scratch / 'okr-sync-small.db'}"
@@ -352,8 +394,10 @@ def table(results: dict[str, Any]) -> str:
     """The figures and ratios as plain text."""
     full, floor, peer = results["okr_sync_full"], results["floor"], results["dlt"]
     inc, world = results["okr_sync_incremental"], results["world"]
+    totals = {k: v for k, v in world["counts"].items() if k != "systems"}
     lines = [
-        f"world: {world['counts']} (generated in {world['generate_seconds']} s)",
+        f"world: {totals} (generated in {world['generate_seconds']} s)",
+        *(f"  {name}: {figures}" for name, figures in world["counts"]["systems"].items()),
         "",
         f"{'side':<26}{'wall s':>9}{'records':>10}{'rec/s':>10}{'requests':>10}"
         f"{'peak RSS MiB':>14}{'CPU s':>8}{'emulator CPU s':>16}",
@@ -397,6 +441,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--customers", type=int, default=200_000)
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument(
+        "--hubspot-share",
+        type=float,
+        default=HUBSPOT_SHARE,
+        help="the share of deals, customers and tickets HubSpot serves (the rest: "
+        "Salesforce and Zendesk)",
+    )
+    parser.add_argument(
         "--rss-base-deals",
         type=int,
         default=100_000,
@@ -409,7 +460,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scratch = args.keep or Path(temp)
         scratch.mkdir(parents=True, exist_ok=True)
         results = run(
-            args.deals, args.customers, args.tickets, args.rss_base_deals or None, scratch
+            args.deals,
+            args.customers,
+            args.tickets,
+            args.hubspot_share,
+            args.rss_base_deals or None,
+            scratch,
         )
     out = args.out or RESULTS / f"bench-{args.deals}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

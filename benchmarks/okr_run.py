@@ -51,7 +51,7 @@ def run(okr_file: str, store_url: str, full_refresh: bool) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
         "cpu_seconds": cpu_seconds(),
         "streams": {
-            name: {key: s[key] for key in ("read", "written", "quarantined", "requests")}
+            name: {key: s[key] for key in ("read", "written", "deleted", "quarantined", "requests")}
             for name, s in streams.items()
         },
         "run_id": report["run_id"],

@@ -37,6 +37,14 @@ def test_benchmark_runs_and_writes_well_formed_figures(tmp_path: Path) -> None:
     assert world["deals"] == 400
     assert world["tickets"] > 0
     assert world["ratings"] > 0
+    # a fifth of the deals, customers and tickets are HubSpot's (the default share)
+    hubspot = world["systems"]["hubspot"]
+    assert hubspot["deals"] == 80
+    assert hubspot["customers"] == 16
+    assert hubspot["tickets"] > 0
+    streams = results["okr_sync_full"]["streams"]
+    for name in ("hubspot.owners", "hubspot.companies", "hubspot.deals", "hubspot.tickets"):
+        assert streams[name]["read"] > 0, name
     for side in SIDES:
         figures = results[side]
         for name in ("wall_seconds", "peak_rss_mb", "records", "records_per_s"):

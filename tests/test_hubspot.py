@@ -3,6 +3,7 @@ HTTPS on loopback (one lax server for the module; strict ones where limits are t
 
 from __future__ import annotations
 
+import math
 import ssl
 import time
 from collections import Counter
@@ -503,7 +504,8 @@ def test_resume_inside_a_tie_reads_exactly_the_rest(
 
 
 def test_records_changed_mid_read_are_caught_up_from_the_bookmark() -> None:
-    small = generate_portal(seed=8, as_of=AS_OF, companies=40, deals=900, tickets=0)
+    # More than one association batch (1,000 deals): searches are left after the first page.
+    small = generate_portal(seed=8, as_of=AS_OF, companies=40, deals=2000, tickets=0)
     before = {r["id"]: r["properties"]["amount"] for r in small.records("deals")}
     app = lax_app(small)
     with serve_tls(app) as running:
@@ -562,6 +564,31 @@ def test_usage_counts_every_request_and_keeps_the_quota(
     assert reader.usage.requests >= 10
     remaining = state.daily_limit - state.requests
     assert reader.usage.quota == f"{remaining}/{state.daily_limit} daily API calls remaining"
+
+
+def test_a_full_read_makes_the_fewest_requests_the_page_sizes_allow() -> None:
+    """Companies for five search pages come in one association batch read (its maximum is
+    1,000 inputs), not one a page: a full read costs what the page sizes allow."""
+    big = generate_portal(seed=9, as_of=AS_OF, companies=60, deals=2600, tickets=0)
+    live, archived = len(big.records("deals")), len(big.records("deals", archived=True))
+    assert archived > 0
+    app = lax_app(big)
+    with serve_tls(app) as running:
+        reader = HubSpotReader(settings_for(running))
+        try:
+            pages = list(reader.read(STREAMS["deals"], None))
+        finally:
+            reader.close()
+    expected = (
+        math.ceil(live / 200)  # searches
+        + math.ceil(live / 1000)  # association batch reads for the live deals...
+        + math.ceil(archived / 1000)  # ...and for the archived ones, after their listing
+        + math.ceil(archived / 100)  # the archived listing
+        + 2  # the deal pipelines and the account's currency
+    )
+    assert reader.usage.requests == app.state.emulator.requests == expected
+    assert sum(len(page.rows) for page in pages) == live + archived
+    assert all(page.rejected == [] for page in pages)
 
 
 def test_ids_lists_exactly_the_live_records(portal: HubSpotPortal, server: RunningServer) -> None:

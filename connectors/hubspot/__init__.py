@@ -9,15 +9,29 @@ from connectors.hubspot.settings import HubSpotSettings
 from connectors.hubspot.streams import STREAMS
 
 
-def sandbox_env(server: Any) -> dict[str, str]:
-    """Settings that point the connector at a served HubSpot emulator."""
+def sandbox_env(
+    server: Any,
+    *,
+    search_requests_per_second: int | None = None,
+    requests_per_ten_seconds: int | None = None,
+) -> dict[str, str]:
+    """Settings that point the connector at a served HubSpot emulator.
+
+    Give the rates an emulator was created with when they are laxer than HubSpot's, so
+    the connector's limiters match the emulator's instead of throttling a fast sandbox.
+    """
     from connectors.hubspot.emulator import SANDBOX_ACCESS_TOKEN
 
-    return {
+    env = {
         "OKR_SYNC_HUBSPOT_BASE_URL": server.base_url,
         "OKR_SYNC_HUBSPOT_ACCESS_TOKEN": SANDBOX_ACCESS_TOKEN,
         "OKR_SYNC_HUBSPOT_CA_BUNDLE": str(server.ca_file),
     }
+    if search_requests_per_second is not None:
+        env["OKR_SYNC_HUBSPOT_SEARCH_REQUESTS_PER_SECOND"] = str(search_requests_per_second)
+    if requests_per_ten_seconds is not None:
+        env["OKR_SYNC_HUBSPOT_REQUESTS_PER_TEN_SECONDS"] = str(requests_per_ten_seconds)
+    return env
 
 
 def contract_sandbox() -> SandboxSpec:

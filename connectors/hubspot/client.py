@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,7 @@ from connectors.hubspot.streams import STREAMS, HubSpotStream
 from okr_sync.secrets import MissingSecretError
 
 PAGE_SIZE = 200  # the search API's maximum
+ASSOCIATION_BATCH = 1000  # the v4 association batch read's maximum inputs
 ARCHIVED_PAGE_SIZE = 100
 IDS_PAGE_SIZE = 100  # the objects list API's maximum
 OWNERS_PAGE_SIZE = 500
@@ -377,10 +379,10 @@ class HubSpotReader:
         if spec.home_currency:
             context.home_currency = self.home_currency()
         bookmark = since
-        for page in self._search_all(spec, context, since, until):
+        for page in self._mapped(spec, context, self._search_all(spec, since, until)):
             bookmark = page.bookmark or bookmark
             yield page
-        yield from self._archived(spec, context, since, until, bookmark)
+        yield from self._mapped(spec, context, self._archived(spec, since, until, bookmark))
 
     def _search_page(
         self,
@@ -427,12 +429,8 @@ class HubSpotReader:
         return body
 
     def _search_all(
-        self,
-        spec: HubSpotStream,
-        context: Context,
-        since: Bookmark | None,
-        until: datetime | None,
-    ) -> Iterator[Page]:
+        self, spec: HubSpotStream, since: Bookmark | None, until: datetime | None
+    ) -> Iterator[_RawPage]:
         """Live records in (modified time, id) order, each page a fresh keyset query.
 
         Every page after the first asks for what follows the newest (modified, id) read:
@@ -476,10 +474,8 @@ class HubSpotReader:
             if body.get("total") is not None:  # what is read, plus what this query has left
                 estimate = read + int(body["total"])
                 whole = estimate if whole is None or not in_tie else max(whole, estimate)
-            page = self._page(spec, context, records, bookmark, whole)
-            page.bookmark = bookmark
             read += len(records)
-            yield page
+            yield _RawPage(records, bookmark, whole)
             more = _next_after(body) is not None
             if more and cursor == before:
                 raise FatalSourceError(
@@ -495,14 +491,14 @@ class HubSpotReader:
     def _archived(
         self,
         spec: HubSpotStream,
-        context: Context,
         since: Bookmark | None,
         until: datetime | None,
         bookmark: Bookmark | None,
-    ) -> Iterator[Page]:
+    ) -> Iterator[_RawPage]:
         """Archived (deleted) records archived in the window, as tombstones.
 
-        The listing cannot filter by time, so it is read whole and filtered here.
+        The listing cannot filter by time, so it is read whole and filtered here. The
+        bookmark only moves forward, to the newest change among them.
         """
         object_type = str(spec.object_type)
         properties = spec.property_names(self.settings)
@@ -522,40 +518,37 @@ class HubSpotReader:
                 )
             records = [r for r in body.get("results") or [] if _archived_in(r, since, until)]
             if records:
-                page = self._page(spec, context, records, bookmark, None)
-                bookmark = page.bookmark
-                yield page
+                bookmark = _forward(bookmark, records)
+                yield _RawPage(records, bookmark, None)
             after = _next_after(body)
             if after is None:
                 return
 
-    def _page(
-        self,
-        spec: HubSpotStream,
-        context: Context,
-        records: list[Record],
-        bookmark: Bookmark | None,
-        total: int | None,
-    ) -> Page:
-        """Map one page; the bookmark only moves forward, to the page's newest change."""
-        if spec.associated and spec.object_type:
-            ids = [str(r.get("id")) for r in records]
-            context.companies = self.companies_of(spec.object_type, ids)
-        page = Page(rows=[], bookmark=bookmark, total=total)
-        newest = None
-        for record in records:
+    def _mapped(
+        self, spec: HubSpotStream, context: Context, pages: Iterable[_RawPage]
+    ) -> Iterator[Page]:
+        """Map raw pages; deals and tickets get their companies in one association read per
+        ASSOCIATION_BATCH records (five search pages) instead of one per page.
+
+        A page is yielded only once its companies are read, and pages keep their order, so
+        each page's bookmark still covers exactly the rows yielded up to it.
+        """
+        size = ASSOCIATION_BATCH if spec.associated and spec.object_type else 0
+        for group in _groups(pages, size):
+            if size:
+                ids = [str(r.get("id")) for page in group for r in page.records]
+                context.companies = self.companies_of(str(spec.object_type), ids)
+            for page in group:
+                yield self._page(spec, context, page)
+
+    def _page(self, spec: HubSpotStream, context: Context, raw: _RawPage) -> Page:
+        page = Page(rows=[], bookmark=raw.bookmark, total=raw.total)
+        for record in raw.records:
             try:
                 page.rows.append(spec.mapper(record, context))
             except MappingError as exc:
                 reason = f"mapping: {exc}"
                 page.rejected.append(Rejected(SOURCE, str(record.get("id")), record, [reason]))
-            modified = _modified_ms(record)
-            if modified is not None and (newest is None or modified > newest):
-                newest = modified
-        if newest is not None:
-            at = _EPOCH + _MS * newest
-            if bookmark is None or at > bookmark.at:
-                page.bookmark = Bookmark(at)
         return page
 
     def _owner_pages(self, archived: bool) -> Iterator[list[Record]]:
@@ -662,6 +655,38 @@ class HubSpotReader:
     def close(self) -> None:
         for api in self._apis():
             api.api_client.rest_client.pool_manager.clear()
+
+
+@dataclass(frozen=True)
+class _RawPage:
+    """One response's records, not yet mapped, and where the stream stands after them."""
+
+    records: list[Record]
+    bookmark: Bookmark | None
+    total: int | None
+
+
+def _groups(pages: Iterable[_RawPage], size: int) -> Iterator[list[_RawPage]]:
+    """Consecutive pages, together holding at most ``size`` records (0: one page each)."""
+    group: list[_RawPage] = []
+    count = 0
+    for page in pages:
+        if group and count + len(page.records) > size:
+            yield group
+            group, count = [], 0
+        group.append(page)
+        count += len(page.records)
+    if group:
+        yield group
+
+
+def _forward(bookmark: Bookmark | None, records: list[Record]) -> Bookmark | None:
+    """The bookmark moved to the records' newest change, if that is later (never back)."""
+    newest = max((m for m in map(_modified_ms, records) if m is not None), default=None)
+    if newest is None:
+        return bookmark
+    at = _EPOCH + _MS * newest
+    return Bookmark(at) if bookmark is None or at > bookmark.at else bookmark
 
 
 def _within(at: datetime, since: Bookmark | None, until: datetime | None) -> bool:
