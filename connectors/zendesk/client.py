@@ -31,7 +31,6 @@ from connectors.zendesk.streams import (
     ORGANIZATIONS_PATH,
     RATINGS_PATH,
     SATISFACTION_RATINGS,
-    SHOW_MANY_PATH,
     TICKET_EXPORT_PATH,
     TICKETS,
 )
@@ -390,18 +389,10 @@ class ZendeskReader:
         return _mapped(records, mapping.organization_to_customer)
 
     def _ratings(self, records: list[Record]) -> Page:
-        """Ratings with their ticket's organization (one ``show_many`` call a page)."""
-        ticket_ids = sorted(
-            {r["ticket_id"] for r in records if isinstance(r.get("ticket_id"), int)}
-        )
-        orgs: dict[Any, Any] = {}
-        if ticket_ids:
-            params = {"ids": ",".join(map(str, ticket_ids))}
-            body = self.get(SHOW_MANY_PATH, params, "tickets show_many")
-            for ticket in body.get("tickets") or []:
-                if isinstance(ticket, dict):
-                    orgs[ticket.get("id")] = ticket.get("organization_id")
-        return _mapped(records, lambda r: mapping.rating_to_rating(r, orgs.get(r.get("ticket_id"))))
+        """Ratings without an organization: Zendesk's rating carries none, and the mirror
+        already has it on the rated ticket (joined on source and ``ticket_id``), so no
+        ``show_many`` call per page."""
+        return _mapped(records, lambda r: mapping.rating_to_rating(r, None))
 
     def close(self) -> None:
         self.session.close()
