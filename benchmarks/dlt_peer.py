@@ -20,6 +20,16 @@ from benchmarks.measure import cpu_seconds, peak_rss_mb
 
 def run(world: dict[str, Any], okr_file: str, database: str) -> dict[str, Any]:
     import dlt
+    from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
+
+    class _TimeExportPaginator(JSONLinkPaginator):
+        """Zendesk's time-based export always has a next_page: stop at end_of_stream."""
+
+        def update_state(self, response: Any, data: Any = None) -> None:
+            super().update_state(response, data)
+            if response.json().get("end_of_stream", True):
+                self._has_next_page = False
+
     from dlt.sources.helpers.rest_client.paginators import (
         JSONLinkPaginator,
         JSONResponseCursorPaginator,
@@ -47,6 +57,8 @@ def run(world: dict[str, Any], okr_file: str, database: str) -> dict[str, Any]:
             paginator = JSONResponseCursorPaginator(
                 cursor_path="after_cursor", cursor_param="cursor", stop_after_empty_page=True
             )
+        elif endpoint.paging == "time":
+            paginator = _TimeExportPaginator(next_url_path="next_page")
         else:
             paginator = JSONLinkPaginator(next_url_path="links.next")
         resource = {

@@ -79,6 +79,8 @@ def _next(
         return (None if body.get("done", True) else base + body["nextRecordsUrl"]), None
     if paging == "export":
         return (None if body["end_of_stream"] else body["after_url"]), None
+    if paging == "time":
+        return (None if body["end_of_stream"] else body["next_page"]), None
     return body["links"]["next"], None
 
 
