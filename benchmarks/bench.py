@@ -38,7 +38,7 @@ OKR_FILE = Path(__file__).resolve().parent / "okrs.yaml"  # the demo's, from all
 RESULTS = Path(__file__).resolve().parent / "results"
 PG_ADMIN_DSN = os.environ.get("OKR_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CHANGED_FRACTION = 0.005
-PAGE_SIZES = {"salesforce": 2000, "tickets": 1000, "organizations": 100}
+PAGE_SIZES = {"salesforce": 2000, "tickets": 1000, "organizations": 1000}
 """The most records one request can return, per stream (Salesforce: any stream)."""
 DEFAULT_PAGE = 100  # Zendesk's cursor-paged lists (satisfaction ratings)
 HUBSPOT_SHARE = 0.2  # of the deals, customers and tickets: served by HubSpot

@@ -40,6 +40,14 @@ def run(world: dict[str, Any], okr_file: str, database: str) -> dict[str, Any]:
     )
     from dlt.sources.rest_api import rest_api_source
 
+    class _TimeExportPaginator(JSONLinkPaginator):
+        """Zendesk's time-based export always has a next_page: stop at end_of_stream."""
+
+        def update_state(self, response: Any, data: Any = None) -> None:
+            super().update_state(response, data)
+            if response.json().get("end_of_stream", True):
+                self._has_next_page = False
+
     started = time.perf_counter()
     # The three emulators have their own CAs; requests (dlt's client) takes one bundle.
     bundle = os.path.join(tempfile.mkdtemp(prefix="okr-bench-dlt-"), "ca.pem")
@@ -67,6 +75,8 @@ def run(world: dict[str, Any], okr_file: str, database: str) -> dict[str, Any]:
             )
         elif endpoint.paging == "keyset":
             paginator = KeysetPaginator(endpoint)
+        elif endpoint.paging == "time":
+            paginator = _TimeExportPaginator(next_url_path="next_page")
         else:
             paginator = JSONLinkPaginator(next_url_path="links.next")
         table = f"{endpoint.source}_{endpoint.name}".lower()

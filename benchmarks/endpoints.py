@@ -28,7 +28,8 @@ class Endpoint:
     records: str  # the body key holding the page's records
     id_field: str
     paging: str  # "salesforce" (nextRecordsUrl), "export" (after_cursor), "list" (links.next),
-    # "after" (HubSpot's paging.next.after), "keyset" (HubSpot search: past the last record)
+    # "after" (HubSpot's paging.next.after), "keyset" (HubSpot search: past the last record),
+    # "time" (next_page until end_of_stream)
     method: str = "GET"
     body: dict[str, Any] | None = None  # the JSON request body (HubSpot search)
     associations: str | None = None  # where the records' companies are read (HubSpot)
@@ -64,14 +65,16 @@ def endpoints(okr_file: str) -> list[Endpoint]:
                     source, "tickets", zendesk.TICKET_EXPORT_PATH, params, "tickets", "id", "export"
                 )
             )
+        elif stream.name == "organizations":
+            path, params = zendesk.ORGANIZATION_EXPORT_PATH, {"start_time": 0}
+            found.append(Endpoint(source, stream.name, path, params, stream.name, "id", "time"))
         else:
-            path = (
-                zendesk.ORGANIZATIONS_PATH
-                if stream.name == "organizations"
-                else (zendesk.RATINGS_PATH)
-            )
             params = {"page[size]": zendesk.LIST_PAGE_SIZE}
-            found.append(Endpoint(source, stream.name, path, params, stream.name, "id", "list"))
+            found.append(
+                Endpoint(
+                    source, stream.name, zendesk.RATINGS_PATH, params, stream.name, "id", "list"
+                )
+            )
     return found
 
 

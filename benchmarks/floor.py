@@ -138,6 +138,8 @@ def _next(
         return (None if body.get("done", True) else base + body["nextRecordsUrl"]), None, None
     if endpoint.paging == "export":
         return (None if body["end_of_stream"] else body["after_url"]), None, None
+    if endpoint.paging == "time":
+        return (None if body["end_of_stream"] else body["next_page"]), None, None
     if endpoint.paging == "list":
         return body["links"]["next"], None, None
     after = ((body.get("paging") or {}).get("next") or {}).get("after")

@@ -331,7 +331,11 @@ class Ticket(MirrorRecord):
 
 
 class Rating(MirrorRecord):
-    """A satisfaction rating: good/bad (``scale_max`` 1) or a 1–5 score (``scale_max`` 5)."""
+    """A satisfaction rating: good/bad (``scale_max`` 1) or a 1–5 score (``scale_max`` 5).
+
+    ``customer_id`` is None for Zendesk ratings: Zendesk's rating names its ticket, not an
+    organization, so the customer is the ticket's (join ``Ticket`` on source and ticket_id).
+    """
 
     __tablename__ = "mirror_ratings"
 

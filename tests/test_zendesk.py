@@ -247,12 +247,16 @@ def test_first_response_and_solved_come_from_metric_sets(
     assert answered > 10 * unanswered > 0
 
 
-def test_ratings_carry_the_ticket_organization(server: RunningServer, helpdesk: Helpdesk) -> None:
+def test_ratings_name_their_ticket_whose_row_gives_the_organization(
+    server: RunningServer, helpdesk: Helpdesk
+) -> None:
+    """The mirror joins ratings to tickets on ticket_id for the customer; no extra call."""
     rows = rows_of(read(server, SATISFACTION_RATINGS))
+    tickets = {row["source_id"]: row for row in rows_of(read(server, TICKETS))}
     for row in rows:
+        assert row["customer_id"] is None
         ticket = helpdesk.tickets[int(row["ticket_id"])]
-        expected = None if ticket["status"] == "deleted" else str(ticket["organization_id"])
-        assert row["customer_id"] == expected
+        assert tickets[row["ticket_id"]]["customer_id"] == str(ticket["organization_id"])
     kinds = collections.Counter((row["scale_max"], row["good"]) for row in rows)
     assert kinds[(1, True)] > kinds[(1, False)] > 0
     assert kinds[(5, True)] > 0
@@ -461,7 +465,7 @@ def test_late_survey_answers_and_numeric_scores_are_read_incrementally(
         assert rows[str(answered["id"])]["good"] is True
         assert rows[str(answered["id"])]["rated_at"] == parse_time(offered["created_at"])
         assert rows[str(numeric["id"])]["score"] == Decimal(4)
-        assert rows[str(numeric["id"])]["customer_id"] == str(ticket["organization_id"])
+        assert rows[str(numeric["id"])]["ticket_id"] == str(ticket["id"])
         # Without a look-back the answer to an older survey would be missed: the emulator
         # compares start_time with created_at, as the connector README explains.
         blind = rows_of(read(server, SATISFACTION_RATINGS, bookmark, rating_lookback_days=0))
@@ -821,3 +825,93 @@ def test_seed_files_round_trip_and_bad_lines_name_file_and_line(
         load_helpdesk(tmp_path / "seed")
     with pytest.raises(FileNotFoundError):
         load_helpdesk(tmp_path / "missing")
+
+
+# --- the organization export ----------------------------------------------------------------
+
+
+def reader_requests(server: RunningServer, since: Bookmark | None = None) -> tuple[int, list[Page]]:
+    """Requests one organizations read sends (the reader's own count) and its pages."""
+    reader = ZendeskReader(settings(server))
+    try:
+        pages = list(reader.read(ORGANIZATIONS, since))
+        return reader.usage.requests, pages
+    finally:
+        reader.close()
+
+
+def add_organizations(desk: Helpdesk, count: int, updated_at: str) -> list[int]:
+    first = max(desk.organizations) + 1
+    ids = list(range(first, first + count))
+    template = next(iter(desk.organizations.values()))
+    for org_id in ids:
+        desk.add_organization(
+            {**template, "id": org_id, "external_id": None, "updated_at": updated_at}
+        )
+    return ids
+
+
+def test_a_full_organizations_read_takes_one_request_per_thousand(
+    companies: list[CompanySeed],
+) -> None:
+    with small_sandbox(companies, export_page_size=1000) as (desk, server):
+        add_organizations(desk, 2488, "2026-01-01T00:00:00Z")
+        assert len(desk.organizations) == 2500
+        requests, pages = reader_requests(server)
+    assert len({row["source_id"] for row in rows_of(pages)}) == 2500
+    assert requests == 3
+
+
+def test_an_incremental_organizations_read_reads_only_the_changes(
+    companies: list[CompanySeed],
+) -> None:
+    with small_sandbox(companies, export_page_size=1000) as (desk, server):
+        add_organizations(desk, 2000, "2026-01-01T00:00:00Z")
+        bookmark = last_bookmark(reader_requests(server)[1])
+        on_bookmark = {  # the lower bound is inclusive: these are read again
+            str(i)
+            for i, org in desk.organizations.items()
+            if parse_time(org["updated_at"]) == bookmark.at
+        }
+        renamed = desk.upsert_organization({"id": max(desk.organizations), "name": "Renamed"})
+        requests, pages = reader_requests(server, bookmark)
+    rows = {row["source_id"]: row for row in rows_of(pages)}
+    assert set(rows) == on_bookmark | {str(renamed["id"])}
+    assert rows[str(renamed["id"])]["name"] == "Renamed"
+    assert requests == 1
+
+
+def test_organizations_tied_at_a_page_boundary_second_are_not_skipped(
+    companies: list[CompanySeed],
+) -> None:
+    with small_sandbox(companies, export_page_size=20) as (desk, server):
+        tied = add_organizations(desk, 30, "2026-01-01T00:00:00Z")
+        later = add_organizations(desk, 5, "2026-01-02T00:00:00Z")
+        pages = read(server, ORGANIZATIONS)
+        read_ids = {int(row["source_id"]) for row in rows_of(pages)}
+        resumed = read(server, ORGANIZATIONS, Bookmark(parse_time("2026-01-01T00:00:00Z")))
+    assert read_ids == set(desk.organizations)
+    assert set(tied + later) <= {int(row["source_id"]) for row in rows_of(resumed)}
+
+
+def test_the_organization_export_is_zendesk_shaped(companies: list[CompanySeed]) -> None:
+    with small_sandbox(companies, export_page_size=5) as (desk, server), raw_session(server) as s:
+        url = f"{server.base_url}/api/v2/incremental/organizations.json"
+        body = s.get(url, params={"start_time": 0}).json()
+        assert set(body) == {"organizations", "count", "end_time", "next_page", "end_of_stream"}
+        assert body["count"] == len(body["organizations"]) == 5
+        stamps = [parse_time(o["updated_at"]) for o in body["organizations"]]
+        assert stamps == sorted(stamps)
+        assert body["end_time"] == int(stamps[-1].timestamp())
+        assert body["next_page"].endswith(f"start_time={body['end_time']}")
+        assert body["end_of_stream"] is False
+        seen: set[int] = set()
+        while True:
+            seen |= {o["id"] for o in body["organizations"]}
+            if body["end_of_stream"]:
+                break
+            body = s.get(body["next_page"]).json()
+        assert seen == set(desk.organizations)
+        too_recent = s.get(url, params={"start_time": 2**40})
+    assert too_recent.status_code == 400
+    assert "Too recent start_time" in too_recent.json()["description"]

@@ -3,8 +3,9 @@
 Served endpoints: the cursor-based incremental ticket export (with the ``metric_sets``
 sideload, ``exclude_deleted``, the 10 requests/minute limit and the "too recent
 start_time" refusal), the organizations and satisfaction-ratings lists with cursor
-pagination (``page[size]``, ``page[after]``, ``meta``/``links``), and
-``tickets/show_many``. Every answer carries the account's per-minute limit in
+pagination (``page[size]``, ``page[after]``, ``meta``/``links``), the time-based
+incremental organization export (``next_page``/``end_time``/``end_of_stream``, sharing the
+exports' limit), and ``tickets/show_many``. Every answer carries the account's per-minute limit in
 ``X-Rate-Limit``/``X-Rate-Limit-Remaining``, and calls beyond it get a 429. Authentication
 is an API token (``{email}/token:{token}`` basic auth) or an OAuth bearer token; errors use
 Zendesk's ``{"error": …, "description": …}`` shape. The ``mutate`` fault has agents change
@@ -41,7 +42,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.zendesk.sandbox_data import Helpdesk, iso
+from connectors.zendesk.sandbox_data import Helpdesk, epoch, iso
 from okr_sync.sandbox import install_faults
 
 SANDBOX_EMAIL = "okr-sync@sandbox.example"
@@ -279,6 +280,32 @@ def create_app(
 
         return wrapped
 
+    def export_refusal() -> Response | None:
+        """The 429 once the incremental exports' shared per-minute limit is spent."""
+        wait = state.export_retry_after()
+        if wait is None:
+            return None
+        return _json(
+            {
+                "error": "APIRateLimitExceeded",
+                "description": "Number of allowed incremental export API requests "
+                "per minute exceeded",
+            },
+            429,
+            {"Retry-After": str(wait)},
+        )
+
+    def export_start(request: Request) -> int:
+        """``start_time``: required, and at least a minute old."""
+        start = _int_param(request, "start_time")
+        if start is None:
+            raise _BadRequestError("InvalidValue", "start_time or cursor is required")
+        if start > state.now() - 60:
+            raise _BadRequestError(
+                "InvalidValue", "Too recent start_time. Use a start_time older than 1 minute"
+            )
+        return start
+
     @endpoint
     def ticket_export(request: Request) -> Response:
         """GET /api/v2/incremental/tickets/cursor.json?start_time=… or ?cursor=…
@@ -286,29 +313,12 @@ def create_app(
         ``exclude_deleted=true`` leaves deleted tickets out (the cursor still moves past
         them, so a page may hold fewer tickets than asked for).
         """
-        wait = state.export_retry_after()
-        if wait is not None:
-            return _json(
-                {
-                    "error": "APIRateLimitExceeded",
-                    "description": "Number of allowed incremental export API requests "
-                    "per minute exceeded",
-                },
-                429,
-                {"Retry-After": str(wait)},
-            )
+        refused = export_refusal()
+        if refused is not None:
+            return refused
         cursor = request.query_params.get("cursor")
-        if cursor:
-            after = _export_position(cursor)
-        else:
-            start = _int_param(request, "start_time")
-            if start is None:
-                raise _BadRequestError("InvalidValue", "start_time or cursor is required")
-            if start > state.now() - 60:
-                raise _BadRequestError(
-                    "InvalidValue", "Too recent start_time. Use a start_time older than 1 minute"
-                )
-            after = (start, 0)  # every ticket with generated_timestamp >= start
+        # a start_time means every ticket with generated_timestamp >= it
+        after = _export_position(cursor) if cursor else (export_start(request), 0)
         per_page = _int_param(request, "per_page", export_page_size) or export_page_size
         tickets, metrics, last, more = helpdesk.ticket_page(after, min(per_page, export_page_size))
         carried = ("include", "exclude_deleted")  # what after_url repeats
@@ -377,6 +387,33 @@ def create_app(
         return list_page(request, "organizations", found, more)
 
     @endpoint
+    def organization_export(request: Request) -> Response:
+        """GET /api/v2/incremental/organizations.json?start_time=… (time-based export).
+
+        ``next_page`` restarts at ``end_time`` (the last organization's second), so the
+        organizations at that second come again on the next page, as Zendesk documents.
+        """
+        refused = export_refusal()
+        if refused is not None:
+            return refused
+        start = export_start(request)
+        per_page = _int_param(request, "per_page", export_page_size) or export_page_size
+        found, more = helpdesk.organization_export(start, min(per_page, export_page_size))
+        end_time = epoch(str(found[-1]["updated_at"])) if found else start
+        if more and end_time == start:
+            end_time += 1  # the page holds every organization of that second
+        query = urlencode({"start_time": end_time})
+        return _json(
+            {
+                "organizations": found,
+                "count": len(found),
+                "end_time": end_time,
+                "next_page": f"{base_url(request)}{request.url.path}?{query}",
+                "end_of_stream": not more,
+            }
+        )
+
+    @endpoint
     def satisfaction_ratings(request: Request) -> Response:
         """GET /api/v2/satisfaction_ratings.json?start_time=…&page[size]=…&page[after]=…"""
         start = _int_param(request, "start_time")
@@ -408,6 +445,7 @@ def create_app(
     for path, handler in (
         ("/api/v2/incremental/tickets/cursor", ticket_export),
         ("/api/v2/organizations", organizations),
+        ("/api/v2/incremental/organizations", organization_export),
         ("/api/v2/satisfaction_ratings", satisfaction_ratings),
         ("/api/v2/tickets/show_many", show_many),
     ):

@@ -183,6 +183,21 @@ class Helpdesk:
             ids = self._org_ids[start : start + limit]
             return [self.organizations[i] for i in ids], start + limit < len(self._org_ids)
 
+    def organization_export(self, start: int, limit: int) -> tuple[list[Record], bool]:
+        """Organizations updated at or after ``start`` (epoch seconds), oldest first: at
+        least ``limit`` of them and every one sharing the last one's second (Zendesk's page
+        grows rather than split a second), and whether later ones follow."""
+        with self._lock:
+            timed = sorted(
+                (epoch(str(org["updated_at"])), org_id)
+                for org_id, org in self.organizations.items()
+            )
+        first = bisect.bisect_left(timed, (start, 0))
+        end = min(first + limit, len(timed))
+        while 0 < end < len(timed) and timed[end][0] == timed[end - 1][0]:
+            end += 1
+        return [self.organizations[i] for _, i in timed[first:end]], end < len(timed)
+
     def rating_page(
         self, after: int, limit: int, created_from: str | None = None
     ) -> tuple[list[Record], bool]:

@@ -13,6 +13,7 @@ STREAMS = (ORGANIZATIONS, TICKETS, SATISFACTION_RATINGS)
 
 TICKET_EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
 ORGANIZATIONS_PATH = "/api/v2/organizations.json"
+ORGANIZATION_EXPORT_PATH = "/api/v2/incremental/organizations.json"
 RATINGS_PATH = "/api/v2/satisfaction_ratings.json"
 SHOW_MANY_PATH = "/api/v2/tickets/show_many.json"
 LIST_PAGE_SIZE = 100  # the most Zendesk's cursor pagination allows
