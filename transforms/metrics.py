@@ -534,10 +534,7 @@ def _first_won_deals_in(period: Period, params: Filters, *columns: Any) -> Selec
         earlier.customer_id == Deal.customer_id,
         _live(earlier),
         earlier.outcome == "won",
-        or_(
-            earlier.close_on < Deal.close_on,
-            and_(earlier.close_on == Deal.close_on, earlier.source_id < Deal.source_id),
-        ),
+        tuple_(earlier.close_on, earlier.source_id) < tuple_(Deal.close_on, Deal.source_id),
     )
     return _won_deals_in(period, params, *columns).where(Deal.customer_id.is_not(None), first)
 
