@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from okr_targets.config import KeyResultSpec, OkrConfig
@@ -30,7 +30,7 @@ from okr_targets.models import (
 from okr_targets.periods import Period
 from okr_targets.scoring import final_score, score
 from okr_targets.store import upsert_records
-from transforms.metrics import CONFIG_SOURCE, MetricError, MetricResult, get_metric
+from transforms.metrics import CONFIG_SOURCE, MetricError, MetricResult, RecordSelect, get_metric
 
 
 def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
@@ -139,7 +139,7 @@ def _compute(
     frozen the first time it is computed over a closed period."""
     if spec.metric is None:
         done = 1.0 if spec.done else 0.0
-        return MetricResult(done, "", [], {"done": bool(spec.done), "set_in": "the OKR file"})
+        return MetricResult(done, "", None, {"done": bool(spec.done), "set_in": "the OKR file"})
     result = get_metric(spec.metric).run(session, period, spec.params)
     if spec.metric == "pct_change":
         result = freeze_baseline(session, result, run_id, now, refreeze=refreeze)
@@ -207,13 +207,26 @@ def freeze_baseline(
         details["baseline_now"] = details.get("baseline")
         details["baseline"] = frozen.value
     details["baseline_frozen_at"] = frozen.computed_at.isoformat()
-    records = result.records[: int(details.get("current_records") or 0)]  # the frozen
-    # baseline's records are counted in it; today's copies of them did not make the number
-    current = details.get("current")
-    if current is None or not frozen.value:
-        return MetricResult(None, result.unit, records, details)
-    value = 100.0 * (current - frozen.value) / abs(frozen.value)
-    return MetricResult(value, result.unit, records, details)
+    # The frozen baseline's records are counted in it; today's copies of them did not make
+    # the number: the lineage is the current period's records alone.
+    current = result.current if result.current is not None else result
+    lineage = (current.records, details, current.record_count)
+    now_value = details.get("current")
+    if now_value is None or not frozen.value:
+        return MetricResult(None, result.unit, *lineage, current=current)
+    value = 100.0 * (now_value - frozen.value) / abs(frozen.value)
+    return MetricResult(value, result.unit, *lineage, current=current)
+
+
+def write_lineage(session: Session, measurement_id: int, records: RecordSelect) -> None:
+    """The measurement's lineage rows, by one INSERT … SELECT of the metric's records."""
+    listed = records.subquery()
+    session.execute(
+        insert(MeasurementRecord).from_select(
+            ["measurement_id", "entity", "source", "source_id"],
+            select(literal(measurement_id), listed.c.entity, listed.c.source, listed.c.source_id),
+        )
+    )
 
 
 def latest_measurement(session: Session, key_result_id: str) -> Measurement | None:
@@ -258,7 +271,6 @@ def measure_key_results(
         scored = score(
             result.value, spec.baseline, spec.target, period, now, config.spec.status, kind=kind
         )
-        records = list(dict.fromkeys(result.records))
         previous = latest_measurement(session, spec.id)
         changed = (
             previous is None or previous.value != result.value or previous.status != scored.status
@@ -292,26 +304,15 @@ def measure_key_results(
                 metric=spec.metric or "milestone",
                 params=dict(spec.params),
                 details=result.details,
-                record_count=len(records),
+                record_count=result.record_count,
                 code_version=code_version,
                 data_cutoff=data_cutoff,
                 restates_id=restates,
             )
             session.add(measurement)
             session.flush()
-            if records:  # one bulk INSERT: a key result can rest on a million records
-                session.execute(
-                    insert(MeasurementRecord),
-                    [
-                        {
-                            "measurement_id": measurement.id,
-                            "entity": ref.entity,
-                            "source": ref.source,
-                            "source_id": ref.source_id,
-                        }
-                        for ref in records
-                    ],
-                )
+            if result.records is not None:  # in the database: a million records stay there
+                write_lineage(session, measurement.id, result.records)
         outcomes.append(
             KeyResultOutcome(
                 spec.id,
@@ -320,7 +321,7 @@ def measure_key_results(
                 scored.status,
                 scored.progress,
                 changed,
-                len(records),
+                result.record_count,
                 previous_value=previous.value if previous is not None else None,
                 previous_status=previous.status if previous is not None else None,
             )

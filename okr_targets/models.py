@@ -284,7 +284,11 @@ class Deal(MirrorRecord):
     created_at: Mapped[Timestamp]
     close_on: Mapped[date | None]  # the close date (expected while open)
 
-    __table_args__ = (Index("ix_mirror_deals_outcome_close", "outcome", "close_on"),)
+    __table_args__ = (
+        Index("ix_mirror_deals_outcome_close", "outcome", "close_on"),
+        # a customer's earlier won deals: is this one their first (new_customers_won)?
+        Index("ix_mirror_deals_customer_outcome_close", "customer_id", "outcome", "close_on"),
+    )
 
 
 class Rep(MirrorRecord):

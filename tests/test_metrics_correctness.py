@@ -30,7 +30,7 @@ from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.periods import Period
 from okr_targets.store import Store, begin_run, finish_run
 from tests.conftest import AS_OF
-from transforms.metrics import MetricResult, get_metric
+from transforms.metrics import MetricResult, RecordRef, get_metric, record_refs
 
 Record = dict[str, Any]
 
@@ -414,19 +414,26 @@ def same_number(actual: float | None, expected: float | None) -> bool:
     return actual == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
-def differences(result: MetricResult, expected: Expected) -> list[str]:
+Measured = tuple[MetricResult, list[RecordRef]]
+"""A result and the records its lineage SELECT returns."""
+
+
+def differences(measured: Measured, expected: Expected) -> list[str]:
     """What is wrong with one result, as short readable lines (empty when it is right)."""
+    result, records = measured
     problems = []
+    if result.record_count != len(records):
+        problems.append(f"record_count {result.record_count} != {len(records)} records selected")
     if not same_number(result.value, expected.value):
         problems.append(f"value {result.value!r} != expected {expected.value!r}")
     if result.unit != expected.unit:
         problems.append(f"unit {result.unit!r} != expected {expected.unit!r}")
-    kinds = {(ref.entity, ref.source) for ref in result.records}
+    kinds = {(ref.entity, ref.source) for ref in records}
     if kinds - {(expected.entity, expected.source)}:
         problems.append(
             f"records of kinds {sorted(kinds)}, expected ({expected.entity}, {expected.source})"
         )
-    counts = Counter(ref.source_id for ref in result.records)
+    counts = Counter(ref.source_id for ref in records)
     duplicated = sorted(source_id for source_id, n in counts.items() if n > 1)
     if duplicated:
         problems.append(f"duplicate records {duplicated[:5]}")
@@ -446,14 +453,15 @@ def differences(result: MetricResult, expected: Expected) -> list[str]:
     return problems
 
 
-def measure(url: str, checks: Iterable[tuple[str, str, dict[str, Any]]]) -> list[MetricResult]:
+def measure(url: str, checks: Iterable[tuple[str, str, dict[str, Any]]]) -> list[Measured]:
     store = Store.open(url)
     try:
         with store.session() as session:
-            return [
+            results = [
                 get_metric(name).run(session, Period.parse(label), params)
                 for name, label, params in checks
             ]
+            return [(result, record_refs(session, result)) for result in results]
     finally:
         store.dispose()
 
@@ -501,7 +509,7 @@ def test_won_revenue_in_another_currency(synced_store: str, oracle: Oracle) -> N
         if d["Amount"] is not None
     )
     assert oracle.rates["USD"] == 1.0
-    (result,) = measure(synced_store, [("won_revenue", "2026-Q4", {"currency": "EUR"})])
+    ((result, _),) = measure(synced_store, [("won_revenue", "2026-Q4", {"currency": "EUR"})])
     assert result.unit == "EUR"
     eur = sum(
         oracle.convert(d["Amount"], d["CurrencyIsoCode"], "EUR", d["CloseDate"])

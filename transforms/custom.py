@@ -26,14 +26,33 @@ from typing import Any
 
 import sqlglot
 from pydantic import BaseModel, ConfigDict, create_model
-from sqlalchemy import Date, String, bindparam, text
+from sqlalchemy import (
+    CompoundSelect,
+    Date,
+    Select,
+    String,
+    bindparam,
+    column,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import TextClause
 from sqlglot import exp
 
 from okr_targets.models import MIRROR, UTCDateTime
 from okr_targets.periods import Period
-from transforms.metrics import METRICS, Metric, MetricError, MetricResult, RecordRef
+from transforms.metrics import (
+    METRICS,
+    Metric,
+    MetricError,
+    MetricResult,
+    RecordSelect,
+    count_records,
+    record_select,
+)
 
 ENTRY_POINT_GROUP = "okr_sync.metrics"
 
@@ -47,6 +66,13 @@ PERIOD_PARAMS: dict[str, Any] = {
 ``params`` are bound too."""
 
 FILTERS = {"owner": None, "team": None}
+
+LINEAGE_SQL = """WITH listed(source, source_id) AS (
+{records}
+)
+SELECT DISTINCT CAST(source AS VARCHAR) AS source, CAST(source_id AS VARCHAR) AS source_id
+FROM listed"""
+"""A SQL metric's ``records`` query as lineage: its two columns by position, each row once."""
 
 WRITES = tuple(
     getattr(exp, name)
@@ -174,12 +200,26 @@ def sql_metric(
         used_by_records = check_sql(name, records, allowed)
     model = _params_model(name, defaults)
 
-    def run(session: Session, query: str, names: set[str], bound: dict[str, Any]) -> Any:
-        """The query with only the parameters it names, each bound with its type."""
-        statement = text(query).bindparams(
-            *(bindparam(n, type_=PERIOD_PARAMS.get(n, String())) for n in sorted(names))
+    def bound_query(query: str, names: set[str], bound: dict[str, Any]) -> TextClause:
+        """The query with only the parameters it names, each bound with its type and value
+        (unique: pct_change's lineage holds the query twice, for two periods)."""
+        return text(query).bindparams(
+            *(
+                bindparam(n, bound[n], type_=PERIOD_PARAMS.get(n, String()), unique=True)
+                for n in sorted(names)
+            )
         )
-        return session.execute(statement, {k: v for k, v in bound.items() if k in names}).all()
+
+    def lineage(bound: dict[str, Any]) -> RecordSelect | None:
+        if records is None or entity is None:
+            return None
+        listed = (
+            bound_query(LINEAGE_SQL.format(records=records), used_by_records, bound)
+            .columns(column("source", String()), column("source_id", String()))
+            .subquery()
+        )
+        named = literal(entity, String()).label("entity")
+        return select(named, listed.c.source, listed.c.source_id)
 
     def compute(session: Session, period: Period, values: BaseModel) -> MetricResult:
         bound = {
@@ -190,11 +230,9 @@ def sql_metric(
             **values.model_dump(),
         }
         with read_only(session, name):
-            rows = run(session, sql, used, bound)
-            refs: list[RecordRef] = []
-            if records is not None and entity is not None:
-                listed = run(session, records, used_by_records, bound)
-                refs = [RecordRef(entity, str(row[0]), str(row[1])) for row in listed]
+            rows = session.execute(bound_query(sql, used, bound)).all()
+            refs = lineage(bound)
+            count = count_records(session, refs)  # also runs `records` once, read-only
         if len(rows) != 1 or len(rows[0]) != 1:
             columns = len(rows[0]) if rows else 0
             raise MetricError(
@@ -203,12 +241,20 @@ def sql_metric(
             )
         value = one_number(name, rows[0][0])
         details = {"custom": "sql", "query": sql, "params": values.model_dump()}
-        return MetricResult(value, unit, refs, details)
+        return MetricResult(value, unit, refs, details, count)
 
     return Metric(name, description or "custom SQL metric", model, compute)
 
 
 PythonMetric = Callable[[Session, Period, dict[str, Any]], Any]
+
+
+def as_record_select(records: Any) -> RecordSelect | None:
+    """A Python metric's records: a SELECT of ``(entity, source, source_id)``, or RecordRefs
+    listed in Python, which become one."""
+    if records is None or isinstance(records, Select | CompoundSelect):
+        return records
+    return record_select(records)
 
 
 def python_metric(
@@ -234,12 +280,15 @@ def python_metric(
                 raise MetricError(
                     f"metric {name!r} ({where}) failed: {type(exc).__name__}: {exc}"
                 ) from None
+            if isinstance(returned, MetricResult):
+                returned.records = as_record_select(returned.records)
+                returned.record_count = count_records(session, returned.records)
         if isinstance(returned, MetricResult):
             returned.value = one_number(name, returned.value)
             returned.details.setdefault("custom", "python")
             return returned
         value = one_number(name, returned)
-        return MetricResult(value, unit, [], {"custom": "python", "function": where})
+        return MetricResult(value, unit, None, {"custom": "python", "function": where})
 
     doc = (getattr(function, "__doc__", None) or "").strip()
     return Metric(name, description or doc or "custom Python metric", model, compute)

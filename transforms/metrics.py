@@ -1,10 +1,12 @@
 """Named key-result metrics: SQL over the record mirror for one period.
 
-Each metric selects the mirror rows that count for the period (portable SQL: the same
-statement runs on SQLite and PostgreSQL), then reduces them to one number. It returns the
-number together with the ids of the records behind it, which become the measurement's
-lineage. Key results name a metric and pass parameters, validated by the metric's own
-pydantic model, so a typo in the OKR file is caught before any sync starts.
+Each metric reduces the mirror rows that count for the period to its number with SQL
+aggregates (portable SQL: the same statement runs on SQLite and PostgreSQL), so no row
+travels to Python only to be counted or summed. It returns the number together with a
+SELECT of the records behind it and their count; the measurement's lineage is written
+from that SELECT inside the database (``INSERT … SELECT``), so no record id does either.
+Key results name a metric and pass parameters, validated by the metric's own pydantic
+model, so a typo in the OKR file is caught before any sync starts.
 """
 
 from __future__ import annotations
@@ -12,16 +14,39 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from itertools import pairwise
+from typing import Any, Generic, TypeVar, cast
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    BigInteger,
+    CompoundSelect,
+    Date,
+    Integer,
+    Numeric,
+    Select,
+    String,
+    and_,
+    case,
+    column,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union,
+    union_all,
+    values,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.orm import Session, aliased
 
-from okr_targets.models import Customer, Deal, FxRate, Rating, Rep, Ticket
-from okr_targets.periods import Period, add_months
+from okr_targets.models import Customer, Deal, FxRate, MirrorRecord, Rating, Rep, Ticket
+from okr_targets.periods import Calendar, Period, add_months
 
 
 class MetricError(Exception):
@@ -35,14 +60,26 @@ class RecordRef:
     source_id: str
 
 
+RecordSelect = Select[Any] | CompoundSelect[Any]
+"""A SELECT of ``(entity, source, source_id)`` rows, each record once."""
+
+
 @dataclass
 class MetricResult:
-    """A metric's value (None when there is nothing to measure yet) and what it rests on."""
+    """A metric's value (None when there is nothing to measure yet) and what it rests on.
+
+    ``records`` selects the records behind the value (None: none) and ``record_count``
+    says how many rows it selects, so lineage never has to be read into Python.
+    ``current`` is, for ``pct_change``, the current period's own result: its records
+    alone are the lineage once the baseline is frozen.
+    """
 
     value: float | None
     unit: str
-    records: list[RecordRef] = field(default_factory=list)
+    records: RecordSelect | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    record_count: int = 0
+    current: MetricResult | None = None
 
 
 class Filters(BaseModel):
@@ -69,6 +106,9 @@ class Metric(Generic[P]):
     description: str
     params: type[P]
     compute: Callable[[Session, Period, P], MetricResult]
+    records_in_period: bool = False
+    """Each record belongs to one period (by its close date, creation or rating time), so
+    two periods that do not overlap share no record."""
 
     def run(self, session: Session, period: Period, params: dict[str, Any]) -> MetricResult:
         return self.compute(session, period, self.params.model_validate(params))
@@ -78,7 +118,7 @@ METRICS: dict[str, Metric[Any]] = {}
 
 
 def metric(
-    name: str, params: type[P]
+    name: str, params: type[P], *, records_in_period: bool = True
 ) -> Callable[
     [Callable[[Session, Period, P], MetricResult]], Callable[[Session, Period, P], MetricResult]
 ]:
@@ -87,7 +127,8 @@ def metric(
     def register(
         compute: Callable[[Session, Period, P], MetricResult],
     ) -> Callable[[Session, Period, P], MetricResult]:
-        METRICS[name] = Metric(name, (compute.__doc__ or "").strip(), params, compute)
+        description = (compute.__doc__ or "").strip()
+        METRICS[name] = Metric(name, description, params, compute, records_in_period)
         return compute
 
     return register
@@ -103,6 +144,55 @@ def get_metric(name: str) -> Metric[Any]:
     except KeyError:
         known = ", ".join(sorted(METRICS))
         raise MetricError(f"unknown metric {name!r}; known metrics: {known}") from None
+
+
+# --- lineage --------------------------------------------------------------------------------
+
+
+def record_columns(model: type[MirrorRecord], entity: str) -> tuple[Any, Any, Any]:
+    """The lineage columns of a mirror table's rows: ``entity, source, source_id``."""
+    return (
+        literal(entity, String).label("entity"),
+        model.source.label("source"),
+        model.source_id.label("source_id"),
+    )
+
+
+def record_select(refs: Iterable[RecordRef]) -> RecordSelect | None:
+    """Records listed in Python (a custom Python metric's) as a SELECT, each once.
+
+    The ids are rendered into the statement as quoted literals, so a long list needs
+    no bind parameter per id (SQLite caps those).
+    """
+    unique = list(dict.fromkeys(refs))
+    if not unique:
+        return None
+    listed = (
+        values(
+            column("entity", String),
+            column("source", String),
+            column("source_id", String),
+            name="listed_records",
+            literal_binds=True,
+        )
+        .data([(ref.entity, str(ref.source), str(ref.source_id)) for ref in unique])
+        .cte()
+    )
+    return select(listed.c.entity, listed.c.source, listed.c.source_id)
+
+
+def count_records(session: Session, records: RecordSelect | None) -> int:
+    if records is None:
+        return 0
+    return int(session.scalar(select(func.count()).select_from(records.subquery())) or 0)
+
+
+def record_refs(session: Session, result: MetricResult) -> list[RecordRef]:
+    """The records behind a result, read into Python: for tests and small sets only."""
+    if result.records is None:
+        return []
+    rows: Any = session.execute(result.records)
+    return [RecordRef(entity, source, source_id) for entity, source, source_id in rows]
 
 
 # --- building blocks ----------------------------------------------------------------------
@@ -128,13 +218,121 @@ def _filtered(statement: AnySelect, filters: Filters) -> AnySelect:
 
 
 def _won_deals_in(period: Period, filters: Filters, *columns: Any) -> Select[Any]:
-    statement = select(Deal.source, Deal.source_id, *columns).where(
-        _live(Deal),
-        Deal.outcome == "won",
-        Deal.close_on >= period.start,
-        Deal.close_on < period.end,
+    statement = (
+        select(*columns)
+        .select_from(Deal)
+        .where(
+            _live(Deal),
+            Deal.outcome == "won",
+            Deal.close_on >= period.start,
+            Deal.close_on < period.end,
+        )
     )
-    return _filtered(statement, filters).order_by(Deal.source, Deal.source_id)
+    return _filtered(statement, filters)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _scale(money: Any) -> int:
+    return int(cast(Numeric[Decimal], money.type).scale or 0)
+
+
+def _exact_sum(money: Any) -> Any:
+    """SUM of a decimal column in its smallest unit (cents of a cent), as an integer.
+
+    SQLite keeps NUMERIC values as floating point; summing whole units is exact there too.
+    """
+    return func.sum(sql_cast(func.round(money * 10 ** _scale(money)), BigInteger))
+
+
+def _from_units(total: Any, money: Any) -> Decimal | None:
+    """An :func:`_exact_sum` back in the column's unit, exactly."""
+    return None if total is None else Decimal(total).scaleb(-_scale(money))
+
+
+def _days_between(dialect: str, earlier: Any, later: Any) -> Any:
+    """Whole days from one SQL date to another."""
+    if dialect == "sqlite":
+        return sql_cast(func.julianday(later) - func.julianday(earlier), Integer)
+    return sql_cast(later - earlier, Integer)  # PostgreSQL: date - date is an integer
+
+
+def _duration_order(dialect: str, start: Any, end: Any) -> Any:
+    """An SQL value that sorts like ``end - start`` (two timestamps)."""
+    if dialect == "sqlite":
+        return func.julianday(end) - func.julianday(start)  # days, to the millisecond
+    return end - start  # PostgreSQL: an interval
+
+
+def _offset_changes(zone: ZoneInfo, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """The zone's UTC offset (seconds) at ``start``, then each (instant, new offset) it
+    changes to up to ``end``: found day by day, then to the second (tzdata changes
+    offsets on whole seconds, never twice in a day)."""
+
+    def offset(at: datetime) -> int:
+        shift = at.astimezone(zone).utcoffset()
+        return int(shift.total_seconds()) if shift is not None else 0
+
+    changes = [(start, offset(start))]
+    day = start
+    while day < end:
+        following = min(day + timedelta(days=1), end)
+        if offset(following) != changes[-1][1]:
+            low, high = int(day.timestamp()), int(following.timestamp()) + 1
+            while high - low > 1:
+                middle = (low + high) // 2
+                if offset(datetime.fromtimestamp(middle, start.tzinfo)) == changes[-1][1]:
+                    low = middle
+                else:
+                    high = middle
+            changes.append((datetime.fromtimestamp(high, start.tzinfo), offset(following)))
+        day = following
+    return changes
+
+
+def _local_date(session: Session, calendar: Calendar, moment: Any, rows: Select[Any]) -> Any:
+    """The local day (in the calendar's zone) of a timestamp column, as an SQL date.
+
+    PostgreSQL converts with its own time-zone data. SQLite adds the UTC offset, chosen
+    by a CASE over the offset changes between the earliest and latest ``moment`` of
+    ``rows`` (none for UTC).
+    """
+    if _dialect(session) != "sqlite":
+        return sql_cast(func.timezone(calendar.timezone, moment), Date)
+    earliest, latest = session.execute(
+        rows.with_only_columns(func.min(moment), func.max(moment))
+    ).one()
+    if earliest is None:
+        return func.date(moment)
+    changes = _offset_changes(calendar.zone, earliest, latest)
+
+    def shift(seconds: int) -> str:
+        return f"{seconds:+d} seconds"
+
+    if len(changes) == 1:
+        return func.date(moment, shift(changes[0][1]))
+    whens = [
+        (moment < changed_at, shift(offset)) for (_, offset), (changed_at, _) in pairwise(changes)
+    ]
+    return func.date(moment, case(*whens, else_=shift(changes[-1][1])))
+
+
+def _median_of_counts(counts: Sequence[tuple[int, int]]) -> float | None:
+    """The median of values given as sorted (value, how many) pairs."""
+    total = sum(n for _, n in counts)
+    if not total:
+        return None
+    middle = {(total - 1) // 2, total // 2}
+    found, seen = [], 0
+    for value, n in counts:
+        found += [value for position in sorted(middle) if seen <= position < seen + n]
+        seen += n
+    return float(statistics.median(found))
+
+
+# --- currencies ---------------------------------------------------------------------------
 
 
 CONFIG_SOURCE = "config"
@@ -237,35 +435,52 @@ def unconvertible_currencies(session: Session) -> list[str]:
     return findings
 
 
-def _refs(entity: str, rows: Iterable[Any]) -> list[RecordRef]:
-    return [RecordRef(entity, row.source, row.source_id) for row in rows]
+def _priced_won_deals_in(period: Period, filters: Filters, *columns: Any) -> Select[Any]:
+    return _won_deals_in(period, filters, *columns).where(Deal.amount.is_not(None))
 
 
-def _converted_won_amounts(
+def _converted_won_total(
     session: Session, period: Period, params: MoneyParams
-) -> tuple[list[Any], list[Decimal], str]:
-    columns = (Deal.amount, Deal.currency, Deal.close_on, Deal.amount_home, Deal.home_currency)
-    rows = session.execute(_won_deals_in(period, params, *columns)).all()
-    rows = [row for row in rows if row.amount is not None]
+) -> tuple[Decimal, int, str]:
+    """The won deals' amounts in the report currency: (total, deals, currency).
+
+    SQL sums the amounts per source, currency and close date (a dated rate holds for
+    whole days); each sum is converted here in Decimal, as its deals would be one by one.
+    """
+    groups = session.execute(
+        _priced_won_deals_in(
+            period,
+            params,
+            Deal.source,
+            Deal.currency,
+            Deal.home_currency,
+            Deal.close_on,
+            _exact_sum(Deal.amount),
+            func.count(),
+            _exact_sum(Deal.amount_home),
+            func.count(Deal.amount_home),
+        ).group_by(Deal.source, Deal.currency, Deal.home_currency, Deal.close_on)
+    ).all()
     converter = Converter(session)
-    target = converter.target_currency({row.source for row in rows}, params.currency)
-    currencies = {row.currency for row in rows}
+    target = converter.target_currency({group.source for group in groups}, params.currency)
+    currencies = {group.currency for group in groups}
     if target is None and len(currencies) > 1:
         raise MetricError(f"deals in {sorted(currencies)} but no exchange rates in the mirror")
     unit = target or (currencies.pop() if currencies else "")
-    amounts = [
-        converter.convert(
-            row.amount,
-            row.currency,
-            row.source,
+    total, deals = Decimal(0), 0
+    for source, currency, home_currency, close_on, amount, count, home, converted in groups:
+        amount_home = _from_units(home, Deal.amount_home) if converted == count else None
+        total += converter.convert(
+            cast(Decimal, _from_units(amount, Deal.amount)),
+            currency,
+            source,
             target,
-            row.close_on,
-            row.amount_home,
-            row.home_currency,
+            close_on,
+            amount_home,
+            home_currency,
         )
-        for row in rows
-    ]
-    return rows, amounts, unit
+        deals += count
+    return total, deals, unit
 
 
 # --- the metrics ----------------------------------------------------------------------------
@@ -274,63 +489,62 @@ def _converted_won_amounts(
 @metric("won_revenue", MoneyParams)
 def won_revenue(session: Session, period: Period, params: MoneyParams) -> MetricResult:
     """Sum of won deals closed in the period, converted to one currency."""
-    rows, amounts, unit = _converted_won_amounts(session, period, params)
-    return MetricResult(float(sum(amounts, Decimal(0))), unit, _refs("deal", rows))
+    total, deals, unit = _converted_won_total(session, period, params)
+    records = _priced_won_deals_in(period, params, *record_columns(Deal, "deal"))
+    return MetricResult(float(total), unit, records, record_count=deals)
 
 
 @metric("avg_won_deal_value", MoneyParams)
 def avg_won_deal_value(session: Session, period: Period, params: MoneyParams) -> MetricResult:
     """Mean amount of won deals closed in the period, converted to one currency."""
-    rows, amounts, unit = _converted_won_amounts(session, period, params)
-    value = float(sum(amounts, Decimal(0)) / len(amounts)) if amounts else None
-    return MetricResult(value, unit, _refs("deal", rows))
+    total, deals, unit = _converted_won_total(session, period, params)
+    records = _priced_won_deals_in(period, params, *record_columns(Deal, "deal"))
+    value = float(total / deals) if deals else None
+    return MetricResult(value, unit, records, record_count=deals)
 
 
 @metric("median_sales_cycle_days", Filters)
 def median_sales_cycle_days(session: Session, period: Period, params: Filters) -> MetricResult:
     """Median days from a won deal's creation to its close date, for deals closed in the period."""
-    rows = session.execute(_won_deals_in(period, params, Deal.created_at, Deal.close_on)).all()
     # Both dates are the organisation's local days: a deal created late in the evening in
     # its time zone was created that day, whatever the UTC date.
-    days = [(row.close_on - period.calendar.local_date(row.created_at)).days for row in rows]
+    won = _won_deals_in(period, params, Deal.source_id)
+    created_on = _local_date(session, period.calendar, Deal.created_at, won)
+    days = won.with_only_columns(
+        _days_between(_dialect(session), created_on, Deal.close_on).label("days")
+    ).subquery()
+    counts = session.execute(
+        select(days.c.days, func.count()).group_by(days.c.days).order_by(days.c.days)
+    ).all()
+    records = _won_deals_in(period, params, *record_columns(Deal, "deal"))
     return MetricResult(
-        float(statistics.median(days)) if days else None, "days", _refs("deal", rows)
+        _median_of_counts([(value, n) for value, n in counts]),
+        "days",
+        records,
+        record_count=sum(n for _, n in counts),
     )
+
+
+def _first_won_deals_in(period: Period, params: Filters, *columns: Any) -> Select[Any]:
+    """Won deals in the period that are their customer's first won deal (ever): no live
+    won deal of the customer closed before it (or the same day, with a smaller id)."""
+    earlier = aliased(Deal)
+    first = ~exists().where(
+        earlier.source == Deal.source,
+        earlier.customer_id == Deal.customer_id,
+        _live(earlier),
+        earlier.outcome == "won",
+        tuple_(earlier.close_on, earlier.source_id) < tuple_(Deal.close_on, Deal.source_id),
+    )
+    return _won_deals_in(period, params, *columns).where(Deal.customer_id.is_not(None), first)
 
 
 @metric("new_customers_won", Filters)
 def new_customers_won(session: Session, period: Period, params: Filters) -> MetricResult:
     """Customers whose first won deal (ever) closed in the period; counts each customer once."""
-    order = func.row_number().over(
-        partition_by=(Deal.source, Deal.customer_id), order_by=(Deal.close_on, Deal.source_id)
-    )
-    first_won = (
-        select(
-            Deal.source,
-            Deal.source_id,
-            Deal.customer_id,
-            Deal.owner_id,
-            Deal.close_on,
-            order.label("nth"),
-        )
-        .where(_live(Deal), Deal.outcome == "won", Deal.customer_id.is_not(None))
-        .subquery()
-    )
-    statement = select(first_won.c.source, first_won.c.source_id).where(
-        first_won.c.nth == 1,
-        first_won.c.close_on >= period.start,
-        first_won.c.close_on < period.end,
-    )
-    if params.owner is not None or params.team is not None:
-        statement = statement.join(
-            Rep, and_(Rep.source == first_won.c.source, Rep.source_id == first_won.c.owner_id)
-        )
-        if params.owner is not None:
-            statement = statement.where(func.lower(Rep.email) == params.owner.lower())
-        if params.team is not None:
-            statement = statement.where(Rep.team == params.team)
-    rows = session.execute(statement.order_by(first_won.c.source, first_won.c.source_id)).all()
-    return MetricResult(float(len(rows)), "customers", _refs("deal", rows))
+    customers = int(session.scalar(_first_won_deals_in(period, params, func.count())) or 0)
+    records = _first_won_deals_in(period, params, *record_columns(Deal, "deal"))
+    return MetricResult(float(customers), "customers", records, record_count=customers)
 
 
 class RampParams(BaseModel):
@@ -356,66 +570,110 @@ def new_rep_quota_attainment(session: Session, period: Period, params: RampParam
     reps = session.scalars(
         select(Rep).where(_live(Rep), Rep.started_on.is_not(None), Rep.monthly_quota.is_not(None))
     ).all()
-    cohort = [
-        rep
+    ramps = {
+        (rep.source, rep.source_id): (
+            rep,
+            rep.started_on,
+            add_months(rep.started_on, params.months),
+        )
         for rep in reps
         if rep.started_on is not None
         and period.start <= add_months(rep.started_on, params.months) < period.end
         and (params.team is None or rep.team == params.team)
-    ]
-    converter = Converter(session)
-    reached: list[str] = []
-    for rep in cohort:
-        assert rep.started_on is not None
-        assert rep.monthly_quota is not None
-        deadline = add_months(rep.started_on, params.months)
-        deals = session.execute(
+    }
+    by_month: dict[tuple[str, str], dict[tuple[int, int], Decimal]] = {key: {} for key in ramps}
+    if ramps:  # the won deals of every ramp, summed per rep, currency and close date
+        in_a_ramp = or_(
+            *(
+                and_(
+                    Deal.source == source,
+                    Deal.owner_id == owner,
+                    Deal.close_on >= started,
+                    Deal.close_on < deadline,
+                )
+                for (source, owner), (_, started, deadline) in ramps.items()
+            )
+        )
+        groups = session.execute(
             select(
-                Deal.amount, Deal.currency, Deal.close_on, Deal.amount_home, Deal.home_currency
-            ).where(
-                _live(Deal),
-                Deal.outcome == "won",
-                Deal.source == rep.source,
-                Deal.owner_id == rep.source_id,
-                Deal.close_on >= rep.started_on,
-                Deal.close_on < deadline,
-                Deal.amount.is_not(None),
+                Deal.source,
+                Deal.owner_id,
+                Deal.currency,
+                Deal.home_currency,
+                Deal.close_on,
+                _exact_sum(Deal.amount),
+                func.count(),
+                _exact_sum(Deal.amount_home),
+                func.count(Deal.amount_home),
             )
+            .where(_live(Deal), Deal.outcome == "won", Deal.amount.is_not(None), in_a_ramp)
+            .group_by(Deal.source, Deal.owner_id, Deal.currency, Deal.home_currency, Deal.close_on)
         ).all()
-        by_month: dict[tuple[int, int], Decimal] = {}
-        for deal in deals:
-            month = (deal.close_on.year, deal.close_on.month)
-            amount = converter.convert(
-                deal.amount,
-                deal.currency,
-                rep.source,
+        converter = Converter(session)
+        for (
+            source,
+            owner,
+            currency,
+            home_currency,
+            close_on,
+            amount,
+            count,
+            home,
+            converted,
+        ) in groups:
+            rep = ramps[(source, owner)][0]
+            amount_home = _from_units(home, Deal.amount_home) if converted == count else None
+            converted_amount = converter.convert(
+                cast(Decimal, _from_units(amount, Deal.amount)),
+                currency,
+                source,
                 rep.quota_currency,
-                deal.close_on,
-                deal.amount_home,
-                deal.home_currency,
+                close_on,
+                amount_home,
+                home_currency,
             )
-            by_month[month] = by_month.get(month, Decimal(0)) + amount
-        if any(total >= rep.monthly_quota for total in by_month.values()):
-            reached.append(rep.source_id)
-    value = 100.0 * len(reached) / len(cohort) if cohort else None
-    return MetricResult(
-        value, "%", _refs("rep", cohort), {"cohort": len(cohort), "reached_quota": sorted(reached)}
+            month = by_month[(source, owner)]
+            key = (close_on.year, close_on.month)
+            month[key] = month.get(key, Decimal(0)) + converted_amount
+    reached = sorted(
+        owner
+        for (source, owner), totals in by_month.items()
+        if any(
+            total >= cast(Decimal, ramps[(source, owner)][0].monthly_quota)
+            for total in totals.values()
+        )
     )
+    value = 100.0 * len(reached) / len(ramps) if ramps else None
+    records = select(*record_columns(Rep, "rep")).where(
+        tuple_(Rep.source, Rep.source_id).in_(list(ramps))
+    )
+    details = {"cohort": len(ramps), "reached_quota": reached}
+    return MetricResult(value, "%", records, details, len(ramps))
 
 
 @metric("win_rate", Filters)
 def win_rate(session: Session, period: Period, params: Filters) -> MetricResult:
     """Percent of the deals closed in the period (won or lost) that were won."""
-    statement = select(Deal.source, Deal.source_id, Deal.outcome).where(
-        _live(Deal),
-        Deal.outcome.in_(("won", "lost")),
-        Deal.close_on >= period.start,
-        Deal.close_on < period.end,
-    )
-    rows = session.execute(_filtered(statement, params).order_by(Deal.source, Deal.source_id)).all()
-    won = sum(1 for row in rows if row.outcome == "won")
-    value = 100.0 * won / len(rows) if rows else None
-    return MetricResult(value, "%", _refs("deal", rows), {"won": won, "closed": len(rows)})
+
+    def closed_in(*columns: Any) -> Select[Any]:
+        statement = (
+            select(*columns)
+            .select_from(Deal)
+            .where(
+                _live(Deal),
+                Deal.outcome.in_(("won", "lost")),
+                Deal.close_on >= period.start,
+                Deal.close_on < period.end,
+            )
+        )
+        return _filtered(statement, params)
+
+    closed, won = session.execute(
+        closed_in(func.count(), func.count(case((Deal.outcome == "won", 1))))
+    ).one()
+    value = 100.0 * won / closed if closed else None
+    records = closed_in(*record_columns(Deal, "deal"))
+    return MetricResult(value, "%", records, {"won": won, "closed": closed}, closed)
 
 
 class CustomerParams(BaseModel):
@@ -425,40 +683,57 @@ class CustomerParams(BaseModel):
     segment: str | None = None
 
 
-def _customers_at_start(session: Session, period: Period, params: CustomerParams) -> list[Any]:
+def _customers_at_start(period: Period, params: CustomerParams, *columns: Any) -> Select[Any]:
     """Customers on the period's first day: became one before it, not churned before it."""
-    statement = select(Customer.source, Customer.source_id, Customer.churned_on).where(
-        _live(Customer),
-        Customer.became_customer_on < period.start,
-        or_(Customer.churned_on.is_(None), Customer.churned_on >= period.start),
+    statement = (
+        select(*columns)
+        .select_from(Customer)
+        .where(
+            _live(Customer),
+            Customer.became_customer_on < period.start,
+            or_(Customer.churned_on.is_(None), Customer.churned_on >= period.start),
+        )
     )
     if params.source is not None:
         statement = statement.where(Customer.source == params.source)
     if params.segment is not None:
         statement = statement.where(Customer.segment == params.segment)
-    return list(session.execute(statement.order_by(Customer.source, Customer.source_id)).all())
+    return statement
 
 
-@metric("retention_rate", CustomerParams)
+def _churn(
+    session: Session, period: Period, params: CustomerParams
+) -> tuple[int, int, RecordSelect]:
+    """Customers at the period's start, how many of them churned in it, and their records."""
+    at_start, churned = session.execute(
+        _customers_at_start(
+            period, params, func.count(), func.count(case((Customer.churned_on < period.end, 1)))
+        )
+    ).one()
+    return (
+        at_start,
+        churned,
+        _customers_at_start(period, params, *record_columns(Customer, "customer")),
+    )
+
+
+@metric("retention_rate", CustomerParams, records_in_period=False)
 def retention_rate(session: Session, period: Period, params: CustomerParams) -> MetricResult:
     """Percent of the customers at the period's start who are still customers at its end."""
-    start = _customers_at_start(session, period, params)
-    kept = [row for row in start if row.churned_on is None or row.churned_on >= period.end]
-    value = 100.0 * len(kept) / len(start) if start else None
-    return MetricResult(
-        value, "%", _refs("customer", start), {"at_start": len(start), "retained": len(kept)}
-    )
+    at_start, churned, records = _churn(session, period, params)
+    kept = at_start - churned
+    value = 100.0 * kept / at_start if at_start else None
+    details = {"at_start": at_start, "retained": kept}
+    return MetricResult(value, "%", records, details, at_start)
 
 
-@metric("churn_rate", CustomerParams)
+@metric("churn_rate", CustomerParams, records_in_period=False)
 def churn_rate(session: Session, period: Period, params: CustomerParams) -> MetricResult:
     """Percent of the customers at the period's start who stopped being customers in it."""
-    start = _customers_at_start(session, period, params)
-    lost = [row for row in start if row.churned_on is not None and row.churned_on < period.end]
-    value = 100.0 * len(lost) / len(start) if start else None
-    return MetricResult(
-        value, "%", _refs("customer", start), {"at_start": len(start), "churned": len(lost)}
-    )
+    at_start, churned, records = _churn(session, period, params)
+    value = 100.0 * churned / at_start if at_start else None
+    details = {"at_start": at_start, "churned": churned}
+    return MetricResult(value, "%", records, details, at_start)
 
 
 class TicketParams(BaseModel):
@@ -470,14 +745,18 @@ class TicketParams(BaseModel):
 
 
 def _tickets_created_in(period: Period, params: TicketParams, *columns: Any) -> Select[Any]:
-    statement = select(Ticket.source, Ticket.source_id, *columns).where(
-        _live(Ticket), Ticket.created_at >= period.start_at, Ticket.created_at < period.end_at
+    statement = (
+        select(*columns)
+        .select_from(Ticket)
+        .where(
+            _live(Ticket), Ticket.created_at >= period.start_at, Ticket.created_at < period.end_at
+        )
     )
     for name in ("source", "channel", "priority"):
         wanted = getattr(params, name)
         if wanted is not None:
             statement = statement.where(getattr(Ticket, name) == wanted)
-    return statement.order_by(Ticket.source, Ticket.source_id)
+    return statement
 
 
 class VolumeParams(TicketParams):
@@ -497,16 +776,16 @@ def ticket_volume(session: Session, period: Period, params: VolumeParams) -> Met
     so an unchanged mirror gives an unchanged number. Days are real elapsed time (86,400
     seconds each), so a quarter with a daylight-saving change is an hour shorter or longer.
     """
-    rows = session.execute(_tickets_created_in(period, params)).all()
+    tickets = int(session.scalar(_tickets_created_in(period, params, func.count())) or 0)
+    records = _tickets_created_in(period, params, *record_columns(Ticket, "ticket"))
     if not params.per_day:
-        return MetricResult(float(len(rows)), "tickets", _refs("ticket", rows))
+        return MetricResult(float(tickets), "tickets", records, record_count=tickets)
     cutoff = session.scalar(select(func.max(Ticket.source_modified_at)).where(_live(Ticket)))
     end = min(period.end_at, cutoff) if cutoff else period.end_at
     days = (end - period.start_at).total_seconds() / 86400
-    value = len(rows) / days if days > 0 else None
-    return MetricResult(
-        value, "tickets/day", _refs("ticket", rows), {"tickets": len(rows), "days": days}
-    )
+    value = tickets / days if days > 0 else None
+    details = {"tickets": tickets, "days": days}
+    return MetricResult(value, "tickets/day", records, details, tickets)
 
 
 @metric("median_first_response_hours", TicketParams)
@@ -514,11 +793,26 @@ def median_first_response_hours(
     session: Session, period: Period, params: TicketParams
 ) -> MetricResult:
     """Median hours to the first agent reply, for tickets created in the period and answered."""
-    statement = _tickets_created_in(period, params, Ticket.created_at, Ticket.first_response_at)
-    rows = [row for row in session.execute(statement) if row.first_response_at is not None]
-    hours = [(row.first_response_at - row.created_at).total_seconds() / 3600 for row in rows]
-    value = float(statistics.median(hours)) if hours else None
-    return MetricResult(value, "hours", _refs("ticket", rows))
+
+    def answered(*columns: Any) -> Select[Any]:
+        return _tickets_created_in(period, params, *columns).where(
+            Ticket.first_response_at.is_not(None)
+        )
+
+    tickets = int(session.scalar(answered(func.count())) or 0)
+    value = None
+    if tickets:  # the middle one or two, in the order of their response times
+        waits = _duration_order(_dialect(session), Ticket.created_at, Ticket.first_response_at)
+        middle = session.execute(
+            answered(Ticket.created_at, Ticket.first_response_at)
+            .order_by(waits)
+            .limit(2 - tickets % 2)
+            .offset((tickets - 1) // 2)
+        ).all()
+        hours = [(row.first_response_at - row.created_at).total_seconds() / 3600 for row in middle]
+        value = float(statistics.median(hours))
+    records = answered(*record_columns(Ticket, "ticket"))
+    return MetricResult(value, "hours", records, record_count=tickets)
 
 
 class RatingParams(BaseModel):
@@ -527,30 +821,41 @@ class RatingParams(BaseModel):
     source: str | None = None
 
 
-def _ratings_in(session: Session, period: Period, params: RatingParams, *where: Any) -> list[Any]:
-    statement = select(Rating.source, Rating.source_id, Rating.score, Rating.good).where(
-        _live(Rating), Rating.rated_at >= period.start_at, Rating.rated_at < period.end_at, *where
+def _ratings_in(period: Period, params: RatingParams, *columns: Any) -> Select[Any]:
+    statement = (
+        select(*columns)
+        .select_from(Rating)
+        .where(_live(Rating), Rating.rated_at >= period.start_at, Rating.rated_at < period.end_at)
     )
     if params.source is not None:
         statement = statement.where(Rating.source == params.source)
-    return list(session.execute(statement.order_by(Rating.source, Rating.source_id)).all())
+    return statement
 
 
 @metric("csat", RatingParams)
 def csat(session: Session, period: Period, params: RatingParams) -> MetricResult:
     """Percent of answered satisfaction ratings in the period that are good (4-5 of 5 count)."""
-    rows = _ratings_in(session, period, params, Rating.good.is_not(None))
-    good = sum(1 for row in rows if row.good)
-    value = 100.0 * good / len(rows) if rows else None
-    return MetricResult(value, "%", _refs("rating", rows), {"good": good, "answered": len(rows)})
+    answered = Rating.good.is_not(None)
+    ratings, good = session.execute(
+        _ratings_in(
+            period, params, func.count(), func.count(case((Rating.good.is_(True), 1)))
+        ).where(answered)
+    ).one()
+    value = 100.0 * good / ratings if ratings else None
+    records = _ratings_in(period, params, *record_columns(Rating, "rating")).where(answered)
+    return MetricResult(value, "%", records, {"good": good, "answered": ratings}, ratings)
 
 
 @metric("csat_mean_score", RatingParams)
 def csat_mean_score(session: Session, period: Period, params: RatingParams) -> MetricResult:
     """Mean score of the 1-5 satisfaction ratings given in the period."""
-    rows = _ratings_in(session, period, params, Rating.scale_max == 5, Rating.score.is_not(None))
-    value = float(sum(row.score for row in rows) / len(rows)) if rows else None
-    return MetricResult(value, "/5", _refs("rating", rows))
+    scored = (Rating.scale_max == 5, Rating.score.is_not(None))
+    ratings, total = session.execute(
+        _ratings_in(period, params, func.count(), _exact_sum(Rating.score)).where(*scored)
+    ).one()
+    value = float(cast(Decimal, _from_units(total, Rating.score)) / ratings) if ratings else None
+    records = _ratings_in(period, params, *record_columns(Rating, "rating")).where(*scored)
+    return MetricResult(value, "/5", records, record_count=ratings)
 
 
 class ChangeParams(BaseModel):
@@ -568,7 +873,22 @@ class ChangeParams(BaseModel):
         return value
 
 
-@metric("pct_change", ChangeParams)
+def _both(
+    session: Session, current: MetricResult, baseline: MetricResult, disjoint: bool
+) -> tuple[RecordSelect | None, int]:
+    """The records of two results, each once, and how many: records that cannot be in
+    both are simply put together (and counted by addition); others go through UNION."""
+    if current.records is None or baseline.records is None:
+        either = current if baseline.records is None else baseline
+        return either.records, either.record_count
+    if disjoint:
+        both = union_all(current.records, baseline.records)
+        return both, current.record_count + baseline.record_count
+    records = union(current.records, baseline.records)  # customers recur
+    return records, count_records(session, records)
+
+
+@metric("pct_change", ChangeParams, records_in_period=False)
 def pct_change(session: Session, period: Period, params: ChangeParams) -> MetricResult:
     """Percent change of another metric between a baseline period and this one."""
     inner = get_metric(params.metric)
@@ -584,9 +904,9 @@ def pct_change(session: Session, period: Period, params: ChangeParams) -> Metric
         "metric": params.metric,
         "params": inner_params,
         "current": current.value,
-        "current_records": len(dict.fromkeys(current.records)),
+        "current_records": current.record_count,
         "baseline": baseline.value,
-        "baseline_records": len(dict.fromkeys(baseline.records)),
+        "baseline_records": baseline.record_count,
         "baseline_period": baseline_period.label,
         "baseline_period_end": baseline_period.end_at.isoformat(),
         "calendar": period.calendar.model_dump(),
@@ -594,10 +914,15 @@ def pct_change(session: Session, period: Period, params: ChangeParams) -> Metric
     }
     if current.value is None or not baseline.value:
         details["reason"] = "no baseline value" if not baseline.value else "no current value"
-        return MetricResult(None, "%", current.records, details)
+        return MetricResult(
+            None, "%", current.records, details, current.record_count, current=current
+        )
     value = 100.0 * (current.value - baseline.value) / abs(baseline.value)
-    records = list(dict.fromkeys(current.records + baseline.records))  # customers recur
-    return MetricResult(value, "%", records, details)
+    disjoint = inner.records_in_period and (
+        baseline_period.end <= period.start or period.end <= baseline_period.start
+    )
+    records, count = _both(session, current, baseline, disjoint)
+    return MetricResult(value, "%", records, details, count, current=current)
 
 
 def metric_names() -> Sequence[str]:
