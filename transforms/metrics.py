@@ -455,10 +455,7 @@ def _converted_won_total(
             Deal.currency,
             Deal.home_currency,
             Deal.close_on,
-            _exact_sum(Deal.amount),
-            func.count(),
-            _exact_sum(Deal.amount_home),
-            func.count(Deal.amount_home),
+            *_summed_amounts(),
         ).group_by(Deal.source, Deal.currency, Deal.home_currency, Deal.close_on)
     ).all()
     converter = Converter(session)
@@ -468,19 +465,38 @@ def _converted_won_total(
         raise MetricError(f"deals in {sorted(currencies)} but no exchange rates in the mirror")
     unit = target or (currencies.pop() if currencies else "")
     total, deals = Decimal(0), 0
-    for source, currency, home_currency, close_on, amount, count, home, converted in groups:
-        amount_home = _from_units(home, Deal.amount_home) if converted == count else None
-        total += converter.convert(
-            cast(Decimal, _from_units(amount, Deal.amount)),
-            currency,
-            source,
-            target,
-            close_on,
-            amount_home,
-            home_currency,
-        )
-        deals += count
+    for group in groups:
+        total += _converted_sum(converter, group, target)
+        deals += group.deals
     return total, deals, unit
+
+
+def _summed_amounts() -> tuple[Any, ...]:
+    """Per group of won deals: the exact sum of amounts, the deals, and the sum and count
+    of the amounts the source converted itself (``amount_home``)."""
+    return (
+        _exact_sum(Deal.amount).label("amount"),
+        func.count().label("deals"),
+        _exact_sum(Deal.amount_home).label("home"),
+        func.count(Deal.amount_home).label("converted"),
+    )
+
+
+def _converted_sum(converter: Converter, group: Any, target: str | None) -> Decimal:
+    """One group's sum (of ``_summed_amounts``) in ``target``; the source's own conversion
+    counts only when every deal of the group has one."""
+    amount_home = (
+        _from_units(group.home, Deal.amount_home) if group.converted == group.deals else None
+    )
+    return converter.convert(
+        cast(Decimal, _from_units(group.amount, Deal.amount)),
+        group.currency,
+        group.source,
+        target,
+        group.close_on,
+        amount_home,
+        group.home_currency,
+    )
 
 
 # --- the metrics ----------------------------------------------------------------------------
@@ -601,39 +617,17 @@ def new_rep_quota_attainment(session: Session, period: Period, params: RampParam
                 Deal.currency,
                 Deal.home_currency,
                 Deal.close_on,
-                _exact_sum(Deal.amount),
-                func.count(),
-                _exact_sum(Deal.amount_home),
-                func.count(Deal.amount_home),
+                *_summed_amounts(),
             )
             .where(_live(Deal), Deal.outcome == "won", Deal.amount.is_not(None), in_a_ramp)
             .group_by(Deal.source, Deal.owner_id, Deal.currency, Deal.home_currency, Deal.close_on)
         ).all()
         converter = Converter(session)
-        for (
-            source,
-            owner,
-            currency,
-            home_currency,
-            close_on,
-            amount,
-            count,
-            home,
-            converted,
-        ) in groups:
-            rep = ramps[(source, owner)][0]
-            amount_home = _from_units(home, Deal.amount_home) if converted == count else None
-            converted_amount = converter.convert(
-                cast(Decimal, _from_units(amount, Deal.amount)),
-                currency,
-                source,
-                rep.quota_currency,
-                close_on,
-                amount_home,
-                home_currency,
-            )
-            month = by_month[(source, owner)]
-            key = (close_on.year, close_on.month)
+        for group in groups:
+            rep = ramps[(group.source, group.owner_id)][0]
+            converted_amount = _converted_sum(converter, group, rep.quota_currency)
+            month = by_month[(group.source, group.owner_id)]
+            key = (group.close_on.year, group.close_on.month)
             month[key] = month.get(key, Decimal(0)) + converted_amount
     reached = sorted(
         owner
