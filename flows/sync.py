@@ -565,7 +565,7 @@ def _sync(
                 if matches.unmatched:
                     logger.warning(
                         "%d customer(s) match no %s customer by %s, e.g. %s",
-                        len(matches.unmatched),
+                        matches.unmatched_count,
                         primary,
                         matches.match_by,
                         matches.unmatched[0],

@@ -154,6 +154,11 @@ def _streams_table(streams: dict[str, dict[str, Any]], title: str | None = None)
     return table
 
 
+def _unmatched_count(customers: dict[str, Any]) -> int:
+    """How many customers matched nothing (runs before the count listed them all)."""
+    return int(customers.get("unmatched_count", len(customers["unmatched"])))
+
+
 def _print_run(report: dict[str, Any]) -> None:
     out.print(_streams_table(report["streams"], f"Run {report['run_id']} — {report['status']}"))
     for name, gone in (report.get("tombstoned") or {}).items():
@@ -161,13 +166,12 @@ def _print_run(report: dict[str, Any]) -> None:
             out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
     customers = report.get("customers") or {}
     if customers:
-        unmatched = customers["unmatched"]
         out.print(
             f"Customers matched to {customers['primary']} by {customers['match_by']}: "
-            f"{customers['matched']:,}; unmatched: {len(unmatched):,}",
+            f"{customers['matched']:,}; unmatched: {_unmatched_count(customers):,}",
             highlight=False,
         )
-        for item in unmatched[:10]:
+        for item in customers["unmatched"][:10]:
             err.print(f"[yellow]unmatched customer:[/] {item}", highlight=False, soft_wrap=True)
     for finding in report.get("findings", []):
         err.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
@@ -527,7 +531,7 @@ def runs_show(
     customers = run.details.get("customers") or {}
     if customers:
         out.print(
-            f"customers matched: {customers['matched']}, unmatched: {len(customers['unmatched'])}"
+            f"customers matched: {customers['matched']}, unmatched: {_unmatched_count(customers)}"
         )
     for finding in run.details.get("findings", []):
         out.print(f"finding: {finding}", highlight=False)

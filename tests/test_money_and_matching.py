@@ -160,6 +160,7 @@ def test_customers_match_by_domain_or_external_id(store: Store) -> None:
     with store.session() as session, session.begin():
         by_domain = match_customers(session, "salesforce", "domain")
     assert by_domain.matched == 1
+    assert by_domain.unmatched_count == 1
     assert [u["source_id"] for u in by_domain.unmatched] == ["2"]
     with store.session() as session:
         links = {
@@ -176,3 +177,21 @@ def test_customers_match_by_domain_or_external_id(store: Store) -> None:
     assert by_id.matched == 1
     with store.session() as session:
         assert session.get(CustomerLink, ("zendesk", "1")).crm_id == "001B"  # type: ignore[union-attr]
+
+
+def test_unmatched_customers_are_all_counted_and_the_first_listed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("transforms.matching.UNMATCHED_LISTED", 2)
+    with store.session() as session, session.begin():
+        upsert_records(
+            session,
+            Customer,
+            [customer("salesforce", "001A", "acme.example")]
+            + [customer("zendesk", str(n), f"stray{n}.example") for n in (3, 1, 2)],
+        )
+    with store.session() as session, session.begin():
+        report = match_customers(session, "salesforce", "domain")
+    assert (report.matched, report.unmatched_count) == (0, 3)
+    assert [u["source_id"] for u in report.unmatched] == ["1", "2"]
+    assert report.unmatched[0]["domain"] == "stray1.example"

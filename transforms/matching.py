@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, func, insert, literal, select
+from sqlalchemy.orm import Session, aliased
 
 from okr_targets.models import Customer, CustomerLink
+
+UNMATCHED_LISTED = 100
+"""Unmatched customers named in the report; all of them are counted."""
 
 
 @dataclass
@@ -21,64 +24,83 @@ class MatchReport:
     primary: str
     match_by: str
     matched: int = 0
-    unmatched: list[dict[str, str | None]] = field(default_factory=list)
+    unmatched_count: int = 0
+    unmatched: list[dict[str, str | None]] = field(default_factory=list)  # the first ones
 
 
 def match_customers(session: Session, primary: str, match_by: str) -> MatchReport:
-    """Rebuild ``customer_links``: primary customers link to themselves, others by key.
+    """Rebuild ``customer_links`` in the database: primary customers link to themselves,
+    others by key (case-insensitive; of CRM customers sharing a key, the lowest id).
 
-    Reads only the columns it needs and inserts the links in bulk (no ORM objects): it
-    runs on every sync, over every customer.
+    Two INSERT … SELECTs and two counts, so no customer is read into Python: it runs on
+    every sync, over every customer.
     """
     report = MatchReport(primary, match_by)
-    columns = (
-        Customer.source,
-        Customer.source_id,
-        Customer.name,
-        Customer.domain,
-        Customer.external_id,
+    crm = aliased(Customer)
+    crm_key = crm.domain if match_by == "domain" else crm.source_id
+    other_key = Customer.domain if match_by == "domain" else Customer.external_id
+    index = (
+        select(func.lower(crm_key).label("key"), func.min(crm.source_id).label("crm_id"))
+        .where(crm.deleted_at.is_(None), crm.source == primary, crm_key.is_not(None), crm_key != "")
+        .group_by(func.lower(crm_key))
+        .subquery()
     )
-    live = select(*columns).where(Customer.deleted_at.is_(None))
-    crm = session.execute(live.where(Customer.source == primary)).all()
-    index: dict[str, str] = {}
-    for customer in crm:
-        key = customer.domain if match_by == "domain" else customer.source_id
-        if key:
-            index.setdefault(key.lower(), customer.source_id)
+    others = and_(Customer.deleted_at.is_(None), Customer.source != primary)
+    link_columns = ["source", "source_id", "crm_source", "crm_id", "matched_by"]
     session.execute(delete(CustomerLink))
-    links = [
-        {
-            "source": primary,
-            "source_id": c.source_id,
-            "crm_source": primary,
-            "crm_id": c.source_id,
-            "matched_by": "primary",
-        }
-        for c in crm
-    ]
-    for customer in session.execute(live.where(Customer.source != primary)):
-        key = customer.domain if match_by == "domain" else customer.external_id
-        crm_id = index.get(key.lower()) if key else None
-        if crm_id is None:
-            report.unmatched.append(
-                {
-                    "source": customer.source,
-                    "source_id": customer.source_id,
-                    "name": customer.name,
-                    match_by: key,
-                }
-            )
-            continue
-        links.append(
-            {
-                "source": customer.source,
-                "source_id": customer.source_id,
-                "crm_source": primary,
-                "crm_id": crm_id,
-                "matched_by": match_by,
-            }
+    session.execute(
+        insert(CustomerLink).from_select(
+            link_columns,
+            select(
+                Customer.source,
+                Customer.source_id,
+                literal(primary),
+                Customer.source_id,
+                literal("primary"),
+            ).where(Customer.deleted_at.is_(None), Customer.source == primary),
         )
-        report.matched += 1
-    if links:
-        session.execute(insert(CustomerLink), links)
+    )
+    session.execute(
+        insert(CustomerLink).from_select(
+            link_columns,
+            select(
+                Customer.source,
+                Customer.source_id,
+                literal(primary),
+                index.c.crm_id,
+                literal(match_by),
+            )
+            .join(index, func.lower(other_key) == index.c.key)
+            .where(others),
+        )
+    )
+    report.matched = int(
+        session.scalar(
+            select(func.count())
+            .select_from(CustomerLink)
+            .where(CustomerLink.matched_by == match_by)
+        )
+        or 0
+    )
+    unlinked = (
+        select(Customer.source, Customer.source_id, Customer.name, other_key.label("key"))
+        .outerjoin(
+            CustomerLink,
+            and_(
+                CustomerLink.source == Customer.source,
+                CustomerLink.source_id == Customer.source_id,
+            ),
+        )
+        .where(others, CustomerLink.crm_id.is_(None))
+    )
+    report.unmatched_count = int(
+        session.scalar(select(func.count()).select_from(unlinked.subquery())) or 0
+    )
+    listed = session.execute(
+        unlinked.order_by(Customer.source, Customer.source_id).limit(UNMATCHED_LISTED)
+    )
+    report.unmatched = [
+        {"source": c.source, "source_id": c.source_id, "name": c.name, match_by: c.key}
+        for c in listed
+    ]
     return report
