@@ -203,7 +203,7 @@ def test_lint(tmp_path: Path) -> None:
 def test_db_upgrade_and_unknown_format(sqlite_url: str) -> None:
     result = invoke("db", "upgrade", "--store", sqlite_url)
     assert result.exit_code == 0, result.output
-    assert "schema revision 0004" in result.stdout
+    assert "schema revision 0005" in result.stdout
     assert_failed_cleanly(
         invoke("report", "--store", sqlite_url, "--format", "xml"), "unknown format"
     )
