@@ -9,8 +9,9 @@ links are rebuilt on every sync; customers that match nothing are reported, not 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, select
+from sqlalchemy import Select, and_, delete, func, insert, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from okr_targets.models import Customer, CustomerLink
@@ -45,35 +46,26 @@ def match_customers(session: Session, primary: str, match_by: str) -> MatchRepor
         .group_by(func.lower(crm_key))
         .subquery()
     )
-    others = and_(Customer.deleted_at.is_(None), Customer.source != primary)
-    link_columns = ["source", "source_id", "crm_source", "crm_id", "matched_by"]
+    live = Customer.deleted_at.is_(None)
+    others = and_(live, Customer.source != primary)
+
+    def links(crm_id: Any, matched_by: str) -> Select[Any]:
+        return select(
+            Customer.source, Customer.source_id, literal(primary), crm_id, literal(matched_by)
+        )
+
     session.execute(delete(CustomerLink))
-    session.execute(
-        insert(CustomerLink).from_select(
-            link_columns,
-            select(
-                Customer.source,
-                Customer.source_id,
-                literal(primary),
-                Customer.source_id,
-                literal("primary"),
-            ).where(Customer.deleted_at.is_(None), Customer.source == primary),
-        )
-    )
-    session.execute(
-        insert(CustomerLink).from_select(
-            link_columns,
-            select(
-                Customer.source,
-                Customer.source_id,
-                literal(primary),
-                index.c.crm_id,
-                literal(match_by),
+    for rows in (
+        links(Customer.source_id, "primary").where(live, Customer.source == primary),
+        links(index.c.crm_id, match_by)
+        .join(index, func.lower(other_key) == index.c.key)
+        .where(others),
+    ):
+        session.execute(
+            insert(CustomerLink).from_select(
+                ["source", "source_id", "crm_source", "crm_id", "matched_by"], rows
             )
-            .join(index, func.lower(other_key) == index.c.key)
-            .where(others),
         )
-    )
     report.matched = int(
         session.scalar(
             select(func.count())
