@@ -281,8 +281,17 @@ def world(tmp_path: Path, prefect_database: str) -> Iterator[dict[str, Any]]:
         )
         line = first_line(receiver, timeout=60)
         assert line.startswith("listening on http://127.0.0.1:"), processes.log("receiver")
+        api = httpx.Client(base_url=api_url, timeout=10)
+        # The test starts every run itself: a cron run firing mid-test (at :00, :15, …)
+        # would sync the webhook's ticket first and take its measurement.
+        for scheduled_deployment in ("incremental-sync", "nightly-reconcile"):
+            call(
+                api,
+                "POST",
+                f"/deployments/{deployment_id(api, scheduled_deployment)}/pause_deployment",
+            )
         yield {
-            "api": httpx.Client(base_url=api_url, timeout=10),
+            "api": api,
             "receiver": line.split()[2],
             "helpdesk": helpdesk,
             "store_url": store_url,
