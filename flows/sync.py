@@ -234,7 +234,6 @@ def sync_stream(
                     counts,
                     window,
                 )
-                full_refresh = False
     except RetriableSourceError as exc:
         counts.stopped = f"{exc} (gave up after {counts.attempts} attempts)"
         logger.error("%s: stopped early: %s", label, counts.stopped)
@@ -262,7 +261,9 @@ def _read_into_mirror(
     """One attempt: from the committed cursor to the end of the stream, batch by batch.
 
     With a ``lookback`` the read starts that much before the cursor, inclusive; without
-    one (a retry) it resumes exactly after the cursor's (time, id).
+    one (a retry) it resumes exactly after the cursor's (time, id). A full refresh starts
+    from the beginning, and its retry from the cursor its own batches committed: a
+    connection dropped at the millionth record does not re-read the first million.
     """
     logger = run_logger()
     label = f"{source}.{stream.name}"
@@ -270,11 +271,14 @@ def _read_into_mirror(
     try:
         with store.session() as session:
             saved = read_cursor(session, source, stream.name)
+            saved_by_this_run = read_cursor(session, source, stream.name, written_by=run_id)
         since, until = None, None
         if window is not None:
             since, until = Bookmark(window[0]), window[1]
         elif saved is not None and not full_refresh:
             since = Bookmark(saved.at - lookback, saved.token) if lookback else saved
+        elif lookback is None:  # a full refresh's retry
+            since = saved_by_this_run
         logger.info(
             "%s: reading %s",
             label,

@@ -370,9 +370,14 @@ def record_source_reads(
         session.add(read)
 
 
-def read_cursor(session: Session, source: str, stream: str) -> Bookmark | None:
+def read_cursor(
+    session: Session, source: str, stream: str, *, written_by: str | None = None
+) -> Bookmark | None:
+    """The stream's saved position; with ``written_by``, only if that run saved it."""
     cursor = session.get(Cursor, (source, stream))
-    return Bookmark(cursor.value, cursor.token, cursor.last_id) if cursor else None
+    if cursor is None or (written_by is not None and cursor.run_id != written_by):
+        return None
+    return Bookmark(cursor.value, cursor.token, cursor.last_id)
 
 
 def write_cursor(

@@ -147,6 +147,30 @@ def test_a_retry_resumes_inside_a_block_of_equal_timestamps(
 
 
 @pytest.mark.usefixtures("live_sandbox")
+def test_a_full_refresh_retry_resumes_after_its_own_batches(
+    sqlite_url: str, live_app: Any, validator: Validator
+) -> None:
+    """A full refresh whose connection drops at the second page resumes from the cursor
+    its first batch committed, not from the start (nor from an earlier run's cursor):
+    every record is read once and stamped with the refresh's run, which tombstoning the
+    unseen relies on."""
+    sync_opportunities(sqlite_url, validator)  # an earlier run's cursor, at the end
+    # the first page is served (slowly), the second one's connection drops
+    live_app.state.faults.extend(parse_faults(f"slow:0.01@{QUERY_MORE},drop@{QUERY_MORE}"))
+    store = Store.open(sqlite_url)
+    run_id = begin_run(store, "test")
+    stream = next(s for s in get_connector("salesforce").streams if s.name == "Opportunity")
+
+    counts = sync_stream.fn(store, "salesforce", stream, run_id, validator, 200, full_refresh=True)
+
+    assert (counts.read, counts.retries, counts.duplicates, counts.stopped) == (1200, 1, 0, None)
+    with store.session() as session:
+        stamped = session.execute(select(Deal.run_id, func.count()).group_by(Deal.run_id)).all()
+    assert stamped == [(run_id, 1200)]
+    store.dispose()
+
+
+@pytest.mark.usefixtures("live_sandbox")
 def test_a_session_that_expires_mid_run_is_renewed_without_a_retry(
     sqlite_url: str, live_app: Any, validator: Validator
 ) -> None:
