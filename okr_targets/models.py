@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -242,6 +243,13 @@ class MeasurementRecord(Base):
 # --- The canonical record mirror --------------------------------------------------------
 
 
+LIVE_ONLY: dict[str, Any] = {
+    "sqlite_where": text("deleted_at IS NULL"),
+    "postgresql_where": text("deleted_at IS NULL"),
+}
+"""A partial index of live rows: what every metric reads (tombstones never count)."""
+
+
 class MirrorRecord(Base):
     """Columns every canonical record carries, whatever system it came from."""
 
@@ -266,6 +274,14 @@ class Customer(MirrorRecord):
     domain: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
     external_id: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
 
+    __table_args__ = (  # retention and churn: who was a customer on a period's first day
+        Index(
+            "ix_mirror_customers_live_since",
+            *("became_customer_on", "churned_on", "source", "segment", "source_id"),
+            **LIVE_ONLY,
+        ),
+    )
+
 
 class Deal(MirrorRecord):
     __tablename__ = "mirror_deals"
@@ -285,9 +301,20 @@ class Deal(MirrorRecord):
     close_on: Mapped[date | None]  # the close date (expected while open)
 
     __table_args__ = (
-        Index("ix_mirror_deals_outcome_close", "outcome", "close_on"),
+        # The deal metrics read live deals by outcome and close date; every column they
+        # filter, group or sum is in the index, so the database answers from it alone.
+        Index(
+            "ix_mirror_deals_live_closed",
+            *("outcome", "close_on", "source", "source_id", "owner_id", "customer_id"),
+            *("currency", "home_currency", "amount", "amount_home", "created_at"),
+            **LIVE_ONLY,
+        ),
         # a customer's earlier won deals: is this one their first (new_customers_won)?
-        Index("ix_mirror_deals_customer_outcome_close", "customer_id", "outcome", "close_on"),
+        Index(
+            "ix_mirror_deals_live_customer_won",
+            *("source", "customer_id", "outcome", "close_on", "source_id"),
+            **LIVE_ONLY,
+        ),
     )
 
 
@@ -323,15 +350,23 @@ class Ticket(MirrorRecord):
     """A support request (Zendesk ticket, Salesforce Case, HubSpot ticket)."""
 
     __tablename__ = "mirror_tickets"
-    # The data's cutoff of ticket_volume per day: the newest live change, read off the index.
-    __table_args__ = (Index("ix_mirror_tickets_source_modified_at", "source_modified_at"),)
+    __table_args__ = (
+        # The ticket metrics' rows by creation time, with what they filter and measure.
+        Index(
+            "ix_mirror_tickets_live_created",
+            *("created_at", "first_response_at", "source", "source_id", "channel", "priority"),
+            **LIVE_ONLY,
+        ),
+        # The data's cutoff of ticket_volume per day: the newest change, read off the index.
+        Index("ix_mirror_tickets_source_modified_at", "source_modified_at"),
+    )
 
     customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # new | open | pending | solved | closed; None for a deleted ticket (Zendesk drops it)
     status: Mapped[str | None] = mapped_column(String(16))
     priority: Mapped[str | None] = mapped_column(String(32))
     channel: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[Timestamp] = mapped_column(index=True)
+    created_at: Mapped[Timestamp]
     first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     solved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -350,7 +385,15 @@ class Rating(MirrorRecord):
     score: Mapped[Decimal | None] = mapped_column(Numeric(6, 2, asdecimal=True))
     scale_max: Mapped[int | None]  # None: a survey offered but not answered
     good: Mapped[bool | None]
-    rated_at: Mapped[Timestamp] = mapped_column(index=True)
+    rated_at: Mapped[Timestamp]
+
+    __table_args__ = (  # the rating metrics' rows by time, with what they count and average
+        Index(
+            "ix_mirror_ratings_live_rated",
+            *("rated_at", "good", "scale_max", "score", "source", "source_id"),
+            **LIVE_ONLY,
+        ),
+    )
 
 
 class CustomerLink(Base):

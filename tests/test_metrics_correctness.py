@@ -14,10 +14,13 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete
 
 from connectors.base import get_connector
 from connectors.salesforce.sandbox_data import SalesforceOrg, customer_seeds
@@ -27,8 +30,9 @@ from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
 from expectations import Validator
 from flows.sync import sync_stream
 from okr_sync.sandbox import RunningServer, serve_tls
+from okr_targets.models import Ticket
 from okr_targets.periods import Period
-from okr_targets.store import Store, begin_run, finish_run
+from okr_targets.store import Store, begin_run, finish_run, upsert_records
 from tests.conftest import AS_OF
 from transforms.metrics import MetricResult, RecordRef, get_metric, record_refs
 
@@ -706,3 +710,58 @@ def test_zendesk_metrics_match_independent_computation(
     assert not mismatches, f"{len(mismatches)} mismatches in {len(checks)} cases:\n" + "\n".join(
         mismatches
     )
+
+
+# --- the median first response, against statistics.median ------------------------------------
+
+WAIT_MS = st.one_of(
+    st.integers(0, 5 * 86_400_000),  # anything up to five days
+    st.sampled_from([0, 59_999, 60_000, 60_001, 3_600_000]),  # ties and minute boundaries
+)
+
+
+@pytest.fixture
+def ticket_store(store_url: str) -> Iterator[Store]:
+    store = Store.open(store_url)
+    yield store
+    store.dispose()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # cleared per example
+)
+@given(waits=st.lists(WAIT_MS, min_size=1, max_size=40))
+def test_median_first_response_is_exactly_the_median_of_the_waits(
+    ticket_store: Store, waits: list[int]
+) -> None:
+    """Counted per minute and then read only around the middle, it is still the exact
+    median: of one wait, of an even count (the mean of the middle two), across ties and
+    on either side of a minute's boundary."""
+    created = datetime(2026, 10, 5, 9, 30, tzinfo=UTC)
+    rows = [
+        {
+            "source": "zendesk",
+            "source_id": str(index),
+            "source_modified_at": created,
+            "deleted_at": None,
+            "run_id": "r",
+            "customer_id": None,
+            "status": "solved",
+            "priority": None,
+            "channel": None,
+            "created_at": created + timedelta(minutes=index),
+            "first_response_at": created + timedelta(minutes=index, milliseconds=wait),
+            "solved_at": None,
+        }
+        for index, wait in enumerate(waits)
+    ]
+    with ticket_store.session() as session, session.begin():
+        session.execute(delete(Ticket))
+        upsert_records(session, Ticket, rows)
+    with ticket_store.session() as session:
+        result = get_metric("median_first_response_hours").run(session, Period.parse("2026-Q4"), {})
+    assert result.record_count == len(waits)
+    assert result.value == pytest.approx(statistics.median(waits) / 3_600_000, abs=1e-9)
