@@ -30,7 +30,14 @@ from okr_targets.models import (
 from okr_targets.periods import Period
 from okr_targets.scoring import final_score, score
 from okr_targets.store import upsert_records
-from transforms.metrics import CONFIG_SOURCE, MetricError, MetricResult, RecordSelect, get_metric
+from transforms.metrics import (
+    CONFIG_SOURCE,
+    MetricError,
+    MetricResult,
+    RecordSelect,
+    get_metric,
+    shared_results,
+)
 
 
 def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
@@ -254,6 +261,21 @@ def measure_key_results(
     that (a deal marked won late, a ticket reopened) the new measurement restates the old
     one (``restates_id``), so the history keeps both and ``explain`` shows why.
     """
+    with shared_results(session):
+        return _measure_all(
+            session, config, run_id, now, code_version, data_cutoff, refreeze_baselines
+        )
+
+
+def _measure_all(
+    session: Session,
+    config: OkrConfig,
+    run_id: str,
+    now: datetime,
+    code_version: str,
+    data_cutoff: datetime | None,
+    refreeze_baselines: bool,
+) -> list[KeyResultOutcome]:
     outcomes = []
     for objective, spec, _where in config.key_results():
         if spec.target is None or (spec.metric is None and spec.done is None):

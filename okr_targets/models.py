@@ -315,6 +315,13 @@ class Deal(MirrorRecord):
             *("source", "customer_id", "outcome", "close_on", "source_id"),
             **LIVE_ONLY,
         ),
+        # the priced deals per currency, read in order (the unconvertible-currency check)
+        Index(
+            "ix_mirror_deals_live_currency",
+            *("source", "currency", "amount_home"),
+            sqlite_where=text("deleted_at IS NULL AND amount IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NULL AND amount IS NOT NULL"),
+        ),
     )
 
 

@@ -13,6 +13,7 @@ import calendar
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from okr_targets.models import Ticket
 from okr_targets.periods import Period
 from okr_targets.store import Store, begin_run, finish_run, upsert_records
 from tests.conftest import AS_OF
-from transforms.metrics import MetricResult, RecordRef, get_metric, record_refs
+from transforms.metrics import MetricResult, RecordRef, get_metric, record_refs, shared_results
 
 Record = dict[str, Any]
 
@@ -457,10 +458,14 @@ def differences(measured: Measured, expected: Expected) -> list[str]:
     return problems
 
 
-def measure(url: str, checks: Iterable[tuple[str, str, dict[str, Any]]]) -> list[Measured]:
+def measure(
+    url: str, checks: Iterable[tuple[str, str, dict[str, Any]]], *, shared: bool = False
+) -> list[Measured]:
+    """Each check's result and records; ``shared``: all in one shared_results scope, as a
+    sync measures its key results."""
     store = Store.open(url)
     try:
-        with store.session() as session:
+        with store.session() as session, shared_results(session) if shared else nullcontext():
             results = [
                 get_metric(name).run(session, Period.parse(label), params)
                 for name, label, params in checks
@@ -492,10 +497,14 @@ def test_expected_values_are_not_trivial(oracle: Oracle) -> None:
     assert oracle.expect("won_revenue", "2026-Q4", FILTERS[1]).value  # the owner filter bites
 
 
-def test_metrics_match_independent_computation(synced_store: str, oracle: Oracle) -> None:
-    """Every metric, period and filter gives the hand-computed value, unit and lineage."""
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "shared"])
+def test_metrics_match_independent_computation(
+    synced_store: str, oracle: Oracle, shared: bool
+) -> None:
+    """Every metric, period and filter gives the hand-computed value, unit and lineage,
+    computed alone or with what the metrics share within one measurement."""
     checks = cases()
-    results = measure(synced_store, checks)
+    results = measure(synced_store, checks, shared=shared)
     mismatches = []
     for (name, label, params), result in zip(checks, results, strict=True):
         for problem in differences(result, oracle.expect(name, label, params)):

@@ -12,7 +12,8 @@ model, so a typo in the OKR file is caught before any sync starts.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -199,6 +200,31 @@ def record_refs(session: Session, result: MetricResult) -> list[RecordRef]:
 
 # --- building blocks ----------------------------------------------------------------------
 
+T = TypeVar("T")
+
+
+@contextmanager
+def shared_results(session: Session) -> Iterator[None]:
+    """Within it, what one metric read for a period is reused by the others.
+
+    For measuring every key result in one go, while the mirror does not change: three
+    key results on the same period's new customers then probe its won deals once.
+    """
+    session.info["metric_results"] = {}
+    try:
+        yield
+    finally:
+        session.info.pop("metric_results", None)
+
+
+def _shared(session: Session, key: Hashable, compute: Callable[[], T]) -> T:
+    results = session.info.get("metric_results")
+    if results is None:
+        return compute()
+    if key not in results:
+        results[key] = compute()
+    return cast(T, results[key])
+
 
 def _live(model: Any) -> Any:
     return model.deleted_at.is_(None)
@@ -215,12 +241,17 @@ def _filtered(statement: AnySelect, filters: Filters) -> AnySelect:
     """
     if filters.owner is None and filters.team is None:
         return statement
+    return statement.where(tuple_(Deal.source, Deal.owner_id).in_(_owners(filters)))
+
+
+def _owners(filters: Filters) -> Select[str, str]:
+    """The (source, id) of the reps the filters name."""
     owners = select(Rep.source, Rep.source_id)
     if filters.owner is not None:
         owners = owners.where(func.lower(Rep.email) == filters.owner.lower())
     if filters.team is not None:
         owners = owners.where(Rep.team == filters.team)
-    return statement.where(tuple_(Deal.source, Deal.owner_id).in_(owners))
+    return owners
 
 
 def _won_deals_in(period: Period, filters: Filters, *columns: Any) -> Select[Any]:
@@ -466,17 +497,17 @@ def _converted_won_total(
     SQL sums the amounts per source, currency and close date (a dated rate holds for
     whole days); each sum is converted here in Decimal, as its deals would be one by one.
     """
-    groups = session.execute(
-        _priced_won_deals_in(
-            period,
-            params,
-            Deal.source,
-            Deal.currency,
-            Deal.home_currency,
-            Deal.close_on,
-            *_summed_amounts(),
-        ).group_by(Deal.source, Deal.currency, Deal.home_currency, Deal.close_on)
-    ).all()
+    summed = _priced_won_deals_in(
+        period,
+        params,
+        Deal.source,
+        Deal.currency,
+        Deal.home_currency,
+        Deal.close_on,
+        *_summed_amounts(),
+    ).group_by(Deal.source, Deal.currency, Deal.home_currency, Deal.close_on)
+    key = ("won sums", period.start, period.end, params.owner, params.team)
+    groups = _shared(session, key, lambda: session.execute(summed).all())
     converter = Converter(session)
     target = converter.target_currency({group.source for group in groups}, params.currency)
     currencies = {group.currency for group in groups}
@@ -577,7 +608,18 @@ def _first_won_deals_in(period: Period, params: Filters, *columns: Any) -> Selec
 @metric("new_customers_won", Filters)
 def new_customers_won(session: Session, period: Period, params: Filters) -> MetricResult:
     """Customers whose first won deal (ever) closed in the period; counts each customer once."""
-    customers = int(session.scalar(_first_won_deals_in(period, params, func.count())) or 0)
+    # Counted per owner of that first deal, so key results on the same period (the company,
+    # a team, a rep) share one probe of the period's won deals.
+    per_owner = _first_won_deals_in(period, Filters(), Deal.source, Deal.owner_id, func.count())
+    key = ("first won deals per owner", period.start, period.end)
+    counts = _shared(
+        session, key, lambda: session.execute(per_owner.group_by(Deal.source, Deal.owner_id)).all()
+    )
+    if params.owner is None and params.team is None:
+        customers = sum(n for _, _, n in counts)
+    else:
+        owners = set(session.execute(_owners(params)).tuples())
+        customers = sum(n for source, owner, n in counts if (source, owner) in owners)
     records = _first_won_deals_in(period, params, *record_columns(Deal, "deal"))
     return MetricResult(float(customers), "customers", records, record_count=customers)
 

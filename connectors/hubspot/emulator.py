@@ -557,17 +557,14 @@ def create_app(
         except SearchError as exc:
             return _error(400, "VALIDATION_ERROR", str(exc))
         archived = _flag(params.get("archived"))
-        records = sorted(
-            state.portal.records(object_type, archived=archived), key=lambda r: int(r["id"])
-        )
-        ids = [int(r["id"]) for r in records]
-        start = bisect.bisect_left(ids, after)
+        records = state.portal.by_id(object_type, archived=archived)
+        start = bisect.bisect_left(records, after, key=lambda r: int(r["id"]))
         page = records[start : start + limit]
         names = _property_names(request) or DEFAULT_PROPERTIES[object_type]
         selected = tuple(dict.fromkeys([*names, *_ALWAYS]))
         body: dict[str, Any] = {"results": [_project(r, selected) for r in page]}
         if start + limit < len(records):
-            next_id = str(ids[start + limit])
+            next_id = str(records[start + limit]["id"])
             link = f"{request.url.path}?after={next_id}&archived={str(archived).lower()}"
             body["paging"] = {"next": {"after": next_id, "link": link}}
         return _json(body)

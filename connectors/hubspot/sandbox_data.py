@@ -108,6 +108,7 @@ class HubSpotPortal:
         self.account: dict[str, Any] = dict(account or DEFAULT_ACCOUNT)
         self._records: dict[str, dict[str, Record]] = {name: {} for name in OBJECT_TYPES}
         self._index: dict[str, tuple[list[int], list[Record]] | None] = dict.fromkeys(OBJECT_TYPES)
+        self._by_id: dict[tuple[str, bool], list[Record]] = {}
         self._lock = threading.Lock()
 
     def add(self, object_type: str, record: Mapping[str, Any]) -> Record:
@@ -121,6 +122,8 @@ class HubSpotPortal:
         with self._lock:
             self._records[object_type][record_id] = stored
             self._index[object_type] = None
+            self._by_id.pop((object_type, False), None)
+            self._by_id.pop((object_type, True), None)
         return stored
 
     def get(self, object_type: str, record_id: str) -> Record | None:
@@ -165,6 +168,20 @@ class HubSpotPortal:
             return []
         block = record.get("associations", {}).get("companies", {})
         return [str(item["id"]) for item in block.get("results", [])]
+
+    def by_id(self, object_type: str, *, archived: bool) -> list[Record]:
+        """Live or archived records sorted by numeric id: built once per change, so each
+        page of a listing is a bisect and a slice."""
+        with self._lock:
+            key = (object_type, archived)
+            if key not in self._by_id:
+                rows = [
+                    r
+                    for r in self._records[object_type].values()
+                    if bool(r.get("archived")) == archived
+                ]
+                self._by_id[key] = sorted(rows, key=lambda r: int(r["id"]))
+            return self._by_id[key]
 
     def live_index(self, object_type: str) -> tuple[list[int], list[Record]]:
         """Live records sorted by (hs_lastmodifieddate, id), with their modified epoch-ms keys.

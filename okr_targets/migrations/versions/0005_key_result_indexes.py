@@ -61,12 +61,22 @@ REPLACED = {  # plain indexes the covering ones make redundant: (table, name, co
 }
 
 
+PRICED = "deleted_at IS NULL AND amount IS NOT NULL"
+
+
 def upgrade() -> None:
     for table, name, _ in sorted(REPLACED):
         op.drop_index(name, table_name=table)
     for table, indexes in COVERING.items():
         for name, columns in indexes.items():
             op.create_index(name, table, columns, **LIVE_ONLY)
+    op.create_index(  # the priced deals per currency (the unconvertible-currency check)
+        "ix_mirror_deals_live_currency",
+        "mirror_deals",
+        ["source", "currency", "amount_home"],
+        sqlite_where=sa.text(PRICED),
+        postgresql_where=sa.text(PRICED),
+    )
     op.create_index(
         "ix_mirror_tickets_source_modified_at", "mirror_tickets", ["source_modified_at"]
     )
@@ -74,6 +84,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_mirror_tickets_source_modified_at", table_name="mirror_tickets")
+    op.drop_index("ix_mirror_deals_live_currency", table_name="mirror_deals")
     for table, indexes in COVERING.items():
         for name in indexes:
             op.drop_index(name, table_name=table)
