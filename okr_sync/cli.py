@@ -113,14 +113,23 @@ def _run_sync(
     if has_password(store_url):
         # Prefect keeps flow parameters in its database: hand credentials over privately.
         os.environ["OKR_SYNC_STORE_URL"], store_url = store_url, ""
-    with _progress_bar():
-        state = sync_okrs(
-            okr_file=str(okr_file),
-            store_url=store_url or None,
-            full_refresh=full_refresh,
-            reconcile=reconcile,
-            return_state=True,
-        )
+    try:
+        with _progress_bar():
+            state = sync_okrs(
+                okr_file=str(okr_file),
+                store_url=store_url or None,
+                full_refresh=full_refresh,
+                reconcile=reconcile,
+                return_state=True,
+            )
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" not in str(exc):
+            raise
+        raise fail(  # no server configured, and the temporary one did not come up in time
+            "Prefect's temporary API server did not start in time; set PREFECT_API_URL to a "
+            "running Prefect server, or give it longer with "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (default 20)"
+        ) from None
     if not state.is_completed():
         raise fail((state.message or "the sync failed").strip().splitlines()[0])
     report = state.result()

@@ -240,6 +240,8 @@ def test_the_real_command_prints_no_traceback(tmp_path: Path) -> None:
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("OKR_SYNC_")}
+    # Its own temporary Prefect server: on a busy CI machine it may need more than 20 s.
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
     command = [
         sys.executable,
         "-m",
@@ -259,3 +261,24 @@ def test_the_real_command_prints_no_traceback(tmp_path: Path) -> None:
     assert (
         done.stderr.strip().splitlines()[-2:][0].startswith("error: salesforce: the client secret")
     )
+
+
+def test_a_prefect_server_that_does_not_start_is_one_clear_error(tmp_path: Path) -> None:
+    """No Prefect server configured and the temporary one not up in time (a busy machine;
+    here no time at all): an error line saying what to set, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OKR_SYNC_", "PREFECT_"))}
+    env |= {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0",
+    }
+    command = [sys.executable, "-m", "okr_sync.cli", "sync", "--okr-file", str(DEMO_OKRS)]
+    command += ["--store", f"sqlite:///{tmp_path / 'okr.db'}"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "error: Prefect's temporary API server did not start in time" in done.stderr
+    assert "PREFECT_API_URL" in done.stderr
