@@ -248,6 +248,11 @@ LIVE_ONLY: dict[str, Any] = {
     "postgresql_where": text("deleted_at IS NULL"),
 }
 """A partial index of live rows: what every metric reads (tombstones never count)."""
+PRICED_ONLY: dict[str, Any] = {
+    dialect: text("deleted_at IS NULL AND amount IS NOT NULL")
+    for dialect in ("sqlite_where", "postgresql_where")
+}
+"""A partial index of live deals that have an amount."""
 
 
 class MirrorRecord(Base):
@@ -319,8 +324,7 @@ class Deal(MirrorRecord):
         Index(
             "ix_mirror_deals_live_currency",
             *("source", "currency", "amount_home"),
-            sqlite_where=text("deleted_at IS NULL AND amount IS NOT NULL"),
-            postgresql_where=text("deleted_at IS NULL AND amount IS NOT NULL"),
+            **PRICED_ONLY,
         ),
     )
 

@@ -35,6 +35,7 @@ from okr_targets.models import Ticket
 from okr_targets.periods import Period
 from okr_targets.store import Store, begin_run, finish_run, upsert_records
 from tests.conftest import AS_OF
+from tests.test_periods import ticket
 from transforms.metrics import MetricResult, RecordRef, get_metric, record_refs, shared_results
 
 Record = dict[str, Any]
@@ -751,20 +752,8 @@ def test_median_first_response_is_exactly_the_median_of_the_waits(
     on either side of a minute's boundary."""
     created = datetime(2026, 10, 5, 9, 30, tzinfo=UTC)
     rows = [
-        {
-            "source": "zendesk",
-            "source_id": str(index),
-            "source_modified_at": created,
-            "deleted_at": None,
-            "run_id": "r",
-            "customer_id": None,
-            "status": "solved",
-            "priority": None,
-            "channel": None,
-            "created_at": created + timedelta(minutes=index),
-            "first_response_at": created + timedelta(minutes=index, milliseconds=wait),
-            "solved_at": None,
-        }
+        ticket(str(index), created + timedelta(minutes=index))
+        | {"first_response_at": created + timedelta(minutes=index, milliseconds=wait)}
         for index, wait in enumerate(waits)
     ]
     with ticket_store.session() as session, session.begin():
