@@ -564,7 +564,7 @@ def _sync(
             save_money(session, config, run_id, now)
             primary = config.primary_customer_source()
             if primary is not None:
-                matches = match_customers(session, primary, config.spec.customers.match_by)
+                matches = match_customers(session, primary, config.spec.customers.match_by, run_id)
                 report.customers = asdict(matches)
                 if matches.unmatched:
                     logger.warning(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    func,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -276,8 +277,8 @@ class Customer(MirrorRecord):
     created_at: Mapped[Timestamp]
     became_customer_on: Mapped[date | None]
     churned_on: Mapped[date | None]
-    domain: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
-    external_id: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
+    domain: Mapped[str | None] = mapped_column(String(200), default=None)
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
     __table_args__ = (  # retention and churn: who was a customer on a period's first day
         Index(
@@ -407,6 +408,17 @@ class Rating(MirrorRecord):
     )
 
 
+for _key in (Customer.domain, Customer.external_id, Customer.source_id):
+    # Matching compares keys case-insensitively and looks up only the keys that changed.
+    Index(
+        f"ix_mirror_customers_live_lower_{_key.key}",
+        func.lower(_key),
+        Customer.source,
+        Customer.source_id,
+        **LIVE_ONLY,
+    )
+
+
 class CustomerLink(Base):
     """A customer record of one system matched to the primary CRM's customer."""
 
@@ -417,6 +429,17 @@ class CustomerLink(Base):
     crm_source: Mapped[str] = mapped_column(String(32))
     crm_id: Mapped[str] = mapped_column(String(64), index=True)
     matched_by: Mapped[str] = mapped_column(String(32))
+
+
+class CustomerLinkBuild(Base):
+    """The run whose sync last brought ``customer_links`` up to date, and the matching rule
+    it used: the next sync matches again only the customers changed since that run began."""
+
+    __tablename__ = "customer_link_builds"
+
+    crm_source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    match_by: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id"))
 
 
 MIRROR: dict[str, type[MirrorRecord]] = {

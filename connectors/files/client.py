@@ -16,8 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from openpyxl import load_workbook
-
 from connectors.base import ApiUsage, Bookmark, Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError
 from connectors.files.settings import FilesSettings
@@ -138,6 +136,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[Record]]:
 
 
 def _read_xlsx(path: Path) -> tuple[list[str], list[Record]]:
+    # Imported here: every sync discovers this connector, few read a workbook (~0.5 s).
+    from openpyxl import load_workbook
+
     workbook = load_workbook(path, read_only=True, data_only=True)
     try:
         rows = workbook.worksheets[0].iter_rows(values_only=True)
