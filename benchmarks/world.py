@@ -139,7 +139,20 @@ def change(world: Systems, fraction: float, seed: int = 11) -> dict[str, int]:
             new = value or str(Decimal(record["properties"].get(name) or 0) + 1)
             portal.update(object_type, record["id"], {name: new})
         changed[f"hubspot.{object_type}"] = int(len(live) * fraction)
+    settle(world)
     return changed
+
+
+def settle(world: Systems) -> None:
+    """Build the HubSpot emulator's search index and listings now. HubSpot keeps them
+    current as records change; the emulator builds them on the first read after a change,
+    which would bill that to whichever side reads first (the floor, or the incremental)."""
+    from connectors.hubspot.sandbox_data import OBJECT_TYPES
+
+    for object_type in OBJECT_TYPES:
+        world.portal.live_index(object_type)
+        for archived in (False, True):
+            world.portal.by_id(object_type, archived=archived)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     world = build(args.deals, args.customers, args.tickets, args.hubspot_share)
+    settle(world)
     generated = time.perf_counter() - started
     crm_app = salesforce_emulator.create_app(world.org, daily_api_limit=100_000_000)
     desk_app = zendesk_emulator.create_app(
