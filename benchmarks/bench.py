@@ -5,9 +5,9 @@
 
 Steps, in one run on one machine: serve a generated Salesforce org, its Zendesk helpdesk and
 a HubSpot portal (``--hubspot-share`` of the deals, customers and tickets) from their own
-process; run (b) the floor and (a) okr-sync's full sync back to back, then
-(c) dlt, each in its own process into its own SQLite file; (e) time every key result over
-okr-sync's mirror on SQLite, and on PostgreSQL after copying the store there; (d) change
+process; run (b) the floor and (a) okr-sync's full sync back to back, (e) time every key
+result over okr-sync's mirror on SQLite, then (c) dlt, each sync in its own process into
+its own SQLite file; (e) again on PostgreSQL after copying the store there; (d) change
 0.5% of the records and run okr-sync's incremental sync; then, for the RSS ratio, a full
 sync of a world scaled to ``--rss-base-deals``. Prints a table and writes the figures as
 JSON (``--out``, default ``benchmarks/results/bench-<deals>.json``).
@@ -322,11 +322,13 @@ def _run(
             world, "floor", [world_json, okr_file, str(scratch / "floor.db")], env, scratch
         )
         full = _timed_side(world, "okr_run", [okr_file, store_url, "full"], env, scratch)
+        # Over the mirror as the sync leaves it, as its own last step reads it: after dlt
+        # has written its gigabytes, the first pass read the store back from disk (8.7 s).
+        results["key_results"] = {"sqlite": key_result_seconds(store_url)}
         peer = _timed_side(
             world, "dlt_peer", [world_json, okr_file, str(scratch / "dlt.db")], env, scratch
         )
         results["floor"], results["okr_sync_full"], results["dlt"] = floor, full, peer
-        results["key_results"] = {"sqlite": key_result_seconds(store_url)}
         pg = _postgres_database()
         if pg is None:
             results["key_results"]["postgresql"] = None
