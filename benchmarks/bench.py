@@ -197,7 +197,7 @@ def copy_store(source_url: str, target_url: str) -> int:
     analysed; returns the rows copied."""
     from sqlalchemy import select
 
-    from okr_targets.models import Base
+    from okr_targets.models import Base, supplied_columns
     from okr_targets.store import Store
 
     source, target = Store.open(source_url), Store.open(target_url)
@@ -209,9 +209,10 @@ def copy_store(source_url: str, target_url: str) -> int:
             assert pg is not None
             with source.engine.connect() as reader, pg.cursor() as cursor:
                 for table in Base.metadata.sorted_tables:
-                    names = ", ".join(f'"{c.name}"' for c in table.columns)
+                    columns = supplied_columns(table)
+                    names = ", ".join(f'"{c.name}"' for c in columns)
                     with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-                        for row in reader.execute(select(table)).yield_per(10_000):
+                        for row in reader.execute(select(*columns)).yield_per(10_000):
                             copy.write_row([_pg_value(v) for v in row])
                             copied += 1
             raw.commit()

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings
 from sqlalchemy import Boolean, Date, Integer, Numeric
 
 from connectors.base import CanonicalRow, StreamInfo
-from okr_targets.models import MIRROR, UTCDateTime
+from okr_targets.models import MIRROR, UTCDateTime, supplied_columns
 
 IDENTITY = ("source", "source_id", "source_modified_at", "deleted_at", "run_id")
 
@@ -57,8 +57,7 @@ class Columns:
 
 def columns_for(entity: str) -> Columns:
     """The entity's canonical columns: NOT NULL ones are required, nullable ones optional."""
-    table = MIRROR[entity].__table__
-    own = [column for column in table.columns if column.name not in IDENTITY]
+    own = [column for column in supplied_columns(MIRROR[entity]) if column.name not in IDENTITY]
     return Columns(
         tuple(c.name for c in own if not c.nullable),
         tuple(c.name for c in own if c.nullable),
@@ -156,7 +155,7 @@ class Layout:
                 record.get(self.deleted_at_column), self.deleted_at_column
             ),
         }
-        for column in MIRROR[entity].__table__.columns:
+        for column in supplied_columns(MIRROR[entity]):
             if column.name in IDENTITY:
                 continue
             value = self._typed(column.type, record.get(column.name), column.name)

@@ -34,7 +34,7 @@ from sqlalchemy import Boolean, Date, Integer, Numeric, String
 from sqlalchemy.types import TypeDecorator
 
 from connectors.base import Rejected
-from okr_targets.models import MIRROR
+from okr_targets.models import MIRROR, supplied_columns
 
 SUITES = Path(__file__).parent
 MAX_TEXT = 10_000
@@ -121,7 +121,7 @@ def column_checks(entity: str) -> dict[str, Check]:
     if model is None:
         return {}
     checks: dict[str, Check] = {}
-    for column in model.__table__.columns:
+    for column in supplied_columns(model):
         kind = column.type
         if isinstance(kind, TypeDecorator):  # UTCDateTime, the mirror's only one
             checks[column.name] = _time_check

@@ -10,23 +10,31 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Column,
+    Computed,
     DateTime,
     ForeignKey,
     Index,
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     TypeDecorator,
+    column,
     func,
     text,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -358,6 +366,27 @@ class FxRate(MirrorRecord):
     valid_to: Mapped[date | None] = mapped_column(default=None)
 
 
+class MillisecondsBetween(FunctionElement[int]):
+    """Whole milliseconds from one timestamp to a later one, in SQL that may define a
+    generated column: julianday() keeps SQLite's millisecond precision exactly."""
+
+    type = BigInteger()
+    name = "MillisecondsBetween"
+    inherit_cache = True
+
+
+@compiles(MillisecondsBetween, "sqlite")
+def _milliseconds_sqlite(element: MillisecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"CAST(round((julianday({end}) - julianday({start})) * 86400000) AS INTEGER)"
+
+
+@compiles(MillisecondsBetween, "postgresql")
+def _milliseconds_postgresql(element: MillisecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"CAST(round(EXTRACT(EPOCH FROM {end} - {start}) * 1000) AS BIGINT)"
+
+
 class Ticket(MirrorRecord):
     """A support request (Zendesk ticket, Salesforce Case, HubSpot ticket)."""
 
@@ -366,7 +395,7 @@ class Ticket(MirrorRecord):
         # The ticket metrics' rows by creation time, with what they filter and measure.
         Index(
             "ix_mirror_tickets_live_created",
-            *("created_at", "first_response_at", "source", "source_id", "channel", "priority"),
+            *("created_at", "first_response_ms", "source", "source_id", "channel", "priority"),
             **LIVE_ONLY,
         ),
         # The data's cutoff of ticket_volume per day: the newest change, read off the index.
@@ -381,6 +410,12 @@ class Ticket(MirrorRecord):
     created_at: Mapped[Timestamp]
     first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     solved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The wait for the first reply, computed by the database (virtual on SQLite, stored on
+    # PostgreSQL) and kept in the index: the median reads integers, computes nothing per row.
+    first_response_ms: Mapped[int | None] = mapped_column(
+        BigInteger(),
+        Computed(MillisecondsBetween(column("created_at"), column("first_response_at"))),
+    )
 
 
 class Rating(MirrorRecord):
@@ -440,6 +475,12 @@ class CustomerLinkBuild(Base):
     crm_source: Mapped[str] = mapped_column(String(32), primary_key=True)
     match_by: Mapped[str] = mapped_column(String(32))
     run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id"))
+
+
+def supplied_columns(model: type[Base] | Table) -> list[Column[Any]]:
+    """The columns a writer supplies: all but those the database computes."""
+    table = model if isinstance(model, Table) else cast(Table, model.__table__)
+    return [column for column in table.columns if column.computed is None]
 
 
 MIRROR: dict[str, type[MirrorRecord]] = {

@@ -48,6 +48,7 @@ from okr_targets.models import (
     QuarantinedRow,
     SourceRead,
     SyncRun,
+    supplied_columns,
     utcnow,
 )
 
@@ -235,7 +236,7 @@ def load_rows(
         if key not in newest or newest[key]["source_modified_at"] <= row["source_modified_at"]:
             newest[key] = row
     table = cast(Table, model.__table__)
-    staging = _stage(session, table, newest.values())
+    staging = _stage(session, model, newest.values())
     read_before = len(rows) - len(newest)
     if run_id is not None:
         same_record = and_(
@@ -249,11 +250,11 @@ def load_rows(
         )
         read_before += int(session.scalar(stored_by_run) or 0)
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    names = [column.name for column in table.columns]
+    names = [column.name for column in supplied_columns(model)]
     # SQLite parses "INSERT … SELECT … ON CONFLICT" only when the SELECT has a WHERE.
     statement = insert(table).from_select(names, select(staging).where(true()))
     keys = {column.name for column in table.primary_key.columns}
-    values = [column for column in table.columns if column.name not in keys]
+    values = [column for column in supplied_columns(model) if column.name not in keys]
     differs = or_(
         *(
             column.is_distinct_from(statement.excluded[column.name])
@@ -271,7 +272,7 @@ def load_rows(
     return Loaded(set(session.scalars(upsert)), read_before)
 
 
-def _stage(session: Session, table: Table, rows: Iterable[Mapping[str, Any]]) -> Table:
+def _stage(session: Session, model: type[MirrorRecord], rows: Iterable[Mapping[str, Any]]) -> Table:
     """Fill this connection's temporary copy of ``table`` with ``rows``; returns it.
 
     Values pass through the columns' own bind processing (aware UTC timestamps, SQLite's
@@ -279,13 +280,14 @@ def _stage(session: Session, table: Table, rows: Iterable[Mapping[str, Any]]) ->
     """
     connection = session.connection()
     dialect = connection.dialect
+    table, supplied = cast(Table, model.__table__), supplied_columns(model)
     name = f"staging_{table.name}"
-    staging = Table(name, MetaData(), *(Column(c.name, c.type) for c in table.columns))
-    names = [column.name for column in table.columns]
+    staging = Table(name, MetaData(), *(Column(c.name, c.type) for c in supplied))
+    names = [column.name for column in supplied]
     columns = ", ".join(f'"{name}"' for name in names)
     processors = [
         (index, process)
-        for index, column in enumerate(table.columns)
+        for index, column in enumerate(supplied)
         if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
     ]
     every_column = itemgetter(*names)

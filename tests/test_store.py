@@ -11,7 +11,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, select, text
+from sqlalchemy import insert, inspect, select, text
 
 from okr_targets.models import (
     Base,
@@ -22,10 +22,12 @@ from okr_targets.models import (
     MeasurementRecord,
     Objective,
     SyncRun,
+    Ticket,
 )
 from okr_targets.periods import Period
 from okr_targets.report import build_report
 from okr_targets.store import Store, alembic_config, normalize_url, redact, upsert_records
+from transforms.metrics import get_metric
 
 
 # SQLite cannot reflect expression indexes (lower(domain)), so Alembic skips comparing them
@@ -262,3 +264,40 @@ def test_a_store_made_by_the_first_release_upgrades_in_place(store_url: str) -> 
     assert run.status == "complete"
     assert cursor is not None
     assert (cursor.value, cursor.last_id) == (started, None)
+
+
+def test_an_upgrade_computes_the_first_reply_wait_of_tickets_already_stored(
+    store_url: str,
+) -> None:
+    """0007 makes the wait a generated column: tickets stored before it get theirs, to the
+    millisecond, and the median first response reads them."""
+    store = Store(store_url)
+    command.upgrade(alembic_config(store.engine), "0006")
+    created = datetime(2026, 10, 5, 9, 30, tzinfo=UTC)
+    waits = {"1": timedelta(hours=2, milliseconds=7), "2": timedelta(hours=3), "3": None}
+    with store.engine.begin() as connection:
+        connection.execute(
+            insert(Ticket),
+            [
+                {
+                    "source": "zendesk",
+                    "source_id": ticket_id,
+                    "source_modified_at": created,
+                    "run_id": "r",
+                    "created_at": created,
+                    "first_response_at": None if wait is None else created + wait,
+                }
+                for ticket_id, wait in waits.items()
+            ],
+        )
+    store.dispose()
+    upgraded = Store.open(store_url)
+    with upgraded.session() as session:
+        stored = dict(
+            session.execute(select(Ticket.source_id, Ticket.first_response_ms)).tuples().all()
+        )
+        median = get_metric("median_first_response_hours").run(session, Period.parse("2026-Q4"), {})
+    upgraded.dispose()
+    assert stored == {"1": 7_200_007, "2": 10_800_000, "3": None}
+    assert median.record_count == 2
+    assert median.value == (2 * 3600 + 0.007 + 3 * 3600) / 3600 / 2

@@ -20,7 +20,7 @@ from sqlalchemy import (
 
 from connectors.tabular import IDENTITY, STREAMS
 from connectors.tabular_fixtures import sample_tables
-from okr_targets.models import MIRROR, UTCDateTime
+from okr_targets.models import MIRROR, UTCDateTime, supplied_columns
 
 
 def fixture_metadata(aware: bool = False) -> MetaData:
@@ -35,7 +35,7 @@ def fixture_metadata(aware: bool = False) -> MetaData:
             Column("updated_at", stamp, nullable=True, index=True),
             Column("deleted_at", stamp, nullable=True),
         ]
-        for column in MIRROR[stream.entity].__table__.columns:
+        for column in supplied_columns(MIRROR[stream.entity]):
             if column.name not in IDENTITY:
                 columns.append(Column(column.name, _plain(column.type, stamp), nullable=True))
         Table(stream.name, metadata, *columns)
