@@ -215,6 +215,12 @@ def copy_store(source_url: str, target_url: str) -> int:
                         for row in reader.execute(select(*columns)).yield_per(10_000):
                             copy.write_row([_pg_value(v) for v in row])
                             copied += 1
+                    if table.autoincrement_column is not None:  # COPY leaves sequences at 1
+                        name = table.autoincrement_column.name
+                        cursor.execute(
+                            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{name}'), "
+                            f'(SELECT max("{name}") FROM "{table.name}"))'
+                        )
             raw.commit()
             # What autovacuum does to a store soon after a bulk load: planner statistics,
             # and the visibility map that lets PostgreSQL answer from an index alone.
