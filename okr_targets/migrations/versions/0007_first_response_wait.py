@@ -4,7 +4,8 @@
 milliseconds, a generated column (virtual on SQLite, which cannot add a stored one; stored
 on PostgreSQL, which has no virtual ones). The ticket index holds it instead of
 ``first_response_at``: the median first response then reads integers from the index and
-computes nothing per ticket.
+computes nothing per ticket. PostgreSQL fills the stored column by rewriting the ticket
+table once, under a lock: run the upgrade between syncs (``okr-sync db upgrade``).
 
 Revision ID: 0007
 Revises: 0006
