@@ -371,7 +371,7 @@ class MillisecondsBetween(FunctionElement[int]):
     generated column: julianday() keeps SQLite's millisecond precision exactly."""
 
     type = BigInteger()
-    name = "MillisecondsBetween"
+    name = "milliseconds_between"
     inherit_cache = True
 
 

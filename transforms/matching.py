@@ -107,7 +107,7 @@ def _others(primary: str) -> ColumnElement[bool]:
 def _crm_ids(primary: str, match_by: str, keys: Collection[str] | None = None) -> Any:
     """Each lower-cased key of live CRM customers → the lowest CRM id holding it."""
     crm = aliased(Customer)
-    crm_key = func.lower(crm.domain if match_by == "domain" else crm.source_id)
+    crm_key = func.lower(getattr(crm, _keys(match_by)[0].key))
     wanted = [crm_key.in_(keys)] if keys is not None else []
     return (
         select(crm_key.label("key"), func.min(crm.source_id).label("crm_id"))
