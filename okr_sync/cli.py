@@ -25,7 +25,7 @@ from rich.table import Table
 from okr_sync.automations import automations_app
 from okr_sync.connectors_cli import connectors_app
 from okr_sync.sandbox import FAULT_SPEC_HELP
-from okr_sync.settings import Settings
+from flows.settings import Settings
 from okr_sync.webhooks import webhooks_app
 
 # No telemetry from the embedded Prefect server or Great Expectations: the machines this runs
@@ -83,8 +83,8 @@ def _store_url(store: str | None) -> str:
 
 @contextmanager
 def _progress_bar() -> Iterator[None]:
-    """A progress bar per stream, fed by the flow through okr_sync.progress."""
-    from okr_sync.progress import watching
+    """A progress bar per stream, fed by the flow through flows.progress."""
+    from flows.progress import watching
 
     tasks: dict[str, Any] = {}
     columns = (

@@ -28,7 +28,7 @@ from connectors.zendesk.sandbox_data import generate_helpdesk
 from expectations import Validator
 from flows.sync import sync_stream
 from okr_sync.sandbox import RunningServer, serve_tls
-from okr_sync.settings import Settings
+from flows.settings import Settings
 from okr_targets.store import Store, begin_run, finish_run
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

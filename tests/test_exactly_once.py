@@ -31,7 +31,7 @@ from expectations import Validator
 from flows.sync import StreamCounts, _sync, reconcile_source, sync_stream
 from okr_sync.cli import DEMO_OKRS
 from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
-from okr_sync.settings import Settings
+from flows.settings import Settings
 from okr_targets.models import MIRROR, Deal, Measurement, MeasurementRecord, SyncRun, utcnow
 from okr_targets.store import Store, begin_run
 from tests.conftest import AS_OF, salesforce_env_vars, sync_sources
