@@ -48,13 +48,14 @@ from connectors.errors import (
 )
 from expectations import Validator
 from flows.artifacts import publish_changes
-from flows.version import __version__
 from flows.progress import advance
-from okr_sync.secrets import MissingSecretError
 from flows.settings import Settings
+from flows.version import __version__
+from okr_sync.secrets import MissingSecretError
 from okr_targets.config import ConfigError, OkrConfig, lint, load_okrs
 from okr_targets.measurements import KeyResultOutcome, measure_key_results, save_money, save_okrs
 from okr_targets.models import MIRROR, utcnow
+from okr_targets.status import RunStatus
 from okr_targets.store import (
     Store,
     StoreBusyError,
@@ -365,7 +366,7 @@ def reconcile_source(
 @dataclass
 class RunReport:
     run_id: str
-    status: str
+    status: RunStatus
     reason: str | None
     store: str
     started_at: str
@@ -457,7 +458,7 @@ def sync_okrs(
         return Failed(message=str(exc))
     finally:
         store.dispose()
-    if report.status == "failed":
+    if report.status == RunStatus.FAILED:
         return Failed(message=report.reason)
     return asdict(report)
 
@@ -510,7 +511,7 @@ def _sync(
     flow_context = FlowRunContext.get()
     flow_run_id = str(flow_context.flow_run.id) if flow_context and flow_context.flow_run else None
     run_id = begin_run(store, __version__, flow_run_id)
-    report = RunReport(run_id, "running", None, store.display_url, utcnow().isoformat())
+    report = RunReport(run_id, RunStatus.RUNNING, None, store.display_url, utcnow().isoformat())
     try:
         config = _load_and_lint(okr_file)
         with store.session() as session, session.begin():
@@ -594,26 +595,29 @@ def _sync(
         publish_changes(config, outcomes, run_id, store, now)
         stopped = [f"{name}: {c['stopped']}" for name, c in report.streams.items() if c["stopped"]]
         errors = [o for o in outcomes if o.error]
-        report.status = "partial" if stopped or errors else "complete"
+        report.status = RunStatus.PARTIAL if stopped or errors else RunStatus.COMPLETE
         if stopped:
             report.reason = f"{len(stopped)} stream(s) stopped early: {stopped[0]}"
         elif errors:
             report.reason = f"{len(errors)} key result(s) could not be computed: {errors[0].error}"
     except EXPECTED_ERRORS as exc:
-        report.status, report.reason = "failed", str(exc)
+        report.status, report.reason = RunStatus.FAILED, str(exc)
         logger.error("sync failed: %s", exc)
     except SQLAlchemyError as exc:
         # The store refused a write: say which statement class failed, never the bound values.
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         report.status, report.reason = (
-            "failed",
+            RunStatus.FAILED,
             f"store write failed: {type(exc).__name__}: {reason}",
         )
         logger.error("sync failed: %s", report.reason)
         logger.debug("store error details", exc_info=True)
     finally:
-        if report.status == "running":  # an unexpected exception is on its way up
-            report.status, report.reason = "failed", "unexpected error; see the flow run's logs"
+        if report.status == RunStatus.RUNNING:  # an unexpected exception is on its way up
+            report.status, report.reason = (
+                RunStatus.FAILED,
+                "unexpected error; see the flow run's logs",
+            )
         details = {
             "customers": report.customers,
             "findings": report.findings,

@@ -22,11 +22,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flows.settings import Settings
 from okr_sync.automations import automations_app
 from okr_sync.connectors_cli import connectors_app
 from okr_sync.sandbox import FAULT_SPEC_HELP
-from flows.settings import Settings
 from okr_sync.webhooks import webhooks_app
+from okr_targets.status import RunStatus
 
 # No telemetry from the embedded Prefect server or Great Expectations: the machines this runs
 # on may have no route out, and a sync should not phone home. Users can still override.
@@ -142,7 +143,7 @@ PARTIAL_EXIT_CODE = 3
 
 
 def _exit_if_partial(report: dict[str, Any]) -> None:
-    if report["status"] != "complete":
+    if report["status"] != RunStatus.COMPLETE:
         err.print(f"[yellow]the run is {report['status']}:[/] {report['reason']}", highlight=False)
         raise typer.Exit(PARTIAL_EXIT_CODE)
 
@@ -293,7 +294,7 @@ def _print_report(store_url: str, output: str) -> None:
         table.add_row(f"{indent}[bold]{line.title}[/]", "", "", f"[bold]{progress}[/]", "", "", "")
         for kr in line.key_results:
             updated = datetime.fromisoformat(kr.as_of).strftime("%b %d %H:%M") if kr.as_of else ""
-            status = _STATUS.get(kr.status, kr.status)
+            status = f"[{kr.status.colour}]{kr.status.label}[/]"
             if kr.final_score is not None:
                 status = f"closed {kr.final_score:.2f}"
             table.add_row(
@@ -310,15 +311,6 @@ def _print_report(store_url: str, output: str) -> None:
     out.print(table)
     for note in notes:
         out.print(note, highlight=False, soft_wrap=True)
-
-
-_STATUS = {
-    "on_track": "[green]on track[/]",
-    "at_risk": "[yellow]at risk[/]",
-    "off_track": "[red]off track[/]",
-    "no_data": "[dim]no data[/]",
-    "stale": "[magenta]stale[/]",
-}
 
 
 def _number(value: float | None, unit: str, with_unit: bool = True) -> str:

@@ -28,10 +28,10 @@ from connectors.base import get_connector
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
 from expectations import Validator
+from flows.settings import Settings
 from flows.sync import StreamCounts, _sync, reconcile_source, sync_stream
 from okr_sync.cli import DEMO_OKRS
 from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
-from flows.settings import Settings
 from okr_targets.models import MIRROR, Deal, Measurement, MeasurementRecord, SyncRun, utcnow
 from okr_targets.store import Store, begin_run
 from tests.conftest import AS_OF, salesforce_env_vars, sync_sources

@@ -26,9 +26,9 @@ from connectors.hubspot.sandbox_data import HubSpotPortal, customer_seeds, gener
 from connectors.zendesk import sandbox_env as zendesk_env_vars
 from connectors.zendesk.emulator import create_app as create_helpdesk_app
 from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
+from flows.settings import Settings
 from flows.sync import _sync, sync_okrs
 from okr_sync.sandbox import Faults, RunningServer, parse_faults, serve_tls
-from flows.settings import Settings
 from okr_targets.models import Customer, Deal, Measurement, Rating, Ticket
 from okr_targets.store import Store
 from tests.conftest import AS_OF
