@@ -35,6 +35,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 if TYPE_CHECKING:
+    from flows.report import RunReport
     from okr_targets.store import Store
 
 DEMO_OKRS = Path(__file__).parent / "demo" / "okrs.yaml"
@@ -107,7 +108,8 @@ def _progress_bar() -> Iterator[None]:
 
 def _run_sync(
     okr_file: Path, store_url: str, full_refresh: bool = False, reconcile: bool = False
-) -> dict[str, Any]:
+) -> RunReport:
+    from flows.report import RunReport
     from flows.sync import sync_okrs
     from okr_targets.store import has_password
 
@@ -134,7 +136,7 @@ def _run_sync(
     if not state.is_completed():
         raise fail((state.message or "the sync failed").strip().splitlines()[0])
     report = state.result()
-    assert isinstance(report, dict)
+    assert isinstance(report, RunReport)
     return report
 
 
@@ -142,9 +144,9 @@ PARTIAL_EXIT_CODE = 3
 """A run that stopped early is not a success: exit 0 complete, 1 failed, 3 partial."""
 
 
-def _exit_if_partial(report: dict[str, Any]) -> None:
-    if report["status"] != RunStatus.COMPLETE:
-        err.print(f"[yellow]the run is {report['status']}:[/] {report['reason']}", highlight=False)
+def _exit_if_partial(report: RunReport) -> None:
+    if report.status != RunStatus.COMPLETE:
+        err.print(f"[yellow]the run is {report.status}:[/] {report.reason}", highlight=False)
         raise typer.Exit(PARTIAL_EXIT_CODE)
 
 
@@ -169,21 +171,21 @@ def _unmatched_count(customers: dict[str, Any]) -> int:
     return int(customers.get("unmatched_count", len(customers["unmatched"])))
 
 
-def _print_run(report: dict[str, Any]) -> None:
-    out.print(_streams_table(report["streams"], f"Run {report['run_id']} — {report['status']}"))
-    for name, gone in (report.get("tombstoned") or {}).items():
+def _print_run(report: RunReport) -> None:
+    out.print(_streams_table(report.stream_counts(), f"Run {report.run_id} — {report.status}"))
+    for name, gone in report.tombstoned.items():
         if gone:
             out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
-    customers = report.get("customers") or {}
+    customers = report.customers
     if customers:
         out.print(
-            f"Customers matched to {customers['primary']} by {customers['match_by']}: "
-            f"{customers['matched']:,}; unmatched: {_unmatched_count(customers):,}",
+            f"Customers matched to {customers.primary} by {customers.match_by}: "
+            f"{customers.matched:,}; unmatched: {customers.unmatched_count:,}",
             highlight=False,
         )
-        for item in customers["unmatched"][:10]:
+        for item in customers.unmatched[:10]:
             err.print(f"[yellow]unmatched customer:[/] {item}", highlight=False, soft_wrap=True)
-    for finding in report.get("findings", []):
+    for finding in report.findings:
         err.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
 
 

@@ -26,8 +26,8 @@ from connectors.zendesk import sandbox_env as zendesk_env_vars
 from connectors.zendesk.emulator import create_app as create_helpdesk_app
 from connectors.zendesk.sandbox_data import generate_helpdesk
 from expectations import Validator
+from flows.extract import sync_stream
 from flows.settings import Settings
-from flows.sync import sync_stream
 from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.status import RunStatus
 from okr_targets.store import Store, begin_run, finish_run

@@ -29,7 +29,7 @@ from connectors.zendesk.emulator import SANDBOX_API_TOKEN, SANDBOX_EMAIL
 from connectors.zendesk.emulator import create_app as create_zendesk_app
 from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
 from expectations import Validator
-from flows.sync import sync_stream
+from flows.extract import sync_stream
 from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import Ticket
 from okr_targets.periods import Period
