@@ -20,12 +20,14 @@ from sqlalchemy.orm import Session
 from connectors.base import Bookmark, Rejected, StreamInfo, get_connector, open_reader
 from expectations import Validator
 from flows.logs import run_logger
+from flows.plan import Plan
 from flows.progress import advance
 from okr_targets.models import MIRROR
 from okr_targets.store import (
     Store,
     load_rows,
     quarantine,
+    record_source_reads,
     tombstone_missing,
     tombstone_unseen,
     write_cursor,
@@ -136,3 +138,13 @@ def tombstone_unseen_records(
             session, MIRROR[entity], source, run_id, now
         )
     return counts
+
+
+def record_reads(store: Store, plan: Plan, read_in_full: list[str], run_id: str) -> None:
+    """The sources read to their end, with data as of the run's start: their freshness.
+
+    A backfill's window is not a read up to now: it leaves freshness as it was.
+    """
+    if plan.window is None:
+        with store.session() as session, session.begin():
+            record_source_reads(session, set(read_in_full), plan.started_at, run_id)

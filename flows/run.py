@@ -17,6 +17,7 @@ from prefect.context import FlowRunContext
 from sqlalchemy.exc import SQLAlchemyError
 
 from flows.logs import run_logger
+from flows.measure import Measured
 from flows.report import RunReport, StreamReport
 from flows.version import __version__
 from okr_targets.measurements import KeyResultOutcome
@@ -39,6 +40,13 @@ class RunRecord:
     findings: tuple[str, ...] = ()
     key_results: tuple[KeyResultOutcome, ...] = ()
     report: RunReport | None = None  # set when the run is finished
+
+    def add(self, measured: Measured) -> None:
+        """What measuring found; a full refresh's tombstones replace the reconciled ones."""
+        if measured.tombstoned is not None:
+            self.tombstoned = measured.tombstoned
+        self.customers, self.findings = measured.customers, measured.findings
+        self.key_results = measured.outcomes
 
     def outcome(self) -> tuple[RunStatus, str | None]:
         """Complete, or partial with the first reason: a stream stopped, a key result failed."""

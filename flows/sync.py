@@ -21,7 +21,7 @@ from connectors.base import UnknownConnectorError
 from connectors.errors import SourceError
 from flows.artifacts import publish_changes
 from flows.extract import SyncStoppedError, extract_and_load
-from flows.load import reconcile_source
+from flows.load import reconcile_source, record_reads
 from flows.logs import run_logger
 from flows.measure import measure
 from flows.plan import SyncRequest, plan
@@ -38,7 +38,6 @@ from okr_targets.store import (
     StoreError,
     abandon_unfinished_runs,
     has_password,
-    record_source_reads,
     redact,
 )
 from transforms.metrics import MetricError
@@ -61,18 +60,13 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
         stopped = extract_and_load(store, planned, run.run_id, settings, run.streams)
         read_in_full = [source for source in planned.sources if source not in stopped]
         now = utcnow()
-        if planned.window is None:  # a backfill's window is not a read up to now
-            with store.session() as session, session.begin():
-                record_source_reads(session, set(read_in_full), planned.started_at, run.run_id)
+        record_reads(store, planned, read_in_full, run.run_id)
         if request.reconcile:
             for source in sorted(read_in_full):
                 listed = [stream for name, stream in planned.streams if name == source]
                 run.tombstoned |= reconcile_source(store, source, listed, run.run_id, now)
         measured = measure(store, planned, run.run_id, now, read_in_full=not stopped)
-        if measured.tombstoned is not None:  # a full refresh's: all that it did not see
-            run.tombstoned = measured.tombstoned
-        run.customers, run.findings = measured.customers, measured.findings
-        run.key_results = measured.outcomes
+        run.add(measured)
         publish_changes(planned.config, list(measured.outcomes), run.run_id, store, now)
     assert run.report is not None, "a recorded run is finished on the way out"
     return run.report
