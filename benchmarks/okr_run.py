@@ -18,6 +18,7 @@ from benchmarks.measure import cpu_seconds, peak_rss_mb
 
 def run(okr_file: str, store_url: str, full_refresh: bool) -> dict[str, Any]:
     import expectations
+    from flows.report import RunReport
     from flows.sync import sync_okrs
 
     spent = [0.0]
@@ -36,9 +37,10 @@ def run(okr_file: str, store_url: str, full_refresh: bool) -> dict[str, Any]:
         okr_file=okr_file, store_url=store_url, full_refresh=full_refresh, return_state=True
     )
     wall = time.perf_counter() - started
-    report = state.result() if state.is_completed() else None
-    if not isinstance(report, dict):
+    result = state.result() if state.is_completed() else None
+    if not isinstance(result, RunReport):
         raise SystemExit(f"the sync failed: {state.message}")
+    report = result.to_dict()
     streams = report["streams"]
     return {
         "status": report["status"],

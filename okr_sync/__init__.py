@@ -1,8 +1,5 @@
 """okr-sync: keep OKR key-result numbers true, automatically, from where the work happens."""
 
-from importlib.metadata import PackageNotFoundError, version
+from flows.version import __version__
 
-try:
-    __version__ = version("okr-sync")
-except PackageNotFoundError:  # running from a checkout that was not installed
-    __version__ = "0+unknown"
+__all__ = ["__version__"]

@@ -22,11 +22,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flows.settings import Settings
 from okr_sync.automations import automations_app
 from okr_sync.connectors_cli import connectors_app
 from okr_sync.sandbox import FAULT_SPEC_HELP
-from okr_sync.settings import Settings
 from okr_sync.webhooks import webhooks_app
+from okr_targets.status import RunStatus
 
 # No telemetry from the embedded Prefect server or Great Expectations: the machines this runs
 # on may have no route out, and a sync should not phone home. Users can still override.
@@ -34,6 +35,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 if TYPE_CHECKING:
+    from flows.report import RunReport
     from okr_targets.store import Store
 
 DEMO_OKRS = Path(__file__).parent / "demo" / "okrs.yaml"
@@ -83,8 +85,8 @@ def _store_url(store: str | None) -> str:
 
 @contextmanager
 def _progress_bar() -> Iterator[None]:
-    """A progress bar per stream, fed by the flow through okr_sync.progress."""
-    from okr_sync.progress import watching
+    """A progress bar per stream, fed by the flow through flows.progress."""
+    from flows.progress import watching
 
     tasks: dict[str, Any] = {}
     columns = (
@@ -106,7 +108,8 @@ def _progress_bar() -> Iterator[None]:
 
 def _run_sync(
     okr_file: Path, store_url: str, full_refresh: bool = False, reconcile: bool = False
-) -> dict[str, Any]:
+) -> RunReport:
+    from flows.report import RunReport
     from flows.sync import sync_okrs
     from okr_targets.store import has_password
 
@@ -133,7 +136,7 @@ def _run_sync(
     if not state.is_completed():
         raise fail((state.message or "the sync failed").strip().splitlines()[0])
     report = state.result()
-    assert isinstance(report, dict)
+    assert isinstance(report, RunReport)
     return report
 
 
@@ -141,9 +144,9 @@ PARTIAL_EXIT_CODE = 3
 """A run that stopped early is not a success: exit 0 complete, 1 failed, 3 partial."""
 
 
-def _exit_if_partial(report: dict[str, Any]) -> None:
-    if report["status"] != "complete":
-        err.print(f"[yellow]the run is {report['status']}:[/] {report['reason']}", highlight=False)
+def _exit_if_partial(report: RunReport) -> None:
+    if report.status != RunStatus.COMPLETE:
+        err.print(f"[yellow]the run is {report.status}:[/] {report.reason}", highlight=False)
         raise typer.Exit(PARTIAL_EXIT_CODE)
 
 
@@ -168,21 +171,21 @@ def _unmatched_count(customers: dict[str, Any]) -> int:
     return int(customers.get("unmatched_count", len(customers["unmatched"])))
 
 
-def _print_run(report: dict[str, Any]) -> None:
-    out.print(_streams_table(report["streams"], f"Run {report['run_id']} — {report['status']}"))
-    for name, gone in (report.get("tombstoned") or {}).items():
+def _print_run(report: RunReport) -> None:
+    out.print(_streams_table(report.stream_counts(), f"Run {report.run_id} — {report.status}"))
+    for name, gone in report.tombstoned.items():
         if gone:
             out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
-    customers = report.get("customers") or {}
+    customers = report.customers
     if customers:
         out.print(
-            f"Customers matched to {customers['primary']} by {customers['match_by']}: "
-            f"{customers['matched']:,}; unmatched: {_unmatched_count(customers):,}",
+            f"Customers matched to {customers.primary} by {customers.match_by}: "
+            f"{customers.matched:,}; unmatched: {customers.unmatched_count:,}",
             highlight=False,
         )
-        for item in customers["unmatched"][:10]:
+        for item in customers.unmatched[:10]:
             err.print(f"[yellow]unmatched customer:[/] {item}", highlight=False, soft_wrap=True)
-    for finding in report.get("findings", []):
+    for finding in report.findings:
         err.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
 
 
@@ -293,7 +296,7 @@ def _print_report(store_url: str, output: str) -> None:
         table.add_row(f"{indent}[bold]{line.title}[/]", "", "", f"[bold]{progress}[/]", "", "", "")
         for kr in line.key_results:
             updated = datetime.fromisoformat(kr.as_of).strftime("%b %d %H:%M") if kr.as_of else ""
-            status = _STATUS.get(kr.status, kr.status)
+            status = f"[{kr.status.colour}]{kr.status.label}[/]"
             if kr.final_score is not None:
                 status = f"closed {kr.final_score:.2f}"
             table.add_row(
@@ -310,15 +313,6 @@ def _print_report(store_url: str, output: str) -> None:
     out.print(table)
     for note in notes:
         out.print(note, highlight=False, soft_wrap=True)
-
-
-_STATUS = {
-    "on_track": "[green]on track[/]",
-    "at_risk": "[yellow]at risk[/]",
-    "off_track": "[red]off track[/]",
-    "no_data": "[dim]no data[/]",
-    "stale": "[magenta]stale[/]",
-}
 
 
 def _number(value: float | None, unit: str, with_unit: bool = True) -> str:

@@ -20,6 +20,7 @@ from connectors.errors import FatalSourceError, SourceError
 from okr_sync.secrets import MissingSecretError, resolve_secret
 from okr_targets.config import ConfigError, OkrConfig, load_okrs
 from okr_targets.models import SourceRead, SyncRun, utcnow
+from okr_targets.status import RunStatus
 from okr_targets.store import Store, StoreError
 
 
@@ -131,7 +132,7 @@ def check_last_reads(store: Store, config: OkrConfig, now: datetime) -> list[Fin
         reads = {read.source: read for read in session.scalars(select(SourceRead))}
         failed = session.scalars(
             select(SyncRun)
-            .where(SyncRun.status.in_(("failed", "partial")))
+            .where(SyncRun.status.in_((RunStatus.FAILED, RunStatus.PARTIAL)))
             .order_by(SyncRun.started_at.desc())
             .limit(1)
         ).first()

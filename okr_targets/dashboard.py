@@ -14,8 +14,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from okr_targets.status import STATUS_LABELS
 from okr_targets.summary import (
-    STATUS_LABELS,
     format_age,
     format_percent,
     format_time,

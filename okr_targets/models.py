@@ -138,7 +138,7 @@ class SyncRun(Base):
     flow_run_id: Mapped[str | None] = mapped_column(String(64), default=None)
     started_at: Mapped[Timestamp]
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    status: Mapped[str] = mapped_column(String(16))  # running | complete | partial | failed
+    status: Mapped[str] = mapped_column(String(16))  # a RunStatus (okr_targets/status.py)
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     stream_counts: Mapped[Json] = mapped_column(default=dict)
     details: Mapped[Json] = mapped_column(default=dict)  # customers matched, findings, …

@@ -23,6 +23,7 @@ from okr_targets.models import KeyResult, Measurement, Objective
 from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.rollup import rollup
 from okr_targets.scoring import Kind, StatusThresholds, score
+from okr_targets.status import KeyResultStatus
 
 
 @dataclass
@@ -45,9 +46,9 @@ class KeyResultLine:
     progress: float | None
     progress_raw: float | None
     expected_progress: float
-    status: str
+    status: KeyResultStatus
     stale_reason: str | None
-    underlying_status: str | None
+    underlying_status: KeyResultStatus | None
     forecast: float | None
     forecast_progress: float | None
     forecast_method: str
@@ -117,9 +118,9 @@ def _key_result_line(
         progress=scored.progress,
         progress_raw=scored.progress_raw,
         expected_progress=scored.expected,
-        status=scored.status if latest else "no_data",
+        status=scored.status if latest else KeyResultStatus.NO_DATA,
         stale_reason=scored.stale_reason,
-        underlying_status=scored.underlying_status if latest else "no_data",
+        underlying_status=scored.underlying_status if latest else KeyResultStatus.NO_DATA,
         forecast=projected.value,
         forecast_progress=projected.progress,
         forecast_method=projected.method,

@@ -16,7 +16,7 @@ Kinds (``Kind``)
 Expected progress
     expected = period.elapsed_fraction(now): the share of the period that has passed.
 
-Status
+Status (``KeyResultStatus``, okr_targets/status.py)
     linear kinds, gap = expected − shown: on_track when shown ≥ 1 or gap ≤ at_risk_gap
     (default 0.10), at_risk when gap ≤ off_track_gap (default 0.25), else off_track.
     at_least / at_most: met → on_track, not met → off_track.
@@ -38,14 +38,14 @@ from typing import Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from okr_targets.periods import Period
+from okr_targets.status import KeyResultStatus
 
 Kind = Literal["increase_to", "decrease_to", "at_least", "at_most", "percent_change", "milestone"]
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
 LINEAR_KINDS: Final[frozenset[Kind]] = frozenset({"increase_to", "decrease_to", "percent_change"})
 THRESHOLD_KINDS: Final[frozenset[Kind]] = frozenset({"at_least", "at_most", "milestone"})
 
-Status = Literal["on_track", "at_risk", "off_track", "no_data", "stale"]
-STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+STATUSES: Final[tuple[KeyResultStatus, ...]] = tuple(KeyResultStatus)
 
 
 class StatusThresholds(BaseModel):
@@ -75,9 +75,9 @@ class Score:
     progress: float | None
     progress_raw: float | None
     expected: float
-    status: str
+    status: KeyResultStatus
     stale_reason: str | None = None
-    underlying_status: str | None = None
+    underlying_status: KeyResultStatus | None = None
 
     def __post_init__(self) -> None:
         if self.underlying_status is None:
@@ -130,27 +130,31 @@ def final_score(kind: Kind, value: float, baseline: float, target: float) -> flo
 
 def band_status(
     kind: Kind, shown: float, expected: float, thresholds: StatusThresholds | None = None
-) -> str:
+) -> KeyResultStatus:
     """on_track / at_risk / off_track from shown progress and expected progress."""
     limits = thresholds or StatusThresholds()
     _check_kind(kind)
     if shown >= 1.0:
-        return "on_track"
+        return KeyResultStatus.ON_TRACK
     if kind in ("at_least", "at_most"):
         # A "stay" promise is broken as soon as the value is on the wrong side.
-        return "off_track"
+        return KeyResultStatus.OFF_TRACK
     if kind == "milestone":
         # No partial progress to compare: warn in the last off_track_gap of the period,
         # red once the period has closed without it.
         if expected >= 1.0:
-            return "off_track"
-        return "on_track" if expected <= 1.0 - limits.off_track_gap else "at_risk"
+            return KeyResultStatus.OFF_TRACK
+        return (
+            KeyResultStatus.ON_TRACK
+            if expected <= 1.0 - limits.off_track_gap
+            else KeyResultStatus.AT_RISK
+        )
     gap = expected - shown
     if gap <= limits.at_risk_gap:
-        return "on_track"
+        return KeyResultStatus.ON_TRACK
     if gap <= limits.off_track_gap:
-        return "at_risk"
-    return "off_track"
+        return KeyResultStatus.AT_RISK
+    return KeyResultStatus.OFF_TRACK
 
 
 def mark_stale(scored: Score, reason: str) -> Score:
@@ -158,7 +162,10 @@ def mark_stale(scored: Score, reason: str) -> Score:
     if not reason or not reason.strip():
         raise ValueError("a stale score needs a reason the reader can act on")
     return dataclasses.replace(
-        scored, status="stale", stale_reason=reason, underlying_status=scored.underlying_status
+        scored,
+        status=KeyResultStatus.STALE,
+        stale_reason=reason,
+        underlying_status=scored.underlying_status,
     )
 
 
@@ -177,7 +184,7 @@ def score(
     _check_kind(kind)
     expected = period.elapsed_fraction(now)
     if value is None:
-        result = Score(None, None, expected, "no_data")
+        result = Score(None, None, expected, KeyResultStatus.NO_DATA)
     else:
         raw = progress(value, baseline, target, kind=kind)
         shown = clamp01(raw)

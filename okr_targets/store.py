@@ -51,6 +51,7 @@ from okr_targets.models import (
     supplied_columns,
     utcnow,
 )
+from okr_targets.status import RunStatus
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_STORE_URL = "sqlite:///okr-sync.db"
@@ -442,9 +443,9 @@ def abandon_unfinished_runs(store: Store) -> int:
     with store.session() as session, session.begin():
         result = session.execute(
             update(table)
-            .where(table.c.status == "running")
+            .where(table.c.status == RunStatus.RUNNING)
             .values(
-                status="failed",
+                status=RunStatus.FAILED,
                 finished_at=utcnow(),
                 reason="interrupted: the process ended before the run finished; "
                 "the next sync resumed from its committed data",
@@ -462,7 +463,7 @@ def begin_run(store: Store, code_version: str, flow_run_id: str | None = None) -
                 id=run_id,
                 flow_run_id=flow_run_id,
                 started_at=utcnow(),
-                status="running",
+                status=RunStatus.RUNNING,
                 code_version=code_version,
             )
         )
@@ -472,7 +473,7 @@ def begin_run(store: Store, code_version: str, flow_run_id: str | None = None) -
 def finish_run(
     store: Store,
     run_id: str,
-    status: str,
+    status: RunStatus,
     reason: str | None,
     stream_counts: dict[str, Any],
     details: dict[str, Any] | None = None,

@@ -24,20 +24,13 @@ from okr_targets.freshness import age_text
 from okr_targets.lineage import ExplainError, contributing_records, explain
 from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.report import KeyResultLine, as_json, build_report, walk
+from okr_targets.status import status_label, status_mark
 from okr_targets.store import Store
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "okr-summary.v1.schema.json"
 RECORDS_SHOWN = 25
 """Contributing records listed per key result; ``why.record_count`` says how many there are."""
-
-STATUS_LABELS = {
-    "on_track": "on track",
-    "at_risk": "at risk",
-    "off_track": "off track",
-    "no_data": "no data",
-    "stale": "stale",
-}
 
 
 def build_summary(
@@ -184,7 +177,7 @@ def summary_csv(summary: dict[str, Any]) -> str:
             "objective_level": objective["depth"],
             "objective_progress": objective["progress"],
             **{key: value for key, value in kr.items() if key not in _NOT_IN_CSV},
-            "status_label": STATUS_LABELS.get(kr["status"], kr["status"]),
+            "status_label": status_label(kr["status"]),
             "data_age_hours": None if age is None else round(age / 3600, 2),
             "measurements": len(kr["history"]),
             "sources_read_at": "; ".join(
@@ -196,14 +189,6 @@ def summary_csv(summary: dict[str, Any]) -> str:
 
 
 # --- markdown for the sync's Prefect artifact ------------------------------------------------
-
-_STATUS_MARKS = {
-    "on_track": "🟢 on track",
-    "at_risk": "🟡 at risk",
-    "off_track": "🔴 off track",
-    "no_data": "⚪ no data",
-    "stale": "🟣 stale",
-}
 
 
 def _md(text: str) -> str:
@@ -229,7 +214,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             f"**{format_percent(objective['progress'])}** | | | |"
         )
         for kr in objective["key_results"]:
-            status = _STATUS_MARKS.get(kr["status"], kr["status"])
+            status = status_mark(kr["status"])
             if kr["final_score"] is not None:
                 status += f" (closed, score {kr['final_score']:.2f})"
             lines.append(

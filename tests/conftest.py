@@ -26,9 +26,10 @@ from connectors.zendesk import sandbox_env as zendesk_env_vars
 from connectors.zendesk.emulator import create_app as create_helpdesk_app
 from connectors.zendesk.sandbox_data import generate_helpdesk
 from expectations import Validator
-from flows.sync import sync_stream
+from flows.extract import sync_stream
+from flows.settings import Settings
 from okr_sync.sandbox import RunningServer, serve_tls
-from okr_sync.settings import Settings
+from okr_targets.status import RunStatus
 from okr_targets.store import Store, begin_run, finish_run
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -194,7 +195,7 @@ def sync_sources(store_url: str, validator: Validator, batch_size: int = 500) ->
         )
         for stream in get_connector("salesforce").streams
     }
-    finish_run(store, run_id, "complete", None, counts)
+    finish_run(store, run_id, RunStatus.COMPLETE, None, counts)
     store.dispose()
     return run_id
 

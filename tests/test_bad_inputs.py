@@ -45,6 +45,7 @@ from connectors.zendesk import sandbox_env as zendesk_env_vars
 from connectors.zendesk.emulator import create_app as create_helpdesk_app
 from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
 from expectations import SUITES, column_checks, suite_names
+from flows.report import RunReport
 from flows.sync import sync_okrs
 from okr_sync.sandbox import serve_tls
 from okr_targets.models import MIRROR, Measurement, QuarantinedRow, SyncRun
@@ -375,8 +376,8 @@ def run_sync(okr_file: Path, store_url: str) -> dict[str, Any]:
     state = sync_okrs(okr_file=str(okr_file), store_url=store_url, return_state=True)
     if state.is_completed():
         report = state.result()
-        assert isinstance(report, dict)
-        return report
+        assert isinstance(report, RunReport)
+        return report.to_dict()
     store = Store.open(store_url)
     try:
         with store.session() as session:

@@ -18,7 +18,7 @@ from connectors.sql.fixtures import create_fixture_database
 from connectors.tabular import STREAMS
 from connectors.tabular_fixtures import sample_tables, utc
 from expectations import Validator
-from flows.sync import sync_stream
+from flows.extract import sync_stream
 from okr_sync.cli import app
 from okr_targets.config import ConfigError, load_okrs
 from okr_targets.lineage import explain

@@ -22,8 +22,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
+from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
-from okr_targets.summary import STATUS_LABELS, build_summary, format_value
+from okr_targets.summary import build_summary, format_value
 from tests.okr_fixture import NOW, STATUSES, fill_store
 
 CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))

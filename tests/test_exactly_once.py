@@ -15,7 +15,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,14 @@ from connectors.base import get_connector
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
 from expectations import Validator
-from flows.sync import StreamCounts, _sync, reconcile_source, sync_stream
+from flows.extract import sync_stream
+from flows.load import reconcile_source
+from flows.plan import SyncRequest
+from flows.report import StreamReport
+from flows.settings import Settings
+from flows.sync import sync_store
 from okr_sync.cli import DEMO_OKRS
 from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
-from okr_sync.settings import Settings
 from okr_targets.models import MIRROR, Deal, Measurement, MeasurementRecord, SyncRun, utcnow
 from okr_targets.store import Store, begin_run
 from tests.conftest import AS_OF, salesforce_env_vars, sync_sources
@@ -114,12 +117,12 @@ def live_sandbox(live_app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run
         yield server
 
 
-def sync_opportunities(store_url: str, validator: Validator) -> StreamCounts:
+def sync_opportunities(store_url: str, validator: Validator) -> StreamReport:
     """The Opportunity stream alone, in batches of one page, through the task logic."""
     store = Store.open(store_url)
     run_id = begin_run(store, "test")
     stream = next(s for s in get_connector("salesforce").streams if s.name == "Opportunity")
-    counts: StreamCounts = sync_stream.fn(store, "salesforce", stream, run_id, validator, 200)
+    counts: StreamReport = sync_stream.fn(store, "salesforce", stream, run_id, validator, 200)
     store.dispose()
     return counts
 
@@ -237,9 +240,9 @@ PATHS = ["/services/data", "/services/oauth2/token", "/api/v2"]
 
 def run_sync(store_url: str) -> dict[str, Any]:
     store = Store.open(store_url)
-    report = _sync(store, Settings(), str(DEMO_OKRS), full_refresh=False)
+    report = sync_store(store, SyncRequest(str(DEMO_OKRS), full_refresh=False), Settings())
     store.dispose()
-    return asdict(report)
+    return report.to_dict()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from connectors.files.fixtures import write_csv, write_exports, write_xlsx
 from connectors.tabular import STREAMS
 from connectors.tabular_fixtures import sample_tables, utc
 from expectations import Validator
-from flows.sync import sync_stream
+from flows.extract import sync_stream
 from okr_targets.models import Customer, Deal, QuarantinedRow
 from okr_targets.store import Store, begin_run
 

@@ -29,10 +29,11 @@ from connectors.zendesk.emulator import SANDBOX_API_TOKEN, SANDBOX_EMAIL
 from connectors.zendesk.emulator import create_app as create_zendesk_app
 from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
 from expectations import Validator
-from flows.sync import sync_stream
+from flows.extract import sync_stream
 from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import Ticket
 from okr_targets.periods import Period
+from okr_targets.status import RunStatus
 from okr_targets.store import Store, begin_run, finish_run, upsert_records
 from tests.conftest import AS_OF
 from tests.test_periods import ticket
@@ -679,7 +680,7 @@ def sync_zendesk(
             stream.name: asdict(sync_stream.fn(store, "zendesk", stream, run_id, validator, 500))
             for stream in get_connector("zendesk").streams
         }
-        finish_run(store, run_id, "complete", None, counts)
+        finish_run(store, run_id, RunStatus.COMPLETE, None, counts)
     finally:
         store.dispose()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -26,9 +26,11 @@ from connectors.hubspot.sandbox_data import HubSpotPortal, customer_seeds, gener
 from connectors.zendesk import sandbox_env as zendesk_env_vars
 from connectors.zendesk.emulator import create_app as create_helpdesk_app
 from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
-from flows.sync import _sync, sync_okrs
+from flows.plan import SyncRequest
+from flows.report import RunReport
+from flows.settings import Settings
+from flows.sync import sync_okrs, sync_store
 from okr_sync.sandbox import Faults, RunningServer, parse_faults, serve_tls
-from okr_sync.settings import Settings
 from okr_targets.models import Customer, Deal, Measurement, Rating, Ticket
 from okr_targets.store import Store
 from tests.conftest import AS_OF
@@ -307,8 +309,8 @@ def run_flow(okr_file: Path, store_url: str) -> dict[str, Any]:
     state = sync_okrs(okr_file=str(okr_file), store_url=store_url, return_state=True)
     assert state.is_completed(), state.message
     report = state.result()
-    assert isinstance(report, dict)
-    return report
+    assert isinstance(report, RunReport)
+    return report.to_dict()
 
 
 def count(store: Store, model: Any, *where: Any) -> int:
@@ -471,6 +473,6 @@ def test_any_fault_schedule_leaves_the_same_mirror_and_measurements(
 def run_quietly(okr_file: Path, store_url: str) -> dict[str, Any]:
     """The flow's body without a flow run: examples stay fast and their logs short."""
     store = Store.open(store_url)
-    report = _sync(store, Settings(), str(okr_file), full_refresh=False)
+    report = sync_store(store, SyncRequest(str(okr_file), full_refresh=False), Settings())
     store.dispose()
-    return asdict(report)
+    return report.to_dict()

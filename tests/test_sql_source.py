@@ -22,7 +22,7 @@ from connectors.sql.fixtures import create_fixture_database, fixture_metadata
 from connectors.tabular import STREAMS
 from connectors.tabular_fixtures import BULK_UPDATE, sample_tables, utc
 from expectations import Validator
-from flows.sync import sync_stream
+from flows.extract import sync_stream
 from okr_targets.models import Deal, QuarantinedRow
 from okr_targets.store import Store, begin_run
 

@@ -13,6 +13,7 @@ from connectors.salesforce.emulator import create_app
 from connectors.salesforce.sandbox_data import SalesforceOrg, write_org
 from connectors.salesforce.sandbox_data import load_org as load_seed_dir
 from connectors.salesforce.timestamps import parse_sf_datetime
+from flows.report import RunReport
 from flows.sync import sync_okrs
 from okr_sync.cli import DEMO_OKRS
 from okr_sync.sandbox import RunningServer, serve_tls
@@ -37,8 +38,8 @@ def run_flow(okr_file: Path, store_url: str) -> dict[str, Any]:
     state = sync_okrs(okr_file=str(okr_file), store_url=store_url, return_state=True)
     assert state.is_completed(), state.message
     report = state.result()
-    assert isinstance(report, dict)
-    return report
+    assert isinstance(report, RunReport)
+    return report.to_dict()
 
 
 def count(store: Store, model: Any) -> int:

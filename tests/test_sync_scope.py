@@ -38,7 +38,7 @@ def run(store_url: str, **parameters: Any) -> Any:
 def test_one_source_only(sqlite_url: str, sources_env: dict[str, RunningServer]) -> None:
     state = run(sqlite_url, sources=["zendesk"])
     assert state.is_completed(), state.message
-    report = state.result()
+    report = state.result().to_dict()
     assert report["streams"]
     assert {name.split(".")[0] for name in report["streams"]} == {"zendesk"}
     store = Store.open(sqlite_url)
@@ -103,7 +103,7 @@ def test_backfill_restores_a_window_and_leaves_cursors_alone(
     assert {k: v for k, v in after.items() if k[0] == "salesforce"} == {
         k: v for k, v in cursors.items() if k[0] == "salesforce"
     }
-    streams = state.result()["streams"]
+    streams = state.result().to_dict()["streams"]
     assert streams["salesforce.Opportunity"]["read"] >= len(lost)
 
 
@@ -112,7 +112,7 @@ def test_each_changed_key_result_is_an_event_and_the_run_an_artifact(
 ) -> None:
     state = run(sqlite_url)
     assert state.is_completed(), state.message
-    report = state.result()
+    report = state.result().to_dict()
     changed = {kr["key_result_id"] for kr in report["key_results"] if kr["changed"]}
     assert changed
 
@@ -130,7 +130,7 @@ def test_each_changed_key_result_is_an_event_and_the_run_an_artifact(
 
     # nothing new at the sources: nothing changed, and the run's artifact says so
     second = run(sqlite_url)
-    assert not any(kr["changed"] for kr in second.result()["key_results"])
+    assert not any(kr["changed"] for kr in second.result().to_dict()["key_results"])
     artifact = artifacts_of(second)[ARTIFACT_KEY]
     assert artifact.type == "markdown"
     assert "changed no key result" in str(artifact.data)

@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
-from flows.sync import _sync
+from flows.plan import SyncRequest
+from flows.settings import Settings
+from flows.sync import sync_store
 from okr_sync.sandbox import serve_tls
-from okr_sync.settings import Settings
 from okr_targets.models import Baseline, KeyResult, Measurement, utcnow
 from okr_targets.report import KeyResultLine, ObjectiveLine, build_report, walk
 from okr_targets.store import Store
@@ -94,7 +95,7 @@ def okr_file(org: SalesforceOrg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def sync(store_url: str, okr_file: Path, full_refresh: bool = False) -> dict[str, Any]:
     store = Store.open(store_url)
-    report = _sync(store, Settings(), str(okr_file), full_refresh=full_refresh)
+    report = sync_store(store, SyncRequest(str(okr_file), full_refresh=full_refresh), Settings())
     store.dispose()
     assert report.status == "complete", report.reason
     return {"run_id": report.run_id, "key_results": report.key_results}

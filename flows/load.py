@@ -1,0 +1,150 @@
+"""Validate and load: each batch of a stream into the mirror, with its cursor, at once.
+
+A batch's good rows, its quarantined rows and the advanced cursor commit in one
+transaction, so a crash or a retry resumes exactly where the written data ends. Deletes
+a source stopped reporting are found by listing its live ids (:func:`reconcile_source`)
+or, after a full refresh, by what the run did not see (:func:`tombstone_unseen_records`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session
+
+from connectors.base import Bookmark, Rejected, StreamInfo, get_connector, open_reader
+from expectations import Validator
+from flows.logs import run_logger
+from flows.plan import Plan
+from flows.progress import advance
+from okr_targets.models import MIRROR
+from okr_targets.store import (
+    Store,
+    load_rows,
+    quarantine,
+    record_source_reads,
+    tombstone_missing,
+    tombstone_unseen,
+    write_cursor,
+)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where one stream's batches go in this run, and how its cursor moves."""
+
+    run_id: str
+    source: str
+    stream: StreamInfo
+    validator: Validator
+    replace: bool = False  # a full refresh: the source's copy wins, the cursor is rewritten
+    cursor_cap: datetime | None = None  # the run's start: anything later is read again
+    moves_cursor: bool = True  # a backfill leaves the cursor where it is
+
+
+@dataclass(frozen=True)
+class BatchLoaded:
+    """What one committed batch did."""
+
+    good: int  # passed validation
+    written: int  # new or changed in the mirror
+    duplicates: int  # read before in this run: stored once
+    deleted: int  # tombstones written
+    quarantined: int
+    cursor: Bookmark | None  # where the stream's cursor now stands, if it moved
+
+
+def validate_and_load(
+    store: Store,
+    to: Destination,
+    rows: list[dict[str, Any]],
+    rejected: Sequence[Rejected],
+    bookmark: Bookmark | None,
+) -> BatchLoaded:
+    """Validate a batch; commit its good rows, its rejects and its cursor together."""
+    verdict = to.validator.validate(to.stream.entity, rows)
+    with store.session() as session, session.begin():
+        stamped = [{**row, "run_id": to.run_id} for row in verdict.good]
+        loaded = load_rows(
+            session, MIRROR[to.stream.entity], stamped, run_id=to.run_id, replace=to.replace
+        )
+        quarantined = quarantine(
+            session, to.run_id, to.stream.entity, [*rejected, *verdict.rejected]
+        )
+        cursor = bookmark if to.moves_cursor else None
+        if cursor is not None and to.cursor_cap is not None and cursor.at > to.cursor_cap:
+            cursor = Bookmark(to.cursor_cap, cursor.token)
+        if cursor is not None:
+            write_cursor(session, to.source, to.stream.name, cursor, to.run_id, replace=to.replace)
+    deleted = sum(
+        1
+        for row in verdict.good
+        if row.get("deleted_at") is not None and row["source_id"] in loaded.written
+    )
+    return BatchLoaded(
+        good=len(verdict.good),
+        written=len(loaded.written),
+        duplicates=loaded.read_before,
+        deleted=deleted,
+        quarantined=quarantined,
+        cursor=cursor,
+    )
+
+
+@task(name="reconcile", cache_policy=NO_CACHE)
+def reconcile_source(
+    store: Store, source: str, streams: list[StreamInfo], run_id: str, now: datetime
+) -> dict[str, int]:
+    """List the ids of every live record and tombstone the mirror's others.
+
+    Sources report deletes for a limited time (Salesforce's recycle bin, Zendesk's 30
+    days); a record deleted longer ago, or purged, is found here. Only ids travel; a
+    listing cut short changes nothing. Returns tombstones per entity.
+    """
+    logger = run_logger()
+    reader = open_reader(get_connector(source))
+    live: dict[str, set[str]] = {}
+    try:
+        for stream in streams:  # entities read from several streams need all their ids
+            ids = live.setdefault(stream.entity, set())
+            for page in reader.ids(stream):
+                ids.update(page)
+                advance(f"{source}.{stream.name} ids", len(page), None)
+    finally:
+        reader.close()
+    tombstoned = {}
+    with store.session() as session, session.begin():
+        for entity, ids in sorted(live.items()):
+            gone = tombstone_missing(session, MIRROR[entity], source, ids, run_id, now)
+            tombstoned[f"{source}.{entity}"] = gone
+            logger.info(
+                "%s.%s: %d live at the source, %d tombstoned", source, entity, len(ids), gone
+            )
+    return tombstoned
+
+
+def tombstone_unseen_records(
+    session: Session, streams: list[tuple[str, StreamInfo]], run_id: str, now: datetime
+) -> dict[str, int]:
+    """A full refresh saw every live record: the mirror's others were deleted at the source."""
+    counts = {}
+    for source, entity in sorted({(source, stream.entity) for source, stream in streams}):
+        counts[f"{source}.{entity}"] = tombstone_unseen(
+            session, MIRROR[entity], source, run_id, now
+        )
+    return counts
+
+
+def record_reads(store: Store, plan: Plan, read_in_full: list[str], run_id: str) -> None:
+    """The sources read to their end, with data as of the run's start: their freshness.
+
+    A backfill's window is not a read up to now: it leaves freshness as it was.
+    """
+    if plan.window is None:
+        with store.session() as session, session.begin():
+            record_source_reads(session, set(read_in_full), plan.started_at, run_id)

@@ -1,0 +1,94 @@
+"""Measure: the mirror's records to key-result values, once the streams are loaded.
+
+One transaction: a full refresh's tombstones for what it did not see, the currencies and
+customers the metrics need, then every key result's measurement. Partial work never lands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from flows.load import tombstone_unseen_records
+from flows.logs import Logger, run_logger
+from flows.plan import Plan
+from flows.version import __version__
+from okr_targets.config import OkrConfig
+from okr_targets.measurements import KeyResultOutcome, measure_key_results, save_money
+from okr_targets.store import Store
+from transforms.matching import MatchReport, match_customers
+from transforms.metrics import unconvertible_currencies
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What measuring found and computed."""
+
+    customers: MatchReport | None
+    findings: tuple[str, ...]
+    outcomes: tuple[KeyResultOutcome, ...]
+    tombstoned: dict[str, int] | None  # a full refresh read in full: the records it did not see
+
+
+def measure(store: Store, plan: Plan, run_id: str, now: datetime, read_in_full: bool) -> Measured:
+    """Measure every key result from the mirror as of ``now`` (data up to the plan's start).
+
+    ``read_in_full`` is false when a stream stopped early: then nothing is tombstoned for
+    not being seen and no frozen baseline is recomputed from the incomplete data.
+    """
+    logger = run_logger()
+    request = plan.request
+    with store.session() as session, session.begin():
+        tombstoned = None
+        if request.full_refresh and read_in_full:
+            tombstoned = tombstone_unseen_records(session, plan.streams, run_id, now)
+        save_money(session, plan.config, run_id, now)
+        customers = _match_customers(session, plan.config, run_id, logger)
+        findings = tuple(unconvertible_currencies(session))
+        for finding in findings:
+            logger.warning("%s", finding)
+        outcomes = measure_key_results(
+            session,
+            plan.config,
+            run_id,
+            now,
+            __version__,
+            data_cutoff=plan.started_at,
+            refreeze_baselines=request.refreeze(read_in_full),
+        )
+    _log_outcomes(logger, outcomes)
+    return Measured(customers, findings, tuple(outcomes), tombstoned)
+
+
+def _match_customers(
+    session: Session, config: OkrConfig, run_id: str, logger: Logger
+) -> MatchReport | None:
+    """Link every source's customers to the primary source's, when the file names one."""
+    primary = config.primary_customer_source()
+    if primary is None:
+        return None
+    matches = match_customers(session, primary, config.spec.customers.match_by, run_id)
+    if matches.unmatched:
+        logger.warning(
+            "%d customer(s) match no %s customer by %s, e.g. %s",
+            matches.unmatched_count,
+            primary,
+            matches.match_by,
+            matches.unmatched[0],
+        )
+    return matches
+
+
+def _log_outcomes(logger: Logger, outcomes: list[KeyResultOutcome]) -> None:
+    for outcome in outcomes:
+        value = "no data" if outcome.value is None else f"{outcome.value:,.2f} {outcome.unit}"
+        logger.info(
+            "%s: %s, %s (%d records)%s",
+            outcome.key_result_id,
+            value,
+            outcome.status,
+            outcome.records,
+            "" if outcome.changed else ", unchanged",
+        )

@@ -1,0 +1,81 @@
+"""What a sync run did, typed: the flow returns a :class:`RunReport`, the CLI prints it,
+and the store keeps its JSON (``to_dict``) on the run, in the shape it always had."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from connectors.errors import FatalSourceError
+from okr_targets.measurements import KeyResultOutcome
+from okr_targets.status import RunStatus
+from transforms.matching import MatchReport
+
+
+@dataclass(frozen=True)
+class StreamReport:
+    """What one stream did in one run; every record read is in exactly one bucket."""
+
+    read: int = 0
+    loaded: int = 0  # passed validation (new, changed or unchanged)
+    duplicates: int = 0  # loaded, but read before in this run: stored once
+    written: int = 0  # new or changed in the mirror
+    deleted: int = 0  # tombstones written
+    quarantined: int = 0
+    batches: int = 0
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    attempts: int = 0
+    retries: int = 0
+    requests: int = 0  # HTTP requests sent to the source, retries and logins included
+    quota: str | None = None  # the source's own account of its quota, when it gives one
+    stopped: str | None = None  # why the stream ended before its end, if it did
+    failed: str | None = None  # a fatal source error (bad credentials, rejected query)
+    error: FatalSourceError | None = field(default=None, compare=False, repr=False)
+    """The exception behind ``failed``: returned by the task (one log line, no traceback)
+    and raised by the flow as it is. Not part of the stored counts."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts as stored on the run and shown by `okr-sync runs`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """One sync run: its outcome, each stream's counts, and what measuring found."""
+
+    run_id: str
+    status: RunStatus
+    reason: str | None
+    store: str  # the store's display URL (password masked)
+    started_at: str
+    streams: Mapping[str, StreamReport] = field(default_factory=dict)
+    customers: MatchReport | None = None
+    findings: tuple[str, ...] = ()
+    tombstoned: Mapping[str, int] = field(default_factory=dict)
+    key_results: tuple[KeyResultOutcome, ...] = ()
+
+    def stream_counts(self) -> dict[str, dict[str, Any]]:
+        return {name: stream.to_dict() for name, stream in self.streams.items()}
+
+    def details(self) -> dict[str, Any]:
+        """What the run keeps beside its stream counts."""
+        return {
+            "customers": asdict(self.customers) if self.customers else {},
+            "findings": list(self.findings),
+            "tombstoned": dict(self.tombstoned),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready plain data (the shape the flow used to return)."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status.value,
+            "reason": self.reason,
+            "store": self.store,
+            "started_at": self.started_at,
+            "streams": self.stream_counts(),
+            **self.details(),
+            "key_results": [asdict(outcome) for outcome in self.key_results],
+        }
