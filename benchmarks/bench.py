@@ -173,8 +173,8 @@ def key_result_seconds(store_url: str, repeats: int = 3) -> dict[str, float]:
     """Compute every key result over the mirror (rolled back); first and best time."""
     from okr_sync import __version__
     from okr_targets.config import load_okrs
-    from okr_targets.measurements import measure_key_results
     from okr_targets.store import Store, begin_run
+    from transforms.measure import measure_key_results
 
     config = load_okrs(OKR_FILE)
     store = Store.open(store_url)

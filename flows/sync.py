@@ -53,7 +53,6 @@ from okr_sync.progress import advance
 from okr_sync.secrets import MissingSecretError
 from okr_sync.settings import Settings
 from okr_targets.config import ConfigError, OkrConfig, lint, load_okrs
-from okr_targets.measurements import KeyResultOutcome, measure_key_results, save_money, save_okrs
 from okr_targets.models import MIRROR, utcnow
 from okr_targets.store import (
     Store,
@@ -73,6 +72,7 @@ from okr_targets.store import (
     write_cursor,
 )
 from transforms.matching import match_customers
+from transforms.measure import KeyResultOutcome, measure_key_results, save_money, save_okrs
 from transforms.metrics import MetricError, unconvertible_currencies
 
 

@@ -22,10 +22,10 @@ from flows.sync import sync_stream
 from okr_sync.cli import app
 from okr_targets.config import ConfigError, load_okrs
 from okr_targets.lineage import explain
-from okr_targets.measurements import measure_key_results, save_okrs
 from okr_targets.models import Deal
 from okr_targets.periods import Period
 from okr_targets.store import Store, begin_run
+from transforms.measure import measure_key_results, save_okrs
 from transforms.metrics import MetricError, get_metric
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
