@@ -52,7 +52,7 @@ from okr_sync import __version__
 from okr_sync.progress import advance
 from okr_sync.secrets import MissingSecretError
 from okr_sync.settings import Settings
-from okr_targets.config import ConfigError, OkrConfig, lint, load_okrs
+from okr_targets.config import ConfigError, OkrConfig, lint
 from okr_targets.models import MIRROR, utcnow
 from okr_targets.store import (
     Store,
@@ -71,9 +71,11 @@ from okr_targets.store import (
     tombstone_unseen,
     write_cursor,
 )
+from transforms.catalog import MetricCatalog, load
 from transforms.matching import match_customers
 from transforms.measure import KeyResultOutcome, measure_key_results, save_money, save_okrs
-from transforms.metrics import MetricError, unconvertible_currencies
+from transforms.metrics import MetricError
+from transforms.money import unconvertible_currencies
 
 
 class SyncStoppedError(Exception):
@@ -376,13 +378,13 @@ class RunReport:
     key_results: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _load_and_lint(okr_file: str) -> OkrConfig:
-    config = load_okrs(okr_file)
+def _load_and_lint(okr_file: str) -> tuple[OkrConfig, MetricCatalog]:
+    config, catalog = load(okr_file)
     findings = lint(config)
     if findings:
         more = f" (and {len(findings) - 1} more; run `okr-sync lint`)" if len(findings) > 1 else ""
         raise ConfigError(f"{findings[0]}{more}")
-    return config
+    return config, catalog
 
 
 @flow(name="sync-okrs", log_prints=True)
@@ -512,7 +514,7 @@ def _sync(
     run_id = begin_run(store, __version__, flow_run_id)
     report = RunReport(run_id, "running", None, store.display_url, utcnow().isoformat())
     try:
-        config = _load_and_lint(okr_file)
+        config, catalog = _load_and_lint(okr_file)
         with store.session() as session, session.begin():
             save_okrs(session, config, utcnow())
         chosen, window = scope.streams(config), scope.window(config)
@@ -580,6 +582,7 @@ def _sync(
             outcomes = measure_key_results(
                 session,
                 config,
+                catalog,
                 run_id,
                 now,
                 __version__,
