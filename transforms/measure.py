@@ -26,7 +26,7 @@ from okr_targets.scoring import final_score, score
 from okr_targets.store import upsert_records
 from transforms.catalog import MetricCatalog
 from transforms.lineage import write_lineage
-from transforms.metrics import MetricError, MetricResult
+from transforms.metrics import Comparison, MetricError, MetricResult
 from transforms.metrics.change import PCT_CHANGE
 from transforms.money import CONFIG_SOURCE
 from transforms.sql import shared_results
@@ -152,10 +152,24 @@ def _compute(session: Session, spec: KeyResultSpec, period: Period, run: _Pass) 
     return result
 
 
-def baseline_key(details: dict[str, Any]) -> str:
+def _query(comparison: Comparison) -> dict[str, Any]:
+    """What a frozen baseline answers, as its row keeps it."""
+    return {
+        "metric": comparison.metric,
+        "params": comparison.params,
+        "period": comparison.baseline_period.label,
+        "calendar": comparison.calendar.model_dump(),
+    }
+
+
+def baseline_key(comparison: Comparison) -> str:
     """The same question asked again gets the same key: metric, parameters, period, calendar."""
-    question = {name: details.get(name) for name in ("metric", "params", "baseline_period")}
-    question["calendar"] = details.get("calendar")
+    question = {
+        "metric": comparison.metric,
+        "params": comparison.params,
+        "baseline_period": comparison.baseline_period.label,
+        "calendar": comparison.calendar.model_dump(),
+    }
     text = json.dumps(question, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -171,57 +185,51 @@ def freeze_baseline(
     operator re-reading a restored or re-seeded source) re-freezes it, and says so
     (``baseline_refrozen_from``) in the measurement and the logs.
     """
-    details = dict(result.details)
-    closes_at = details.get("baseline_period_end")
-    if closes_at is None or now < datetime.fromisoformat(closes_at):
+    compared = result.comparison
+    if compared is None or now < compared.baseline_period.end_at:
         return result  # the baseline period is still open: nothing final to freeze yet
-    key = baseline_key(details)
+    details = dict(result.details)
+    key = baseline_key(compared)
     details["baseline_key"] = key
     frozen = session.get(Baseline, key)
     if frozen is None:
         frozen = Baseline(
             key=key,
-            metric=details["metric"],
-            params=details.get("params") or {},
-            period=details["baseline_period"],
-            query={
-                "metric": details["metric"],
-                "params": details.get("params"),
-                "period": details["baseline_period"],
-                "calendar": details.get("calendar"),
-            },
-            value=details.get("baseline"),
-            record_count=int(details.get("baseline_records") or 0),
+            metric=compared.metric,
+            params=compared.params,
+            period=compared.baseline_period.label,
+            query=_query(compared),
+            value=compared.baseline,
+            record_count=compared.baseline_records,
             computed_at=now,
             run_id=run_id,
         )
         session.add(frozen)
         session.flush()
-    elif frozen.value != details.get("baseline") and refreeze:
+    elif frozen.value != compared.baseline and refreeze:
         details["baseline_refrozen_from"] = frozen.value
         logging.getLogger("okr_sync").warning(
             "baseline %s of %s re-frozen by the full refresh: %s → %s",
             frozen.period,
             frozen.metric,
             frozen.value,
-            details.get("baseline"),
+            compared.baseline,
         )
-        frozen.value = details.get("baseline")
-        frozen.record_count = int(details.get("baseline_records") or 0)
+        frozen.value = compared.baseline
+        frozen.record_count = compared.baseline_records
         frozen.computed_at, frozen.run_id = now, run_id
-    elif frozen.value != details.get("baseline"):
-        details["baseline_now"] = details.get("baseline")
+    elif frozen.value != compared.baseline:
+        details["baseline_now"] = compared.baseline
         details["baseline"] = frozen.value
     details["baseline_frozen_at"] = frozen.computed_at.isoformat()
     # The frozen baseline's records are counted in it; today's copies of them did not make
     # the number: the lineage is the current period's records alone.
-    current = result.current if result.current is not None else result
-    lineage = (current.records, details, current.record_count)
-    now_value = details.get("current")
-    if now_value is None or not frozen.value:
-        return MetricResult(None, result.unit, *lineage, current=current)
-    value = 100.0 * (now_value - frozen.value) / abs(frozen.value)
-    return MetricResult(value, result.unit, *lineage, current=current)
+    current = compared.current
+    lineage = (current.records, details, current.record_count, compared)
+    if current.value is None or not frozen.value:
+        return MetricResult(None, result.unit, *lineage)
+    value = 100.0 * (current.value - frozen.value) / abs(frozen.value)
+    return MetricResult(value, result.unit, *lineage)
 
 
 def measure_key_results(

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from sqlalchemy import CompoundSelect, Select
 from sqlalchemy.orm import Session
 
-from okr_targets.periods import Period
+from okr_targets.periods import Calendar, Period
 
 
 class MetricError(Exception):
@@ -48,8 +48,8 @@ class MetricResult:
 
     ``records`` selects the records behind the value (None: none) and ``record_count``
     says how many rows it selects, so lineage never has to be read into Python.
-    ``current`` is, for ``pct_change``, the current period's own result: its records
-    alone are the lineage once the baseline is frozen.
+    ``comparison`` is, for ``pct_change``, what it compared: measuring freezes the
+    baseline from it.
     """
 
     value: float | None
@@ -57,7 +57,40 @@ class MetricResult:
     records: RecordSelect | None = None
     details: dict[str, Any] = field(default_factory=dict)
     record_count: int = 0
-    current: MetricResult | None = None
+    comparison: Comparison | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``pct_change`` compared: a metric with its parameters, over the current period
+    and a baseline period of the same calendar.
+
+    The current period's own result is kept whole: once the baseline is frozen, its
+    records alone are the lineage.
+    """
+
+    metric: str
+    params: dict[str, Any]
+    current: MetricResult
+    baseline: float | None
+    baseline_records: int
+    baseline_period: Period
+    calendar: Calendar
+
+    def details(self) -> dict[str, Any]:
+        """As a measurement's details keep it (JSON)."""
+        return {
+            "metric": self.metric,
+            "params": self.params,
+            "current": self.current.value,
+            "current_records": self.current.record_count,
+            "baseline": self.baseline,
+            "baseline_records": self.baseline_records,
+            "baseline_period": self.baseline_period.label,
+            "baseline_period_end": self.baseline_period.end_at.isoformat(),
+            "calendar": self.calendar.model_dump(),
+            "unit": self.current.unit,
+        }
 
 
 P = TypeVar("P", bound=BaseModel)

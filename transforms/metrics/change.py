@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from okr_targets.periods import Period
 from transforms.lineage import both_records
-from transforms.metrics import Metric, MetricError, MetricResult, find_metric
+from transforms.metrics import Comparison, Metric, MetricError, MetricResult, find_metric
 
 PCT_CHANGE = "pct_change"
 
@@ -59,29 +59,27 @@ def pct_change(metrics: Mapping[str, Metric[Any]]) -> Metric[ChangeParams]:
         )
         current = inner.run(session, period, inner_params)
         baseline = inner.run(session, baseline_period, inner_params)
-        details = {
-            "metric": params.metric,
-            "params": inner_params,
-            "current": current.value,
-            "current_records": current.record_count,
-            "baseline": baseline.value,
-            "baseline_records": baseline.record_count,
-            "baseline_period": baseline_period.label,
-            "baseline_period_end": baseline_period.end_at.isoformat(),
-            "calendar": period.calendar.model_dump(),
-            "unit": current.unit,
-        }
+        comparison = Comparison(
+            params.metric,
+            inner_params,
+            current,
+            baseline.value,
+            baseline.record_count,
+            baseline_period,
+            period.calendar,
+        )
+        details = comparison.details()
         if current.value is None or not baseline.value:
             details["reason"] = "no baseline value" if not baseline.value else "no current value"
             return MetricResult(
-                None, "%", current.records, details, current.record_count, current=current
+                None, "%", current.records, details, current.record_count, comparison
             )
         value = 100.0 * (current.value - baseline.value) / abs(baseline.value)
         disjoint = inner.records_in_period and (
             baseline_period.end <= period.start or period.end <= baseline_period.start
         )
         records, count = both_records(session, current, baseline, disjoint)
-        return MetricResult(value, "%", records, details, count, current=current)
+        return MetricResult(value, "%", records, details, count, comparison)
 
     return Metric(
         PCT_CHANGE,
