@@ -453,52 +453,60 @@ def lint(config: OkrConfig) -> list[LintFinding]:
                 )
             )
     for objective, key_result, where in config.key_results():
-        owner, period = config.resolved(objective, key_result)
-        label = f"key result {key_result.id!r}"
-        kind = key_result.resolved_kind
-        if key_result.metric is None and key_result.done is None:
-            findings.append(
-                LintFinding(
-                    config.where(*where), f"{label} is not bound to a metric: add `metric:`"
-                )
+        findings += _key_result_findings(config, objective, key_result, where)
+    return findings
+
+
+def _key_result_findings(
+    config: OkrConfig,
+    objective: ObjectiveSpec,
+    key_result: KeyResultSpec,
+    where: tuple[str | int, ...],
+) -> list[LintFinding]:
+    """A key result's SMART gaps: no metric, no measurable target, no period or owner."""
+    findings: list[LintFinding] = []
+    owner, period = config.resolved(objective, key_result)
+    label = f"key result {key_result.id!r}"
+    kind = key_result.resolved_kind
+    if key_result.metric is None and key_result.done is None:
+        findings.append(
+            LintFinding(config.where(*where), f"{label} is not bound to a metric: add `metric:`")
+        )
+    if key_result.target is None:
+        findings.append(
+            LintFinding(config.where(*where), f"{label} has no measurable target: add `target:`")
+        )
+    elif kind in ("increase_to", "decrease_to") and key_result.target == key_result.baseline:
+        findings.append(
+            LintFinding(
+                config.where(*where, "target"), f"{label} has its target equal to its baseline"
             )
-        if key_result.target is None:
-            findings.append(
-                LintFinding(
-                    config.where(*where), f"{label} has no measurable target: add `target:`"
-                )
+        )
+    elif problem := check_target(kind, key_result.baseline, key_result.target):
+        findings.append(LintFinding(config.where(*where, "target"), f"{label}: {problem}"))
+    elif key_result.direction is not None and (
+        (key_result.direction == "increase") != (key_result.target > key_result.baseline)
+    ):
+        findings.append(
+            LintFinding(
+                config.where(*where, "direction"),
+                f"{label} says {key_result.direction} but its target is "
+                f"{'below' if key_result.target < key_result.baseline else 'above'} "
+                "its baseline",
             )
-        elif kind in ("increase_to", "decrease_to") and key_result.target == key_result.baseline:
-            findings.append(
-                LintFinding(
-                    config.where(*where, "target"), f"{label} has its target equal to its baseline"
-                )
+        )
+    if not period:
+        findings.append(
+            LintFinding(
+                config.where(*where),
+                f"{label} has no period: add `period:` here or on its objective",
             )
-        elif problem := check_target(kind, key_result.baseline, key_result.target):
-            findings.append(LintFinding(config.where(*where, "target"), f"{label}: {problem}"))
-        elif key_result.direction is not None and (
-            (key_result.direction == "increase") != (key_result.target > key_result.baseline)
-        ):
-            findings.append(
-                LintFinding(
-                    config.where(*where, "direction"),
-                    f"{label} says {key_result.direction} but its target is "
-                    f"{'below' if key_result.target < key_result.baseline else 'above'} "
-                    "its baseline",
-                )
+        )
+    if not owner:
+        findings.append(
+            LintFinding(
+                config.where(*where),
+                f"{label} has no owner: add `owner:` here or on its objective",
             )
-        if not period:
-            findings.append(
-                LintFinding(
-                    config.where(*where),
-                    f"{label} has no period: add `period:` here or on its objective",
-                )
-            )
-        if not owner:
-            findings.append(
-                LintFinding(
-                    config.where(*where),
-                    f"{label} has no owner: add `owner:` here or on its objective",
-                )
-            )
+        )
     return findings

@@ -167,6 +167,17 @@ def one_number(name: str, value: Any) -> float | None:
     )
 
 
+def _bound_query(query: str, names: set[str], bound: dict[str, Any]) -> TextClause:
+    """The query with only the parameters it names, each bound with its type and value
+    (unique: pct_change's lineage holds the query twice, for two periods)."""
+    return text(query).bindparams(
+        *(
+            bindparam(n, bound[n], type_=PERIOD_PARAMS.get(n, String()), unique=True)
+            for n in sorted(names)
+        )
+    )
+
+
 def sql_metric(
     name: str,
     sql: str,
@@ -190,21 +201,11 @@ def sql_metric(
         used_by_records = check_sql(name, records, allowed)
     model = _params_model(name, defaults)
 
-    def bound_query(query: str, names: set[str], bound: dict[str, Any]) -> TextClause:
-        """The query with only the parameters it names, each bound with its type and value
-        (unique: pct_change's lineage holds the query twice, for two periods)."""
-        return text(query).bindparams(
-            *(
-                bindparam(n, bound[n], type_=PERIOD_PARAMS.get(n, String()), unique=True)
-                for n in sorted(names)
-            )
-        )
-
     def lineage(bound: dict[str, Any]) -> RecordSelect | None:
         if records is None or entity is None:
             return None
         listed = (
-            bound_query(LINEAGE_SQL.format(records=records), used_by_records, bound)
+            _bound_query(LINEAGE_SQL.format(records=records), used_by_records, bound)
             .columns(column("source", String()), column("source_id", String()))
             .subquery()
         )
@@ -220,7 +221,7 @@ def sql_metric(
             **values.model_dump(),
         }
         with read_only(session, name):
-            rows = session.execute(bound_query(sql, used, bound)).all()
+            rows = session.execute(_bound_query(sql, used, bound)).all()
             refs = lineage(bound)
             count = count_records(session, refs)  # also runs `records` once, read-only
         if len(rows) != 1 or len(rows[0]) != 1:

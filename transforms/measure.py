@@ -270,6 +270,16 @@ def measure_key_results(
     return outcomes
 
 
+def _restated(
+    previous: Measurement | None, period: Period, value: float | None, closed: bool
+) -> int | None:
+    """The measurement a new value restates: a closed period's, taken after its close."""
+    if previous is None or not closed:
+        return None
+    final = previous.measured_at >= period.end_at and previous.value != value
+    return previous.id if final else None
+
+
 def _record(
     session: Session,
     config: OkrConfig,
@@ -288,14 +298,6 @@ def _record(
     assert key_result is not None, "save_okrs runs first"
     key_result.checked_at = now
     closed = now >= period.end_at
-    restates = (
-        previous.id
-        if previous is not None
-        and closed
-        and previous.measured_at >= period.end_at
-        and previous.value != result.value
-        else None
-    )
     if closed and result.value is not None and (key_result.final_score is None or changed):
         key_result.final_score = final_score(kind, result.value, spec.baseline, target)
         key_result.scored_at = now
@@ -316,7 +318,7 @@ def _record(
             record_count=result.record_count,
             code_version=run.code_version,
             data_cutoff=run.data_cutoff,
-            restates_id=restates,
+            restates_id=_restated(previous, period, result.value, closed),
         )
         session.add(measurement)
         session.flush()
