@@ -172,11 +172,11 @@ def hubspot_minimum(stream: str, counts: dict[str, Any]) -> int:
 def key_result_seconds(store_url: str, repeats: int = 3) -> dict[str, float]:
     """Compute every key result over the mirror (rolled back); first and best time."""
     from okr_sync import __version__
-    from okr_targets.config import load_okrs
-    from okr_targets.measurements import measure_key_results
     from okr_targets.store import Store, begin_run
+    from transforms.catalog import load
+    from transforms.measure import measure_key_results
 
-    config = load_okrs(OKR_FILE)
+    config, catalog = load(OKR_FILE)
     store = Store.open(store_url)
     run_id = begin_run(store, __version__, None)
     times = []
@@ -184,7 +184,9 @@ def key_result_seconds(store_url: str, repeats: int = 3) -> dict[str, float]:
         for _ in range(repeats):
             with store.session() as session:
                 started = time.perf_counter()
-                measure_key_results(session, config, run_id, datetime.now(UTC), __version__)
+                measure_key_results(
+                    session, config, catalog, run_id, datetime.now(UTC), __version__
+                )
                 times.append(time.perf_counter() - started)
                 session.rollback()
     finally:

@@ -18,9 +18,9 @@ from prefect.context import FlowRunContext
 from prefect.events import emit_event
 
 from okr_targets.config import OkrConfig
-from okr_targets.measurements import KeyResultOutcome
 from okr_targets.store import Store
 from okr_targets.summary import store_summary_markdown
+from transforms.measure import KeyResultOutcome
 
 VALUE_CHANGED = "okr-sync.key-result.value-changed"
 STATUS_CHANGED = "okr-sync.key-result.status-changed"  # its value may have changed too

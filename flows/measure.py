@@ -16,10 +16,10 @@ from flows.logs import Logger, run_logger
 from flows.plan import Plan
 from flows.version import __version__
 from okr_targets.config import OkrConfig
-from okr_targets.measurements import KeyResultOutcome, measure_key_results, save_money
 from okr_targets.store import Store
 from transforms.matching import MatchReport, match_customers
-from transforms.metrics import unconvertible_currencies
+from transforms.measure import KeyResultOutcome, measure_key_results, save_money
+from transforms.money import unconvertible_currencies
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def measure(store: Store, plan: Plan, run_id: str, now: datetime, read_in_full: 
         outcomes = measure_key_results(
             session,
             plan.config,
+            plan.catalog,
             run_id,
             now,
             __version__,

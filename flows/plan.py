@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from connectors.base import StreamInfo
-from okr_targets.config import ConfigError, OkrConfig, lint, load_okrs
-from okr_targets.measurements import save_okrs
+from okr_targets.config import ConfigError, OkrConfig, lint
 from okr_targets.models import utcnow
 from okr_targets.store import Store
+from transforms.catalog import MetricCatalog, load
+from transforms.measure import save_okrs
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Plan:
 
     request: SyncRequest
     config: OkrConfig
+    catalog: MetricCatalog
     streams: list[tuple[str, StreamInfo]]
     window: tuple[datetime, datetime] | None
     started_at: datetime  # the data cutoff: cursors never pass it
@@ -75,21 +77,22 @@ class Plan:
         return list(dict.fromkeys(source for source, _ in self.streams))
 
 
-def load_and_lint(okr_file: str) -> OkrConfig:
-    config = load_okrs(okr_file)
+def load_and_lint(okr_file: str) -> tuple[OkrConfig, MetricCatalog]:
+    """The OKR file and its metric catalog; any finding is the run's one-line error."""
+    config, catalog = load(okr_file)
     findings = lint(config)
     if findings:
         more = f" (and {len(findings) - 1} more; run `okr-sync lint`)" if len(findings) > 1 else ""
         raise ConfigError(f"{findings[0]}{more}")
-    return config
+    return config, catalog
 
 
 def plan(store: Store, request: SyncRequest) -> Plan:
     """Load, lint and save the OKRs; choose the streams and the backfill window."""
-    config = load_and_lint(request.okr_file)
+    config, catalog = load_and_lint(request.okr_file)
     with store.session() as session, session.begin():
         save_okrs(session, config, utcnow())
     streams, window = request.streams(config), request.window(config)
     if window is not None and request.full_refresh:
         raise ConfigError("a backfill re-reads a window; it cannot also be a full refresh")
-    return Plan(request, config, streams, window, started_at=utcnow())
+    return Plan(request, config, catalog, streams, window, started_at=utcnow())

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from connectors.errors import FatalSourceError
-from okr_targets.measurements import KeyResultOutcome
 from okr_targets.status import RunStatus
 from transforms.matching import MatchReport
+from transforms.measure import KeyResultOutcome
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from flows.logs import run_logger
 from flows.measure import Measured
 from flows.report import RunReport, StreamReport
 from flows.version import __version__
-from okr_targets.measurements import KeyResultOutcome
 from okr_targets.models import utcnow
 from okr_targets.status import RunStatus
 from okr_targets.store import Store, begin_run, finish_run
 from transforms.matching import MatchReport
+from transforms.measure import KeyResultOutcome
 
 
 @dataclass

@@ -402,11 +402,12 @@ def serve(
 @app.command("lint")
 def lint_command(okr_file: OkrFileOption = None) -> None:
     """Check the OKR file: structure, metrics, and that every key result is SMART."""
-    from okr_targets.config import ConfigError, lint, load_okrs
+    from okr_targets.config import ConfigError, lint
+    from transforms.catalog import load
 
     path = okr_file or Settings().okr_file
     try:
-        config = load_okrs(path)
+        config, _catalog = load(path)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     findings = lint(config)

@@ -18,10 +18,11 @@ from sqlalchemy import select
 from connectors.base import Bookmark, UnknownConnectorError, get_connector
 from connectors.errors import FatalSourceError, SourceError
 from okr_sync.secrets import MissingSecretError, resolve_secret
-from okr_targets.config import ConfigError, OkrConfig, load_okrs
+from okr_targets.config import ConfigError, OkrConfig
 from okr_targets.models import SourceRead, SyncRun, utcnow
 from okr_targets.status import RunStatus
 from okr_targets.store import Store, StoreError
+from transforms.catalog import load
 
 
 @dataclass
@@ -180,7 +181,7 @@ def diagnose(store_url: str, okr_file: Path) -> list[Finding]:
     """Every check, in order; later ones are skipped when what they need is broken."""
     findings, store = check_store(store_url)
     try:
-        config = load_okrs(okr_file)
+        config, _catalog = load(okr_file)
     except ConfigError as exc:
         findings.append(
             Finding("okr file", False, str(exc), "fix the file; `okr-sync lint` lists problems")

@@ -1,8 +1,10 @@
 """OKRs as code: the YAML file of objectives and key results, its validation and SMART lint.
 
 Errors name the file, the line and the fix, because the person reading them edits YAML,
-not Python. Loading checks structure (types, unknown keys, ids, parents, periods, metric
-names and parameters); ``lint`` checks that every key result is SMART enough to sync.
+not Python. Loading checks structure (types, unknown keys, sources, ids, parents,
+periods); ``lint`` checks that every key result is SMART enough to sync. Metrics are not
+this module's: the file's own ``metrics:`` are kept here as plain data, and metric names
+and parameters are checked by ``transforms.catalog.load``, which callers use.
 """
 
 from __future__ import annotations
@@ -29,9 +31,6 @@ from pydantic import (
 from connectors.base import StreamInfo, UnknownConnectorError, get_connector
 from okr_targets.periods import Calendar, Period
 from okr_targets.scoring import Kind, StatusThresholds, check_target
-from transforms.custom import CustomMetricError, python_metric, resolve_function, sql_metric
-from transforms.custom import use_file_metrics as use_custom_metrics
-from transforms.metrics import MetricError, check_params
 
 
 def _valid_period(label: str) -> str:
@@ -290,7 +289,12 @@ _FIXES = {
 }
 
 
-def _dotted(location: tuple[str | int, ...]) -> str:
+def fix_for(error_type: str) -> str:
+    """How to fix a pydantic error of that type, in YAML terms."""
+    return _FIXES.get(error_type, "correct the value")
+
+
+def dotted(location: tuple[str | int, ...]) -> str:
     text = ""
     for part in location:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
@@ -298,7 +302,8 @@ def _dotted(location: tuple[str | int, ...]) -> str:
 
 
 def load_okrs(path: str | Path) -> OkrConfig:
-    """Read and validate an OKR file; raises ConfigError with file:line and a fix."""
+    """Read and validate an OKR file's structure; raises ConfigError with file:line and a
+    fix. Its metrics are checked by ``transforms.catalog.load``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -322,51 +327,16 @@ def load_okrs(path: str | Path) -> OkrConfig:
     except ValidationError as exc:
         error = exc.errors()[0]
         location = tuple(error["loc"])
-        fix = _FIXES.get(error["type"], "correct the value")
+        fix = fix_for(error["type"])
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         where = f"{path}:{_line_for(lines, location)}"
         raise ConfigError(
-            f"{where}: {_dotted(location)}: {error['msg']}; fix: {fix}{more}"
+            f"{where}: {dotted(location)}: {error['msg']}; fix: {fix}{more}"
         ) from None
     config = OkrConfig(path, spec, lines)
-    _register_metrics(config)
     _check_references(config)
     _check_periods(config)
     return config
-
-
-def _register_metrics(config: OkrConfig) -> None:
-    """Check and register the file's custom metrics (SQL parsed, functions imported)."""
-    built = []
-    for name, spec in config.spec.metrics.items():
-        try:
-            if spec.sql is not None:
-                metric = sql_metric(
-                    name,
-                    spec.sql,
-                    description=spec.description,
-                    unit=spec.unit,
-                    params=spec.params,
-                    records=spec.records,
-                    entity=spec.entity,
-                )
-            else:
-                function = resolve_function(name, str(spec.python))
-                metric = python_metric(
-                    name,
-                    function,
-                    description=spec.description,
-                    unit=spec.unit,
-                    params=spec.params,
-                )
-        except CustomMetricError as exc:
-            part = "sql" if spec.sql is not None else "python"
-            raise ConfigError(f"{config.where('metrics', name, part)}: {exc}") from None
-        built.append(metric)
-    try:
-        use_custom_metrics(str(config.path), built)
-    except MetricError as exc:
-        raise ConfigError(f"{config.where('metrics')}: {exc}") from None
 
 
 def _check_periods(config: OkrConfig) -> None:
@@ -422,22 +392,6 @@ def _check_references(config: OkrConfig) -> None:
     _check_cycles(config)
     for _objective, key_result, kr_where in config.key_results():
         _unique(config, seen, key_result.id, (*kr_where, "id"))
-        if key_result.metric is None:
-            continue
-        try:
-            check_params(key_result.metric, key_result.params)
-        except MetricError as exc:
-            raise ConfigError(
-                f"{config.where(*kr_where, 'metric')}: {exc}; fix: pick a known metric"
-            ) from None
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            name = _dotted(tuple(error["loc"])) or "params"
-            raise ConfigError(
-                f"{config.where(*kr_where, 'params')}: metric {key_result.metric!r} "
-                f"parameter {name}: {error['msg']}; "
-                f"fix: {_FIXES.get(error['type'], 'correct the value')}"
-            ) from None
 
 
 def _unique(
@@ -499,52 +453,60 @@ def lint(config: OkrConfig) -> list[LintFinding]:
                 )
             )
     for objective, key_result, where in config.key_results():
-        owner, period = config.resolved(objective, key_result)
-        label = f"key result {key_result.id!r}"
-        kind = key_result.resolved_kind
-        if key_result.metric is None and key_result.done is None:
-            findings.append(
-                LintFinding(
-                    config.where(*where), f"{label} is not bound to a metric: add `metric:`"
-                )
+        findings += _key_result_findings(config, objective, key_result, where)
+    return findings
+
+
+def _key_result_findings(
+    config: OkrConfig,
+    objective: ObjectiveSpec,
+    key_result: KeyResultSpec,
+    where: tuple[str | int, ...],
+) -> list[LintFinding]:
+    """A key result's SMART gaps: no metric, no measurable target, no period or owner."""
+    findings: list[LintFinding] = []
+    owner, period = config.resolved(objective, key_result)
+    label = f"key result {key_result.id!r}"
+    kind = key_result.resolved_kind
+    if key_result.metric is None and key_result.done is None:
+        findings.append(
+            LintFinding(config.where(*where), f"{label} is not bound to a metric: add `metric:`")
+        )
+    if key_result.target is None:
+        findings.append(
+            LintFinding(config.where(*where), f"{label} has no measurable target: add `target:`")
+        )
+    elif kind in ("increase_to", "decrease_to") and key_result.target == key_result.baseline:
+        findings.append(
+            LintFinding(
+                config.where(*where, "target"), f"{label} has its target equal to its baseline"
             )
-        if key_result.target is None:
-            findings.append(
-                LintFinding(
-                    config.where(*where), f"{label} has no measurable target: add `target:`"
-                )
+        )
+    elif problem := check_target(kind, key_result.baseline, key_result.target):
+        findings.append(LintFinding(config.where(*where, "target"), f"{label}: {problem}"))
+    elif key_result.direction is not None and (
+        (key_result.direction == "increase") != (key_result.target > key_result.baseline)
+    ):
+        findings.append(
+            LintFinding(
+                config.where(*where, "direction"),
+                f"{label} says {key_result.direction} but its target is "
+                f"{'below' if key_result.target < key_result.baseline else 'above'} "
+                "its baseline",
             )
-        elif kind in ("increase_to", "decrease_to") and key_result.target == key_result.baseline:
-            findings.append(
-                LintFinding(
-                    config.where(*where, "target"), f"{label} has its target equal to its baseline"
-                )
+        )
+    if not period:
+        findings.append(
+            LintFinding(
+                config.where(*where),
+                f"{label} has no period: add `period:` here or on its objective",
             )
-        elif problem := check_target(kind, key_result.baseline, key_result.target):
-            findings.append(LintFinding(config.where(*where, "target"), f"{label}: {problem}"))
-        elif key_result.direction is not None and (
-            (key_result.direction == "increase") != (key_result.target > key_result.baseline)
-        ):
-            findings.append(
-                LintFinding(
-                    config.where(*where, "direction"),
-                    f"{label} says {key_result.direction} but its target is "
-                    f"{'below' if key_result.target < key_result.baseline else 'above'} "
-                    "its baseline",
-                )
+        )
+    if not owner:
+        findings.append(
+            LintFinding(
+                config.where(*where),
+                f"{label} has no owner: add `owner:` here or on its objective",
             )
-        if not period:
-            findings.append(
-                LintFinding(
-                    config.where(*where),
-                    f"{label} has no period: add `period:` here or on its objective",
-                )
-            )
-        if not owner:
-            findings.append(
-                LintFinding(
-                    config.where(*where),
-                    f"{label} has no owner: add `owner:` here or on its objective",
-                )
-            )
+        )
     return findings

@@ -76,6 +76,15 @@ class Explanation:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def latest_measurement(session: Session, key_result_id: str) -> Measurement | None:
+    return session.scalars(
+        select(Measurement)
+        .where(Measurement.key_result_id == key_result_id)
+        .order_by(Measurement.measured_at.desc(), Measurement.id.desc())
+        .limit(1)
+    ).first()
+
+
 def measurement_at(session: Session, key_result_id: str, at: datetime | None) -> Measurement:
     """The measurement in force at ``at`` (the newest when None)."""
     query = select(Measurement).where(Measurement.key_result_id == key_result_id)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from okr_targets.forecast import forecast
 from okr_targets.freshness import stale_reason
-from okr_targets.measurements import latest_measurement
+from okr_targets.lineage import latest_measurement
 from okr_targets.models import KeyResult, Measurement, Objective
 from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.rollup import rollup

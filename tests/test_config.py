@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from okr_sync.cli import DEMO_OKRS
-from okr_targets.config import ConfigError, lint, load_okrs
+from okr_targets.config import ConfigError, lint
+from transforms.catalog import load
 
 VALID = """\
 company: Acme
@@ -43,18 +44,18 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def error_for(tmp_path: Path, text: str) -> str:
     with pytest.raises(ConfigError) as caught:
-        load_okrs(write(tmp_path, text))
+        load(write(tmp_path, text))
     return str(caught.value)
 
 
 def test_valid_file_loads_and_is_smart(tmp_path: Path) -> None:
-    config = load_okrs(write(tmp_path, VALID))
+    config = load(write(tmp_path, VALID))[0]
     assert [o.id for o in config.spec.objectives] == ["top", "team"]
     assert lint(config) == []
 
 
 def test_demo_okrs_are_valid_and_smart() -> None:
-    config = load_okrs(DEMO_OKRS)
+    config = load(DEMO_OKRS)[0]
     assert lint(config) == []
     titles = {kr.title for _, kr, _ in config.key_results()}
     assert {
@@ -121,13 +122,13 @@ def test_bad_period_and_broken_yaml(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the OKR file"):
-        load_okrs(tmp_path / "absent.yaml")
+        load(tmp_path / "absent.yaml")
 
 
 def test_lint_reports_each_smart_gap(tmp_path: Path) -> None:
     text = VALID.replace("        metric: new_customers_won\n        target: 10\n", "")
     text = text.replace("    parent: top\n", "").replace("    owner: lead@acme.example\n", "")
-    findings = [str(f) for f in lint(load_okrs(write(tmp_path, text)))]
+    findings = [str(f) for f in lint(load(write(tmp_path, text))[0])]
     assert any("'kr-1' is not bound to a metric" in f for f in findings)
     assert any("'kr-1' has no measurable target" in f for f in findings)
     assert any("'team' has no parent" in f for f in findings)
@@ -139,7 +140,7 @@ def test_lint_catches_direction_contradicting_target(tmp_path: Path) -> None:
     text = VALID.replace(
         "        target: 20\n", "        target: 20\n        direction: decrease\n"
     )
-    findings = [str(f) for f in lint(load_okrs(write(tmp_path, text)))]
+    findings = [str(f) for f in lint(load(write(tmp_path, text))[0])]
     assert findings == [
         f"{tmp_path / 'okrs.yaml'}:23: key result 'kr-2' says decrease "
         "but its target is above its baseline"
@@ -153,14 +154,14 @@ def test_sources_say_which_source_provides_which_entity(tmp_path: Path) -> None:
         "customers: {primary: salesforce, match_by: external_id}\n"
         "money: {currency: USD, rates: {EUR: 0.9}}\n",
     )
-    config = load_okrs(write(tmp_path, text))
+    config = load(write(tmp_path, text))[0]
     entities = {stream.entity for _, stream in config.streams()}
     assert entities == {"customer", "deal", "rep", "fx_rate"}
     assert config.primary_customer_source() == "salesforce"
     assert config.spec.money.rates == {"EUR": 0.9}
-    everything = load_okrs(
+    everything = load(
         write(tmp_path, VALID.replace("company: Acme\n", "company: Acme\nsources: [salesforce]\n"))
-    )
+    )[0]
     assert "ticket" in {stream.entity for _, stream in everything.streams()}
 
 

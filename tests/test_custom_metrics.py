@@ -20,13 +20,14 @@ from connectors.tabular_fixtures import sample_tables, utc
 from expectations import Validator
 from flows.extract import sync_stream
 from okr_sync.cli import app
-from okr_targets.config import ConfigError, load_okrs
+from okr_targets.config import ConfigError
 from okr_targets.lineage import explain
-from okr_targets.measurements import measure_key_results, save_okrs
 from okr_targets.models import Deal
 from okr_targets.periods import Period
 from okr_targets.store import Store, begin_run
-from transforms.metrics import MetricError, get_metric
+from transforms.catalog import BUILT_IN, load
+from transforms.measure import measure_key_results, save_okrs
+from transforms.metrics import MetricError
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -92,12 +93,12 @@ def billing_store(
 
 
 def measure(store_url: str, okr_file: Path) -> tuple[dict[str, Any], Store]:
-    config = load_okrs(okr_file)
+    config, catalog = load(okr_file)
     store = Store.open(store_url)
     run_id = begin_run(store, "test")
     with store.session() as session, session.begin():
         save_okrs(session, config, NOW)
-        outcomes = measure_key_results(session, config, run_id, NOW, "test")
+        outcomes = measure_key_results(session, config, catalog, run_id, NOW, "test")
     return {o.key_result_id: o for o in outcomes}, store
 
 
@@ -202,7 +203,7 @@ def test_sql_that_is_not_one_read_only_select_is_refused_on_load(
         tmp_path, f"metrics:\n  bad_one:\n    sql: {sql!r}\n", key_result("k", "bad_one")
     )
     with pytest.raises(ConfigError) as caught:
-        load_okrs(okrs)
+        load(okrs)
     text = str(caught.value)
     assert text.startswith(f"{okrs}:6: metric 'bad_one': "), text
     assert message in text
@@ -223,7 +224,7 @@ def test_sql_that_is_not_one_read_only_select_is_refused_on_load(
 def test_bad_definitions_are_refused_on_load(tmp_path: Path, definition: str, message: str) -> None:
     okrs = write_okrs(tmp_path, f"metrics:\n  {definition}\n", key_result("k", "win_rate"))
     with pytest.raises(ConfigError, match=message):
-        load_okrs(okrs)
+        load(okrs)
 
 
 def test_a_metric_that_does_not_return_one_number_fails_by_name(
@@ -286,7 +287,7 @@ def test_the_database_refuses_a_metric_that_writes(billing_store: str) -> None:
                 metric.run(session, Period.parse("2026"), {})
             # the sync's own transaction goes on, and the deals are all there
             assert session.scalar(select(func.count()).select_from(Deal)) == 40
-            assert get_metric("win_rate").run(session, Period.parse("2026"), {}).value
+            assert BUILT_IN.find("win_rate").run(session, Period.parse("2026"), {}).value
     finally:
         store.dispose()
 

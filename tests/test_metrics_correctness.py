@@ -37,7 +37,10 @@ from okr_targets.status import RunStatus
 from okr_targets.store import Store, begin_run, finish_run, upsert_records
 from tests.conftest import AS_OF
 from tests.test_periods import ticket
-from transforms.metrics import MetricResult, RecordRef, get_metric, record_refs, shared_results
+from transforms.catalog import BUILT_IN
+from transforms.lineage import record_refs
+from transforms.metrics import MetricResult, RecordRef
+from transforms.sql import shared_results
 
 Record = dict[str, Any]
 
@@ -469,7 +472,7 @@ def measure(
     try:
         with store.session() as session, shared_results(session) if shared else nullcontext():
             results = [
-                get_metric(name).run(session, Period.parse(label), params)
+                BUILT_IN.find(name).run(session, Period.parse(label), params)
                 for name, label, params in checks
             ]
             return [(result, record_refs(session, result)) for result in results]
@@ -761,6 +764,8 @@ def test_median_first_response_is_exactly_the_median_of_the_waits(
         session.execute(delete(Ticket))
         upsert_records(session, Ticket, rows)
     with ticket_store.session() as session:
-        result = get_metric("median_first_response_hours").run(session, Period.parse("2026-Q4"), {})
+        result = BUILT_IN.find("median_first_response_hours").run(
+            session, Period.parse("2026-Q4"), {}
+        )
     assert result.record_count == len(waits)
     assert result.value == pytest.approx(statistics.median(waits) / 3_600_000, abs=1e-9)

@@ -14,8 +14,10 @@ from sqlalchemy import delete, func, select
 from okr_targets.models import Customer, CustomerLink, CustomerLinkBuild, Deal, FxRate
 from okr_targets.periods import Period
 from okr_targets.store import Store, begin_run, upsert_records
+from transforms.catalog import BUILT_IN
 from transforms.matching import match_customers
-from transforms.metrics import MetricError, get_metric, unconvertible_currencies
+from transforms.metrics import MetricError
+from transforms.money import unconvertible_currencies
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 Q4 = Period.parse("2026-Q4")
@@ -93,7 +95,7 @@ def store(store_url: str) -> Any:
 
 def revenue(store: Store, **params: Any) -> float | None:
     with store.session() as session:
-        return get_metric("won_revenue").run(session, Q4, params).value
+        return BUILT_IN.find("won_revenue").run(session, Q4, params).value
 
 
 def test_conversion_prefers_config_then_dated_then_static_then_home(store: Store) -> None:

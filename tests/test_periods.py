@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from okr_targets.config import ConfigError, load_okrs
+from okr_targets.config import ConfigError
 from okr_targets.models import Deal, Rep, Ticket
 from okr_targets.periods import Calendar, Period, add_months
 from okr_targets.store import Store, upsert_records
-from transforms.metrics import get_metric
+from transforms.catalog import BUILT_IN
+from transforms.catalog import load as load_okr_file
 
 UTC_CAL = Calendar()
 NEW_YORK = Calendar(timezone="America/New_York")
@@ -247,7 +248,7 @@ objectives:
 def load(tmp_path: Path, text: str) -> Any:
     path = tmp_path / "okrs.yaml"
     path.write_text(text)
-    return load_okrs(path)
+    return load_okr_file(path)[0]
 
 
 def error_for(tmp_path: Path, text: str) -> str:
@@ -343,7 +344,7 @@ def store(sqlite_url: str) -> Any:
 
 def run(store: Store, name: str, period: Period, **params: Any) -> Any:
     with store.session() as session:
-        return get_metric(name).run(session, period, params)
+        return BUILT_IN.find(name).run(session, period, params)
 
 
 def test_a_time_zone_shifts_which_tickets_count(store: Store) -> None:

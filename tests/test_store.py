@@ -27,7 +27,7 @@ from okr_targets.models import (
 from okr_targets.periods import Period
 from okr_targets.report import build_report
 from okr_targets.store import Store, alembic_config, normalize_url, redact, upsert_records
-from transforms.metrics import get_metric
+from transforms.catalog import BUILT_IN
 
 
 # SQLite cannot reflect expression indexes (lower(domain)), so Alembic skips comparing them
@@ -296,7 +296,9 @@ def test_an_upgrade_computes_the_first_reply_wait_of_tickets_already_stored(
         stored = dict(
             session.execute(select(Ticket.source_id, Ticket.first_response_ms)).tuples().all()
         )
-        median = get_metric("median_first_response_hours").run(session, Period.parse("2026-Q4"), {})
+        median = BUILT_IN.find("median_first_response_hours").run(
+            session, Period.parse("2026-Q4"), {}
+        )
     upgraded.dispose()
     assert stored == {"1": 7_200_007, "2": 10_800_000, "3": None}
     assert median.record_count == 2

@@ -24,9 +24,9 @@ from flows.sync import sync_okrs
 from okr_sync.cli import DEMO_OKRS
 from okr_sync.sandbox import RunningServer
 from okr_targets.config import load_okrs
-from okr_targets.measurements import KeyResultOutcome
 from okr_targets.models import Cursor, Deal, SourceRead
 from okr_targets.store import Store
+from transforms.measure import KeyResultOutcome
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

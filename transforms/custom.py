@@ -11,12 +11,12 @@ its only placeholders must be named ones from :data:`PERIOD_PARAMS` or the metri
 formatted into the statement. It then runs read-only where the database can enforce it
 (PostgreSQL: a read-only savepoint; SQLite: ``PRAGMA query_only``). Python metrics run
 under the same read-only guard. Anything but one number (or NULL: nothing to measure) is a
-:class:`~transforms.metrics.MetricError` naming the metric.
+:class:`~transforms.metrics.MetricError` naming the metric. They are put together with the
+built-in metrics in the catalog (:mod:`transforms.catalog`), never registered globally.
 """
 
 from __future__ import annotations
 
-import logging
 import pkgutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,17 +42,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 from sqlglot import exp
 
+from okr_targets.config import CustomMetricSpec
 from okr_targets.models import MIRROR, UTCDateTime
 from okr_targets.periods import Period
-from transforms.metrics import (
-    METRICS,
-    Metric,
-    MetricError,
-    MetricResult,
-    RecordSelect,
-    count_records,
-    record_select,
-)
+from transforms.lineage import count_records, record_select
+from transforms.metrics import Metric, MetricError, MetricResult, RecordSelect
 
 ENTRY_POINT_GROUP = "okr_sync.metrics"
 
@@ -83,10 +77,6 @@ WRITES = tuple(
     )
     if hasattr(exp, name)
 )  # fmt: skip
-
-BUILT_IN = frozenset(METRICS)
-ORIGIN: dict[str, str] = {}
-"""Where each custom metric was defined (a file or a package), for conflict messages."""
 
 
 class CustomMetricError(MetricError):
@@ -177,6 +167,17 @@ def one_number(name: str, value: Any) -> float | None:
     )
 
 
+def _bound_query(query: str, names: set[str], bound: dict[str, Any]) -> TextClause:
+    """The query with only the parameters it names, each bound with its type and value
+    (unique: pct_change's lineage holds the query twice, for two periods)."""
+    return text(query).bindparams(
+        *(
+            bindparam(n, bound[n], type_=PERIOD_PARAMS.get(n, String()), unique=True)
+            for n in sorted(names)
+        )
+    )
+
+
 def sql_metric(
     name: str,
     sql: str,
@@ -200,21 +201,11 @@ def sql_metric(
         used_by_records = check_sql(name, records, allowed)
     model = _params_model(name, defaults)
 
-    def bound_query(query: str, names: set[str], bound: dict[str, Any]) -> TextClause:
-        """The query with only the parameters it names, each bound with its type and value
-        (unique: pct_change's lineage holds the query twice, for two periods)."""
-        return text(query).bindparams(
-            *(
-                bindparam(n, bound[n], type_=PERIOD_PARAMS.get(n, String()), unique=True)
-                for n in sorted(names)
-            )
-        )
-
     def lineage(bound: dict[str, Any]) -> RecordSelect | None:
         if records is None or entity is None:
             return None
         listed = (
-            bound_query(LINEAGE_SQL.format(records=records), used_by_records, bound)
+            _bound_query(LINEAGE_SQL.format(records=records), used_by_records, bound)
             .columns(column("source", String()), column("source_id", String()))
             .subquery()
         )
@@ -230,7 +221,7 @@ def sql_metric(
             **values.model_dump(),
         }
         with read_only(session, name):
-            rows = session.execute(bound_query(sql, used, bound)).all()
+            rows = session.execute(_bound_query(sql, used, bound)).all()
             refs = lineage(bound)
             count = count_records(session, refs)  # also runs `records` once, read-only
         if len(rows) != 1 or len(rows[0]) != 1:
@@ -305,27 +296,22 @@ def resolve_function(name: str, target: str) -> PythonMetric:
     return function
 
 
-def register(metric: Metric[Any], origin: str) -> None:
-    """Add a package's custom metric; a built-in's name or another package's is refused."""
-    if metric.name in BUILT_IN:
-        raise CustomMetricError(
-            f"metric {metric.name!r} is a built-in metric; give yours another name"
+def file_metric(name: str, spec: CustomMetricSpec) -> Metric[Any]:
+    """The metric an OKR file's ``metrics:`` entry defines (SQL checked, function imported)."""
+    if spec.sql is not None:
+        return sql_metric(
+            name,
+            spec.sql,
+            description=spec.description,
+            unit=spec.unit,
+            params=spec.params,
+            records=spec.records,
+            entity=spec.entity,
         )
-    previous = ORIGIN.get(metric.name)
-    if previous is not None and previous != origin:
-        raise CustomMetricError(f"metric {metric.name!r} is already defined by {previous}")
-    METRICS[metric.name] = metric
-    ORIGIN[metric.name] = origin
-
-
-def use_file_metrics(path: str, metrics: list[Metric[Any]]) -> None:
-    """Make an OKR file's ``metrics:`` the only file-defined ones (a worker running
-    several OKR files must not keep one file's metric for another)."""
-    load_entry_points()
-    for name in [n for n, origin in ORIGIN.items() if origin.startswith("file ")]:
-        del METRICS[name], ORIGIN[name]
-    for metric in metrics:
-        register(metric, f"file {path}")
+    function = resolve_function(name, str(spec.python))
+    return python_metric(
+        name, function, description=spec.description, unit=spec.unit, params=spec.params
+    )
 
 
 def _unloadable(name: str, reason: str) -> Metric[Any]:
@@ -338,31 +324,25 @@ def _unloadable(name: str, reason: str) -> Metric[Any]:
     return Metric(name, reason, permissive, compute)
 
 
-_loaded = False
-
-
-def load_entry_points() -> None:
-    """Register every ``okr_sync.metrics`` entry point once per process.
+def entry_point_metrics() -> list[tuple[Metric[Any], str]]:
+    """Every ``okr_sync.metrics`` entry point's metric, with where it comes from.
 
     An entry point loads a ``transforms.metrics.Metric`` (full control: its own pydantic
     parameters and lineage) or a plain function ``(session, period, params) -> number``.
+    A package that does not load gives a metric that fails with why, so a broken package
+    never hides the other metrics.
     """
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
+    found = []
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         origin = f"package {entry.dist.name if entry.dist else '?'} ({entry.value})"
         try:
             loaded = entry.load()
         except Exception as exc:  # a broken package must not hide the other metrics
-            register(_unloadable(entry.name, f"{origin} cannot be loaded: {exc}"), origin)
+            found.append((_unloadable(entry.name, f"{origin} cannot be loaded: {exc}"), origin))
             continue
         metric = loaded if isinstance(loaded, Metric) else python_metric(entry.name, loaded)
         if metric.name != entry.name:
             reason = f"{origin} names it {metric.name!r}; the entry point must use that name"
             metric = _unloadable(entry.name, reason)
-        try:
-            register(metric, origin)
-        except CustomMetricError as exc:  # a built-in or another package's name: theirs stays
-            logging.getLogger("okr_sync").warning("%s from %s: not registered", exc, origin)
+        found.append((metric, origin))
+    return found

@@ -1,4 +1,4 @@
-"""Writing OKR definitions and key-result measurements to the store.
+"""Measuring: key-result values from the mirror, written to the store with their lineage.
 
 A measurement row is written when a key result's value or status differs from its latest
 measurement; an unchanged key result only gets ``checked_at`` moved, so a sync every few
@@ -15,29 +15,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from okr_targets.config import KeyResultSpec, OkrConfig
-from okr_targets.models import (
-    Baseline,
-    FxRate,
-    KeyResult,
-    Measurement,
-    MeasurementRecord,
-    Objective,
-)
+from okr_targets.config import KeyResultSpec, ObjectiveSpec, OkrConfig
+from okr_targets.lineage import latest_measurement
+from okr_targets.models import Baseline, FxRate, KeyResult, Measurement, Objective
 from okr_targets.periods import Period
 from okr_targets.scoring import final_score, score
 from okr_targets.store import upsert_records
-from transforms.metrics import (
-    CONFIG_SOURCE,
-    MetricError,
-    MetricResult,
-    RecordSelect,
-    get_metric,
-    shared_results,
-)
+from transforms.catalog import MetricCatalog
+from transforms.lineage import write_lineage
+from transforms.metrics import Comparison, MetricError, MetricResult
+from transforms.metrics.change import PCT_CHANGE
+from transforms.money import CONFIG_SOURCE
+from transforms.sql import shared_results
 
 
 def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
@@ -107,8 +99,8 @@ def save_money(session: Session, config: OkrConfig, run_id: str, now: datetime) 
     )
 
 
-def _parents_first(config: OkrConfig) -> list[Any]:
-    ordered: list[Any] = []
+def _parents_first(config: OkrConfig) -> list[ObjectiveSpec]:
+    ordered: list[ObjectiveSpec] = []
     pending = list(config.spec.objectives)
     while pending:
         placed = {o.id for o in ordered}
@@ -134,29 +126,50 @@ class KeyResultOutcome:
     previous_status: str | None = None  # None: never measured before
 
 
-def _compute(
-    session: Session,
-    spec: KeyResultSpec,
-    period: Period,
-    run_id: str,
-    now: datetime,
-    refreeze: bool = False,
-) -> MetricResult:
+@dataclass(frozen=True)
+class _Pass:
+    """One measuring pass: the run, its clock and code, and how to treat baselines."""
+
+    catalog: MetricCatalog
+    run_id: str
+    now: datetime
+    code_version: str
+    data_cutoff: datetime | None
+    refreeze_baselines: bool
+
+
+def _compute(session: Session, spec: KeyResultSpec, period: Period, run: _Pass) -> MetricResult:
     """The key result's value: a milestone set by hand, else its metric, with its baseline
     frozen the first time it is computed over a closed period."""
     if spec.metric is None:
         done = 1.0 if spec.done else 0.0
         return MetricResult(done, "", None, {"done": bool(spec.done), "set_in": "the OKR file"})
-    result = get_metric(spec.metric).run(session, period, spec.params)
-    if spec.metric == "pct_change":
-        result = freeze_baseline(session, result, run_id, now, refreeze=refreeze)
+    result = run.catalog.find(spec.metric).run(session, period, spec.params)
+    if spec.metric == PCT_CHANGE:
+        result = freeze_baseline(
+            session, result, run.run_id, run.now, refreeze=run.refreeze_baselines
+        )
     return result
 
 
-def baseline_key(details: dict[str, Any]) -> str:
+def _query(comparison: Comparison) -> dict[str, Any]:
+    """What a frozen baseline answers, as its row keeps it."""
+    return {
+        "metric": comparison.metric,
+        "params": comparison.params,
+        "period": comparison.baseline_period.label,
+        "calendar": comparison.calendar.model_dump(),
+    }
+
+
+def baseline_key(comparison: Comparison) -> str:
     """The same question asked again gets the same key: metric, parameters, period, calendar."""
-    question = {name: details.get(name) for name in ("metric", "params", "baseline_period")}
-    question["calendar"] = details.get("calendar")
+    question = {
+        "metric": comparison.metric,
+        "params": comparison.params,
+        "baseline_period": comparison.baseline_period.label,
+        "calendar": comparison.calendar.model_dump(),
+    }
     text = json.dumps(question, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -172,82 +185,57 @@ def freeze_baseline(
     operator re-reading a restored or re-seeded source) re-freezes it, and says so
     (``baseline_refrozen_from``) in the measurement and the logs.
     """
-    details = dict(result.details)
-    closes_at = details.get("baseline_period_end")
-    if closes_at is None or now < datetime.fromisoformat(closes_at):
+    compared = result.comparison
+    if compared is None or now < compared.baseline_period.end_at:
         return result  # the baseline period is still open: nothing final to freeze yet
-    key = baseline_key(details)
+    details = dict(result.details)
+    key = baseline_key(compared)
     details["baseline_key"] = key
     frozen = session.get(Baseline, key)
     if frozen is None:
         frozen = Baseline(
             key=key,
-            metric=details["metric"],
-            params=details.get("params") or {},
-            period=details["baseline_period"],
-            query={
-                "metric": details["metric"],
-                "params": details.get("params"),
-                "period": details["baseline_period"],
-                "calendar": details.get("calendar"),
-            },
-            value=details.get("baseline"),
-            record_count=int(details.get("baseline_records") or 0),
+            metric=compared.metric,
+            params=compared.params,
+            period=compared.baseline_period.label,
+            query=_query(compared),
+            value=compared.baseline,
+            record_count=compared.baseline_records,
             computed_at=now,
             run_id=run_id,
         )
         session.add(frozen)
         session.flush()
-    elif frozen.value != details.get("baseline") and refreeze:
+    elif frozen.value != compared.baseline and refreeze:
         details["baseline_refrozen_from"] = frozen.value
         logging.getLogger("okr_sync").warning(
             "baseline %s of %s re-frozen by the full refresh: %s → %s",
             frozen.period,
             frozen.metric,
             frozen.value,
-            details.get("baseline"),
+            compared.baseline,
         )
-        frozen.value = details.get("baseline")
-        frozen.record_count = int(details.get("baseline_records") or 0)
+        frozen.value = compared.baseline
+        frozen.record_count = compared.baseline_records
         frozen.computed_at, frozen.run_id = now, run_id
-    elif frozen.value != details.get("baseline"):
-        details["baseline_now"] = details.get("baseline")
+    elif frozen.value != compared.baseline:
+        details["baseline_now"] = compared.baseline
         details["baseline"] = frozen.value
     details["baseline_frozen_at"] = frozen.computed_at.isoformat()
     # The frozen baseline's records are counted in it; today's copies of them did not make
     # the number: the lineage is the current period's records alone.
-    current = result.current if result.current is not None else result
-    lineage = (current.records, details, current.record_count)
-    now_value = details.get("current")
-    if now_value is None or not frozen.value:
-        return MetricResult(None, result.unit, *lineage, current=current)
-    value = 100.0 * (now_value - frozen.value) / abs(frozen.value)
-    return MetricResult(value, result.unit, *lineage, current=current)
-
-
-def write_lineage(session: Session, measurement_id: int, records: RecordSelect) -> None:
-    """The measurement's lineage rows, by one INSERT … SELECT of the metric's records."""
-    listed = records.subquery()
-    session.execute(
-        insert(MeasurementRecord).from_select(
-            ["measurement_id", "entity", "source", "source_id"],
-            select(literal(measurement_id), listed.c.entity, listed.c.source, listed.c.source_id),
-        )
-    )
-
-
-def latest_measurement(session: Session, key_result_id: str) -> Measurement | None:
-    return session.scalars(
-        select(Measurement)
-        .where(Measurement.key_result_id == key_result_id)
-        .order_by(Measurement.measured_at.desc(), Measurement.id.desc())
-        .limit(1)
-    ).first()
+    current = compared.current
+    lineage = (current.records, details, current.record_count, compared)
+    if current.value is None or not frozen.value:
+        return MetricResult(None, result.unit, *lineage)
+    value = 100.0 * (current.value - frozen.value) / abs(frozen.value)
+    return MetricResult(value, result.unit, *lineage)
 
 
 def measure_key_results(
     session: Session,
     config: OkrConfig,
+    catalog: MetricCatalog,
     run_id: str,
     now: datetime,
     code_version: str,
@@ -256,96 +244,94 @@ def measure_key_results(
 ) -> list[KeyResultOutcome]:
     """Compute every key result over the mirror and write the ones that changed.
 
+    ``catalog`` holds the metrics the OKR file may name (``transforms.catalog.load``).
     ``data_cutoff`` is when the sync read its sources: later changes are not in the values.
     A closed period's value is final once measured after the close; if it changes after
     that (a deal marked won late, a ticket reopened) the new measurement restates the old
     one (``restates_id``), so the history keeps both and ``explain`` shows why.
     """
+    run = _Pass(catalog, run_id, now, code_version, data_cutoff, refreeze_baselines)
+    outcomes = []
     with shared_results(session):
-        return _measure_all(
-            session, config, run_id, now, code_version, data_cutoff, refreeze_baselines
-        )
+        for objective, spec, _where in config.key_results():
+            if spec.target is None or (spec.metric is None and spec.done is None):
+                continue
+            _owner, period_label = config.resolved(objective, spec)
+            period = config.calendar.period(period_label)
+            try:
+                result = _compute(session, spec, period, run)
+            except MetricError as exc:
+                unit = spec.unit or ""
+                outcomes.append(
+                    KeyResultOutcome(spec.id, None, unit, "error", None, False, 0, str(exc))
+                )
+                continue
+            outcomes.append(_record(session, config, spec, spec.target, period, result, run))
+    return outcomes
 
 
-def _measure_all(
+def _restated(
+    previous: Measurement | None, period: Period, value: float | None, closed: bool
+) -> int | None:
+    """The measurement a new value restates: a closed period's, taken after its close."""
+    if previous is None or not closed:
+        return None
+    final = previous.measured_at >= period.end_at and previous.value != value
+    return previous.id if final else None
+
+
+def _record(
     session: Session,
     config: OkrConfig,
-    run_id: str,
-    now: datetime,
-    code_version: str,
-    data_cutoff: datetime | None,
-    refreeze_baselines: bool,
-) -> list[KeyResultOutcome]:
-    outcomes = []
-    for objective, spec, _where in config.key_results():
-        if spec.target is None or (spec.metric is None and spec.done is None):
-            continue
-        _owner, period_label = config.resolved(objective, spec)
-        period = config.calendar.period(period_label)
-        kind = spec.resolved_kind
-        try:
-            result = _compute(session, spec, period, run_id, now, refreeze_baselines)
-        except MetricError as exc:
-            outcomes.append(
-                KeyResultOutcome(spec.id, None, spec.unit or "", "error", None, False, 0, str(exc))
-            )
-            continue
-        scored = score(
-            result.value, spec.baseline, spec.target, period, now, config.spec.status, kind=kind
+    spec: KeyResultSpec,
+    target: float,
+    period: Period,
+    result: MetricResult,
+    run: _Pass,
+) -> KeyResultOutcome:
+    """Score the key result's new value and write a measurement if it changed."""
+    kind, now = spec.resolved_kind, run.now
+    scored = score(result.value, spec.baseline, target, period, now, config.spec.status, kind=kind)
+    previous = latest_measurement(session, spec.id)
+    changed = previous is None or previous.value != result.value or previous.status != scored.status
+    key_result = session.get(KeyResult, spec.id)
+    assert key_result is not None, "save_okrs runs first"
+    key_result.checked_at = now
+    closed = now >= period.end_at
+    if closed and result.value is not None and (key_result.final_score is None or changed):
+        key_result.final_score = final_score(kind, result.value, spec.baseline, target)
+        key_result.scored_at = now
+    if changed:
+        measurement = Measurement(
+            key_result_id=spec.id,
+            run_id=run.run_id,
+            measured_at=now,
+            value=result.value,
+            unit=spec.unit or result.unit,
+            progress=scored.progress,
+            progress_raw=scored.progress_raw,
+            expected_progress=scored.expected,
+            status=scored.status,
+            metric=spec.metric or "milestone",
+            params=dict(spec.params),
+            details=result.details,
+            record_count=result.record_count,
+            code_version=run.code_version,
+            data_cutoff=run.data_cutoff,
+            restates_id=_restated(previous, period, result.value, closed),
         )
-        previous = latest_measurement(session, spec.id)
-        changed = (
-            previous is None or previous.value != result.value or previous.status != scored.status
-        )
-        key_result = session.get(KeyResult, spec.id)
-        assert key_result is not None, "save_okrs runs first"
-        key_result.checked_at = now
-        closed = now >= period.end_at
-        restates = (
-            previous.id
-            if previous is not None
-            and closed
-            and previous.measured_at >= period.end_at
-            and previous.value != result.value
-            else None
-        )
-        if closed and result.value is not None and (key_result.final_score is None or changed):
-            key_result.final_score = final_score(kind, result.value, spec.baseline, spec.target)
-            key_result.scored_at = now
-        if changed:
-            measurement = Measurement(
-                key_result_id=spec.id,
-                run_id=run_id,
-                measured_at=now,
-                value=result.value,
-                unit=spec.unit or result.unit,
-                progress=scored.progress,
-                progress_raw=scored.progress_raw,
-                expected_progress=scored.expected,
-                status=scored.status,
-                metric=spec.metric or "milestone",
-                params=dict(spec.params),
-                details=result.details,
-                record_count=result.record_count,
-                code_version=code_version,
-                data_cutoff=data_cutoff,
-                restates_id=restates,
-            )
-            session.add(measurement)
-            session.flush()
-            if result.records is not None:  # in the database: a million records stay there
-                write_lineage(session, measurement.id, result.records)
-        outcomes.append(
-            KeyResultOutcome(
-                spec.id,
-                result.value,
-                spec.unit or result.unit,
-                scored.status,
-                scored.progress,
-                changed,
-                result.record_count,
-                previous_value=previous.value if previous is not None else None,
-                previous_status=previous.status if previous is not None else None,
-            )
-        )
-    return outcomes
+        session.add(measurement)
+        session.flush()
+        if result.records is not None:  # in the database: a million records stay there
+            write_lineage(session, measurement.id, result.records)
+    return KeyResultOutcome(
+        spec.id,
+        result.value,
+        spec.unit or result.unit,
+        scored.status,
+        scored.progress,
+        changed,
+        result.record_count,
+        previous_value=previous.value if previous is not None else None,
+        previous_status=previous.status if previous is not None else None,
+    )
