@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.states import Failed, State
+from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import (
     RetryCallState,
@@ -388,7 +389,7 @@ def _load_and_lint(okr_file: str) -> OkrConfig:
 @flow(name="sync-okrs", log_prints=True)
 def sync_okrs(
     okr_file: str | None = None,
-    store_url: str | None = None,
+    store_url: str | SecretStr | None = None,
     full_refresh: bool = False,
     reconcile: bool = False,
     sources: list[str] | None = None,
@@ -398,13 +399,14 @@ def sync_okrs(
 ) -> dict[str, Any] | State[Any]:
     """Sync the sources named in the OKR file and measure every key result.
 
-    Prefect keeps flow parameters in its database, so a ``store_url`` carrying a password
-    is refused: credentials belong in ``$OKR_SYNC_STORE_URL`` on the worker.
+    Prefect keeps flow parameters in its database, so a plain ``store_url`` carrying a
+    password is refused: credentials belong in ``$OKR_SYNC_STORE_URL`` on the worker, or
+    in a ``SecretStr``, which Prefect records masked (the CLI passes one).
 
     Args:
         okr_file: The OKRs-as-code file; null means the worker's $OKR_SYNC_OKR_FILE.
-        store_url: SQLAlchemy URL of the store, without a password; null means the
-            worker's $OKR_SYNC_STORE_URL.
+        store_url: SQLAlchemy URL of the store, without a password (or a SecretStr);
+            null means the worker's $OKR_SYNC_STORE_URL.
         full_refresh: Ignore the saved cursors, re-read everything and tombstone what the
             sources no longer have.
         reconcile: After the sync, list every live id at each source and tombstone the
@@ -419,13 +421,15 @@ def sync_okrs(
     """
     settings = Settings()
     logger = run_logger()
-    if store_url and has_password(store_url):
+    if isinstance(store_url, str) and has_password(store_url):
         message = (
             f"store_url {redact(store_url)} carries a password, and Prefect stores flow "
             "parameters; set it in OKR_SYNC_STORE_URL instead"
         )
         logger.error("sync failed: %s", message)
         return Failed(message=message)
+    if isinstance(store_url, SecretStr):  # Prefect recorded it masked
+        store_url = store_url.get_secret_value()
     if backfill_to and not backfill_from:
         message = "backfill_to needs backfill_from, the first period to re-read"
         logger.error("sync failed: %s", message)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import SecretStr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from okr_sync.cli.console import err, fail
@@ -101,14 +102,13 @@ def _run_sync(
 ) -> dict[str, Any]:
     from flows.sync import sync_okrs
 
-    if has_password(url):
-        # Prefect keeps flow parameters in its database: hand credentials over privately.
-        os.environ["OKR_SYNC_STORE_URL"], url = url, ""
+    # Prefect keeps flow parameters in its database; a SecretStr it records masked.
+    store: str | SecretStr = SecretStr(url) if has_password(url) else url
     try:
         with _progress_bar():
             state = sync_okrs(
                 okr_file=str(okr_file),
-                store_url=url or None,
+                store_url=store,
                 full_refresh=full_refresh,
                 reconcile=reconcile,
                 return_state=True,
