@@ -9,12 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    FlowFilter,
-    FlowFilterName,
-    FlowRunFilter,
-    FlowRunFilterStartTime,
-)
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter
 from prefect.client.schemas.objects import FlowRun
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -34,7 +29,8 @@ def sync_runs_since(moment: datetime) -> list[FlowRun]:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["sync-okrs"])),
-            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=moment)),
+            # validated from a dict: pydantic turns the datetime into Prefect's DateTime
+            flow_run_filter=FlowRunFilter.model_validate({"start_time": {"after_": moment}}),
         )
 
 
