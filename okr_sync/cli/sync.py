@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import SecretStr
@@ -24,6 +24,9 @@ from okr_sync.cli.runs import exit_if_partial, print_run
 from okr_sync.demo import demo_sandboxes
 from okr_sync.progress import watching
 from okr_targets.store import has_password, redact
+
+if TYPE_CHECKING:
+    from prefect.states import State
 
 DEMO_OKRS = Path(__file__).parent.parent / "demo" / "okrs.yaml"
 
@@ -102,25 +105,44 @@ def _run_sync(
 ) -> dict[str, Any]:
     from flows.sync import sync_okrs
 
+    _start_prefect_api()
     # Prefect keeps flow parameters in its database; a SecretStr it records masked.
     store: str | SecretStr = SecretStr(url) if has_password(url) else url
+    with _progress_bar():
+        state = sync_okrs(
+            okr_file=str(okr_file),
+            store_url=store,
+            full_refresh=full_refresh,
+            reconcile=reconcile,
+            return_state=True,
+        )
+    return _report_of(state)
+
+
+def _start_prefect_api() -> None:
+    """With no PREFECT_API_URL, start Prefect's temporary API server here, before the flow.
+
+    The flow then finds it running (Prefect keeps one per process), and a server that does
+    not come up is told from a failed sync by where it failed, not by its error's words.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
     try:
-        with _progress_bar():
-            state = sync_okrs(
-                okr_file=str(okr_file),
-                store_url=store,
-                full_refresh=full_refresh,
-                reconcile=reconcile,
-                return_state=True,
-            )
-    except RuntimeError as exc:
-        if "ephemeral Prefect API server" not in str(exc):
-            raise
-        raise fail(  # no server configured, and the temporary one did not come up in time
+        SubprocessASGIServer().start()
+    except RuntimeError:  # not up within its startup timeout (or no free port)
+        raise fail(
             "Prefect's temporary API server did not start in time; set PREFECT_API_URL to a "
             "running Prefect server, or give it longer with "
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (default 20)"
         ) from None
+
+
+def _report_of(state: State[Any]) -> dict[str, Any]:
+    """The run's report; a run that failed, crashed or was cancelled ends with its reason."""
     if not state.is_completed():
         raise fail((state.message or "the sync failed").strip().splitlines()[0])
     report = state.result()
