@@ -16,6 +16,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.states import Failed, State
+from pydantic import SecretStr
 
 from connectors.base import UnknownConnectorError
 from connectors.errors import SourceError
@@ -75,7 +76,7 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
 @flow(name="sync-okrs", log_prints=True)
 def sync_okrs(
     okr_file: str | None = None,
-    store_url: str | None = None,
+    store_url: str | SecretStr | None = None,
     full_refresh: bool = False,
     reconcile: bool = False,
     sources: list[str] | None = None,
@@ -85,13 +86,14 @@ def sync_okrs(
 ) -> RunReport | State[Any]:
     """Sync the sources named in the OKR file and measure every key result.
 
-    Prefect keeps flow parameters in its database, so a ``store_url`` carrying a password
-    is refused: credentials belong in ``$OKR_SYNC_STORE_URL`` on the worker.
+    Prefect keeps flow parameters in its database, so a plain ``store_url`` carrying a
+    password is refused: credentials belong in ``$OKR_SYNC_STORE_URL`` on the worker, or
+    in a ``SecretStr``, which Prefect records masked (the CLI passes one).
 
     Args:
         okr_file: The OKRs-as-code file; null means the worker's $OKR_SYNC_OKR_FILE.
-        store_url: SQLAlchemy URL of the store, without a password; null means the
-            worker's $OKR_SYNC_STORE_URL.
+        store_url: SQLAlchemy URL of the store, without a password (or a SecretStr);
+            null means the worker's $OKR_SYNC_STORE_URL.
         full_refresh: Ignore the saved cursors, re-read everything and tombstone what the
             sources no longer have.
         reconcile: After the sync, list every live id at each source and tombstone the
@@ -105,11 +107,13 @@ def sync_okrs(
             a full refresh.
     """
     settings = Settings()
-    if store_url and has_password(store_url):
+    if isinstance(store_url, str) and has_password(store_url):
         return _refused(
             f"store_url {redact(store_url)} carries a password, and Prefect stores flow "
             "parameters; set it in OKR_SYNC_STORE_URL instead"
         )
+    if isinstance(store_url, SecretStr):  # Prefect recorded it masked
+        store_url = store_url.get_secret_value()
     if backfill_to and not backfill_from:
         return _refused("backfill_to needs backfill_from, the first period to re-read")
     request = SyncRequest(

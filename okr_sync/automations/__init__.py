@@ -6,16 +6,12 @@ automation shipped here, pointing its notification at the named notification blo
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 import yaml
 
 SHIPPED = sorted(Path(__file__).parent.glob("*.yaml"))
-
-automations_app = typer.Typer(help="Prefect automations on key-result events.")
 
 
 def with_block(spec: dict[str, Any], block_document_id: str) -> dict[str, Any]:
@@ -48,20 +44,3 @@ async def install(block_slug: str) -> list[str]:
         automation = await Automation.model_validate(spec).acreate()
         created.append(str(automation.id))
     return created
-
-
-@automations_app.command("install")
-def install_command(
-    notify: Annotated[
-        str, typer.Option(help="notification block, TYPE/NAME, e.g. slack-webhook/okr-owners")
-    ],
-) -> None:
-    """Install the example automations (a key result goes off track → notify)."""
-    from okr_sync.cli import fail
-
-    try:
-        ids = asyncio.run(install(notify))
-    except ValueError as exc:  # Prefect's "Unable to find block document named …"
-        raise fail(f"notification block {notify!r}: {exc}") from None
-    for path, automation_id in zip(SHIPPED, ids, strict=True):
-        typer.echo(f"installed {path.stem} ({automation_id}), notifying {notify}")

@@ -10,34 +10,26 @@ from __future__ import annotations
 import json
 import keyword
 import re
-import sys
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from jinja2 import Environment, StrictUndefined
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-connectors_app = typer.Typer(help="Installed connectors, and scaffolding for a new one.")
+from connectors.base import discover
+from okr_sync.cli.console import fail, out
 
-out = Console(width=None if sys.stdout.isatty() else 132)
-err = Console(stderr=True)
+connectors_app = typer.Typer(help="Installed connectors, and scaffolding for a new one.")
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 TEMPLATES = "templates/connector"
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
-
-
 def connector_listing() -> list[dict[str, Any]]:
     """Every entry point of the group: name, package, streams, or why it does not load."""
-    from connectors.base import discover
-
     listing = []
     for item in discover():
         connector = item.connector
@@ -66,7 +58,7 @@ def list_connectors(
     Exits 1 when a package's connector cannot be loaded (listed with the error).
     """
     if output not in ("table", "json"):
-        raise _fail(f"--format {output!r}: use table or json")
+        raise fail(f"--format {output!r}: use table or json")
     listing = connector_listing()
     if output == "json":
         out.print_json(json.dumps(listing))
@@ -91,8 +83,6 @@ def _listing_table(listing: list[dict[str, Any]]) -> Table:
 
 def scaffold(name: str, directory: Path) -> list[Path]:
     """Render the connector templates for ``name`` into ``directory``; returns the files."""
-    from jinja2 import Environment, StrictUndefined
-
     if not NAME.fullmatch(name) or keyword.iskeyword(name):
         raise ValueError(
             f"{name!r} is not a connector name: use 2-31 lower-case letters, digits and '_', "
@@ -148,7 +138,7 @@ def new_connector(
     try:
         written = scaffold(name, target)
     except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(f"created {len(written)} files in {target}:", highlight=False)
     for path in written:
         out.print(f"  {path.relative_to(target)}", highlight=False)

@@ -1,0 +1,22 @@
+"""The CLI's two consoles and its one way to end with an expected error.
+
+Every expected failure ends with one ``error:`` line on stderr and exit status 1;
+tracebacks are for bugs only. Command modules raise ``fail(...)`` for that.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+# Piped output is not cut to 80 columns; a terminal keeps its own width.
+out = Console(width=None if sys.stdout.isatty() else 132)
+err = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print the one error line; the caller raises what this returns (exit status 1)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)

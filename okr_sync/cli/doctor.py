@@ -1,0 +1,21 @@
+"""``okr-sync doctor``: print each health check and its fix; exit 1 when one fails."""
+
+from __future__ import annotations
+
+from okr_sync.cli.console import fail, out
+from okr_sync.cli.options import OkrFileOption, StoreOption, okr_file_or_default, store_url
+from okr_sync.doctor import diagnose
+
+
+def doctor(store: StoreOption = None, okr_file: OkrFileOption = None) -> None:
+    """Health checks: store and schema, credentials, sources reachable, last sync per source."""
+    findings = diagnose(store_url(store), okr_file_or_default(okr_file))
+    for found in findings:
+        mark = "[green]ok[/]  " if found.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {found.check}: {found.detail}", highlight=False, soft_wrap=True)
+        if found.fix:
+            out.print(f"       fix: {found.fix}", highlight=False, soft_wrap=True)
+    problems = sum(1 for found in findings if not found.ok)
+    if problems:
+        raise fail(f"{problems} problem(s) found")
+    out.print("all checks passed")

@@ -1,0 +1,43 @@
+"""Options several commands share, and opening the store they name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.settings import Settings
+from okr_sync.cli.console import fail
+from okr_targets.store import Store, StoreError
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="SQLAlchemy URL of the OKR store "
+        "[default: $OKR_SYNC_STORE_URL or sqlite:///okr-sync.db]",
+    ),
+]
+OkrFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--okr-file", help="OKRs-as-code YAML file [default: $OKR_SYNC_OKR_FILE or okrs.yaml]"
+    ),
+]
+
+
+def store_url(store: str | None) -> str:
+    return store or Settings().store_url
+
+
+def okr_file_or_default(path: Path | None) -> Path:
+    return path or Settings().okr_file
+
+
+def open_store(store: str | None) -> Store:
+    """Open (and migrate) the store, or end with its one-line error."""
+    try:
+        return Store.open(store_url(store))
+    except StoreError as exc:
+        raise fail(str(exc)) from None

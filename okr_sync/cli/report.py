@@ -1,0 +1,159 @@
+"""``okr-sync report`` and ``serve``: the store's OKRs as a table, a file or a live page."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+from rich import box
+from rich.table import Table
+
+from okr_sync.cli.console import err, fail, out
+from okr_sync.cli.options import StoreOption, open_store, store_url
+from okr_sync.serve import ServeSettings, create_app
+from okr_targets.dashboard import render_html
+from okr_targets.report import build_report, walk
+from okr_targets.summary import build_summary, format_value, summary_csv
+
+
+def report(
+    store: StoreOption = None,
+    output: Annotated[str, typer.Option("--format", help="table, json, csv or html")] = "table",
+    destination: Annotated[
+        Path | None,
+        typer.Option("--output", help="write json, csv or html to this file instead of stdout"),
+    ] = None,
+) -> None:
+    """Every objective and key result with its value, target, progress and status.
+
+    ``html`` is the dashboard as one self-contained page; ``json`` follows the schema in
+    okr_targets/schemas/.
+    """
+    if output not in ("table", "json", "csv", "html"):
+        raise fail(f"unknown format {output!r}; use table, json, csv or html")
+    if output == "table":
+        if destination is not None:
+            raise fail("--output needs --format json, csv or html")
+        print_report(store_url(store))
+        return
+    _export(store_url(store), output, destination)
+
+
+def _export(url: str, output: str, destination: Path | None) -> None:
+    """JSON, CSV or the HTML dashboard, all from the one summary (okr_targets/summary.py)."""
+    store = open_store(url)
+    with store.session() as session:
+        summary = build_summary(session, datetime.now(UTC), store.display_url)
+    store.dispose()
+    if output == "json":
+        text = json.dumps(summary, indent=2) + "\n"
+    elif output == "csv":
+        text = summary_csv(summary)
+    else:
+        text = render_html(summary)
+    if destination is None:
+        sys.stdout.write(text)
+        return
+    try:  # a BOM tells spreadsheet programs the CSV is UTF-8
+        destination.write_text(text, encoding="utf-8-sig" if output == "csv" else "utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write {destination}: {exc.strerror or exc}") from None
+    err.print(f"wrote the {output} report to {destination}", highlight=False)
+
+
+def print_report(url: str) -> None:
+    """The OKR tree as a table: per key result its value, target, progress and status."""
+    store = open_store(url)
+    now = datetime.now(UTC)
+    with store.session() as session:
+        lines = build_report(session, now)
+    store.dispose()
+    table = Table(title="OKRs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("objective / key result", overflow="ellipsis", no_wrap=True, max_width=44)
+    table.add_column("value", justify="right", no_wrap=True, min_width=6)
+    table.add_column("target", justify="right", no_wrap=True, min_width=13)
+    table.add_column("progress", no_wrap=True, min_width=13)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("forecast", justify="right", no_wrap=True, min_width=8)
+    table.add_column("updated", no_wrap=True, min_width=12)
+    notes = []
+    for depth, line in walk(lines):
+        indent = "  " * depth
+        progress = "" if line.progress is None else f"{line.progress:>4.0%}"
+        table.add_row(f"{indent}[bold]{line.title}[/]", "", "", f"[bold]{progress}[/]", "", "", "")
+        for kr in line.key_results:
+            updated = datetime.fromisoformat(kr.as_of).strftime("%b %d %H:%M") if kr.as_of else ""
+            status = f"[{kr.status.colour}]{kr.status.label}[/]"
+            if kr.final_score is not None:
+                status = f"closed {kr.final_score:.2f}"
+            table.add_row(
+                f"{indent}  {kr.title}",
+                _number(kr.value, kr.unit, with_unit=False),
+                _number(kr.target, kr.unit),
+                _bar(kr.progress),
+                status,
+                _number(kr.forecast, kr.unit, with_unit=False) if kr.final_score is None else "",
+                updated,
+            )
+            if kr.stale_reason:
+                notes.append(f"[magenta]stale[/] {kr.id}: {kr.stale_reason}")
+    out.print(table)
+    for note in notes:
+        out.print(note, highlight=False, soft_wrap=True)
+
+
+def _number(value: float | None, unit: str, with_unit: bool = True) -> str:
+    """Short, human numbers: 1.2M, 612k, 5, -10.6% (the dashboard's, a unit column aside)."""
+    return format_value(value, unit if with_unit or unit == "%" else "")
+
+
+def _bar(progress: float | None, width: int = 8) -> str:
+    if progress is None:
+        return ""
+    filled = round(progress * width)
+    return f"{'█' * filled}{'░' * (width - filled)} {progress:>4.0%}"
+
+
+def serve(
+    store: StoreOption = None,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8000,
+) -> None:
+    """Serve the dashboard and its JSON API (/api/v1) live from the store, read-only.
+
+    Set OKR_SYNC_SERVE_TOKEN (bearer token) and/or OKR_SYNC_SERVE_USER and
+    OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials.
+    """
+    try:
+        settings = ServeSettings()
+    except ValidationError as exc:
+        raise fail(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    opened = open_store(store)
+    if not settings.protected and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[yellow]warning:[/] anyone who reaches {host}:{port} can read the dashboard; "
+            "set OKR_SYNC_SERVE_TOKEN or OKR_SYNC_SERVE_USER/OKR_SYNC_SERVE_PASSWORD",
+            highlight=False,
+        )
+    # Bind here so a busy port is one clear error and --port 0 can say which port it got.
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        opened.dispose()
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = listener.getsockname()[1]
+    err.print(f"Serving {opened.display_url} read-only on http://{host}:{bound}/", highlight=False)
+    server = uvicorn.Server(uvicorn.Config(create_app(opened, settings), log_level="warning"))
+    try:
+        server.run(sockets=[listener])
+    finally:
+        opened.dispose()

@@ -1,0 +1,46 @@
+"""``okr-sync sandbox``: one source's API emulator on loopback, for trying okr-sync out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from okr_sync.cli.console import fail, out
+from okr_sync.demo import sandbox_app, sandbox_env
+from okr_sync.sandbox import FAULT_SPEC_HELP, RunningServer, parse_faults, serve_tls_forever
+
+SANDBOX_DIR = Path(".okr-sync")  # where `okr-sync sandbox` keeps its CA certificate
+
+
+def sandbox(
+    source: Annotated[str, typer.Option(help="salesforce, zendesk or hubspot")] = "salesforce",
+    seed: Annotated[int, typer.Option(help="seed of the generated data")] = 7,
+    data: Annotated[
+        Path | None, typer.Option(help="serve this directory of JSON Lines files instead")
+    ] = None,
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0 picks a free one)")] = 8443,
+    faults: Annotated[str | None, typer.Option(help=FAULT_SPEC_HELP)] = None,
+) -> None:
+    """Serve one source's API emulator on loopback over TLS until Ctrl-C."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        emulator = sandbox_app(source, seed, today, data)
+        emulator.state.faults.extend(parse_faults(faults or ""))
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+    def announce(server: RunningServer) -> None:
+        out.print(f"{source} sandbox at {server.base_url} (CA certificate: {server.ca_file})")
+        out.print("Point okr-sync at it with:")
+        for name, value in sandbox_env(source, server).items():
+            out.print(f"  export {name}={value}", highlight=False, soft_wrap=True)
+        out.print("Press Ctrl-C to stop.")
+
+    try:
+        serve_tls_forever(emulator, port=port, cert_dir=SANDBOX_DIR, on_ready=announce)
+    except (OSError, RuntimeError) as exc:
+        raise fail(f"cannot serve on 127.0.0.1:{port}: {exc}") from None
+    out.print("sandbox stopped")

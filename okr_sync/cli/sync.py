@@ -1,0 +1,154 @@
+"""``okr-sync sync`` and ``demo``: run the sync flow here, with a progress bar, and report.
+
+Prefect is imported when a sync starts, not when this module is: it costs seconds and
+hundreds of modules that ``okr-sync --help`` and ``okr-sync lint`` do not need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from pydantic import SecretStr
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flows.progress import watching
+from okr_sync.cli.console import err, fail
+from okr_sync.cli.options import OkrFileOption, StoreOption, okr_file_or_default, store_url
+from okr_sync.cli.report import print_report
+from okr_sync.cli.runs import exit_if_partial, print_run
+from okr_sync.demo import demo_sandboxes
+from okr_targets.store import has_password, redact
+
+if TYPE_CHECKING:
+    from prefect.states import State
+
+    from flows.report import RunReport
+
+DEMO_OKRS = Path(__file__).parent.parent / "demo" / "okrs.yaml"
+
+
+def sync(
+    okr_file: OkrFileOption = None,
+    store: StoreOption = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="ignore saved cursors and re-read everything")
+    ] = False,
+    reconcile: Annotated[
+        bool,
+        typer.Option(
+            "--reconcile",
+            help="also list every live id at each source and tombstone the ones it lost",
+        ),
+    ] = False,
+) -> None:
+    """Sync the sources named in the OKR file and measure every key result."""
+    report = _run_sync(okr_file_or_default(okr_file), store_url(store), full_refresh, reconcile)
+    print_run(report)
+    print_report(store_url(store))
+    exit_if_partial(report)
+
+
+def demo(
+    store: StoreOption = None,
+    seed: Annotated[int, typer.Option(help="seed of the generated sample org")] = 7,
+    okr_file: Annotated[Path, typer.Option("--okr-file", help="OKR file to sync")] = DEMO_OKRS,
+) -> None:
+    """Start the Salesforce and Zendesk sandboxes, sync the sample company's OKRs, report."""
+    url = store_url(store)
+    # The sample company is generated up to the start of today (UTC): the same all day.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with ExitStack() as stack:
+        with err.status("Generating the sample company and starting its sandboxes…"):
+            world = stack.enter_context(demo_sandboxes(seed, today))
+        for name, server in world.servers.items():
+            err.print(f"Sandbox {name} API at {server.base_url}", highlight=False)
+        err.print(f"Store: {redact(url)}", highlight=False)
+        os.environ.update(world.env)  # the connectors read where their sandbox is from env
+        # Every demo serves a freshly generated company, so it re-reads everything.
+        report = _run_sync(okr_file, url, full_refresh=True)
+    print_run(report)
+    print_report(url)
+    err.print(
+        f"The store stays at {redact(url)}: see it as a page with "
+        "`okr-sync report --format html --output okrs.html` or live with `okr-sync serve`."
+    )
+    exit_if_partial(report)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[None]:
+    """A progress bar per stream, fed by the flow through flows.progress."""
+    tasks: dict[str, Any] = {}
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+
+        def update(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], advance=done, total=total)
+
+        with watching(update):
+            yield
+
+
+def _run_sync(
+    okr_file: Path, url: str, full_refresh: bool = False, reconcile: bool = False
+) -> RunReport:
+    from flows.sync import sync_okrs
+
+    _start_prefect_api()
+    # Prefect keeps flow parameters in its database; a SecretStr it records masked.
+    store: str | SecretStr = SecretStr(url) if has_password(url) else url
+    with _progress_bar():
+        state = sync_okrs(
+            okr_file=str(okr_file),
+            store_url=store,
+            full_refresh=full_refresh,
+            reconcile=reconcile,
+            return_state=True,
+        )
+    return _report_of(state)
+
+
+def _start_prefect_api() -> None:
+    """With no PREFECT_API_URL, start Prefect's temporary API server here, before the flow.
+
+    The flow then finds it running (Prefect keeps one per process), and a server that does
+    not come up is told from a failed sync by where it failed, not by its error's words.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    try:
+        SubprocessASGIServer().start()
+    except RuntimeError:  # not up within its startup timeout (or no free port)
+        raise fail(
+            "Prefect's temporary API server did not start in time; set PREFECT_API_URL to a "
+            "running Prefect server, or give it longer with "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (default 20)"
+        ) from None
+
+
+def _report_of(state: State[Any]) -> RunReport:
+    """The run's report; a run that failed, crashed or was cancelled ends with its reason."""
+    from flows.report import RunReport
+
+    if not state.is_completed():
+        raise fail((state.message or "the sync failed").strip().splitlines()[0])
+    report = state.result()
+    assert isinstance(report, RunReport)
+    return report

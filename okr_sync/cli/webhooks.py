@@ -1,0 +1,51 @@
+"""``okr-sync webhooks serve``: the webhook receiver (okr_sync/webhooks.py) as a command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from okr_sync.cli.console import fail
+from okr_sync.secrets import MissingSecretError
+from okr_sync.webhooks import Receiver, WebhookSettings, create_app, serve
+
+webhooks_app = typer.Typer(help="Receive source webhooks and turn them into Prefect events.")
+
+
+@webhooks_app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8787,
+) -> None:
+    """Verify signed webhooks from HubSpot, Zendesk and Salesforce and emit Prefect events.
+
+    Secrets: OKR_SYNC_WEBHOOK_{HUBSPOT,ZENDESK,SALESFORCE}_SECRET, or *_SECRET_BLOCK naming
+    a Prefect Secret block. Serve plain HTTP behind a TLS-terminating proxy.
+    """
+    from prefect.settings import PREFECT_API_URL  # Prefect loads here, not for --help
+
+    if not PREFECT_API_URL.value():
+        raise fail("PREFECT_API_URL is not set: the receiver sends events to your Prefect server")
+    settings = WebhookSettings()
+    try:
+        secrets = settings.secrets()
+    except MissingSecretError as exc:
+        raise fail(str(exc)) from None
+    if not secrets:
+        raise fail(
+            "no webhook secret is set: set OKR_SYNC_WEBHOOK_HUBSPOT_SECRET, "
+            "OKR_SYNC_WEBHOOK_ZENDESK_SECRET or OKR_SYNC_WEBHOOK_SALESFORCE_SECRET "
+            "(or the *_SECRET_BLOCK of a Prefect Secret block)"
+        )
+    receiver = Receiver(
+        secrets, settings.tolerance_seconds, settings.public_url, settings.max_body_bytes
+    )
+
+    def ready(url: str) -> None:
+        typer.echo(f"listening on {url} for {', '.join(f'/webhooks/{s}' for s in secrets)}")
+
+    try:
+        serve(create_app(receiver), host, port, ready)
+    except OSError as exc:
+        raise fail(str(exc)) from None
