@@ -47,6 +47,7 @@ def count(store: Store, model: Any) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
+@pytest.mark.usefixtures("clock")  # no status moves with the date between the two runs
 def test_demo_okrs_sync_end_to_end(
     store_url: str, sources_env: dict[str, RunningServer], sandbox_org: SalesforceOrg
 ) -> None:
