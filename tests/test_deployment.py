@@ -131,9 +131,13 @@ def values(store_url: str) -> dict[str, float | None]:
     return {kr["id"]: kr["value"] for o in report["objectives"] for kr in o["key_results"]}
 
 
-@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.usefixtures("prefect_harness", "clock")
 def test_demo_runs_twice_on_the_same_store(sqlite_url: str, tmp_path: Path) -> None:
-    """The demo regenerates its org each time, so a second demo fully refreshes the store."""
+    """The demo regenerates its org each time, so a second demo fully refreshes the store.
+
+    The demo generates its company up to today: the clock is pinned, so every run of this
+    test sees the same company, with data in the demo OKRs' quarters (2026-Q3 and Q4).
+    """
     runner = CliRunner()
     for seed in ("7", "8"):
         result = runner.invoke(app, ["demo", "--store", sqlite_url, "--seed", seed])

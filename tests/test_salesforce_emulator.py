@@ -347,10 +347,9 @@ def test_unknown_path_is_a_salesforce_not_found(
 # --- Generated data ------------------------------------------------------------------------
 
 
-def test_generation_is_deterministic_and_fast() -> None:
-    started = time.perf_counter()
+def test_generation_is_deterministic() -> None:
+    # How fast it generates is the benchmark's to say (`make bench` prints it), not a test's.
     one = generate_org(seed=11, as_of=AS_OF)
-    assert time.perf_counter() - started < 1.0
     two = generate_org(seed=11, as_of=AS_OF)
     other = generate_org(seed=12, as_of=AS_OF)
     for sobject in SCHEMA:

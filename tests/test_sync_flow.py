@@ -30,6 +30,7 @@ from okr_targets.models import (
 )
 from okr_targets.store import Store
 from tests.conftest import salesforce_env_vars
+from tests.test_metrics_correctness import Oracle
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -47,6 +48,7 @@ def count(store: Store, model: Any) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
+@pytest.mark.usefixtures("clock")  # no status moves with the date between the two runs
 def test_demo_okrs_sync_end_to_end(
     store_url: str, sources_env: dict[str, RunningServer], sandbox_org: SalesforceOrg
 ) -> None:
@@ -79,16 +81,20 @@ def test_demo_okrs_sync_end_to_end(
         assert run.finished_at is not None
         assert cursors["Opportunity"] == min(newest, cursors["Opportunity"])
         assert cursors["Opportunity"] == newest or cursors["Opportunity"] < run.finished_at
-        # lineage: every measurement lists the records its value rests on
-        deal_value = session.scalars(
+        # lineage: every measurement lists the records its value rests on; here the first
+        # won deal of each new customer, found by hand in the sandbox org's records
+        expected = Oracle(sandbox_org).new_customers("2026-Q4", {})
+        assert expected.value
+        new_customers = session.scalars(
             select(Measurement).where(Measurement.key_result_id == "new-customers")
         ).one()
-        linked = session.scalar(
-            select(func.count())
-            .select_from(MeasurementRecord)
-            .where(MeasurementRecord.measurement_id == deal_value.id)
-        )
-        assert linked == deal_value.record_count == deal_value.value
+        linked = session.scalars(
+            select(MeasurementRecord.source_id).where(
+                MeasurementRecord.measurement_id == new_customers.id
+            )
+        ).all()
+        assert new_customers.value == new_customers.record_count == expected.value
+        assert sorted(linked) == sorted(expected.ids)
         assert session.get(KeyResult, "new-customers").checked_at is not None  # type: ignore[union-attr]
 
     # A second run with nothing new at the source writes no new measurement.

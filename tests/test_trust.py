@@ -1,7 +1,9 @@
 """Numbers leaders can trust, end to end: kinds, weights, stale, forecast, frozen baselines.
 
 Each test syncs a small generated Salesforce org through the flow's body and reads the
-report as a leader would, with hand-computed expectations.
+report as a leader would, with hand-computed expectations: values from the org's records in
+plain Python (the metrics' oracle), never from the report under test. The clock is pinned
+(``tests.conftest.NOW``, 62.5 % into 2026-Q4), so the answers do not change with the date.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from okr_targets.models import Baseline, KeyResult, Measurement, utcnow
 from okr_targets.report import KeyResultLine, ObjectiveLine, build_report, walk
 from okr_targets.store import Store
 from tests.conftest import AS_OF, salesforce_env_vars
+from tests.test_metrics_correctness import Oracle
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = pytest.mark.usefixtures("prefect_harness", "clock")
 
 HEAD = """\
 company: Trust Test Inc.
@@ -114,30 +117,51 @@ def report_at(store_url: str, when: Any) -> dict[str, Any]:
     return lines
 
 
+def clamp(ratio: float) -> float:
+    return min(1.0, max(0.0, ratio))
+
+
 def test_kinds_weights_and_period_close_scores_reach_the_report(
-    store_url: str, okr_file: Path
+    store_url: str, okr_file: Path, org: SalesforceOrg
 ) -> None:
+    # The key results' values, computed from the org's records by hand.
+    oracle = Oracle(org)
+    win_rate = oracle.win_rate("2026-Q4", {}).value
+    q3_customers = oracle.new_customers("2026-Q3", {}).value
+    deal_change = oracle.pct_change(
+        "2026-Q4", {"metric": "avg_won_deal_value", "baseline_period": "previous"}
+    ).value
+    assert win_rate is not None
+    assert q3_customers
+    assert deal_change is not None
+    floor_progress = 1.0 if win_rate >= 10 else 0.0  # a threshold kind: exactly 1 or 0
+    q3_progress = clamp(q3_customers / 40)
+    deal_progress = clamp(deal_change / 20)  # a percent change against its target
+    sales_progress = (deal_progress + q3_progress) / 2  # equal weights: a plain mean
+
     sync(store_url, okr_file)
     lines = report_at(store_url, utcnow())
     floor, launch = lines["win-rate-floor"], lines["crm-launch"]
     assert isinstance(floor, KeyResultLine)
     assert floor.kind == "at_least"
-    # a threshold kind is met or not: exactly 1 or 0
-    assert floor.progress == (1.0 if (floor.value or 0) >= 10 else 0.0)
+    assert floor.value == pytest.approx(win_rate)
+    assert floor.progress == floor_progress
     assert (launch.kind, launch.value, launch.progress) == ("milestone", 0.0, 0.0)
-    assert launch.status == "on_track"  # not done, but three quarters of Q4 are not over
+    assert launch.status == "on_track"  # not done, but less than 75 % of Q4 has passed
 
     q3 = lines["q3-new-customers"]
-    assert q3.final_score == pytest.approx(min(1.0, (q3.value or 0) / 40))  # Q3 has closed
+    assert q3.value == q3_customers
+    assert q3.final_score == pytest.approx(q3_progress)  # Q3 has closed
     deal_value = lines["deal-value"]
+    assert deal_value.value == pytest.approx(deal_change)
+    assert deal_value.progress == pytest.approx(deal_progress)
     # sales = equal-weight mean of its key results (one closed Q3 KR, one Q4 KR)
     sales = lines["sales"]
     assert isinstance(sales, ObjectiveLine)
-    assert sales.progress == pytest.approx((deal_value.progress + q3.progress) / 2)
+    assert sales.progress == pytest.approx(sales_progress)
     # company = (3 × floor + 1 × launch + 2 × sales) / 6: the weights from the file
     company = lines["company"]
-    expected = (3 * (floor.progress or 0) + (launch.progress or 0) + 2 * (sales.progress or 0)) / 6
-    assert company.progress == pytest.approx(expected)
+    assert company.progress == pytest.approx((3 * floor_progress + 0 + 2 * sales_progress) / 6)
 
 
 def test_stale_when_the_source_is_older_than_its_limit_or_records_are_held_back(
