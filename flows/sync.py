@@ -41,7 +41,7 @@ from okr_targets.store import (
     has_password,
     redact,
 )
-from transforms.metrics import MetricError
+from transforms.metric import MetricError
 
 EXPECTED_ERRORS = (
     SyncStoppedError,

@@ -27,7 +27,7 @@ from okr_targets.periods import Period
 from okr_targets.store import Store, begin_run
 from transforms.catalog import BUILT_IN, load
 from transforms.measure import measure_key_results, save_okrs
-from transforms.metrics import MetricError
+from transforms.metric import MetricError
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 

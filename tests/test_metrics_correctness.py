@@ -39,7 +39,7 @@ from tests.conftest import AS_OF
 from tests.test_periods import ticket
 from transforms.catalog import BUILT_IN
 from transforms.lineage import record_refs
-from transforms.metrics import MetricResult, RecordRef
+from transforms.metric import MetricResult, RecordRef
 from transforms.sql import shared_results
 
 Record = dict[str, Any]

@@ -16,7 +16,7 @@ from okr_targets.periods import Period
 from okr_targets.store import Store, begin_run, upsert_records
 from transforms.catalog import BUILT_IN
 from transforms.matching import match_customers
-from transforms.metrics import MetricError
+from transforms.metric import MetricError
 from transforms.money import unconvertible_currencies
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)

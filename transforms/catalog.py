@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from okr_targets.config import ConfigError, OkrConfig, dotted, fix_for, load_okrs
 from transforms.custom import CustomMetricError, entry_point_metrics, file_metric
-from transforms.metrics import Metric, MetricError, customers, find_metric, sales, support
+from transforms.metric import Metric, MetricError, find_metric
+from transforms.metrics import customers, sales, support
 from transforms.metrics.change import PCT_CHANGE, ChangeParams, check_change, pct_change
 
 

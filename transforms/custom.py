@@ -46,7 +46,7 @@ from okr_targets.config import CustomMetricSpec
 from okr_targets.models import MIRROR, UTCDateTime
 from okr_targets.periods import Period
 from transforms.lineage import count_records, record_select
-from transforms.metrics import Metric, MetricError, MetricResult, RecordSelect
+from transforms.metric import Metric, MetricError, MetricResult, RecordSelect
 
 ENTRY_POINT_GROUP = "okr_sync.metrics"
 
@@ -327,7 +327,7 @@ def _unloadable(name: str, reason: str) -> Metric[Any]:
 def entry_point_metrics() -> list[tuple[Metric[Any], str]]:
     """Every ``okr_sync.metrics`` entry point's metric, with where it comes from.
 
-    An entry point loads a ``transforms.metrics.Metric`` (full control: its own pydantic
+    An entry point loads a ``transforms.metric.Metric`` (full control: its own pydantic
     parameters and lineage) or a plain function ``(session, period, params) -> number``.
     A package that does not load gives a metric that fails with why, so a broken package
     never hides the other metrics.

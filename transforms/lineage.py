@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from okr_targets.models import MeasurementRecord, MirrorRecord
-from transforms.metrics import MetricResult, RecordRef, RecordSelect
+from transforms.metric import MetricResult, RecordRef, RecordSelect
 
 
 def record_columns(

@@ -26,7 +26,7 @@ from okr_targets.scoring import final_score, score
 from okr_targets.store import upsert_records
 from transforms.catalog import MetricCatalog
 from transforms.lineage import write_lineage
-from transforms.metrics import Comparison, MetricError, MetricResult
+from transforms.metric import Comparison, MetricError, MetricResult
 from transforms.metrics.change import PCT_CHANGE
 from transforms.money import CONFIG_SOURCE
 from transforms.sql import shared_results

@@ -11,7 +11,7 @@ from sqlalchemy import Label, func, select
 from sqlalchemy.orm import Session
 
 from okr_targets.models import Deal, FxRate
-from transforms.metrics import MetricError
+from transforms.metric import MetricError
 from transforms.sql import exact_sum, from_units, live
 
 CONFIG_SOURCE = "config"

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from okr_targets.periods import Period
 from transforms.lineage import both_records
-from transforms.metrics import Comparison, Metric, MetricError, MetricResult, find_metric
+from transforms.metric import Comparison, Metric, MetricError, MetricResult, find_metric
 
 PCT_CHANGE = "pct_change"
 

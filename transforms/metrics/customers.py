@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from okr_targets.models import Customer
 from okr_targets.periods import Period
 from transforms.lineage import record_columns
-from transforms.metrics import Metric, MetricResult, RecordSelect, metric
+from transforms.metric import Metric, MetricResult, RecordSelect, metric
 from transforms.sql import live
 
 

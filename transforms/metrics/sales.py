@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from okr_targets.models import Deal, Rep
 from okr_targets.periods import Period, add_months
 from transforms.lineage import record_columns
-from transforms.metrics import Metric, MetricError, MetricResult, metric
+from transforms.metric import Metric, MetricError, MetricResult, metric
 from transforms.money import Converter, converted_sum, summed_amounts
 from transforms.sql import (
     Filters,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from okr_targets.models import Rating, Ticket
 from okr_targets.periods import Period
 from transforms.lineage import record_columns
-from transforms.metrics import Metric, MetricResult, metric
+from transforms.metric import Metric, MetricResult, metric
 from transforms.sql import exact_sum, from_units, live, median
 
 
