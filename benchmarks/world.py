@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     from connectors import hubspot, salesforce, zendesk
     from connectors.hubspot import emulator as hubspot_emulator
     from connectors.salesforce import emulator as salesforce_emulator
+    from connectors.sandbox.server import serve_tls
     from connectors.zendesk import emulator as zendesk_emulator
-    from okr_sync.sandbox import serve_tls
 
     started = time.perf_counter()
     world = build(args.deals, args.customers, args.tickets, args.hubspot_share)

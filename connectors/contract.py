@@ -25,7 +25,7 @@ from typing import Any
 
 from connectors.base import Bookmark, Connector, Page, SourceReader, StreamInfo, open_reader
 from connectors.errors import FatalSourceError, RetriableSourceError
-from okr_sync.sandbox import RunningServer, serve_tls
+from connectors.sandbox.server import RunningServer, serve_tls
 from okr_targets.models import MIRROR, supplied_columns
 
 MAX_PAGES = 10_000

@@ -46,11 +46,11 @@ from connectors.errors import (
     SourceError,
     is_retriable,
 )
+from connectors.secrets import MissingSecretError
 from expectations import Validator
 from flows.artifacts import publish_changes
 from okr_sync import __version__
 from okr_sync.progress import advance
-from okr_sync.secrets import MissingSecretError
 from okr_sync.settings import Settings
 from okr_targets.config import ConfigError, OkrConfig, lint, load_okrs
 from okr_targets.measurements import KeyResultOutcome, measure_key_results, save_money, save_okrs

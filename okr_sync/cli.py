@@ -22,9 +22,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from connectors.sandbox.server import FAULT_SPEC_HELP
 from okr_sync.automations import automations_app
 from okr_sync.connectors_cli import connectors_app
-from okr_sync.sandbox import FAULT_SPEC_HELP
 from okr_sync.settings import Settings
 from okr_sync.webhooks import webhooks_app
 
@@ -435,8 +435,8 @@ def sandbox(
     faults: Annotated[str | None, typer.Option(help=FAULT_SPEC_HELP)] = None,
 ) -> None:
     """Serve one source's API emulator on loopback over TLS until Ctrl-C."""
+    from connectors.sandbox.server import RunningServer, parse_faults, serve_tls_forever
     from okr_sync.demo import sandbox_app, sandbox_env
-    from okr_sync.sandbox import RunningServer, parse_faults, serve_tls_forever
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     try:

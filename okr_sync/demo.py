@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from okr_sync.sandbox import RunningServer, serve_tls
+from connectors.sandbox.server import RunningServer, serve_tls
 
 
 @dataclass(frozen=True)

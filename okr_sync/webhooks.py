@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from okr_sync.secrets import resolve_secret
+from connectors.secrets import resolve_secret
 
 if TYPE_CHECKING:  # Prefect is imported when a request comes, not for `okr-sync --help`
     from prefect.events import Event
@@ -375,8 +375,8 @@ def serve_command(
     """
     from prefect.settings import PREFECT_API_URL
 
+    from connectors.secrets import MissingSecretError
     from okr_sync.cli import fail
-    from okr_sync.secrets import MissingSecretError
 
     if not PREFECT_API_URL.value():
         raise fail("PREFECT_API_URL is not set: the receiver sends events to your Prefect server")

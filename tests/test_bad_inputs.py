@@ -41,12 +41,12 @@ from connectors.salesforce.sandbox_data import (
     sf_id,
 )
 from connectors.salesforce.timestamps import parse_sf_datetime
+from connectors.sandbox.server import serve_tls
 from connectors.zendesk import sandbox_env as zendesk_env_vars
 from connectors.zendesk.emulator import create_app as create_helpdesk_app
 from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
 from expectations import SUITES, column_checks, suite_names
 from flows.sync import sync_okrs
-from okr_sync.sandbox import serve_tls
 from okr_targets.models import MIRROR, Measurement, QuarantinedRow, SyncRun
 from okr_targets.store import Store
 from tests.conftest import AS_OF, PG_ADMIN_DSN

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
 from connectors.salesforce.sandbox_data import SalesforceOrg
+from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
-from okr_sync.sandbox import RunningServer
 from okr_targets.models import Measurement, SyncRun
 from okr_targets.store import Store, alembic_config
 

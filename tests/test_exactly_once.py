@@ -27,10 +27,10 @@ from sqlalchemy import func, select
 from connectors.base import get_connector
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.sandbox.server import RunningServer, parse_faults, serve_tls
 from expectations import Validator
 from flows.sync import StreamCounts, _sync, reconcile_source, sync_stream
 from okr_sync.cli import DEMO_OKRS
-from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
 from okr_sync.settings import Settings
 from okr_targets.models import MIRROR, Deal, Measurement, MeasurementRecord, SyncRun, utcnow
 from okr_targets.store import Store, begin_run

@@ -37,7 +37,7 @@ from connectors.hubspot.sandbox_data import (
     to_ms,
     write_portal,
 )
-from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
+from connectors.sandbox.server import RunningServer, parse_faults, serve_tls
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

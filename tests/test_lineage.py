@@ -17,8 +17,8 @@ from typer.testing import CliRunner, Result
 
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.sandbox.server import RunningServer, serve_tls
 from okr_sync.cli import app
-from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import Measurement, MeasurementRecord, SourceRead
 from okr_targets.store import Store
 from tests.conftest import AS_OF, salesforce_env_vars

@@ -25,12 +25,12 @@ from sqlalchemy import delete
 
 from connectors.base import get_connector
 from connectors.salesforce.sandbox_data import SalesforceOrg, customer_seeds
+from connectors.sandbox.server import RunningServer, serve_tls
 from connectors.zendesk.emulator import SANDBOX_API_TOKEN, SANDBOX_EMAIL
 from connectors.zendesk.emulator import create_app as create_zendesk_app
 from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
 from expectations import Validator
 from flows.sync import sync_stream
-from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import Ticket
 from okr_targets.periods import Period
 from okr_targets.store import Store, begin_run, finish_run, upsert_records

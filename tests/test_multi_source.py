@@ -23,11 +23,11 @@ from sqlalchemy import func, select
 from connectors.hubspot import sandbox_env as hubspot_env_vars
 from connectors.hubspot.emulator import create_app as create_portal_app
 from connectors.hubspot.sandbox_data import HubSpotPortal, customer_seeds, generate_portal
+from connectors.sandbox.server import Faults, RunningServer, parse_faults, serve_tls
 from connectors.zendesk import sandbox_env as zendesk_env_vars
 from connectors.zendesk.emulator import create_app as create_helpdesk_app
 from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
 from flows.sync import _sync, sync_okrs
-from okr_sync.sandbox import Faults, RunningServer, parse_faults, serve_tls
 from okr_sync.settings import Settings
 from okr_targets.models import Customer, Deal, Measurement, Rating, Ticket
 from okr_targets.store import Store

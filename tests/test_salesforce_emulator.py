@@ -35,7 +35,7 @@ from connectors.salesforce.sandbox_data import (
 )
 from connectors.salesforce.soql import parse_soql
 from connectors.salesforce.timestamps import parse_sf_datetime
-from okr_sync.sandbox import RunningServer, serve_tls
+from connectors.sandbox.server import RunningServer, serve_tls
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CLIENT = {

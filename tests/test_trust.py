@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.sandbox.server import serve_tls
 from flows.sync import _sync
-from okr_sync.sandbox import serve_tls
 from okr_sync.settings import Settings
 from okr_targets.models import Baseline, KeyResult, Measurement, utcnow
 from okr_targets.report import KeyResultLine, ObjectiveLine, build_report, walk

@@ -10,7 +10,7 @@ from typing import Any
 
 from openpyxl import Workbook
 
-from connectors.tabular_fixtures import sample_tables
+from connectors.sandbox.tabular import sample_tables
 
 EXCEL_STREAMS = ("customers", "deals")
 """Written as .xlsx in the sandbox (the others as .csv), so both readers are exercised."""

@@ -50,7 +50,7 @@ from connectors.hubspot.mapping import (
 )
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.hubspot.streams import STREAMS, HubSpotStream
-from okr_sync.secrets import MissingSecretError
+from connectors.secrets import MissingSecretError
 
 PAGE_SIZE = 200  # the search API's maximum
 ASSOCIATION_BATCH = 1000  # the v4 association batch read's maximum inputs

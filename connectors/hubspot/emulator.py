@@ -41,7 +41,7 @@ from connectors.hubspot.sandbox_data import (
     tie_modified,
     to_ms,
 )
-from okr_sync.sandbox import install_faults
+from connectors.sandbox.server import install_faults
 
 SANDBOX_ACCESS_TOKEN = "pat-sandbox-0b1d6c2e-okr-sync"  # noqa: S105 - a published sandbox token
 SEARCH_PAGE_MAX = 200

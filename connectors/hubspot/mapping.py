@@ -15,7 +15,7 @@ from typing import Any
 
 from connectors.base import CanonicalRow
 from connectors.hubspot.settings import HubSpotSettings
-from connectors.sandbox_world import domain_of
+from connectors.sandbox.world import domain_of
 
 SOURCE = "hubspot"
 CURSOR_FIELD = "hs_lastmodifieddate"

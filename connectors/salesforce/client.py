@@ -29,7 +29,7 @@ from connectors.http import TrustedSession, retry_after, transport_errors
 from connectors.salesforce.mapping import SOURCE, MappingError
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.streams import STREAMS
-from okr_sync.secrets import MissingSecretError
+from connectors.secrets import MissingSecretError
 
 
 @contextmanager

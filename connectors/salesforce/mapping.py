@@ -16,7 +16,7 @@ from typing import Any
 from connectors.base import CanonicalRow
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.timestamps import parse_sf_datetime
-from connectors.sandbox_world import domain_of
+from connectors.sandbox.world import domain_of
 
 SOURCE = "salesforce"
 CURSOR_FIELD = "SystemModstamp"

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from connectors.salesforce.timestamps import format_sf_datetime, parse_sf_datetime
-from connectors.sandbox_world import CompanySeed, company_names, domain_for, domain_of, load_jsonl
+from connectors.sandbox.world import CompanySeed, company_names, domain_for, domain_of, load_jsonl
 
 API_VERSION = "59.0"
 

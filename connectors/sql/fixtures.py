@@ -18,8 +18,8 @@ from sqlalchemy import (
     insert,
 )
 
+from connectors.sandbox.tabular import sample_tables
 from connectors.tabular import IDENTITY, STREAMS
-from connectors.tabular_fixtures import sample_tables
 from okr_targets.models import MIRROR, UTCDateTime, supplied_columns
 
 

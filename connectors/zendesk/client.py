@@ -22,6 +22,7 @@ from pyrate_limiter import Limiter, Rate
 from connectors.base import ApiUsage, Bookmark, CanonicalRow, Page, Rejected, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError, SourceError
 from connectors.http import TrustedSession, transport_errors
+from connectors.secrets import MissingSecretError
 from connectors.zendesk import mapping
 from connectors.zendesk.mapping import SOURCE, MappingError, parse_time
 from connectors.zendesk.settings import ZendeskSettings
@@ -35,7 +36,6 @@ from connectors.zendesk.streams import (
     TICKET_EXPORT_PATH,
     TICKETS,
 )
-from okr_sync.secrets import MissingSecretError
 
 Record = dict[str, Any]
 
