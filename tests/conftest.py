@@ -19,13 +19,13 @@ import psycopg
 import pytest
 
 from connectors.base import get_connector
-from connectors.salesforce import sandbox_env as salesforce_env_vars
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, customer_seeds, generate_org
+from connectors.salesforce.sandbox import sandbox_env as salesforce_env_vars
+from connectors.salesforce.sandbox.data import SalesforceOrg, customer_seeds, generate_org
+from connectors.salesforce.sandbox.emulator import create_app
 from connectors.sandbox.server import RunningServer, serve_tls
-from connectors.zendesk import sandbox_env as zendesk_env_vars
-from connectors.zendesk.emulator import create_app as create_helpdesk_app
-from connectors.zendesk.sandbox_data import generate_helpdesk
+from connectors.zendesk.sandbox import sandbox_env as zendesk_env_vars
+from connectors.zendesk.sandbox.data import generate_helpdesk
+from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
 from expectations import Validator
 from flows.sync import sync_stream
 from okr_sync.settings import Settings

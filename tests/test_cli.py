@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
-from connectors.salesforce.sandbox_data import SalesforceOrg
+from connectors.salesforce.sandbox.data import SalesforceOrg
 from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
 from okr_targets.models import Measurement, SyncRun

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from connectors.sandbox.tabular import sample_tables, utc
-from connectors.sql.fixtures import create_fixture_database
+from connectors.sql.sandbox import create_fixture_database
 from connectors.tabular import STREAMS
 from expectations import Validator
 from flows.sync import sync_stream

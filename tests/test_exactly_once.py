@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from connectors.base import get_connector
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.emulator import create_app
 from connectors.sandbox.server import RunningServer, parse_faults, serve_tls
 from expectations import Validator
 from flows.sync import StreamCounts, _sync, reconcile_source, sync_stream

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from connectors.base import Bookmark, StreamInfo
 from connectors.errors import FatalSourceError
 from connectors.files import FilesReader, FilesSettings
-from connectors.files.fixtures import write_csv, write_exports, write_xlsx
+from connectors.files.sandbox import write_csv, write_exports, write_xlsx
 from connectors.sandbox.tabular import sample_tables, utc
 from connectors.tabular import STREAMS
 from expectations import Validator

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.emulator import create_app
 from connectors.sandbox.server import RunningServer, serve_tls
 from okr_sync.cli import app
 from okr_targets.models import Measurement, MeasurementRecord, SourceRead

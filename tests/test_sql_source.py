@@ -19,7 +19,7 @@ from connectors.base import open_reader as open_connector
 from connectors.errors import FatalSourceError, RetriableSourceError
 from connectors.sandbox.tabular import BULK_UPDATE, sample_tables, utc
 from connectors.sql import SqlReader, SqlSettings
-from connectors.sql.fixtures import create_fixture_database, fixture_metadata
+from connectors.sql.sandbox import create_fixture_database, fixture_metadata
 from connectors.tabular import STREAMS
 from expectations import Validator
 from flows.sync import sync_stream

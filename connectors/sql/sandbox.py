@@ -1,7 +1,9 @@
-"""The sample billing company as a database: tables with canonical columns, any dialect."""
+"""The sample billing company as a database (tables with canonical columns, any dialect),
+and the SQL connector's sandbox for the contract and demos."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +20,7 @@ from sqlalchemy import (
     insert,
 )
 
+from connectors.base import SandboxSpec
 from connectors.sandbox.tabular import sample_tables
 from connectors.tabular import IDENTITY, STREAMS
 from okr_targets.models import MIRROR, UTCDateTime, supplied_columns
@@ -65,3 +68,15 @@ def create_fixture_database(
                     connection.execute(insert(metadata.tables[name]), rows)
     finally:
         engine.dispose()
+
+
+def sandbox_env(directory: Path) -> dict[str, str]:
+    """Write the sample billing database (SQLite) into ``directory``; settings to read it."""
+    url = f"sqlite:///{directory / 'billing.db'}"
+    create_fixture_database(url)
+    return {"OKR_SYNC_SQL_URL": url, "OKR_SYNC_SQL_PAGE_SIZE": "7"}
+
+
+def contract_sandbox() -> SandboxSpec:
+    """No emulator: a real SQLite database of the sample company, read in pages of 7."""
+    return SandboxSpec(app=None, env=sandbox_env)

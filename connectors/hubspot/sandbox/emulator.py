@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.hubspot.sandbox_data import (
+from connectors.hubspot.sandbox.data import (
     DATE_PROPERTIES,
     DATETIME_PROPERTIES,
     NUMBER_PROPERTIES,

@@ -43,7 +43,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.sandbox.server import install_faults
-from connectors.zendesk.sandbox_data import Helpdesk, epoch, iso
+from connectors.zendesk.sandbox.data import Helpdesk, epoch, iso
 
 SANDBOX_EMAIL = "okr-sync@sandbox.example"
 SANDBOX_API_TOKEN = "sandbox-api-token"  # noqa: S105 - a published sandbox credential
