@@ -147,7 +147,7 @@ def test_bad_okr_file_fails_with_one_line(
         (
             "OKR_SYNC_SALESFORCE_CLIENT_SECRET",
             "wrong-secret",
-            "refused: invalid client credentials",
+            "refused (400 invalid client credentials)",
         ),
         ("OKR_SYNC_SALESFORCE_REP_QUOTA_FIELD", "Quota_Typo__c", "INVALID_FIELD"),
         ("OKR_SYNC_SALESFORCE_CA_BUNDLE", "", "certificate is not trusted"),

@@ -15,7 +15,7 @@ def contract_sandbox() -> SandboxSpec:
 
 connector = Connector(
     name="zendesk",
-    streams=STREAMS,
+    streams=tuple(stream.info for stream in STREAMS.values()),
     settings=ZendeskSettings,
     open=ZendeskReader,
     description="Zendesk Support API over plain HTTP: cursor-based incremental ticket export, "
