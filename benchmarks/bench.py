@@ -151,7 +151,7 @@ def hubspot_minimum(stream: str, counts: dict[str, Any]) -> int:
     """A HubSpot stream's fewest requests: searches for the live records, the archived
     listing for the deleted ones (a full sync reads every one), association batch reads for
     the companies of deals and tickets, and their pipelines and the account's currency."""
-    from connectors.hubspot.emulator import (
+    from connectors.hubspot.sandbox.emulator import (
         ASSOCIATION_BATCH_MAX,
         LIST_PAGE_MAX,
         OWNERS_PAGE_MAX,

@@ -81,8 +81,8 @@ def endpoints(okr_file: str) -> list[Endpoint]:
 def hubspot_endpoints(stream: str) -> list[Endpoint]:
     """A HubSpot stream's reads: owners' two listings; an object's search (keyset pages, the
     API's largest) and its archived listing, with companies for deals and tickets."""
-    from connectors.hubspot.emulator import LIST_PAGE_MAX, OWNERS_PAGE_MAX, SEARCH_PAGE_MAX
     from connectors.hubspot.mapping import CURSOR_FIELD
+    from connectors.hubspot.sandbox.emulator import LIST_PAGE_MAX, OWNERS_PAGE_MAX, SEARCH_PAGE_MAX
     from connectors.hubspot.settings import HubSpotSettings
     from connectors.hubspot.streams import STREAMS
 
@@ -145,7 +145,7 @@ def hubspot_endpoints(stream: str) -> list[Endpoint]:
 def keyset_body(endpoint: Endpoint, last: dict[str, Any]) -> dict[str, Any]:
     """The search for what follows ``last`` in (modified time, id) order, the search's own."""
     from connectors.hubspot.mapping import CURSOR_FIELD
-    from connectors.hubspot.sandbox_data import to_ms
+    from connectors.hubspot.sandbox.data import to_ms
 
     at = str(to_ms(last["properties"][CURSOR_FIELD]))
     after_last = [

@@ -26,7 +26,7 @@ from benchmarks.endpoints import (
     zendesk_auth,
 )
 from benchmarks.measure import cpu_seconds, peak_rss_mb
-from connectors.hubspot.emulator import ASSOCIATION_BATCH_MAX
+from connectors.hubspot.sandbox.emulator import ASSOCIATION_BATCH_MAX
 
 MODIFIED = {"salesforce": "SystemModstamp", "zendesk": "updated_at", "hubspot": "updatedAt"}
 JSON = {"Content-Type": "application/json"}

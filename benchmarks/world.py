@@ -52,9 +52,9 @@ def split(total: int, share: float) -> tuple[int, int]:
 
 def build(deals: int, customers: int, tickets: int, hubspot_share: float, seed: int = 7) -> Systems:
     """The three systems, together of (about) the asked sizes."""
-    from connectors.hubspot.sandbox_data import generate_portal
-    from connectors.salesforce.sandbox_data import customer_seeds, generate_org
-    from connectors.zendesk.sandbox_data import generate_helpdesk
+    from connectors.hubspot.sandbox.data import generate_portal
+    from connectors.salesforce.sandbox.data import customer_seeds, generate_org
+    from connectors.zendesk.sandbox.data import generate_helpdesk
 
     sf_deals, hs_deals = split(deals, hubspot_share)
     sf_customers, hs_customers = split(customers, hubspot_share)
@@ -147,7 +147,7 @@ def settle(world: Systems) -> None:
     """Build the HubSpot emulator's search index and listings now. HubSpot keeps them
     current as records change; the emulator builds them on the first read after a change,
     which would bill that to whichever side reads first (the floor, or the incremental)."""
-    from connectors.hubspot.sandbox_data import OBJECT_TYPES
+    from connectors.hubspot.sandbox.data import OBJECT_TYPES
 
     for object_type in OBJECT_TYPES:
         world.portal.live_index(object_type)
@@ -163,11 +163,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hubspot-share", type=float, required=True)
     args = parser.parse_args(argv)
 
-    from connectors import hubspot, salesforce, zendesk
-    from connectors.hubspot import emulator as hubspot_emulator
-    from connectors.salesforce import emulator as salesforce_emulator
-    from connectors.zendesk import emulator as zendesk_emulator
-    from okr_sync.sandbox import serve_tls
+    from connectors.hubspot import sandbox as hubspot
+    from connectors.hubspot.sandbox import emulator as hubspot_emulator
+    from connectors.salesforce import sandbox as salesforce
+    from connectors.salesforce.sandbox import emulator as salesforce_emulator
+    from connectors.sandbox.server import serve_tls
+    from connectors.zendesk import sandbox as zendesk
+    from connectors.zendesk.sandbox import emulator as zendesk_emulator
 
     started = time.perf_counter()
     world = build(args.deals, args.customers, args.tickets, args.hubspot_share)

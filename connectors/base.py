@@ -23,6 +23,10 @@ from connectors.errors import FatalSourceError
 ENTRY_POINT_GROUP = "okr_sync.connectors"
 
 CanonicalRow = dict[str, Any]
+"""A mapped record, before validation. Its fields and their types are the entity's in
+:mod:`connectors.canonical`; it stays a plain dict here because a mapping passes on what
+the source sent (a missing name stays None) for the validator to quarantine with a reason.
+"""
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class Rejected:
 
 @dataclass
 class Page:
-    """One page of a stream, already mapped to canonical rows.
+    """One page of a stream, already mapped to canonical rows (see :mod:`connectors.canonical`).
 
     ``rejected`` holds source records that could not be mapped, each with the reason, so
     nothing is dropped without a trace. ``bookmark`` is where the stream stands after this

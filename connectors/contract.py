@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Bookmark, Connector, Page, SourceReader, StreamInfo, open_reader
+from connectors.canonical import ENTITIES
 from connectors.errors import FatalSourceError, RetriableSourceError
-from okr_sync.sandbox import RunningServer, serve_tls
-from okr_targets.models import MIRROR, supplied_columns
+from connectors.sandbox.server import RunningServer, serve_tls
 
 MAX_PAGES = 10_000
 """A stream that pages longer than this on a small sandbox is looping."""
@@ -77,7 +77,7 @@ def read_all(reader: SourceReader, stream: StreamInfo, since: Bookmark | None = 
 
 def check_pages(connector: Connector, stream: StreamInfo, pages: list[Page]) -> int:
     """Bookmarks never go back; rows have exactly the canonical columns with sound values."""
-    columns = {c.name for c in supplied_columns(MIRROR[stream.entity])} - {"run_id"}
+    columns = set(ENTITIES[stream.entity].__annotations__)
     previous: datetime | None = None
     count = 0
     for page in pages:

@@ -1,10 +1,10 @@
 """Tables whose columns already carry canonical names, to canonical rows.
 
 The generic SQL and file connectors read one table (a database table or view, a CSV or
-Excel export) per canonical entity. Its columns are named like the mirror's (see
-``okr_targets.models``), plus an id, an updated-at timestamp and, optionally, a
+Excel export) per canonical entity. Its columns are named like the entity's fields (see
+``connectors.canonical``), plus an id, an updated-at timestamp and, optionally, a
 deleted-at timestamp. Renaming a billing database's columns is the job of a view there;
-this module only types the values: each is read as its mirror column's type, and a value
+this module only types the values: each is read as its field's type, and a value
 that cannot be is a :class:`MappingError`, so that one record is quarantined with the
 reason. Naive timestamps are read in a configured time zone, then stored in UTC.
 """
@@ -20,12 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
-from sqlalchemy import Boolean, Date, Integer, Numeric
 
 from connectors.base import CanonicalRow, StreamInfo
-from okr_targets.models import MIRROR, UTCDateTime, supplied_columns
-
-IDENTITY = ("source", "source_id", "source_modified_at", "deleted_at", "run_id")
+from connectors.canonical import IDENTITY, EntityField, fields_of
 
 STREAMS = (
     StreamInfo("customers", "customer", "updated_at"),
@@ -56,11 +53,11 @@ class Columns:
 
 
 def columns_for(entity: str) -> Columns:
-    """The entity's canonical columns: NOT NULL ones are required, nullable ones optional."""
-    own = [column for column in supplied_columns(MIRROR[entity]) if column.name not in IDENTITY]
+    """The entity's own fields: those that may not be None are required, the rest optional."""
+    own = [field for field in fields_of(entity) if field.name not in IDENTITY]
     return Columns(
-        tuple(c.name for c in own if not c.nullable),
-        tuple(c.name for c in own if c.nullable),
+        tuple(f.name for f in own if not f.optional),
+        tuple(f.name for f in own if f.optional),
     )
 
 
@@ -155,27 +152,28 @@ class Layout:
                 record.get(self.deleted_at_column), self.deleted_at_column
             ),
         }
-        for column in supplied_columns(MIRROR[entity]):
-            if column.name in IDENTITY:
+        for field in fields_of(entity):
+            if field.name in IDENTITY:
                 continue
-            value = self._typed(column.type, record.get(column.name), column.name)
-            if value is None and not column.nullable:
-                raise MappingError(f"{column.name} is missing")
-            row[column.name] = value
+            value = self._typed(field, record.get(field.name))
+            if value is None and not field.optional:
+                raise MappingError(f"{field.name} is missing")
+            row[field.name] = value
         return row
 
-    def _typed(self, kind: Any, value: Any, name: str) -> Any:
+    def _typed(self, field: EntityField, value: Any) -> Any:
+        name = field.name
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        if isinstance(kind, UTCDateTime):
+        if field.kind is datetime:
             return self.timestamp(value, name)
-        if isinstance(kind, Date):
+        if field.kind is date:
             return _date(value, name)
-        if isinstance(kind, Numeric):
+        if field.kind is Decimal:
             return _decimal(value, name)
-        if isinstance(kind, Boolean):
+        if field.kind is bool:
             return _bool(value, name)
-        if isinstance(kind, Integer):
+        if field.kind is int:
             number = _decimal(value, name)
             if number != number.to_integral_value():
                 raise MappingError(f"{name} {value!r} is not a whole number")

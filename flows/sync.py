@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from connectors.base import UnknownConnectorError
 from connectors.errors import SourceError
+from connectors.secrets import MissingSecretError
 from flows.artifacts import publish_changes
 from flows.extract import SyncStoppedError, extract_and_load
 from flows.load import reconcile_source, record_reads
@@ -29,7 +30,6 @@ from flows.plan import SyncRequest, plan
 from flows.report import RunReport
 from flows.run import recorded_run
 from flows.settings import Settings
-from okr_sync.secrets import MissingSecretError
 from okr_targets.config import ConfigError
 from okr_targets.models import utcnow
 from okr_targets.status import RunStatus

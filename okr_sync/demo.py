@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from okr_sync.sandbox import RunningServer, serve_tls
+from connectors.sandbox.server import RunningServer, serve_tls
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,12 @@ class DemoWorld:
 @contextmanager
 def demo_sandboxes(seed: int, as_of: datetime) -> Iterator[DemoWorld]:
     """Serve a generated Salesforce org and its Zendesk helpdesk until the block exits."""
-    from connectors import salesforce, zendesk
-    from connectors.salesforce import emulator as salesforce_emulator
-    from connectors.salesforce.sandbox_data import customer_seeds, generate_org
-    from connectors.zendesk import emulator as zendesk_emulator
-    from connectors.zendesk.sandbox_data import generate_helpdesk
+    from connectors.salesforce import sandbox as salesforce
+    from connectors.salesforce.sandbox import emulator as salesforce_emulator
+    from connectors.salesforce.sandbox.data import customer_seeds, generate_org
+    from connectors.zendesk import sandbox as zendesk
+    from connectors.zendesk.sandbox import emulator as zendesk_emulator
+    from connectors.zendesk.sandbox.data import generate_helpdesk
 
     org = generate_org(seed=seed, as_of=as_of)
     helpdesk = generate_helpdesk(seed=seed, as_of=as_of, companies=customer_seeds(org))
@@ -48,22 +49,22 @@ SANDBOX_SOURCES = ("salesforce", "zendesk", "hubspot")
 def sandbox_app(source: str, seed: int, as_of: datetime, data: Path | None = None) -> Any:
     """One source's emulator, serving generated data or a seed directory of JSON Lines."""
     if source == "salesforce":
-        from connectors.salesforce.emulator import create_app
-        from connectors.salesforce.sandbox_data import generate_org, load_org
+        from connectors.salesforce.sandbox.data import generate_org, load_org
+        from connectors.salesforce.sandbox.emulator import create_app
 
         return create_app(load_org(data) if data else generate_org(seed=seed, as_of=as_of))
     if source == "zendesk":
-        from connectors.salesforce.sandbox_data import customer_seeds, generate_org
-        from connectors.zendesk.emulator import create_app as create_helpdesk_app
-        from connectors.zendesk.sandbox_data import generate_helpdesk, load_helpdesk
+        from connectors.salesforce.sandbox.data import customer_seeds, generate_org
+        from connectors.zendesk.sandbox.data import generate_helpdesk, load_helpdesk
+        from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
 
         if data:
             return create_helpdesk_app(load_helpdesk(data))
         companies = customer_seeds(generate_org(seed=seed, as_of=as_of))
         return create_helpdesk_app(generate_helpdesk(seed=seed, as_of=as_of, companies=companies))
     if source == "hubspot":
-        from connectors.hubspot.emulator import create_app as create_portal_app
-        from connectors.hubspot.sandbox_data import generate_portal, load_portal
+        from connectors.hubspot.sandbox.data import generate_portal, load_portal
+        from connectors.hubspot.sandbox.emulator import create_app as create_portal_app
 
         return create_portal_app(
             load_portal(data) if data else generate_portal(seed=seed, as_of=as_of)
@@ -74,6 +75,6 @@ def sandbox_app(source: str, seed: int, as_of: datetime, data: Path | None = Non
 def sandbox_env(source: str, server: RunningServer) -> dict[str, str]:
     from connectors.base import get_connector
 
-    module = importlib.import_module(f"connectors.{get_connector(source).name}")
+    module = importlib.import_module(f"connectors.{get_connector(source).name}.sandbox")
     env: dict[str, str] = module.sandbox_env(server)
     return env

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from connectors.base import Bookmark, UnknownConnectorError, get_connector
 from connectors.errors import FatalSourceError, SourceError
-from okr_sync.secrets import MissingSecretError, resolve_secret
+from connectors.secrets import MissingSecretError, resolve_secret
 from okr_targets.config import ConfigError, OkrConfig
 from okr_targets.models import SourceRead, SyncRun, utcnow
 from okr_targets.status import RunStatus

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from okr_sync.secrets import resolve_secret
+from connectors.secrets import resolve_secret
 
 if TYPE_CHECKING:  # Prefect is imported when a request comes, not for `okr-sync --help`
     from prefect.events import Event

@@ -20,16 +20,16 @@ import pytest
 import time_machine
 
 from connectors.base import get_connector
-from connectors.salesforce import sandbox_env as salesforce_env_vars
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, customer_seeds, generate_org
-from connectors.zendesk import sandbox_env as zendesk_env_vars
-from connectors.zendesk.emulator import create_app as create_helpdesk_app
-from connectors.zendesk.sandbox_data import generate_helpdesk
+from connectors.salesforce.sandbox import sandbox_env as salesforce_env_vars
+from connectors.salesforce.sandbox.data import SalesforceOrg, customer_seeds, generate_org
+from connectors.salesforce.sandbox.emulator import create_app
+from connectors.sandbox.server import RunningServer, serve_tls
+from connectors.zendesk.sandbox import sandbox_env as zendesk_env_vars
+from connectors.zendesk.sandbox.data import generate_helpdesk
+from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
 from expectations import Validator
 from flows.extract import sync_stream
 from flows.settings import Settings
-from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.status import RunStatus
 from okr_targets.store import Store, begin_run, finish_run
 

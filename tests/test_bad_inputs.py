@@ -29,25 +29,25 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from connectors.hubspot import sandbox_env as hubspot_env_vars
-from connectors.hubspot.emulator import create_app as create_portal_app
-from connectors.hubspot.sandbox_data import HubSpotPortal, generate_portal
-from connectors.salesforce import sandbox_env as salesforce_env_vars
-from connectors.salesforce.emulator import create_app as create_org_app
-from connectors.salesforce.sandbox_data import (
+from connectors.hubspot.sandbox import sandbox_env as hubspot_env_vars
+from connectors.hubspot.sandbox.data import HubSpotPortal, generate_portal
+from connectors.hubspot.sandbox.emulator import create_app as create_portal_app
+from connectors.salesforce.sandbox import sandbox_env as salesforce_env_vars
+from connectors.salesforce.sandbox.data import (
     SalesforceOrg,
     customer_seeds,
     generate_org,
     sf_id,
 )
+from connectors.salesforce.sandbox.emulator import create_app as create_org_app
 from connectors.salesforce.timestamps import parse_sf_datetime
-from connectors.zendesk import sandbox_env as zendesk_env_vars
-from connectors.zendesk.emulator import create_app as create_helpdesk_app
-from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
+from connectors.sandbox.server import serve_tls
+from connectors.zendesk.sandbox import sandbox_env as zendesk_env_vars
+from connectors.zendesk.sandbox.data import Helpdesk, generate_helpdesk
+from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
 from expectations import SUITES, column_checks, suite_names
 from flows.report import RunReport
 from flows.sync import sync_okrs
-from okr_sync.sandbox import serve_tls
 from okr_targets.models import MIRROR, Measurement, QuarantinedRow, SyncRun
 from okr_targets.store import Store
 from tests.conftest import AS_OF, PG_ADMIN_DSN

@@ -12,9 +12,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
-from connectors.salesforce.sandbox_data import SalesforceOrg
+from connectors.salesforce.sandbox.data import SalesforceOrg
+from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
-from okr_sync.sandbox import RunningServer
 from okr_targets.models import Measurement, SyncRun
 from okr_targets.store import Store, alembic_config
 from tests.test_metrics_correctness import Oracle
@@ -151,7 +151,7 @@ def test_bad_okr_file_fails_with_one_line(
         (
             "OKR_SYNC_SALESFORCE_CLIENT_SECRET",
             "wrong-secret",
-            "refused: invalid client credentials",
+            "refused (400 invalid client credentials)",
         ),
         ("OKR_SYNC_SALESFORCE_REP_QUOTA_FIELD", "Quota_Typo__c", "INVALID_FIELD"),
         ("OKR_SYNC_SALESFORCE_CA_BUNDLE", "", "certificate is not trusted"),

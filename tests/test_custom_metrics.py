@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from connectors.sql.fixtures import create_fixture_database
+from connectors.sandbox.tabular import sample_tables, utc
+from connectors.sql.sandbox import create_fixture_database
 from connectors.tabular import STREAMS
-from connectors.tabular_fixtures import sample_tables, utc
 from expectations import Validator
 from flows.extract import sync_stream
 from okr_sync.cli import app

@@ -27,8 +27,8 @@ from sqlalchemy import update
 from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
 
+from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
-from okr_sync.sandbox import RunningServer
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
 from okr_targets.models import KeyResult

@@ -18,8 +18,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
-from okr_sync.sandbox import RunningServer
 from okr_targets.config import load_okrs
 from okr_targets.models import Cursor, SyncRun
 from okr_targets.store import Store

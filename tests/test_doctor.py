@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
-from okr_sync.sandbox import RunningServer
 from okr_targets.store import Store
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

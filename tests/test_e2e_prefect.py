@@ -33,14 +33,15 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from connectors import salesforce, zendesk
-from connectors.salesforce.emulator import SANDBOX_CLIENT_SECRET
-from connectors.salesforce.emulator import create_app as create_org_app
-from connectors.salesforce.sandbox_data import customer_seeds, generate_org
-from connectors.zendesk.emulator import SANDBOX_API_TOKEN
-from connectors.zendesk.emulator import create_app as create_helpdesk_app
-from connectors.zendesk.sandbox_data import generate_helpdesk
-from okr_sync.sandbox import serve_tls
+from connectors.salesforce import sandbox as salesforce
+from connectors.salesforce.sandbox.data import customer_seeds, generate_org
+from connectors.salesforce.sandbox.emulator import SANDBOX_CLIENT_SECRET
+from connectors.salesforce.sandbox.emulator import create_app as create_org_app
+from connectors.sandbox.server import serve_tls
+from connectors.zendesk import sandbox as zendesk
+from connectors.zendesk.sandbox.data import generate_helpdesk
+from connectors.zendesk.sandbox.emulator import SANDBOX_API_TOKEN
+from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
 from okr_targets.models import Measurement, SyncRun, Ticket
 from okr_targets.store import Store
 from tests.conftest import (

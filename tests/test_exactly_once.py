@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from connectors.base import get_connector
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.emulator import create_app
+from connectors.sandbox.server import RunningServer, parse_faults, serve_tls
 from expectations import Validator
 from flows.extract import sync_stream
 from flows.load import reconcile_source
@@ -34,7 +35,6 @@ from flows.report import StreamReport
 from flows.settings import Settings
 from flows.sync import sync_store
 from okr_sync.cli import DEMO_OKRS
-from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
 from okr_targets.models import MIRROR, Deal, Measurement, MeasurementRecord, SyncRun, utcnow
 from okr_targets.store import Store, begin_run
 from tests.conftest import AS_OF, salesforce_env_vars, sync_sources

@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from connectors.base import get_connector
 from connectors.contract import open_reader, read_all
 from connectors.errors import FatalSourceError, RetriableSourceError
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import generate_org
+from connectors.salesforce.sandbox.data import generate_org
+from connectors.salesforce.sandbox.emulator import create_app
+from connectors.sandbox.server import Fault, parse_faults, serve_tls
 from expectations import Validator
-from okr_sync.sandbox import Fault, parse_faults, serve_tls
 from okr_targets.models import Cursor, Deal, FxRate, Rep, SyncRun
 from okr_targets.store import Store
 from tests.conftest import AS_OF, salesforce_env_vars, sync_sources

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from connectors.base import Bookmark, StreamInfo
 from connectors.errors import FatalSourceError
 from connectors.files import FilesReader, FilesSettings
-from connectors.files.fixtures import write_csv, write_exports, write_xlsx
+from connectors.files.sandbox import write_csv, write_exports, write_xlsx
+from connectors.sandbox.tabular import sample_tables, utc
 from connectors.tabular import STREAMS
-from connectors.tabular_fixtures import sample_tables, utc
 from expectations import Validator
 from flows.extract import sync_stream
 from okr_targets.models import Customer, Deal, QuarantinedRow

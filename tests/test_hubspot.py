@@ -24,10 +24,10 @@ from starlette.applications import Starlette
 from connectors.base import Bookmark, CanonicalRow, Page, Rejected
 from connectors.contract import run_contract
 from connectors.errors import FatalSourceError, RetriableSourceError
-from connectors.hubspot import HubSpotReader, HubSpotSettings, connector, sandbox_env
+from connectors.hubspot import HubSpotReader, HubSpotSettings, connector
 from connectors.hubspot.client import request_limiter
-from connectors.hubspot.emulator import SANDBOX_ACCESS_TOKEN, create_app, run_search
-from connectors.hubspot.sandbox_data import (
+from connectors.hubspot.sandbox import sandbox_env
+from connectors.hubspot.sandbox.data import (
     CURRENCY_RATES,
     HubSpotPortal,
     customer_seeds,
@@ -37,7 +37,8 @@ from connectors.hubspot.sandbox_data import (
     to_ms,
     write_portal,
 )
-from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
+from connectors.hubspot.sandbox.emulator import SANDBOX_ACCESS_TOKEN, create_app, run_search
+from connectors.sandbox.server import RunningServer, parse_faults, serve_tls
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

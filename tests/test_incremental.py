@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.emulator import create_app
+from connectors.sandbox.server import RunningServer, serve_tls
 from expectations import Validator
-from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import Cursor, Deal, SyncRun
 from okr_targets.store import Store
 from tests.conftest import AS_OF, salesforce_env_vars, sync_sources

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.emulator import create_app
+from connectors.sandbox.server import RunningServer, serve_tls
 from okr_sync.cli import app
-from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import Measurement, MeasurementRecord, SourceRead
 from okr_targets.store import Store
 from tests.conftest import AS_OF, salesforce_env_vars

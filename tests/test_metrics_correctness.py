@@ -24,13 +24,13 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 
 from connectors.base import get_connector
-from connectors.salesforce.sandbox_data import SalesforceOrg, customer_seeds
-from connectors.zendesk.emulator import SANDBOX_API_TOKEN, SANDBOX_EMAIL
-from connectors.zendesk.emulator import create_app as create_zendesk_app
-from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
+from connectors.salesforce.sandbox.data import SalesforceOrg, customer_seeds
+from connectors.sandbox.server import RunningServer, serve_tls
+from connectors.zendesk.sandbox.data import Helpdesk, generate_helpdesk
+from connectors.zendesk.sandbox.emulator import SANDBOX_API_TOKEN, SANDBOX_EMAIL
+from connectors.zendesk.sandbox.emulator import create_app as create_zendesk_app
 from expectations import Validator
 from flows.extract import sync_stream
-from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.models import Ticket
 from okr_targets.periods import Period
 from okr_targets.status import RunStatus

@@ -20,17 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from connectors.hubspot import sandbox_env as hubspot_env_vars
-from connectors.hubspot.emulator import create_app as create_portal_app
-from connectors.hubspot.sandbox_data import HubSpotPortal, customer_seeds, generate_portal
-from connectors.zendesk import sandbox_env as zendesk_env_vars
-from connectors.zendesk.emulator import create_app as create_helpdesk_app
-from connectors.zendesk.sandbox_data import Helpdesk, generate_helpdesk
+from connectors.hubspot.sandbox import sandbox_env as hubspot_env_vars
+from connectors.hubspot.sandbox.data import HubSpotPortal, customer_seeds, generate_portal
+from connectors.hubspot.sandbox.emulator import create_app as create_portal_app
+from connectors.sandbox.server import Faults, RunningServer, parse_faults, serve_tls
+from connectors.zendesk.sandbox import sandbox_env as zendesk_env_vars
+from connectors.zendesk.sandbox.data import Helpdesk, generate_helpdesk
+from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
 from flows.plan import SyncRequest
 from flows.report import RunReport
 from flows.settings import Settings
 from flows.sync import sync_okrs, sync_store
-from okr_sync.sandbox import Faults, RunningServer, parse_faults, serve_tls
 from okr_targets.models import Customer, Deal, Measurement, Rating, Ticket
 from okr_targets.store import Store
 from tests.conftest import AS_OF

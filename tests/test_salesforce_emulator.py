@@ -24,8 +24,7 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.format import format_soql
 
 from connectors.http import TrustedSession
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import (
+from connectors.salesforce.sandbox.data import (
     ROSTER,
     SCHEMA,
     SalesforceOrg,
@@ -33,9 +32,10 @@ from connectors.salesforce.sandbox_data import (
     load_org,
     write_org,
 )
-from connectors.salesforce.soql import parse_soql
+from connectors.salesforce.sandbox.emulator import create_app
+from connectors.salesforce.sandbox.soql import parse_soql
 from connectors.salesforce.timestamps import parse_sf_datetime
-from okr_sync.sandbox import RunningServer, serve_tls
+from connectors.sandbox.server import RunningServer, serve_tls
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CLIENT = {

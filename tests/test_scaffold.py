@@ -42,8 +42,9 @@ def test_the_package_has_every_part(generated: Path) -> None:
                 "streams",
                 "client",
                 "mapping",
-                "emulator",
-                "sandbox_data",
+                "sandbox/__init__",
+                "sandbox/emulator",
+                "sandbox/data",
             )
         ),
     }

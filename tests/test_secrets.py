@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import inspect, select, text
 from typer.testing import CliRunner
 
+from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
-from okr_sync.sandbox import RunningServer
 from okr_targets.models import SyncRun
 from okr_targets.store import Store
 

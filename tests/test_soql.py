@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from simple_salesforce.format import format_soql
 
-from connectors.salesforce.soql import SoqlError, parse_soql
+from connectors.salesforce.sandbox.soql import SoqlError, parse_soql
 from connectors.salesforce.timestamps import format_sf_datetime, parse_sf_datetime
 
 SCHEMA = {

@@ -17,10 +17,10 @@ from sqlalchemy.exc import DBAPIError
 from connectors.base import Bookmark, StreamInfo, get_connector
 from connectors.base import open_reader as open_connector
 from connectors.errors import FatalSourceError, RetriableSourceError
+from connectors.sandbox.tabular import BULK_UPDATE, sample_tables, utc
 from connectors.sql import SqlReader, SqlSettings
-from connectors.sql.fixtures import create_fixture_database, fixture_metadata
+from connectors.sql.sandbox import create_fixture_database, fixture_metadata
 from connectors.tabular import STREAMS
-from connectors.tabular_fixtures import BULK_UPDATE, sample_tables, utc
 from expectations import Validator
 from flows.extract import sync_stream
 from okr_targets.models import Deal, QuarantinedRow

@@ -14,8 +14,8 @@ from prefect.client.schemas.objects import FlowRun
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
-from okr_sync.sandbox import RunningServer
 from okr_targets.models import Measurement
 from okr_targets.store import Store
 

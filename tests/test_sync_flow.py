@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, write_org
-from connectors.salesforce.sandbox_data import load_org as load_seed_dir
+from connectors.salesforce.sandbox.data import SalesforceOrg, write_org
+from connectors.salesforce.sandbox.data import load_org as load_seed_dir
+from connectors.salesforce.sandbox.emulator import create_app
 from connectors.salesforce.timestamps import parse_sf_datetime
+from connectors.sandbox.server import RunningServer, serve_tls
 from flows.report import RunReport
 from flows.sync import sync_okrs
 from okr_sync.cli import DEMO_OKRS
-from okr_sync.sandbox import RunningServer, serve_tls
 from okr_targets.config import load_okrs
 from okr_targets.models import (
     Cursor,

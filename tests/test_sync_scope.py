@@ -12,6 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from sqlalchemy import delete, select
 
+from connectors.sandbox.server import RunningServer
 from flows.artifacts import (
     ARTIFACT_KEY,
     STATUS_CHANGED,
@@ -22,7 +23,6 @@ from flows.artifacts import (
 )
 from flows.sync import sync_okrs
 from okr_sync.cli import DEMO_OKRS
-from okr_sync.sandbox import RunningServer
 from okr_targets.config import load_okrs
 from okr_targets.models import Cursor, Deal, SourceRead
 from okr_targets.store import Store

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connectors.salesforce.emulator import create_app
-from connectors.salesforce.sandbox_data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.emulator import create_app
+from connectors.sandbox.server import serve_tls
 from flows.plan import SyncRequest
 from flows.settings import Settings
 from flows.sync import sync_store
-from okr_sync.sandbox import serve_tls
 from okr_targets.models import Baseline, KeyResult, Measurement, utcnow
 from okr_targets.report import KeyResultLine, ObjectiveLine, build_report, walk
 from okr_targets.store import Store

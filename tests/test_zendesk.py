@@ -25,25 +25,25 @@ from pydantic import SecretStr
 from connectors.base import Bookmark, Page, StreamInfo
 from connectors.errors import FatalSourceError, RetriableSourceError
 from connectors.http import TrustedSession
-from connectors.salesforce.sandbox_data import customer_seeds, generate_org
-from connectors.sandbox_world import CompanySeed
+from connectors.salesforce.sandbox.data import customer_seeds, generate_org
+from connectors.sandbox.server import RunningServer, parse_faults, serve_tls
+from connectors.sandbox.world import CompanySeed
 from connectors.zendesk import ZendeskReader, ZendeskSettings, connector
-from connectors.zendesk.emulator import (
-    SANDBOX_API_TOKEN,
-    SANDBOX_EMAIL,
-    SANDBOX_OAUTH_TOKEN,
-    create_app,
-)
 from connectors.zendesk.mapping import MappingError, parse_time, rating_to_rating, ticket_to_ticket
-from connectors.zendesk.sandbox_data import (
+from connectors.zendesk.sandbox.data import (
     FILES,
     Helpdesk,
     generate_helpdesk,
     load_helpdesk,
     write_helpdesk,
 )
+from connectors.zendesk.sandbox.emulator import (
+    SANDBOX_API_TOKEN,
+    SANDBOX_EMAIL,
+    SANDBOX_OAUTH_TOKEN,
+    create_app,
+)
 from connectors.zendesk.streams import ORGANIZATIONS, SATISFACTION_RATINGS, TICKETS
-from okr_sync.sandbox import RunningServer, parse_faults, serve_tls
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 COMMON = {"source", "source_id", "source_modified_at", "deleted_at"}

@@ -1,48 +1,16 @@
 """HubSpot connector: owners, companies, deals and tickets through hubspot-api-client."""
 
-from datetime import UTC, datetime
-from typing import Any
-
 from connectors.base import Connector, SandboxSpec
 from connectors.hubspot.client import HubSpotReader
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.hubspot.streams import STREAMS
 
 
-def sandbox_env(
-    server: Any,
-    *,
-    search_requests_per_second: int | None = None,
-    requests_per_ten_seconds: int | None = None,
-) -> dict[str, str]:
-    """Settings that point the connector at a served HubSpot emulator.
-
-    Give the rates an emulator was created with when they are laxer than HubSpot's, so
-    the connector's limiters match the emulator's instead of throttling a fast sandbox.
-    """
-    from connectors.hubspot.emulator import SANDBOX_ACCESS_TOKEN
-
-    env = {
-        "OKR_SYNC_HUBSPOT_BASE_URL": server.base_url,
-        "OKR_SYNC_HUBSPOT_ACCESS_TOKEN": SANDBOX_ACCESS_TOKEN,
-        "OKR_SYNC_HUBSPOT_CA_BUNDLE": str(server.ca_file),
-    }
-    if search_requests_per_second is not None:
-        env["OKR_SYNC_HUBSPOT_SEARCH_REQUESTS_PER_SECOND"] = str(search_requests_per_second)
-    if requests_per_ten_seconds is not None:
-        env["OKR_SYNC_HUBSPOT_REQUESTS_PER_TEN_SECONDS"] = str(requests_per_ten_seconds)
-    return env
-
-
 def contract_sandbox() -> SandboxSpec:
-    """A small portal, several search pages per object, with headroom over the default limit."""
-    from connectors.hubspot.emulator import create_app
-    from connectors.hubspot.sandbox_data import generate_portal
+    """The sandbox the contract serves, imported only when asked for."""
+    from connectors.hubspot.sandbox import contract_sandbox
 
-    portal = generate_portal(
-        seed=5, as_of=datetime(2026, 11, 27, tzinfo=UTC), companies=60, deals=450, tickets=300
-    )
-    return SandboxSpec(app=create_app(portal, search_requests_per_second=8), env=sandbox_env)
+    return contract_sandbox()
 
 
 connector = Connector(
@@ -54,4 +22,4 @@ connector = Connector(
     sandbox=contract_sandbox,
 )
 
-__all__ = ["HubSpotReader", "HubSpotSettings", "connector", "sandbox_env"]
+__all__ = ["HubSpotReader", "HubSpotSettings", "connector"]

@@ -12,13 +12,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import urllib3
 from hubspot import HubSpot
 from hubspot.crm.associations.v4 import (
     BatchInputPublicFetchAssociationsBatchRequest,
@@ -35,7 +33,13 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
 from connectors.base import ApiUsage, Bookmark, Page, Rejected, StreamInfo
-from connectors.errors import FatalSourceError, RetriableSourceError, is_retriable_status
+from connectors.errors import (
+    FatalSourceError,
+    HttpFailure,
+    SourceErrors,
+    classified,
+    parse_retry_after,
+)
 from connectors.hubspot.mapping import (
     CURSOR_FIELD,
     OWNER_CURSOR_FIELD,
@@ -50,7 +54,7 @@ from connectors.hubspot.mapping import (
 )
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.hubspot.streams import STREAMS, HubSpotStream
-from okr_sync.secrets import MissingSecretError
+from connectors.secrets import MissingSecretError
 
 PAGE_SIZE = 200  # the search API's maximum
 ASSOCIATION_BATCH = 1000  # the v4 association batch read's maximum inputs
@@ -64,73 +68,31 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
-def _tls_error(action: str) -> FatalSourceError:
-    return FatalSourceError(
-        SOURCE,
-        f"{action} failed: the server's TLS certificate is not trusted; "
-        "set OKR_SYNC_HUBSPOT_CA_BUNDLE to its CA file",
-    )
+ERRORS = SourceErrors(
+    SOURCE,
+    ca_setting="OKR_SYNC_HUBSPOT_CA_BUNDLE",
+    # private-app tokens never expire: logging in again cannot help
+    auth_hint="the access token is wrong or revoked, check OKR_SYNC_HUBSPOT_ACCESS_TOKEN",
+    refused=frozenset({401}),  # a 403 is a missing scope, named in the answer
+)
 
 
-def _retry_after(exc: Any, body: dict[str, Any]) -> float | None:
-    """Retry-After when sent, else what HubSpot's rate-limit policy implies."""
+def _answer(exc: Exception) -> HttpFailure | None:
+    """The client's ApiException as an HTTP answer (status 0 wraps a transport failure)."""
+    if not isinstance(exc, _API_ERRORS) or not exc.status:
+        return None
+    try:
+        body = orjson.loads(exc.body or b"{}")
+        body = body if isinstance(body, dict) else {}
+    except orjson.JSONDecodeError:
+        body = {}
+    kind = body.get("category") or body.get("errorType") or exc.reason
+    message = str(body.get("message") or "").replace("\n", " ")[:200]
     headers = getattr(exc, "headers", None) or {}
-    value = headers.get("Retry-After")
-    try:
-        if value is not None:
-            return float(value)
-    except ValueError:
-        pass
-    return _POLICY_WAIT.get(str(body.get("policyName"))) if exc.status == 429 else None
-
-
-@contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Turn client and transport exceptions into the connector error taxonomy."""
-    try:
-        yield
-    except _API_ERRORS as exc:
-        status = int(exc.status or 0)
-        if status == 0:  # the client's wrapper for TLS failures
-            if "SSL" in str(exc.reason):
-                raise _tls_error(action) from None
-            reason = str(exc.reason).splitlines()[0] if exc.reason else "no response"
-            raise RetriableSourceError(SOURCE, f"{action} failed: {reason}") from None
-        try:
-            body = orjson.loads(exc.body or b"{}")
-            body = body if isinstance(body, dict) else {}
-        except orjson.JSONDecodeError:
-            body = {}
-        kind = body.get("category") or body.get("errorType") or exc.reason
-        message = str(body.get("message") or "").replace("\n", " ")[:200]
-        detail = f"{status} {kind}: {message}" if message else f"{status} {kind}"
-        if is_retriable_status(status):
-            raise RetriableSourceError(
-                SOURCE,
-                f"{action} failed ({detail})",
-                status=status,
-                retry_after=_retry_after(exc, body),
-            ) from None
-        if status == 401:  # private-app tokens never expire: logging in again cannot help
-            detail += "; the access token is wrong or revoked, check OKR_SYNC_HUBSPOT_ACCESS_TOKEN"
-        raise FatalSourceError(SOURCE, f"{action} failed ({detail})", status=status) from None
-    except urllib3.exceptions.MaxRetryError as exc:
-        if isinstance(exc.reason, urllib3.exceptions.SSLError):
-            raise _tls_error(action) from None
-        reason = type(exc.reason).__name__ if exc.reason else "MaxRetryError"
-        raise RetriableSourceError(
-            SOURCE, f"{action} failed: cannot reach the server ({reason})"
-        ) from None
-    except urllib3.exceptions.SSLError:
-        raise _tls_error(action) from None
-    except urllib3.exceptions.HTTPError as exc:  # timeouts, dropped connections
-        raise RetriableSourceError(
-            SOURCE, f"{action} failed: cannot reach the server ({type(exc).__name__})"
-        ) from None
-    except orjson.JSONDecodeError as exc:  # a truncated or non-JSON body
-        raise RetriableSourceError(
-            SOURCE, f"{action} failed: unreadable response ({exc})"
-        ) from None
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    if retry_after is None and exc.status == 429:  # what HubSpot's rate-limit policy implies
+        retry_after = _POLICY_WAIT.get(str(body.get("policyName")))
+    return HttpFailure(int(exc.status), f"{kind}: {message}" if message else str(kind), retry_after)
 
 
 def _body(response: Any) -> Any:
@@ -296,7 +258,7 @@ class HubSpotReader:
     def stages(self, object_type: str) -> tuple[dict[str, Stage], dict[str, str]]:
         """Stage id -> Stage and pipeline id -> label for deals or tickets."""
         if object_type not in self._stages:
-            with translate_errors(f"read {object_type} pipelines"):
+            with classified(ERRORS, f"read {object_type} pipelines", _answer):
                 body = _body(
                     self._pipelines.get_all(
                         object_type,
@@ -310,7 +272,7 @@ class HubSpotReader:
     def home_currency(self) -> str | None:
         """The portal's company currency (account-info, which the client has no class for)."""
         if self._home_currency is None:
-            with translate_errors("read account details"):
+            with classified(ERRORS, "read account details", _answer):
                 body = _body(
                     self._owners.api_client.call_api(
                         "/account-info/v3/details",
@@ -338,7 +300,7 @@ class HubSpotReader:
         batch = BatchInputPublicFetchAssociationsBatchRequest(
             inputs=inputs, local_vars_configuration=config
         )
-        with translate_errors(f"read {object_type} company associations"):
+        with classified(ERRORS, f"read {object_type} company associations", _answer):
             body = _body(
                 self._associations.get_page(
                     object_type,
@@ -417,7 +379,7 @@ class HubSpotReader:
             local_vars_configuration=config,
         )
         self._limiter.try_acquire("search")
-        with translate_errors(f"search {object_type}"):
+        with classified(ERRORS, f"search {object_type}", _answer):
             body: dict[str, Any] = _body(
                 self._search.do_search(
                     object_type,
@@ -504,7 +466,7 @@ class HubSpotReader:
         properties = spec.property_names(self.settings)
         after: str | None = None
         while True:
-            with translate_errors(f"list archived {object_type}"):
+            with classified(ERRORS, f"list archived {object_type}", _answer):
                 body = _body(
                     self._objects.get_page(
                         object_type,
@@ -555,7 +517,7 @@ class HubSpotReader:
         """Active owners, or deactivated ones (``archived``), a listing page at a time."""
         after: str | None = None
         while True:
-            with translate_errors("list owners"):
+            with classified(ERRORS, "list owners", _answer):
                 body = _body(
                     self._owners.get_page(
                         limit=OWNERS_PAGE_SIZE,
@@ -630,7 +592,7 @@ class HubSpotReader:
         object_type = spec.object_type
         after: str | None = None
         while True:
-            with translate_errors(f"list {object_type} ids"):
+            with classified(ERRORS, f"list {object_type} ids", _answer):
                 body = _body(
                     self._objects.get_page(
                         object_type,

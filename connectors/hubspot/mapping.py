@@ -14,8 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connectors.base import CanonicalRow
+from connectors.canonical import domain_of
 from connectors.hubspot.settings import HubSpotSettings
-from connectors.sandbox_world import domain_of
 
 SOURCE = "hubspot"
 CURSOR_FIELD = "hs_lastmodifieddate"

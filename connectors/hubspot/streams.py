@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.base import StreamInfo
-from connectors.hubspot import mapping
-from connectors.hubspot.mapping import CURSOR_FIELD, OWNER_CURSOR_FIELD
+from connectors.hubspot.mapping import (
+    CURSOR_FIELD,
+    OWNER_CURSOR_FIELD,
+    Mapper,
+    company_to_customer,
+    deal_to_deal,
+    owner_to_rep,
+    ticket_to_ticket,
+)
 from connectors.hubspot.settings import HubSpotSettings
 
 _AUDIT = ("hs_object_id", "createdate", CURSOR_FIELD)
@@ -19,7 +26,7 @@ class HubSpotStream:
     info: StreamInfo
     object_type: str | None
     properties: tuple[str, ...]
-    mapper: mapping.Mapper
+    mapper: Mapper
     custom_properties: tuple[str, ...] = ()  # settings fields that name portal properties
     associated: bool = False  # needs its company through the v4 associations API
     pipelines: bool = False  # maps stage ids through the object's pipelines
@@ -33,9 +40,7 @@ class HubSpotStream:
 STREAMS: dict[str, HubSpotStream] = {
     stream.info.name: stream
     for stream in (
-        HubSpotStream(
-            StreamInfo("owners", "rep", OWNER_CURSOR_FIELD), None, (), mapping.owner_to_rep
-        ),
+        HubSpotStream(StreamInfo("owners", "rep", OWNER_CURSOR_FIELD), None, (), owner_to_rep),
         HubSpotStream(
             StreamInfo("companies", "customer", CURSOR_FIELD),
             "companies",
@@ -47,7 +52,7 @@ STREAMS: dict[str, HubSpotStream] = {
                 "hubspot_owner_id",
                 "hs_lifecyclestage_customer_date",
             ),
-            mapping.company_to_customer,
+            company_to_customer,
             custom_properties=("churn_date_property",),
         ),
         HubSpotStream(
@@ -64,7 +69,7 @@ STREAMS: dict[str, HubSpotStream] = {
                 "hubspot_owner_id",
                 "dealtype",
             ),
-            mapping.deal_to_deal,
+            deal_to_deal,
             associated=True,
             pipelines=True,
             home_currency=True,
@@ -81,7 +86,7 @@ STREAMS: dict[str, HubSpotStream] = {
                 "closed_date",
                 "first_agent_reply_date",
             ),
-            mapping.ticket_to_ticket,
+            ticket_to_ticket,
             associated=True,
             pipelines=True,
         ),

@@ -8,7 +8,6 @@ settings is honoured even where ``REQUESTS_CA_BUNDLE`` is exported.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -21,35 +20,36 @@ from simple_salesforce.exceptions import SalesforceError
 from connectors.base import ApiUsage, Bookmark, Page, Rejected, StreamInfo
 from connectors.errors import (
     FatalSourceError,
+    HttpFailure,
     QuotaGuardError,
-    RetriableSourceError,
-    is_retriable_status,
+    SourceErrors,
+    classified,
+    parse_retry_after,
 )
-from connectors.http import TrustedSession, retry_after, transport_errors
+from connectors.http import TrustedSession
 from connectors.salesforce.mapping import SOURCE, MappingError
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.streams import STREAMS
-from okr_sync.secrets import MissingSecretError
+from connectors.secrets import MissingSecretError
+
+ERRORS = SourceErrors(
+    SOURCE,
+    ca_setting="OKR_SYNC_SALESFORCE_CA_BUNDLE",
+    auth_hint="check OKR_SYNC_SALESFORCE_CLIENT_ID and OKR_SYNC_SALESFORCE_CLIENT_SECRET",
+    refused=frozenset({401}),  # a 403 is a used-up quota or a missing permission
+)
 
 
-@contextmanager
-def translate_errors(action: str, session: TrustedSession) -> Iterator[None]:
-    """Turn client and transport exceptions into the connector error taxonomy."""
-    with transport_errors(SOURCE, action, "OKR_SYNC_SALESFORCE_CA_BUNDLE"):
-        try:
-            yield
-        except SalesforceError as exc:
-            content = exc.content
-            if isinstance(content, list) and content and isinstance(content[0], dict):
-                detail = f"{content[0].get('errorCode')}: {content[0].get('message')}"
-            else:
-                detail = str(content)[:200]
-            message = f"{action} failed ({exc.status} {detail})"
-            if is_retriable_status(exc.status):
-                raise RetriableSourceError(
-                    SOURCE, message, status=exc.status, retry_after=session.last_retry_after
-                ) from None
-            raise FatalSourceError(SOURCE, message, status=exc.status) from None
+def _answer(exc: Exception, session: TrustedSession) -> HttpFailure | None:
+    """simple-salesforce's error as an HTTP answer; its Retry-After is kept by the session."""
+    if not isinstance(exc, SalesforceError):
+        return None
+    content = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        detail = f"{content[0].get('errorCode')}: {content[0].get('message')}"
+    else:
+        detail = str(content)[:200]
+    return HttpFailure(exc.status, detail, session.last_retry_after)
 
 
 def _login(session: TrustedSession, settings: SalesforceSettings) -> dict[str, Any]:
@@ -58,7 +58,8 @@ def _login(session: TrustedSession, settings: SalesforceSettings) -> dict[str, A
     except MissingSecretError as exc:
         raise FatalSourceError(SOURCE, f"{exc}; set OKR_SYNC_SALESFORCE_CLIENT_SECRET") from None
     url = settings.login_url.rstrip("/") + "/services/oauth2/token"
-    with translate_errors(f"login at {settings.login_url}", session):
+    action = f"login at {settings.login_url}"
+    with classified(ERRORS, action):
         response = session.post(
             url,
             data={
@@ -68,21 +69,10 @@ def _login(session: TrustedSession, settings: SalesforceSettings) -> dict[str, A
             },
             timeout=settings.timeout,
         )
-        if response.status_code in (400, 401):
-            reason = _oauth_error(response)
-            raise FatalSourceError(
-                SOURCE,
-                f"login at {settings.login_url} refused: {reason}",
-                status=response.status_code,
-            )
         if response.status_code != 200:
-            status = response.status_code
-            message = f"login at {settings.login_url} failed with HTTP {status}"
-            if is_retriable_status(status):
-                raise RetriableSourceError(
-                    SOURCE, message, status=status, retry_after=retry_after(response)
-                )
-            raise FatalSourceError(SOURCE, message, status=status)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            failure = HttpFailure(response.status_code, _oauth_error(response), retry_after)
+            raise ERRORS.for_status(action, failure, refused={400, 401})  # OAuth refuses with 400
         token: dict[str, Any] = response.json()
     return token
 
@@ -131,14 +121,15 @@ class SalesforceReader:
 
     def _call(self, action: str, request: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """One API call; a session that expired mid-run is renewed once, then retried."""
+        answer = partial(_answer, session=self.session)
         try:
-            with translate_errors(action, self.session):
+            with classified(ERRORS, action, answer):
                 return request()
         except FatalSourceError as exc:
             if exc.status != 401:
                 raise
         self.client = self._login()  # a refused login raises its own clear error
-        with translate_errors(action, self.session):
+        with classified(ERRORS, action, answer):
             return request()
 
     def soql(self, stream: StreamInfo, since: Bookmark | None, until: datetime | None) -> str:

@@ -14,9 +14,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connectors.base import CanonicalRow
+from connectors.canonical import domain_of
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.timestamps import parse_sf_datetime
-from connectors.sandbox_world import domain_of
 
 SOURCE = "salesforce"
 CURSOR_FIELD = "SystemModstamp"

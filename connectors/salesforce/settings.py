@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from okr_sync.secrets import resolve_secret
+from connectors.secrets import resolve_secret
 
 
 class SalesforceSettings(BaseSettings):

@@ -5,8 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.base import StreamInfo
-from connectors.salesforce import mapping
-from connectors.salesforce.mapping import CURSOR_FIELD
+from connectors.salesforce.mapping import (
+    CURSOR_FIELD,
+    Mapper,
+    account_to_customer,
+    case_to_ticket,
+    currency_to_fx_rate,
+    dated_rate_to_fx_rate,
+    opportunity_to_deal,
+    user_to_rep,
+)
 from connectors.salesforce.settings import SalesforceSettings
 
 _AUDIT = ("Id", "CreatedDate", "LastModifiedDate", CURSOR_FIELD)
@@ -16,7 +24,7 @@ _AUDIT = ("Id", "CreatedDate", "LastModifiedDate", CURSOR_FIELD)
 class SObjectStream:
     info: StreamInfo
     fields: tuple[str, ...]
-    mapper: mapping.Mapper
+    mapper: Mapper
     custom_fields: tuple[str, ...] = ()
     deletable: bool = True  # User and CurrencyType have no IsDeleted: they are deactivated
     id_field: str = "Id"  # the field the mapping makes the canonical source_id
@@ -36,27 +44,27 @@ STREAMS: dict[str, SObjectStream] = {
         SObjectStream(
             _stream("CurrencyType", "fx_rate"),
             ("IsoCode", "ConversionRate", "IsCorporate", "IsActive"),
-            mapping.currency_to_fx_rate,
+            currency_to_fx_rate,
             deletable=False,
             id_field="IsoCode",
         ),
         SObjectStream(
             _stream("DatedConversionRate", "fx_rate"),
             ("IsoCode", "ConversionRate", "StartDate", "NextStartDate"),
-            mapping.dated_rate_to_fx_rate,
+            dated_rate_to_fx_rate,
             deletable=False,
         ),
         SObjectStream(
             _stream("User", "rep"),
             ("Name", "Email", "Department", "IsActive", "DefaultCurrencyIsoCode"),
-            mapping.user_to_rep,
+            user_to_rep,
             custom_fields=("rep_start_date_field", "rep_quota_field"),
             deletable=False,
         ),
         SObjectStream(
             _stream("Account", "customer"),
             ("Name", "OwnerId", "Industry", "Type", "Website"),
-            mapping.account_to_customer,
+            account_to_customer,
             custom_fields=("customer_since_field", "churn_date_field"),
         ),
         SObjectStream(
@@ -73,12 +81,12 @@ STREAMS: dict[str, SObjectStream] = {
                 "Type",
                 "CloseDate",
             ),
-            mapping.opportunity_to_deal,
+            opportunity_to_deal,
         ),
         SObjectStream(
             _stream("Case", "ticket"),
             ("AccountId", "Status", "IsClosed", "Priority", "Origin", "ClosedDate"),
-            mapping.case_to_ticket,
+            case_to_ticket,
             custom_fields=("case_first_response_field",),
         ),
     )

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from connectors.base import Connector, SandboxSpec
 from connectors.sql.client import SqlReader
 from connectors.sql.settings import SqlSettings
 from connectors.tabular import STREAMS
 
 
-def sandbox_env(directory: Path) -> dict[str, str]:
-    """Write the sample billing database (SQLite) into ``directory``; settings to read it."""
-    from connectors.sql.fixtures import create_fixture_database
-
-    url = f"sqlite:///{directory / 'billing.db'}"
-    create_fixture_database(url)
-    return {"OKR_SYNC_SQL_URL": url, "OKR_SYNC_SQL_PAGE_SIZE": "7"}
-
-
 def contract_sandbox() -> SandboxSpec:
-    """No emulator: a real SQLite database of the sample company, read in pages of 7."""
-    return SandboxSpec(app=None, env=sandbox_env)
+    """The sandbox the contract writes, imported only when asked for."""
+    from connectors.sql.sandbox import contract_sandbox
+
+    return contract_sandbox()
 
 
 connector = Connector(
@@ -34,4 +25,4 @@ connector = Connector(
     sandbox=contract_sandbox,
 )
 
-__all__ = ["SqlReader", "SqlSettings", "connector", "sandbox_env"]
+__all__ = ["SqlReader", "SqlSettings", "connector"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from connectors.secrets import resolve_secret
 from connectors.tabular import TableSettings
-from okr_sync.secrets import resolve_secret
 
 
 class SqlSettings(TableSettings):

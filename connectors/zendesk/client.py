@@ -10,8 +10,8 @@ account's per-minute limits so it seldom meets a 429 at all.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,36 +19,26 @@ import orjson
 import requests
 from pyrate_limiter import Limiter, Rate
 
-from connectors.base import ApiUsage, Bookmark, CanonicalRow, Page, Rejected, StreamInfo
-from connectors.errors import FatalSourceError, RetriableSourceError, SourceError
-from connectors.http import TrustedSession, transport_errors
-from connectors.zendesk import mapping
+from connectors.base import ApiUsage, Bookmark, Page, Rejected, StreamInfo
+from connectors.errors import (
+    FatalSourceError,
+    HttpFailure,
+    RetriableSourceError,
+    SourceErrors,
+    classified,
+    parse_retry_after,
+)
+from connectors.http import TrustedSession
+from connectors.secrets import MissingSecretError
 from connectors.zendesk.mapping import SOURCE, MappingError, parse_time
 from connectors.zendesk.settings import ZendeskSettings
-from connectors.zendesk.streams import (
-    LIST_PAGE_SIZE,
-    ORGANIZATION_EXPORT_PATH,
-    ORGANIZATIONS,
-    ORGANIZATIONS_PATH,
-    RATINGS_PATH,
-    SATISFACTION_RATINGS,
-    TICKET_EXPORT_PATH,
-    TICKETS,
-)
-from okr_sync.secrets import MissingSecretError
+from connectors.zendesk.streams import LIST_PAGE_SIZE, STREAMS, Mapper, ZendeskStream
 
 Record = dict[str, Any]
 
 
 class StartTimeTooRecentError(FatalSourceError):
     """The export refused a ``start_time`` within the last minute: nothing to read yet."""
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return float(response.headers["Retry-After"])
-    except (KeyError, ValueError):
-        return None
 
 
 def _detail(response: requests.Response) -> str:
@@ -65,22 +55,9 @@ def _detail(response: requests.Response) -> str:
     return " ".join(text.split())[:200]
 
 
-def _status_error(action: str, response: requests.Response, credentials: str) -> SourceError:
-    status, detail = response.status_code, _detail(response)
-    message = f"{action} failed ({status} {detail})"
-    if status == 429 or status >= 500:
-        return RetriableSourceError(
-            SOURCE, message, status=status, retry_after=_retry_after(response)
-        )
-    if status in (401, 403):
-        return FatalSourceError(
-            SOURCE,
-            f"{action} refused ({status} {detail}); {credentials}",
-            status=status,
-        )
-    if status == 400 and "Too recent start_time" in detail:
-        return StartTimeTooRecentError(SOURCE, message, status=status)
-    return FatalSourceError(SOURCE, message, status=status)
+def _answer(response: requests.Response) -> HttpFailure:
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return HttpFailure(response.status_code, _detail(response), retry_after)
 
 
 BASIC_AUTH_HINT = "check OKR_SYNC_ZENDESK_EMAIL and the API token"
@@ -88,19 +65,7 @@ BEARER_HINT = (
     "check the OAuth token in OKR_SYNC_ZENDESK_API_TOKEN: it may have been revoked, "
     "expired or lack the read scope"
 )
-
-
-@contextmanager
-def translate_errors(action: str, credentials: str = BASIC_AUTH_HINT) -> Iterator[None]:
-    """Turn HTTP statuses and transport failures into the connector error taxonomy.
-
-    ``credentials`` says what to check when the account refuses them (401/403).
-    """
-    with transport_errors(SOURCE, action, "OKR_SYNC_ZENDESK_CA_BUNDLE"):
-        try:
-            yield
-        except requests.HTTPError as exc:
-            raise _status_error(action, exc.response, credentials) from None
+ERRORS = SourceErrors(SOURCE, ca_setting="OKR_SYNC_ZENDESK_CA_BUNDLE", auth_hint=BASIC_AUTH_HINT)
 
 
 def _reject(record: Record, exc: MappingError) -> Rejected:
@@ -213,10 +178,10 @@ class ZendeskReader:
         self.session.headers["Accept"] = "application/json"
         if settings.email:
             self.session.auth = (f"{settings.email}/token", token)
-            self.credentials = BASIC_AUTH_HINT
+            self.errors = ERRORS
         else:
             self.session.headers["Authorization"] = f"Bearer {token}"
-            self.credentials = BEARER_HINT
+            self.errors = replace(ERRORS, auth_hint=BEARER_HINT)
         window = settings.rate_window_seconds
         self.limiter = account_limiter(self.base_url, "all", settings.requests_per_minute, window)
         self.export_limiter = account_limiter(
@@ -234,11 +199,17 @@ class ZendeskReader:
         if export:
             self.export_limiter.try_acquire("export")
         self.limiter.try_acquire("all")
-        with translate_errors(action, self.credentials):
+        with classified(self.errors, action):
             response = self.session.get(
                 self.base_url + path, params=params, timeout=self.settings.timeout
             )
-            response.raise_for_status()
+            if not response.ok:
+                failure = _answer(response)
+                if failure.status == 400 and "Too recent start_time" in failure.detail:
+                    raise StartTimeTooRecentError(
+                        SOURCE, f"{action} failed (400 {failure.detail})", status=400
+                    )
+                raise self.errors.for_status(action, failure)
             try:
                 body = orjson.loads(response.content)  # several times faster than .json()
             except orjson.JSONDecodeError:  # stricter than json (e.g. integers past 64 bits)
@@ -250,21 +221,20 @@ class ZendeskReader:
     def read(
         self, stream: StreamInfo, since: Bookmark | None, until: datetime | None = None
     ) -> Iterator[Page]:
-        if stream.name == TICKETS.name:
-            return self._tickets(since, until)
-        if stream.name == ORGANIZATIONS.name:
-            return self._organizations(since, until)
-        if stream.name == SATISFACTION_RATINGS.name:
-            params: dict[str, Any] = {}
-            if since is not None:
-                start = since.at - timedelta(days=self.settings.rating_lookback_days)
-                params["start_time"] = max(0, int(start.timestamp()))
-            return self._listed(
-                RATINGS_PATH, "satisfaction_ratings", params, since, until, self._ratings
-            )
-        raise FatalSourceError(SOURCE, f"unknown stream {stream.name!r}")
+        table = _table(stream)
+        if table.paging == "cursor_export":
+            return self._tickets(table, since, until)
+        if table.paging == "time_export":
+            return self._organizations(table, since, until)
+        params: dict[str, Any] = {}
+        if since is not None:  # a rating changes without its list order: look back
+            start = since.at - timedelta(days=self.settings.rating_lookback_days)
+            params["start_time"] = max(0, int(start.timestamp()))
+        return self._listed(table, params, since, until)
 
-    def _tickets(self, since: Bookmark | None, until: datetime | None) -> Iterator[Page]:
+    def _tickets(
+        self, table: ZendeskStream, since: Bookmark | None, until: datetime | None
+    ) -> Iterator[Page]:
         """The cursor-based incremental export: ``start_time`` once, then ``after_cursor``.
 
         Every page's bookmark holds its ``after_cursor``, so a resumed sync starts right
@@ -281,7 +251,7 @@ class ZendeskReader:
         emitted = False
         while True:
             try:
-                body = self.get(TICKET_EXPORT_PATH, params, "tickets export", export=True)
+                body = self.get(table.path, params, "tickets export", export=True)
             except StartTimeTooRecentError:
                 return  # the bookmark is within the last minute: nothing new yet
             metric_sets = {
@@ -289,13 +259,13 @@ class ZendeskReader:
             }
             page = Page(rows=[], bookmark=None)
             stopped = False
-            for record in body.get("tickets") or []:
+            for record in body.get(table.key) or []:
                 exported = _export_time(record)
                 if until is not None and exported is not None and exported >= until:
                     stopped = True
                     break
                 try:
-                    row = mapping.ticket_to_ticket(record, metric_sets.get(record.get("id")))
+                    row = table.mapper(record, metric_sets.get(record.get("id")))
                 except MappingError as exc:
                     page.rejected.append(_reject(record, exc))
                     continue
@@ -314,7 +284,9 @@ class ZendeskReader:
             _moved(params.get("cursor"), cursor, "tickets export")
             params = {"cursor": cursor, "include": "metric_sets"}
 
-    def _organizations(self, since: Bookmark | None, until: datetime | None) -> Iterator[Page]:
+    def _organizations(
+        self, table: ZendeskStream, since: Bookmark | None, until: datetime | None
+    ) -> Iterator[Page]:
         """The time-based incremental export, oldest change first, 1000 a page.
 
         ``start_time`` is inclusive (the bookmark's second is read again) and each
@@ -328,15 +300,15 @@ class ZendeskReader:
         while True:
             try:
                 body = self.get(
-                    ORGANIZATION_EXPORT_PATH,
+                    table.path,
                     {"start_time": start},
                     "organizations export",
                     export=True,
                 )
             except StartTimeTooRecentError:
                 return  # the bookmark is within the last minute: nothing new yet
-            records = [r for r in body.get("organizations") or [] if isinstance(r, dict)]
-            page = self._orgs([r for r in records if _changed(r, since, until)])
+            records = [r for r in body.get(table.key) or [] if isinstance(r, dict)]
+            page = _mapped([r for r in records if _changed(r, since, until)], table.mapper)
             for row in page.rows:
                 modified = row["source_modified_at"]
                 newest = modified if newest is None else max(newest, modified)
@@ -355,12 +327,10 @@ class ZendeskReader:
 
     def _listed(
         self,
-        path: str,
-        key: str,
+        table: ZendeskStream,
         params: dict[str, Any],
         since: Bookmark | None,
         until: datetime | None,
-        to_page: Callable[[list[Record]], Page],
     ) -> Iterator[Page]:
         """A cursor-paginated list in id order, keeping records changed in [since, until).
 
@@ -369,10 +339,11 @@ class ZendeskReader:
         """
         newest = since.at if since else None
         params = {**params, "page[size]": LIST_PAGE_SIZE}
+        key = table.key
         while True:
-            body = self.get(path, params, f"{key} list")
+            body = self.get(table.path, params, f"{key} list")
             records = [r for r in body.get(key) or [] if isinstance(r, dict)]
-            page = to_page([r for r in records if _changed(r, since, until)])
+            page = _mapped([r for r in records if _changed(r, since, until)], table.mapper)
             for row in page.rows:
                 modified = row["source_modified_at"]
                 newest = modified if newest is None else max(newest, modified)
@@ -394,19 +365,16 @@ class ZendeskReader:
         are live, and the reconcile would tombstone them. A ticket changed while the
         export pages may be listed twice, never missed.
         """
-        if stream.name == TICKETS.name:
-            return self._export_ids()
-        if stream.name == ORGANIZATIONS.name:
-            return self._list_ids(ORGANIZATIONS_PATH, "organizations")
-        if stream.name == SATISFACTION_RATINGS.name:
-            return self._list_ids(RATINGS_PATH, "satisfaction_ratings")
-        raise FatalSourceError(SOURCE, f"unknown stream {stream.name!r}")
+        table = _table(stream)
+        if table.paging == "cursor_export":
+            return self._export_ids(table)
+        return self._list_ids(table.ids_path, table.key)
 
-    def _export_ids(self) -> Iterator[list[str]]:
+    def _export_ids(self, table: ZendeskStream) -> Iterator[list[str]]:
         params: dict[str, Any] = {"start_time": 0, "exclude_deleted": "true"}
         while True:
-            body = self.get(TICKET_EXPORT_PATH, params, "tickets export (ids)", export=True)
-            yield _ids(body.get("tickets"), skip_deleted=True)
+            body = self.get(table.ids_path, params, "tickets export (ids)", export=True)
+            yield _ids(body.get(table.key), skip_deleted=True)
             cursor = body.get("after_cursor")
             if body.get("end_of_stream", True) or not cursor:
                 return
@@ -425,15 +393,6 @@ class ZendeskReader:
             _moved(params.get("page[after]"), after, f"{key} list (ids)")
             params["page[after]"] = after
 
-    def _orgs(self, records: list[Record]) -> Page:
-        return _mapped(records, mapping.organization_to_customer)
-
-    def _ratings(self, records: list[Record]) -> Page:
-        """Ratings without an organization: Zendesk's rating carries none, and the mirror
-        already has it on the rated ticket (joined on source and ``ticket_id``), so no
-        ``show_many`` call per page."""
-        return _mapped(records, lambda r: mapping.rating_to_rating(r, None))
-
     def close(self) -> None:
         self.session.close()
 
@@ -451,11 +410,17 @@ def _ids(records: Any, *, skip_deleted: bool = False) -> list[str]:
     return found
 
 
-def _mapped(records: list[Record], mapper: Callable[[Record], CanonicalRow]) -> Page:
+def _table(stream: StreamInfo) -> ZendeskStream:
+    if stream.name not in STREAMS:
+        raise FatalSourceError(SOURCE, f"unknown stream {stream.name!r}")
+    return STREAMS[stream.name]
+
+
+def _mapped(records: list[Record], mapper: Mapper) -> Page:
     page = Page(rows=[], bookmark=None)
     for record in records:
         try:
-            page.rows.append(mapper(record))
+            page.rows.append(mapper(record, None))
         except MappingError as exc:
             page.rejected.append(_reject(record, exc))
     return page

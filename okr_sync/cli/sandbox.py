@@ -8,9 +8,14 @@ from typing import Annotated
 
 import typer
 
+from connectors.sandbox.server import (
+    FAULT_SPEC_HELP,
+    RunningServer,
+    parse_faults,
+    serve_tls_forever,
+)
 from okr_sync.cli.console import fail, out
 from okr_sync.demo import sandbox_app, sandbox_env
-from okr_sync.sandbox import FAULT_SPEC_HELP, RunningServer, parse_faults, serve_tls_forever
 
 SANDBOX_DIR = Path(".okr-sync")  # where `okr-sync sandbox` keeps its CA certificate
 

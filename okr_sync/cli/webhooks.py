@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from connectors.secrets import MissingSecretError
 from okr_sync.cli.console import fail
-from okr_sync.secrets import MissingSecretError
 from okr_sync.webhooks import Receiver, WebhookSettings, create_app, serve
 
 webhooks_app = typer.Typer(help="Receive source webhooks and turn them into Prefect events.")

@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from connectors.sandbox_world import CompanySeed, company_names, domain_for, domain_of, load_jsonl
+from connectors.canonical import domain_of
+from connectors.sandbox.world import CompanySeed, company_names, domain_for, load_jsonl
 
 OBJECT_TYPES = ("companies", "deals", "tickets")
 ASSOCIATION_TYPES = {"deals": "deal_to_company", "tickets": "ticket_to_company"}

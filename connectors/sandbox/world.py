@@ -11,7 +11,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +33,6 @@ def domain_for(name: str) -> str:
     """A stable, reserved-TLD e-mail domain for a generated company name."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     return f"{slug}.example"
-
-
-def domain_of(value: str | None) -> str | None:
-    """The bare domain of a website or e-mail ("https://www.x.example/" → "x.example")."""
-    if not value:
-        return None
-    text = value.strip().lower()
-    text = text.rsplit("@", 1)[-1]
-    text = re.sub(r"^[a-z]+://", "", text).split("/", 1)[0].split(":", 1)[0]
-    return text.removeprefix("www.") or None
 
 
 NAME_FIRST = (
@@ -141,3 +131,20 @@ def load_jsonl(path: Path, add: Callable[[dict[str, Any]], Any]) -> None:
                 add(record)
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
+
+
+def sample_companies(seed: int, as_of: date, count: int) -> list[CompanySeed]:
+    """``count`` customers of an imagined CRM, for a helpdesk sandbox that stands alone.
+
+    Customers for up to 18 months before ``as_of``, about one in twelve churned since: what
+    a CRM sandbox would hand on, without tying a helpdesk's sandbox to one CRM's generator.
+    """
+    rng = random.Random(seed)
+    companies = []
+    for index, name in enumerate(company_names(rng, count), start=1):
+        since = as_of - timedelta(days=rng.randrange(3, 560))
+        churned = None
+        if rng.random() < 1 / 12:
+            churned = since + timedelta(days=rng.randrange(1, max(2, (as_of - since).days)))
+        companies.append(CompanySeed(f"CRM-{index:05d}", name, domain_for(name), since, churned))
+    return companies

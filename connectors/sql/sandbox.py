@@ -1,7 +1,11 @@
-"""The sample billing company as a database: tables with canonical columns, any dialect."""
+"""The sample billing company as a database (tables with canonical columns, any dialect),
+and the SQL connector's sandbox for the contract and demos."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -18,9 +22,10 @@ from sqlalchemy import (
     insert,
 )
 
-from connectors.tabular import IDENTITY, STREAMS
-from connectors.tabular_fixtures import sample_tables
-from okr_targets.models import MIRROR, UTCDateTime, supplied_columns
+from connectors.base import SandboxSpec
+from connectors.canonical import IDENTITY, fields_of
+from connectors.sandbox.tabular import sample_tables
+from connectors.tabular import STREAMS
 
 
 def fixture_metadata(aware: bool = False) -> MetaData:
@@ -35,20 +40,17 @@ def fixture_metadata(aware: bool = False) -> MetaData:
             Column("updated_at", stamp, nullable=True, index=True),
             Column("deleted_at", stamp, nullable=True),
         ]
-        for column in supplied_columns(MIRROR[stream.entity]):
-            if column.name not in IDENTITY:
-                columns.append(Column(column.name, _plain(column.type, stamp), nullable=True))
+        for field in fields_of(stream.entity):
+            if field.name not in IDENTITY:
+                columns.append(Column(field.name, _plain(field.kind, stamp), nullable=True))
         Table(stream.name, metadata, *columns)
     return metadata
 
 
-def _plain(kind: Any, stamp: DateTime) -> Any:
-    if isinstance(kind, UTCDateTime):
-        return stamp
-    for plain in (Date, Numeric, Boolean, Integer):
-        if isinstance(kind, plain):
-            return Numeric(18, 4) if plain is Numeric else plain
-    return String(200)
+def _plain(kind: type, stamp: DateTime) -> Any:
+    """The column type a plain database gives a field of this Python type."""
+    plain = {datetime: stamp, date: Date, Decimal: Numeric(18, 4), bool: Boolean, int: Integer}
+    return plain.get(kind, String(200))
 
 
 def create_fixture_database(
@@ -65,3 +67,15 @@ def create_fixture_database(
                     connection.execute(insert(metadata.tables[name]), rows)
     finally:
         engine.dispose()
+
+
+def sandbox_env(directory: Path) -> dict[str, str]:
+    """Write the sample billing database (SQLite) into ``directory``; settings to read it."""
+    url = f"sqlite:///{directory / 'billing.db'}"
+    create_fixture_database(url)
+    return {"OKR_SYNC_SQL_URL": url, "OKR_SYNC_SQL_PAGE_SIZE": "7"}
+
+
+def contract_sandbox() -> SandboxSpec:
+    """No emulator: a real SQLite database of the sample company, read in pages of 7."""
+    return SandboxSpec(app=None, env=sandbox_env)

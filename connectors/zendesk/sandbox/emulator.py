@@ -42,8 +42,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.zendesk.sandbox_data import Helpdesk, epoch, iso
-from okr_sync.sandbox import install_faults
+from connectors.sandbox.server import install_faults
+from connectors.zendesk.sandbox.data import Helpdesk, epoch, iso
 
 SANDBOX_EMAIL = "okr-sync@sandbox.example"
 SANDBOX_API_TOKEN = "sandbox-api-token"  # noqa: S105 - a published sandbox credential

@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.hubspot.sandbox_data import (
+from connectors.hubspot.sandbox.data import (
     DATE_PROPERTIES,
     DATETIME_PROPERTIES,
     NUMBER_PROPERTIES,
@@ -41,7 +41,7 @@ from connectors.hubspot.sandbox_data import (
     tie_modified,
     to_ms,
 )
-from okr_sync.sandbox import install_faults
+from connectors.sandbox.server import install_faults
 
 SANDBOX_ACCESS_TOKEN = "pat-sandbox-0b1d6c2e-okr-sync"  # noqa: S105 - a published sandbox token
 SEARCH_PAGE_MAX = 200

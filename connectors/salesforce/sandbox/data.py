@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
+from connectors.canonical import domain_of
 from connectors.salesforce.timestamps import format_sf_datetime, parse_sf_datetime
-from connectors.sandbox_world import CompanySeed, company_names, domain_for, domain_of, load_jsonl
+from connectors.sandbox.world import CompanySeed, company_names, domain_for, load_jsonl
 
 API_VERSION = "59.0"
 

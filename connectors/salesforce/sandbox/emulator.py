@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.salesforce.sandbox_data import SalesforceOrg, sf_id
-from connectors.salesforce.soql import Query, SoqlError, parse_soql
-from okr_sync.sandbox import install_faults
+from connectors.salesforce.sandbox.data import SalesforceOrg, sf_id
+from connectors.salesforce.sandbox.soql import Query, SoqlError, parse_soql
+from connectors.sandbox.server import install_faults
 
 ORG_ID = "00D5g000004SANDAAB"
 SANDBOX_CLIENT_ID = "okr-sync-sandbox"

@@ -1,4 +1,5 @@
-"""The sample billing company as exports: CSV files, and Excel workbooks via openpyxl."""
+"""The sample billing company as exports (CSV files, and Excel workbooks via openpyxl), and
+the file connector's sandbox for the contract and demos."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 from openpyxl import Workbook
 
-from connectors.tabular_fixtures import sample_tables
+from connectors.base import SandboxSpec
+from connectors.sandbox.tabular import sample_tables
 
 EXCEL_STREAMS = ("customers", "deals")
 """Written as .xlsx in the sandbox (the others as .csv), so both readers are exercised."""
@@ -53,3 +55,14 @@ def write_exports(directory: Path, tables: dict[str, list[dict[str, Any]]] | Non
             write_xlsx(directory / f"{name}.xlsx", rows)
         else:
             write_csv(directory / f"{name}.csv", rows)
+
+
+def sandbox_env(directory: Path) -> dict[str, str]:
+    """Write the sample company's exports into ``directory``; settings to read them."""
+    write_exports(directory)
+    return {"OKR_SYNC_FILES_DIRECTORY": str(directory), "OKR_SYNC_FILES_PAGE_SIZE": "7"}
+
+
+def contract_sandbox() -> SandboxSpec:
+    """No emulator: the sample company's exports, some CSV, some Excel, in pages of 7."""
+    return SandboxSpec(app=None, env=sandbox_env)

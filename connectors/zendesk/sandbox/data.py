@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from connectors.sandbox_world import CompanySeed, load_jsonl
+from connectors.sandbox.world import CompanySeed, load_jsonl
 
 SANDBOX_URL = "https://okr-sync-sandbox.zendesk.com"
 FILES = {
