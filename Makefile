@@ -30,6 +30,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports --no-cache  # the floors (README, Architecture): imports point down
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 constraints: $(BIN)/python
