@@ -58,7 +58,7 @@ class Rejected:
 
     source: str
     source_id: str | None
-    record: Mapping[str, Any]
+    record: Mapping[str, object]  # the source's record, or the mapped row refused
     reasons: list[str]
 
 
