@@ -18,15 +18,10 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
+from connectors.canonical import CanonicalRow
 from connectors.errors import FatalSourceError
 
 ENTRY_POINT_GROUP = "okr_sync.connectors"
-
-CanonicalRow = dict[str, Any]
-"""A mapped record, before validation. Its fields and their types are the entity's in
-:mod:`connectors.canonical`; it stays a plain dict here because a mapping passes on what
-the source sent (a missing name stays None) for the validator to quarantine with a reason.
-"""
 
 
 @dataclass(frozen=True)
@@ -63,13 +58,17 @@ class Rejected:
 
     source: str
     source_id: str | None
-    record: Mapping[str, Any]
+    record: Mapping[str, object]  # the source's record, or the mapped row refused
     reasons: list[str]
 
 
 @dataclass
 class Page:
     """One page of a stream, already mapped to canonical rows (see :mod:`connectors.canonical`).
+
+    Each row is of its stream's entity. It is not validated yet: a mapping passes on a
+    required value the source left unset (see ``canonical.unchecked``), and the flow's
+    validator quarantines that row with the reason.
 
     ``rejected`` holds source records that could not be mapped, each with the reason, so
     nothing is dropped without a trace. ``bookmark`` is where the stream stands after this

@@ -15,14 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
-from connectors.base import CanonicalRow, StreamInfo
-from connectors.canonical import IDENTITY, EntityField, fields_of
+from connectors.base import StreamInfo
+from connectors.canonical import IDENTITY, CanonicalRow, EntityField, fields_of
 
 STREAMS = (
     StreamInfo("customers", "customer", "updated_at"),
@@ -144,7 +144,7 @@ class Layout:
 
     def to_canonical(self, entity: str, record: Mapping[str, Any]) -> CanonicalRow:
         """One canonical row; raises MappingError naming the first value that cannot be."""
-        row: CanonicalRow = {
+        row: dict[str, object] = {
             "source": self.source,
             "source_id": self.record_id(record),
             "source_modified_at": self.updated_at(record),
@@ -159,7 +159,7 @@ class Layout:
             if value is None and not field.optional:
                 raise MappingError(f"{field.name} is missing")
             row[field.name] = value
-        return row
+        return cast(CanonicalRow, row)  # each of the entity's fields, read as its type
 
     def _typed(self, field: EntityField, value: Any) -> Any:
         name = field.name

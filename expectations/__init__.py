@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Boolean, Date, Integer, Numeric, String
 from sqlalchemy.types import TypeDecorator
@@ -44,6 +44,9 @@ REPLACEMENT = "\ufffd"
 LATEST_TIME_SLACK = timedelta(days=366)
 LATEST_DAY_SLACK = timedelta(days=3653)
 EARLIEST_DAY = date(1900, 1, 1)
+
+Row = TypeVar("Row", bound=Mapping[str, object])
+"""A row to validate: a canonical row (``connectors.canonical``), or any mapping like one."""
 
 Check = Callable[[Any], str | None]
 """A column check: None when the (non-null) value fits, else what is wrong with it."""
@@ -140,7 +143,7 @@ def column_checks(entity: str) -> dict[str, Check]:
     return checks
 
 
-def column_findings(entity: str, row: Mapping[str, Any]) -> list[str]:
+def column_findings(entity: str, row: Mapping[str, object]) -> list[str]:
     """What in ``row`` its mirror table cannot hold faithfully, one reason per column."""
     findings = []
     for name, check in column_checks(entity).items():
@@ -154,10 +157,10 @@ def column_findings(entity: str, row: Mapping[str, Any]) -> list[str]:
 
 
 @dataclass
-class Verdict:
+class Verdict(Generic[Row]):
     """A validated batch: rows fit for the mirror, and rejected rows with their failures."""
 
-    good: list[Mapping[str, Any]] = field(default_factory=list)
+    good: list[Row] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
 
@@ -209,11 +212,11 @@ class Validator:
         return suites
 
     def validate(
-        self, entity: str, rows: Sequence[Mapping[str, Any]], now: datetime | None = None
-    ) -> Verdict:
+        self, entity: str, rows: Sequence[Row], now: datetime | None = None
+    ) -> Verdict[Row]:
         """Split ``rows`` into good and rejected: first the mirror table's column checks,
         then the entity's suite (all good if it has none) on the rows that passed them."""
-        verdict = Verdict()
+        verdict: Verdict[Row] = Verdict()
         checked = []
         for row in rows:
             findings = column_findings(entity, row)
@@ -233,8 +236,8 @@ class Validator:
         return verdict
 
     def _validate_suite(
-        self, suite: Any, rows: Sequence[Mapping[str, Any]], now: datetime | None
-    ) -> Verdict:
+        self, suite: Any, rows: Sequence[Row], now: datetime | None
+    ) -> Verdict[Row]:
         import pandas as pd
 
         frame = pd.DataFrame.from_records(list(rows))
@@ -262,7 +265,7 @@ class Validator:
                 label = _label(outcome.expectation_config)
             for index in indexes:
                 failures.setdefault(int(index), []).append(label)
-        verdict = Verdict()
+        verdict: Verdict[Row] = Verdict()
         for index, row in enumerate(rows):
             if index in failures:
                 verdict.rejected.append(
@@ -273,7 +276,7 @@ class Validator:
         return verdict
 
 
-def _text_id(row: Mapping[str, Any]) -> str | None:
+def _text_id(row: Mapping[str, object]) -> str | None:
     """The row's id as the quarantine keeps it (text of at most 64 characters)."""
     value = row.get("source_id")
     return None if value is None else str(value)[:64]

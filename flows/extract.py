@@ -28,6 +28,7 @@ from tenacity import (
 )
 
 from connectors.base import Bookmark, Page, Rejected, StreamInfo, get_connector, open_reader
+from connectors.canonical import CanonicalRow
 from connectors.errors import FatalSourceError, QuotaGuardError, RetriableSourceError, is_retriable
 from expectations import Validator
 from flows.load import BatchLoaded, Destination, validate_and_load
@@ -45,7 +46,7 @@ class SyncStoppedError(Exception):
 
 @dataclass
 class Batch:
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[CanonicalRow] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     bookmark: Bookmark | None = None
     total: int | None = None

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
 from connectors.base import Bookmark, Rejected, StreamInfo, get_connector, open_reader
+from connectors.canonical import CanonicalRow
 from expectations import Validator
 from flows.logs import run_logger
 from flows.plan import Plan
@@ -62,7 +62,7 @@ class BatchLoaded:
 def validate_and_load(
     store: Store,
     to: Destination,
-    rows: list[dict[str, Any]],
+    rows: Sequence[CanonicalRow],
     rejected: Sequence[Rejected],
     bookmark: Bookmark | None,
 ) -> BatchLoaded:

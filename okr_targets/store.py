@@ -67,6 +67,10 @@ class StoreBusyError(StoreError):
 
 WRITER_LOCK_KEY = 0x6F6B7273  # "okrs": the PostgreSQL advisory lock key of okr-sync writers
 
+MirrorRow = Mapping[str, object]
+"""A row for a mirror table: a validated canonical row (``connectors.canonical``), with the
+``run_id`` that wrote it when a sync run writes it."""
+
 
 def redact(url: str) -> str:
     """The URL with its password masked, for logs, reports and errors."""
@@ -198,7 +202,7 @@ class Loaded:
 def upsert_records(
     session: Session,
     model: type[MirrorRecord],
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[MirrorRow],
     *,
     replace: bool = False,
 ) -> set[str]:
@@ -209,7 +213,7 @@ def upsert_records(
 def load_rows(
     session: Session,
     model: type[MirrorRecord],
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[MirrorRow],
     *,
     run_id: str | None = None,
     replace: bool = False,
@@ -231,10 +235,10 @@ def load_rows(
         return Loaded(set(), 0)
     # A record can arrive twice in one batch (it changed while the source paged and moved
     # to a later page); one statement may not touch a row twice, so keep its newest copy.
-    newest: dict[tuple[Any, Any], Mapping[str, Any]] = {}
+    newest: dict[tuple[object, object], MirrorRow] = {}
     for row in rows:
         key = (row["source"], row["source_id"])
-        if key not in newest or newest[key]["source_modified_at"] <= row["source_modified_at"]:
+        if key not in newest or _modified_at(newest[key]) <= _modified_at(row):
             newest[key] = row
     table = cast(Table, model.__table__)
     staging = _stage(session, model, newest.values())
@@ -273,7 +277,11 @@ def load_rows(
     return Loaded(set(session.scalars(upsert)), read_before)
 
 
-def _stage(session: Session, model: type[MirrorRecord], rows: Iterable[Mapping[str, Any]]) -> Table:
+def _modified_at(row: MirrorRow) -> datetime:
+    return cast(datetime, row["source_modified_at"])  # validated: an aware timestamp
+
+
+def _stage(session: Session, model: type[MirrorRecord], rows: Iterable[MirrorRow]) -> Table:
     """Fill this connection's temporary copy of ``table`` with ``rows``; returns it.
 
     Values pass through the columns' own bind processing (aware UTC timestamps, SQLite's
@@ -293,7 +301,7 @@ def _stage(session: Session, model: type[MirrorRecord], rows: Iterable[Mapping[s
     ]
     every_column = itemgetter(*names)
 
-    def values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    def values(row: MirrorRow) -> tuple[object, ...]:
         try:
             found = list(every_column(row))
         except KeyError:  # a column the connector leaves to its default

@@ -9,12 +9,15 @@ import csv
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import pytest
 from openpyxl import Workbook
 from sqlalchemy import select
 
+from connectors import canonical
 from connectors.base import Bookmark, StreamInfo
+from connectors.canonical import CanonicalRow
 from connectors.errors import FatalSourceError
 from connectors.files import FilesReader, FilesSettings
 from connectors.files.sandbox import write_csv, write_exports, write_xlsx
@@ -39,7 +42,9 @@ def reader_for(directory: Path, **settings: object) -> FilesReader:
     return FilesReader(FilesSettings(directory=directory, **settings))  # type: ignore[arg-type]
 
 
-def rows_of(reader: FilesReader, stream: StreamInfo, since: Bookmark | None = None) -> list[dict]:
+def rows_of(
+    reader: FilesReader, stream: StreamInfo, since: Bookmark | None = None
+) -> list[CanonicalRow]:
     return [row for page in reader.read(stream, since) for row in page.rows]
 
 
@@ -49,7 +54,7 @@ def test_both_formats_give_the_same_canonical_rows(tmp_path: Path, fmt: str) -> 
     (write_csv if fmt == "csv" else write_xlsx)(tmp_path / f"deals.{fmt}", deals)
     rows = {row["source_id"]: row for row in rows_of(reader_for(tmp_path), STREAM["deals"])}
     assert len(rows) == len(deals)
-    first = rows["1"]
+    first = cast(canonical.Deal, rows["1"])
     assert first["amount"] == deals[0]["amount"]
     assert isinstance(first["amount"], Decimal)
     assert first["currency"] == deals[0]["currency"]
@@ -61,7 +66,7 @@ def test_both_formats_give_the_same_canonical_rows(tmp_path: Path, fmt: str) -> 
 
 def test_naive_times_are_read_in_the_configured_zone(exports: Path) -> None:
     rows = rows_of(reader_for(exports, timezone="America/New_York"), STREAM["tickets"])
-    ticket = next(row for row in rows if row["source_id"] == "1")
+    ticket = cast(canonical.Ticket, next(row for row in rows if row["source_id"] == "1"))
     wall = sample_tables()["tickets"][0]["created_at"]  # January: EST, UTC-5
     assert wall.month == 1
     assert ticket["created_at"] == wall.replace(tzinfo=UTC) + timedelta(hours=5)

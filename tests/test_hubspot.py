@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 import pytest
@@ -21,7 +21,8 @@ from hubspot.crm.objects.exceptions import ApiException
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from connectors.base import Bookmark, CanonicalRow, Page, Rejected
+from connectors.base import Bookmark, Page, Rejected
+from connectors.canonical import CanonicalRow, Customer, Deal, Rep, Ticket
 from connectors.contract import run_contract
 from connectors.errors import FatalSourceError, RetriableSourceError
 from connectors.hubspot import HubSpotReader, HubSpotSettings, connector
@@ -41,6 +42,7 @@ from connectors.hubspot.sandbox.emulator import SANDBOX_ACCESS_TOKEN, create_app
 from connectors.sandbox.server import RunningServer, parse_faults, serve_tls
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+Row = TypeVar("Row", Customer, Deal, Rep, Ticket)
 
 
 def small_portal(seed: int = 11) -> HubSpotPortal:
@@ -160,6 +162,11 @@ def full(server: RunningServer) -> dict[str, tuple[list[CanonicalRow], list[Page
     return result
 
 
+def rows_as(entity: type[Row], rows: list[CanonicalRow]) -> list[Row]:
+    """One stream's rows as its entity (a reader's rows may be of any entity)."""
+    return cast(list[Row], rows)
+
+
 def _live_and_archived(portal: HubSpotPortal, object_type: str) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in portal.records(object_type, archived=None)}
 
@@ -216,7 +223,7 @@ def test_full_read_has_every_record_once_with_tombstones(
 def test_owners_become_reps(
     portal: HubSpotPortal, full: dict[str, tuple[list[CanonicalRow], list[Page]]]
 ) -> None:
-    rows, _ = full["owners"]
+    rows = rows_as(Rep, full["owners"][0])
     assert sorted(r["source_id"] for r in rows) == sorted(o["id"] for o in portal.owners)
     assert all(set(row) == KEYS["rep"] for row in rows)
     by_id = {o["id"]: o for o in portal.owners}
@@ -242,7 +249,7 @@ def _stage_facts(portal: HubSpotPortal, object_type: str) -> dict[str, tuple[str
 def test_deal_values_follow_the_portal(
     portal: HubSpotPortal, full: dict[str, tuple[list[CanonicalRow], list[Page]]]
 ) -> None:
-    rows, _ = full["deals"]
+    rows = rows_as(Deal, full["deals"][0])
     records = _live_and_archived(portal, "deals")
     stages = _stage_facts(portal, "deals")
     for row in rows:
@@ -273,7 +280,7 @@ def test_deal_values_follow_the_portal(
 def test_outcome_comes_from_stage_metadata_not_labels(
     full: dict[str, tuple[list[CanonicalRow], list[Page]]],
 ) -> None:
-    rows, _ = full["deals"]
+    rows = rows_as(Deal, full["deals"][0])
     outcomes = {(row["stage"], row["outcome"]) for row in rows}
     assert ("Won back", "open") in outcomes  # an open stage whose label says "won"
     assert ("Signed", "won") in outcomes  # a won stage whose label does not
@@ -284,11 +291,11 @@ def test_outcome_comes_from_stage_metadata_not_labels(
 def test_empty_strings_become_none(
     portal: HubSpotPortal, full: dict[str, tuple[list[CanonicalRow], list[Page]]]
 ) -> None:
-    deals = {row["source_id"]: row for row in full["deals"][0]}
+    deals = {row["source_id"]: row for row in rows_as(Deal, full["deals"][0])}
     blank = [r["id"] for r in portal.records("deals") if r["properties"]["amount"] == ""]
     assert blank, "the generator leaves some open deals without an amount"
     assert all(deals[i]["amount"] is None and deals[i]["amount_home"] is None for i in blank)
-    companies = {row["source_id"]: row for row in full["companies"][0]}
+    companies = {row["source_id"]: row for row in rows_as(Customer, full["companies"][0])}
     no_industry = [r["id"] for r in portal.records("companies") if not r["properties"]["industry"]]
     assert no_industry
     assert all(companies[i]["segment"] is None for i in no_industry)
@@ -305,17 +312,17 @@ def test_companies_and_tickets_values(
     portal: HubSpotPortal, full: dict[str, tuple[list[CanonicalRow], list[Page]]]
 ) -> None:
     companies = _live_and_archived(portal, "companies")
-    for row in full["companies"][0]:
-        props = companies[row["source_id"]]["properties"]
+    for customer in rows_as(Customer, full["companies"][0]):
+        props = companies[customer["source_id"]]["properties"]
         since = props["hs_lifecyclestage_customer_date"]
-        assert row["became_customer_on"] == (ts(since).date() if since else None)
+        assert customer["became_customer_on"] == (ts(since).date() if since else None)
         churned = props["churned_date"]
-        assert row["churned_on"] == (date.fromisoformat(churned) if churned else None)
-        assert (row["domain"], row["external_id"]) == (props["domain"], None)
-    assert any(row["churned_on"] for row in full["companies"][0])
+        assert customer["churned_on"] == (date.fromisoformat(churned) if churned else None)
+        assert (customer["domain"], customer["external_id"]) == (props["domain"], None)
+    assert any(row["churned_on"] for row in rows_as(Customer, full["companies"][0]))
     tickets = _live_and_archived(portal, "tickets")
     stages = _stage_facts(portal, "tickets")
-    for row in full["tickets"][0]:
+    for row in rows_as(Ticket, full["tickets"][0]):
         record = tickets[row["source_id"]]
         props = record["properties"]
         state = stages[props["hs_pipeline_stage"]][2]["ticketState"]
@@ -326,7 +333,7 @@ def test_companies_and_tickets_values(
         assert row["priority"] == (props["hs_ticket_priority"].lower() or None)
         assert row["channel"] == props["source_type"].lower()
         assert row["customer_id"] == portal.company_of("tickets", record["id"])[0]
-    assert {row["status"] for row in full["tickets"][0]} == {"open", "solved"}
+    assert {row["status"] for row in rows_as(Ticket, full["tickets"][0])} == {"open", "solved"}
 
 
 def test_incremental_read_returns_only_newer_changes(
@@ -526,9 +533,9 @@ def test_records_changed_mid_read_are_caught_up_from_the_bookmark() -> None:
         last = next(p.bookmark for p in reversed(first) if p.bookmark is not None)
         _, rejected, again = read(settings, "deals", last)
     assert rejected == []
-    latest: dict[str, CanonicalRow] = {}
+    latest: dict[str, Deal] = {}
     for page in [*first, *again]:
-        for row in page.rows:
+        for row in rows_as(Deal, page.rows):
             latest[row["source_id"]] = row
     final = {r["id"]: r for r in small.records("deals", archived=None)}
     assert set(latest) == set(final)

@@ -8,14 +8,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from connectors import canonical
 from connectors.base import Bookmark, StreamInfo, get_connector
 from connectors.base import open_reader as open_connector
+from connectors.canonical import CanonicalRow
 from connectors.errors import FatalSourceError, RetriableSourceError
 from connectors.sandbox.tabular import BULK_UPDATE, sample_tables, utc
 from connectors.sql import SqlReader, SqlSettings
@@ -51,7 +54,9 @@ def open_reader(url: str, **settings: object) -> SqlReader:
     return SqlReader(SqlSettings(url=url, **settings))  # type: ignore[arg-type]
 
 
-def read_rows(reader: SqlReader, stream: StreamInfo, since: Bookmark | None = None) -> list[dict]:
+def read_rows(
+    reader: SqlReader, stream: StreamInfo, since: Bookmark | None = None
+) -> list[CanonicalRow]:
     return [row for page in reader.read(stream, since) for row in page.rows]
 
 
@@ -83,7 +88,7 @@ def test_rows_are_typed_and_resume_after_the_bookmark(source_url: str) -> None:
     finally:
         reader.close()
     rows = {row["source_id"]: row for page in first for row in page.rows}
-    deal = rows["3"]
+    deal = cast(canonical.Deal, rows["3"])
     source = sample_tables()["deals"][2]
     assert deal["amount"] == source["amount"]
     assert isinstance(deal["amount"], Decimal)
@@ -98,7 +103,7 @@ def test_rows_are_typed_and_resume_after_the_bookmark(source_url: str) -> None:
 def test_naive_timestamps_are_read_in_the_configured_zone(source_url: str) -> None:
     reader = open_reader(source_url, timezone="Europe/Berlin")
     try:
-        rows = {row["source_id"]: row for row in read_rows(reader, DEALS)}
+        rows = {row["source_id"]: cast(canonical.Deal, row) for row in read_rows(reader, DEALS)}
     finally:
         reader.close()
     wall = sample_tables()["deals"][0]["created_at"]
@@ -280,7 +285,7 @@ def test_aware_timestamp_columns_page_and_resume(
         rest = read_rows(reader, DEALS, middle)
     finally:
         reader.close()
-    rows = {row["source_id"]: row for page in pages for row in page.rows}
+    rows = {row["source_id"]: cast(canonical.Deal, row) for page in pages for row in page.rows}
     assert len(rows) == 40
     source = sample_tables()["deals"][0]
     assert rows["1"]["created_at"] == utc(source["created_at"])

@@ -16,13 +16,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import certifi
 import pytest
 from pydantic import SecretStr
 
 from connectors.base import Bookmark, Page, StreamInfo
+from connectors.canonical import CanonicalRow, Customer, Rating, Ticket
 from connectors.errors import FatalSourceError, RetriableSourceError
 from connectors.http import TrustedSession
 from connectors.salesforce.sandbox.data import customer_seeds, generate_org
@@ -80,6 +81,8 @@ RECORDS = {
 EXPORT_URL = "/api/v2/incremental/tickets/cursor.json"
 GENEROUS = 1_000_000
 """Calls a minute for limits that must never slow or refuse a test."""
+
+Row = TypeVar("Row", Customer, Ticket, Rating)
 
 
 @pytest.fixture(autouse=True)
@@ -154,8 +157,13 @@ def read(
         reader.close()
 
 
-def rows_of(pages: list[Page]) -> list[dict[str, Any]]:
+def rows_of(pages: list[Page]) -> list[CanonicalRow]:
     return [row for page in pages for row in page.rows]
+
+
+def rows_as(entity: type[Row], pages: list[Page]) -> list[Row]:
+    """The rows of a stream's pages as its entity (a reader's rows may be any entity)."""
+    return cast(list[Row], rows_of(pages))
 
 
 def last_bookmark(pages: list[Page]) -> Bookmark:
@@ -195,7 +203,7 @@ def test_every_record_is_read_exactly_once_with_canonical_keys(
 def test_tickets_map_status_channel_priority_and_tombstones(
     server: RunningServer, helpdesk: Helpdesk
 ) -> None:
-    rows = rows_of(read(server, TICKETS))
+    rows = rows_as(Ticket, read(server, TICKETS))
     statuses = {"new", "open", "pending", "solved", "closed"}
     for row in rows:
         ticket = helpdesk.tickets[int(row["source_id"])]
@@ -218,7 +226,7 @@ def test_tickets_map_status_channel_priority_and_tombstones(
 def test_organizations_carry_the_crm_identity(
     server: RunningServer, companies: list[CompanySeed]
 ) -> None:
-    rows = rows_of(read(server, ORGANIZATIONS))
+    rows = rows_as(Customer, read(server, ORGANIZATIONS))
     by_crm_id = {row["external_id"]: row for row in rows}
     assert len(by_crm_id) == len(rows) == len(companies)
     for company in companies:
@@ -231,7 +239,7 @@ def test_organizations_carry_the_crm_identity(
 def test_first_response_and_solved_come_from_metric_sets(
     server: RunningServer, helpdesk: Helpdesk
 ) -> None:
-    rows = rows_of(read(server, TICKETS))
+    rows = rows_as(Ticket, read(server, TICKETS))
     answered = unanswered = 0
     for row in rows:
         metrics = helpdesk.metric_sets[int(row["source_id"])]
@@ -251,10 +259,11 @@ def test_ratings_name_their_ticket_whose_row_gives_the_organization(
     server: RunningServer, helpdesk: Helpdesk
 ) -> None:
     """The mirror joins ratings to tickets on ticket_id for the customer; no extra call."""
-    rows = rows_of(read(server, SATISFACTION_RATINGS))
-    tickets = {row["source_id"]: row for row in rows_of(read(server, TICKETS))}
+    rows = rows_as(Rating, read(server, SATISFACTION_RATINGS))
+    tickets = {row["source_id"]: row for row in rows_as(Ticket, read(server, TICKETS))}
     for row in rows:
         assert row["customer_id"] is None
+        assert row["ticket_id"] is not None
         ticket = helpdesk.tickets[int(row["ticket_id"])]
         assert tickets[row["ticket_id"]]["customer_id"] == str(ticket["organization_id"])
     kinds = collections.Counter((row["scale_max"], row["good"]) for row in rows)
@@ -347,7 +356,7 @@ def test_resuming_a_saved_bookmark_returns_only_later_changes(
         org_id = next(iter(desk.organizations))
         new = desk.upsert_ticket({"subject": "Broken export", "organization_id": org_id})
         later = read(server, TICKETS, since=bookmark)
-        rows = rows_of(later)
+        rows = rows_as(Ticket, later)
         assert [r["source_id"] for r in rows] == [str(t["id"]) for t in (changed, gone, new)]
         assert rows[0]["status"] == "pending"
         assert rows[0]["priority"] == "urgent"
@@ -459,7 +468,8 @@ def test_late_survey_answers_and_numeric_scores_are_read_incrementally(
         assert bookmark.at == parse_time(bad["updated_at"]) > parse_time(offered["created_at"])
         answered = desk.upsert_rating({"id": offered["id"], "score": "good"})
         numeric = desk.upsert_rating({"ticket_id": ticket["id"], "score": 4})
-        rows = {r["source_id"]: r for r in rows_of(read(server, SATISFACTION_RATINGS, bookmark))}
+        ratings = rows_as(Rating, read(server, SATISFACTION_RATINGS, bookmark))
+        rows = {r["source_id"]: r for r in ratings}
         # the bad rating sits on the (inclusive) bookmark; everything older stays out
         assert set(rows) == {str(bad["id"]), str(answered["id"]), str(numeric["id"])}
         assert rows[str(answered["id"])]["good"] is True
@@ -676,8 +686,8 @@ def test_tickets_changed_mid_read_end_at_the_sources_final_state(
     changed = {str(i) for i, t in desk.tickets.items() if t is not before[i]}
     assert len(changed) == 5
     assert len(pages) > 3
-    latest: dict[str, dict[str, Any]] = {}
-    for row in rows_of(pages + later):  # the store keeps the newer source_modified_at
+    latest: dict[str, Ticket] = {}
+    for row in rows_as(Ticket, pages + later):  # the store keeps the newer source_modified_at
         kept = latest.get(row["source_id"])
         if kept is None or row["source_modified_at"] >= kept["source_modified_at"]:
             latest[row["source_id"]] = row
@@ -875,7 +885,7 @@ def test_an_incremental_organizations_read_reads_only_the_changes(
         }
         renamed = desk.upsert_organization({"id": max(desk.organizations), "name": "Renamed"})
         requests, pages = reader_requests(server, bookmark)
-    rows = {row["source_id"]: row for row in rows_of(pages)}
+    rows = {row["source_id"]: row for row in rows_as(Customer, pages)}
     assert set(rows) == on_bookmark | {str(renamed["id"])}
     assert rows[str(renamed["id"])]["name"] == "Renamed"
     assert requests == 1

@@ -13,8 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connectors.base import CanonicalRow
-from connectors.canonical import domain_of
+from connectors.canonical import CanonicalRow, Customer, Deal, Rep, Ticket, domain_of, unchecked
+from connectors.canonical import Record as Identity
 from connectors.hubspot.settings import HubSpotSettings
 
 SOURCE = "hubspot"
@@ -155,7 +155,7 @@ def _props(record: Record) -> Record:
     return props if isinstance(props, Mapping) else {}
 
 
-def _common(record: Record) -> CanonicalRow:
+def _common(record: Record) -> Identity:
     """Identity and change time; an archived record becomes a tombstone at ``archivedAt``."""
     modified = _timestamp(_props(record), CURSOR_FIELD) or _timestamp(record, "updatedAt")
     modified = _required(modified, CURSOR_FIELD)
@@ -204,10 +204,11 @@ def _stage(ctx: Context, values: Record, name: str) -> Stage:
     return stage
 
 
-def company_to_customer(record: Record, ctx: Context) -> CanonicalRow:
+def company_to_customer(record: Record, ctx: Context) -> Customer:
     props = _props(record)
-    return _common(record) | {
-        "name": _text(props, "name"),
+    return {
+        **_common(record),
+        "name": unchecked(_text(props, "name")),
         "owner_id": _text(props, "hubspot_owner_id"),
         "segment": _text(props, "industry"),
         "created_at": _created(record),
@@ -218,7 +219,7 @@ def company_to_customer(record: Record, ctx: Context) -> CanonicalRow:
     }
 
 
-def deal_to_deal(record: Record, ctx: Context) -> CanonicalRow:
+def deal_to_deal(record: Record, ctx: Context) -> Deal:
     props = _props(record)
     stage = _stage(ctx, props, "dealstage")
     currency = _text(props, "deal_currency_code") or ctx.home_currency
@@ -227,8 +228,9 @@ def deal_to_deal(record: Record, ctx: Context) -> CanonicalRow:
     created = _created(record)
     close_on = _date(props, "closedate")
     _not_before(close_on, "closedate", created, "createdate")
-    return _common(record) | {
-        "name": _text(props, "dealname"),
+    return {
+        **_common(record),
+        "name": unchecked(_text(props, "dealname")),
         "customer_id": ctx.companies.get(str(record.get("id"))),
         "owner_id": _text(props, "hubspot_owner_id"),
         "amount": _decimal(props, "amount"),
@@ -244,9 +246,10 @@ def deal_to_deal(record: Record, ctx: Context) -> CanonicalRow:
     }
 
 
-def ticket_to_ticket(record: Record, ctx: Context) -> CanonicalRow:
+def ticket_to_ticket(record: Record, ctx: Context) -> Ticket:
     props = _props(record)
-    return _common(record) | {
+    return {
+        **_common(record),
         "customer_id": ctx.companies.get(str(record.get("id"))),
         "status": _stage(ctx, props, "hs_pipeline_stage").ticket_status,
         "priority": _lower(props, "hs_ticket_priority"),
@@ -257,7 +260,7 @@ def ticket_to_ticket(record: Record, ctx: Context) -> CanonicalRow:
     }
 
 
-def owner_to_rep(record: Record, ctx: Context) -> CanonicalRow:
+def owner_to_rep(record: Record, ctx: Context) -> Rep:
     """Owners are deactivated, never deleted: an archived owner is an inactive rep."""
     teams = record.get("teams") or []
     name = " ".join(p for p in (_text(record, "firstName"), _text(record, "lastName")) if p)
@@ -266,7 +269,7 @@ def owner_to_rep(record: Record, ctx: Context) -> CanonicalRow:
         "source_id": _record_id(record),
         "source_modified_at": _required(_timestamp(record, OWNER_CURSOR_FIELD), OWNER_CURSOR_FIELD),
         "deleted_at": None,
-        "name": name or None,
+        "name": unchecked(name or None),
         "email": _text(record, "email"),
         "team": _text(teams[0], "name") if teams and isinstance(teams[0], Mapping) else None,
         "started_on": None,
@@ -277,3 +280,4 @@ def owner_to_rep(record: Record, ctx: Context) -> CanonicalRow:
 
 
 Mapper = Callable[[Record, Context], CanonicalRow]
+"""A HubSpot record to the canonical row of its stream's entity."""

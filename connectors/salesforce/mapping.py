@@ -13,8 +13,17 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connectors.base import CanonicalRow
-from connectors.canonical import domain_of
+from connectors.canonical import (
+    CanonicalRow,
+    Customer,
+    Deal,
+    FxRate,
+    Rep,
+    Ticket,
+    domain_of,
+    unchecked,
+)
+from connectors.canonical import Record as Identity
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.timestamps import parse_sf_datetime
 
@@ -32,12 +41,10 @@ class MappingError(ValueError):
     """A field holds a value that cannot become the canonical type."""
 
 
-def _timestamp(record: Record, name: str, *, required: bool = True) -> datetime | None:
+def _timestamp(record: Record, name: str) -> datetime:
     value = record.get(name)
     if value is None:
-        if required:
-            raise MappingError(f"{name} is missing")
-        return None
+        raise MappingError(f"{name} is missing")
     try:
         return parse_sf_datetime(value)
     except (TypeError, ValueError) as exc:
@@ -46,6 +53,10 @@ def _timestamp(record: Record, name: str, *, required: bool = True) -> datetime 
         if not reason.startswith("not a Salesforce datetime"):
             message += f" ({reason})"  # the right shape, but no such instant
         raise MappingError(message) from None
+
+
+def _optional_timestamp(record: Record, name: str) -> datetime | None:
+    return None if record.get(name) is None else _timestamp(record, name)
 
 
 def _date(record: Record, name: str) -> date | None:
@@ -105,19 +116,20 @@ def _not_before(
         )
 
 
-def _common(record: Record) -> CanonicalRow:
+def _common(record: Record) -> Identity:
     modified = _timestamp(record, CURSOR_FIELD)
     return {
         "source": SOURCE,
-        "source_id": _id(record, "Id"),
+        "source_id": unchecked(_id(record, "Id")),
         "source_modified_at": modified,
         "deleted_at": modified if _flag(record, "IsDeleted") else None,
     }
 
 
-def account_to_customer(record: Record, settings: SalesforceSettings) -> CanonicalRow:
-    return _common(record) | {
-        "name": record.get("Name"),
+def account_to_customer(record: Record, settings: SalesforceSettings) -> Customer:
+    return {
+        **_common(record),
+        "name": unchecked(record.get("Name")),
         "owner_id": record.get("OwnerId"),
         "segment": record.get("Industry"),
         "created_at": _timestamp(record, "CreatedDate"),
@@ -128,20 +140,21 @@ def account_to_customer(record: Record, settings: SalesforceSettings) -> Canonic
     }
 
 
-def opportunity_to_deal(record: Record, settings: SalesforceSettings) -> CanonicalRow:
+def opportunity_to_deal(record: Record, settings: SalesforceSettings) -> Deal:
     outcome = "won" if _flag(record, "IsWon") else "lost" if _flag(record, "IsClosed") else "open"
     created = _timestamp(record, "CreatedDate")
     close_on = _date(record, "CloseDate")
     _not_before(close_on, "CloseDate", created, "CreatedDate")
-    return _common(record) | {
-        "name": record.get("Name"),
+    return {
+        **_common(record),
+        "name": unchecked(record.get("Name")),
         "customer_id": record.get("AccountId"),
         "owner_id": record.get("OwnerId"),
         "amount": _decimal(record, "Amount"),
-        "currency": record.get("CurrencyIsoCode"),
+        "currency": unchecked(record.get("CurrencyIsoCode")),
         "amount_home": None,
         "home_currency": None,
-        "stage": record.get("StageName"),
+        "stage": unchecked(record.get("StageName")),
         "outcome": outcome,
         "pipeline": None,
         "deal_type": record.get("Type"),
@@ -150,9 +163,10 @@ def opportunity_to_deal(record: Record, settings: SalesforceSettings) -> Canonic
     }
 
 
-def user_to_rep(record: Record, settings: SalesforceSettings) -> CanonicalRow:
-    return _common(record) | {
-        "name": record.get("Name"),
+def user_to_rep(record: Record, settings: SalesforceSettings) -> Rep:
+    return {
+        **_common(record),
+        "name": unchecked(record.get("Name")),
         "email": record.get("Email"),
         "team": record.get("Department"),
         "started_on": _date(record, settings.rep_start_date_field),
@@ -162,23 +176,25 @@ def user_to_rep(record: Record, settings: SalesforceSettings) -> CanonicalRow:
     }
 
 
-def currency_to_fx_rate(record: Record, settings: SalesforceSettings) -> CanonicalRow:
-    return _common(record) | {
-        "source_id": record.get("IsoCode"),
-        "currency": record.get("IsoCode"),
-        "rate": _decimal(record, "ConversionRate"),
+def currency_to_fx_rate(record: Record, settings: SalesforceSettings) -> FxRate:
+    return {
+        **_common(record),
+        "source_id": unchecked(record.get("IsoCode")),
+        "currency": unchecked(record.get("IsoCode")),
+        "rate": unchecked(_decimal(record, "ConversionRate")),
         "is_corporate": _flag(record, "IsCorporate"),
         "valid_from": None,
         "valid_to": None,
     }
 
 
-def dated_rate_to_fx_rate(record: Record, settings: SalesforceSettings) -> CanonicalRow:
+def dated_rate_to_fx_rate(record: Record, settings: SalesforceSettings) -> FxRate:
     """A rate that holds for [StartDate, NextStartDate) (advanced currency management)."""
     following = _date(record, "NextStartDate")
-    return _common(record) | {
-        "currency": record.get("IsoCode"),
-        "rate": _decimal(record, "ConversionRate"),
+    return {
+        **_common(record),
+        "currency": unchecked(record.get("IsoCode")),
+        "rate": unchecked(_decimal(record, "ConversionRate")),
         "is_corporate": False,
         "valid_from": _date(record, "StartDate"),
         "valid_to": None if following == date(9999, 12, 31) else following,
@@ -188,22 +204,24 @@ def dated_rate_to_fx_rate(record: Record, settings: SalesforceSettings) -> Canon
 _CASE_STATUS = {"new": "new", "closed": "closed"}
 
 
-def case_to_ticket(record: Record, settings: SalesforceSettings) -> CanonicalRow:
+def case_to_ticket(record: Record, settings: SalesforceSettings) -> Ticket:
     """A Case as a support ticket; closed cases count as solved when they have a close time."""
     status = str(record.get("Status") or "").lower()
     if _flag(record, "IsClosed"):
         status = "solved" if record.get("ClosedDate") else "closed"
     else:
         status = _CASE_STATUS.get(status, "open")
-    return _common(record) | {
+    return {
+        **_common(record),
         "customer_id": record.get("AccountId"),
         "status": status,
         "priority": (record.get("Priority") or "").lower() or None,
         "channel": (record.get("Origin") or "").lower() or None,
         "created_at": _timestamp(record, "CreatedDate"),
-        "first_response_at": _timestamp(record, settings.case_first_response_field, required=False),
-        "solved_at": _timestamp(record, "ClosedDate", required=False),
+        "first_response_at": _optional_timestamp(record, settings.case_first_response_field),
+        "solved_at": _optional_timestamp(record, "ClosedDate"),
     }
 
 
 Mapper = Callable[[Record, SalesforceSettings], CanonicalRow]
+"""A Salesforce record to the canonical row of its stream's entity."""

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connectors.base import CanonicalRow
+from connectors.canonical import Customer, Rating, Ticket, unchecked
+from connectors.canonical import Record as Identity
 
 SOURCE = "zendesk"
 
@@ -58,16 +59,18 @@ def _optional_timestamp(record: Record, name: str) -> datetime | None:
     return None if record.get(name) is None else _timestamp(record, name)
 
 
-def _id(record: Record, name: str, *, required: bool = True) -> str | None:
+def _id(record: Record, name: str) -> str:
     value = record.get(name)
-    if value is None and not required:
-        return None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise MappingError(f"{name} {value!r} is not an integer id")
 
 
-def _common(record: Record) -> CanonicalRow:
+def _optional_id(record: Record, name: str) -> str | None:
+    return None if record.get(name) is None else _id(record, name)
+
+
+def _common(record: Record) -> Identity:
     return {
         "source": SOURCE,
         "source_id": _id(record, "id"),
@@ -76,7 +79,7 @@ def _common(record: Record) -> CanonicalRow:
     }
 
 
-def organization_to_customer(record: Record) -> CanonicalRow:
+def organization_to_customer(record: Record) -> Customer:
     """An organization is a customer; its ``external_id`` is the CRM's id for it."""
     domains = record.get("domain_names") or []
     if not isinstance(domains, list):
@@ -84,8 +87,9 @@ def organization_to_customer(record: Record) -> CanonicalRow:
     fields = record.get("organization_fields") or {}
     if not isinstance(fields, Mapping):
         raise MappingError(f"organization_fields {fields!r} is not an object")
-    return _common(record) | {
-        "name": record.get("name"),
+    return {
+        **_common(record),
+        "name": unchecked(record.get("name")),
         "owner_id": None,
         "segment": fields.get("industry"),
         "created_at": _timestamp(record, "created_at"),
@@ -108,7 +112,7 @@ def _minutes(metric_set: Record, name: str) -> int | float | None:
     raise MappingError(f"metric_sets {name}.calendar {value!r} is not a number of minutes")
 
 
-def ticket_to_ticket(record: Record, metric_set: Record | None) -> CanonicalRow:
+def ticket_to_ticket(record: Record, metric_set: Record | None) -> Ticket:
     """A ticket; a ``deleted`` one becomes a tombstone (its former status is unknown)."""
     row = _common(record)
     status = record.get("status")
@@ -126,8 +130,9 @@ def ticket_to_ticket(record: Record, metric_set: Record | None) -> CanonicalRow:
     created = _timestamp(record, "created_at")
     metrics = metric_set or {}
     reply = _minutes(metrics, "reply_time_in_minutes")
-    return row | {
-        "customer_id": _id(record, "organization_id", required=False),
+    return {
+        **row,
+        "customer_id": _optional_id(record, "organization_id"),
         "status": canonical,
         "priority": priority.lower() if priority else None,
         "channel": via.get("channel") if isinstance(via, Mapping) else None,
@@ -153,10 +158,11 @@ def _score(value: Any) -> tuple[Decimal | None, int | None, bool | None]:
     raise MappingError(f"score {value!r} is not good, bad, offered, unoffered or 1-5")
 
 
-def rating_to_rating(record: Record, organization_id: Any) -> CanonicalRow:
+def rating_to_rating(record: Record, organization_id: Any) -> Rating:
     """A satisfaction rating; offered/unoffered ones carry no answer (score and good None)."""
     score, scale_max, good = _score(record.get("score"))
-    return _common(record) | {
+    return {
+        **_common(record),
         "ticket_id": _id(record, "ticket_id"),
         "customer_id": None if organization_id is None else str(organization_id),
         "score": score,

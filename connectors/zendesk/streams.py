@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from connectors.base import CanonicalRow, StreamInfo
+from connectors.base import StreamInfo
+from connectors.canonical import CanonicalRow
 from connectors.zendesk.mapping import (
     Record,
     organization_to_customer,
