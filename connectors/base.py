@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsError
@@ -31,6 +31,39 @@ class StreamInfo:
     name: str
     entity: str
     cursor_field: str
+
+
+MapperT = TypeVar("MapperT")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceStream(Generic[MapperT]):
+    """One row of a connector's ``STREAMS`` table: the stream and how its records are mapped.
+
+    Every connector that maps its source's records declares its streams as subclasses of
+    this, adding only what its API needs (a path, fields to select), so every table reads
+    the same way: built by :func:`stream_table`, keyword arguments only, and giving
+    ``Connector.streams`` as ``tuple(stream.info for stream in STREAMS.values())``. The
+    mapper's signature is the connector's own (what its reader passes beside the record).
+    """
+
+    info: StreamInfo
+    mapper: MapperT
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+StreamT = TypeVar("StreamT", bound=SourceStream[Any])
+
+
+def stream_table(*streams: StreamT) -> dict[str, StreamT]:
+    """A connector's ``STREAMS`` table: each stream by its name, in the order given."""
+    table = {stream.name: stream for stream in streams}
+    if len(table) != len(streams):
+        raise ValueError("two streams share a name")
+    return table
 
 
 @dataclass(frozen=True)

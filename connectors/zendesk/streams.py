@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from connectors.base import StreamInfo
+from connectors.base import SourceStream, StreamInfo, stream_table
 from connectors.canonical import CanonicalRow
 from connectors.zendesk.mapping import (
     Record,
@@ -25,54 +25,49 @@ Mapper = Callable[[Record, Record | None], CanonicalRow]
 """A record, and what the endpoint sends beside it (a ticket's metric set), to a row."""
 
 
-@dataclass(frozen=True)
-class ZendeskStream:
+@dataclass(frozen=True, kw_only=True)
+class ZendeskStream(SourceStream[Mapper]):
     """One stream: where it is read (``path``, records under ``key``), how that endpoint
     pages (``paging``: the cursor export, the time-based export or a cursor list) and where
     the reconcile lists live ids (``ids_path``)."""
 
-    info: StreamInfo
     path: str
     key: str
     paging: str  # cursor_export | time_export | list
     ids_path: str
-    mapper: Mapper
 
 
 def _stream(name: str, entity: str) -> StreamInfo:
     return StreamInfo(name=name, entity=entity, cursor_field="updated_at")
 
 
-STREAMS: dict[str, ZendeskStream] = {
-    stream.info.name: stream
-    for stream in (
-        ZendeskStream(
-            _stream("organizations", "customer"),
-            ORGANIZATION_EXPORT_PATH,
-            "organizations",
-            "time_export",
-            ORGANIZATIONS_PATH,
-            lambda record, _: organization_to_customer(record),
-        ),
-        ZendeskStream(
-            _stream("tickets", "ticket"),
-            TICKET_EXPORT_PATH,
-            "tickets",
-            "cursor_export",
-            TICKET_EXPORT_PATH,
-            ticket_to_ticket,
-        ),
-        ZendeskStream(
-            _stream("satisfaction_ratings", "rating"),
-            RATINGS_PATH,
-            "satisfaction_ratings",
-            "list",
-            RATINGS_PATH,
-            # Zendesk's rating carries no organization; the mirror has it on the rated ticket.
-            lambda record, _: rating_to_rating(record, None),
-        ),
-    )
-}
+STREAMS: dict[str, ZendeskStream] = stream_table(
+    ZendeskStream(
+        info=_stream("organizations", "customer"),
+        path=ORGANIZATION_EXPORT_PATH,
+        key="organizations",
+        paging="time_export",
+        ids_path=ORGANIZATIONS_PATH,
+        mapper=lambda record, _: organization_to_customer(record),
+    ),
+    ZendeskStream(
+        info=_stream("tickets", "ticket"),
+        path=TICKET_EXPORT_PATH,
+        key="tickets",
+        paging="cursor_export",
+        ids_path=TICKET_EXPORT_PATH,
+        mapper=ticket_to_ticket,
+    ),
+    ZendeskStream(
+        info=_stream("satisfaction_ratings", "rating"),
+        path=RATINGS_PATH,
+        key="satisfaction_ratings",
+        paging="list",
+        ids_path=RATINGS_PATH,
+        # Zendesk's rating carries no organization; the mirror has it on the rated ticket.
+        mapper=lambda record, _: rating_to_rating(record, None),
+    ),
+)
 
 ORGANIZATIONS = STREAMS["organizations"].info
 TICKETS = STREAMS["tickets"].info
