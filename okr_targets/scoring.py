@@ -45,8 +45,6 @@ KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
 LINEAR_KINDS: Final[frozenset[Kind]] = frozenset({"increase_to", "decrease_to", "percent_change"})
 THRESHOLD_KINDS: Final[frozenset[Kind]] = frozenset({"at_least", "at_most", "milestone"})
 
-STATUSES: Final[tuple[KeyResultStatus, ...]] = tuple(KeyResultStatus)
-
 
 class StatusThresholds(BaseModel):
     """How far behind expected progress a key result may fall before it changes colour."""

@@ -12,7 +12,6 @@ from okr_targets.periods import Period
 from okr_targets.scoring import (
     KINDS,
     LINEAR_KINDS,
-    STATUSES,
     THRESHOLD_KINDS,
     Kind,
     StatusThresholds,
@@ -22,6 +21,7 @@ from okr_targets.scoring import (
     progress,
     score,
 )
+from okr_targets.status import KeyResultStatus
 
 
 @pytest.mark.parametrize(
@@ -282,7 +282,7 @@ def test_shown_progress_and_grade_stay_in_0_1(
     assert result.progress is not None
     assert 0.0 <= result.progress <= 1.0
     assert 0.0 <= final_score(kind, value, baseline, target) <= 1.0
-    assert result.status in STATUSES
+    assert result.status in tuple(KeyResultStatus)
     assert result.status != "stale"
 
 
