@@ -14,6 +14,8 @@ from sqlalchemy import Boolean, Date, Integer, Numeric
 
 from connectors.canonical import ENTITIES, fields_of
 from okr_targets.models import MIRROR, UTCDateTime, supplied_columns
+from transforms.catalog import BUILT_IN
+from transforms.metrics.change import PCT_CHANGE
 
 WRITTEN_BY_THE_FLOW = {"run_id"}
 
@@ -49,3 +51,14 @@ def test_field_types_and_optionality_match_the_columns(entity: str) -> None:
             else str
         )
         assert field.kind is expected, field.name
+
+
+def test_built_in_metrics_name_only_fields_a_connector_supplies() -> None:
+    """A metric's ``needs`` is how a missing source field becomes a finding: a misspelt
+    need would never match a gap."""
+    supplied = {f"{entity}.{field.name}" for entity in ENTITIES for field in fields_of(entity)}
+    for name, metric in BUILT_IN.metrics.items():
+        if name == PCT_CHANGE:  # reads what the metric it compares reads
+            continue
+        assert metric.needs, name
+        assert metric.needs <= supplied, (name, sorted(metric.needs - supplied))

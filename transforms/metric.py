@@ -16,7 +16,7 @@ their metrics from the names here: ``Metric``, ``MetricResult``, ``RecordRef``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -107,19 +107,28 @@ class Metric(Generic[P]):
     records_in_period: bool = False
     """Each record belongs to one period (by its close date, creation or rating time), so
     two periods that do not overlap share no record."""
+    needs: frozenset[str] = frozenset()
+    """The canonical fields the value rests on, as ``entity.field`` (``deal.close_on``):
+    what a source must supply for the number to mean anything. Empty: not declared (a
+    custom metric), so nothing can be said about it."""
+
+    @property
+    def entities(self) -> frozenset[str]:
+        """The entities the metric reads (``deal``, ``customer``, …), from ``needs``."""
+        return frozenset(need.split(".", 1)[0] for need in self.needs)
 
     def run(self, session: Session, period: Period, params: dict[str, Any]) -> MetricResult:
         return self.compute(session, period, self.params.model_validate(params))
 
 
 def metric(
-    name: str, params: type[P], *, records_in_period: bool = True
+    name: str, params: type[P], *, needs: Iterable[str], records_in_period: bool = True
 ) -> Callable[[Compute[P]], Metric[P]]:
     """Make a built-in metric of a function; its docstring is its description."""
 
     def make(compute: Compute[P]) -> Metric[P]:
         description = (compute.__doc__ or "").strip()
-        return Metric(name, description, params, compute, records_in_period)
+        return Metric(name, description, params, compute, records_in_period, frozenset(needs))
 
     return make
 

@@ -22,6 +22,9 @@ class CustomerParams(BaseModel):
     segment: str | None = None
 
 
+CUSTOMER_DATES = ("customer.became_customer_on", "customer.churned_on")
+
+
 def _customers_at_start(period: Period, params: CustomerParams, *columns: Any) -> Select[Any]:
     """Customers on the period's first day: became one before it, not churned before it."""
     statement = (
@@ -56,7 +59,7 @@ def _churn(
     )
 
 
-@metric("retention_rate", CustomerParams, records_in_period=False)
+@metric("retention_rate", CustomerParams, needs=CUSTOMER_DATES, records_in_period=False)
 def retention_rate(session: Session, period: Period, params: CustomerParams) -> MetricResult:
     """Percent of the customers at the period's start who are still customers at its end."""
     at_start, churned, records = _churn(session, period, params)
@@ -66,7 +69,7 @@ def retention_rate(session: Session, period: Period, params: CustomerParams) -> 
     return MetricResult(value, "%", records, details, at_start)
 
 
-@metric("churn_rate", CustomerParams, records_in_period=False)
+@metric("churn_rate", CustomerParams, needs=CUSTOMER_DATES, records_in_period=False)
 def churn_rate(session: Session, period: Period, params: CustomerParams) -> MetricResult:
     """Percent of the customers at the period's start who stopped being customers in it."""
     at_start, churned, records = _churn(session, period, params)

@@ -35,6 +35,9 @@ class MoneyParams(Filters):
     )
 
 
+WON_AMOUNTS = ("deal.outcome", "deal.close_on", "deal.amount", "deal.currency")
+
+
 def _won_deals_in(period: Period, filters: Filters, *columns: Any) -> Select[Any]:
     statement = (
         select(*columns)
@@ -85,7 +88,7 @@ def _converted_won_total(
     return total, deals, unit
 
 
-@metric("won_revenue", MoneyParams)
+@metric("won_revenue", MoneyParams, needs=WON_AMOUNTS)
 def won_revenue(session: Session, period: Period, params: MoneyParams) -> MetricResult:
     """Sum of won deals closed in the period, converted to one currency."""
     total, deals, unit = _converted_won_total(session, period, params)
@@ -93,7 +96,7 @@ def won_revenue(session: Session, period: Period, params: MoneyParams) -> Metric
     return MetricResult(float(total), unit, records, record_count=deals)
 
 
-@metric("avg_won_deal_value", MoneyParams)
+@metric("avg_won_deal_value", MoneyParams, needs=WON_AMOUNTS)
 def avg_won_deal_value(session: Session, period: Period, params: MoneyParams) -> MetricResult:
     """Mean amount of won deals closed in the period, converted to one currency."""
     total, deals, unit = _converted_won_total(session, period, params)
@@ -102,7 +105,9 @@ def avg_won_deal_value(session: Session, period: Period, params: MoneyParams) ->
     return MetricResult(value, unit, records, record_count=deals)
 
 
-@metric("median_sales_cycle_days", Filters)
+@metric(
+    "median_sales_cycle_days", Filters, needs=("deal.outcome", "deal.close_on", "deal.created_at")
+)
 def median_sales_cycle_days(session: Session, period: Period, params: Filters) -> MetricResult:
     """Median days from a won deal's creation to its close date, for deals closed in the period."""
     # Both dates are the organisation's local days: a deal created late in the evening in
@@ -138,7 +143,7 @@ def _first_won_deals_in(period: Period, params: Filters, *columns: Any) -> Selec
     return _won_deals_in(period, params, *columns).where(Deal.customer_id.is_not(None), first)
 
 
-@metric("new_customers_won", Filters)
+@metric("new_customers_won", Filters, needs=("deal.outcome", "deal.close_on", "deal.customer_id"))
 def new_customers_won(session: Session, period: Period, params: Filters) -> MetricResult:
     """Customers whose first won deal (ever) closed in the period; counts each customer once."""
     # Counted per owner of that first deal, so key results on the same period (the company,
@@ -233,7 +238,11 @@ def _won_per_month(
     return by_month
 
 
-@metric("new_rep_quota_attainment", RampParams)
+@metric(
+    "new_rep_quota_attainment",
+    RampParams,
+    needs=("rep.started_on", "rep.monthly_quota", *WON_AMOUNTS),
+)
 def new_rep_quota_attainment(session: Session, period: Period, params: RampParams) -> MetricResult:
     """Percent of new reps whose ramp deadline falls in the period who hit their monthly quota.
 
@@ -264,7 +273,7 @@ def new_rep_quota_attainment(session: Session, period: Period, params: RampParam
     return MetricResult(value, "%", records, details, len(ramps))
 
 
-@metric("win_rate", Filters)
+@metric("win_rate", Filters, needs=("deal.outcome", "deal.close_on"))
 def win_rate(session: Session, period: Period, params: Filters) -> MetricResult:
     """Percent of the deals closed in the period (won or lost) that were won."""
 

@@ -47,7 +47,7 @@ class VolumeParams(TicketParams):
     )
 
 
-@metric("ticket_volume", VolumeParams)
+@metric("ticket_volume", VolumeParams, needs=("ticket.created_at",))
 def ticket_volume(session: Session, period: Period, params: VolumeParams) -> MetricResult:
     """Support requests (tickets, cases) created in the period, or per day covered.
 
@@ -73,7 +73,11 @@ def ticket_volume(session: Session, period: Period, params: VolumeParams) -> Met
     return MetricResult(value, "tickets/day", records, details, tickets)
 
 
-@metric("median_first_response_hours", TicketParams)
+@metric(
+    "median_first_response_hours",
+    TicketParams,
+    needs=("ticket.created_at", "ticket.first_response_at"),
+)
 def median_first_response_hours(
     session: Session, period: Period, params: TicketParams
 ) -> MetricResult:
@@ -121,7 +125,7 @@ def _ratings_in(period: Period, params: RatingParams, *columns: Any) -> Select[A
     return statement
 
 
-@metric("csat", RatingParams)
+@metric("csat", RatingParams, needs=("rating.rated_at", "rating.good"))
 def csat(session: Session, period: Period, params: RatingParams) -> MetricResult:
     """Percent of answered satisfaction ratings in the period that are good (4-5 of 5 count)."""
     answered = Rating.good.is_not(None)
@@ -135,7 +139,9 @@ def csat(session: Session, period: Period, params: RatingParams) -> MetricResult
     return MetricResult(value, "%", records, {"good": good, "answered": ratings}, ratings)
 
 
-@metric("csat_mean_score", RatingParams)
+@metric(
+    "csat_mean_score", RatingParams, needs=("rating.rated_at", "rating.score", "rating.scale_max")
+)
 def csat_mean_score(session: Session, period: Period, params: RatingParams) -> MetricResult:
     """Mean score of the 1-5 satisfaction ratings given in the period."""
     scored = (Rating.scale_max == 5, Rating.score.is_not(None))
