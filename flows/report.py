@@ -32,6 +32,7 @@ class StreamReport:
     quota: str | None = None  # the source's own account of its quota, when it gives one
     stopped: str | None = None  # why the stream ended before its end, if it did
     failed: str | None = None  # a fatal source error (bad credentials, rejected query)
+    notes: tuple[str, ...] = ()  # what the source could not give, and why (Page.notes)
     error: FatalSourceError | None = field(default=None, compare=False, repr=False)
     """The exception behind ``failed``: returned by the task (one log line, no traceback)
     and raised by the flow as it is. Not part of the stored counts."""
