@@ -486,10 +486,13 @@ class ZendeskReader:
                 newest = modified if newest is None else max(newest, modified)
             page.bookmark = Bookmark(newest) if newest is not None else None
             yield page
-            if _ended(body, bool(records)):
+            flag = body.get("end_of_stream")
+            if flag is True:
                 return
             end_time = _next_start(body, records)
             if end_time is None:
+                if flag is None and not records:
+                    return  # no end_of_stream, and an empty page: the end
                 raise FatalSourceError(
                     SOURCE,
                     f"organizations export: {CANNOT_CONTINUE} (no end_time, no next_page "
@@ -498,6 +501,8 @@ class ZendeskReader:
             if until is not None and end_time >= until.timestamp():
                 return  # everything later is past the flow's cap
             if end_time <= start:
+                if flag is None:  # without end_of_stream: a page that moves on no further
+                    return  # is the last (Zendesk restarts each page at its end_time)
                 raise FatalSourceError(
                     SOURCE, f"organizations export: paging went nowhere (end_time {end_time})"
                 )
@@ -576,11 +581,10 @@ CANNOT_CONTINUE = "a page says more follow but gives nothing to continue from"
 
 
 def _ended(body: Record, had_records: bool) -> bool:
-    """Whether an incremental export page is its stream's last.
+    """Whether a cursor-based export page is its stream's last.
 
-    Zendesk documents ``end_of_stream`` on every page; a page without it (seen on real
-    accounts' time-based exports) is not taken as the end: the export goes on while pages
-    bring records, and the first empty page ends it.
+    Zendesk documents ``end_of_stream`` on every page; a page without it is not taken as
+    the end: the export goes on while pages bring records, and the first empty page ends it.
     """
     flag = body.get("end_of_stream")
     if isinstance(flag, bool):

@@ -242,14 +242,15 @@ def _ticket_of(record: Record) -> str | None:
 
 def _rating_answer(answers: list[Record], questions: Mapping[str, CsatQuestion]) -> Record | None:
     """The answer (or skip) to the satisfaction question: by ``sub_type``, else by the id of
-    a known rating question."""
+    a known rating question, else the one answer of type ``rating_scale``."""
     for answer in answers:
         question = answer.get("question")
         if not isinstance(question, Mapping):
             continue
         if question.get("sub_type") == CSAT_SUB_TYPE or question.get("id") in questions:
             return answer
-    return None
+    scaled = [answer for answer in answers if answer.get("type") == "rating_scale"]
+    return scaled[0] if len(scaled) == 1 else None
 
 
 def _answer_points(answer: Record, questions: Mapping[str, CsatQuestion]) -> int:

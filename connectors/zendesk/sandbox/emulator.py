@@ -29,7 +29,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -56,9 +56,9 @@ _PRIORITIES = ("low", "normal", "high", "urgent")
 
 
 class _BadRequestError(Exception):
-    def __init__(self, error: str, description: str) -> None:
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
         super().__init__(description)
-        self.error, self.description = error, description
+        self.error, self.description, self.status = error, description, status
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -252,6 +252,8 @@ def create_app(
     rate_limit: int = 700,
     rate_window: float = 60.0,
     csat_off: bool = False,
+    too_recent_status: int = 400,
+    export_omits: Collection[str] = (),
 ) -> Starlette:
     """The emulator as an ASGI app; its state lives in ``app.state.emulator``.
 
@@ -259,6 +261,11 @@ def create_app(
     survey (:func:`~connectors.zendesk.sandbox.data.add_current_csat`), else the legacy
     one. ``csat_off`` plays an account without CSAT (off, or not on its plan): both CSAT
     APIs answer 403.
+
+    Quirks real accounts show: ``too_recent_status`` is the status of the "Too recent
+    start_time" refusal (400 as documented; some accounts answer 422), and
+    ``export_omits`` names fields the export pages leave out (``end_time``,
+    ``end_of_stream``, ``next_page``).
 
     ``export_page_size`` (1000 in Zendesk), ``export_rate_limit`` (10 a minute) and
     ``rate_limit`` (the account's calls a minute: 700, Zendesk's documented example, an
@@ -292,7 +299,7 @@ def create_app(
             try:
                 result: Response = handler(request)
             except _BadRequestError as exc:
-                return _error(400, exc.error, exc.description)
+                return _error(exc.status, exc.error, exc.description)
             return result
 
         return wrapped
@@ -319,9 +326,14 @@ def create_app(
             raise _BadRequestError("InvalidValue", "start_time or cursor is required")
         if start > state.now() - 60:
             raise _BadRequestError(
-                "InvalidValue", "Too recent start_time. Use a start_time older than 1 minute"
+                "InvalidValue",
+                "Too recent start_time. Use a start_time older than 1 minute",
+                status=too_recent_status,
             )
         return start
+
+    def export_body(body: dict[str, Any]) -> Response:
+        return _json({k: v for k, v in body.items() if k not in export_omits})
 
     @endpoint
     def ticket_export(request: Request) -> Response:
@@ -357,7 +369,7 @@ def create_app(
         }
         if "metric_sets" in include.split(","):
             body["metric_sets"] = metrics
-        return _json(body)
+        return export_body(body)
 
     def list_page(
         request: Request, key: str, records: list[dict[str, Any]], more: bool
@@ -420,7 +432,7 @@ def create_app(
         if more and end_time == start:
             end_time += 1  # the page holds every organization of that second
         query = urlencode({"start_time": end_time})
-        return _json(
+        return export_body(
             {
                 "organizations": found,
                 "count": len(found),
