@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from connectors.zendesk.mapping import (
     parse_time,
     survey_response_to_rating,
 )
+from connectors.zendesk.sandbox import sandbox_env
 from connectors.zendesk.sandbox.data import (
     CSAT_QUESTION_ID,
     Helpdesk,
@@ -41,6 +43,8 @@ from connectors.zendesk.sandbox.data import (
 )
 from connectors.zendesk.sandbox.emulator import SANDBOX_API_TOKEN, SANDBOX_EMAIL, create_app
 from connectors.zendesk.streams import ORGANIZATIONS, SATISFACTION_RATINGS, TICKETS
+from flows.report import RunReport
+from flows.sync import sync_okrs
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SWITCHED = AS_OF - timedelta(days=120)
@@ -430,3 +434,65 @@ def test_sandbox_timestamps_stay_before_as_of(companies: list[CompanySeed]) -> N
     ]
     assert max(answered) <= AS_OF
     assert iso(int(AS_OF.timestamp())) == "2026-11-27T12:00:00Z"
+
+
+# --- CSAT key results measure on both generations -------------------------------------------
+
+CSAT_OKRS = """\
+company: Test Co
+sources:
+  zendesk: [customer, ticket, rating]
+objectives:
+  - id: happy
+    title: Keep customers happy
+    owner: olivia.hart@acme-demo.example
+    period: 2026-Q4
+    key_results:
+      - {id: csat, title: CSAT, metric: csat, params: {}, target: 90}
+      - {id: csat-mean, title: Mean CSAT score, metric: csat_mean_score, params: {}, target: 4.5}
+"""
+Q4 = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+
+
+def rated_in_q4(desk: Helpdesk) -> list[tuple[datetime, Expected]]:
+    """(rated at, expected score) of every rating, by Zendesk's rules, given in 2026-Q4."""
+    found = [(parse_time(r["created_at"]), legacy_expected(r)) for r in desk.ratings.values()]
+    for r in desk.survey_responses.values():
+        if r["answers"]:
+            found.append((parse_time(r["answers"][0]["created_at"]), current_expected(r)))
+    return [(at, e) for at, e in found if Q4[0] <= at < Q4[1]]
+
+
+@pytest.mark.usefixtures("prefect_harness", "clock")
+@pytest.mark.parametrize("profile", ["legacy", "current"])
+def test_csat_key_results_measure_on_either_csat(
+    companies: list[CompanySeed],
+    profile: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    desk = helpdesk(companies, profile)
+    okr_file = tmp_path / "okrs.yaml"
+    okr_file.write_text(CSAT_OKRS, encoding="utf-8")
+    with serve_tls(app_for(desk)) as server:
+        for name, value in sandbox_env(
+            server, export_rate_limit=GENEROUS, rate_limit=GENEROUS
+        ).items():
+            monkeypatch.setenv(name, value)
+        state = sync_okrs(okr_file=str(okr_file), store_url=sqlite_url, return_state=True)
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert isinstance(report, RunReport)
+    values = {outcome.key_result_id: outcome for outcome in report.key_results}
+
+    answered = [e for _, e in rated_in_q4(desk) if e[2] is not None]
+    good = sum(1 for e in answered if e[2])
+    five_point = [float(e[0]) for e in answered if e[1] == 5 and e[0] is not None]
+    assert answered, "the profile must have answered ratings in the period"
+    assert values["csat"].value == pytest.approx(100 * good / len(answered))
+    assert values["csat"].records == len(answered)
+    assert values["csat-mean"].value == pytest.approx(sum(five_point) / len(five_point))
+    ratings = report.streams["zendesk.satisfaction_ratings"]
+    assert ratings.quarantined == 0
+    assert ratings.read == len(expected_ratings(desk))
