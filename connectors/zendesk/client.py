@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import orjson
 import requests
@@ -299,12 +299,24 @@ class ZendeskReader:
     def _pages(
         self, path: str, key: str, params: dict[str, Any], action: str
     ) -> Iterator[list[Record]]:
-        """The records of an optional feature's cursor-paginated list, page by page."""
+        """The records of an optional feature's list, page by page.
+
+        Cursor pagination is asked for (``page[size]``); an answer in offset pagination
+        (``next_page``, no ``meta``, as older accounts and recordings give) is followed too.
+        """
         params = {**params, "page[size]": LIST_PAGE_SIZE}
         while True:
             body = self.get(path, params, action, optional=True)
             yield [r for r in body.get(key) or [] if isinstance(r, dict)]
-            meta = body.get("meta") or {}
+            meta = body.get("meta")
+            if not isinstance(meta, dict):
+                next_page = body.get("next_page")
+                if not isinstance(next_page, str) or not next_page:
+                    return
+                url = urlsplit(next_page)
+                _moved(f"{path}?{urlencode(params)}", f"{url.path}?{url.query}", action)
+                path, params = url.path, dict(parse_qsl(url.query))
+                continue
             after = meta.get("after_cursor") if meta.get("has_more") else None
             if after is None:
                 return
