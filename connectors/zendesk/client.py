@@ -547,16 +547,13 @@ class ZendeskReader:
         try:
             for records in self._pages(table.ids_path, table.key, {}, "ratings list (ids)"):
                 yield _ids(records)
-        except NotAvailableError as exc:
+        except NotAvailableError:  # a FatalSourceError: the reconcile stops, naming it
             if setup.generation != "current":
-                raise FatalSourceError(SOURCE, str(exc).removeprefix(f"{SOURCE}: ")) from None
+                raise
         if setup.has_surveys:
             path, key = SURVEY_RESPONSES_PATH, "survey_responses"
-            try:
-                for records in self._pages(path, key, {}, "survey responses list (ids)"):
-                    yield [r["id"] for r in records if isinstance(r.get("id"), str)]
-            except NotAvailableError as exc:
-                raise FatalSourceError(SOURCE, str(exc).removeprefix(f"{SOURCE}: ")) from None
+            for records in self._pages(path, key, {}, "survey responses list (ids)"):
+                yield [r["id"] for r in records if isinstance(r.get("id"), str)]
 
     def _export_ids(self, table: ZendeskStream) -> Iterator[list[str]]:
         params: dict[str, Any] = {"start_time": 0, "exclude_deleted": "true"}
