@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from rich.console import Console
 
 from connectors.base import Bookmark, Page, StreamInfo
 from connectors.canonical import Rating
@@ -45,6 +46,7 @@ from connectors.zendesk.sandbox.emulator import SANDBOX_API_TOKEN, SANDBOX_EMAIL
 from connectors.zendesk.streams import ORGANIZATIONS, SATISFACTION_RATINGS, TICKETS
 from flows.report import RunReport
 from flows.sync import sync_okrs
+from okr_sync.cli.runs import streams_table
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SWITCHED = AS_OF - timedelta(days=120)
@@ -463,6 +465,22 @@ def rated_in_q4(desk: Helpdesk) -> list[tuple[datetime, Expected]]:
     return [(at, e) for at, e in found if Q4[0] <= at < Q4[1]]
 
 
+def run_sync(
+    app: Any, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> RunReport:
+    okr_file = tmp_path / "okrs.yaml"
+    okr_file.write_text(CSAT_OKRS, encoding="utf-8")
+    with serve_tls(app) as server:
+        env = sandbox_env(server, export_rate_limit=GENEROUS, rate_limit=GENEROUS)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        state = sync_okrs(okr_file=str(okr_file), store_url=sqlite_url, return_state=True)
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert isinstance(report, RunReport)
+    return report
+
+
 @pytest.mark.usefixtures("prefect_harness", "clock")
 @pytest.mark.parametrize("profile", ["legacy", "current"])
 def test_csat_key_results_measure_on_either_csat(
@@ -473,17 +491,7 @@ def test_csat_key_results_measure_on_either_csat(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     desk = helpdesk(companies, profile)
-    okr_file = tmp_path / "okrs.yaml"
-    okr_file.write_text(CSAT_OKRS, encoding="utf-8")
-    with serve_tls(app_for(desk)) as server:
-        for name, value in sandbox_env(
-            server, export_rate_limit=GENEROUS, rate_limit=GENEROUS
-        ).items():
-            monkeypatch.setenv(name, value)
-        state = sync_okrs(okr_file=str(okr_file), store_url=sqlite_url, return_state=True)
-    assert state.is_completed(), state.message
-    report = state.result()
-    assert isinstance(report, RunReport)
+    report = run_sync(app_for(desk), tmp_path, sqlite_url, monkeypatch)
     values = {outcome.key_result_id: outcome for outcome in report.key_results}
 
     answered = [e for _, e in rated_in_q4(desk) if e[2] is not None]
@@ -496,3 +504,26 @@ def test_csat_key_results_measure_on_either_csat(
     ratings = report.streams["zendesk.satisfaction_ratings"]
     assert ratings.quarantined == 0
     assert ratings.read == len(expected_ratings(desk))
+
+
+@pytest.mark.usefixtures("prefect_harness", "clock")
+def test_a_sync_of_an_account_without_csat_completes_and_its_report_says_why_csat_is_empty(
+    companies: list[CompanySeed],
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    desk = helpdesk(companies, "legacy")
+    report = run_sync(app_for(desk, csat_off=True), tmp_path, sqlite_url, monkeypatch)
+    assert report.status == "complete", report.reason
+    ratings = report.streams["zendesk.satisfaction_ratings"]
+    assert ratings.read == 0
+    [note] = ratings.notes
+    assert note.startswith("no CSAT can be read, so the ratings key results have no data")
+    assert report.stream_counts()["zendesk.satisfaction_ratings"]["notes"] == (note,)
+    shown = Console(width=400, record=True)
+    shown.print(streams_table(report.stream_counts()))
+    assert "no CSAT can be read" in shown.export_text()  # `okr-sync runs show` prints it
+    assert report.streams["zendesk.tickets"].read == len(desk.tickets)
+    values = {outcome.key_result_id: outcome for outcome in report.key_results}
+    assert values["csat"].value is None
