@@ -577,24 +577,24 @@ def _add_generated_ticket(
     )
     minutes = None if solved is None else (solved - created) // 60
     resolution = {"calendar": minutes, "business": None if minutes is None else minutes * 2 // 5}
-    desk.add_metric_set(
-        {
-            "url": f"{SANDBOX_URL}/api/v2/ticket_metrics/{8_000_000_000 + ticket_id}.json",
-            "id": 8_000_000_000 + ticket_id,
-            "ticket_id": ticket_id,
-            "created_at": iso(created),
-            "updated_at": iso(updated),
-            "replies": 0 if reply_min is None else rng.randint(1, 4),
-            "reopens": 0,
-            "reply_time_in_minutes": {
-                "calendar": reply_min,
-                "business": None if reply_min is None else reply_min * 2 // 5,
-            },
-            "first_resolution_time_in_minutes": resolution,  # shared: records are never
-            "full_resolution_time_in_minutes": resolution,  # edited in place
-            "solved_at": None if solved is None else iso(solved),
-        }
-    )
+    metric_set: Record = {
+        "url": f"{SANDBOX_URL}/api/v2/ticket_metrics/{8_000_000_000 + ticket_id}.json",
+        "id": 8_000_000_000 + ticket_id,
+        "ticket_id": ticket_id,
+        "created_at": iso(created),
+        "updated_at": iso(updated),
+        "replies": 0 if reply_min is None else rng.randint(1, 4),
+        "reopens": 0,
+        "reply_time_in_minutes": {
+            "calendar": reply_min,
+            "business": None if reply_min is None else reply_min * 2 // 5,
+        },
+        "first_resolution_time_in_minutes": resolution,  # shared: records are never
+        "full_resolution_time_in_minutes": resolution,  # edited in place
+    }
+    if solved is not None:  # Zendesk leaves a metric set's unset times out (recordings show it)
+        metric_set["solved_at"] = iso(solved)
+    desk.add_metric_set(metric_set)
     if solved is None or status == "deleted":
         return
     offered = solved + _SURVEY_DELAY + rng.randrange(-7200, 7200)
