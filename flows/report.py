@@ -39,7 +39,9 @@ class StreamReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The counts as stored on the run and shown by `okr-sync runs`."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
+        counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
+        counts["notes"] = list(self.notes)  # as JSON stores it and reads it back
+        return counts
 
 
 @dataclass(frozen=True)

@@ -520,7 +520,7 @@ def test_a_sync_of_an_account_without_csat_completes_and_its_report_says_why_csa
     assert ratings.read == 0
     [note] = ratings.notes
     assert note.startswith("no CSAT can be read, so the ratings key results have no data")
-    assert report.stream_counts()["zendesk.satisfaction_ratings"]["notes"] == (note,)
+    assert report.stream_counts()["zendesk.satisfaction_ratings"]["notes"] == [note]
     shown = Console(width=400, record=True)
     shown.print(streams_table(report.stream_counts()))
     assert "no CSAT can be read" in shown.export_text()  # `okr-sync runs show` prints it
