@@ -106,12 +106,15 @@ class Page:
     ``rejected`` holds source records that could not be mapped, each with the reason, so
     nothing is dropped without a trace. ``bookmark`` is where the stream stands after this
     page; ``total`` is the source's own count of the whole result, when it gives one.
+    ``notes`` say what the source could not give and why (a feature off, a permission
+    missing): the stream carries on and its report shows them.
     """
 
     rows: list[CanonicalRow]
     bookmark: Bookmark | None
     rejected: list[Rejected] = field(default_factory=list)
     total: int | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

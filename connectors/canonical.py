@@ -84,7 +84,8 @@ class Ticket(Record):
 
 
 class Rating(Record):
-    """Good/bad (``scale_max`` 1) or a 1-5 score (``scale_max`` 5); None: offered, unanswered."""
+    """Good/bad (``scale_max`` 1), a 1-3 or a 1-5 score (``scale_max`` 3 or 5); None:
+    offered, unanswered."""
 
     ticket_id: str | None
     customer_id: str | None

@@ -50,10 +50,12 @@ class Batch:
     rejected: list[Rejected] = field(default_factory=list)
     bookmark: Bookmark | None = None
     total: int | None = None
+    notes: list[str] = field(default_factory=list)
 
     def add(self, page: Page) -> None:
         self.rows += page.rows
         self.rejected += page.rejected
+        self.notes += page.notes
         self.bookmark = page.bookmark or self.bookmark
         self.total = page.total if page.total is not None else self.total
 
@@ -69,7 +71,7 @@ def batches(pages: Iterator[Page], size: int) -> Iterator[Batch]:
         if len(batch) >= size:
             yield batch
             batch = Batch(total=batch.total)
-    if len(batch) or batch.total == 0:
+    if len(batch) or batch.total == 0 or batch.notes:
         yield batch
 
 
@@ -231,6 +233,10 @@ def _read_into_mirror(
         for batch in batches(reader.read(to.stream, since, until), read.batch_size):
             loaded = validate_and_load(store, to, batch.rows, batch.rejected, batch.bookmark)
             tally.add(len(batch), loaded)
+            for note in batch.notes:
+                if note not in tally.report.notes:  # a retry says it again
+                    logger.warning("%s: %s", read.label, note)
+                    tally.update(notes=(*tally.report.notes, note))
             advance(read.label, len(batch), batch.total)
             logger.info(
                 "%s: %d/%s records (%d quarantined)",

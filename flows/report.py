@@ -32,13 +32,16 @@ class StreamReport:
     quota: str | None = None  # the source's own account of its quota, when it gives one
     stopped: str | None = None  # why the stream ended before its end, if it did
     failed: str | None = None  # a fatal source error (bad credentials, rejected query)
+    notes: tuple[str, ...] = ()  # what the source could not give, and why (Page.notes)
     error: FatalSourceError | None = field(default=None, compare=False, repr=False)
     """The exception behind ``failed``: returned by the task (one log line, no traceback)
     and raised by the flow as it is. Not part of the stored counts."""
 
     def to_dict(self) -> dict[str, Any]:
         """The counts as stored on the run and shown by `okr-sync runs`."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
+        counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
+        counts["notes"] = list(self.notes)  # as JSON stores it and reads it back
+        return counts
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@ account's per-minute limits so it seldom meets a 429 at all.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import orjson
 import requests
@@ -30,15 +32,43 @@ from connectors.errors import (
 )
 from connectors.http import TrustedSession
 from connectors.secrets import MissingSecretError
-from connectors.zendesk.mapping import SOURCE, MappingError, parse_time
+from connectors.zendesk.mapping import (
+    SOURCE,
+    CsatQuestion,
+    MappingError,
+    csat_questions,
+    parse_time,
+    survey_response_to_rating,
+)
 from connectors.zendesk.settings import ZendeskSettings
-from connectors.zendesk.streams import LIST_PAGE_SIZE, STREAMS, Mapper, ZendeskStream
+from connectors.zendesk.streams import (
+    LIST_PAGE_SIZE,
+    STREAMS,
+    SURVEY_RESPONSES_PATH,
+    SURVEYS_PATH,
+    Mapper,
+    ZendeskStream,
+)
 
 Record = dict[str, Any]
 
 
 class StartTimeTooRecentError(FatalSourceError):
     """The export refused a ``start_time`` within the last minute: nothing to read yet."""
+
+
+class NotAvailableError(FatalSourceError):
+    """An optional feature's endpoint answered 403 or 404: off, not on the plan, or not
+    readable with this token. Its stream says so and reads the rest."""
+
+    def __init__(self, source: str, message: str, *, status: int, reason: str) -> None:
+        super().__init__(source, message, status=status)
+        self.reason = reason  # "403 Forbidden: You do not have access to this page…"
+
+
+TOO_RECENT_STATUSES = (400, 422)
+"""Zendesk refuses a ``start_time`` within the last minute with a 400 (documented) and,
+on some accounts, a 422; either says "Too recent start_time"."""
 
 
 def _detail(response: requests.Response) -> str:
@@ -187,14 +217,22 @@ class ZendeskReader:
         self.export_limiter = account_limiter(
             self.base_url, "export", settings.export_requests_per_minute, window
         )
+        self._csat: CsatSetup | None = None
 
     def get(
-        self, path: str, params: dict[str, Any], action: str, *, export: bool = False
+        self,
+        path: str,
+        params: dict[str, Any],
+        action: str,
+        *,
+        export: bool = False,
+        optional: bool = False,
     ) -> Record:
         """One GET returning the JSON object body, or a connector error.
 
         Waits first if the call would pass the account's limit (and, for an incremental
         export call, the export limit): a 429 costs a whole retry, a short wait does not.
+        An ``optional`` feature's 403 or 404 is a :class:`NotAvailableError`.
         """
         if export:
             self.export_limiter.try_acquire("export")
@@ -205,9 +243,15 @@ class ZendeskReader:
             )
             if not response.ok:
                 failure = _answer(response)
-                if failure.status == 400 and "Too recent start_time" in failure.detail:
+                status = failure.status
+                if status in TOO_RECENT_STATUSES and "too recent" in failure.detail.lower():
                     raise StartTimeTooRecentError(
-                        SOURCE, f"{action} failed (400 {failure.detail})", status=400
+                        SOURCE, f"{action} failed ({status} {failure.detail})", status=status
+                    )
+                if optional and status in (403, 404):
+                    reason = f"{status} {failure.detail}"
+                    raise NotAvailableError(
+                        SOURCE, f"{action}: {reason}", status=status, reason=reason
                     )
                 raise self.errors.for_status(action, failure)
             try:
@@ -226,11 +270,147 @@ class ZendeskReader:
             return self._tickets(table, since, until)
         if table.paging == "time_export":
             return self._organizations(table, since, until)
-        params: dict[str, Any] = {}
-        if since is not None:  # a rating changes without its list order: look back
+        return self._ratings(table, since, until)
+
+    def csat(self) -> CsatSetup:
+        """Which CSAT the account runs, asked once per reader (one per stream and run)."""
+        if self._csat is None:
+            self._csat = self._detect_csat()
+        return self._csat
+
+    def _detect_csat(self) -> CsatSetup:
+        """The account's CSAT surveys: an enabled one means the current CSAT.
+
+        Zendesk runs one CSAT at a time; an account that moved to the current one keeps its
+        legacy ratings, so both are read. A plan or token without survey access leaves the
+        legacy CSAT, and says so (an account on the current CSAT must not look empty).
+        """
+        path = SURVEYS_PATH.format(locale=self.settings.csat_locale)
+        surveys: list[Record] = []
+        try:
+            for records in self._pages(path, "surveys", {}, "CSAT surveys list"):
+                surveys += records
+        except NotAvailableError as exc:
+            return CsatSetup("legacy", {}, has_surveys=False, surveys_refused=exc.reason)
+        enabled = any(survey.get("state") == "enabled" for survey in surveys)
+        questions = csat_questions(surveys)
+        return CsatSetup("current" if enabled else "legacy", questions, has_surveys=bool(surveys))
+
+    def _pages(
+        self, path: str, key: str, params: dict[str, Any], action: str
+    ) -> Iterator[list[Record]]:
+        """The records of an optional feature's list, page by page.
+
+        Cursor pagination is asked for (``page[size]``); an answer in offset pagination
+        (``next_page``, no ``meta``, as older accounts and recordings give) is followed too.
+        """
+        params = {**params, "page[size]": LIST_PAGE_SIZE}
+        while True:
+            body = self.get(path, params, action, optional=True)
+            yield [r for r in body.get(key) or [] if isinstance(r, dict)]
+            meta = body.get("meta")
+            if not isinstance(meta, dict):
+                next_page = body.get("next_page")
+                if not isinstance(next_page, str) or not next_page:
+                    return
+                url = urlsplit(next_page)
+                _moved(f"{path}?{urlencode(params)}", f"{url.path}?{url.query}", action)
+                path, params = url.path, dict(parse_qsl(url.query))
+                continue
+            after = meta.get("after_cursor") if meta.get("has_more") else None
+            if after is None:
+                return
+            _moved(params.get("page[after]"), after, action)
+            params["page[after]"] = after
+
+    def _ratings(
+        self, table: ZendeskStream, since: Bookmark | None, until: datetime | None
+    ) -> Iterator[Page]:
+        """Satisfaction ratings of whichever CSAT the account has had: the legacy list and,
+        when it has CSAT surveys, their survey responses.
+
+        Neither is in update order, so only the last page carries the bookmark (the newest
+        change read). Each is asked from the bookmark less ``RATING_LOOKBACK_DAYS``, since a
+        survey is filtered by when it was offered, not answered. What cannot be read is a
+        note on the stream, never a silently empty stream.
+        """
+        setup = self.csat()
+        start = None
+        if since is not None:
             start = since.at - timedelta(days=self.settings.rating_lookback_days)
+        newest = since.at if since else None
+        notes: list[str] = []
+        sources: list[tuple[str, Iterator[Page]]] = [
+            ("legacy", self._legacy_ratings(table, start, since, until))
+        ]
+        if setup.has_surveys:
+            sources.append(("current", self._survey_ratings(setup, start, since, until, notes)))
+        unreadable: dict[str, NotAvailableError] = {}
+        for generation, pages in sources:
+            try:
+                for page in pages:
+                    for row in page.rows:
+                        modified = row["source_modified_at"]
+                        newest = modified if newest is None else max(newest, modified)
+                    yield page
+            except NotAvailableError as exc:
+                unreadable[generation] = exc
+        yield Page(
+            rows=[],
+            bookmark=Bookmark(newest) if newest else None,
+            notes=_csat_notes(setup, unreadable, len(sources)) + notes,
+        )
+
+    def _legacy_ratings(
+        self,
+        table: ZendeskStream,
+        start: datetime | None,
+        since: Bookmark | None,
+        until: datetime | None,
+    ) -> Iterator[Page]:
+        params: dict[str, Any] = {}
+        if start is not None:
             params["start_time"] = max(0, int(start.timestamp()))
-        return self._listed(table, params, since, until)
+        for records in self._pages(table.path, table.key, params, "satisfaction ratings list"):
+            yield _mapped([r for r in records if _changed(r, since, until)], table.mapper)
+
+    def _survey_ratings(
+        self,
+        setup: CsatSetup,
+        start: datetime | None,
+        since: Bookmark | None,
+        until: datetime | None,
+        notes: list[str],
+    ) -> Iterator[Page]:
+        """Survey responses as ratings, kept when their latest answer is in [since, until).
+
+        ``filter[created_at_start]`` is sent in seconds, as documented ("a Unix epoch
+        time"): were Zendesk to read it as milliseconds it would ask from January 1970
+        and read more, never less.
+        """
+        params: dict[str, Any] = {}
+        if start is not None:
+            params["filter[created_at_start]"] = max(0, int(start.timestamp()))
+        unanswered = 0
+        for records in self._pages(
+            SURVEY_RESPONSES_PATH, "survey_responses", params, "survey responses list"
+        ):
+            page = Page(rows=[], bookmark=None)
+            for record in records:
+                if not record.get("answers"):
+                    unanswered += 1  # offered, not answered yet: nothing to rate
+                    continue
+                try:
+                    row = survey_response_to_rating(record, setup.questions)
+                except MappingError as exc:
+                    page.rejected.append(_reject(record, exc))
+                    continue
+                modified = row["source_modified_at"]
+                if (since is None or modified >= since.at) and (until is None or modified < until):
+                    page.rows.append(row)
+            yield page
+        if unanswered:
+            notes.append(f"{unanswered} survey response(s) not answered yet: read once answered")
 
     def _tickets(
         self, table: ZendeskStream, since: Bookmark | None, until: datetime | None
@@ -279,8 +459,12 @@ class ZendeskReader:
             elif newest is not None and emitted:
                 page.bookmark = Bookmark(newest)
             yield page
-            if stopped or body.get("end_of_stream", True) or not cursor:
+            if stopped or _ended(body, bool(body.get(table.key))):
                 return
+            if not isinstance(cursor, str) or not cursor:
+                raise FatalSourceError(
+                    SOURCE, f"tickets export: {CANNOT_CONTINUE} (no after_cursor)"
+                )
             _moved(params.get("cursor"), cursor, "tickets export")
             params = {"cursor": cursor, "include": "metric_sets"}
 
@@ -314,48 +498,27 @@ class ZendeskReader:
                 newest = modified if newest is None else max(newest, modified)
             page.bookmark = Bookmark(newest) if newest is not None else None
             yield page
-            end_time = body.get("end_time")
-            if body.get("end_of_stream", True) or not isinstance(end_time, int):
+            flag = body.get("end_of_stream")
+            if flag is True:
                 return
+            end_time = _next_start(body, records)
+            if end_time is None:
+                if flag is None and not records:
+                    return  # no end_of_stream, and an empty page: the end
+                raise FatalSourceError(
+                    SOURCE,
+                    f"organizations export: {CANNOT_CONTINUE} (no end_time, no next_page "
+                    "start_time and no organization time to restart from)",
+                )
             if until is not None and end_time >= until.timestamp():
                 return  # everything later is past the flow's cap
             if end_time <= start:
+                if flag is None:  # without end_of_stream: a page that moves on no further
+                    return  # is the last (Zendesk restarts each page at its end_time)
                 raise FatalSourceError(
                     SOURCE, f"organizations export: paging went nowhere (end_time {end_time})"
                 )
             start = end_time
-
-    def _listed(
-        self,
-        table: ZendeskStream,
-        params: dict[str, Any],
-        since: Bookmark | None,
-        until: datetime | None,
-    ) -> Iterator[Page]:
-        """A cursor-paginated list in id order, keeping records changed in [since, until).
-
-        Ids are not update order, so only the last page carries a bookmark (the newest
-        ``updated_at`` read): a sync cut short re-reads the list rather than skip records.
-        """
-        newest = since.at if since else None
-        params = {**params, "page[size]": LIST_PAGE_SIZE}
-        key = table.key
-        while True:
-            body = self.get(table.path, params, f"{key} list")
-            records = [r for r in body.get(key) or [] if isinstance(r, dict)]
-            page = _mapped([r for r in records if _changed(r, since, until)], table.mapper)
-            for row in page.rows:
-                modified = row["source_modified_at"]
-                newest = modified if newest is None else max(newest, modified)
-            meta = body.get("meta") or {}
-            after = meta.get("after_cursor") if meta.get("has_more") else None
-            if after is None:
-                page.bookmark = Bookmark(newest) if newest is not None else None
-            yield page
-            if after is None:
-                return
-            _moved(params.get("page[after]"), after, f"{key} list")
-            params["page[after]"] = after
 
     def ids(self, stream: StreamInfo) -> Iterator[list[str]]:
         """The ``source_id`` of every live record, a page at a time, for the reconcile.
@@ -368,7 +531,29 @@ class ZendeskReader:
         table = _table(stream)
         if table.paging == "cursor_export":
             return self._export_ids(table)
+        if table.paging == "csat":
+            return self._rating_ids(table)
         return self._list_ids(table.ids_path, table.key)
+
+    def _rating_ids(self, table: ZendeskStream) -> Iterator[list[str]]:
+        """Legacy ratings' ids, then survey responses' (answered or not: they are live).
+
+        A list that cannot be read is an error here, not a note: the reconcile would
+        tombstone every rating it did not list. The one exception is the legacy list of an
+        account on the current CSAT, which may be closed to it, and held none of its
+        ratings since.
+        """
+        setup = self.csat()
+        try:
+            for records in self._pages(table.ids_path, table.key, {}, "ratings list (ids)"):
+                yield _ids(records)
+        except NotAvailableError:  # a FatalSourceError: the reconcile stops, naming it
+            if setup.generation != "current":
+                raise
+        if setup.has_surveys:
+            path, key = SURVEY_RESPONSES_PATH, "survey_responses"
+            for records in self._pages(path, key, {}, "survey responses list (ids)"):
+                yield [r["id"] for r in records if isinstance(r.get("id"), str)]
 
     def _export_ids(self, table: ZendeskStream) -> Iterator[list[str]]:
         params: dict[str, Any] = {"start_time": 0, "exclude_deleted": "true"}
@@ -376,8 +561,12 @@ class ZendeskReader:
             body = self.get(table.ids_path, params, "tickets export (ids)", export=True)
             yield _ids(body.get(table.key), skip_deleted=True)
             cursor = body.get("after_cursor")
-            if body.get("end_of_stream", True) or not cursor:
+            if _ended(body, bool(body.get(table.key))):
                 return
+            if not isinstance(cursor, str) or not cursor:
+                raise FatalSourceError(
+                    SOURCE, f"tickets export (ids): {CANNOT_CONTINUE} (no after_cursor)"
+                )
             _moved(params.get("cursor"), cursor, "tickets export (ids)")
             params = {"cursor": cursor, "exclude_deleted": "true"}
 
@@ -395,6 +584,86 @@ class ZendeskReader:
 
     def close(self) -> None:
         self.session.close()
+
+
+CANNOT_CONTINUE = "a page says more follow but gives nothing to continue from"
+
+
+def _ended(body: Record, had_records: bool) -> bool:
+    """Whether a cursor-based export page is its stream's last.
+
+    Zendesk documents ``end_of_stream`` on every page; a page without it is not taken as
+    the end: the export goes on while pages bring records, and the first empty page ends it.
+    """
+    flag = body.get("end_of_stream")
+    if isinstance(flag, bool):
+        return flag
+    return not had_records
+
+
+def _next_start(body: Record, records: list[Record]) -> int | None:
+    """Where a time-based export's next page starts: ``end_time``, as Zendesk documents;
+    else the ``start_time`` of its ``next_page`` URL; else the newest time in the page,
+    which is what Zendesk defines ``end_time`` to be."""
+    end_time = body.get("end_time")
+    if isinstance(end_time, int) and not isinstance(end_time, bool):
+        return end_time
+    next_page = body.get("next_page")
+    if isinstance(next_page, str):
+        found = parse_qs(urlsplit(next_page).query).get("start_time", [""])[0]
+        if found.isdigit():
+            return int(found)
+    times = []
+    for record in records:
+        with contextlib.suppress(ValueError):
+            times.append(int(parse_time(record.get("updated_at")).timestamp()))
+    return max(times, default=None)
+
+
+@dataclass(frozen=True)
+class CsatSetup:
+    """What the account's CSAT is: ``current`` (survey responses) or ``legacy`` (the
+    satisfaction ratings list), its surveys' rating questions, and why its surveys could
+    not be read, if they could not."""
+
+    generation: str
+    questions: dict[str, CsatQuestion]
+    has_surveys: bool
+    surveys_refused: str | None = None
+
+
+def _csat_notes(
+    setup: CsatSetup, unreadable: dict[str, NotAvailableError], tried: int
+) -> list[str]:
+    """What the ratings stream says about the CSAT lists it could not read."""
+    if len(unreadable) == tried:  # nothing at all: say every reason once
+        reasons = [f"{g} list: {exc.reason}" for g, exc in unreadable.items()]
+        if setup.surveys_refused:
+            reasons.insert(0, f"CSAT surveys: {setup.surveys_refused}")
+        return [
+            "no CSAT can be read, so the ratings key results have no data ("
+            + "; ".join(reasons)
+            + "): CSAT needs the Support Professional or Suite Growth plan or above, "
+            "CSAT turned on, and an admin's token"
+        ]
+    notes = []
+    if setup.surveys_refused:
+        notes.append(
+            f"the current CSAT's surveys cannot be read ({setup.surveys_refused}): if this "
+            "account uses it, its ratings are missing; check OKR_SYNC_ZENDESK_CSAT_LOCALE "
+            "and that the token is an admin's"
+        )
+    if "legacy" in unreadable:
+        notes.append(
+            f"legacy satisfaction ratings cannot be read ({unreadable['legacy'].reason}): "
+            "ratings given before the account moved to the current CSAT are missing"
+        )
+    if "current" in unreadable:
+        notes.append(
+            "the current CSAT's survey responses cannot be read "
+            f"({unreadable['current'].reason}): its ratings are missing"
+        )
+    return notes
 
 
 def _ids(records: Any, *, skip_deleted: bool = False) -> list[str]:

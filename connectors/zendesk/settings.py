@@ -33,6 +33,11 @@ class ZendeskSettings(BaseSettings):
         ge=0,
         description="re-ask this many days of ratings, so surveys answered late are seen",
     )
+    csat_locale: str = Field(
+        default="en-us",
+        description="a locale of the account's Help Center, for reading its CSAT surveys "
+        "(GET /api/v2/guide/{locale}/surveys)",
+    )
     requests_per_minute: int = Field(
         default=200,
         ge=1,

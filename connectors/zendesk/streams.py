@@ -18,6 +18,8 @@ TICKET_EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
 ORGANIZATIONS_PATH = "/api/v2/organizations.json"
 ORGANIZATION_EXPORT_PATH = "/api/v2/incremental/organizations.json"
 RATINGS_PATH = "/api/v2/satisfaction_ratings.json"
+SURVEYS_PATH = "/api/v2/guide/{locale}/surveys"
+SURVEY_RESPONSES_PATH = "/api/v2/guide/survey_responses"
 SHOW_MANY_PATH = "/api/v2/tickets/show_many.json"
 LIST_PAGE_SIZE = 100  # the most Zendesk's cursor pagination allows
 
@@ -33,7 +35,7 @@ class ZendeskStream(SourceStream[Mapper]):
 
     path: str
     key: str
-    paging: str  # cursor_export | time_export | list
+    paging: str  # cursor_export | time_export | list | csat
     ids_path: str
 
 
@@ -62,7 +64,7 @@ STREAMS: dict[str, ZendeskStream] = stream_table(
         info=_stream("satisfaction_ratings", "rating"),
         path=RATINGS_PATH,
         key="satisfaction_ratings",
-        paging="list",
+        paging="csat",  # the legacy list and/or the current CSAT's survey responses
         ids_path=RATINGS_PATH,
         # Zendesk's rating carries no organization; the mirror has it on the rated ticket.
         mapper=lambda record, _: rating_to_rating(record, None),

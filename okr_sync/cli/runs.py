@@ -38,7 +38,8 @@ def streams_table(streams: dict[str, dict[str, Any]], title: str | None = None) 
     table.add_column("stopped", overflow="fold")
     for name, counts in streams.items():
         cells = [f"{counts.get(column, 0):,}" for column in COUNT_COLUMNS]
-        table.add_row(name, *cells, counts.get("stopped") or counts.get("failed") or "")
+        why = counts.get("stopped") or counts.get("failed") or "; ".join(counts.get("notes", ()))
+        table.add_row(name, *cells, why)
     return table
 
 

@@ -31,6 +31,8 @@ FILES = {
     "tickets": "tickets.jsonl",
     "metric_sets": "ticket_metrics.jsonl",
     "ratings": "satisfaction_ratings.jsonl",
+    "surveys": "csat_surveys.jsonl",
+    "survey_responses": "survey_responses.jsonl",
 }
 """Helpdesk attribute -> seed file name (one JSON record per line, in the API's shape)."""
 
@@ -64,6 +66,24 @@ def epoch(text: str) -> int:
     return int(parsed.timestamp())
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def ulid(ms: int, rng: random.Random) -> str:
+    """A ULID, the id Zendesk gives survey responses: 48 bits of epoch milliseconds, then
+    80 random bits, in Crockford base32 (26 characters; lexical order is time order)."""
+    value = (ms << 80) | rng.getrandbits(80)
+    return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+def ulid_seconds(text: str) -> int:
+    """Epoch seconds a ULID was made at (its first ten characters)."""
+    ms = 0
+    for char in text[:10].upper():
+        ms = ms * 32 + _CROCKFORD.index(char)
+    return ms // 1000
+
+
 def _record_id(record: Mapping[str, Any], name: str = "id") -> int:
     value = record.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
@@ -84,6 +104,8 @@ class Helpdesk:
         self.tickets: dict[int, Record] = {}
         self.metric_sets: dict[int, Record] = {}  # by ticket id
         self.ratings: dict[int, Record] = {}
+        self.surveys: dict[str, Record] = {}  # the current CSAT's surveys, by id
+        self.survey_responses: dict[str, Record] = {}  # by ULID id (time order)
         self._lock = threading.RLock()
         self._order: list[tuple[int, int]] = []  # (generated_timestamp, ticket id)
         self._org_ids: list[int] = []
@@ -142,6 +164,32 @@ class Helpdesk:
             self.ratings[rating_id] = dict(record)
             self._seen(record.get("updated_at"))
             return self.ratings[rating_id]
+
+    def add_survey(self, record: Mapping[str, Any]) -> Record:
+        """A CSAT survey definition, as ``GET /api/v2/guide/{locale}/surveys`` lists it."""
+        with self._lock:
+            self.surveys[str(record["id"])] = dict(record)
+            return self.surveys[str(record["id"])]
+
+    def add_survey_response(self, record: Mapping[str, Any]) -> Record:
+        """A survey response; its id is a ULID, which says when it was created."""
+        response_id = record.get("id")
+        if not isinstance(response_id, str) or len(response_id) != 26:
+            raise ValueError("survey response has no ULID 'id'")
+        with self._lock:
+            self.survey_responses[response_id] = dict(record)
+            return self.survey_responses[response_id]
+
+    def survey_response_page(
+        self, after: str, limit: int, created_from: int | None = None
+    ) -> tuple[list[Record], bool]:
+        """Responses with an id above ``after`` (creation order), created at or after
+        ``created_from`` (epoch seconds), and whether more follow."""
+        with self._lock:
+            ids = sorted(i for i in self.survey_responses if i > after)
+        if created_from is not None:
+            ids = [i for i in ids if ulid_seconds(i) >= created_from]
+        return [self.survey_responses[i] for i in ids[:limit]], len(ids) > limit
 
     def _seen(self, updated_at: Any) -> None:
         if isinstance(updated_at, str):
@@ -404,6 +452,7 @@ def generate_helpdesk(
     as_of: datetime | None = None,
     companies: Sequence[CompanySeed] = (),
     tickets_per_customer_per_quarter: float = 3.0,
+    csat_switched_at: datetime | None = None,
 ) -> Helpdesk:
     """A deterministic helpdesk for (seed, as_of, companies): one organization per company.
 
@@ -413,6 +462,10 @@ def generate_helpdesk(
     get an answered survey (a sixth of those on a 1-5 scale, the sandbox's model of a
     customised survey), some more stay ``offered``; a few tickets are deleted. Every
     timestamp is at or before ``as_of``. Linear in the number of tickets.
+
+    With ``csat_switched_at`` the account moved to the current CSAT then: surveys sent
+    from that time on are survey responses of a 5-point survey (:func:`add_current_csat`),
+    and the legacy ratings before it stay, as on a real account that switched.
     """
     if as_of is None:
         as_of = datetime.now(UTC)
@@ -459,8 +512,13 @@ def generate_helpdesk(
     for ticket_id, (created, org_id, requester) in enumerate(births, start=1):
         _add_generated_ticket(desk, rng, now, ticket_id, created, org_id, requester, surveys)
     surveys.sort(key=lambda s: (s[0], s[2]["id"]))
+    switch = None if csat_switched_at is None else int(csat_switched_at.timestamp())
+    later = [survey for survey in surveys if switch is not None and survey[0] >= switch]
     for rating_id, (created, updated, ticket, score) in enumerate(surveys, 5_000_000_001):
-        desk.add_rating(_survey(rng, rating_id, created, updated, ticket, score))
+        if switch is None or created < switch:
+            desk.add_rating(_survey(rng, rating_id, created, updated, ticket, score))
+    if switch is not None:
+        add_current_csat(desk, random.Random(seed + 1), switch, later, now)
     return desk
 
 
@@ -519,24 +577,24 @@ def _add_generated_ticket(
     )
     minutes = None if solved is None else (solved - created) // 60
     resolution = {"calendar": minutes, "business": None if minutes is None else minutes * 2 // 5}
-    desk.add_metric_set(
-        {
-            "url": f"{SANDBOX_URL}/api/v2/ticket_metrics/{8_000_000_000 + ticket_id}.json",
-            "id": 8_000_000_000 + ticket_id,
-            "ticket_id": ticket_id,
-            "created_at": iso(created),
-            "updated_at": iso(updated),
-            "replies": 0 if reply_min is None else rng.randint(1, 4),
-            "reopens": 0,
-            "reply_time_in_minutes": {
-                "calendar": reply_min,
-                "business": None if reply_min is None else reply_min * 2 // 5,
-            },
-            "first_resolution_time_in_minutes": resolution,  # shared: records are never
-            "full_resolution_time_in_minutes": resolution,  # edited in place
-            "solved_at": None if solved is None else iso(solved),
-        }
-    )
+    metric_set: Record = {
+        "url": f"{SANDBOX_URL}/api/v2/ticket_metrics/{8_000_000_000 + ticket_id}.json",
+        "id": 8_000_000_000 + ticket_id,
+        "ticket_id": ticket_id,
+        "created_at": iso(created),
+        "updated_at": iso(updated),
+        "replies": 0 if reply_min is None else rng.randint(1, 4),
+        "reopens": 0,
+        "reply_time_in_minutes": {
+            "calendar": reply_min,
+            "business": None if reply_min is None else reply_min * 2 // 5,
+        },
+        "first_resolution_time_in_minutes": resolution,  # shared: records are never
+        "full_resolution_time_in_minutes": resolution,  # edited in place
+    }
+    if solved is not None:  # Zendesk leaves a metric set's unset times out (recordings show it)
+        metric_set["solved_at"] = iso(solved)
+    desk.add_metric_set(metric_set)
     if solved is None or status == "deleted":
         return
     offered = solved + _SURVEY_DELAY + rng.randrange(-7200, 7200)
@@ -574,6 +632,192 @@ def _survey(
 
 
 # ---------------------------------------------------------------------------
+# The current CSAT: a survey and its responses, shaped as Zendesk documents them
+
+CSAT_SURVEY_ID = "01J58KJ9RAE0D2EK7HRVM7Z8F2"
+CSAT_QUESTION_ID = "01GFYBENPDGN1R6NAA4WRDNVFR"
+REASON_QUESTION_ID = "01JQ6E6V6SSXM7796DDCYM73NC"
+COMMENT_QUESTION_ID = "01JQ6E6V6SQ9P0KB16GFZN61VK"
+_LABELS = ("Very unsatisfied", "Unsatisfied", "Neutral", "Satisfied", "Very satisfied")
+_CATEGORIES = ("bad", "bad", "neutral", "good", "good")
+"""Zendesk's category of ratings 1-5: 4 and 5 are good, as it counts them for reports."""
+
+
+def _text(value: str) -> Record:
+    return {"type": "static", "value": value}
+
+
+def csat_survey(version: int = 3, state: str = "enabled") -> Record:
+    """The account's CSAT survey: a 5-point numeric rating, a reason, a comment."""
+    options = [
+        {"label": _text(label), "rating": rating, "follow_up": {"question_id": REASON_QUESTION_ID}}
+        for rating, label in enumerate(_LABELS, start=1)
+    ]
+    return {
+        "id": CSAT_SURVEY_ID,
+        "state": state,
+        "version": version,
+        "created_at": "2024-08-14T12:00:00.000Z",
+        "updated_at": "2026-05-04T09:30:00.000Z",
+        "questions": [
+            {
+                "id": CSAT_QUESTION_ID,
+                "type": "rating_scale_numeric",
+                "sub_type": "customer_satisfaction",
+                "headline": _text("How would you rate the support you received?"),
+                "options": options,
+            },
+            {
+                "id": REASON_QUESTION_ID,
+                "type": "closed_ended",
+                "headline": _text("Select a reason regarding your experience"),
+                "options": [],
+                "follow_up": {"question_id": COMMENT_QUESTION_ID},
+            },
+            {
+                "id": COMMENT_QUESTION_ID,
+                "type": "open_ended",
+                "alias": "comment",
+                "headline": _text("Anything else you would like to share about your experience?"),
+            },
+        ],
+    }
+
+
+def _iso_ms(sec: int) -> str:
+    """Zendesk's survey timestamps carry milliseconds (``2024-08-14T12:00:00.000Z``)."""
+    return iso(sec)[:-1] + ".000Z"
+
+
+def survey_response(
+    rng: random.Random,
+    offered: int,
+    ticket_id: int | None,
+    rating: int | None,
+    answered: int | None = None,
+    *,
+    version: int = 3,
+    older_shape: bool = False,
+    with_category: bool = True,
+    requester_id: int | None = None,
+    latest: int = 0,
+) -> Record:
+    """One response as the list returns it. ``rating`` None with ``answered`` is a skipped
+    rating question; without ``answered`` nobody answered (no answers yet).
+
+    Two documented shapes: ``subjects`` and a ``survey`` object (the current reference),
+    or ``subject_zrns`` with ``survey_id``/``survey_version`` (an earlier one). The rating
+    answer's question lists no options (as in Zendesk's example): the scale is the survey's.
+    A comment comes up to ten minutes after the rating, never after ``latest``.
+    """
+    record: Record = {"id": ulid(offered * 1000, rng)}
+    answers: list[Record] = []
+    if answered is not None:
+        question = {
+            "id": CSAT_QUESTION_ID,
+            "type": "rating_scale_numeric",
+            "sub_type": "customer_satisfaction",
+            "headline": _text("How would you rate the support you received?"),
+        }
+        stamp = _iso_ms(answered)
+        if rating is None:
+            answers.append(
+                {"type": "skipped", "question": question, "created_at": stamp, "updated_at": stamp}
+            )
+        else:
+            answer: Record = {
+                "type": "rating_scale",
+                "rating": rating,
+                "question": question,
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+            if with_category:
+                answer["rating_category"] = _CATEGORIES[rating - 1]
+            answers.append(answer)
+            later = _iso_ms(min(answered + rng.randrange(20, 600), max(answered, latest)))
+            kind = "open_ended" if rng.random() < 0.4 else "skipped"
+            reply: Record = {
+                "type": kind,
+                "question": {
+                    "id": COMMENT_QUESTION_ID,
+                    "type": "open_ended",
+                    "alias": "comment",
+                    "headline": _text("Anything else you would like to share?"),
+                },
+                "created_at": later,
+                "updated_at": later,
+            }
+            if kind == "open_ended":
+                reply["value"] = rng.choice(("Thanks!", "Took too long.", "Solved it."))
+            answers.append(reply)
+    record["answers"] = answers
+    record["expires_at"] = _iso_ms(offered + 28 * _DAY)
+    if requester_id is not None:
+        record["responder_id"] = requester_id
+    zrns = [] if ticket_id is None else [f"zen:ticket:{ticket_id}"]
+    if older_shape:
+        record |= {
+            "subject_zrns": zrns,
+            "survey_id": CSAT_SURVEY_ID,
+            "survey_version": version,
+        }
+    else:
+        subjects = [{"id": str(ticket_id), "type": "ticket", "zrn": zrns[0]}] if zrns else []
+        record |= {
+            "subject_zrns": zrns,
+            "subjects": subjects,
+            "survey": {"id": CSAT_SURVEY_ID, "state": "enabled", "version": version},
+        }
+    return record
+
+
+def add_current_csat(
+    desk: Helpdesk,
+    rng: random.Random,
+    switch: int,
+    sent: Sequence[tuple[int, int, Record, Any]],
+    now: int,
+) -> None:
+    """The survey, and a response for each survey sent since ``switch`` (as the legacy
+    generator drew them): good/bad become 4-5/1-3, numeric scores stay, an ``offered``
+    one has no answer yet and an ``unoffered`` one was never sent. Some answers skip the
+    rating, some leave out ``rating_category`` or ``responder_id``, a quarter use the
+    earlier documented shape, and one in fifty rates a messaging conversation (no ticket)."""
+    desk.add_survey(csat_survey())
+    for created, _, ticket, score in sent:
+        if score == "unoffered":
+            continue
+        offered = created - rng.randrange(3600, 6 * 3600)
+        ticket_id: int | None = ticket["id"]
+        if rng.random() < 0.02:
+            ticket_id = None
+        if score == "offered":
+            rating, answered = None, None
+        elif score == "good":
+            rating, answered = rng.choice((4, 5)), created
+        elif score == "bad":
+            rating, answered = rng.choice((1, 2, 3)), created
+        else:
+            rating, answered = int(score), created
+        if answered is not None and rng.random() < 0.04:
+            rating = None  # the customer skipped the rating question
+        response = survey_response(
+            rng,
+            offered,
+            ticket_id,
+            rating,
+            answered,
+            older_shape=rng.random() < 0.25,
+            with_category=rng.random() < 0.9,
+            requester_id=ticket["requester_id"] if rng.random() < 0.9 else None,
+            version=rng.choice((2, 3)),
+            latest=now,
+        )
+        desk.add_survey_response(response)
+
+
+# ---------------------------------------------------------------------------
 # Seed directories (one JSON Lines file per collection, in the API's record shapes)
 
 _TIMES = {
@@ -581,6 +825,8 @@ _TIMES = {
     "tickets": ("created_at", "updated_at"),
     "metric_sets": (),
     "ratings": ("created_at", "updated_at"),
+    "surveys": (),
+    "survey_responses": (),
 }
 
 
@@ -607,6 +853,8 @@ def load_helpdesk(directory: Path) -> Helpdesk:
         "tickets": desk.add_ticket,
         "metric_sets": desk.add_metric_set,
         "ratings": desk.add_rating,
+        "surveys": desk.add_survey,
+        "survey_responses": desk.add_survey_response,
     }
     for kind, name in FILES.items():
         path = directory / name
@@ -624,7 +872,7 @@ def write_helpdesk(desk: Helpdesk, directory: Path) -> list[Path]:
     written = []
     for kind, name in FILES.items():
         path = directory / name
-        records: dict[int, Record] = getattr(desk, kind)
+        records: dict[Any, Record] = getattr(desk, kind)
         with path.open("wb") as handle:
             for key in sorted(records):
                 handle.write(orjson.dumps(records[key], option=orjson.OPT_APPEND_NEWLINE))

@@ -29,7 +29,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -56,9 +56,9 @@ _PRIORITIES = ("low", "normal", "high", "urgent")
 
 
 class _BadRequestError(Exception):
-    def __init__(self, error: str, description: str) -> None:
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
         super().__init__(description)
-        self.error, self.description = error, description
+        self.error, self.description, self.status = error, description, status
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -101,6 +101,17 @@ def _export_position(cursor: str) -> tuple[int, int]:
 
 def _list_cursor(last_id: int) -> str:
     return _b64(orjson.dumps({"o": "id", "v": last_id}).decode())
+
+
+def _text_position(cursor: str) -> str:
+    """A list cursor's last id, for lists whose ids are text (survey responses' ULIDs)."""
+    try:
+        value = orjson.loads(_unb64(cursor))["v"]
+    except (ValueError, KeyError, TypeError):
+        raise _BadRequestError("InvalidPaginationParameter", "Invalid cursor") from None
+    if not isinstance(value, str):
+        raise _BadRequestError("InvalidPaginationParameter", "Invalid cursor")
+    return value
 
 
 def _list_position(cursor: str) -> int:
@@ -240,8 +251,21 @@ def create_app(
     list_page_size: int = 100,
     rate_limit: int = 700,
     rate_window: float = 60.0,
+    csat_off: bool = False,
+    too_recent_status: int = 400,
+    export_omits: Collection[str] = (),
 ) -> Starlette:
     """The emulator as an ASGI app; its state lives in ``app.state.emulator``.
+
+    The account's CSAT follows its data: the current CSAT when the helpdesk has an enabled
+    survey (:func:`~connectors.zendesk.sandbox.data.add_current_csat`), else the legacy
+    one. ``csat_off`` plays an account without CSAT (off, or not on its plan): both CSAT
+    APIs answer 403.
+
+    Quirks real accounts show: ``too_recent_status`` is the status of the "Too recent
+    start_time" refusal (400 as documented; some accounts answer 422), and
+    ``export_omits`` names fields the export pages leave out (``end_time``,
+    ``end_of_stream``, ``next_page``).
 
     ``export_page_size`` (1000 in Zendesk), ``export_rate_limit`` (10 a minute) and
     ``rate_limit`` (the account's calls a minute: 700, Zendesk's documented example, an
@@ -275,7 +299,7 @@ def create_app(
             try:
                 result: Response = handler(request)
             except _BadRequestError as exc:
-                return _error(400, exc.error, exc.description)
+                return _error(exc.status, exc.error, exc.description)
             return result
 
         return wrapped
@@ -302,9 +326,14 @@ def create_app(
             raise _BadRequestError("InvalidValue", "start_time or cursor is required")
         if start > state.now() - 60:
             raise _BadRequestError(
-                "InvalidValue", "Too recent start_time. Use a start_time older than 1 minute"
+                "InvalidValue",
+                "Too recent start_time. Use a start_time older than 1 minute",
+                status=too_recent_status,
             )
         return start
+
+    def export_body(body: dict[str, Any]) -> Response:
+        return _json({k: v for k, v in body.items() if k not in export_omits})
 
     @endpoint
     def ticket_export(request: Request) -> Response:
@@ -340,7 +369,7 @@ def create_app(
         }
         if "metric_sets" in include.split(","):
             body["metric_sets"] = metrics
-        return _json(body)
+        return export_body(body)
 
     def list_page(
         request: Request, key: str, records: list[dict[str, Any]], more: bool
@@ -403,7 +432,7 @@ def create_app(
         if more and end_time == start:
             end_time += 1  # the page holds every organization of that second
         query = urlencode({"start_time": end_time})
-        return _json(
+        return export_body(
             {
                 "organizations": found,
                 "count": len(found),
@@ -416,10 +445,48 @@ def create_app(
     @endpoint
     def satisfaction_ratings(request: Request) -> Response:
         """GET /api/v2/satisfaction_ratings.json?start_time=…&page[size]=…&page[after]=…"""
+        refused = csat_refusal()
+        if refused is not None:
+            return refused
         start = _int_param(request, "start_time")
         created_from = None if start is None else iso(start)
         found, more = helpdesk.rating_page(page_after(request), page_size(request), created_from)
         return list_page(request, "satisfaction_ratings", found, more)
+
+    def csat_refusal() -> Response | None:
+        if not csat_off:
+            return None
+        return _json(_FAULTS[403], 403)
+
+    @endpoint
+    def csat_surveys(request: Request) -> Response:
+        """GET /api/v2/guide/{locale}/surveys: the account's CSAT surveys (none on the
+        legacy CSAT; the sandbox's modelling choice, Zendesk does not say)."""
+        refused = csat_refusal()
+        if refused is not None:
+            return refused
+        surveys = sorted(helpdesk.surveys.values(), key=lambda survey: str(survey["id"]))
+        return _json(
+            {
+                "surveys": surveys,
+                "meta": {"has_more": False, "after_cursor": None, "before_cursor": None},
+                "links": {"next": None, "prev": None},
+            }
+        )
+
+    @endpoint
+    def survey_responses(request: Request) -> Response:
+        """GET /api/v2/guide/survey_responses?filter[created_at_start]=…&page[size]=…
+        &page[after]=… (creation order; ``created_at_start`` in epoch seconds, compared
+        with when the response was created, which its ULID tells)."""
+        refused = csat_refusal()
+        if refused is not None:
+            return refused
+        cursor = request.query_params.get("page[after]")
+        after = _text_position(cursor) if cursor else ""
+        start = _int_param(request, "filter[created_at_start]")
+        found, more = helpdesk.survey_response_page(after, page_size(request), start)
+        return list_page(request, "survey_responses", found, more)
 
     @endpoint
     def show_many(request: Request) -> Response:
@@ -448,6 +515,8 @@ def create_app(
         ("/api/v2/incremental/organizations", organization_export),
         ("/api/v2/satisfaction_ratings", satisfaction_ratings),
         ("/api/v2/tickets/show_many", show_many),
+        ("/api/v2/guide/{locale}/surveys", csat_surveys),
+        ("/api/v2/guide/survey_responses", survey_responses),
     ):
         routes += [Route(f"{path}.json", handler, methods=["GET"]), Route(path, handler)]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
