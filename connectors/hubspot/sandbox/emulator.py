@@ -2,7 +2,8 @@
 
 CRM search (filterGroups, sorts, numeric ``hs_object_id`` filters, ``after`` paging, the
 200-per-page and 10,000-result caps, a per-token requests-per-second limit), live and
-archived listings, owners, pipelines, v4 association batch reads and account details, with
+archived listings, owners, pipelines, property definitions, v4 association batch reads and
+account details, with
 HubSpot's JSON error shapes, a private-app bearer token, a 10-second burst limit and a daily
 limit on every call, and the ``X-HubSpot-RateLimit-*`` headers that report them.
 """
@@ -657,6 +658,16 @@ def create_app(
             return token
         return _json(state.portal.account)
 
+    def properties(request: Request) -> Response:
+        """GET /crm/v3/properties/{object_type}: the portal's property definitions."""
+        token = authorize(request)
+        if isinstance(token, Response):
+            return token
+        object_type = _OBJECT_ALIASES.get(request.path_params["object_type"].lower())
+        if object_type is None:
+            return _error(400, "VALIDATION_ERROR", "Unable to infer object type")
+        return _json({"results": state.portal.properties.get(object_type, [])})
+
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
@@ -677,6 +688,7 @@ def create_app(
             methods=["POST"],
         ),
         Route("/account-info/v3/details", account, methods=["GET"]),
+        Route("/crm/v3/properties/{object_type}", properties, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = state
