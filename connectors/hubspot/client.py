@@ -59,6 +59,7 @@ from connectors.hubspot.streams import STREAMS, HubSpotStream
 from connectors.secrets import MissingSecretError
 
 PAGE_SIZE = 200  # the search API's maximum
+SEARCH_RESULT_CAP = 10_000  # results one search query can page through
 ASSOCIATION_BATCH = 1000  # the v4 association batch read's maximum inputs
 ARCHIVED_PAGE_SIZE = 100
 IDS_PAGE_SIZE = 100  # the objects list API's maximum
@@ -449,8 +450,10 @@ class HubSpotReader:
         properties: list[str],
         groups: list[list[tuple[str, str, int]]],
         sort: str,
+        after: str = "0",
     ) -> dict[str, Any]:
-        """One keyset page: the first PAGE_SIZE matches (``after`` is never used)."""
+        """One keyset page: the first PAGE_SIZE matches (``after`` only past a page that
+        gave no record to move the keyset on)."""
         config = self._search.api_client.configuration
         request = PublicObjectSearchRequest(
             filter_groups=[
@@ -472,7 +475,7 @@ class HubSpotReader:
             sorts=[{"propertyName": sort, "direction": "ASCENDING"}],
             properties=properties,
             limit=PAGE_SIZE,
-            after="0",
+            after=after,
             local_vars_configuration=config,
         )
         self._limiter.try_acquire("search")
@@ -502,6 +505,11 @@ class HubSpotReader:
         and the 10,000-result cap of one query is never met. A page wholly inside one
         millisecond switches to the exact tie query (``modified = T and id > last``, sorted
         by id) until the tie is read, so any number of records may share one instant.
+
+        HubSpot may answer a page with no record (or none that can be a position) and a
+        ``paging.next``: results its index counts but cannot return yet. That is no end
+        and no loop: the same query goes on at ``paging.next.after``, as HubSpot's paging
+        documents, until a record moves the keyset on, within the 10,000-result cap.
         """
         object_type = str(spec.object_type)
         upper = [(CURSOR_FIELD, "LT", _ceil_ms(until))] if until else []
@@ -513,6 +521,7 @@ class HubSpotReader:
         elif since is not None:
             start = [(CURSOR_FIELD, "GTE", _floor_ms(since.at))]
         bookmark, read, whole = since, 0, None
+        offset = "0"  # a page of the same query, past results that moved nothing
         while True:
             if cursor is None:
                 groups, sort = [start + upper], CURSOR_FIELD
@@ -521,7 +530,7 @@ class HubSpotReader:
                 tie = [(CURSOR_FIELD, "EQ", at), ("hs_object_id", "GT", last), *upper]
                 groups = [tie] if in_tie else [tie, [(CURSOR_FIELD, "GT", at), *upper]]
                 sort = "hs_object_id" if in_tie else CURSOR_FIELD
-            body = self._search_page(object_type, properties, groups, sort)
+            body = self._search_page(object_type, properties, groups, sort, offset)
             records: list[Record] = body.get("results") or []
             before, instants = cursor, set()
             for record in records:
@@ -538,11 +547,18 @@ class HubSpotReader:
                 whole = estimate if whole is None or not in_tie else max(whole, estimate)
             read += len(records)
             yield _RawPage(records, bookmark, whole)
-            more = _next_after(body) is not None
-            if more and cursor == before:
-                raise FatalSourceError(
-                    SOURCE, f"search {object_type}: paging went nowhere at {cursor}"
-                )
+            following = _next_after(body)
+            more = following is not None
+            if following is not None and cursor == before:
+                if following.isdigit() and int(following) + PAGE_SIZE > SEARCH_RESULT_CAP:
+                    raise FatalSourceError(
+                        SOURCE,
+                        f"search {object_type}: no readable record in the first "
+                        f"{SEARCH_RESULT_CAP:,} results after {cursor}; try again later",
+                    )
+                offset = following
+                continue
+            offset = "0"
             if in_tie:
                 in_tie = more  # the tie is read: go on with what follows it
             elif not more:
