@@ -89,7 +89,8 @@ def test_recorded_companies_map_without_loss(
             record["properties"]["name"],
             record["properties"]["domain"],
         )
-        assert row["became_customer_on"] is None and row["churned_on"] is None
+        assert row["became_customer_on"] is None
+        assert row["churned_on"] is None
 
 
 def test_recorded_deals_map_without_loss(
@@ -127,4 +128,5 @@ def test_recorded_tickets_map_without_loss(
         _common(row, records[row["source_id"]])
         assert row["status"] == status[props["hs_pipeline_stage"]]
         assert row["priority"] == props["hs_ticket_priority"].lower()
-        assert row["channel"] is None and row["solved_at"] is None
+        assert row["channel"] is None
+        assert row["solved_at"] is None
