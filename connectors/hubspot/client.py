@@ -786,7 +786,9 @@ def _zone_notes(account: Account, settings: HubSpotSettings) -> list[str]:
     calendar = settings.calendar_zone
     year = datetime.now(UTC).year
     instants = [datetime(year, month, 1, tzinfo=UTC) for month in (1, 7)]  # both DST sides
-    if all(portal.utcoffset(at) == calendar.utcoffset(at) for at in instants):
+    if all(
+        at.astimezone(portal).utcoffset() == at.astimezone(calendar).utcoffset() for at in instants
+    ):
         return []
     return [
         f"the portal's time zone is {account.time_zone}, the OKR calendar's is "
