@@ -509,7 +509,8 @@ class HubSpotReader:
         HubSpot may answer a page with no record (or none that can be a position) and a
         ``paging.next``: results its index counts but cannot return yet. That is no end
         and no loop: the same query goes on at ``paging.next.after``, as HubSpot's paging
-        documents, until a record moves the keyset on, within the 10,000-result cap.
+        documents, until a record moves the keyset on, within the 10,000-result cap. A
+        ``paging.next`` that leads back to the page just read is a fatal error.
         """
         object_type = str(spec.object_type)
         upper = [(CURSOR_FIELD, "LT", _ceil_ms(until))] if until else []
@@ -550,6 +551,10 @@ class HubSpotReader:
             following = _next_after(body)
             more = following is not None
             if following is not None and cursor == before:
+                if not _beyond(following, offset):  # the same page again: it would never end
+                    raise FatalSourceError(
+                        SOURCE, f"search {object_type}: paging went nowhere at {cursor}"
+                    )
                 if following.isdigit() and int(following) + PAGE_SIZE > SEARCH_RESULT_CAP:
                     raise FatalSourceError(
                         SOURCE,
@@ -772,6 +777,13 @@ def _forward(bookmark: Bookmark | None, records: list[Record]) -> Bookmark | Non
         return bookmark
     at = _EPOCH + _MS * newest
     return Bookmark(at) if bookmark is None or at > bookmark.at else bookmark
+
+
+def _beyond(following: str, offset: str) -> bool:
+    """Whether a search's ``paging.next.after`` leads past the page just read."""
+    if following.isdigit() and offset.isdigit():
+        return int(following) > int(offset)
+    return following != offset
 
 
 def _zone_notes(account: Account, settings: HubSpotSettings) -> list[str]:
