@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from importlib.metadata import entry_points
 from typing import Any, Generic, Protocol, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsError
 
 from connectors.canonical import CanonicalRow
@@ -107,7 +108,8 @@ class Page:
     nothing is dropped without a trace. ``bookmark`` is where the stream stands after this
     page; ``total`` is the source's own count of the whole result, when it gives one.
     ``notes`` say what the source could not give and why (a feature off, a permission
-    missing): the stream carries on and its report shows them.
+    missing, a field the account does not have, so it stays empty): the stream carries on,
+    the flow logs each note once as a warning and the stream's report shows them.
     """
 
     rows: list[CanonicalRow]
@@ -190,8 +192,52 @@ class UnknownConnectorError(LookupError):
     pass
 
 
-def open_reader(connector: Connector) -> SourceReader:
+def known_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone, else a ValueError saying what one looks like."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone such as Europe/Berlin") from None
+    return name
+
+
+class CalendarDays(BaseSettings):
+    """Settings of a source that keeps days as instants (a close time, the moment a company
+    became a customer): each becomes the day it falls on in the OKR calendar's zone.
+
+    A connector's settings class derives from this instead of ``BaseSettings`` to be told
+    the zone: the sync sets ``calendar_timezone`` from the OKR file's ``calendar:`` when it
+    opens the reader (:func:`open_reader`), whatever the environment says. Connectors stay
+    below the OKR files (they never import ``okr_targets``), and one whose settings do not
+    derive from this is opened as before. Days already in the mirror keep the zone they
+    were cut in: after changing the calendar's zone, run one sync with ``--full-refresh``.
+    """
+
+    calendar_timezone: str = Field(
+        default="UTC",
+        description="the OKR calendar's IANA zone, set by the sync: instants that stand "
+        "for days become the day they fall on there",
+    )
+
+    @field_validator("calendar_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
+
+    @property
+    def calendar_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.calendar_timezone)
+
+    def local_day(self, moment: datetime) -> date:
+        """The calendar day an aware instant falls on in the OKR calendar's zone."""
+        return moment.astimezone(self.calendar_zone).date()
+
+
+def open_reader(connector: Connector, *, calendar_timezone: str | None = None) -> SourceReader:
     """Read the connector's settings from the environment and open it.
+
+    ``calendar_timezone`` is the OKR calendar's zone: a connector whose settings are
+    :class:`CalendarDays` cuts days in it; others ignore it.
 
     A setting that is malformed (not a number, bad JSON, a value its validator refuses) is
     a FatalSourceError naming the variable, never a traceback; its value is not repeated,
@@ -199,6 +245,9 @@ def open_reader(connector: Connector) -> SourceReader:
     """
     try:
         settings = connector.settings()
+        if calendar_timezone is not None and isinstance(settings, CalendarDays):
+            zone = known_zone(calendar_timezone)
+            settings = settings.model_copy(update={"calendar_timezone": zone})
     except ValidationError as exc:
         error = exc.errors()[0]
         variable = _variable(connector, "_".join(str(part) for part in error["loc"]))

@@ -7,6 +7,10 @@ deleted-at timestamp. Renaming a billing database's columns is the job of a view
 this module only types the values: each is read as its field's type, and a value
 that cannot be is a :class:`MappingError`, so that one record is quarantined with the
 reason. Naive timestamps are read in a configured time zone, then stored in UTC.
+
+A date field holding a timestamp is a day: a naive one (Excel keeps dates as midnight
+datetimes) is its own date; an aware one (a ``timestamptz`` column, text with an offset)
+is the day it falls on in the OKR calendar's zone, which the sync sets.
 """
 
 from __future__ import annotations
@@ -19,9 +23,8 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings
 
-from connectors.base import StreamInfo
+from connectors.base import CalendarDays, StreamInfo
 from connectors.canonical import IDENTITY, CanonicalRow, EntityField, fields_of
 
 STREAMS = (
@@ -61,8 +64,9 @@ def columns_for(entity: str) -> Columns:
     )
 
 
-class TableSettings(BaseSettings):
-    """What every table-per-entity source configures: identity columns, naive-time zone."""
+class TableSettings(CalendarDays):
+    """What every table-per-entity source configures: identity columns, naive-time zone
+    (and, set by the sync, the OKR calendar's zone that aware date values are cut in)."""
 
     id_column: str = "id"
     updated_at_column: str = "updated_at"
@@ -92,6 +96,7 @@ class TableSettings(BaseSettings):
             self.updated_at_column,
             self.deleted_at_column,
             ZoneInfo(self.timezone),
+            self.calendar_zone,
         )
 
 
@@ -104,6 +109,7 @@ class Layout:
     updated_at_column: str = "updated_at"
     deleted_at_column: str = "deleted_at"
     zone: tzinfo = UTC
+    calendar_zone: tzinfo = UTC  # where an aware instant in a date field is cut into a day
 
     def check(self, stream: StreamInfo, present: set[str]) -> list[str]:
         """Columns the table lacks (empty when it can feed the stream)."""
@@ -168,7 +174,7 @@ class Layout:
         if field.kind is datetime:
             return self.timestamp(value, name)
         if field.kind is date:
-            return _date(value, name)
+            return _date(value, name, self.calendar_zone)
         if field.kind is Decimal:
             return _decimal(value, name)
         if field.kind is bool:
@@ -191,15 +197,21 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _date(value: Any, name: str) -> date:
-    if isinstance(value, datetime):  # Excel keeps dates as midnight datetimes
-        return value.date()
+def _date(value: Any, name: str, calendar_zone: tzinfo) -> date:
+    """A day: a date, a naive datetime's own date, an aware one's day in the calendar zone."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            raise MappingError(f"{name} {value!r} is not an ISO date (YYYY-MM-DD)") from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # Excel keeps dates as midnight datetimes
+            return value.date()
+        return value.astimezone(calendar_zone).date()
     if isinstance(value, date):
         return value
-    try:
-        return date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise MappingError(f"{name} {value!r} is not an ISO date (YYYY-MM-DD)") from None
+    raise MappingError(f"{name} {value!r} is not an ISO date (YYYY-MM-DD)")
 
 
 def _decimal(value: Any, name: str) -> Decimal:

@@ -82,6 +82,7 @@ class StreamRead:
     to: Destination
     batch_size: int
     window: tuple[datetime, datetime] | None = None  # a backfill's [start, end)
+    calendar_timezone: str = "UTC"  # the OKR calendar's zone: sources cut days in it
 
     @property
     def label(self) -> str:
@@ -116,6 +117,7 @@ def extract_and_load(
                 lookback=lookback,
                 settings=settings,
                 window=plan.window,
+                calendar_timezone=plan.config.calendar.timezone,
             )
             if report.error is not None:
                 raise report.error
@@ -142,6 +144,7 @@ def sync_stream(
     lookback: timedelta = timedelta(0),
     settings: Settings | None = None,
     window: tuple[datetime, datetime] | None = None,
+    calendar_timezone: str = "UTC",
 ) -> StreamReport:
     """Read one stream from its cursor into the mirror, one committed batch at a time.
 
@@ -154,11 +157,12 @@ def sync_stream(
     the mirror held (for a source that was restored, re-seeded or had its clock reset).
     A backfill ``window`` reads the records changed in ``[start, end)`` and leaves the
     cursor where it is: the incremental sync carries on from it unchanged.
+    ``calendar_timezone`` (the OKR calendar's zone) is where sources cut instants into days.
     """
     destination = Destination(
         run_id, source, stream, validator, full_refresh, started_at, moves_cursor=window is None
     )
-    read = StreamRead(destination, batch_size, window)
+    read = StreamRead(destination, batch_size, window, calendar_timezone)
     settings = settings or Settings()
     logger = run_logger()
     with store.session() as session:
@@ -218,7 +222,7 @@ def _read_into_mirror(
     """
     logger = run_logger()
     to = read.to
-    reader = open_reader(get_connector(to.source))
+    reader = open_reader(get_connector(to.source), calendar_timezone=read.calendar_timezone)
     try:
         since, until = _read_from(store, read, lookback)
         logger.info(

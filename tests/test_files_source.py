@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import cast
@@ -70,6 +70,24 @@ def test_naive_times_are_read_in_the_configured_zone(exports: Path) -> None:
     wall = sample_tables()["tickets"][0]["created_at"]  # January: EST, UTC-5
     assert wall.month == 1
     assert ticket["created_at"] == wall.replace(tzinfo=UTC) + timedelta(hours=5)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_date_written_as_an_instant_is_its_day_in_the_calendar_zone(
+    tmp_path: Path, fmt: str
+) -> None:
+    """17:30 on Mar 31 in Los Angeles, written in UTC (Apr 1), is Mar 31 for a Los Angeles
+    calendar; a naive midnight (how Excel keeps a date) stays its own day."""
+    deals = sample_tables()["deals"][:2]
+    deals[0] = deals[0] | {"close_on": "2026-04-01T00:30:00+00:00"}
+    deals[1] = deals[1] | {"close_on": datetime(2026, 3, 31)}
+    (write_csv if fmt == "csv" else write_xlsx)(tmp_path / f"deals.{fmt}", deals)
+    for zone, day in (("America/Los_Angeles", date(2026, 3, 31)), ("UTC", date(2026, 4, 1))):
+        reader = reader_for(tmp_path, calendar_timezone=zone)
+        rows = {row["source_id"]: row for row in rows_of(reader, STREAM["deals"])}
+        first, second = (cast(canonical.Deal, rows[key]) for key in ("1", "2"))
+        assert first["close_on"] == day
+        assert second["close_on"] == date(2026, 3, 31)
 
 
 def test_pages_resume_after_the_bookmark_through_timestamp_ties(exports: Path) -> None:

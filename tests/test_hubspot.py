@@ -592,7 +592,7 @@ def test_a_full_read_makes_the_fewest_requests_the_page_sizes_allow() -> None:
         + math.ceil(live / 1000)  # association batch reads for the live deals...
         + math.ceil(archived / 1000)  # ...and for the archived ones, after their listing
         + math.ceil(archived / 100)  # the archived listing
-        + 2  # the deal pipelines and the account's currency
+        + 3  # the deal pipelines, the properties (schema) and the account (currency)
     )
     assert reader.usage.requests == app.state.emulator.requests == expected
     assert sum(len(page.rows) for page in pages) == live + archived
@@ -764,6 +764,7 @@ def _dump(portal: HubSpotPortal) -> bytes:
             "owners": portal.owners,
             "pipelines": portal.pipelines,
             "account": portal.account,
+            "properties": portal.properties,
         },
         option=orjson.OPT_SORT_KEYS,
     )
@@ -812,6 +813,7 @@ def test_write_and_load_round_trip(portal: HubSpotPortal, tmp_path: Path) -> Non
         "deals.jsonl",
         "owners.jsonl",
         "pipelines.json",
+        "properties.json",
         "tickets.jsonl",
     ]
     assert _dump(load_portal(tmp_path)) == _dump(portal)

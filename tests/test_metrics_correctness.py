@@ -40,6 +40,7 @@ from tests.test_periods import ticket
 from transforms.catalog import BUILT_IN
 from transforms.lineage import record_refs
 from transforms.metric import MetricResult, RecordRef
+from transforms.metrics.sales import CLOSED_BEFORE_CREATED
 from transforms.sql import shared_results
 
 Record = dict[str, Any]
@@ -219,18 +220,23 @@ class Oracle:
                 value = sum(amounts) / len(amounts) if amounts else None
             return Expected(value, target, "deal", {d["Id"] for d in deals})
         if name == "median_sales_cycle_days":
-            deals = self.won_in(label, params)
-            days = [
-                (
+            cycles = {
+                d["Id"]: (
                     date.fromisoformat(d["CloseDate"])
                     - datetime.strptime(d["CreatedDate"], "%Y-%m-%dT%H:%M:%S.%f%z")
                     .astimezone(UTC)
                     .date()
                 ).days
-                for d in deals
-            ]
+                for d in self.won_in(label, params)
+            }
+            # a deal closed before it was created (migrated) has no cycle: left out, counted
+            days = [n for n in cycles.values() if n >= 0]
             median = float(statistics.median(days)) if days else None
-            return Expected(median, "days", "deal", {d["Id"] for d in deals})
+            left_out = len(cycles) - len(days)
+            why = {"what": "won deals", "why": CLOSED_BEFORE_CREATED}  # the message, not a number
+            details = {"left_out": [{"count": left_out, **why}]} if left_out else {}
+            ids = {deal_id for deal_id, n in cycles.items() if n >= 0}
+            return Expected(median, "days", "deal", ids, details)
         if name == "new_customers_won":
             return self.new_customers(label, params)
         if name == "new_rep_quota_attainment":

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from hubspot import HubSpot
@@ -27,6 +28,7 @@ from hubspot.crm.objects import Filter, FilterGroup, PublicObjectSearchRequest
 from hubspot.crm.objects.exceptions import ApiException as ObjectsApiError
 from hubspot.crm.owners.exceptions import ApiException as OwnersApiError
 from hubspot.crm.pipelines.exceptions import ApiException as PipelinesApiError
+from hubspot.crm.properties.exceptions import ApiException as PropertiesApiError
 from pyrate_limiter import Duration, Limiter, Rate
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import BaseHTTPResponse
@@ -57,13 +59,20 @@ from connectors.hubspot.streams import STREAMS, HubSpotStream
 from connectors.secrets import MissingSecretError
 
 PAGE_SIZE = 200  # the search API's maximum
+SEARCH_RESULT_CAP = 10_000  # results one search query can page through
 ASSOCIATION_BATCH = 1000  # the v4 association batch read's maximum inputs
 ARCHIVED_PAGE_SIZE = 100
 IDS_PAGE_SIZE = 100  # the objects list API's maximum
 OWNERS_PAGE_SIZE = 500
 PRIMARY_COMPANY_TYPE_IDS = {"deals": 5, "tickets": 339}
 _POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0}
-_API_ERRORS = (ObjectsApiError, OwnersApiError, PipelinesApiError, AssociationsApiError)
+_API_ERRORS = (
+    ObjectsApiError,
+    OwnersApiError,
+    PipelinesApiError,
+    AssociationsApiError,
+    PropertiesApiError,
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -220,8 +229,21 @@ def _metered_pools(meter: _Meter) -> dict[str, type[HTTPConnectionPool]]:
     return pools
 
 
+@dataclass(frozen=True)
+class Account:
+    """What the account-info API says about the portal (None: not said, or not readable)."""
+
+    time_zone: str | None = None
+    company_currency: str | None = None
+
+
 class HubSpotReader:
-    """Reads CRM objects through the search API, page by page, oldest change first."""
+    """Reads CRM objects through the search API, page by page, oldest change first.
+
+    Before it reads an object it learns the portal's schema (the properties API: which
+    properties exist and which are dates) and its account details (time zone, company
+    currency), each once per reader; a sync opens one reader per stream.
+    """
 
     usage: ApiUsage
 
@@ -246,12 +268,14 @@ class HubSpotReader:
         self._owners = client.crm.owners.owners_api
         self._pipelines = client.crm.pipelines.pipelines_api
         self._associations = client.crm.associations.v4.batch_api
+        self._properties = client.crm.properties.core_api
         self._limiter = search_limiter(settings, token)
         pools = _metered_pools(_Meter(request_limiter(settings, token), self.usage))
         for api in self._apis():
             api.api_client.rest_client.pool_manager.pool_classes_by_scheme = pools
         self._stages: dict[str, tuple[dict[str, Stage], dict[str, str]]] = {}
-        self._home_currency: str | None = None
+        self._account: tuple[Account, list[str]] | None = None
+        self._schemas: dict[str, tuple[dict[str, str] | None, list[str]]] = {}
 
     # --- reference data, read once per reader ----------------------------------------------
 
@@ -269,24 +293,90 @@ class HubSpotReader:
             self._stages[object_type] = stages_of(body.get("results") or [])
         return self._stages[object_type]
 
-    def home_currency(self) -> str | None:
-        """The portal's company currency (account-info, which the client has no class for)."""
-        if self._home_currency is None:
-            with classified(ERRORS, "read account details", _answer):
-                body = _body(
-                    self._owners.api_client.call_api(
-                        "/account-info/v3/details",
-                        "GET",
-                        header_params={"Accept": "application/json"},
-                        auth_settings=["oauth2"],
-                        response_types_map={},
-                        _return_http_data_only=True,
-                        _preload_content=False,
-                        _request_timeout=self.settings.timeout,
+    def account(self) -> tuple[Account, list[str]]:
+        """The portal's time zone and company currency (account-info, which the client has
+        no class for), and notes on what could not be read. A token the account-info API
+        refuses (403) costs the company currency, not the sync."""
+        if self._account is None:
+            try:
+                with classified(ERRORS, "read account details", _answer):
+                    body = _body(
+                        self._owners.api_client.call_api(
+                            "/account-info/v3/details",
+                            "GET",
+                            header_params={"Accept": "application/json"},
+                            auth_settings=["oauth2"],
+                            response_types_map={},
+                            _return_http_data_only=True,
+                            _preload_content=False,
+                            _request_timeout=self.settings.timeout,
+                        )
                     )
+            except FatalSourceError as exc:
+                if exc.status != 403:
+                    raise
+                note = f"{exc}: the portal's company currency and time zone are unknown"
+                self._account = (Account(), [note])
+            else:
+                account = Account(
+                    time_zone=str(body.get("timeZone") or "") or None,
+                    company_currency=str(body.get("companyCurrency") or "") or None,
                 )
-            self._home_currency = body.get("companyCurrency") or None
-        return self._home_currency
+                self._account = (account, [])
+        return self._account
+
+    def home_currency(self) -> str | None:
+        """The portal's company currency, as account-info gives it."""
+        return self.account()[0].company_currency
+
+    def property_types(self, object_type: str) -> tuple[dict[str, str] | None, list[str]]:
+        """Property name -> HubSpot type (``date``, ``datetime``, ``string``, …) of every
+        property the portal has on the object, and notes; None when the token may not read
+        the schema (403, the ``crm.schemas.<object>.read`` scope): every property is then
+        asked for as before, and date properties are taken for the instants they look like.
+        """
+        if object_type not in self._schemas:
+            try:
+                with classified(ERRORS, f"read {object_type} properties", _answer):
+                    body = _body(
+                        self._properties.get_all(
+                            object_type,
+                            archived=False,
+                            _preload_content=False,
+                            _request_timeout=self.settings.timeout,
+                        )
+                    )
+            except FatalSourceError as exc:
+                if exc.status != 403:
+                    raise
+                note = (
+                    f"{exc}: every property is asked for unchecked and date properties are "
+                    "read as instants (grant the scope to fix both)"
+                )
+                self._schemas[object_type] = (None, [note])
+            else:
+                types = {
+                    str(item["name"]): str(item.get("type") or "")
+                    for item in body.get("results") or []
+                    if isinstance(item, dict) and item.get("name")
+                }
+                self._schemas[object_type] = (types, [])
+        return self._schemas[object_type]
+
+    def selected(self, spec: HubSpotStream) -> tuple[list[str], dict[str, str], list[str]]:
+        """The properties to ask for (those the portal has), their types, and notes naming
+        each wanted property it lacks: that field stays empty, the sync goes on."""
+        wanted = spec.property_names(self.settings)
+        types, notes = self.property_types(str(spec.object_type))
+        if types is None:
+            return wanted, {}, list(notes)
+        missing = [name for name in wanted if name not in types]
+        notes = [
+            f"{spec.object_type} property {name!r} does not exist in this portal: "
+            f"{spec.field_of(name, self.settings)} stays empty"
+            for name in missing
+        ]
+        return [name for name in wanted if name in types], types, notes
 
     def companies_of(self, object_type: str, ids: list[str]) -> dict[str, str]:
         """Record id -> its (primary) company id, through one v4 batch read."""
@@ -335,16 +425,24 @@ class HubSpotReader:
         if spec.object_type is None:
             yield from self._read_owners(since, until)
             return
-        context = Context(self.settings)
+        properties, types, notes = self.selected(spec)
+        context = Context(self.settings, types=types)
         if spec.pipelines:
             context.stages, context.pipelines = self.stages(spec.object_type)
-        if spec.home_currency:
-            context.home_currency = self.home_currency()
+        if spec.home_currency or spec.local_days:
+            account, account_notes = self.account()
+            context.home_currency = account.company_currency if spec.home_currency else None
+            notes += account_notes
+            if spec.local_days:
+                notes += _zone_notes(account, self.settings)
         bookmark = since
-        for page in self._mapped(spec, context, self._search_all(spec, since, until)):
+        searched = self._search_all(spec, properties, since, until)
+        for page in self._mapped(spec, context, searched):
             bookmark = page.bookmark or bookmark
+            page.notes, notes = notes, []  # said once, with the stream's first page
             yield page
-        yield from self._mapped(spec, context, self._archived(spec, since, until, bookmark))
+        archived = self._archived(spec, properties, since, until, bookmark)
+        yield from self._mapped(spec, context, archived)
 
     def _search_page(
         self,
@@ -352,8 +450,10 @@ class HubSpotReader:
         properties: list[str],
         groups: list[list[tuple[str, str, int]]],
         sort: str,
+        after: str = "0",
     ) -> dict[str, Any]:
-        """One keyset page: the first PAGE_SIZE matches (``after`` is never used)."""
+        """One keyset page: the first PAGE_SIZE matches (``after`` only past a page that
+        gave no record to move the keyset on)."""
         config = self._search.api_client.configuration
         request = PublicObjectSearchRequest(
             filter_groups=[
@@ -375,7 +475,7 @@ class HubSpotReader:
             sorts=[{"propertyName": sort, "direction": "ASCENDING"}],
             properties=properties,
             limit=PAGE_SIZE,
-            after="0",
+            after=after,
             local_vars_configuration=config,
         )
         self._limiter.try_acquire("search")
@@ -391,7 +491,11 @@ class HubSpotReader:
         return body
 
     def _search_all(
-        self, spec: HubSpotStream, since: Bookmark | None, until: datetime | None
+        self,
+        spec: HubSpotStream,
+        properties: list[str],
+        since: Bookmark | None,
+        until: datetime | None,
     ) -> Iterator[_RawPage]:
         """Live records in (modified time, id) order, each page a fresh keyset query.
 
@@ -401,9 +505,14 @@ class HubSpotReader:
         and the 10,000-result cap of one query is never met. A page wholly inside one
         millisecond switches to the exact tie query (``modified = T and id > last``, sorted
         by id) until the tie is read, so any number of records may share one instant.
+
+        HubSpot may answer a page with no record (or none that can be a position) and a
+        ``paging.next``: results its index counts but cannot return yet. That is no end
+        and no loop: the same query goes on at ``paging.next.after``, as HubSpot's paging
+        documents, until a record moves the keyset on, within the 10,000-result cap. A
+        ``paging.next`` that leads back to the page just read is a fatal error.
         """
         object_type = str(spec.object_type)
-        properties = spec.property_names(self.settings)
         upper = [(CURSOR_FIELD, "LT", _ceil_ms(until))] if until else []
         start: list[tuple[str, str, int]] = []
         cursor: tuple[int, int] | None = None  # the greatest (modified ms, id) read
@@ -413,6 +522,7 @@ class HubSpotReader:
         elif since is not None:
             start = [(CURSOR_FIELD, "GTE", _floor_ms(since.at))]
         bookmark, read, whole = since, 0, None
+        offset = "0"  # a page of the same query, past results that moved nothing
         while True:
             if cursor is None:
                 groups, sort = [start + upper], CURSOR_FIELD
@@ -421,7 +531,7 @@ class HubSpotReader:
                 tie = [(CURSOR_FIELD, "EQ", at), ("hs_object_id", "GT", last), *upper]
                 groups = [tie] if in_tie else [tie, [(CURSOR_FIELD, "GT", at), *upper]]
                 sort = "hs_object_id" if in_tie else CURSOR_FIELD
-            body = self._search_page(object_type, properties, groups, sort)
+            body = self._search_page(object_type, properties, groups, sort, offset)
             records: list[Record] = body.get("results") or []
             before, instants = cursor, set()
             for record in records:
@@ -438,11 +548,22 @@ class HubSpotReader:
                 whole = estimate if whole is None or not in_tie else max(whole, estimate)
             read += len(records)
             yield _RawPage(records, bookmark, whole)
-            more = _next_after(body) is not None
-            if more and cursor == before:
-                raise FatalSourceError(
-                    SOURCE, f"search {object_type}: paging went nowhere at {cursor}"
-                )
+            following = _next_after(body)
+            more = following is not None
+            if following is not None and cursor == before:
+                if not _beyond(following, offset):  # the same page again: it would never end
+                    raise FatalSourceError(
+                        SOURCE, f"search {object_type}: paging went nowhere at {cursor}"
+                    )
+                if following.isdigit() and int(following) + PAGE_SIZE > SEARCH_RESULT_CAP:
+                    raise FatalSourceError(
+                        SOURCE,
+                        f"search {object_type}: no readable record in the first "
+                        f"{SEARCH_RESULT_CAP:,} results after {cursor}; try again later",
+                    )
+                offset = following
+                continue
+            offset = "0"
             if in_tie:
                 in_tie = more  # the tie is read: go on with what follows it
             elif not more:
@@ -453,6 +574,7 @@ class HubSpotReader:
     def _archived(
         self,
         spec: HubSpotStream,
+        properties: list[str],
         since: Bookmark | None,
         until: datetime | None,
         bookmark: Bookmark | None,
@@ -463,7 +585,6 @@ class HubSpotReader:
         bookmark only moves forward, to the newest change among them.
         """
         object_type = str(spec.object_type)
-        properties = spec.property_names(self.settings)
         after: str | None = None
         while True:
             with classified(ERRORS, f"list archived {object_type}", _answer):
@@ -612,7 +733,14 @@ class HubSpotReader:
                 return
 
     def _apis(self) -> tuple[Any, ...]:
-        return (self._search, self._objects, self._owners, self._pipelines, self._associations)
+        return (
+            self._search,
+            self._objects,
+            self._owners,
+            self._pipelines,
+            self._associations,
+            self._properties,
+        )
 
     def close(self) -> None:
         for api in self._apis():
@@ -649,6 +777,36 @@ def _forward(bookmark: Bookmark | None, records: list[Record]) -> Bookmark | Non
         return bookmark
     at = _EPOCH + _MS * newest
     return Bookmark(at) if bookmark is None or at > bookmark.at else bookmark
+
+
+def _beyond(following: str, offset: str) -> bool:
+    """Whether a search's ``paging.next.after`` leads past the page just read."""
+    if following.isdigit() and offset.isdigit():
+        return int(following) > int(offset)
+    return following != offset
+
+
+def _zone_notes(account: Account, settings: HubSpotSettings) -> list[str]:
+    """A note when the portal keeps another time zone than the OKR calendar: its users see
+    close dates in theirs, okr-sync counts them in the calendar's."""
+    if account.time_zone is None:
+        return []
+    try:
+        portal = ZoneInfo(account.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return [f"the portal's time zone {account.time_zone!r} is not an IANA zone"]
+    calendar = settings.calendar_zone
+    year = datetime.now(UTC).year
+    instants = [datetime(year, month, 1, tzinfo=UTC) for month in (1, 7)]  # both DST sides
+    if all(
+        at.astimezone(portal).utcoffset() == at.astimezone(calendar).utcoffset() for at in instants
+    ):
+        return []
+    return [
+        f"the portal's time zone is {account.time_zone}, the OKR calendar's is "
+        f"{settings.calendar_timezone}: close and lifecycle dates are counted on the "
+        "calendar's days (set calendar.timezone in the OKR file to count the portal's)"
+    ]
 
 
 def _within(at: datetime, since: Bookmark | None, until: datetime | None) -> bool:

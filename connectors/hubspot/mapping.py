@@ -3,6 +3,13 @@
 Every property value arrives as a string: "" means unset, numbers become Decimal, datetimes
 come as ISO strings or epoch milliseconds. Won/lost and a ticket's status come from the
 pipeline stage's metadata (``isClosed``/``probability``, ``ticketState``), never from labels.
+
+Days: HubSpot has two kinds of time property (its "how should timestamps be formatted"
+FAQ). A ``datetime`` one (``closedate``, ``hs_lifecyclestage_customer_date``) is an instant:
+its day is the one it falls on in the OKR calendar's zone (a deal closed at 17:30 in Los
+Angeles on Mar 31 closed on Mar 31, although it is Apr 1 in UTC). A ``date`` one (a date
+picker) is stored as midnight UTC standing for that calendar day, whatever the zone: it
+stays that day. Which kind a property is comes from the portal's properties API.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ class Context:
     pipelines: Mapping[str, str] = field(default_factory=dict)  # pipeline id -> label
     home_currency: str | None = None
     companies: Mapping[str, str] = field(default_factory=dict)  # record id -> company id
+    types: Mapping[str, str] = field(default_factory=dict)  # property -> HubSpot type (date, …)
 
 
 def stages_of(pipelines: list[Mapping[str, Any]]) -> tuple[dict[str, Stage], dict[str, str]]:
@@ -113,17 +121,25 @@ def _timestamp(values: Record, name: str) -> datetime | None:
         raise MappingError(f"{name} {value!r} is not a datetime (ISO or epoch ms)") from None
 
 
-def _date(values: Record, name: str) -> date | None:
-    """A date property ("2026-03-01"), or the UTC date of a datetime one."""
+def _date(ctx: Context, values: Record, name: str) -> date | None:
+    """The calendar day a property stands for (see the module's note on days).
+
+    An ISO date ("2026-03-01") is that day. A ``date`` property's midnight-UTC timestamp
+    is its UTC day; any other instant is the day it falls on in the OKR calendar's zone
+    (a property whose type the portal did not say is taken as the instant it looks like).
+    """
     value = _text(values, name)
     if value is None:
         return None
     try:
         if len(value) == 10 and value[4] == "-":
             return date.fromisoformat(value)
-        return parse_timestamp(value).date()
+        moment = parse_timestamp(value)
     except (ValueError, OverflowError) as exc:
         raise MappingError(f"{name} {value!r} is not a date ({exc})") from None
+    if ctx.types.get(name) == "date":
+        return moment.date()  # midnight UTC, standing for this calendar day
+    return ctx.settings.local_day(moment)
 
 
 def _decimal(values: Record, name: str) -> Decimal | None:
@@ -181,16 +197,6 @@ def _record_id(record: Record) -> str:
     return value
 
 
-def _not_before(later: date | None, later_name: str, earlier: datetime, earlier_name: str) -> None:
-    """Refuse a day more than a day before an instant (a deal closed before it was created);
-    the day's slack covers a close date picked in the portal's time zone."""
-    if later is not None and later < (earlier - timedelta(days=1)).date():
-        raise MappingError(
-            f"{later_name} {later.isoformat()} is before {earlier_name} "
-            f"{earlier.date().isoformat()}"
-        )
-
-
 def _created(record: Record) -> datetime:
     created = _timestamp(_props(record), "createdate") or _timestamp(record, "createdAt")
     return _required(created, "createdate")
@@ -212,8 +218,8 @@ def company_to_customer(record: Record, ctx: Context) -> Customer:
         "owner_id": _text(props, "hubspot_owner_id"),
         "segment": _text(props, "industry"),
         "created_at": _created(record),
-        "became_customer_on": _date(props, "hs_lifecyclestage_customer_date"),
-        "churned_on": _date(props, ctx.settings.churn_date_property),
+        "became_customer_on": _date(ctx, props, "hs_lifecyclestage_customer_date"),
+        "churned_on": _date(ctx, props, ctx.settings.churn_date_property),
         "domain": domain_of(_text(props, "domain")),
         "external_id": None,
     }
@@ -225,9 +231,10 @@ def deal_to_deal(record: Record, ctx: Context) -> Deal:
     currency = _text(props, "deal_currency_code") or ctx.home_currency
     if currency is None:
         raise MappingError("deal_currency_code is missing and the portal has no company currency")
+    # A close date before createdate is kept: deals imported from another CRM are created
+    # at the import. Cycle metrics leave such deals out of the cycle, and say so.
     created = _created(record)
-    close_on = _date(props, "closedate")
-    _not_before(close_on, "closedate", created, "createdate")
+    close_on = _date(ctx, props, "closedate")
     return {
         **_common(record),
         "name": unchecked(_text(props, "dealname")),

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from connectors.base import CalendarDays
 from connectors.secrets import resolve_secret
 
 
-class HubSpotSettings(BaseSettings):
+class HubSpotSettings(CalendarDays):
     """A private app's access token for one portal, plus the portal's custom properties.
+
+    Close dates and lifecycle dates become days in the OKR calendar's zone, which the sync
+    sets (``calendar_timezone``, see :class:`connectors.base.CalendarDays`).
 
     The token comes from ``OKR_SYNC_HUBSPOT_ACCESS_TOKEN`` or, when
     ``OKR_SYNC_HUBSPOT_ACCESS_TOKEN_BLOCK`` names one, from a Prefect Secret block.

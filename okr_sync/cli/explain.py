@@ -100,6 +100,11 @@ def _explanation_lines(found: Explanation) -> list[str]:
         lines.insert(4, "  its query: " + escape(" ".join(str(found.details["query"]).split())))
     elif found.details.get("custom") == "python":
         lines.insert(4, f"  its function: {escape(str(found.details.get('function', '?')))}")
+    for left_out in reversed(found.details.get("left_out") or []):  # what the metric set aside
+        lines.insert(
+            5,
+            f"  left out: {left_out['count']:,} {left_out['what']}, {escape(left_out['why'])}",
+        )
     if found.data_cutoff:
         lines.append(f"  source data as of {found.data_cutoff} (later changes are not in it)")
     for source, read_at in found.sources_read_at.items():

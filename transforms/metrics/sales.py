@@ -109,24 +109,38 @@ def avg_won_deal_value(session: Session, period: Period, params: MoneyParams) ->
     "median_sales_cycle_days", Filters, needs=("deal.outcome", "deal.close_on", "deal.created_at")
 )
 def median_sales_cycle_days(session: Session, period: Period, params: Filters) -> MetricResult:
-    """Median days from a won deal's creation to its close date, for deals closed in the period."""
+    """Median days from a won deal's creation to its close date, for deals closed in the period.
+
+    A deal closed before it was created (imported or migrated from another CRM, created at
+    the import) has no real cycle: it is left out of the median and counted in the details
+    (``left_out``, which ``okr-sync explain`` shows); it still counts everywhere else.
+    """
     # Both dates are the organisation's local days: a deal created late in the evening in
     # its time zone was created that day, whatever the UTC date.
     won = _won_deals_in(period, params, Deal.source_id)
     created_on = local_date(session, period.calendar, Deal.created_at, won)
-    days = won.with_only_columns(
-        days_between(dialect(session), created_on, Deal.close_on).label("days")
-    ).subquery()
+    cycle = days_between(dialect(session), created_on, Deal.close_on)
+    days = won.with_only_columns(cycle.label("days")).subquery()
     counts = session.execute(
         select(days.c.days, func.count()).group_by(days.c.days).order_by(days.c.days)
     ).all()
-    records = _won_deals_in(period, params, *record_columns(Deal, "deal"))
+    measured = [(value, n) for value, n in counts if value >= 0]
+    negative = sum(n for value, n in counts if value < 0)
+    records = _won_deals_in(period, params, *record_columns(Deal, "deal")).where(cycle >= 0)
+    details: dict[str, Any] = {}
+    if negative:
+        details["left_out"] = [
+            {"count": negative, "what": "won deals", "why": CLOSED_BEFORE_CREATED},
+        ]
     return MetricResult(
-        median([(value, n) for value, n in counts]),
-        "days",
-        records,
-        record_count=sum(n for _, n in counts),
+        median(measured), "days", records, details, record_count=sum(n for _, n in measured)
     )
+
+
+CLOSED_BEFORE_CREATED = (
+    "closed before they were created (imported or migrated: the CRM stamped them at the "
+    "import), so they have no sales cycle; they count in revenue and win rate"
+)
 
 
 def _first_won_deals_in(period: Period, params: Filters, *columns: Any) -> Select[Any]:

@@ -8,14 +8,16 @@ dict instead of editing it, so a page the emulator is serialising never changes 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -38,6 +40,97 @@ DATETIME_PROPERTIES = frozenset(
 )
 DATE_PROPERTIES = frozenset({"churned_date"})
 NUMBER_PROPERTIES = frozenset({"amount", "amount_in_home_currency", "hs_object_id"})
+_ENUMERATIONS = frozenset(
+    {
+        "industry",
+        "lifecyclestage",
+        "hubspot_owner_id",
+        "deal_currency_code",
+        "dealstage",
+        "pipeline",
+        "dealtype",
+        "hs_pipeline",
+        "hs_pipeline_stage",
+        "hs_ticket_priority",
+        "source_type",
+        "hs_ticket_category",
+    }
+)
+_COMMON_PROPERTIES = ("createdate", "hs_lastmodifieddate", "hs_object_id", "hubspot_owner_id")
+HUBSPOT_DEFINED = {
+    "companies": (
+        *_COMMON_PROPERTIES,
+        *("name", "domain", "industry", "country", "lifecyclestage"),
+        "hs_lifecyclestage_customer_date",
+    ),
+    "deals": (
+        *_COMMON_PROPERTIES,
+        *("dealname", "amount", "deal_currency_code", "amount_in_home_currency"),
+        *("dealstage", "pipeline", "closedate", "dealtype"),
+    ),
+    "tickets": (
+        *_COMMON_PROPERTIES,
+        *("subject", "content", "hs_pipeline", "hs_pipeline_stage", "hs_ticket_priority"),
+        *("hs_ticket_category", "source_type", "closed_date", "first_agent_reply_date"),
+    ),
+}
+"""The HubSpot-defined properties the sandbox's objects carry (a real portal has hundreds)."""
+CUSTOM_PROPERTIES = {"companies": ("churned_date",)}
+"""Properties a portal's admins created: the default profile has them, others may not."""
+
+
+def property_definition(object_type: str, name: str, *, custom: bool = False) -> dict[str, Any]:
+    """One property as ``GET /crm/v3/properties/{object}`` describes it.
+
+    Datetime properties have ``type: datetime`` (and the date picker as field type), date
+    properties ``type: date``: what tells a reader whether a value is an instant or a
+    calendar day stored as midnight UTC.
+    """
+    if name in DATETIME_PROPERTIES:
+        kind, field_type = "datetime", "date"
+    elif name in DATE_PROPERTIES:
+        kind, field_type = "date", "date"
+    elif name in NUMBER_PROPERTIES:
+        kind, field_type = "number", "number"
+    elif name in _ENUMERATIONS:
+        kind, field_type = "enumeration", "select"
+    else:
+        kind, field_type = "string", "text"
+    return {
+        "name": name,
+        "label": name.replace("_", " ").capitalize(),
+        "type": kind,
+        "fieldType": field_type,
+        "groupName": f"{object_type[:-1]}information",
+        "description": "",
+        "options": [],
+        "displayOrder": -1,
+        "calculated": False,
+        "externalOptions": False,
+        "hasUniqueValue": name == "hs_object_id",
+        "hidden": False,
+        "hubspotDefined": not custom,
+        "modificationMetadata": {
+            "archivable": custom,
+            "readOnlyDefinition": not custom,
+            "readOnlyValue": name in _COMMON_PROPERTIES[:3],
+        },
+        "formField": custom,
+        "archived": False,
+    }
+
+
+def property_definitions(custom: Mapping[str, Iterable[str]]) -> dict[str, list[dict[str, Any]]]:
+    """Every object's property definitions: HubSpot's own, then the portal's ``custom``."""
+    return {
+        object_type: [property_definition(object_type, name) for name in defined]
+        + [
+            property_definition(object_type, name, custom=True)
+            for name in custom.get(object_type, ())
+        ]
+        for object_type, defined in HUBSPOT_DEFINED.items()
+    }
+
 
 Record = dict[str, Any]
 
@@ -92,8 +185,48 @@ DEFAULT_ACCOUNT: dict[str, Any] = {
 }
 
 
+PACIFIC_ACCOUNT: dict[str, Any] = {
+    "portalId": 24_680_246,
+    "accountType": "STANDARD",
+    "timeZone": "America/Los_Angeles",
+    "companyCurrency": "USD",
+    "additionalCurrencies": ["EUR", "GBP"],
+    "utcOffset": "-08:00",
+    "utcOffsetMilliseconds": -28_800_000,
+    "uiDomain": "app.hubspot.com",
+    "dataHostingLocation": "na1",
+}
+
+
+@dataclass(frozen=True)
+class PortalProfile:
+    """How a sandbox portal is set up, like one kind of real account.
+
+    ``close_zone`` None keeps the original close times (12:00-17:00 UTC); a zone gives its
+    users' evenings (17:00-23:30 local, the next day in UTC), as a US sales team closes.
+    ``custom`` are the properties its admins created (none: no churn date property).
+    """
+
+    name: str
+    account: Mapping[str, Any]
+    close_zone: str | None = None
+    custom: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+
+PROFILES = {
+    profile.name: profile
+    for profile in (
+        PortalProfile("default", DEFAULT_ACCOUNT, custom=CUSTOM_PROPERTIES),
+        PortalProfile("us-pacific", PACIFIC_ACCOUNT, close_zone="America/Los_Angeles"),
+    )
+}
+"""The sandbox's portals: ``default`` (the demo's) and ``us-pacific`` (a Los Angeles
+portal with evening close times and no custom churn property)."""
+
+
 class HubSpotPortal:
-    """Companies, deals and tickets by id, plus owners, pipelines and account details."""
+    """Companies, deals and tickets by id, plus owners, pipelines, account details and the
+    property definitions the properties API serves."""
 
     def __init__(
         self,
@@ -101,12 +234,16 @@ class HubSpotPortal:
         owners: Iterable[Mapping[str, Any]] = (),
         pipelines: Mapping[str, list[dict[str, Any]]] | None = None,
         account: Mapping[str, Any] | None = None,
+        properties: Mapping[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.owners: list[dict[str, Any]] = [dict(owner) for owner in owners]
         self.pipelines: dict[str, list[dict[str, Any]]] = dict(
             pipelines if pipelines is not None else default_pipelines(0)
         )
         self.account: dict[str, Any] = dict(account or DEFAULT_ACCOUNT)
+        self.properties: dict[str, list[dict[str, Any]]] = dict(
+            properties if properties is not None else property_definitions(CUSTOM_PROPERTIES)
+        )
         self._records: dict[str, dict[str, Record]] = {name: {} for name in OBJECT_TYPES}
         self._index: dict[str, tuple[list[int], list[Record]] | None] = dict.fromkeys(OBJECT_TYPES)
         self._by_id: dict[tuple[str, bool], list[Record]] = {}
@@ -413,6 +550,19 @@ def _associate(record: Record, object_type: str, company_id: str) -> None:
     record["associations"] = {"companies": {"results": [{"id": company_id, "type": kind}]}}
 
 
+def _evening(zone_name: str) -> Callable[[int, float], int]:
+    """Epoch ms of a time between 17:00 and 23:30 in ``zone_name`` on an epoch day, from a
+    fraction in [0, 1): when a sales team there closes its deals."""
+    zone = ZoneInfo(zone_name)
+
+    def at(day: int, fraction: float) -> int:
+        local = datetime.combine(date.fromordinal(_EPOCH_ORDINAL + day), time(17), tzinfo=zone)
+        local += timedelta(milliseconds=int(fraction * 23_400_000))  # up to 6.5 hours later
+        return int(local.astimezone(UTC).timestamp()) * 1000 + local.microsecond // 1000
+
+    return at
+
+
 def generate_portal(
     seed: int = 7,
     as_of: datetime | None = None,
@@ -420,6 +570,7 @@ def generate_portal(
     deals: int = 2000,
     tickets: int = 1500,
     tied_deals: int = 0,
+    profile: str = "default",
 ) -> HubSpotPortal:
     """A realistic portal, deterministic for (seed, as_of), covering six calendar quarters.
 
@@ -430,7 +581,13 @@ def generate_portal(
     its first won deal and some churn; tickets come from customers while they are customers.
     About 1% of companies (without deals), deals and tickets are archived. Everything is one
     pass per object with integer milliseconds, so a million deals stay affordable.
+    ``profile`` names one of :data:`PROFILES`: the account, close times and custom
+    properties of the kind of portal to play.
     """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+    setup = PROFILES[profile]
+    evening = _evening(setup.close_zone) if setup.close_zone else None
     as_of = as_of or datetime.now(UTC)
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
@@ -443,7 +600,10 @@ def generate_portal(
     window_start = _quarter_start(date.fromordinal(_EPOCH_ORDINAL + today), 5)
     gen_start = (window_start.toordinal() - _EPOCH_ORDINAL - 75) * _DAY_MS
     portal = HubSpotPortal(
-        owners=_owners(now), pipelines=default_pipelines(gen_start - 400 * _DAY_MS)
+        owners=_owners(now),
+        pipelines=default_pipelines(gen_start - 400 * _DAY_MS),
+        account=setup.account,
+        properties=property_definitions(setup.custom),
     )
     owner_ids = [owner["id"] for owner in portal.owners]
 
@@ -476,12 +636,15 @@ def generate_portal(
         renewal = rand() < 0.25
         pipeline = RENEWALS_PIPELINE if renewal else SALES_PIPELINE
         close_day = day + 14 + int(rand() * 100)
-        closed = close_day < today
+        closed = close_day < today - (1 if evening else 0)  # a local evening ends after today
         won = closed and rand() < (0.6 if renewal else 0.35)
         usd = (9000.0 if ROSTER[seller].team == MID_MARKET else 26000.0) * rng.lognormvariate(
             0.0, 0.35
         )
-        close_ms = close_day * _DAY_MS + 12 * 3_600_000 + int(rand() * 18_000_000)
+        if evening is None:
+            close_ms = close_day * _DAY_MS + 12 * 3_600_000 + int(rand() * 18_000_000)
+        else:
+            close_ms = evening(close_day, rand())
         if closed:
             stage = _WON[pipeline] if won else _LOST[pipeline]
             modified = close_ms + int(rand() * 3 * _DAY_MS)
@@ -559,6 +722,8 @@ def generate_portal(
             "churned_date": churn,
             "hs_object_id": str(9_001_000_001 + c),
         }
+        if "churned_date" not in setup.custom.get("companies", ()):
+            del properties["churned_date"]  # the portal has no such property
         portal._records["companies"][properties["hs_object_id"]] = _record(
             properties["hs_object_id"], properties, archived
         )
@@ -644,6 +809,7 @@ def customer_seeds(portal: HubSpotPortal) -> list[CompanySeed]:
 # Seed directories: one JSON Lines file per object, in the API's own record shapes
 
 OWNERS_FILE, PIPELINES_FILE, ACCOUNT_FILE = "owners.jsonl", "pipelines.json", "account.json"
+PROPERTIES_FILE = "properties.json"
 
 
 def _with_id(add: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
@@ -656,17 +822,18 @@ def _with_id(add: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]],
 
 
 def load_portal(directory: Path) -> HubSpotPortal:
-    """Read ``companies/deals/tickets/owners.jsonl``, ``pipelines.json`` and ``account.json``.
+    """Read ``companies/deals/tickets/owners.jsonl``, ``pipelines.json``, ``account.json``
+    and ``properties.json``.
 
-    Missing files mean no such records (pipelines and account fall back to the defaults).
+    Missing files mean no such records (pipelines, account and properties fall back to the
+    defaults).
     A bad line raises ValueError naming the file and line.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"seed directory not found: {directory}")
-    pipelines = None
-    account = None
-    for name in (PIPELINES_FILE, ACCOUNT_FILE):
+    settings: dict[str, Any] = {}
+    for name in (PIPELINES_FILE, ACCOUNT_FILE, PROPERTIES_FILE):
         path = directory / name
         if path.is_file():
             try:
@@ -675,12 +842,17 @@ def load_portal(directory: Path) -> HubSpotPortal:
                     raise ValueError("expected a JSON object")
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
-            pipelines, account = (value, account) if name == PIPELINES_FILE else (pipelines, value)
+            settings[name] = value
     owners_path = directory / OWNERS_FILE
     owners: list[dict[str, Any]] = []
     if owners_path.is_file():
         load_jsonl(owners_path, _with_id(owners.append))
-    portal = HubSpotPortal(owners=owners, pipelines=pipelines, account=account)
+    portal = HubSpotPortal(
+        owners=owners,
+        pipelines=settings.get(PIPELINES_FILE),
+        account=settings.get(ACCOUNT_FILE),
+        properties=settings.get(PROPERTIES_FILE),
+    )
     for object_type in OBJECT_TYPES:
         path = directory / f"{object_type}.jsonl"
         if not path.is_file():
@@ -704,7 +876,11 @@ def write_portal(portal: HubSpotPortal, directory: Path) -> list[Path]:
             for record in records:
                 handle.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         written.append(path)
-    for name, value in ((PIPELINES_FILE, portal.pipelines), (ACCOUNT_FILE, portal.account)):
+    for name, value in (
+        (PIPELINES_FILE, portal.pipelines),
+        (ACCOUNT_FILE, portal.account),
+        (PROPERTIES_FILE, portal.properties),
+    ):
         path = directory / name
         path.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2))
         written.append(path)

@@ -2,7 +2,8 @@
 
 CRM search (filterGroups, sorts, numeric ``hs_object_id`` filters, ``after`` paging, the
 200-per-page and 10,000-result caps, a per-token requests-per-second limit), live and
-archived listings, owners, pipelines, v4 association batch reads and account details, with
+archived listings, owners, pipelines, property definitions, v4 association batch reads and
+account details, with
 HubSpot's JSON error shapes, a private-app bearer token, a 10-second burst limit and a daily
 limit on every call, and the ``X-HubSpot-RateLimit-*`` headers that report them.
 """
@@ -16,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -119,6 +120,7 @@ class EmulatorState:
     requests: int = 0  # every HTTP request received, faulted or not: the daily usage
     last_object_type: str = "deals"  # what ``mutate`` changes: the object last paged
     windows: dict[str, deque[float]] = field(default_factory=dict)
+    unreturned: set[str] = field(default_factory=set)  # ids search counts but never returns
     burst_windows: dict[str, deque[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -422,11 +424,19 @@ def _matching(
     return len(rows), rows[after : after + limit]
 
 
-def run_search(portal: HubSpotPortal, object_type: str, body: Mapping[str, Any]) -> dict[str, Any]:
+def run_search(
+    portal: HubSpotPortal,
+    object_type: str,
+    body: Mapping[str, Any],
+    unreturned: Collection[str] = (),
+) -> dict[str, Any]:
     """POST /crm/v3/objects/{type}/search as HubSpot answers it (raises SearchError on 400s).
 
     Ties are always broken by object id, so pages are stable. The incremental shape
     (an hs_lastmodifieddate range sorted by it) is a bisect and a slice, even at a million.
+    Records in ``unreturned`` are counted and paged over but not returned, as records
+    HubSpot's search index holds and cannot serve yet: a page of them alone comes back
+    empty with a ``paging.next``.
     """
     limit = _int_param(body.get("limit"), "limit", 10)
     after = _int_param(body.get("after"), "after", 0)
@@ -451,7 +461,7 @@ def run_search(portal: HubSpotPortal, object_type: str, body: Mapping[str, Any])
     selected = tuple(dict.fromkeys([*names, *_ALWAYS]))
     answer: dict[str, Any] = {
         "total": total,
-        "results": [_project(record, selected) for record in page],
+        "results": [_project(r, selected) for r in page if r["id"] not in unreturned],
     }
     if after + limit < total:
         answer["paging"] = {"next": {"after": str(after + limit)}}
@@ -505,7 +515,8 @@ def create_app(
     Free/Starter portal); tests make them strict to prove the connector's limiters, or lax
     to go fast. Every answer carries HubSpot's daily and burst usage headers.
     ``app.state.mutate(n)`` changes records now (the ``mutate:N`` fault), ``app.state.tie(n)``
-    gives ``n`` deals one modified time (the ``tie:N`` fault); there is no
+    gives ``n`` deals one modified time (the ``tie:N`` fault), and ids added to
+    ``app.state.emulator.unreturned`` are counted by search but never returned; there is no
     ``expire_sessions``: private-app tokens do not expire.
     """
     state = EmulatorState(
@@ -538,7 +549,7 @@ def create_app(
             body = orjson.loads(await request.body() or b"{}")
             if not isinstance(body, dict):
                 raise SearchError("request body must be a JSON object")
-            return _json(run_search(state.portal, object_type, body))
+            return _json(run_search(state.portal, object_type, body, state.unreturned))
         except (SearchError, orjson.JSONDecodeError) as exc:
             return _error(400, "VALIDATION_ERROR", str(exc))
 
@@ -657,6 +668,16 @@ def create_app(
             return token
         return _json(state.portal.account)
 
+    def properties(request: Request) -> Response:
+        """GET /crm/v3/properties/{object_type}: the portal's property definitions."""
+        token = authorize(request)
+        if isinstance(token, Response):
+            return token
+        object_type = _OBJECT_ALIASES.get(request.path_params["object_type"].lower())
+        if object_type is None:
+            return _error(400, "VALIDATION_ERROR", "Unable to infer object type")
+        return _json({"results": state.portal.properties.get(object_type, [])})
+
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
@@ -677,6 +698,7 @@ def create_app(
             methods=["POST"],
         ),
         Route("/account-info/v3/details", account, methods=["GET"]),
+        Route("/crm/v3/properties/{object_type}", properties, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = state
