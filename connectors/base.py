@@ -95,6 +95,18 @@ class Rejected:
     reasons: list[str]
 
 
+@dataclass(frozen=True)
+class Gap:
+    """A canonical field (``entity.field``) a source cannot supply, and why.
+
+    ``reason`` names the setting that would supply it. Key results whose metric needs the
+    field show the reason instead of a number that would look valid but is not.
+    """
+
+    need: str
+    reason: str
+
+
 @dataclass
 class Page:
     """One page of a stream, already mapped to canonical rows (see :mod:`connectors.canonical`).
@@ -106,12 +118,16 @@ class Page:
     ``rejected`` holds source records that could not be mapped, each with the reason, so
     nothing is dropped without a trace. ``bookmark`` is where the stream stands after this
     page; ``total`` is the source's own count of the whole result, when it gives one.
+    ``gaps`` are the canonical fields the stream cannot fill in this source (what the
+    account lacks or the settings leave unmapped); a reader may give them on any page,
+    and one that gives none (the default) claims nothing is missing.
     """
 
     rows: list[CanonicalRow]
     bookmark: Bookmark | None
     rejected: list[Rejected] = field(default_factory=list)
     total: int | None = None
+    gaps: tuple[Gap, ...] = ()
 
 
 @dataclass

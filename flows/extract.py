@@ -27,9 +27,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from connectors.base import Bookmark, Page, Rejected, StreamInfo, get_connector, open_reader
+from connectors.base import Bookmark, Gap, Page, Rejected, StreamInfo, get_connector, open_reader
 from connectors.canonical import CanonicalRow
-from connectors.errors import FatalSourceError, QuotaGuardError, RetriableSourceError, is_retriable
+from connectors.errors import (
+    FatalSourceError,
+    MissingObjectError,
+    QuotaGuardError,
+    RetriableSourceError,
+    is_retriable,
+)
 from expectations import Validator
 from flows.load import BatchLoaded, Destination, validate_and_load
 from flows.logs import Logger, run_logger
@@ -50,10 +56,12 @@ class Batch:
     rejected: list[Rejected] = field(default_factory=list)
     bookmark: Bookmark | None = None
     total: int | None = None
+    gaps: tuple[Gap, ...] = ()
 
     def add(self, page: Page) -> None:
         self.rows += page.rows
         self.rejected += page.rejected
+        self.gaps += page.gaps
         self.bookmark = page.bookmark or self.bookmark
         self.total = page.total if page.total is not None else self.total
 
@@ -176,6 +184,9 @@ def sync_stream(
     except QuotaGuardError as exc:
         tally.update(stopped=str(exc))
         logger.error("%s: stopped early: %s", read.label, tally.report.stopped)
+    except MissingObjectError as exc:  # the source lacks the object: nothing to read, not a failure
+        tally.update(skipped=str(exc))
+        logger.warning("%s: %s", read.label, exc)
     except FatalSourceError as exc:  # returned, not raised: one line in the logs, no traceback
         tally.update(failed=str(exc), error=exc)
     return tally.report
@@ -231,6 +242,10 @@ def _read_into_mirror(
         for batch in batches(reader.read(to.stream, since, until), read.batch_size):
             loaded = validate_and_load(store, to, batch.rows, batch.rejected, batch.bookmark)
             tally.add(len(batch), loaded)
+            for gap in batch.gaps:
+                if gap not in tally.report.gaps:
+                    logger.warning("%s: lacks %s: %s", read.label, gap.need, gap.reason)
+                    tally.update(gaps=(*tally.report.gaps, gap))
             advance(read.label, len(batch), batch.total)
             logger.info(
                 "%s: %d/%s records (%d quarantined)",

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from connectors.base import Gap
 from connectors.errors import FatalSourceError
 from okr_targets.status import RunStatus
 from transforms.matching import MatchReport
@@ -32,13 +33,26 @@ class StreamReport:
     quota: str | None = None  # the source's own account of its quota, when it gives one
     stopped: str | None = None  # why the stream ended before its end, if it did
     failed: str | None = None  # a fatal source error (bad credentials, rejected query)
+    skipped: str | None = None  # the source lacks the stream's object: why, and what it costs
+    gaps: tuple[Gap, ...] = ()  # canonical fields the source cannot fill, each with why
     error: FatalSourceError | None = field(default=None, compare=False, repr=False)
     """The exception behind ``failed``: returned by the task (one log line, no traceback)
     and raised by the flow as it is. Not part of the stored counts."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The counts as stored on the run and shown by `okr-sync runs`."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
+        """The counts as stored on the run and shown by `okr-sync runs`; gaps as need: why."""
+        counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
+        counts["gaps"] = {gap.need: gap.reason for gap in self.gaps}
+        return counts
+
+
+def source_gaps(streams: Mapping[str, StreamReport]) -> dict[str, tuple[str, ...]]:
+    """Each canonical field some source lacks (``entity.field``), with every source's why."""
+    found: dict[str, tuple[str, ...]] = {}
+    for report in streams.values():
+        for gap in report.gaps:
+            found[gap.need] = (*found.get(gap.need, ()), gap.reason)
+    return found
 
 
 @dataclass(frozen=True)
