@@ -153,10 +153,14 @@ def test_bad_okr_file_fails_with_one_line(
             "wrong-secret",
             "refused (400 invalid client credentials)",
         ),
-        ("OKR_SYNC_SALESFORCE_REP_QUOTA_FIELD", "Quota_Typo__c", "INVALID_FIELD"),
+        (
+            "OKR_SYNC_SALESFORCE_FIELD_MAP",
+            '{"monthly_quota": "Quota_Typo__c"}',
+            "maps monthly_quota to User.Quota_Typo__c, which the org's User describe",
+        ),
         ("OKR_SYNC_SALESFORCE_CA_BUNDLE", "", "certificate is not trusted"),
     ],
-    ids=["unreachable-source", "wrong-credential", "soql-error", "untrusted-certificate"],
+    ids=["unreachable-source", "wrong-credential", "unknown-field", "untrusted-certificate"],
 )
 def test_source_failures_fail_with_one_line(
     sources_env: dict[str, RunningServer],
