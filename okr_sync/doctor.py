@@ -18,7 +18,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
 from connectors.base import Bookmark, UnknownConnectorError, get_connector
-from connectors.errors import FatalSourceError, SourceError
+from connectors.errors import FatalSourceError, MissingObjectError, SourceError
 from connectors.secrets import MissingSecretError, resolve_secret
 from okr_targets.config import ConfigError, OkrConfig
 from okr_targets.models import SourceRead, SyncRun, utcnow
@@ -111,6 +111,8 @@ def check_reachable(source: str) -> Finding:
         reader = connector.open(connector.settings())
         try:
             next(iter(reader.read(connector.streams[0], Bookmark(utcnow()))), None)
+        except MissingObjectError:
+            pass  # it answered: the account just lacks that object (reported by the sync)
         finally:
             reader.close()
     except MissingSecretError:

@@ -271,8 +271,11 @@ def test_the_real_command_prints_no_traceback(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "Traceback" not in output
+    # Nothing is configured: the first thing missing is where the org is (no default URL).
     assert (
-        done.stderr.strip().splitlines()[-2:][0].startswith("error: salesforce: the client secret")
+        done.stderr.strip()
+        .splitlines()[-2:][0]
+        .startswith("error: salesforce: OKR_SYNC_SALESFORCE_LOGIN_URL is not set")
     )
 
 
