@@ -10,6 +10,7 @@ from typing import Any
 from connectors.base import Gap
 from connectors.errors import FatalSourceError
 from okr_targets.status import RunStatus
+from okr_targets.store import Store, latest_stream_counts
 from transforms.matching import MatchReport
 from transforms.measure import KeyResultOutcome
 
@@ -46,12 +47,21 @@ class StreamReport:
         return counts
 
 
-def source_gaps(streams: Mapping[str, StreamReport]) -> dict[str, tuple[str, ...]]:
-    """Each canonical field some source lacks (``entity.field``), with every source's why."""
+def source_gaps(
+    streams: Mapping[str, StreamReport], earlier: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Each canonical field some source lacks (``entity.field``), with every source's why.
+
+    ``earlier`` holds, per stream this run did not read (a sync of some sources only),
+    the gaps its latest read reported (``need: why``, as stored): they still hold.
+    """
     found: dict[str, tuple[str, ...]] = {}
-    for report in streams.values():
-        for gap in report.gaps:
-            found[gap.need] = (*found.get(gap.need, ()), gap.reason)
+    unread = {name: gaps for name, gaps in (earlier or {}).items() if name not in streams}
+    pairs = [(gap.need, gap.reason) for report in streams.values() for gap in report.gaps]
+    pairs += [(need, why) for gaps in unread.values() for need, why in gaps.items()]
+    for need, why in pairs:
+        if why not in found.get(need, ()):
+            found[need] = (*found.get(need, ()), why)
     return found
 
 
@@ -93,3 +103,10 @@ class RunReport:
             **self.details(),
             "key_results": [asdict(outcome) for outcome in self.key_results],
         }
+
+
+def latest_gaps(store: Store) -> dict[str, dict[str, str]]:
+    """Per stream, the gaps its latest read reported (``need: why``), as the store keeps them."""
+    return {
+        name: dict(counts.get("gaps") or {}) for name, counts in latest_stream_counts(store).items()
+    }

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
@@ -23,7 +22,7 @@ from connectors.secrets import MissingSecretError, resolve_secret
 from okr_targets.config import ConfigError, OkrConfig
 from okr_targets.models import SourceRead, SyncRun, utcnow
 from okr_targets.status import RunStatus
-from okr_targets.store import Store, StoreError
+from okr_targets.store import Store, StoreError, latest_stream_counts
 from transforms.catalog import MetricCatalog, load
 from transforms.measure import key_result_needs
 
@@ -172,17 +171,7 @@ def check_last_reads(store: Store, config: OkrConfig, now: datetime) -> list[Fin
 def check_fields(store: Store, config: OkrConfig, catalog: MetricCatalog) -> list[Finding]:
     """What each source supplies, as its latest read of each stream found: the objects it
     lacks, and each canonical field it cannot fill with the key results that field blocks."""
-    with store.session() as session:
-        runs = session.scalars(
-            select(SyncRun)
-            .where(SyncRun.finished_at.is_not(None))
-            .order_by(SyncRun.started_at.desc())
-            .limit(20)
-        ).all()
-    latest: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        for name, counts in (run.stream_counts or {}).items():
-            latest.setdefault(name, counts)
+    latest = latest_stream_counts(store)
     needs = {
         spec.id: key_result_needs(catalog, spec)
         for _objective, spec, _where in config.key_results()

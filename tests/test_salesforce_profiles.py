@@ -24,7 +24,7 @@ from connectors.salesforce.sandbox import sandbox_env
 from connectors.salesforce.sandbox.data import PROFILES, SalesforceOrg, generate_org
 from connectors.salesforce.sandbox.emulator import create_app
 from connectors.sandbox.server import RunningServer, serve_tls
-from flows.report import RunReport
+from flows.report import RunReport, StreamReport, source_gaps
 from flows.sync import sync_okrs
 from okr_targets.periods import Calendar
 from tests.conftest import AS_OF
@@ -247,3 +247,17 @@ def test_single_currency_org_syncs_and_says_what_it_cannot_measure(
     assert errors["ramp"].startswith("needs rep.monthly_quota: Salesforce User has no monthly")
     assert errors["first-response"].startswith("needs ticket.first_response_at: Salesforce Case")
     assert {outcomes[kr].status for kr in errors} == {"error"}
+
+
+def test_gaps_of_streams_this_run_did_not_read_still_hold() -> None:
+    """A sync of some sources only: the others' last-found gaps still block their results."""
+    read = {"salesforce.Account": StreamReport(gaps=(Gap("customer.churned_on", "mapped?"),))}
+    earlier = {
+        "salesforce.Account": {"customer.churned_on": "an older read, superseded"},
+        "hubspot.companies": {"customer.churned_on": "no lifecycle date", "customer.segment": "x"},
+        "salesforce.Case": {},
+    }
+    assert source_gaps(read, earlier) == {
+        "customer.churned_on": ("mapped?", "no lifecycle date"),
+        "customer.segment": ("x",),
+    }
