@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 import urllib3
@@ -33,6 +34,17 @@ class SourceError(Exception):
         super().__init__(f"{source}: {one_line(message)}")
         self.source = source
         self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copied and pickled whole (a stream report holding one is copied by ``asdict``)."""
+        return (_rebuilt, (type(self), str(self), self.__dict__))
+
+
+def _rebuilt(cls: type[SourceError], text: str, state: dict[str, Any]) -> SourceError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, text)
+    error.__dict__.update(state)
+    return error
 
 
 class RetriableSourceError(SourceError):

@@ -261,3 +261,14 @@ def test_gaps_of_streams_this_run_did_not_read_still_hold() -> None:
         "customer.churned_on": ("mapped?", "no lifecycle date"),
         "customer.segment": ("x",),
     }
+
+
+def test_a_source_error_copies_whole() -> None:
+    """A stream report holding the error is copied (``asdict``) and pickled by Prefect."""
+    import copy
+    import pickle
+
+    error = FatalSourceError("salesforce", "describe Account failed (403 x)", status=403)
+    for copied in (copy.deepcopy(error), pickle.loads(pickle.dumps(error))):  # noqa: S301
+        assert type(copied) is FatalSourceError
+        assert (str(copied), copied.source, copied.status) == (str(error), "salesforce", 403)

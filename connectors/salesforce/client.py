@@ -163,17 +163,20 @@ class SalesforceReader:
     def objects(self) -> frozenset[str]:
         """The org's object names, from the global describe (asked once per reader)."""
         if self._objects is None:
-            answer = self._call("describe the org's objects", lambda: self.client.describe() or {})
+            answer = self._describe("describe the org's objects", "sobjects")
             self._objects = frozenset(str(o["name"]) for o in answer.get("sobjects", []))
         return self._objects
 
     def fields(self, sobject: str) -> frozenset[str]:
         """The object's field names, from its describe (asked once per reader and object)."""
         if sobject not in self._fields:
-            described = getattr(self.client, sobject).describe
-            answer = self._call(f"describe {sobject}", described)
+            answer = self._describe(f"describe {sobject}", f"sobjects/{sobject}/describe")
             self._fields[sobject] = frozenset(str(f["name"]) for f in answer.get("fields", []))
         return self._fields[sobject]
+
+    def _describe(self, action: str, path: str) -> dict[str, Any]:
+        timeout = self.settings.timeout
+        return self._call(action, lambda: self.client.restful(path, timeout=timeout) or {})
 
     def org(self) -> OrgFields:
         """The mapped fields, and the company currency when the org has only one.
