@@ -272,3 +272,22 @@ def test_a_source_error_copies_whole() -> None:
     for copied in (copy.deepcopy(error), pickle.loads(pickle.dumps(error))):  # noqa: S301
         assert type(copied) is FatalSourceError
         assert (str(copied), copied.source, copied.status) == (str(error), "salesforce", 403)
+
+
+def test_the_company_currency_is_read_again_after_the_session_lapses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """getUserInfo answers a lapsed session with a SOAP fault (HTTP 500): log in again."""
+    org = generate_org(seed=3, as_of=AS_OF, accounts=4, opportunities=8, profile="single-currency")
+    org.currency = "EUR"
+    app = create_app(org)
+    with serve_tls(app) as running:
+        point_at(running, "single-currency", monkeypatch)
+        reader = open_reader(get_connector("salesforce"))
+        assert isinstance(reader, SalesforceReader)
+        try:
+            assert "CurrencyIsoCode" not in reader.fields("Opportunity")
+            app.state.expire_sessions()
+            assert reader.org().currency == "EUR"
+        finally:
+            reader.close()

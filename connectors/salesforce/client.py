@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
+from xml.parsers.expat import ExpatError
 from xml.sax.saxutils import escape
 
 import requests
@@ -106,6 +107,14 @@ def _oauth_error(response: requests.Response) -> str:
     return str(
         body.get("error_description") or body.get("error") or body.get("message") or response.reason
     )
+
+
+def _xml_value(response: requests.Response, element: str, action: str) -> str | None:
+    """The text of a SOAP answer's one ``element``; a body that is not XML is unreadable."""
+    try:
+        return getUniqueElementValueFromXmlString(response.content, element)
+    except ExpatError:
+        raise ERRORS.unreadable(action, "not XML") from None
 
 
 _GET_USER_INFO = """<?xml version="1.0" encoding="utf-8"?>
@@ -205,12 +214,12 @@ class SalesforceReader:
                 headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "getUserInfo"},
                 timeout=self.settings.timeout,
             )
-            if response.status_code != 200:
-                fault = getUniqueElementValueFromXmlString(response.content, "faultstring")
-                failure = HttpFailure(response.status_code, fault or response.reason)
-                raise ERRORS.for_status(action, failure)
-            code = getUniqueElementValueFromXmlString(response.content, "orgDefaultCurrencyIsoCode")
-            return {"currency": code}
+            if response.status_code != 200:  # a SOAP fault comes with 500, whatever it is
+                fault = _xml_value(response, "faultstring", action)
+                expired = "INVALID_SESSION_ID" in str(fault)  # log in again, as for REST
+                status = 401 if expired else response.status_code
+                raise ERRORS.for_status(action, HttpFailure(status, fault or response.reason))
+            return {"currency": _xml_value(response, "orgDefaultCurrencyIsoCode", action)}
 
         currency = self._call(action, ask)["currency"]
         if not currency:

@@ -251,7 +251,7 @@ def create_app(
         fields = [
             {
                 "name": field,
-                "type": "datetime" if kind == "datetime" else kind,
+                "type": kind,
                 "custom": field.endswith("__c"),
                 "nillable": field not in ("Id", "CreatedDate", "LastModifiedDate"),
             }
@@ -270,16 +270,10 @@ def create_app(
         if "getUserInfo" not in body:
             return _soap_fault("sf:UNKNOWN_EXCEPTION", "only getUserInfo is emulated")
         multi = "CurrencyType" in org.schema
-        company = (
-            '<orgDefaultCurrencyIsoCode xsi:nil="true"/>'
-            if multi
-            else (f"<orgDefaultCurrencyIsoCode>{org.currency}</orgDefaultCurrencyIsoCode>")
-        )
-        user = (
-            f"<userDefaultCurrencyIsoCode>{org.currency}</userDefaultCurrencyIsoCode>"
-            if (multi)
-            else '<userDefaultCurrencyIsoCode xsi:nil="true"/>'
-        )
+        # As documented: the org's currency only without multiple currencies, the user's
+        # only with them; the other is nil.
+        company = _xml("orgDefaultCurrencyIsoCode", None if multi else org.currency)
+        user = _xml("userDefaultCurrencyIsoCode", org.currency if multi else None)
         result = (
             f"{company}<organizationId>{ORG_ID}</organizationId>"
             f"<organizationMultiCurrency>{str(multi).lower()}</organizationMultiCurrency>{user}"
@@ -349,6 +343,10 @@ _SOAP = (
     'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{body}'
     "</soapenv:Body></soapenv:Envelope>"
 )
+
+
+def _xml(name: str, value: str | None) -> str:
+    return f'<{name} xsi:nil="true"/>' if value is None else f"<{name}>{value}</{name}>"
 
 
 def _soap_fault(code: str, message: str) -> Response:
