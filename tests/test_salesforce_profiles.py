@@ -291,3 +291,26 @@ def test_the_company_currency_is_read_again_after_the_session_lapses(
             assert reader.org().currency == "EUR"
         finally:
             reader.close()
+
+
+def test_a_default_field_the_org_hides_is_a_gap_and_a_mapped_one_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Field-level security can hide Account.Industry from the integration user."""
+    org = generate_org(seed=3, as_of=AS_OF, accounts=4, opportunities=8, profile="single-currency")
+    del org.schema["Account"]["Industry"]
+    with serve_tls(create_app(org)) as running:
+        point_at(running, "single-currency", monkeypatch)
+        customers, gaps, rejected = read_all("Account")
+        assert (len(customers), rejected) == (len(org.records("Account", include_deleted=True)), 0)
+        assert (
+            Gap(
+                "customer.segment",
+                "Salesforce Account has no Industry field; set "
+                'OKR_SYNC_SALESFORCE_FIELD_MAP={"segment": "<Account field>"}',
+            )
+            in gaps
+        )
+        monkeypatch.setenv("OKR_SYNC_SALESFORCE_FIELD_MAP", '{"segment": "Industry"}')
+        with pytest.raises(FatalSourceError, match=r"maps segment to Account\.Industry"):
+            read_all("Account")

@@ -229,7 +229,8 @@ class SalesforceReader:
         return str(currency)
 
     def _readable(self, sobject: SObjectStream) -> frozenset[str]:
-        """The object's fields, once it is known to exist and every mapped field with it."""
+        """The object's fields, once it is known to exist and every field the settings map
+        with it (a default the org lacks, such as Industry, is a gap, not an error)."""
         name = sobject.name
         if name not in self.objects():
             comes_with = f"; it comes with {sobject.requires}" if sobject.requires else ""
@@ -237,8 +238,9 @@ class SalesforceReader:
                 SOURCE, f"{name} skipped: the org has no {name} object{comes_with}"
             )
         existing = self.fields(name)
-        for mapped, field in sobject.mapped_fields(self.settings.field_map):
-            if field not in existing:
+        field_map = self.settings.field_map
+        for mapped, field in sobject.mapped_fields(field_map):
+            if field not in existing and mapped.key in field_map.model_fields_set:
                 raise FatalSourceError(
                     SOURCE,
                     f"{FIELD_MAP_SETTING} maps {mapped.key} to {name}.{field}, which the org's "
@@ -285,7 +287,7 @@ class SalesforceReader:
         sobject = STREAMS[stream.name]
         soql = self.soql(stream, since, until)
         org = self.org()
-        gaps = tuple(sobject.gaps(self.settings.field_map))
+        gaps = tuple(sobject.gaps(self.settings.field_map, self.fields(stream.name)))
         for result in self._results(stream, soql, include_deleted=sobject.deletable):
             page = Page(rows=[], bookmark=None, total=result.get("totalSize"), gaps=gaps)
             gaps = ()  # said once, with the first page

@@ -59,17 +59,23 @@ class SObjectStream(SourceStream[Mapper]):
         wanted = dict.fromkeys([*_AUDIT, *self.fields, *mapped, *deleted])
         return [field for field in wanted if field in existing]
 
-    def gaps(self, field_map: FieldMap) -> list[Gap]:
-        """The canonical fields this stream cannot fill: mapped values the settings leave unset."""
-        return [
-            Gap(
-                mapped.need,
-                f"Salesforce {self.name} has no {mapped.what} field mapped; set "
-                f'{FIELD_MAP_SETTING}={{"{mapped.key}": "<{self.name} field>"}}',
+    def gaps(self, field_map: FieldMap, existing: Collection[str]) -> list[Gap]:
+        """The canonical fields this stream cannot fill: mapped values the settings leave
+        unset, and defaults (``Industry``) the org's describe does not list."""
+        found = []
+        for mapped in self.mapped:
+            field = getattr(field_map, mapped.key)
+            if field and field in existing:
+                continue
+            lacks = f"no {mapped.what} field mapped" if not field else f"no {field} field"
+            found.append(
+                Gap(
+                    mapped.need,
+                    f"Salesforce {self.name} has {lacks}; set "
+                    f'{FIELD_MAP_SETTING}={{"{mapped.key}": "<{self.name} field>"}}',
+                )
             )
-            for mapped in self.mapped
-            if not getattr(field_map, mapped.key)
-        ]
+        return found
 
 
 def _stream(name: str, entity: str) -> StreamInfo:
