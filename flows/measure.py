@@ -6,6 +6,7 @@ customers the metrics need, then every key result's measurement. Partial work ne
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,8 +33,18 @@ class Measured:
     tombstoned: dict[str, int] | None  # a full refresh read in full: the records it did not see
 
 
-def measure(store: Store, plan: Plan, run_id: str, now: datetime, read_in_full: bool) -> Measured:
+def measure(
+    store: Store,
+    plan: Plan,
+    run_id: str,
+    now: datetime,
+    read_in_full: bool,
+    gaps: Mapping[str, tuple[str, ...]] | None = None,
+) -> Measured:
     """Measure every key result from the mirror as of ``now`` (data up to the plan's start).
+
+    ``gaps`` are the canonical fields a source lacks (``entity.field`` → why): key results
+    whose metric needs one show why instead of a value.
 
     ``read_in_full`` is false when a stream stopped early: then nothing is tombstoned for
     not being seen and no frozen baseline is recomputed from the incomplete data.
@@ -58,6 +69,7 @@ def measure(store: Store, plan: Plan, run_id: str, now: datetime, read_in_full: 
             __version__,
             data_cutoff=plan.started_at,
             refreeze_baselines=request.refreeze(read_in_full),
+            gaps=gaps,
         )
     _log_outcomes(logger, outcomes)
     return Measured(customers, findings, tuple(outcomes), tombstoned)

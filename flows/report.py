@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from connectors.base import Gap
 from connectors.errors import FatalSourceError
 from okr_targets.status import RunStatus
+from okr_targets.store import Store, latest_stream_counts
 from transforms.matching import MatchReport
 from transforms.measure import KeyResultOutcome
 
@@ -33,15 +35,36 @@ class StreamReport:
     stopped: str | None = None  # why the stream ended before its end, if it did
     failed: str | None = None  # a fatal source error (bad credentials, rejected query)
     notes: tuple[str, ...] = ()  # what the source could not give, and why (Page.notes)
+    skipped: str | None = None  # the source lacks the stream's object: why, and what it costs
+    gaps: tuple[Gap, ...] = ()  # canonical fields the source cannot fill, each with why
     error: FatalSourceError | None = field(default=None, compare=False, repr=False)
     """The exception behind ``failed``: returned by the task (one log line, no traceback)
     and raised by the flow as it is. Not part of the stored counts."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The counts as stored on the run and shown by `okr-sync runs`."""
+        """The counts as stored on the run and shown by `okr-sync runs`; gaps as need: why."""
         counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
         counts["notes"] = list(self.notes)  # as JSON stores it and reads it back
+        counts["gaps"] = {gap.need: gap.reason for gap in self.gaps}
         return counts
+
+
+def source_gaps(
+    streams: Mapping[str, StreamReport], earlier: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Each canonical field some source lacks (``entity.field``), with every source's why.
+
+    ``earlier`` holds, per stream this run did not read (a sync of some sources only),
+    the gaps its latest read reported (``need: why``, as stored): they still hold.
+    """
+    found: dict[str, tuple[str, ...]] = {}
+    unread = {name: gaps for name, gaps in (earlier or {}).items() if name not in streams}
+    pairs = [(gap.need, gap.reason) for report in streams.values() for gap in report.gaps]
+    pairs += [(need, why) for gaps in unread.values() for need, why in gaps.items()]
+    for need, why in pairs:
+        if why not in found.get(need, ()):
+            found[need] = (*found.get(need, ()), why)
+    return found
 
 
 @dataclass(frozen=True)
@@ -82,3 +105,10 @@ class RunReport:
             **self.details(),
             "key_results": [asdict(outcome) for outcome in self.key_results],
         }
+
+
+def latest_gaps(store: Store) -> dict[str, dict[str, str]]:
+    """Per stream, the gaps its latest read reported (``need: why``), as the store keeps them."""
+    return {
+        name: dict(counts.get("gaps") or {}) for name, counts in latest_stream_counts(store).items()
+    }

@@ -49,9 +49,12 @@ class RunRecord:
         self.key_results = measured.outcomes
 
     def outcome(self) -> tuple[RunStatus, str | None]:
-        """Complete, or partial with the first reason: a stream stopped, a key result failed."""
+        """Complete, or partial with the first reason: a stream stopped, a key result failed.
+
+        A key result blocked by a field its source lacks is a finding on it, not a failure:
+        the run completes, and every run says it until the mapping is set."""
         stopped = [f"{name}: {s.stopped}" for name, s in self.streams.items() if s.stopped]
-        errors = [outcome for outcome in self.key_results if outcome.error]
+        errors = [outcome for outcome in self.key_results if outcome.error and not outcome.blocked]
         if stopped:
             return RunStatus.PARTIAL, f"{len(stopped)} stream(s) stopped early: {stopped[0]}"
         if errors:

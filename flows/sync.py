@@ -27,7 +27,7 @@ from flows.load import reconcile_source, record_reads
 from flows.logs import run_logger
 from flows.measure import measure
 from flows.plan import SyncRequest, plan
-from flows.report import RunReport
+from flows.report import RunReport, latest_gaps, source_gaps
 from flows.run import recorded_run
 from flows.settings import Settings
 from okr_targets.config import ConfigError
@@ -66,7 +66,8 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
             for source in sorted(read_in_full):
                 listed = [stream for name, stream in planned.streams if name == source]
                 run.tombstoned |= reconcile_source(store, source, listed, run.run_id, now)
-        measured = measure(store, planned, run.run_id, now, read_in_full=not stopped)
+        gaps = source_gaps(run.streams, latest_gaps(store))
+        measured = measure(store, planned, run.run_id, now, read_in_full=not stopped, gaps=gaps)
         run.add(measured)
         publish_changes(planned.config, list(measured.outcomes), run.run_id, store, now)
     assert run.report is not None, "a recorded run is finished on the way out"

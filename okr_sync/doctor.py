@@ -2,7 +2,8 @@
 
 Checks, in order: the store answers and its schema is the newest; the OKR file loads;
 each source in it has its credentials; each source answers them; each source was read in
-full recently. Every problem comes with its fix. Nothing is written: the schema is
+full recently; what each source supplies, and which key results a field it lacks
+blocks. Every problem comes with its fix. Nothing is written: the schema is
 reported, never migrated, and a source is asked for one page of changes since now.
 """
 
@@ -16,13 +17,14 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
 from connectors.base import Bookmark, UnknownConnectorError, get_connector
-from connectors.errors import FatalSourceError, SourceError
+from connectors.errors import FatalSourceError, MissingObjectError, SourceError
 from connectors.secrets import MissingSecretError, resolve_secret
 from okr_targets.config import ConfigError, OkrConfig
 from okr_targets.models import SourceRead, SyncRun, utcnow
 from okr_targets.status import RunStatus
-from okr_targets.store import Store, StoreError
-from transforms.catalog import load
+from okr_targets.store import Store, StoreError, latest_stream_counts
+from transforms.catalog import MetricCatalog, load
+from transforms.measure import key_result_needs
 
 
 @dataclass
@@ -108,6 +110,8 @@ def check_reachable(source: str) -> Finding:
         reader = connector.open(connector.settings())
         try:
             next(iter(reader.read(connector.streams[0], Bookmark(utcnow()))), None)
+        except MissingObjectError:
+            pass  # it answered: the account just lacks that object (reported by the sync)
         finally:
             reader.close()
     except MissingSecretError:
@@ -164,6 +168,42 @@ def check_last_reads(store: Store, config: OkrConfig, now: datetime) -> list[Fin
     return found
 
 
+def check_fields(store: Store, config: OkrConfig, catalog: MetricCatalog) -> list[Finding]:
+    """What each source supplies, as its latest read of each stream found: the objects it
+    lacks, and each canonical field it cannot fill with the key results that field blocks."""
+    latest = latest_stream_counts(store)
+    needs = {
+        spec.id: key_result_needs(catalog, spec)
+        for _objective, spec, _where in config.key_results()
+    }
+    found = []
+    for source in dict.fromkeys(config.spec.sources):
+        mine = {n.split(".", 1)[1]: c for n, c in latest.items() if n.startswith(f"{source}.")}
+        if not mine:
+            continue  # never read: the last-sync check says so
+        read = [name for name, counts in mine.items() if not counts.get("skipped")]
+        skipped = [str(counts["skipped"]) for counts in mine.values() if counts.get("skipped")]
+        detail = f"reads {', '.join(read) or 'nothing'}" + "".join(f"; {s}" for s in skipped)
+        found.append(Finding(f"fields {source}", True, detail))
+        gaps = {need: why for c in mine.values() for need, why in (c.get("gaps") or {}).items()}
+        for need, why in sorted(gaps.items()):
+            blocked = sorted(kr for kr, kr_needs in needs.items() if need in kr_needs)
+            if blocked:
+                found.append(
+                    Finding(
+                        f"fields {source}",
+                        False,
+                        f"lacks {need}, which key result(s) {', '.join(blocked)} need",
+                        why,
+                    )
+                )
+            else:
+                found.append(
+                    Finding(f"fields {source}", True, f"lacks {need} (no key result needs it)")
+                )
+    return found
+
+
 def _age(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds < 3600:
@@ -181,7 +221,7 @@ def diagnose(store_url: str, okr_file: Path) -> list[Finding]:
     """Every check, in order; later ones are skipped when what they need is broken."""
     findings, store = check_store(store_url)
     try:
-        config, _catalog = load(okr_file)
+        config, catalog = load(okr_file)
     except ConfigError as exc:
         findings.append(
             Finding("okr file", False, str(exc), "fix the file; `okr-sync lint` lists problems")
@@ -202,6 +242,7 @@ def diagnose(store_url: str, okr_file: Path) -> list[Finding]:
                 findings.append(check_reachable(source))
         if store is not None and all(f.ok for f in findings if f.check == "schema"):
             findings += check_last_reads(store, config, utcnow())
+            findings += check_fields(store, config, catalog)
     if store is not None:
         store.dispose()
     return findings

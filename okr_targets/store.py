@@ -478,6 +478,23 @@ def begin_run(store: Store, code_version: str, flow_run_id: str | None = None) -
     return run_id
 
 
+def latest_stream_counts(store: Store, runs: int = 20) -> dict[str, dict[str, Any]]:
+    """Each stream's counts (``source.stream`` → counts) from the latest finished run that
+    read it, among the last ``runs``: what a stream was last found to lack or skip."""
+    with store.session() as session:
+        finished = session.scalars(
+            select(SyncRun)
+            .where(SyncRun.finished_at.is_not(None))
+            .order_by(SyncRun.started_at.desc())
+            .limit(runs)
+        ).all()
+    latest: dict[str, dict[str, Any]] = {}
+    for run in finished:
+        for name, counts in (run.stream_counts or {}).items():
+            latest.setdefault(name, counts)
+    return latest
+
+
 def finish_run(
     store: Store,
     run_id: str,

@@ -153,10 +153,14 @@ def test_bad_okr_file_fails_with_one_line(
             "wrong-secret",
             "refused (400 invalid client credentials)",
         ),
-        ("OKR_SYNC_SALESFORCE_REP_QUOTA_FIELD", "Quota_Typo__c", "INVALID_FIELD"),
+        (
+            "OKR_SYNC_SALESFORCE_FIELD_MAP",
+            '{"monthly_quota": "Quota_Typo__c"}',
+            "maps monthly_quota to User.Quota_Typo__c, which the org's User describe",
+        ),
         ("OKR_SYNC_SALESFORCE_CA_BUNDLE", "", "certificate is not trusted"),
     ],
-    ids=["unreachable-source", "wrong-credential", "soql-error", "untrusted-certificate"],
+    ids=["unreachable-source", "wrong-credential", "unknown-field", "untrusted-certificate"],
 )
 def test_source_failures_fail_with_one_line(
     sources_env: dict[str, RunningServer],
@@ -267,8 +271,11 @@ def test_the_real_command_prints_no_traceback(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "Traceback" not in output
+    # Nothing is configured: the first thing missing is where the org is (no default URL).
     assert (
-        done.stderr.strip().splitlines()[-2:][0].startswith("error: salesforce: the client secret")
+        done.stderr.strip()
+        .splitlines()[-2:][0]
+        .startswith("error: salesforce: OKR_SYNC_SALESFORCE_LOGIN_URL is not set")
     )
 
 

@@ -72,3 +72,27 @@ def test_store_problems_come_first(tmp_path: Path, sources_env: dict[str, Runnin
     assert code == 1
     assert "FAIL schema: at revision none (empty database); this okr-sync needs" in output
     assert "fix: back the store up, then run `okr-sync db upgrade`" in output
+
+
+def test_a_field_a_source_lacks_names_the_key_results_it_blocks(
+    sqlite_url: str, sources_env: dict[str, RunningServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The org keeps its customers' dates, but the settings do not say where."""
+    field_map = '{"first_response_at": "First_Response__c", "rep_started_on": "Start_Date__c", '
+    field_map += '"monthly_quota": "Monthly_Quota__c"}'
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_FIELD_MAP", field_map)
+    synced = CliRunner().invoke(app, ["sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url])
+    assert synced.exit_code == 0, synced.output  # the sync completes: a gap is no failure
+    code, output = doctor(sqlite_url)
+    assert code == 1
+    [reads] = [line for line in output.splitlines() if "ok   fields salesforce: reads" in line]
+    assert {"CurrencyType", "DatedConversionRate", "User", "Account", "Opportunity"} <= set(
+        reads.split("reads ", 1)[1].split(", ")
+    )
+    for need in ("customer.became_customer_on", "customer.churned_on"):
+        assert f"FAIL fields salesforce: lacks {need}, which key result(s) retention need" in output
+    assert (
+        "fix: Salesforce Account has no churn date field mapped; set "
+        'OKR_SYNC_SALESFORCE_FIELD_MAP={"churned_on": "<Account field>"}'
+    ) in output
+    assert "error: 2 problem(s) found" in output

@@ -184,8 +184,9 @@ def test_a_session_that_expires_mid_run_is_renewed_without_a_retry(
 
     assert (counts.read, counts.attempts, counts.stopped, counts.failed) == (1200, 1, None, None)
     used = live_app.state.emulator.api_usage - used_before
-    # 6 pages billed, plus the two logins and the one call refused for the lapsed session
-    assert (used, counts.requests) == (6, used + 3)
+    # 6 pages and the 2 describes (the org's objects, Opportunity's fields) billed, plus the
+    # two logins and the one call refused for the lapsed session
+    assert (used, counts.requests) == (8, used + 3)
     assert counts.quota == f"{live_app.state.emulator.api_usage}/15000 daily API calls used"
 
 

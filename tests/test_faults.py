@@ -107,9 +107,9 @@ def test_a_sync_under_a_fault_schedule_equals_a_fault_free_one(
 def test_the_salesforce_quota_guard_stops_the_stream_where_its_data_ends(
     monkeypatch: pytest.MonkeyPatch, validator: Validator, sqlite_url: str
 ) -> None:
-    """With 9 of 10 daily calls used, the stream stops (not retried) and keeps its cursor."""
+    """Past 90% of the daily calls, the stream stops (not retried) and keeps its cursor."""
     org = generate_org(seed=5, as_of=AS_OF, accounts=40, opportunities=900)
-    with serve_tls(create_app(org, page_size=200, daily_api_limit=10)) as server:
+    with serve_tls(create_app(org, page_size=200, daily_api_limit=24)) as server:
         for name, value in salesforce_env_vars(server).items():
             monkeypatch.setenv(name, value)
         run_id = sync_sources(sqlite_url, validator, batch_size=200)
@@ -121,10 +121,12 @@ def test_the_salesforce_quota_guard_stops_the_stream_where_its_data_ends(
         cursors = {c.stream: c.value for c in session.scalars(select(Cursor))}
         deals = session.scalar(select(func.count()).select_from(Deal))
     store.dispose()
-    # 4 one-page objects and 5 pages of opportunities use 9 calls; the first page of cases
-    # is the 10th, and the guard (90% of 10) stops the stream before its second page.
+    # Each stream's reader asks two describes (the org's objects, the stream's object): 4
+    # one-page objects use 12 calls, opportunities 2 + 5 pages, cases 2 + their first page,
+    # the 22nd; the guard (90% of 24: 21.6) stops cases before their second page, and
+    # no page of opportunities (at 15 to 18 calls) was stopped.
     assert set(stopped) == {"Case"}
-    assert "10/10 daily API calls used" in stopped["Case"]
+    assert "22/24 daily API calls used" in stopped["Case"]
     case = run.stream_counts["Case"]
     assert (case["read"], case["attempts"], case["failed"]) == (200, 1, None)
     assert case["cursor_after"] == cursors["Case"].isoformat()  # cursor at the written data

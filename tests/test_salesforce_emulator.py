@@ -279,13 +279,19 @@ def test_order_by_and_limit(sf: Salesforce, org: SalesforceOrg) -> None:
 @pytest.mark.parametrize(
     ("soql", "code", "message"),
     [
-        (
+        (  # a real org's shape: the query, a caret under the name, its row and column
             "SELECT Id, Foo FROM Account",
             "INVALID_FIELD",
+            "\nSELECT Id, Foo FROM Account\n           ^\nERROR at Row:1:Column:12\n"
             "No such column 'Foo' on entity 'Account'.",
         ),
         ("SELECT Id FROM Account WHERE", "MALFORMED_QUERY", "unexpected token"),
-        ("SELECT Id FROM Lead", "INVALID_TYPE", "sObject type 'Lead' is not supported."),
+        (
+            "SELECT Id FROM Lead",
+            "INVALID_TYPE",
+            "\nSELECT Id FROM Lead\n               ^\nERROR at Row:1:Column:16\n"
+            "sObject type 'Lead' is not supported.",
+        ),
     ],
 )
 def test_query_errors_have_salesforce_shape(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -124,6 +125,7 @@ class KeyResultOutcome:
     error: str | None = None
     previous_value: float | None = None  # the latest measurement before this run's
     previous_status: str | None = None  # None: never measured before
+    blocked: bool = False  # a source lacks a field the metric needs: a finding, not a failure
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,7 @@ def measure_key_results(
     code_version: str,
     data_cutoff: datetime | None = None,
     refreeze_baselines: bool = False,
+    gaps: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[KeyResultOutcome]:
     """Compute every key result over the mirror and write the ones that changed.
 
@@ -249,6 +252,9 @@ def measure_key_results(
     A closed period's value is final once measured after the close; if it changes after
     that (a deal marked won late, a ticket reopened) the new measurement restates the old
     one (``restates_id``), so the history keeps both and ``explain`` shows why.
+    ``gaps`` are the canonical fields (``entity.field``) some source lacks, each with why:
+    a key result whose metric needs one gets that finding as its error, not a number that
+    would look valid but is not.
     """
     run = _Pass(catalog, run_id, now, code_version, data_cutoff, refreeze_baselines)
     outcomes = []
@@ -258,6 +264,15 @@ def measure_key_results(
                 continue
             _owner, period_label = config.resolved(objective, spec)
             period = config.calendar.period(period_label)
+            lacking = _lacking(catalog, spec, gaps or {})
+            if lacking:
+                unit = spec.unit or ""
+                outcomes.append(
+                    KeyResultOutcome(
+                        spec.id, None, unit, "error", None, False, 0, lacking, blocked=True
+                    )
+                )
+                continue
             try:
                 result = _compute(session, spec, period, run)
             except MetricError as exc:
@@ -268,6 +283,27 @@ def measure_key_results(
                 continue
             outcomes.append(_record(session, config, spec, spec.target, period, result, run))
     return outcomes
+
+
+def key_result_needs(catalog: MetricCatalog, spec: KeyResultSpec) -> frozenset[str]:
+    """The canonical fields (``entity.field``) a key result's value rests on: its metric's
+    ``needs``, and for ``pct_change`` those of the metric it compares."""
+    if spec.metric is None or spec.metric not in catalog:
+        return frozenset()
+    needs = set(catalog.find(spec.metric).needs)
+    compared = spec.params.get("metric") if spec.metric == PCT_CHANGE else None
+    if isinstance(compared, str) and compared in catalog:
+        needs |= catalog.find(compared).needs
+    return frozenset(needs)
+
+
+def _lacking(
+    catalog: MetricCatalog, spec: KeyResultSpec, gaps: Mapping[str, tuple[str, ...]]
+) -> str | None:
+    """Each field the key result needs that a source lacks, and why; None: it lacks none."""
+    needs = key_result_needs(catalog, spec) if gaps else frozenset()
+    missing = [f"needs {need}: {'; '.join(gaps[need])}" for need in sorted(needs) if need in gaps]
+    return "; ".join(missing) or None
 
 
 def _restated(

@@ -3,6 +3,12 @@
 Login is the OAuth 2.0 client-credentials flow against ``login_url`` (a My Domain URL, or
 the sandbox), done with the same trusted session the client then uses, so a CA given in
 settings is honoured even where ``REQUESTS_CA_BUNDLE`` is exported.
+
+Before reading, the reader learns what the org has, once per reader: the global describe
+(which objects: ``CurrencyType`` only with multiple currencies, ``DatedConversionRate`` only
+with advanced currency management) and each object's describe (which fields). It selects
+only fields that exist; an object the org lacks is skipped with the reason, a mapped field
+it lacks is an error naming it, and what stays unmapped is reported as a gap.
 """
 
 from __future__ import annotations
@@ -12,24 +18,28 @@ from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
+from xml.parsers.expat import ExpatError
+from xml.sax.saxutils import escape
 
 import requests
 from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError
+from simple_salesforce.util import getUniqueElementValueFromXmlString
 
 from connectors.base import ApiUsage, Bookmark, Page, Rejected, StreamInfo
 from connectors.errors import (
     FatalSourceError,
     HttpFailure,
+    MissingObjectError,
     QuotaGuardError,
     SourceErrors,
     classified,
     parse_retry_after,
 )
 from connectors.http import TrustedSession
-from connectors.salesforce.mapping import SOURCE, MappingError
+from connectors.salesforce.mapping import SOURCE, MappingError, OrgFields
 from connectors.salesforce.settings import SalesforceSettings
-from connectors.salesforce.streams import STREAMS
+from connectors.salesforce.streams import FIELD_MAP_SETTING, STREAMS, SObjectStream
 from connectors.secrets import MissingSecretError
 
 ERRORS = SourceErrors(
@@ -53,6 +63,13 @@ def _answer(exc: Exception, session: TrustedSession) -> HttpFailure | None:
 
 
 def _login(session: TrustedSession, settings: SalesforceSettings) -> dict[str, Any]:
+    if not settings.login_url:
+        raise FatalSourceError(
+            SOURCE,
+            "OKR_SYNC_SALESFORCE_LOGIN_URL is not set; set it to the org's My Domain URL "
+            "(https://yourdomain.my.salesforce.com, Setup > My Domain): login.salesforce.com "
+            "refuses the client-credentials flow",
+        )
     try:
         secret = settings.secret()
     except MissingSecretError as exc:
@@ -92,6 +109,23 @@ def _oauth_error(response: requests.Response) -> str:
     )
 
 
+def _xml_value(response: requests.Response, element: str, action: str) -> str | None:
+    """The text of a SOAP answer's one ``element``; a body that is not XML is unreadable."""
+    try:
+        return getUniqueElementValueFromXmlString(response.content, element)
+    except ExpatError:
+        raise ERRORS.unreadable(action, "not XML") from None
+
+
+_GET_USER_INFO = """<?xml version="1.0" encoding="utf-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+  xmlns:urn="urn:partner.soap.sforce.com">
+<soapenv:Header><urn:SessionHeader><urn:sessionId>{session}</urn:sessionId></urn:SessionHeader>
+</soapenv:Header>
+<soapenv:Body><urn:getUserInfo/></soapenv:Body>
+</soapenv:Envelope>"""
+
+
 class SalesforceReader:
     """Reads SObject streams page by page; the whole result is never held in memory."""
 
@@ -101,6 +135,9 @@ class SalesforceReader:
         self.session = TrustedSession(str(settings.ca_bundle) if settings.ca_bundle else None)
         self.session.hooks["response"].append(self._count)
         self.client = self._login()
+        self._objects: frozenset[str] | None = None
+        self._fields: dict[str, frozenset[str]] = {}
+        self._org: OrgFields | None = None
 
     def _count(self, response: requests.Response, *_: Any, **__: Any) -> None:
         self.usage.requests += 1
@@ -132,20 +169,98 @@ class SalesforceReader:
         with classified(ERRORS, action, answer):
             return request()
 
+    def objects(self) -> frozenset[str]:
+        """The org's object names, from the global describe (asked once per reader)."""
+        if self._objects is None:
+            answer = self._describe("describe the org's objects", "sobjects")
+            self._objects = frozenset(str(o["name"]) for o in answer.get("sobjects", []))
+        return self._objects
+
+    def fields(self, sobject: str) -> frozenset[str]:
+        """The object's field names, from its describe (asked once per reader and object)."""
+        if sobject not in self._fields:
+            answer = self._describe(f"describe {sobject}", f"sobjects/{sobject}/describe")
+            self._fields[sobject] = frozenset(str(f["name"]) for f in answer.get("fields", []))
+        return self._fields[sobject]
+
+    def _describe(self, action: str, path: str) -> dict[str, Any]:
+        timeout = self.settings.timeout
+        return self._call(action, lambda: self.client.restful(path, timeout=timeout) or {})
+
+    def org(self) -> OrgFields:
+        """The mapped fields, and the company currency when the org has only one.
+
+        Multi-currency is detected (the ``CurrencyType`` object, or ``CurrencyIsoCode`` on
+        Opportunity), never assumed; a single-currency org's amounts are in its company
+        currency, which getUserInfo gives as ``orgDefaultCurrencyIsoCode``.
+        """
+        if self._org is None:
+            multi = "CurrencyType" in self.objects() or (
+                "Opportunity" in self.objects() and "CurrencyIsoCode" in self.fields("Opportunity")
+            )
+            currency = None if multi else self._company_currency()
+            self._org = OrgFields(self.settings.field_map, currency)
+        return self._org
+
+    def _company_currency(self) -> str:
+        """A single-currency org's currency, from the SOAP API's getUserInfo (REST has none)."""
+        url = f"https://{self.client.sf_instance}/services/Soap/u/{self.settings.api_version}"
+        action = "read the org's currency (getUserInfo)"
+
+        def ask() -> dict[str, Any]:
+            response = self.session.post(
+                url,
+                data=_GET_USER_INFO.format(session=escape(self.client.session_id)),
+                headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "getUserInfo"},
+                timeout=self.settings.timeout,
+            )
+            if response.status_code != 200:  # a SOAP fault comes with 500, whatever it is
+                fault = _xml_value(response, "faultstring", action)
+                expired = "INVALID_SESSION_ID" in str(fault)  # log in again, as for REST
+                status = 401 if expired else response.status_code
+                raise ERRORS.for_status(action, HttpFailure(status, fault or response.reason))
+            return {"currency": _xml_value(response, "orgDefaultCurrencyIsoCode", action)}
+
+        currency = self._call(action, ask)["currency"]
+        if not currency:
+            raise FatalSourceError(
+                SOURCE, f"{action}: the org has one currency but getUserInfo names none"
+            )
+        return str(currency)
+
+    def _readable(self, sobject: SObjectStream) -> frozenset[str]:
+        """The object's fields, once it is known to exist and every field the settings map
+        with it (a default the org lacks, such as Industry, is a gap, not an error)."""
+        name = sobject.name
+        if name not in self.objects():
+            comes_with = f"; it comes with {sobject.requires}" if sobject.requires else ""
+            raise MissingObjectError(
+                SOURCE, f"{name} skipped: the org has no {name} object{comes_with}"
+            )
+        existing = self.fields(name)
+        field_map = self.settings.field_map
+        for mapped, field in sobject.mapped_fields(field_map):
+            if field not in existing and mapped.key in field_map.model_fields_set:
+                raise FatalSourceError(
+                    SOURCE,
+                    f"{FIELD_MAP_SETTING} maps {mapped.key} to {name}.{field}, which the org's "
+                    f"{name} describe does not list; check the field's API name (a custom "
+                    "field ends in __c) and that the integration user may read it",
+                )
+        return existing
+
     def soql(self, stream: StreamInfo, since: Bookmark | None, until: datetime | None) -> str:
         """SELECT … ORDER BY SystemModstamp, Id, from ``since`` on, before ``until``.
 
-        The lower bound is inclusive, or, when the bookmark names the last Id read at its
-        time, the (SystemModstamp, Id) keyset: a block of records sharing one timestamp is
-        resumed inside, never re-read from its start nor skipped.
+        Only the fields the org's describe lists are selected. The lower bound is
+        inclusive, or, when the bookmark names the last Id read at its time, the
+        (SystemModstamp, Id) keyset: a block of records sharing one timestamp is resumed
+        inside, never re-read from its start nor skipped.
         """
         sobject = STREAMS[stream.name]
         field = stream.cursor_field
-        query = format_soql(
-            "SELECT {:literal} FROM {:literal}",
-            ", ".join(sobject.select_fields(self.settings)),
-            stream.name,
-        )
+        selected = sobject.select_fields(self.settings.field_map, self._readable(sobject))
+        query = format_soql("SELECT {:literal} FROM {:literal}", ", ".join(selected), stream.name)
         conditions = []
         if since is not None and since.last_id is not None:
             conditions.append(
@@ -170,14 +285,15 @@ class SalesforceReader:
         self, stream: StreamInfo, since: Bookmark | None, until: datetime | None = None
     ) -> Iterator[Page]:
         sobject = STREAMS[stream.name]
-        if stream.name == "DatedConversionRate" and not self.settings.dated_rates:
-            return
         soql = self.soql(stream, since, until)
+        org = self.org()
+        gaps = tuple(sobject.gaps(self.settings.field_map, self.fields(stream.name)))
         for result in self._results(stream, soql, include_deleted=sobject.deletable):
-            page = Page(rows=[], bookmark=None, total=result.get("totalSize"))
+            page = Page(rows=[], bookmark=None, total=result.get("totalSize"), gaps=gaps)
+            gaps = ()  # said once, with the first page
             for record in result["records"]:
                 try:
-                    row = sobject.mapper(record, self.settings)
+                    row = sobject.mapper(record, org)
                 except MappingError as exc:
                     reason = f"mapping: {exc}"
                     page.rejected.append(Rejected(SOURCE, record.get("Id"), record, [reason]))
@@ -187,9 +303,11 @@ class SalesforceReader:
             yield page
 
     def ids(self, stream: StreamInfo) -> Iterator[list[str]]:
-        """Every live record's id (``query``, not ``queryAll``: deleted ones are left out)."""
+        """Every live record's id (``query``, not ``queryAll``: deleted ones are left out).
+
+        An object the org lacks has none."""
         sobject = STREAMS[stream.name]
-        if stream.name == "DatedConversionRate" and not self.settings.dated_rates:
+        if stream.name not in self.objects():
             return
         key = sobject.id_field
         soql = format_soql("SELECT {:literal} FROM {:literal}", key, stream.name)

@@ -2,13 +2,16 @@
 
 Won and lost come from the record's own ``IsWon``/``IsClosed`` flags, which Salesforce
 derives from the stage's metadata, never from stage names. Money stays in its
-``CurrencyIsoCode``; amounts arrive as Decimal (the client parses floats as Decimal).
+``CurrencyIsoCode`` or, in a single-currency org, the company currency; amounts arrive as
+Decimal (the client parses floats as Decimal). Fields an org keeps where it chooses (a
+customer's start, a churn date) are read where ``OKR_SYNC_SALESFORCE_FIELD_MAP`` says.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -24,7 +27,7 @@ from connectors.canonical import (
     unchecked,
 )
 from connectors.canonical import Record as Identity
-from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.settings import FieldMap
 from connectors.salesforce.timestamps import parse_sf_datetime
 
 SOURCE = "salesforce"
@@ -36,6 +39,24 @@ _DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 class MappingError(ValueError):
     """A field holds a value that cannot become the canonical type."""
+
+
+@dataclass(frozen=True)
+class OrgFields:
+    """What mapping needs to know of the org beyond a record's standard fields.
+
+    ``fields`` says which of the org's fields hold the mapped values (None: the org has
+    none, and the value stays unknown); ``currency`` is a single-currency org's company
+    currency, which every amount is in (None: records carry ``CurrencyIsoCode``).
+    """
+
+    fields: FieldMap
+    currency: str | None = None
+
+
+def _field(record: Record, name: str | None) -> Any:
+    """A mapped field's value; None where the org maps nothing."""
+    return None if name is None else record.get(name)
 
 
 def _timestamp(record: Record, name: str) -> datetime:
@@ -52,12 +73,12 @@ def _timestamp(record: Record, name: str) -> datetime:
         raise MappingError(message) from None
 
 
-def _optional_timestamp(record: Record, name: str) -> datetime | None:
-    return None if record.get(name) is None else _timestamp(record, name)
+def _optional_timestamp(record: Record, name: str | None) -> datetime | None:
+    return None if name is None or record.get(name) is None else _timestamp(record, name)
 
 
-def _date(record: Record, name: str) -> date | None:
-    value = record.get(name)
+def _date(record: Record, name: str | None) -> date | None:
+    value = _field(record, name)
     if value is None:
         return None
     if not isinstance(value, str) or not _DATE_SHAPE.fullmatch(value):
@@ -79,8 +100,8 @@ def _flag(record: Record, name: str) -> bool:
     raise MappingError(f"{name} {value!r} is not a boolean (true/false)")
 
 
-def _decimal(record: Record, name: str) -> Decimal | None:
-    value = record.get(name)
+def _decimal(record: Record, name: str | None) -> Decimal | None:
+    value = _field(record, name)
     if value is None:
         return None
     try:
@@ -110,21 +131,21 @@ def _common(record: Record) -> Identity:
     }
 
 
-def account_to_customer(record: Record, settings: SalesforceSettings) -> Customer:
+def account_to_customer(record: Record, org: OrgFields) -> Customer:
     return {
         **_common(record),
         "name": unchecked(record.get("Name")),
         "owner_id": record.get("OwnerId"),
-        "segment": record.get("Industry"),
+        "segment": _field(record, org.fields.segment),
         "created_at": _timestamp(record, "CreatedDate"),
-        "became_customer_on": _date(record, settings.customer_since_field),
-        "churned_on": _date(record, settings.churn_date_field),
+        "became_customer_on": _date(record, org.fields.customer_since),
+        "churned_on": _date(record, org.fields.churned_on),
         "domain": domain_of(record.get("Website")),
         "external_id": None,
     }
 
 
-def opportunity_to_deal(record: Record, settings: SalesforceSettings) -> Deal:
+def opportunity_to_deal(record: Record, org: OrgFields) -> Deal:
     outcome = "won" if _flag(record, "IsWon") else "lost" if _flag(record, "IsClosed") else "open"
     # A CloseDate before CreatedDate is kept: records loaded through the API are created at
     # the load (unless "Set Audit Fields upon Record Creation" is on), so a migrated CRM's
@@ -137,7 +158,7 @@ def opportunity_to_deal(record: Record, settings: SalesforceSettings) -> Deal:
         "customer_id": record.get("AccountId"),
         "owner_id": record.get("OwnerId"),
         "amount": _decimal(record, "Amount"),
-        "currency": unchecked(record.get("CurrencyIsoCode")),
+        "currency": unchecked(org.currency or record.get("CurrencyIsoCode")),
         "amount_home": None,
         "home_currency": None,
         "stage": unchecked(record.get("StageName")),
@@ -149,20 +170,20 @@ def opportunity_to_deal(record: Record, settings: SalesforceSettings) -> Deal:
     }
 
 
-def user_to_rep(record: Record, settings: SalesforceSettings) -> Rep:
+def user_to_rep(record: Record, org: OrgFields) -> Rep:
     return {
         **_common(record),
         "name": unchecked(record.get("Name")),
         "email": record.get("Email"),
-        "team": record.get("Department"),
-        "started_on": _date(record, settings.rep_start_date_field),
-        "monthly_quota": _decimal(record, settings.rep_quota_field),
-        "quota_currency": record.get("DefaultCurrencyIsoCode"),
+        "team": _field(record, org.fields.team),
+        "started_on": _date(record, org.fields.rep_started_on),
+        "monthly_quota": _decimal(record, org.fields.monthly_quota),
+        "quota_currency": org.currency or record.get("DefaultCurrencyIsoCode"),
         "active": _flag(record, "IsActive"),
     }
 
 
-def currency_to_fx_rate(record: Record, settings: SalesforceSettings) -> FxRate:
+def currency_to_fx_rate(record: Record, org: OrgFields) -> FxRate:
     return {
         **_common(record),
         "source_id": unchecked(record.get("IsoCode")),
@@ -174,7 +195,7 @@ def currency_to_fx_rate(record: Record, settings: SalesforceSettings) -> FxRate:
     }
 
 
-def dated_rate_to_fx_rate(record: Record, settings: SalesforceSettings) -> FxRate:
+def dated_rate_to_fx_rate(record: Record, org: OrgFields) -> FxRate:
     """A rate that holds for [StartDate, NextStartDate) (advanced currency management)."""
     following = _date(record, "NextStartDate")
     return {
@@ -190,7 +211,7 @@ def dated_rate_to_fx_rate(record: Record, settings: SalesforceSettings) -> FxRat
 _CASE_STATUS = {"new": "new", "closed": "closed"}
 
 
-def case_to_ticket(record: Record, settings: SalesforceSettings) -> Ticket:
+def case_to_ticket(record: Record, org: OrgFields) -> Ticket:
     """A Case as a support ticket; closed cases count as solved when they have a close time."""
     status = str(record.get("Status") or "").lower()
     if _flag(record, "IsClosed"):
@@ -204,10 +225,10 @@ def case_to_ticket(record: Record, settings: SalesforceSettings) -> Ticket:
         "priority": (record.get("Priority") or "").lower() or None,
         "channel": (record.get("Origin") or "").lower() or None,
         "created_at": _timestamp(record, "CreatedDate"),
-        "first_response_at": _optional_timestamp(record, settings.case_first_response_field),
+        "first_response_at": _optional_timestamp(record, org.fields.first_response_at),
         "solved_at": _optional_timestamp(record, "ClosedDate"),
     }
 
 
-Mapper = Callable[[Record, SalesforceSettings], CanonicalRow]
+Mapper = Callable[[Record, OrgFields], CanonicalRow]
 """A Salesforce record to the canonical row of its stream's entity."""

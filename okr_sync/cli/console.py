@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 # Piped output is not cut to 80 columns; a terminal keeps its own width.
 out = Console(width=None if sys.stdout.isatty() else 132)
@@ -17,6 +18,8 @@ err = Console(stderr=True)
 
 
 def fail(message: str) -> typer.Exit:
-    """Print the one error line; the caller raises what this returns (exit status 1)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print the one error line, the message's every line folded onto it; the caller
+    raises what this returns (exit status 1)."""
+    folded = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    err.print(f"[bold red]error:[/] {escape(folded)}", highlight=False, soft_wrap=True)
     return typer.Exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -41,7 +42,7 @@ def sandbox(
         out.print(f"{source} sandbox at {server.base_url} (CA certificate: {server.ca_file})")
         out.print("Point okr-sync at it with:")
         for name, value in sandbox_env(source, server).items():
-            out.print(f"  export {name}={value}", highlight=False, soft_wrap=True)
+            out.print(f"  export {name}={shlex.quote(value)}", highlight=False, soft_wrap=True)
         out.print("Press Ctrl-C to stop.")
 
     try:

@@ -148,7 +148,7 @@ def _report_of(state: State[Any]) -> RunReport:
     from flows.report import RunReport
 
     if not state.is_completed():
-        raise fail((state.message or "the sync failed").strip().splitlines()[0])
+        raise fail(state.message or "the sync failed")
     report = state.result()
     assert isinstance(report, RunReport)
     return report

@@ -4,22 +4,28 @@ a REST emulator (:mod:`.emulator`) and the SOQL subset it answers (:mod:`.soql`)
 Not product code: the connector never imports it.
 """
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import SandboxSpec
 
 
-def sandbox_env(server: Any) -> dict[str, str]:
-    """Settings that point the connector at a served Salesforce emulator."""
+def sandbox_env(server: Any, profile: str | None = None) -> dict[str, str]:
+    """Settings that point the connector at a served Salesforce emulator playing
+    ``profile`` (default: the demo's org), its custom fields mapped where it has them."""
+    from connectors.salesforce.sandbox.data import DEFAULT_PROFILE, FIELD_MAP, PROFILES
     from connectors.salesforce.sandbox.emulator import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 
-    return {
+    env = {
         "OKR_SYNC_SALESFORCE_LOGIN_URL": server.base_url,
         "OKR_SYNC_SALESFORCE_CLIENT_ID": SANDBOX_CLIENT_ID,
         "OKR_SYNC_SALESFORCE_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
         "OKR_SYNC_SALESFORCE_CA_BUNDLE": str(server.ca_file),
     }
+    if PROFILES[profile or DEFAULT_PROFILE].custom_fields:
+        env["OKR_SYNC_SALESFORCE_FIELD_MAP"] = json.dumps(FIELD_MAP)
+    return env
 
 
 def contract_sandbox() -> SandboxSpec:

@@ -149,8 +149,59 @@ def sf_id(prefix: str, n: int) -> str:
     )
 
 
+@dataclass(frozen=True)
+class OrgProfile:
+    """What kind of org the sandbox plays, as its describe and records show it.
+
+    A real org has ``CurrencyIsoCode`` fields and the ``CurrencyType`` object only with
+    multiple currencies, ``DatedConversionRate`` only with advanced currency management,
+    and custom fields only where its admins made them.
+    """
+
+    name: str
+    multi_currency: bool
+    dated_rates: bool  # advanced currency management
+    custom_fields: bool  # the demo's Customer_Since__c, Churn_Date__c, First_Response__c, …
+    currency: str = "USD"  # the company (corporate) currency
+
+    def keeps(self, sobject: str, field: str | None = None) -> bool:
+        """Whether an org of this kind has the object (or the object's field)."""
+        if sobject == "CurrencyType" and not self.multi_currency:
+            return False
+        if sobject == "DatedConversionRate" and not self.dated_rates:
+            return False
+        if field is None:
+            return True
+        if field.endswith("CurrencyIsoCode") and not self.multi_currency:
+            return False
+        return self.custom_fields or not field.endswith("__c")
+
+
+PROFILES: dict[str, OrgProfile] = {
+    profile.name: profile
+    for profile in (
+        OrgProfile("advanced-currency", multi_currency=True, dated_rates=True, custom_fields=True),
+        OrgProfile("multi-currency", multi_currency=True, dated_rates=False, custom_fields=True),
+        OrgProfile("single-currency", multi_currency=False, dated_rates=False, custom_fields=False),
+    )
+}
+"""The orgs the sandbox plays: the demo's (the default), one without advanced currency
+management, and a Developer-Edition-like one (one currency, no custom fields)."""
+DEFAULT_PROFILE = "advanced-currency"
+FIELD_MAP = {
+    "customer_since": "Customer_Since__c",
+    "churned_on": "Churn_Date__c",
+    "first_response_at": "First_Response__c",
+    "rep_started_on": "Start_Date__c",
+    "monthly_quota": "Monthly_Quota__c",
+}
+"""OKR_SYNC_SALESFORCE_FIELD_MAP for a profile with the demo's custom fields."""
+
+
 class SalesforceOrg:
     """Records per object keyed by Id, plus the field schema used to validate SOQL."""
+
+    currency = "USD"  # the company currency getUserInfo names when the org has only one
 
     def __init__(
         self, schema: Mapping[str, Mapping[str, str]] | None = None, api_version: str = API_VERSION
@@ -421,11 +472,33 @@ def _add_users(org: SalesforceOrg, now: int) -> list[str]:
     return user_ids
 
 
+def shaped(org: SalesforceOrg, profile: OrgProfile) -> SalesforceOrg:
+    """The org as one of ``profile``'s kind would hold it: objects and fields it lacks are
+    gone, and a single-currency org's amounts are in its company currency."""
+    rates = dict(CURRENCIES)
+    schema = {
+        sobject: {name: kind for name, kind in fields.items() if profile.keeps(sobject, name)}
+        for sobject, fields in org.schema.items()
+        if profile.keeps(sobject)
+    }
+    out = SalesforceOrg(schema, org.api_version)
+    out.currency = profile.currency
+    for sobject, fields in schema.items():
+        for record in org.records(sobject, include_deleted=True):
+            row = {name: value for name, value in record.items() if name in fields}
+            amount, currency = record.get("Amount"), record.get("CurrencyIsoCode")
+            if not profile.multi_currency and amount is not None and currency:
+                row["Amount"] = round(amount / rates[currency] * rates[profile.currency], 2)
+            out.add(sobject, row)
+    return out
+
+
 def generate_org(
     seed: int = 7,
     as_of: datetime | None = None,
     accounts: int = 400,
     opportunities: int = 2500,
+    profile: str = DEFAULT_PROFILE,
 ) -> SalesforceOrg:
     """A realistic, deterministic org for (seed, as_of) covering six calendar quarters.
 
@@ -433,7 +506,10 @@ def generate_org(
     grow ~10% a quarter; new reps marked "hit" close one quota-sized deal within their first
     three months, "miss" reps never win more than 80% of quota in a calendar month.
     Times are whole epoch seconds internally so a million deals stay affordable.
+    ``profile`` names the kind of org (:data:`PROFILES`); the default has it all.
     """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown org profile {profile!r}; known: {', '.join(PROFILES)}")
     if as_of is None:
         as_of = datetime.now(UTC)
     if as_of.tzinfo is None:
@@ -647,7 +723,7 @@ def generate_org(
         )
     _add_dated_rates(org, today)
     _add_cases(org, random.Random(seed * 7919 + 1), now)
-    return org
+    return org if profile == DEFAULT_PROFILE else shaped(org, PROFILES[profile])
 
 
 _CASE_STATUSES = (("New", False), ("Working", False), ("Escalated", False))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
+import re
 import secrets
 import threading
 import time
@@ -26,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.salesforce.sandbox.data import SalesforceOrg, sf_id
+from connectors.salesforce.sandbox.data import ID_PREFIXES, SalesforceOrg, sf_id
 from connectors.salesforce.sandbox.soql import Query, SoqlError, parse_soql
 from connectors.sandbox.server import install_faults
 
@@ -202,7 +204,7 @@ def create_app(
         try:
             query = parse_soql(text, org.schema)
         except SoqlError as exc:
-            return _sf_error(400, exc.error_code, exc.message, auth)
+            return _sf_error(400, exc.error_code, exc.located(text), auth)
         rows = query.select(org.records(query.sobject, include_deleted=endpoint == "queryAll"))
         if query.count_only:
             return _json({"totalSize": len(rows), "done": True, "records": []}, headers=auth)
@@ -222,6 +224,67 @@ def create_app(
         endpoint = request.url.path.split("/")[4]
         return page(request.path_params["version"], endpoint, locator, cursor, int(offset), auth)
 
+    def global_describe(request: Request) -> Response:
+        """GET .../sobjects: the objects this org has (a profile lacks some)."""
+        auth = authorize(request)
+        if isinstance(auth, Response):
+            return auth
+        names = sorted({*org.schema, "Organization"})
+        return _json(
+            {
+                "encoding": "UTF-8",
+                "maxBatchSize": 200,
+                "sobjects": [_object_summary(name, org.api_version) for name in names],
+            },
+            headers=auth,
+        )
+
+    def describe(request: Request) -> Response:
+        """GET .../sobjects/X/describe: the object's fields, as its schema has them."""
+        auth = authorize(request)
+        if isinstance(auth, Response):
+            return auth
+        wanted = request.path_params["sobject"].lower()
+        name = next((n for n in org.schema if n.lower() == wanted), None)
+        if name is None:
+            return _sf_error(404, "NOT_FOUND", "The requested resource does not exist", auth)
+        fields = [
+            {
+                "name": field,
+                "type": kind,
+                "custom": field.endswith("__c"),
+                "nillable": field not in ("Id", "CreatedDate", "LastModifiedDate"),
+            }
+            for field, kind in org.schema[name].items()
+        ]
+        return _json({**_object_summary(name, org.api_version), "fields": fields}, headers=auth)
+
+    async def soap(request: Request) -> Response:
+        """POST /services/Soap/u/N: getUserInfo, the one SOAP call the connector makes."""
+        body = (await request.body()).decode("utf-8", "replace")
+        token = re.search(r"<(?:\w+:)?sessionId>([^<]*)</", body)
+        with state.lock:
+            known = token is not None and html.unescape(token[1]) in state.tokens
+        if not known:
+            return _soap_fault("sf:INVALID_SESSION_ID", "INVALID_SESSION_ID: Invalid Session ID")
+        if "getUserInfo" not in body:
+            return _soap_fault("sf:UNKNOWN_EXCEPTION", "only getUserInfo is emulated")
+        multi = "CurrencyType" in org.schema
+        # As documented: the org's currency only without multiple currencies, the user's
+        # only with them; the other is nil.
+        company = _xml("orgDefaultCurrencyIsoCode", None if multi else org.currency)
+        user = _xml("userDefaultCurrencyIsoCode", org.currency if multi else None)
+        result = (
+            f"{company}<organizationId>{ORG_ID}</organizationId>"
+            f"<organizationMultiCurrency>{str(multi).lower()}</organizationMultiCurrency>{user}"
+        )
+        return Response(
+            _SOAP.format(
+                body=f"<getUserInfoResponse><result>{result}</result></getUserInfoResponse>"
+            ),
+            media_type="text/xml;charset=UTF-8",
+        )
+
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
@@ -233,7 +296,14 @@ def create_app(
         return _sf_error(status, _STATUS_CODES.get(status, "UNKNOWN_EXCEPTION"), message)
 
     base = "/services/data/v{version}"
-    routes = [Route("/services/oauth2/token", token, methods=["POST"])]
+    routes = [
+        Route("/services/oauth2/token", token, methods=["POST"]),
+        Route("/services/Soap/u/{version}", soap, methods=["POST"]),
+        Route(f"{base}/sobjects", global_describe, methods=["GET"]),
+        Route(f"{base}/sobjects/", global_describe, methods=["GET"]),
+        Route(f"{base}/sobjects/{{sobject}}/describe", describe, methods=["GET"]),
+        Route(f"{base}/sobjects/{{sobject}}/describe/", describe, methods=["GET"]),
+    ]
     for endpoint in ("query", "queryAll"):
         routes += [
             Route(f"{base}/{endpoint}", run_query, methods=["GET"]),
@@ -264,6 +334,40 @@ def create_app(
     app.state.expire_sessions, app.state.mutate, app.state.tie = expire_sessions, mutate, tie
     install_faults(app, _fault_body)
     return app
+
+
+_SOAP = (
+    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+    'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+    'xmlns="urn:partner.soap.sforce.com" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{body}'
+    "</soapenv:Body></soapenv:Envelope>"
+)
+
+
+def _xml(name: str, value: str | None) -> str:
+    return f'<{name} xsi:nil="true"/>' if value is None else f"<{name}>{value}</{name}>"
+
+
+def _soap_fault(code: str, message: str) -> Response:
+    """A SOAP fault as Salesforce sends one: HTTP 500, the code and the message."""
+    fault = f"<soapenv:Fault><faultcode>{code}</faultcode><faultstring>{message}</faultstring>"
+    return Response(
+        _SOAP.format(body=fault + "</soapenv:Fault>"), 500, media_type="text/xml;charset=UTF-8"
+    )
+
+
+def _object_summary(name: str, api_version: str) -> dict[str, Any]:
+    """An object's entry in the global describe (the part of it a reader looks at)."""
+    base = f"/services/data/v{api_version}/sobjects/{name}"
+    return {
+        "name": name,
+        "label": name,
+        "custom": name.endswith("__c"),
+        "keyPrefix": ID_PREFIXES.get(name),
+        "queryable": True,
+        "urls": {"sobject": base, "describe": f"{base}/describe"},
+    }
 
 
 def _next_opportunities(state: EmulatorState, count: int) -> list[dict[str, Any]]:

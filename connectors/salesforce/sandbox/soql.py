@@ -32,10 +32,20 @@ Schema = Mapping[str, Mapping[str, str]]
 class SoqlError(Exception):
     """A query Salesforce would reject; ``error_code`` is its REST errorCode."""
 
-    def __init__(self, error_code: str, message: str) -> None:
+    def __init__(self, error_code: str, message: str, near: str | None = None) -> None:
         super().__init__(f"{error_code}: {message}")
         self.error_code = error_code
         self.message = message
+        self.near = near  # the name Salesforce points at (a field or object), if any
+
+    def located(self, text: str) -> str:
+        """The message as Salesforce words a rejected name: on a new line, the query, a
+        caret under the name, ``ERROR at Row:1:Column:N`` and the reason."""
+        column = text.lower().find(self.near.lower()) if self.near else -1
+        if column < 0:
+            return self.message
+        caret = " " * column + "^"
+        return f"\n{text}\n{caret}\nERROR at Row:1:Column:{column + 1}\n{self.message}"
 
 
 class _Token(NamedTuple):
@@ -367,6 +377,7 @@ class _Compiler:
                 f"No such column '{name}' on entity '{self.sobject}'. If you are attempting "
                 "to use a custom field, be sure to append the '__c' after the custom field "
                 "name. Please reference your WSDL or the describe call for the appropriate names.",
+                near=name,
             )
         sf_type = self.types[canonical].lower()
         return canonical, _KINDS.get(sf_type, "string")
@@ -431,6 +442,7 @@ def parse_soql(text: str, schema: Schema) -> Query:
             f"sObject type '{sobject}' is not supported. If you are attempting to use a "
             "custom object, be sure to append the '__c' after the entity name. Please "
             "reference your WSDL or the describe call for the appropriate names.",
+            near=sobject,
         )
     compiler = _Compiler(canonical_object, schema[canonical_object])
     selected = tuple(dict.fromkeys(compiler.field(name)[0] for name in fields))
