@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from itertools import pairwise
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +37,7 @@ from sqlalchemy.orm.util import AliasedClass
 
 from okr_targets.models import Deal, MirrorRecord, Rep
 from okr_targets.periods import Calendar
+from transforms.metric import Matches
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -84,8 +85,10 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    owner: str | None = Field(default=None, description="the rep's e-mail address")
-    team: str | None = None
+    owner: Annotated[str | None, Matches("rep.email", "rep's e-mail", ignore_case=True)] = Field(
+        default=None, description="the rep's e-mail address"
+    )
+    team: Annotated[str | None, Matches("rep.team", "team")] = None
 
 
 def owned(statement: AnySelect, filters: Filters) -> AnySelect:
