@@ -43,7 +43,7 @@ def inputs_of(session: Session, measurement: Measurement) -> set[tuple[str, str]
     return {(entity, source) for entity, source in rows}
 
 
-def _held(entity: str, *columns: Any) -> Select[Any]:
+def held_select(entity: str, *columns: Any) -> Select[Any]:
     """Quarantined rows of records whose newest copy failed validation: the mirror has an
     older copy, or none (a good copy read since, even unchanged, re-admits the record)."""
     table: Table = MIRROR[entity].__table__  # type: ignore[assignment]
@@ -68,14 +68,14 @@ def _held(entity: str, *columns: Any) -> Select[Any]:
 
 def held_back(session: Session, entity: str, source: str) -> int:
     """How many records of the source's entity validation holds back now."""
-    counted = _held(entity, func.count(distinct(QuarantinedRow.source_id)))
+    counted = held_select(entity, func.count(distinct(QuarantinedRow.source_id)))
     return int(session.scalar(counted.where(QuarantinedRow.source == source)) or 0)
 
 
 def held_records(session: Session, entity: str) -> list[QuarantinedRow]:
     """The records of an entity validation holds back now, each by its newest quarantined
     copy (the one that says why it is held)."""
-    rows = session.scalars(_held(entity, QuarantinedRow).order_by(QuarantinedRow.id)).all()
+    rows = session.scalars(held_select(entity, QuarantinedRow).order_by(QuarantinedRow.id)).all()
     newest = {(row.source, row.source_id): row for row in rows}
     return list(newest.values())
 
