@@ -4,12 +4,15 @@ A number is only as good as its inputs. It shows **stale**, with the reason, whe
 
 - a source it was computed from was last read in full longer ago than that source's
   freshness limit (the OKR file's ``freshness:``, default one day), or has never been;
-- validation is holding back records it would count: the newest copy of a record of the
-  same kind, from the same source, failed its checks and sits in quarantine, so the
-  mirror has an older copy of it or none.
+- validation is holding back records it would count: the newest copy of a record failed
+  its checks and sits in quarantine, so the mirror has an older copy of it or none.
+  Measuring counts them per key result, over its own period and filters
+  (``transforms.held``), into the measurement's ``details["held_back"]``, so a number
+  resting on 0 records is stale with the count and another period is not; for a metric
+  that does not declare what it reads, every held record of the kinds behind it counts.
 
-The inputs are the (entity, source) pairs of the records behind the latest measurement;
-a measurement with no records (nothing to count yet) is checked against every source.
+The sources are those of the records behind the latest measurement; a measurement with
+no records (nothing to count yet) is checked against every source.
 """
 
 from __future__ import annotations

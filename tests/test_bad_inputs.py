@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, unquote_plus
 import orjson
 import psycopg
 import pytest
+import time_machine
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -59,7 +60,7 @@ from okr_sync.cli import app as cli_app
 from okr_targets.models import MIRROR, Measurement, QuarantinedRow, SyncRun
 from okr_targets.report import KeyResultLine, build_report, walk
 from okr_targets.store import Store
-from tests.conftest import AS_OF, PG_ADMIN_DSN
+from tests.conftest import AS_OF, NOW, PG_ADMIN_DSN
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -1047,29 +1048,50 @@ class FindingsStore:
 
 
 def _sync_files(found: FindingsStore) -> RunReport:
+    """One sync of the exports, as the scheduled deployment runs it (incremental)."""
     store = Store.open(found.url)
     try:
-        report = sync_store(store, SyncRequest(str(found.okr_file)), Settings())
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("OKR_SYNC_FILES_DIRECTORY", str(found.exports))
+            report = sync_store(store, SyncRequest(str(found.okr_file)), Settings())
     finally:
         store.dispose()
     found.runs.append(report)
     return report
 
 
-@pytest.fixture
-def findings_store(
-    clock: Any, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> FindingsStore:
-    exports = tmp_path / "exports"
+def _findings_synced(url: str, directory: Path) -> FindingsStore:
+    exports = directory / "exports"
     exports.mkdir()
     for name, rows in _findings_tables().items():
         write_csv(exports / f"{name}.csv", rows)
-    monkeypatch.setenv("OKR_SYNC_FILES_DIRECTORY", str(exports))
-    okr_file = tmp_path / "okrs.yaml"
+    okr_file = directory / "okrs.yaml"
     okr_file.write_text(FINDINGS_OKRS)
-    found = FindingsStore(store_url, okr_file, exports, [])
+    found = FindingsStore(url, okr_file, exports, [])
     _sync_files(found)
     return found
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def findings_synced(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> FindingsStore:
+    """The company synced once at the pinned time, for the tests that only read it."""
+    tmp = tmp_path_factory.mktemp(f"findings-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'okr.db'}"
+    else:
+        url = _postgres_database("okr_bad_inputs_findings")
+    with time_machine.travel(NOW, tick=True):
+        return _findings_synced(url, tmp)
+
+
+@pytest.fixture
+def findings_store(clock: Any, store_url: str, tmp_path: Path) -> FindingsStore:
+    """The company synced once, in a store of the test's own (which it may change)."""
+    return _findings_synced(store_url, tmp_path)
 
 
 def _lines(url: str) -> dict[str, KeyResultLine]:
@@ -1093,8 +1115,10 @@ MEAN_FINDING = (
 )
 
 
-def test_misspelt_team_and_owner_are_errors_never_zero(findings_store: FindingsStore) -> None:
-    (run,) = findings_store.runs
+def test_misspelt_team_and_owner_are_errors_never_zero(
+    findings_synced: FindingsStore, clock: Any
+) -> None:
+    (run,) = findings_synced.runs
     outcomes = {kr.key_result_id: kr for kr in run.key_results}
     assert (outcomes["team-revenue"].status, outcomes["team-revenue"].error) == (
         "error",
@@ -1106,14 +1130,17 @@ def test_misspelt_team_and_owner_are_errors_never_zero(findings_store: FindingsS
         6500.0,
         None,
     )
-    lines = _lines(findings_store.url)
+    lines = _lines(findings_synced.url)
     assert (lines["team-revenue"].value, lines["team-revenue"].error) == (None, TEAM_FINDING)
     assert (lines["rep-customers"].value, lines["rep-customers"].error) == (None, OWNER_FINDING)
 
 
-def test_lint_with_a_store_names_the_unmatched_filters(findings_store: FindingsStore) -> None:
+def test_lint_with_a_store_names_the_unmatched_filters(
+    findings_synced: FindingsStore, clock: Any
+) -> None:
     result = CliRunner().invoke(
-        cli_app, ["lint", "--okr-file", str(findings_store.okr_file), "--store", findings_store.url]
+        cli_app,
+        ["lint", "--okr-file", str(findings_synced.okr_file), "--store", findings_synced.url],
     )
     assert result.exit_code == 1
     findings = [line for line in result.stderr.splitlines() if "key result" in line]
@@ -1125,16 +1152,18 @@ def test_lint_with_a_store_names_the_unmatched_filters(findings_store: FindingsS
 
 
 def test_csat_mean_score_on_good_bad_ratings_says_what_it_needs(
-    findings_store: FindingsStore,
+    findings_synced: FindingsStore,
+    clock: Any,
 ) -> None:
-    line = _lines(findings_store.url)["november-mean"]
+    line = _lines(findings_synced.url)["november-mean"]
     assert (line.value, line.error) == (None, MEAN_FINDING)
 
 
 def test_a_fully_held_back_month_is_stale_with_its_count_and_the_next_is_not(
-    findings_store: FindingsStore,
+    findings_synced: FindingsStore,
+    clock: Any,
 ) -> None:
-    lines = _lines(findings_store.url)
+    lines = _lines(findings_synced.url)
     october = lines["october-tickets"]
     held = "3 files ticket record(s) held back by validation in 2026-10 (see okr-sync quarantine)"
     assert (october.value, october.records, october.status) == (0.0, 0, "stale")
@@ -1153,12 +1182,14 @@ def test_a_fully_held_back_month_is_stale_with_its_count_and_the_next_is_not(
     )
 
 
-def test_runs_show_by_prefix_lists_the_quarantined_records(findings_store: FindingsStore) -> None:
-    run_id = findings_store.runs[0].run_id
+def test_runs_show_by_prefix_lists_the_quarantined_records(
+    findings_synced: FindingsStore, clock: Any
+) -> None:
+    run_id = findings_synced.runs[0].run_id
     result = CliRunner().invoke(
         cli_app,
         ["runs", "show", run_id[:8], "--quarantined", "--format", "json",
-         "--store", findings_store.url],
+         "--store", findings_synced.url],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
@@ -1172,8 +1203,10 @@ def test_runs_show_by_prefix_lists_the_quarantined_records(findings_store: Findi
     assert listed == tickets | ratings
 
 
-def test_an_ambiguous_run_prefix_lists_the_candidates(findings_store: FindingsStore) -> None:
-    store = Store.open(findings_store.url)
+def test_an_ambiguous_run_prefix_lists_the_candidates(
+    findings_synced: FindingsStore, clock: Any
+) -> None:
+    store = Store.open(findings_synced.url)
     try:
         with store.session() as session, session.begin():
             for suffix in ("1", "2"):
@@ -1184,7 +1217,7 @@ def test_an_ambiguous_run_prefix_lists_the_candidates(findings_store: FindingsSt
     finally:
         store.dispose()
     result = CliRunner().invoke(
-        cli_app, ["runs", "show", "feedface", "--store", findings_store.url]
+        cli_app, ["runs", "show", "feedface", "--store", findings_synced.url]
     )
     assert result.exit_code == 1
     assert (

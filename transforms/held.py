@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from okr_targets.freshness import held_records
 from okr_targets.models import MIRROR, Rep
 from okr_targets.periods import Period
 from transforms.metric import Matches, Metric
+from transforms.sql import shared
 
 PERIOD_FIELDS = {"deal": "close_on", "ticket": "created_at", "rating": "rated_at"}
 """The field that puts a record of the entity in a period, for metrics whose records each
@@ -50,23 +53,37 @@ def held_back_for(
         return None
     counts: dict[tuple[str, str], int] = {}
     for entity in sorted(metric.entities):
-        for held in held_records(session, entity):
-            source_id = str(held.source_id)
-            fields = _fields(session, entity, held.source, source_id, held.record)
+        held = shared(session, ("held records", entity), partial(_held_fields, session, entity))
+        for source, fields in held:
             in_period = not metric.records_in_period or _in_period(entity, fields, period)
-            if in_period and _passes(session, entity, held.source, fields, params):
-                key = (entity, held.source)
-                counts[key] = counts.get(key, 0) + 1
+            if in_period and _passes(session, entity, source, fields, params):
+                counts[(entity, source)] = counts.get((entity, source), 0) + 1
     return [HeldBack(entity, source, n) for (entity, source), n in sorted(counts.items())]
 
 
-def _fields(
-    session: Session, entity: str, source: str, source_id: str, record: dict[str, Any]
-) -> dict[str, Any]:
-    """The record's fields: the quarantined copy's, over the mirror's older copy's."""
-    older = session.get(MIRROR[entity], (source, source_id))
-    known = {} if older is None else {c.key: getattr(older, c.key) for c in older.__mapper__.attrs}
-    return known | {key: value for key, value in record.items() if value is not None}
+def _held_fields(session: Session, entity: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each held record's source and fields: its quarantined copy's, over the mirror's
+    older copy's (read in one query)."""
+    held = held_records(session, entity)
+    model = MIRROR[entity]
+    keys = [(row.source, str(row.source_id)) for row in held]
+    older = (
+        {
+            (record.source, record.source_id): record
+            for record in session.scalars(
+                select(model).where(tuple_(model.source, model.source_id).in_(keys))
+            )
+        }
+        if keys
+        else {}
+    )
+    found = []
+    for row, key in zip(held, keys, strict=True):
+        copy = older.get(key)
+        known = {} if copy is None else {c.key: getattr(copy, c.key) for c in copy.__mapper__.attrs}
+        quarantined = {name: value for name, value in row.record.items() if value is not None}
+        found.append((row.source, known | quarantined))
+    return found
 
 
 def _in_period(entity: str, fields: dict[str, Any], period: Period) -> bool:
