@@ -32,6 +32,8 @@ import time_machine
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from connectors import canonical
+from connectors.base import StreamInfo
 from connectors.files.sandbox import write_csv
 from connectors.hubspot.sandbox import sandbox_env as hubspot_env_vars
 from connectors.hubspot.sandbox.data import HubSpotPortal, generate_portal
@@ -51,15 +53,17 @@ from connectors.zendesk.mapping import ticket_to_ticket
 from connectors.zendesk.sandbox import sandbox_env as zendesk_env_vars
 from connectors.zendesk.sandbox.data import Helpdesk, generate_helpdesk
 from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
-from expectations import SUITES, column_checks, suite_names
+from expectations import SUITES, Validator, column_checks, suite_names
+from flows.load import Destination, validate_and_load
 from flows.plan import SyncRequest
 from flows.report import RunReport
 from flows.settings import Settings
 from flows.sync import sync_okrs, sync_store
 from okr_sync.cli import app as cli_app
+from okr_targets.freshness import held_back
 from okr_targets.models import MIRROR, Measurement, QuarantinedRow, SyncRun
 from okr_targets.report import KeyResultLine, build_report, walk
-from okr_targets.store import Store
+from okr_targets.store import Store, begin_run
 from tests.conftest import AS_OF, NOW, PG_ADMIN_DSN
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -1259,3 +1263,30 @@ def test_a_timestamp_without_an_offset_is_named_for_what_it_lacks() -> None:
         "created_at '2026-10-05T10:00:00' lacks a time-zone offset (Z or ±HH:MM): "
         "its instant is unknown"
     )
+
+
+def test_a_good_copy_equal_to_the_mirrors_readmits_the_record(
+    clock: Any, sqlite_url: str, validator: Validator
+) -> None:
+    """A bad edit undone at the source: the good copy read again equals the mirror's, so
+    loading writes nothing; the record still leaves the held list."""
+    ticket = canonical.Ticket(
+        source="files", source_id="9", source_modified_at=datetime(2026, 11, 2, tzinfo=UTC),
+        deleted_at=None, customer_id=None, status="open", priority="normal", channel="email",
+        created_at=datetime(2026, 11, 1, tzinfo=UTC), first_response_at=None, solved_at=None,
+    )  # fmt: skip
+    bad = canonical.Ticket(
+        **{**ticket, "status": "reopened", "source_modified_at": datetime(2026, 11, 3, tzinfo=UTC)}
+    )
+    stream = StreamInfo("tickets", "ticket", "updated_at")
+    store = Store.open(sqlite_url)
+    try:
+        held = []
+        for row in (ticket, bad, ticket):
+            destination = Destination(begin_run(store, "test"), "files", stream, validator)
+            loaded = validate_and_load(store, destination, [row], [], None)
+            with store.session() as session:
+                held.append((loaded.written, held_back(session, "ticket", "files")))
+    finally:
+        store.dispose()
+    assert held == [(1, 0), (0, 1), (0, 0)]
