@@ -11,7 +11,8 @@ model, so a typo in the OKR file is caught before any sync starts.
 The built-in metrics live in :mod:`transforms.metrics` by family (sales, customers, support,
 change); packages and OKR files add their own (:mod:`transforms.custom`); the catalog
 (:mod:`transforms.catalog`) puts them together when an OKR file loads. Packages build
-their metrics from the names here: ``Metric``, ``MetricResult``, ``RecordRef``.
+their metrics from the names here: ``Metric``, ``MetricResult``, ``RecordRef``, and
+``Matches`` to mark a filter parameter with the mirror column its value must match.
 """
 
 from __future__ import annotations

@@ -80,15 +80,20 @@ def dialect(session: Session) -> str:
 # --- owner and team ----------------------------------------------------------------------
 
 
+OWNER = Matches("rep.email", "rep's e-mail", ignore_case=True)
+TEAM = Matches("rep.team", "team")
+"""What an ``owner`` or ``team`` must match: built-in and SQL metrics check them alike."""
+
+
 class Filters(BaseModel):
     """Narrow a metric to one rep (by e-mail) or one team, for team and personal OKRs."""
 
     model_config = ConfigDict(extra="forbid")
 
-    owner: Annotated[str | None, Matches("rep.email", "rep's e-mail", ignore_case=True)] = Field(
+    owner: Annotated[str | None, OWNER] = Field(
         default=None, description="the rep's e-mail address"
     )
-    team: Annotated[str | None, Matches("rep.team", "team")] = None
+    team: Annotated[str | None, TEAM] = None
 
 
 def owned(statement: AnySelect, filters: Filters) -> AnySelect:
