@@ -27,6 +27,7 @@ from okr_targets.store import (
     Store,
     load_rows,
     quarantine,
+    readmit,
     record_source_reads,
     tombstone_missing,
     tombstone_unseen,
@@ -73,6 +74,8 @@ def validate_and_load(
         loaded = load_rows(
             session, MIRROR[to.stream.entity], stamped, run_id=to.run_id, replace=to.replace
         )
+        unwritten = {str(row["source_id"]) for row in verdict.good} - loaded.written
+        readmit(session, to.stream.entity, to.source, unwritten, to.run_id)
         quarantined = quarantine(
             session, to.run_id, to.stream.entity, [*rejected, *verdict.rejected]
         )

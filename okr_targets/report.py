@@ -48,6 +48,7 @@ class KeyResultLine:
     expected_progress: float
     status: KeyResultStatus
     stale_reason: str | None
+    error: str | None  # why the metric gave no number (a filter matching nothing, …)
     underlying_status: KeyResultStatus | None
     forecast: float | None
     forecast_progress: float | None
@@ -120,6 +121,7 @@ def _key_result_line(
         expected_progress=scored.expected,
         status=scored.status if latest else KeyResultStatus.NO_DATA,
         stale_reason=scored.stale_reason,
+        error=(latest.details or {}).get("error") if latest else None,
         underlying_status=scored.underlying_status if latest else KeyResultStatus.NO_DATA,
         forecast=projected.value,
         forecast_progress=projected.progress,

@@ -8,7 +8,7 @@ so a batch of mirror rows, its quarantined rows and the stream's cursor commit t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -42,7 +42,9 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Bookmark, Rejected
+from okr_targets.freshness import held_select
 from okr_targets.models import (
+    MIRROR,
     Cursor,
     MirrorRecord,
     QuarantinedRow,
@@ -408,6 +410,32 @@ def write_cursor(
         return
     cursor.value, cursor.token, cursor.run_id = bookmark.at, bookmark.token, run_id
     cursor.last_id = bookmark.last_id
+
+
+def readmit(session: Session, entity: str, source: str, ids: Collection[str], run_id: str) -> int:
+    """Stamp with this run the mirror rows of records read good again after a quarantine.
+
+    A record validation held back is held while the mirror's copy is older than its
+    quarantined one; a good copy read since re-admits it. When that good copy equals the
+    mirror's (a bad edit undone), loading writes nothing, so the row is stamped here: the
+    record leaves the held list on the next incremental sync that reads it.
+    """
+    if not ids:
+        return 0
+    model = MIRROR[entity]
+    held = session.scalars(
+        held_select(entity, QuarantinedRow.source_id).where(
+            QuarantinedRow.source == source, QuarantinedRow.source_id.in_(list(ids))
+        )
+    ).all()
+    if not held:
+        return 0
+    session.execute(
+        update(model)
+        .where(model.source == source, model.source_id.in_(set(held)))
+        .values(run_id=run_id)
+    )
+    return len(set(held))
 
 
 def quarantine(session: Session, run_id: str, entity: str, rejected: Iterable[Rejected]) -> int:

@@ -223,6 +223,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                 f"| {status} | {format_value(kr['forecast'], kr['unit'])} "
                 f"| {format_time(kr['as_of'], kr['timezone'])} |"
             )
+            if kr["error"]:
+                notes.append(f"- **{_md(kr['id'])}** has no number: {_md(kr['error'])}")
             if kr["stale_reason"]:
                 notes.append(f"- **{_md(kr['id'])}** is stale: {_md(kr['stale_reason'])}")
     if notes:

@@ -19,7 +19,8 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
@@ -27,8 +28,13 @@ from urllib.parse import parse_qs, unquote_plus
 import orjson
 import psycopg
 import pytest
+import time_machine
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from connectors import canonical
+from connectors.base import StreamInfo
+from connectors.files.sandbox import write_csv
 from connectors.hubspot.sandbox import sandbox_env as hubspot_env_vars
 from connectors.hubspot.sandbox.data import HubSpotPortal, generate_portal
 from connectors.hubspot.sandbox.emulator import create_app as create_portal_app
@@ -42,15 +48,23 @@ from connectors.salesforce.sandbox.data import (
 from connectors.salesforce.sandbox.emulator import create_app as create_org_app
 from connectors.salesforce.timestamps import parse_sf_datetime
 from connectors.sandbox.server import serve_tls
+from connectors.zendesk.mapping import MappingError as ZendeskMappingError
+from connectors.zendesk.mapping import ticket_to_ticket
 from connectors.zendesk.sandbox import sandbox_env as zendesk_env_vars
 from connectors.zendesk.sandbox.data import Helpdesk, generate_helpdesk
 from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
-from expectations import SUITES, column_checks, suite_names
+from expectations import SUITES, Validator, column_checks, suite_names
+from flows.load import Destination, validate_and_load
+from flows.plan import SyncRequest
 from flows.report import RunReport
-from flows.sync import sync_okrs
+from flows.settings import Settings
+from flows.sync import sync_okrs, sync_store
+from okr_sync.cli import app as cli_app
+from okr_targets.freshness import held_back
 from okr_targets.models import MIRROR, Measurement, QuarantinedRow, SyncRun
-from okr_targets.store import Store
-from tests.conftest import AS_OF, PG_ADMIN_DSN
+from okr_targets.report import KeyResultLine, build_report, walk
+from okr_targets.store import Store, begin_run
+from tests.conftest import AS_OF, NOW, PG_ADMIN_DSN
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -854,3 +868,419 @@ def test_hs_body_not_utf8_quarantines_the_record(tmp_path: Path) -> None:
     assert row.expectations == [
         "column(name): holds U+FFFD: the source sent bytes that are not UTF-8"
     ]
+
+
+# --- issue 20: findings instead of silent numbers ------------------------------------------------
+#
+# A small company exported as files (the files source, read by the real flow), built by hand
+# so every expected value is counted here from the rows: two reps in two teams, three won
+# deals in November, September's two tickets, October's three tickets and two ratings all
+# failing validation, November's two tickets and three good/bad ratings. The clock is pinned
+# (``clock``: 2026-11-27 13:00 UTC).
+
+FINDINGS_OKRS = """\
+company: Findings Co
+sources:
+  files: [customer, deal, rep, fx_rate, ticket, rating]
+money: {currency: USD}
+objectives:
+  - id: sell
+    title: Sell and support
+    owner: ceo@findings.example
+    period: 2026-Q4
+    key_results:
+      - id: team-revenue
+        title: Enterprise won revenue
+        metric: won_revenue
+        params: {team: Enterpise Sales}
+        target: 100000
+      - id: rep-customers
+        title: New customers of one rep
+        metric: new_customers_won
+        params: {owner: rep3@findings.example}
+        target: 5
+      - id: good-team-revenue
+        title: Mid-market won revenue
+        metric: won_revenue
+        params: {team: Mid-Market Sales}
+        target: 100000
+      - {id: october-tickets, title: Tickets in October, period: 2026-10,
+         metric: ticket_volume, target: 1, baseline: 10}
+      - {id: october-change, title: Fewer tickets in October, period: 2026-10,
+         metric: pct_change, params: {metric: ticket_volume}, target: -50, baseline: 0}
+      - {id: november-tickets, title: Tickets in November, period: 2026-11,
+         metric: ticket_volume, target: 1, baseline: 10}
+      - {id: october-csat, title: CSAT in October, period: 2026-10, metric: csat, target: 90}
+      - {id: november-mean, title: Mean score in November, period: 2026-11,
+         metric: csat_mean_score, target: 4.5}
+"""  # fmt: skip
+
+FIX_AT = datetime(2026, 11, 27, 10, 0)  # noqa: DTZ001 - the export's naive UTC wall time
+
+
+def _findings_tables(fixed: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The company's exports; ``fixed``: October's bad tickets corrected at the source."""
+    stamp = datetime(2026, 11, 20, 9, 0)  # noqa: DTZ001
+
+    def when(month: int, day: int) -> datetime:
+        return datetime(2026, month, day, 10, 0)  # noqa: DTZ001
+
+    reps = [
+        {
+            "id": n,
+            "name": f"Rep {n}",
+            "email": f"rep{n}@findings.example",
+            "team": team,
+            "started_on": date(2025, 1, 1),
+            "monthly_quota": Decimal(10000),
+            "quota_currency": "USD",
+            "active": True,
+            "updated_at": stamp,
+            "deleted_at": None,
+        }
+        for n, team in ((1, "Enterprise Sales"), (2, "Mid-Market Sales"))
+    ]
+    customers = [
+        {
+            "id": n,
+            "name": f"Customer {n}",
+            "owner_id": "1",
+            "segment": "smb",
+            "created_at": when(1, 5),
+            "became_customer_on": None,
+            "churned_on": None,
+            "domain": f"c{n}.example",
+            "external_id": f"C-{n}",
+            "updated_at": stamp,
+            "deleted_at": None,
+        }
+        for n in (1, 2, 3)
+    ]
+    deals = [
+        {
+            "id": n,
+            "name": f"Deal {n}",
+            "customer_id": str(n),
+            "owner_id": owner,
+            "amount": Decimal(amount),
+            "currency": "USD",
+            "amount_home": None,
+            "home_currency": None,
+            "stage": "Closed Won",
+            "outcome": "won",
+            "pipeline": "new",
+            "deal_type": "new",
+            "created_at": when(9, 1),
+            "close_on": date(2026, 11, 3 + n),
+            "updated_at": stamp,
+            "deleted_at": None,
+        }
+        for n, owner, amount in ((1, "1", 1000), (2, "2", 2500), (3, "2", 4000))
+    ]
+    fx_rates = [
+        {
+            "id": 1,
+            "currency": "USD",
+            "rate": Decimal(1),
+            "is_corporate": True,
+            "valid_from": None,
+            "valid_to": None,
+            "updated_at": stamp,
+            "deleted_at": None,
+        }
+    ]
+
+    def ticket(n: int, created: datetime, status: str, updated: datetime) -> dict[str, Any]:
+        return {
+            "id": n,
+            "customer_id": "1",
+            "status": status,
+            "priority": "normal",
+            "channel": "email",
+            "created_at": created,
+            "first_response_at": None,
+            "solved_at": None,
+            "updated_at": updated,
+            "deleted_at": None,
+        }
+
+    october = "open" if fixed else "reopened"  # not a ticket status: quarantined
+    tickets = [
+        ticket(1, when(9, 10), "open", stamp),
+        ticket(2, when(9, 20), "open", stamp),
+        *(ticket(n, when(10, n), october, FIX_AT if fixed else stamp) for n in (3, 4, 5)),
+        ticket(6, when(11, 2), "open", stamp),
+        ticket(7, when(11, 9), "open", stamp),
+    ]
+
+    def rating(n: int, rated: datetime, scale: int, score: int) -> dict[str, Any]:
+        return {
+            "id": n,
+            "ticket_id": str(n),
+            "customer_id": "1",
+            "score": Decimal(score),
+            "scale_max": scale,
+            "good": score >= 1,
+            "rated_at": rated,
+            "updated_at": stamp,
+            "deleted_at": None,
+        }
+
+    ratings = [
+        rating(1, when(10, 4), 7, 3),  # scale_max 7: quarantined
+        rating(2, when(10, 5), 7, 2),
+        rating(3, when(11, 3), 1, 1),  # good/bad
+        rating(4, when(11, 4), 1, 0),
+        rating(5, when(11, 5), 1, 1),
+    ]
+    return {"customers": customers, "deals": deals, "reps": reps, "fx_rates": fx_rates,
+            "tickets": tickets, "ratings": ratings}  # fmt: skip
+
+
+@dataclass
+class FindingsStore:
+    url: str
+    okr_file: Path
+    exports: Path
+    runs: list[RunReport]
+
+
+def _sync_files(found: FindingsStore) -> RunReport:
+    """One sync of the exports, as the scheduled deployment runs it (incremental)."""
+    store = Store.open(found.url)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("OKR_SYNC_FILES_DIRECTORY", str(found.exports))
+            report = sync_store(store, SyncRequest(str(found.okr_file)), Settings())
+    finally:
+        store.dispose()
+    found.runs.append(report)
+    return report
+
+
+def _findings_synced(url: str, directory: Path) -> FindingsStore:
+    exports = directory / "exports"
+    exports.mkdir()
+    for name, rows in _findings_tables().items():
+        write_csv(exports / f"{name}.csv", rows)
+    okr_file = directory / "okrs.yaml"
+    okr_file.write_text(FINDINGS_OKRS)
+    found = FindingsStore(url, okr_file, exports, [])
+    _sync_files(found)
+    return found
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def findings_synced(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> FindingsStore:
+    """The company synced once at the pinned time, for the tests that only read it."""
+    tmp = tmp_path_factory.mktemp(f"findings-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'okr.db'}"
+    else:
+        url = _postgres_database("okr_bad_inputs_findings")
+    with time_machine.travel(NOW, tick=True):
+        return _findings_synced(url, tmp)
+
+
+@pytest.fixture
+def findings_store(clock: Any, store_url: str, tmp_path: Path) -> FindingsStore:
+    """The company synced once, in a store of the test's own (which it may change)."""
+    return _findings_synced(store_url, tmp_path)
+
+
+def _lines(url: str) -> dict[str, KeyResultLine]:
+    store = Store.open(url)
+    try:
+        with store.session() as session:
+            roots = build_report(session, datetime.now(UTC))
+    finally:
+        store.dispose()
+    return {kr.id: kr for _depth, line in walk(roots) for kr in line.key_results}
+
+
+TEAM_FINDING = "team 'Enterpise Sales' matches no team; known: Enterprise Sales, Mid-Market Sales"
+OWNER_FINDING = (
+    "owner 'rep3@findings.example' matches no rep's e-mail; "
+    "known: rep1@findings.example, rep2@findings.example"
+)
+MEAN_FINDING = (
+    "csat_mean_score needs 1-5 scores (scale_max 5); the period has none, but has ratings "
+    "on another scale: 3 on scale_max 1 (good/bad) (csat measures good/bad ratings)"
+)
+
+
+def test_misspelt_team_and_owner_are_errors_never_zero(
+    findings_synced: FindingsStore, clock: Any
+) -> None:
+    (run,) = findings_synced.runs
+    outcomes = {kr.key_result_id: kr for kr in run.key_results}
+    assert (outcomes["team-revenue"].status, outcomes["team-revenue"].error) == (
+        "error",
+        TEAM_FINDING,
+    )
+    assert outcomes["rep-customers"].error == OWNER_FINDING
+    # the well-spelt team: deals 2 and 3 (2,500 + 4,000 USD)
+    assert (outcomes["good-team-revenue"].value, outcomes["good-team-revenue"].error) == (
+        6500.0,
+        None,
+    )
+    lines = _lines(findings_synced.url)
+    assert (lines["team-revenue"].value, lines["team-revenue"].error) == (None, TEAM_FINDING)
+    assert (lines["rep-customers"].value, lines["rep-customers"].error) == (None, OWNER_FINDING)
+
+
+def test_lint_with_a_store_names_the_unmatched_filters(
+    findings_synced: FindingsStore, clock: Any
+) -> None:
+    result = CliRunner().invoke(
+        cli_app,
+        ["lint", "--okr-file", str(findings_synced.okr_file), "--store", findings_synced.url],
+    )
+    assert result.exit_code == 1
+    findings = [line for line in result.stderr.splitlines() if "key result" in line]
+    assert [line.split(": ", 1)[1] for line in findings] == [
+        f"key result 'team-revenue': {TEAM_FINDING}",
+        f"key result 'rep-customers': {OWNER_FINDING}",
+        f"key result 'november-mean': {MEAN_FINDING}",
+    ]
+
+
+def test_csat_mean_score_on_good_bad_ratings_says_what_it_needs(
+    findings_synced: FindingsStore,
+    clock: Any,
+) -> None:
+    line = _lines(findings_synced.url)["november-mean"]
+    assert (line.value, line.error) == (None, MEAN_FINDING)
+
+
+def test_a_fully_held_back_month_is_stale_with_its_count_and_the_next_is_not(
+    findings_synced: FindingsStore,
+    clock: Any,
+) -> None:
+    lines = _lines(findings_synced.url)
+    october = lines["october-tickets"]
+    held = "3 files ticket record(s) held back by validation in 2026-10 (see okr-sync quarantine)"
+    assert (october.value, october.records, october.status) == (0.0, 0, "stale")
+    assert october.stale_reason == f"the number rests on 0 records; {held}"
+    change = lines["october-change"]  # 0 against September's 2: -100 %, but stale
+    assert (change.value, change.status) == (-100.0, "stale")
+    assert change.stale_reason == f"the number rests on 0 records; {held}"
+    november = lines["november-tickets"]  # tickets 6 and 7; none of November's held back
+    assert (november.value, november.stale_reason) == (2.0, None)
+    assert november.status != "stale"
+    csat = lines["october-csat"]
+    assert (csat.value, csat.status) == (None, "stale")
+    assert csat.stale_reason == (
+        "the number rests on 0 records; 2 files rating record(s) held back by validation "
+        "in 2026-10 (see okr-sync quarantine)"
+    )
+
+
+def test_runs_show_by_prefix_lists_the_quarantined_records(
+    findings_synced: FindingsStore, clock: Any
+) -> None:
+    run_id = findings_synced.runs[0].run_id
+    result = CliRunner().invoke(
+        cli_app,
+        ["runs", "show", run_id[:8], "--quarantined", "--format", "json",
+         "--store", findings_synced.url],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["id"] == run_id
+    listed = {(q["entity"], q["source"], q["source_id"], q["field"], q["reason"])
+              for q in shown["quarantined"]}  # fmt: skip
+    tickets = {("ticket", "files", str(n), "status",
+                "expect_column_values_to_be_in_set(status)") for n in (3, 4, 5)}  # fmt: skip
+    ratings = {("rating", "files", str(n), "scale_max",
+                "expect_column_values_to_be_in_set(scale_max)") for n in (1, 2)}  # fmt: skip
+    assert listed == tickets | ratings
+
+
+def test_an_ambiguous_run_prefix_lists_the_candidates(
+    findings_synced: FindingsStore, clock: Any
+) -> None:
+    store = Store.open(findings_synced.url)
+    try:
+        with store.session() as session, session.begin():
+            for suffix in ("1", "2"):
+                session.add(
+                    SyncRun(id=f"feedface-{suffix}", started_at=datetime(2026, 11, 2, tzinfo=UTC),
+                            status="complete", code_version="test")
+                )  # fmt: skip
+    finally:
+        store.dispose()
+    result = CliRunner().invoke(
+        cli_app, ["runs", "show", "feedface", "--store", findings_synced.url]
+    )
+    assert result.exit_code == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: run id prefix 'feedface' is ambiguous: feedface-1 (2026-11-02 00:00), "
+            "feedface-2 (2026-11-02 00:00); give more of the id"
+        )
+    )
+
+
+def test_a_record_fixed_at_the_source_is_readmitted_by_the_next_incremental_sync(
+    findings_store: FindingsStore,
+) -> None:
+    def held() -> set[tuple[str, str | None]]:
+        result = CliRunner().invoke(
+            cli_app, ["quarantine", "--format", "json", "--store", findings_store.url]
+        )
+        assert result.exit_code == 0, result.output
+        return {(q["entity"], q["source_id"]) for q in json.loads(result.stdout)["held"]}
+
+    assert held() == {("ticket", "3"), ("ticket", "4"), ("ticket", "5"),
+                      ("rating", "1"), ("rating", "2")}  # fmt: skip
+    write_csv(findings_store.exports / "tickets.csv", _findings_tables(fixed=True)["tickets"])
+    _sync_files(findings_store)  # incremental: the three fixed tickets are the changes
+    assert findings_store.runs[-1].stream_counts()["files.tickets"]["written"] == 3
+    assert held() == {("rating", "1"), ("rating", "2")}
+    october = _lines(findings_store.url)["october-tickets"]
+    assert (october.value, october.stale_reason) == (3.0, None)
+
+
+def test_a_timestamp_without_an_offset_is_named_for_what_it_lacks() -> None:
+    ticket = {"id": 1, "status": "open", "created_at": "2026-10-05T10:00:00",
+              "updated_at": "2026-10-05T10:00:00Z"}  # fmt: skip
+    with pytest.raises(ZendeskMappingError) as raised:
+        ticket_to_ticket(ticket, None)
+    assert str(raised.value) == (
+        "created_at '2026-10-05T10:00:00' lacks a time-zone offset (Z or ±HH:MM): "
+        "its instant is unknown"
+    )
+
+
+def test_a_good_copy_equal_to_the_mirrors_readmits_the_record(
+    clock: Any, sqlite_url: str, validator: Validator
+) -> None:
+    """A bad edit undone at the source: the good copy read again equals the mirror's, so
+    loading writes nothing; the record still leaves the held list."""
+    ticket = canonical.Ticket(
+        source="files", source_id="9", source_modified_at=datetime(2026, 11, 2, tzinfo=UTC),
+        deleted_at=None, customer_id=None, status="open", priority="normal", channel="email",
+        created_at=datetime(2026, 11, 1, tzinfo=UTC), first_response_at=None, solved_at=None,
+    )  # fmt: skip
+    bad = canonical.Ticket(
+        **{**ticket, "status": "reopened", "source_modified_at": datetime(2026, 11, 3, tzinfo=UTC)}
+    )
+    stream = StreamInfo("tickets", "ticket", "updated_at")
+    store = Store.open(sqlite_url)
+    try:
+        held = []
+        for row in (ticket, bad, ticket):
+            destination = Destination(begin_run(store, "test"), "files", stream, validator)
+            loaded = validate_and_load(store, destination, [row], [], None)
+            with store.session() as session:
+                held.append((loaded.written, held_back(session, "ticket", "files")))
+    finally:
+        store.dispose()
+    assert held == [(1, 0), (0, 1), (0, 0)]

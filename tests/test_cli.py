@@ -112,7 +112,9 @@ def test_sync_then_report_in_every_format(
         sandbox_org.add("Opportunity", purged)
     assert reconciled.exit_code == 0, reconciled.output
     assert "salesforce.deal: 1 deleted at the source, tombstoned" in reconciled.stdout
-    assert_failed_cleanly(invoke("runs", "show", "nope", "--store", sqlite_url), "no run 'nope'")
+    assert_failed_cleanly(
+        invoke("runs", "show", "nope", "--store", sqlite_url), "no run id starts with 'nope'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -293,7 +293,8 @@ def test_the_database_refuses_a_metric_that_writes(billing_store: str) -> None:
 
 
 def test_values_are_bound_never_interpolated(billing_store: str, tmp_path: Path) -> None:
-    """An owner that looks like SQL is just a value that matches nobody."""
+    """An owner that looks like SQL is just a value that matches nobody: a finding, never
+    a query that counts every deal."""
     metrics = """\
 metrics:
   deals_of:
@@ -312,4 +313,8 @@ metrics:
     store.dispose()
     rep1 = [d for d in sample_tables()["deals"] if d["owner_id"] == "1"]
     assert outcomes["rep1"].value == len(rep1)
-    assert outcomes["inject"].value == 0
+    emails = ", ".join(sorted(rep["email"] for rep in sample_tables()["reps"]))
+    assert (outcomes["inject"].value, outcomes["inject"].error) == (
+        None,
+        f"owner \"x' OR '1'='1\" matches no rep's e-mail; known: {emails}",
+    )

@@ -39,7 +39,7 @@ from tests.conftest import AS_OF
 from tests.test_periods import ticket
 from transforms.catalog import BUILT_IN
 from transforms.lineage import record_refs
-from transforms.metric import MetricResult, RecordRef
+from transforms.metric import MetricError, MetricResult, RecordRef
 from transforms.metrics.sales import CLOSED_BEFORE_CREATED
 from transforms.sql import shared_results
 
@@ -93,8 +93,7 @@ CUSTOMER_FILTERS: tuple[dict[str, str], ...] = (
     {"source": "salesforce"},
     {"segment": "Technology"},  # an Account Industry
     {"segment": "Financial Services"},
-    {"source": "zendesk"},  # no Zendesk customers in this store: no value
-)
+)  # a filter value the store lacks ({"source": "zendesk"}) is an error: see below
 TICKET_FILTERS: tuple[dict[str, str], ...] = (
     {},
     {"channel": "email"},
@@ -525,6 +524,14 @@ def test_metrics_match_independent_computation(
     )
 
 
+def test_a_filter_value_the_store_lacks_is_an_error(synced_store: str) -> None:
+    """No Zendesk customers in a store synced from Salesforce only: the filter matches
+    nothing, which is said, never measured as "no value"."""
+    with pytest.raises(MetricError) as raised:
+        measure(synced_store, [("retention_rate", "2026-Q4", {"source": "zendesk"})])
+    assert str(raised.value) == "source 'zendesk' matches no customer source; known: salesforce"
+
+
 def test_won_revenue_in_another_currency(synced_store: str, oracle: Oracle) -> None:
     """Asking for EUR scales the corporate-currency total by the EUR rate, and says EUR."""
     usd_total = sum(
@@ -581,7 +588,6 @@ ZENDESK_SEED = 5
 ZENDESK_CHECKS: tuple[tuple[str, dict[str, str]], ...] = (
     ("csat", {}),
     ("csat", {"source": "zendesk"}),
-    ("csat", {"source": "salesforce"}),  # no Salesforce ratings: no value
     ("csat_mean_score", {}),
     ("csat_mean_score", {"source": "zendesk"}),
     ("ticket_volume", {"source": "zendesk"}),
@@ -730,6 +736,10 @@ def test_zendesk_metrics_match_independent_computation(
     assert not mismatches, f"{len(mismatches)} mismatches in {len(checks)} cases:\n" + "\n".join(
         mismatches
     )
+    # No Salesforce ratings in a store synced from Zendesk only: an error, never "no data".
+    with pytest.raises(MetricError) as raised:
+        measure(store_url, [("csat", "2026", {"source": "salesforce"})])
+    assert str(raised.value) == "source 'salesforce' matches no rating source; known: zendesk"
 
 
 # --- the median first response, against statistics.median ------------------------------------

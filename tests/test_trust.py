@@ -176,13 +176,14 @@ def test_stale_when_the_source_is_older_than_its_limit_or_records_are_held_back(
     assert late.underlying_status == fresh.status
     assert "salesforce data is 45 min old (limit 30 min)" in late.stale_reason
 
-    # A won deal's newest copy fails validation: the mirror keeps an older copy of it.
+    # A won deal of the key result's quarter (2026-Q4) has a newest copy that fails
+    # validation: the mirror keeps an older copy of it.
     store = Store.open(store_url)
     with store.session() as session:
         won = session.scalars(select(KeyResult).where(KeyResult.id == "win-rate-floor")).one()
         assert won.kind == "at_least"
     store.dispose()
-    deal = next(o for o in org.records("Opportunity") if o["IsWon"])
+    deal = next(o for o in org.records("Opportunity") if o["IsWon"] and o["CloseDate"] >= "2026-10")
     org.upsert("Opportunity", {"Id": deal["Id"], "Amount": -5.0})
     sync(store_url, okr_file)
     held = report_at(store_url, utcnow())["win-rate-floor"]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Annotated, Any
 
 import sqlglot
 from pydantic import BaseModel, ConfigDict, create_model
@@ -47,6 +47,7 @@ from okr_targets.models import MIRROR, UTCDateTime
 from okr_targets.periods import Period
 from transforms.lineage import count_records, record_select
 from transforms.metric import Metric, MetricError, MetricResult, RecordSelect
+from transforms.sql import OWNER, TEAM
 
 ENTRY_POINT_GROUP = "okr_sync.metrics"
 
@@ -59,7 +60,8 @@ PERIOD_PARAMS: dict[str, Any] = {
 """Bound for every SQL metric; ``owner`` and ``team`` (default NULL) and the metric's own
 ``params`` are bound too."""
 
-FILTERS = {"owner": None, "team": None}
+FILTERS: dict[str, Any] = {"owner": Annotated[Any, OWNER], "team": Annotated[Any, TEAM]}
+"""The filters every SQL metric takes, checked against the mirror as the built-ins' are."""
 
 LINEAGE_SQL = """WITH listed(source, source_id) AS (
 {records}
@@ -148,7 +150,8 @@ def read_only(session: Session, name: str) -> Iterator[None]:
 
 def _params_model(name: str, defaults: dict[str, Any]) -> type[BaseModel]:
     """Parameters a key result may pass: owner, team and the metric's own, nothing else."""
-    fields: dict[str, Any] = {key: (Any, value) for key, value in (FILTERS | defaults).items()}
+    fields: dict[str, Any] = {key: (kind, None) for key, kind in FILTERS.items()}
+    fields |= {key: (Any, value) for key, value in defaults.items()}
     model: type[BaseModel] = create_model(
         f"{name}_params", __config__=ConfigDict(extra="forbid"), **fields
     )

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -26,9 +26,10 @@ from okr_targets.periods import Period
 from okr_targets.scoring import final_score, score
 from okr_targets.store import upsert_records
 from transforms.catalog import MetricCatalog
+from transforms.held import held_back_for
 from transforms.lineage import write_lineage
 from transforms.metric import Comparison, MetricError, MetricResult
-from transforms.metrics.change import PCT_CHANGE
+from transforms.metrics.change import PCT_CHANGE, ChangeParams
 from transforms.money import CONFIG_SOURCE
 from transforms.sql import shared_results
 
@@ -146,11 +147,19 @@ def _compute(session: Session, spec: KeyResultSpec, period: Period, run: _Pass) 
     if spec.metric is None:
         done = 1.0 if spec.done else 0.0
         return MetricResult(done, "", None, {"done": bool(spec.done), "set_in": "the OKR file"})
-    result = run.catalog.find(spec.metric).run(session, period, spec.params)
+    metric = run.catalog.find(spec.metric)
+    result = metric.run(session, period, spec.params)
     if spec.metric == PCT_CHANGE:
         result = freeze_baseline(
             session, result, run.run_id, run.now, refreeze=run.refreeze_baselines
         )
+        compared = ChangeParams.model_validate(spec.params)
+        metric, params = run.catalog.find(compared.metric), compared.inner_params
+    else:
+        params = dict(spec.params)
+    held = held_back_for(session, metric, metric.params.model_validate(params), period)
+    if held is not None:
+        result.details = {**result.details, "held_back": [h.details() for h in held]}
     return result
 
 
@@ -265,21 +274,17 @@ def measure_key_results(
             _owner, period_label = config.resolved(objective, spec)
             period = config.calendar.period(period_label)
             lacking = _lacking(catalog, spec, gaps or {})
-            if lacking:
-                unit = spec.unit or ""
-                outcomes.append(
-                    KeyResultOutcome(
-                        spec.id, None, unit, "error", None, False, 0, lacking, blocked=True
-                    )
-                )
-                continue
             try:
+                if lacking:
+                    raise MetricError(lacking)
                 result = _compute(session, spec, period, run)
             except MetricError as exc:
-                unit = spec.unit or ""
-                outcomes.append(
-                    KeyResultOutcome(spec.id, None, unit, "error", None, False, 0, str(exc))
-                )
+                # Stored as the key result's latest measurement, so every view shows the
+                # error where its number would be, never an old value or a silent 0.
+                failed = MetricResult(None, spec.unit or "", None, {"error": str(exc)})
+                outcome = _record(session, config, spec, spec.target, period, failed, run)
+                error = replace(outcome, status="error", error=str(exc), blocked=bool(lacking))
+                outcomes.append(error)
                 continue
             outcomes.append(_record(session, config, spec, spec.target, period, result, run))
     return outcomes
@@ -306,6 +311,13 @@ def _lacking(
     return "; ".join(missing) or None
 
 
+def _trust(details: dict[str, Any] | None) -> tuple[Any, Any]:
+    """What says whether a value can be trusted: held-back records, an error. A change in
+    it is a change of the key result, as a new value is."""
+    details = details or {}
+    return details.get("held_back"), details.get("error")
+
+
 def _restated(
     previous: Measurement | None, period: Period, value: float | None, closed: bool
 ) -> int | None:
@@ -329,7 +341,12 @@ def _record(
     kind, now = spec.resolved_kind, run.now
     scored = score(result.value, spec.baseline, target, period, now, config.spec.status, kind=kind)
     previous = latest_measurement(session, spec.id)
-    changed = previous is None or previous.value != result.value or previous.status != scored.status
+    changed = (
+        previous is None
+        or previous.value != result.value
+        or previous.status != scored.status
+        or _trust(previous.details) != _trust(result.details)
+    )
     key_result = session.get(KeyResult, spec.id)
     assert key_result is not None, "save_okrs runs first"
     key_result.checked_at = now

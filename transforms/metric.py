@@ -11,24 +11,76 @@ model, so a typo in the OKR file is caught before any sync starts.
 The built-in metrics live in :mod:`transforms.metrics` by family (sales, customers, support,
 change); packages and OKR files add their own (:mod:`transforms.custom`); the catalog
 (:mod:`transforms.catalog`) puts them together when an OKR file loads. Packages build
-their metrics from the names here: ``Metric``, ``MetricResult``, ``RecordRef``.
+their metrics from the names here: ``Metric``, ``MetricResult``, ``RecordRef``, and
+``Matches`` to mark a filter parameter with the mirror column its value must match.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import CompoundSelect, Select
+from sqlalchemy import CompoundSelect, Select, exists, func, select
 from sqlalchemy.orm import Session
 
+from okr_targets.models import MIRROR
 from okr_targets.periods import Calendar, Period
 
 
 class MetricError(Exception):
     """A metric cannot produce a number from the mirror (e.g. no exchange rate)."""
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Marks a filter parameter with the mirror column its value must match, as
+    ``entity.column`` (``rep.team``): ``team: Annotated[str | None, Matches("rep.team",
+    "team")] = None``. A value that matches no live row there is a finding, never a 0."""
+
+    column: str
+    noun: str
+    ignore_case: bool = False
+
+    def check(self, session: Session, name: str, value: str) -> str | None:
+        """None when some live row has the value; else the finding, naming the known values."""
+        entity, column_name = self.column.split(".", 1)
+        model = MIRROR[entity]
+        column = getattr(model, column_name)
+        live = model.deleted_at.is_(None)
+        same = func.lower(column) == value.lower() if self.ignore_case else column == value
+        if session.scalar(select(exists().where(live, same))):
+            return None
+        known = sorted(
+            session.scalars(select(column).where(live, column.is_not(None)).distinct()), key=str
+        )
+        return f"{name} {value!r} matches no {self.noun}; known: {_listed(value, known)}"
+
+
+def _listed(value: str, known: list[str], most: int = 10) -> str:
+    """The known values, or the closest ``most`` of them when there are more."""
+    if not known:
+        return "none (the mirror holds no such records yet)"
+    if len(known) <= most:
+        return ", ".join(known)
+    close = difflib.get_close_matches(value, known, n=most, cutoff=0) or known[:most]
+    return f"{', '.join(close)} … ({len(known):,} in all)"
+
+
+def unmatched_filters(session: Session, params: BaseModel) -> list[str]:
+    """A finding per filter parameter (marked with :class:`Matches`) whose value matches
+    nothing in the mirror: one check for every metric, built-in or from a package."""
+    findings = []
+    for name, info in type(params).model_fields.items():
+        value = getattr(params, name)
+        for marker in info.metadata:
+            if isinstance(marker, Matches) and value is not None:
+                finding = marker.check(session, name, str(value))
+                if finding is not None:
+                    findings.append(finding)
+    return findings
 
 
 @dataclass(frozen=True)
@@ -118,7 +170,12 @@ class Metric(Generic[P]):
         return frozenset(need.split(".", 1)[0] for need in self.needs)
 
     def run(self, session: Session, period: Period, params: dict[str, Any]) -> MetricResult:
-        return self.compute(session, period, self.params.model_validate(params))
+        """The metric's result; a filter value matching nothing known is a MetricError."""
+        validated = self.params.model_validate(params)
+        unmatched = unmatched_filters(session, validated)
+        if unmatched:
+            raise MetricError("; ".join(unmatched))
+        return self.compute(session, period, validated)
 
 
 def metric(

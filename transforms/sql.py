@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from itertools import pairwise
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +37,7 @@ from sqlalchemy.orm.util import AliasedClass
 
 from okr_targets.models import Deal, MirrorRecord, Rep
 from okr_targets.periods import Calendar
+from transforms.metric import Matches
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -79,13 +80,20 @@ def dialect(session: Session) -> str:
 # --- owner and team ----------------------------------------------------------------------
 
 
+OWNER = Matches("rep.email", "rep's e-mail", ignore_case=True)
+TEAM = Matches("rep.team", "team")
+"""What an ``owner`` or ``team`` must match: built-in and SQL metrics check them alike."""
+
+
 class Filters(BaseModel):
     """Narrow a metric to one rep (by e-mail) or one team, for team and personal OKRs."""
 
     model_config = ConfigDict(extra="forbid")
 
-    owner: str | None = Field(default=None, description="the rep's e-mail address")
-    team: str | None = None
+    owner: Annotated[str | None, OWNER] = Field(
+        default=None, description="the rep's e-mail address"
+    )
+    team: Annotated[str | None, TEAM] = None
 
 
 def owned(statement: AnySelect, filters: Filters) -> AnySelect:

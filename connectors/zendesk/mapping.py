@@ -40,9 +40,14 @@ def parse_time(value: Any) -> datetime:
     """An aware datetime from Zendesk's ISO 8601 form (``2026-01-05T10:00:00Z``)."""
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a timestamp")
-    parsed = datetime.fromisoformat(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
     if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} has no UTC offset")
+        raise ValueError(
+            f"{value!r} lacks a time-zone offset (Z or ±HH:MM): its instant is unknown"
+        )
     return parsed
 
 
@@ -52,8 +57,8 @@ def _timestamp(record: Record, name: str) -> datetime:
         raise MappingError(f"{name} is missing")
     try:
         return parse_time(value)
-    except ValueError:
-        raise MappingError(f"{name} {value!r} is not an ISO 8601 timestamp") from None
+    except ValueError as exc:
+        raise MappingError(f"{name} {exc}") from None
 
 
 def _optional_timestamp(record: Record, name: str) -> datetime | None:

@@ -13,7 +13,7 @@ import os
 
 import typer
 
-from okr_sync.cli import doctor, explain, lint, report, sandbox, sync
+from okr_sync.cli import doctor, explain, lint, report, runs, sandbox, sync
 from okr_sync.cli.automations import automations_app
 from okr_sync.cli.connectors import connectors_app
 from okr_sync.cli.db import db_app
@@ -40,6 +40,7 @@ app.command()(sync.demo)
 app.command()(report.report)
 app.command()(report.serve)
 app.command("lint")(lint.lint_command)
+app.command("quarantine")(runs.quarantine)
 app.command()(sandbox.sandbox)
 app.command()(explain.explain)
 app.command()(doctor.doctor)

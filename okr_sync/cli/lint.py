@@ -1,24 +1,38 @@
-"""``okr-sync lint``: check the OKR file without touching the store or any source."""
+"""``okr-sync lint``: check the OKR file, and with ``--store`` its key results against the
+mirror, without touching any source."""
 
 from __future__ import annotations
 
 from okr_sync.cli.console import err, fail, out
-from okr_sync.cli.options import OkrFileOption, okr_file_or_default
+from okr_sync.cli.options import OkrFileOption, StoreOption, okr_file_or_default, open_store
 from okr_targets.config import ConfigError, lint
 from transforms.catalog import load
+from transforms.check import mirror_findings
 
 
-def lint_command(okr_file: OkrFileOption = None) -> None:
-    """Check the OKR file: structure, metrics, and that every key result is SMART."""
+def lint_command(okr_file: OkrFileOption = None, store: StoreOption = None) -> None:
+    """Check the OKR file: structure, metrics, and that every key result is SMART; with
+    --store, also that every filter value (owner, team, segment, channel, source…) matches
+    something in the mirror and each metric can measure the data there."""
     path = okr_file_or_default(okr_file)
     try:
-        config, _catalog = load(path)
+        config, catalog = load(path)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     findings = lint(config)
+    if store is not None:
+        opened = open_store(store)
+        try:
+            with opened.session() as session:
+                findings += mirror_findings(session, config, catalog)
+        finally:
+            opened.dispose()
     for finding in findings:
         err.print(f"[yellow]{finding}[/]", highlight=False, soft_wrap=True)
     if findings:
         raise fail(f"{len(findings)} problem(s) in {path}")
     count = sum(1 for _ in config.key_results())
-    out.print(f"{path}: {len(config.spec.objectives)} objectives, {count} key results, all SMART")
+    checked = f", checked against {opened.display_url}" if store is not None else ""
+    out.print(
+        f"{path}: {len(config.spec.objectives)} objectives, {count} key results, all SMART{checked}"
+    )

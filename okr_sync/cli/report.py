@@ -102,6 +102,8 @@ def print_report(url: str) -> None:
                 _number(kr.forecast, kr.unit, with_unit=False) if kr.final_score is None else "",
                 updated,
             )
+            if kr.error:
+                notes.append(f"[red]error[/] {kr.id}: {kr.error}")
             if kr.stale_reason:
                 notes.append(f"[magenta]stale[/] {kr.id}: {kr.stale_reason}")
     out.print(table)

@@ -1,4 +1,5 @@
-"""``okr-sync runs`` and ``runs show``, and how a run's report is shown after a sync.
+"""``okr-sync runs``, ``runs show`` and ``quarantine``, and how a run's report is shown
+after a sync.
 
 Everything that reads a run's report (the flow's return value, or a stored run's
 counts) is here, so a change to the report's shape is made in one place.
@@ -6,6 +7,8 @@ counts) is here, so a change to the report's shape is made in one place.
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,6 +19,13 @@ from sqlalchemy import select
 from okr_sync.cli.console import err, fail, out
 from okr_sync.cli.options import StoreOption, open_store
 from okr_targets.models import SyncRun
+from okr_targets.quarantine import (
+    QuarantineLine,
+    RunLookupError,
+    find_run,
+    held_now,
+    quarantined_in_run,
+)
 from okr_targets.status import RunStatus
 
 if TYPE_CHECKING:
@@ -110,17 +120,67 @@ def runs(
     out.print(table)
 
 
+FormatOption = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+def _check_format(output: str) -> None:
+    if output not in ("table", "json"):
+        raise fail(f"unknown format {output!r}; use table or json")
+
+
+def quarantine_table(lines: list[QuarantineLine], title: str) -> Table:
+    """Quarantined records: source, id, the field at fault and why (a line per reason)."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("source", "entity", "id", "field", "reason", "run"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("source", "entity"))
+    for line in lines:
+        table.add_row(
+            line.source,
+            line.entity,
+            line.source_id or "—",
+            line.field or "—",
+            line.reason,
+            line.run_id[:8],
+        )
+    return table
+
+
 @runs_app.command("show")
 def runs_show(
-    run_id: Annotated[str, typer.Argument(help="the run's id")], store: StoreOption = None
+    run_id: Annotated[str, typer.Argument(help="the run's id, or any unique start of it")],
+    store: StoreOption = None,
+    quarantined: Annotated[
+        bool, typer.Option("--quarantined", help="list the records the run quarantined, and why")
+    ] = False,
+    output: FormatOption = "table",
 ) -> None:
     """One run: its status and reason, and per stream the records and cursors."""
+    _check_format(output)
     opened = open_store(store)
-    with opened.session() as session:
-        run = session.get(SyncRun, run_id)
-    opened.dispose()
-    if run is None:
-        raise fail(f"no run {run_id!r} in {opened.display_url}; `okr-sync runs` lists them")
+    try:
+        with opened.session() as session:
+            try:
+                run = find_run(session, run_id)
+            except RunLookupError as exc:
+                raise fail(f"{exc} (in {opened.display_url})") from None
+            lines = quarantined_in_run(session, run.id) if quarantined else []
+    finally:
+        opened.dispose()
+    if output == "json":
+        shown: dict[str, Any] = {
+            "id": run.id,
+            "status": run.status,
+            "reason": run.reason,
+            "started_at": run.started_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "code_version": run.code_version,
+            "streams": run.stream_counts,
+            "details": run.details,
+        }
+        if quarantined:
+            shown["quarantined"] = [line.to_dict() for line in lines]
+        sys.stdout.write(json.dumps(shown, indent=2, default=str) + "\n")
+        return
     out.print(f"Run {run.id}: [bold]{run.status}[/]" + (f" — {run.reason}" if run.reason else ""))
     finished = run.finished_at.isoformat() if run.finished_at else "not finished"
     out.print(f"started {run.started_at.isoformat()}, finished {finished}, code {run.code_version}")
@@ -142,3 +202,27 @@ def runs_show(
         )
     for finding in run.details.get("findings", []):
         out.print(f"finding: {finding}", highlight=False)
+    if quarantined:
+        title = (
+            f"Quarantined by run {run.id[:8]}: {len({(q.source, q.source_id) for q in lines}):,}"
+        )
+        out.print(quarantine_table(lines, title))
+
+
+def quarantine(store: StoreOption = None, output: FormatOption = "table") -> None:
+    """The records validation holds back now, across runs: source, id, field and reason.
+
+    A record leaves the list when a sync reads a good copy of it (fixed at the source).
+    """
+    _check_format(output)
+    opened = open_store(store)
+    try:
+        with opened.session() as session:
+            lines = held_now(session)
+    finally:
+        opened.dispose()
+    if output == "json":
+        sys.stdout.write(json.dumps({"held": [line.to_dict() for line in lines]}, indent=2) + "\n")
+        return
+    records = len({(line.entity, line.source, line.source_id) for line in lines})
+    out.print(quarantine_table(lines, f"Held back by validation now: {records:,} record(s)"))

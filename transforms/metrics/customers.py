@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, case, func, or_, select
@@ -11,15 +11,17 @@ from sqlalchemy.orm import Session
 from okr_targets.models import Customer
 from okr_targets.periods import Period
 from transforms.lineage import record_columns
-from transforms.metric import Metric, MetricResult, RecordSelect, metric
+from transforms.metric import Matches, Metric, MetricResult, RecordSelect, metric
 from transforms.sql import live
 
 
 class CustomerParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: str | None = Field(default=None, description="only this CRM's customers")
-    segment: str | None = None
+    source: Annotated[str | None, Matches("customer.source", "customer source")] = Field(
+        default=None, description="only this CRM's customers"
+    )
+    segment: Annotated[str | None, Matches("customer.segment", "customer segment")] = None
 
 
 CUSTOMER_DATES = ("customer.became_customer_on", "customer.churned_on")

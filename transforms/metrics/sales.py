@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, case, exists, func, or_, select, tuple_
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from okr_targets.models import Deal, Rep
 from okr_targets.periods import Period, add_months
 from transforms.lineage import record_columns
-from transforms.metric import Metric, MetricError, MetricResult, metric
+from transforms.metric import Matches, Metric, MetricError, MetricResult, metric
 from transforms.money import Converter, converted_sum, summed_amounts
 from transforms.sql import (
     Filters,
@@ -180,7 +180,7 @@ class RampParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     months: int = Field(default=4, ge=1, le=24, description="months a new rep has to hit quota")
-    team: str | None = None
+    team: Annotated[str | None, Matches("rep.team", "team")] = None
 
 
 Ramp = tuple[Rep, date, date]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Integer, Select, case, func, literal_column, select
@@ -12,16 +12,18 @@ from sqlalchemy.orm import Session
 from okr_targets.models import Rating, Ticket
 from okr_targets.periods import Period
 from transforms.lineage import record_columns
-from transforms.metric import Metric, MetricResult, metric
+from transforms.metric import Matches, Metric, MetricError, MetricResult, metric
 from transforms.sql import exact_sum, from_units, live, median
 
 
 class TicketParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: str | None = Field(default=None, description="only this helpdesk's tickets")
-    channel: str | None = None
-    priority: str | None = None
+    source: Annotated[str | None, Matches("ticket.source", "ticket source")] = Field(
+        default=None, description="only this helpdesk's tickets"
+    )
+    channel: Annotated[str | None, Matches("ticket.channel", "ticket channel")] = None
+    priority: Annotated[str | None, Matches("ticket.priority", "ticket priority")] = None
 
 
 def _tickets_created_in(period: Period, params: TicketParams, *columns: Any) -> Select[Any]:
@@ -111,7 +113,7 @@ def median_first_response_hours(
 class RatingParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: str | None = None
+    source: Annotated[str | None, Matches("rating.source", "rating source")] = None
 
 
 def _ratings_in(period: Period, params: RatingParams, *columns: Any) -> Select[Any]:
@@ -143,14 +145,40 @@ def csat(session: Session, period: Period, params: RatingParams) -> MetricResult
     "csat_mean_score", RatingParams, needs=("rating.rated_at", "rating.score", "rating.scale_max")
 )
 def csat_mean_score(session: Session, period: Period, params: RatingParams) -> MetricResult:
-    """Mean score of the 1-5 satisfaction ratings given in the period."""
+    """Mean score of the 1-5 satisfaction ratings given in the period.
+
+    Ratings on another scale (good/bad, ``scale_max`` 1) cannot be averaged as 1-5
+    scores: a period that has only those is an error saying so, not "no data"."""
     scored = (Rating.scale_max == 5, Rating.score.is_not(None))
     ratings, total = session.execute(
         _ratings_in(period, params, func.count(), exact_sum(Rating.score)).where(*scored)
     ).one()
+    if not ratings:
+        _refuse_other_scales(session, period, params)
     value = float(cast(Decimal, from_units(total, Rating.score)) / ratings) if ratings else None
     records = _ratings_in(period, params, *record_columns(Rating, "rating")).where(*scored)
     return MetricResult(value, "/5", records, record_count=ratings)
+
+
+def _refuse_other_scales(session: Session, period: Period, params: RatingParams) -> None:
+    """A MetricError when the period's answered ratings are all on scales other than 1-5."""
+    other = session.execute(
+        _ratings_in(period, params, Rating.scale_max, func.count())
+        .where(Rating.scale_max.is_not(None), Rating.scale_max != 5)
+        .group_by(Rating.scale_max)
+        .order_by(Rating.scale_max)
+    ).all()
+    if other:
+        scales = ", ".join(
+            f"{n:,} on scale_max {scale}{_SCALE_NAMES.get(scale, '')}" for scale, n in other
+        )
+        raise MetricError(
+            f"csat_mean_score needs 1-5 scores (scale_max 5); the period has none, "
+            f"but has ratings on another scale: {scales} (csat measures good/bad ratings)"
+        )
+
+
+_SCALE_NAMES = {1: " (good/bad)"}
 
 
 METRICS: tuple[Metric[Any], ...] = (
