@@ -100,7 +100,7 @@ def extract_and_load(
     stopped: dict[str, str] = {}
     for source, stream in plan.streams:
         if source in stopped:
-            report = StreamReport(stopped=f"skipped: {stopped[source]}")
+            report = StreamReport(stream.entity, stopped=f"skipped: {stopped[source]}")
         else:
             report = sync_stream(
                 store,
@@ -115,11 +115,11 @@ def extract_and_load(
                 settings=settings,
                 window=plan.window,
             )
-            if report.error is not None:
-                raise report.error
             if report.stopped:
                 stopped[source] = f"{source}.{stream.name} stopped early"
-        streams[f"{source}.{stream.name}"] = report
+        streams[f"{source}.{stream.name}"] = report  # kept on the run, failed or not
+        if report.error is not None:
+            raise report.error
     for source in stopped:
         mine = [report for name, report in streams.items() if name.startswith(f"{source}.")]
         if not any(report.read for report in mine):
@@ -162,7 +162,7 @@ def sync_stream(
     with store.session() as session:
         saved = read_cursor(session, source, stream.name)
     at = saved.at.isoformat() if saved else None
-    tally = _Tally(StreamReport(cursor_before=at, cursor_after=at))
+    tally = _Tally(StreamReport(stream.entity, cursor_before=at, cursor_after=at))
     try:
         for attempt in _retrying(settings, read.label, logger):
             with attempt:
