@@ -20,7 +20,7 @@ from okr_sync.cli.options import StoreOption, open_store, store_url
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
 from okr_targets.report import build_report, walk
-from okr_targets.summary import build_summary, format_value, summary_csv
+from okr_targets.summary import build_summary, format_value, freshness_text, summary_csv
 
 
 def report(
@@ -82,25 +82,28 @@ def print_report(url: str) -> None:
     table.add_column("progress", no_wrap=True, min_width=13)
     table.add_column("status", no_wrap=True, min_width=9)
     table.add_column("forecast", justify="right", no_wrap=True, min_width=8)
-    table.add_column("updated", no_wrap=True, min_width=12)
+    table.add_column("checked", min_width=12)
     notes = []
     for depth, line in walk(lines):
         indent = "  " * depth
         progress = "" if line.progress is None else f"{line.progress:>4.0%}"
         table.add_row(f"{indent}[bold]{line.title}[/]", "", "", f"[bold]{progress}[/]", "", "", "")
         for kr in line.key_results:
-            updated = datetime.fromisoformat(kr.as_of).strftime("%b %d %H:%M") if kr.as_of else ""
+            checked = freshness_text(kr.checked_at, kr.as_of, kr.timezone)
             status = f"[{kr.status.colour}]{kr.status.label}[/]"
             if kr.final_score is not None:
-                status = f"closed {kr.final_score:.2f}"
+                status += f" {kr.final_score:.2f}"
+            forecast = _number(kr.forecast, kr.unit, with_unit=False)
+            if kr.forecast is None and kr.forecast_note:
+                forecast = kr.forecast_note.split(":")[0]
             table.add_row(
                 f"{indent}  {kr.title}",
                 _number(kr.value, kr.unit, with_unit=False),
                 _number(kr.target, kr.unit),
                 _bar(kr.progress),
                 status,
-                _number(kr.forecast, kr.unit, with_unit=False) if kr.final_score is None else "",
-                updated,
+                forecast if kr.final_score is None else "",
+                checked,
             )
             if kr.stale_reason:
                 notes.append(f"[magenta]stale[/] {kr.id}: {kr.stale_reason}")
