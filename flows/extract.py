@@ -100,7 +100,7 @@ def extract_and_load(
     stopped: dict[str, str] = {}
     for source, stream in plan.streams:
         if source in stopped:
-            report = StreamReport(stream.entity, stopped=f"skipped: {stopped[source]}")
+            report = StreamReport(entity=stream.entity, stopped=f"skipped: {stopped[source]}")
         else:
             report = sync_stream(
                 store,
@@ -162,7 +162,7 @@ def sync_stream(
     with store.session() as session:
         saved = read_cursor(session, source, stream.name)
     at = saved.at.isoformat() if saved else None
-    tally = _Tally(StreamReport(stream.entity, cursor_before=at, cursor_after=at))
+    tally = _Tally(StreamReport(entity=stream.entity, cursor_before=at, cursor_after=at))
     try:
         for attempt in _retrying(settings, read.label, logger):
             with attempt:
