@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -118,29 +119,24 @@ def format_time(iso: str | None, timezone: str = "UTC") -> str:
     return moment.strftime("%Y-%m-%d %H:%M %Z")
 
 
-def freshness_text(checked_at: str | None, as_of: str | None, timezone: str = "UTC") -> str:
+def freshness_text(
+    checked_at: str | None,
+    as_of: str | None,
+    timezone: str = "UTC",
+    time: Callable[[str | None, str], str] | None = None,
+) -> str:
     """When the number was last checked and since when it has had this value.
 
     "checked 2026-11-30 04:30 UTC · unchanged since 2026-11-30 04:04 UTC": a confirmed,
-    unchanged value was checked now, not left behind at its last change.
+    unchanged value was checked now, not left behind at its last change. ``time`` formats
+    each moment (default ``format_time``); empty before the first check.
     """
+    shown = time or format_time
     if as_of is None:
-        return f"checked {format_time(checked_at, timezone)} · no value yet" if checked_at else ""
+        return f"checked {shown(checked_at, timezone)} · no value yet" if checked_at else ""
     if checked_at is None or datetime.fromisoformat(checked_at) <= datetime.fromisoformat(as_of):
-        return f"updated {format_time(as_of, timezone)}"
-    return (
-        f"checked {format_time(checked_at, timezone)} · "
-        f"unchanged since {format_time(as_of, timezone)}"
-    )
-
-
-def format_interval(kr: dict[str, Any]) -> str:
-    """A forecast with its 80 % range: "1.2M USD (80 % range 1.1M–1.3M USD)"."""
-    value = format_value(kr["forecast"], kr["unit"])
-    if kr["forecast_low"] is None or kr["forecast_high"] is None:
-        return value
-    low, high = (format_value(kr[key], kr["unit"]) for key in ("forecast_low", "forecast_high"))
-    return f"{value} (80% range {low} to {high})"
+        return f"updated {shown(as_of, timezone)}"
+    return f"checked {shown(checked_at, timezone)} · unchanged since {shown(as_of, timezone)}"
 
 
 def format_age(seconds: float | None) -> str:
