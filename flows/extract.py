@@ -111,7 +111,7 @@ def extract_and_load(
     stopped: dict[str, str] = {}
     for source, stream in plan.streams:
         if source in stopped:
-            report = StreamReport(stopped=f"skipped: {stopped[source]}")
+            report = StreamReport(entity=stream.entity, stopped=f"skipped: {stopped[source]}")
         else:
             report = sync_stream(
                 store,
@@ -127,11 +127,11 @@ def extract_and_load(
                 window=plan.window,
                 calendar_timezone=plan.config.calendar.timezone,
             )
-            if report.error is not None:
-                raise report.error
             if report.stopped:
                 stopped[source] = f"{source}.{stream.name} stopped early"
-        streams[f"{source}.{stream.name}"] = report
+        streams[f"{source}.{stream.name}"] = report  # kept on the run, failed or not
+        if report.error is not None:
+            raise report.error
     for source in stopped:
         mine = [report for name, report in streams.items() if name.startswith(f"{source}.")]
         if not any(report.read for report in mine):
@@ -176,7 +176,7 @@ def sync_stream(
     with store.session() as session:
         saved = read_cursor(session, source, stream.name)
     at = saved.at.isoformat() if saved else None
-    tally = _Tally(StreamReport(cursor_before=at, cursor_after=at))
+    tally = _Tally(StreamReport(entity=stream.entity, cursor_before=at, cursor_after=at))
     try:
         for attempt in _retrying(settings, read.label, logger):
             with attempt:

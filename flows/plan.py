@@ -91,7 +91,7 @@ def plan(store: Store, request: SyncRequest) -> Plan:
     """Load, lint and save the OKRs; choose the streams and the backfill window."""
     config, catalog = load_and_lint(request.okr_file)
     with store.session() as session, session.begin():
-        save_okrs(session, config, utcnow())
+        save_okrs(session, config, utcnow(), catalog)
     streams, window = request.streams(config), request.window(config)
     if window is not None and request.full_refresh:
         raise ConfigError("a backfill re-reads a window; it cannot also be a full refresh")

@@ -19,6 +19,7 @@ from transforms.measure import KeyResultOutcome
 class StreamReport:
     """What one stream did in one run; every record read is in exactly one bucket."""
 
+    entity: str | None = None  # what its records become: the key results reading it are touched
     read: int = 0
     loaded: int = 0  # passed validation (new, changed or unchanged)
     duplicates: int = 0  # loaded, but read before in this run: stored once
@@ -91,6 +92,7 @@ class RunReport:
             "customers": asdict(self.customers) if self.customers else {},
             "findings": list(self.findings),
             "tombstoned": dict(self.tombstoned),
+            "key_result_errors": {o.key_result_id: o.error for o in self.key_results if o.error},
         }
 
     def to_dict(self) -> dict[str, Any]:

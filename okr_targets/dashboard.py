@@ -20,6 +20,7 @@ from okr_targets.summary import (
     format_percent,
     format_time,
     format_value,
+    freshness_text,
 )
 
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 320.0, 96.0, 8.0
@@ -98,6 +99,7 @@ _environment = Environment(
 _environment.filters.update(
     value=format_value, time=format_time, age=format_age, percent=format_percent
 )
+_environment.globals["freshness"] = freshness_text
 
 
 def render_html(summary: dict[str, Any], *, live: bool = False) -> str:

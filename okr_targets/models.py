@@ -119,6 +119,9 @@ class KeyResult(Base):
     at_risk_gap: Mapped[float] = mapped_column(default=0.10)
     off_track_gap: Mapped[float] = mapped_column(default=0.25)
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The entities its metric reads (from ``Metric.needs``): a sync's trouble with a stream
+    # of one of them is this key result's trouble. None: not declared (a custom metric).
+    reads: Mapped[Any] = mapped_column(JSON(), default=None, nullable=True)
     final_score: Mapped[float | None] = mapped_column(default=None)  # 0.0–1.0 once closed
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
@@ -203,6 +206,24 @@ class Measurement(Base):
     restates_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id"), default=None)
 
     __table_args__ = (Index("ix_measurements_kr_time", "key_result_id", "measured_at"),)
+
+
+class DailyValue(Base):
+    """A key result's last confirmed value of each day, in its calendar: what forecasts fit.
+
+    A measurement row marks a change; this keeps one point a day whether the value changed
+    or was confirmed unchanged, so a steady key result has a history too, and a sync every
+    few minutes still gives one point a day, not a cloud of points minutes apart.
+    """
+
+    __tablename__ = "key_result_days"
+
+    key_result_id: Mapped[str] = mapped_column(ForeignKey("key_results.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    value: Mapped[float | None]
+    checked_at: Mapped[Timestamp]  # the day's last measuring pass
+    data_cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id"))
 
 
 class Baseline(Base):

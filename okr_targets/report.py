@@ -2,8 +2,10 @@
 
 Status is scored at report time from the latest measurement (time moves on even when the
 number does not), with the kind, thresholds, calendar and freshness limits the OKR file
-set; a number whose inputs are stale or held back shows ``stale`` with the reason. Each
-key result carries a forecast of its end-of-period value from its measurement history.
+set; a number whose inputs are stale or held back, or that the last sync failed or stopped
+early on (``okr_targets/last_sync.py``), shows ``stale`` with the reason. A closed period
+shows ``met`` or ``missed`` with its final score, not a live status. Each key result
+carries a forecast of its end-of-period value from one value per day, or why there is none.
 Objective progress is the weighted mean (equal weights by default) of its key results'
 and child objectives' progress; every formula is in docs/scoring.md.
 """
@@ -16,10 +18,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from okr_targets.forecast import forecast
+from okr_targets.forecast import forecast, value_range
 from okr_targets.freshness import stale_reason
+from okr_targets.last_sync import SyncTrouble, last_finished_run, trouble_for
 from okr_targets.lineage import latest_measurement
-from okr_targets.models import KeyResult, Measurement, Objective
+from okr_targets.models import DailyValue, KeyResult, Objective, SyncRun
 from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.rollup import rollup
 from okr_targets.scoring import Kind, StatusThresholds, score
@@ -51,6 +54,8 @@ class KeyResultLine:
     error: str | None  # why the metric gave no number (a filter matching nothing, …)
     underlying_status: KeyResultStatus | None
     forecast: float | None
+    forecast_low: float | None
+    forecast_high: float | None
     forecast_progress: float | None
     forecast_method: str
     forecast_note: str | None
@@ -60,6 +65,8 @@ class KeyResultLine:
     checked_at: str | None
     records: int
     run_id: str | None
+    sync_status: str | None  # the last sync's trouble for this key result: failed, partial
+    sync_reason: str | None
 
 
 @dataclass
@@ -76,30 +83,36 @@ class ObjectiveLine:
 
 
 def _key_result_line(
-    session: Session, kr: KeyResult, now: datetime, calendar: Calendar
+    session: Session, kr: KeyResult, now: datetime, calendar: Calendar, last_run: SyncRun | None
 ) -> KeyResultLine:
     latest = latest_measurement(session, kr.id)
     value = latest.value if latest else None
+    unit = (latest.unit if latest else kr.unit) or kr.unit
     thresholds = StatusThresholds(at_risk_gap=kr.at_risk_gap, off_track_gap=kr.off_track_gap)
     period = (Calendar(**kr.calendar) if kr.calendar else calendar).period(kr.period)
     kind: Kind = kr.kind  # type: ignore[assignment]
-    stale = stale_reason(session, kr, latest, now) if latest else None
+    trouble = trouble_for(last_run, kr)
+    stale = _reasons(stale_reason(session, kr, latest, now) if latest else None, trouble)
     scored = score(
         value, kr.baseline, kr.target, period, now, thresholds, kind=kind, stale_reason=stale
     )
-    history = session.execute(
-        select(Measurement.measured_at, Measurement.value)
-        .where(Measurement.key_result_id == kr.id, Measurement.value.is_not(None))
-        .order_by(Measurement.measured_at)
+    status = scored.status
+    if kr.final_score is not None and now >= period.end_at:
+        status = KeyResultStatus.MET if kr.final_score >= 1 else KeyResultStatus.MISSED
+    days = session.scalars(
+        select(DailyValue).where(DailyValue.key_result_id == kr.id).order_by(DailyValue.day)
     ).all()
     projected = forecast(
-        [(at, v) for at, v in history if v is not None],
+        [(day.checked_at, day.value) for day in days if day.value is not None],
         period,
         now,
         kind=kind,
         baseline=kr.baseline,
         target=kr.target,
+        bounds=value_range(kind, unit),
     )
+    confirmed = days[-1] if days else None
+    cutoff = confirmed.data_cutoff if confirmed else (latest.data_cutoff if latest else None)
     return KeyResultLine(
         id=kr.id,
         title=kr.title,
@@ -110,7 +123,7 @@ def _key_result_line(
         timezone=period.calendar.timezone,
         metric=kr.metric,
         value=value,
-        unit=(latest.unit if latest else kr.unit) or kr.unit,
+        unit=unit,
         baseline=kr.baseline,
         target=kr.target,
         direction=kr.direction,
@@ -119,21 +132,31 @@ def _key_result_line(
         progress=scored.progress,
         progress_raw=scored.progress_raw,
         expected_progress=scored.expected,
-        status=scored.status if latest else KeyResultStatus.NO_DATA,
+        status=status,
         stale_reason=scored.stale_reason,
         error=(latest.details or {}).get("error") if latest else None,
-        underlying_status=scored.underlying_status if latest else KeyResultStatus.NO_DATA,
+        underlying_status=scored.underlying_status,
         forecast=projected.value,
+        forecast_low=projected.low,
+        forecast_high=projected.high,
         forecast_progress=projected.progress,
         forecast_method=projected.method,
         forecast_note=projected.reason,
         final_score=kr.final_score,
         as_of=latest.measured_at.isoformat() if latest else None,
-        data_cutoff=latest.data_cutoff.isoformat() if latest and latest.data_cutoff else None,
+        data_cutoff=cutoff.isoformat() if cutoff else None,
         checked_at=kr.checked_at.isoformat() if kr.checked_at else None,
         records=latest.record_count if latest else 0,
         run_id=latest.run_id if latest else None,
+        sync_status=trouble.status if trouble else None,
+        sync_reason=trouble.reason if trouble else None,
     )
+
+
+def _reasons(stale: str | None, trouble: SyncTrouble | None) -> str | None:
+    """The stale reasons and the last sync's trouble, as one line."""
+    parts = [part for part in (trouble.text() if trouble else None, stale) if part]
+    return "; ".join(parts) or None
 
 
 def build_report(
@@ -149,8 +172,10 @@ def build_report(
         o.id: ObjectiveLine(o.id, o.title, o.owner, o.period, o.parent_id, o.weight, None)
         for o in objectives
     }
+    last_run = last_finished_run(session)
     for kr in session.scalars(select(KeyResult).order_by(KeyResult.id)):
-        lines[kr.objective_id].key_results.append(_key_result_line(session, kr, now, calendar))
+        kr_line = _key_result_line(session, kr, now, calendar, last_run)
+        lines[kr.objective_id].key_results.append(kr_line)
     roots = []
     for objective in objectives:
         line = lines[objective.id]

@@ -20,6 +20,8 @@ class KeyResultStatus(StrEnum):
     OFF_TRACK = "off_track"
     NO_DATA = "no_data"
     STALE = "stale"
+    MET = "met"  # the period has closed: its final score reached the target
+    MISSED = "missed"  # closed short of the target (the final score says by how much)
 
     @property
     def label(self) -> str:
@@ -43,6 +45,8 @@ _LOOKS: Final[dict[KeyResultStatus, tuple[str, str, str]]] = {
     KeyResultStatus.OFF_TRACK: ("off track", "🔴", "red"),
     KeyResultStatus.NO_DATA: ("no data", "⚪", "dim"),
     KeyResultStatus.STALE: ("stale", "🟣", "magenta"),
+    KeyResultStatus.MET: ("met", "✅", "green"),
+    KeyResultStatus.MISSED: ("missed", "❌", "red"),
 }
 
 STATUS_LABELS: Final[dict[str, str]] = {status.value: status.label for status in KeyResultStatus}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -68,7 +69,7 @@ def _provenance(
         found = explain(session, kr["id"])
     except ExplainError:
         return {"data_age_seconds": None, "history": [], "why": None}
-    cutoff = found.data_cutoff or found.measured_at
+    cutoff = kr["data_cutoff"] or kr["checked_at"] or found.data_cutoff or found.measured_at
     why = asdict(found)
     for key in ("key_result_id", "title", "kind", "period", "target", "baseline", "history"):
         why.pop(key)
@@ -116,6 +117,26 @@ def format_time(iso: str | None, timezone: str = "UTC") -> str:
         return "never"
     moment = datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone))
     return moment.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def freshness_text(
+    checked_at: str | None,
+    as_of: str | None,
+    timezone: str = "UTC",
+    time: Callable[[str | None, str], str] | None = None,
+) -> str:
+    """When the number was last checked and since when it has had this value.
+
+    "checked 2026-11-30 04:30 UTC · unchanged since 2026-11-30 04:04 UTC": a confirmed,
+    unchanged value was checked now, not left behind at its last change. ``time`` formats
+    each moment (default ``format_time``); empty before the first check.
+    """
+    shown = time or format_time
+    if as_of is None:
+        return f"checked {shown(checked_at, timezone)} · no value yet" if checked_at else ""
+    if checked_at is None or datetime.fromisoformat(checked_at) <= datetime.fromisoformat(as_of):
+        return f"updated {shown(as_of, timezone)}"
+    return f"checked {shown(checked_at, timezone)} · unchanged since {shown(as_of, timezone)}"
 
 
 def format_age(seconds: float | None) -> str:
@@ -203,7 +224,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "",
         f"As of {when}; store `{summary['store']}`.",
         "",
-        "| objective / key result | value | target | progress | status | forecast | updated |",
+        "| objective / key result | value | target | progress | status | forecast | checked |",
         "|---|---:|---:|---:|---|---:|---|",
     ]
     notes = []
@@ -217,11 +238,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             status = status_mark(kr["status"])
             if kr["final_score"] is not None:
                 status += f" (closed, score {kr['final_score']:.2f})"
+            forecast = format_value(kr["forecast"], kr["unit"])
+            if kr["forecast"] is None and kr["forecast_note"]:
+                forecast = kr["forecast_note"].split(":")[0]  # "not enough history"
             lines.append(
                 f"| {indent}↳ {_md(kr['title'])} | {format_value(kr['value'], kr['unit'])} "
                 f"| {format_value(kr['target'], kr['unit'])} | {format_percent(kr['progress'])} "
-                f"| {status} | {format_value(kr['forecast'], kr['unit'])} "
-                f"| {format_time(kr['as_of'], kr['timezone'])} |"
+                f"| {status} | {forecast} "
+                f"| {freshness_text(kr['checked_at'], kr['as_of'], kr['timezone'])} |"
             )
             if kr["error"]:
                 notes.append(f"- **{_md(kr['id'])}** has no number: {_md(kr['error'])}")

@@ -3,8 +3,9 @@
 At ``NOW`` (2026-11-27 12:00 UTC, 62.5% into 2026-Q4):
 
 - company ``grow`` → team ``sales`` → person ``alice``, and team ``support`` under ``grow``;
-- ``revenue`` (grow): 200k, 400k, 600k USD over the quarter, target 1M → on track, with a
-  forecast from three measurements and three contributing deals;
+- ``revenue`` (grow): 200k, 300k, 400k, 500k, 600k USD on five days over the quarter,
+  target 1M → on track, with a forecast from those five daily values and three
+  contributing deals;
 - ``win-rate`` (sales): 26% against 25 → 35% → off track;
 - ``new-customers`` (sales): 4.5 of 10 → at risk;
 - ``first-response`` (support): computed from Zendesk tickets last read 3 days ago → stale;
@@ -17,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from okr_targets.models import (
+    DailyValue,
     Deal,
     KeyResult,
     Measurement,
@@ -168,7 +170,9 @@ def fill_store(url: str) -> None:
         series = {
             "revenue": [
                 (datetime(2026, 10, 15, tzinfo=UTC), 200_000.0),
+                (datetime(2026, 10, 25, tzinfo=UTC), 300_000.0),
                 (datetime(2026, 11, 1, tzinfo=UTC), 400_000.0),
+                (datetime(2026, 11, 15, tzinfo=UTC), 500_000.0),
                 (run_at, 600_000.0),
             ],
             "win-rate": [(run_at, 26.0)],
@@ -202,6 +206,16 @@ def fill_store(url: str) -> None:
                     data_cutoff=measured_at - timedelta(minutes=1),
                 )
                 session.add(measurement)
+                session.add(
+                    DailyValue(
+                        key_result_id=kr_id,
+                        day=measured_at.date(),
+                        value=value,
+                        checked_at=measured_at,
+                        data_cutoff=measurement.data_cutoff,
+                        run_id="run-1",
+                    )
+                )
                 session.flush()
             for entity, source, source_id in records.get(kr_id, []):
                 session.add(

@@ -14,8 +14,11 @@ not UTF-8) run their own small syncs.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,11 +63,15 @@ from flows.report import RunReport
 from flows.settings import Settings
 from flows.sync import sync_okrs, sync_store
 from okr_sync.cli import app as cli_app
+from okr_targets.dashboard import render_html
 from okr_targets.freshness import held_back
-from okr_targets.models import MIRROR, Measurement, QuarantinedRow, SyncRun
+from okr_targets.models import MIRROR, DailyValue, Measurement, QuarantinedRow, SyncRun, utcnow
 from okr_targets.report import KeyResultLine, build_report, walk
 from okr_targets.store import Store, begin_run
+from okr_targets.summary import build_summary, summary_csv, summary_markdown
+from okr_targets.summary import key_results as summary_key_results
 from tests.conftest import AS_OF, NOW, PG_ADMIN_DSN
+from tests.test_metrics_correctness import Oracle
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -1284,3 +1291,223 @@ def test_a_good_copy_equal_to_the_mirrors_readmits_the_record(
     finally:
         store.dispose()
     assert held == [(1, 0), (0, 1), (0, 0)]
+
+
+# --- numbers without a reason (issue 20): forecasts, freshness, closed periods, failed syncs ---
+#
+# Each case syncs the good world through the real flow with the clock pinned (``clock``) and
+# reads the summary every view renders (``report --format json|csv|html``).
+
+FOUR_KRS = """\
+company: Bad Inputs Co
+sources:
+  salesforce: [customer, deal, rep, fx_rate]
+  zendesk: [customer, ticket, rating]
+customers: {primary: salesforce, match_by: external_id}
+money: {currency: USD}
+objectives:
+  - id: grow
+    title: Grow
+    owner: ceo@acme-demo.example
+    period: 2026-Q4
+    key_results:
+      - {id: won-revenue, title: Won revenue, metric: won_revenue, params: {currency: USD},
+         target: 1000000, unit: USD}
+      - {id: win-rate, title: Win rate, metric: win_rate, target: 50, unit: "%"}
+      - {id: tickets, title: Ticket volume, metric: ticket_volume, target: 100, unit: tickets}
+      - {id: launch, title: Launch, kind: milestone, done: false}
+      - {id: q3-win-rate, title: Q3 win rate, period: 2026-Q3, metric: win_rate, target: 100,
+         unit: "%"}
+      - {id: q3-new-customers, title: Q3 new customers, period: 2026-Q3,
+         metric: new_customers_won, target: 1, unit: customers}
+"""
+
+
+def _sync_okrs(
+    world: World,
+    store_url: str,
+    okr_dir: Path,
+    wrap: Mapping[str, Callable[[Any], Any]] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    okr_file = okr_dir / "four.yaml"
+    okr_file.write_text(FOUR_KRS)
+    with pytest.MonkeyPatch.context() as patch, served(world, wrap) as settings:
+        for name, value in {**settings, **(env or {})}.items():
+            patch.setenv(name, value)
+        return run_sync(okr_file, store_url)
+
+
+def _summary(store_url: str) -> dict[str, Any]:
+    store = Store.open(store_url)
+    try:
+        with store.session() as session:
+            return build_summary(session, utcnow(), store.display_url)
+    finally:
+        store.dispose()
+
+
+def _krs(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {kr["id"]: kr for _objective, kr in summary_key_results(summary)}
+
+
+def _minute(iso: str) -> str:
+    return f"{datetime.fromisoformat(iso):%Y-%m-%d %H:%M} UTC"
+
+
+def test_values_minutes_apart_give_no_forecast_not_an_absurd_one(
+    tmp_path: Path, clock: time_machine.Traveller
+) -> None:
+    """The issue's case: two syncs 20 minutes apart, the revenue changed in between, drew a
+    line to "618.42M USD" and then "−227.47M USD". One day of values is no trend."""
+    world, url = World(), _fresh(tmp_path)
+    assert _sync_okrs(world, url, tmp_path)["status"] == "complete"
+    won = next(o for o in world.org.records("Opportunity") if o["IsClosed"] and o["IsWon"])
+    lost = [o for o in world.org.records("Opportunity") if o["IsClosed"] and not o["IsWon"]]
+    world.org.upsert("Opportunity", {"Id": lost[0]["Id"], "StageName": "Closed Won", "IsWon": True})
+    assert won["Id"] != lost[0]["Id"]
+    clock.shift(timedelta(minutes=20))
+    assert _sync_okrs(world, url, tmp_path)["status"] == "complete"
+    krs = _krs(_summary(url))
+    for kr_id in ("won-revenue", "win-rate", "tickets"):
+        assert krs[kr_id]["forecast"] is None, kr_id
+        assert (krs[kr_id]["forecast_low"], krs[kr_id]["forecast_high"]) == (None, None)
+        assert krs[kr_id]["forecast_note"] == (
+            "not enough history: 1 day(s) of values over 0 day(s); "
+            "a forecast needs 5 days over at least 7"
+        )
+    assert krs["launch"]["forecast_note"] == "a milestone is done or not: there is no trend"
+
+
+@pytest.mark.usefixtures("clock")
+def test_an_absurd_extrapolation_is_impossible(tmp_path: Path) -> None:
+    """A win rate that fell 6 points a day for eight days would end the quarter (34.5 days
+    on) 207 points lower, below 0 %; revenue that fell 300k USD a day, 10.35M USD lower.
+    Forecasts stay in the metric's range: both end at 0."""
+    world, url = World(), _fresh(tmp_path)
+    report = _sync_okrs(world, url, tmp_path)
+    today = {kr["key_result_id"]: kr["value"] for kr in report["key_results"]}
+    assert 6 * 34.5 > today["win-rate"] > 0
+    assert 3e5 * 34.5 > today["won-revenue"] > 0
+    store = Store.open(url)
+    with store.session() as session, session.begin():  # the days before, as syncs kept them
+        for back in range(1, 9):
+            at = utcnow() - timedelta(days=back)
+            for kr_id, fall in (("win-rate", 6.0), ("won-revenue", 3e5)):
+                session.add(
+                    DailyValue(
+                        key_result_id=kr_id,
+                        day=at.date(),
+                        value=today[kr_id] + fall * back,
+                        checked_at=at,
+                        data_cutoff=at,
+                        run_id=report["run_id"],
+                    )
+                )
+    store.dispose()
+    krs = _krs(_summary(url))
+    assert (krs["win-rate"]["forecast"], krs["win-rate"]["forecast_low"]) == (0.0, 0.0)
+    assert krs["win-rate"]["forecast_high"] <= 100
+    assert (krs["won-revenue"]["forecast"], krs["won-revenue"]["forecast_low"]) == (0.0, 0.0)
+    assert krs["won-revenue"]["forecast_progress"] == 0.0
+
+
+def test_a_confirmed_unchanged_value_reads_checked_and_unchanged_since(
+    tmp_path: Path, clock: time_machine.Traveller
+) -> None:
+    """Right after a complete sync that confirmed the value: "checked 13:26 · unchanged since
+    13:00", and the data is as old as that sync, not 26 minutes."""
+    world, url = World(), _fresh(tmp_path)
+    first_start = utcnow()
+    assert _sync_okrs(world, url, tmp_path)["status"] == "complete"
+    first_end = utcnow()
+    clock.shift(timedelta(minutes=26))
+    second_start = utcnow()
+    assert _sync_okrs(world, url, tmp_path)["status"] == "complete"
+    second_end = utcnow()
+    summary = _summary(url)
+    revenue = _krs(summary)["won-revenue"]
+    checked, changed = (datetime.fromisoformat(revenue[k]) for k in ("checked_at", "as_of"))
+    assert second_start <= checked <= second_end
+    assert first_start <= changed <= first_end
+    assert revenue["data_age_seconds"] < (utcnow() - second_start).total_seconds() + 1
+    text = f"checked {_minute(revenue['checked_at'])} · unchanged since {_minute(revenue['as_of'])}"
+    assert text in render_html(summary)
+    assert text in summary_markdown(summary)
+    assert revenue["status"] != "stale"
+
+
+@pytest.mark.usefixtures("clock")
+def test_a_closed_period_shows_met_or_missed_with_its_final_score(tmp_path: Path) -> None:
+    """2026-Q3 has closed at NOW: its key results are met or missed, never "at risk"."""
+    world, url = World(), _fresh(tmp_path)
+    assert _sync_okrs(world, url, tmp_path)["status"] == "complete"
+    oracle = Oracle(world.org)
+    win_rate = oracle.win_rate("2026-Q3", {}).value
+    customers = oracle.new_customers("2026-Q3", {}).value
+    assert win_rate is not None
+    assert 0 < win_rate < 100
+    assert customers is not None
+    assert customers >= 1
+    krs = _krs(_summary(url))
+    assert (krs["q3-win-rate"]["status"], krs["q3-win-rate"]["final_score"]) == (
+        "missed",
+        pytest.approx(win_rate / 100),
+    )
+    assert (krs["q3-new-customers"]["status"], krs["q3-new-customers"]["final_score"]) == (
+        "met",
+        1.0,
+    )
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(summary_csv(_summary(url))))}
+    assert (rows["q3-win-rate"]["status_label"], rows["q3-new-customers"]["status_label"]) == (
+        "missed",
+        "met",
+    )
+
+
+def _unavailable(app: Any) -> Any:
+    """Every request answered 503: the source is down for the whole sync."""
+
+    async def down(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        body = b'{"message": "service unavailable"}'
+        length = str(len(body)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return down
+
+
+@pytest.mark.usefixtures("clock")
+def test_a_failed_sync_shows_on_every_key_result_with_its_reason(tmp_path: Path) -> None:
+    """Every stream failed: no key result is a plain ``no_data``; each says the last sync
+    failed and why, in JSON and CSV (the table and page read the same summary)."""
+    world, url = World(), _fresh(tmp_path)
+    report = _sync_okrs(
+        world,
+        url,
+        tmp_path,
+        wrap={"salesforce": _unavailable, "zendesk": _unavailable},
+        env={"OKR_SYNC_RETRY_BUDGET_SECONDS": "0.3", "OKR_SYNC_RETRY_MAX_SECONDS": "0.1"},
+    )
+    assert report["status"] == "failed"
+    assert re.fullmatch(
+        r"salesforce: login at https://127\.0\.0\.1:\d+ failed \(503 service unavailable\) "
+        r"\(gave up after \d+ attempts\)",
+        report["reason"],
+    )
+    summary = _summary(url)
+    krs = _krs(summary)
+    assert set(krs) == {"won-revenue", "win-rate", "tickets", "launch", "q3-win-rate",
+                        "q3-new-customers"}  # fmt: skip
+    for kr_id, kr in krs.items():
+        assert (kr["status"], kr["underlying_status"]) == ("stale", "no_data"), kr_id
+        assert (kr["sync_status"], kr["sync_reason"]) == ("failed", report["reason"]), kr_id
+        assert kr["stale_reason"] == f"last sync failed: {report['reason']}", kr_id
+    rows = list(csv.DictReader(io.StringIO(summary_csv(summary))))
+    assert {(row["sync_status"], row["sync_reason"]) for row in rows} == {
+        ("failed", report["reason"])
+    }

@@ -100,14 +100,25 @@ def test_the_summary_follows_the_schema_and_carries_status_trend_and_lineage(fil
 
     revenue = krs["revenue"]
     assert revenue["progress"] == pytest.approx(0.6)
-    assert [point["value"] for point in revenue["history"]] == [200_000, 400_000, 600_000]
-    # least squares through days 14, 31 and 57.458 of the 92-day quarter, read at day 92
-    xs, ys = [14.0, 31.0, 57 + 11 / 24], [200_000.0, 400_000.0, 600_000.0]
-    x_mean, y_mean = sum(xs) / 3, sum(ys) / 3
+    assert [point["value"] for point in revenue["history"]] == [
+        200_000,
+        300_000,
+        400_000,
+        500_000,
+        600_000,
+    ]
+    # least squares through one value on each of days 14, 24, 31, 45 and 57.458 of the
+    # 92-day quarter, read at day 92
+    xs = [14.0, 24.0, 31.0, 45.0, 57 + 11 / 24]
+    ys = [200_000.0, 300_000.0, 400_000.0, 500_000.0, 600_000.0]
+    x_mean, y_mean = sum(xs) / 5, sum(ys) / 5
     slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sum(
         (x - x_mean) ** 2 for x in xs
     )
     assert revenue["forecast"] == pytest.approx(y_mean + slope * (92 - x_mean))
+    assert revenue["forecast_low"] < revenue["forecast"] < revenue["forecast_high"]
+    assert krs["win-rate"]["forecast"] is None  # one day of history
+    assert krs["win-rate"]["forecast_note"].startswith("not enough history: 1 day(s)")
     why = revenue["why"]
     assert (why["metric"], why["run_id"], why["flow_run_id"]) == (
         "won_revenue",
@@ -164,7 +175,7 @@ def test_csv_suits_spreadsheets(filled: str) -> None:
     assert float(revenue["progress"]) == pytest.approx(0.6)
     assert revenue["unit"] == "USD"
     assert revenue["as_of"] == "2026-11-27T11:00:00+00:00"
-    assert revenue["measurements"] == "3"
+    assert revenue["measurements"] == "5"
     assert float(revenue["data_age_hours"]) == pytest.approx(61 / 60, abs=0.01)
     assert revenue["sources_read_at"] == "salesforce 2026-11-27T11:00:00+00:00"
     assert rows["first-response"]["stale_reason"] == "zendesk data is 3 days old (limit 24 h)"
@@ -180,12 +191,14 @@ def test_markdown_summary_for_the_sync_artifact(filled: str) -> None:
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if "↳" in line}
     assert len(rows) == len(STATUSES)
     revenue = rows["↳ Book 1M in won revenue"]
-    cells = "| 600k USD | 1.00M USD | 60% | 🟢 on track | 924k USD | 2026-11-27 11:00 UTC |"
+    # 928k: least squares through the five daily values (test_the_summary_follows_the_schema…)
+    cells = "| 600k USD | 1.00M USD | 60% | 🟢 on track | 928k USD | updated 2026-11-27 11:00 UTC |"
     assert cells in revenue
     assert "🔴 off track" in rows["↳ Raise the win rate from 25% to 35%"]
     assert "🟡 at risk" in rows["↳ Win 10 new customers"]
     assert "⚪ no data" in rows["↳ Alice closes 5 deals"]
     assert "🟣 stale" in rows["↳ Answer within 4 hours"]
+    assert "| not enough history |" in rows["↳ Raise the win rate from 25% to 35%"]
     assert "- **first-response** is stale: zendesk data is 3 days old (limit 24 h)" in text
 
 

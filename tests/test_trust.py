@@ -23,6 +23,7 @@ from flows.plan import SyncRequest
 from flows.settings import Settings
 from flows.sync import sync_store
 from okr_targets.models import Baseline, KeyResult, Measurement, utcnow
+from okr_targets.periods import Period
 from okr_targets.report import KeyResultLine, ObjectiveLine, build_report, walk
 from okr_targets.store import Store
 from tests.conftest import AS_OF, salesforce_env_vars
@@ -265,25 +266,42 @@ def test_a_frozen_baseline_is_never_recomputed_silently(
     assert newest.details["baseline_refrozen_from"] == frozen.value
 
 
-def test_the_forecast_follows_the_measurement_history(
-    store_url: str, okr_file: Path, org: SalesforceOrg
+def test_the_forecast_fits_one_value_a_day_and_stays_a_rate(
+    store_url: str, okr_file: Path, org: SalesforceOrg, clock: Any
 ) -> None:
     sync(store_url, okr_file)
     single = report_at(store_url, utcnow())["win-rate-floor"]
     assert single.forecast is None
-    assert single.forecast_note  # says why: not enough history yet
+    assert single.forecast_note == (
+        "not enough history: 1 day(s) of values over 0 day(s); "
+        "a forecast needs 5 days over at least 7"
+    )
     lost = [
         o
         for o in org.records("Opportunity")
         if o["IsClosed"] and not o["IsWon"] and "2026-10-01" <= o["CloseDate"] < "2027-01-01"
     ]
-    assert len(lost) >= 5
-    for opportunity in lost[:5]:  # five lost deals turn out won: the win rate rises
-        org.upsert(
-            "Opportunity", {"Id": opportunity["Id"], "StageName": "Closed Won", "IsWon": True}
+    assert len(lost) >= 8
+    start = Period.parse("2026-Q4").start_at
+    points = [((utcnow() - start).total_seconds() / 86_400, Oracle(org).win_rate("2026-Q4", {}))]
+    for day in range(4):  # every other day two lost deals turn out won: the win rate rises
+        clock.shift(timedelta(days=2))
+        for opportunity in lost[2 * day : 2 * day + 2]:
+            org.upsert(
+                "Opportunity", {"Id": opportunity["Id"], "StageName": "Closed Won", "IsWon": True}
+            )
+        sync(store_url, okr_file)
+        points.append(
+            ((utcnow() - start).total_seconds() / 86_400, Oracle(org).win_rate("2026-Q4", {}))
         )
-    sync(store_url, okr_file)
     projected = report_at(store_url, utcnow())["win-rate-floor"]
-    assert projected.forecast_method == "ols_linear_trend"
-    assert projected.forecast is not None
-    assert projected.forecast > projected.value  # rising: the line goes on rising
+    xs = [x for x, _ in points]
+    ys = [float(expected.value or 0.0) for _, expected in points]
+    assert all(expected.value is not None for _, expected in points)
+    x_mean, y_mean = sum(xs) / 5, sum(ys) / 5
+    sxx = sum((x - x_mean) ** 2 for x in xs)
+    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sxx
+    assert slope > 0  # rising
+    assert projected.forecast_method == "ols_daily_trend"
+    assert projected.forecast == pytest.approx(min(100.0, y_mean + slope * (92 - x_mean)), rel=1e-3)
+    assert 0 <= projected.forecast_low <= projected.forecast <= projected.forecast_high <= 100

@@ -2,7 +2,8 @@
 
 A measurement row is written when a key result's value or status differs from its latest
 measurement; an unchanged key result only gets ``checked_at`` moved, so a sync every few
-minutes does not bloat the time series and every row marks a real change.
+minutes does not bloat the time series and every row marks a real change. Every pass, changed
+or not, also keeps the day's last confirmed value (``DailyValue``): forecasts fit on those.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from okr_targets.config import KeyResultSpec, ObjectiveSpec, OkrConfig
 from okr_targets.lineage import latest_measurement
-from okr_targets.models import Baseline, FxRate, KeyResult, Measurement, Objective
+from okr_targets.models import Baseline, DailyValue, FxRate, KeyResult, Measurement, Objective
 from okr_targets.periods import Period
 from okr_targets.scoring import final_score, score
 from okr_targets.store import upsert_records
@@ -34,8 +35,13 @@ from transforms.money import CONFIG_SOURCE
 from transforms.sql import shared_results
 
 
-def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
-    """Insert or update every objective and key result from the OKR file."""
+def save_okrs(
+    session: Session, config: OkrConfig, now: datetime, catalog: MetricCatalog | None = None
+) -> None:
+    """Insert or update every objective and key result from the OKR file.
+
+    With the ``catalog``, each key result also keeps the entities its metric reads.
+    """
     for objective in _parents_first(config):
         row = session.get(Objective, objective.id) or Objective(id=objective.id)
         row.title, row.owner = objective.title, objective.owner or ""
@@ -57,7 +63,21 @@ def save_okrs(session: Session, config: OkrConfig, now: datetime) -> None:
         kr.kind, kr.weight = spec.resolved_kind, spec.weight
         kr.calendar = config.calendar.model_dump()
         kr.freshness = config.freshness()
+        if catalog is not None:
+            kr.reads = reads(catalog, spec)
         session.add(kr)
+
+
+def reads(catalog: MetricCatalog, spec: KeyResultSpec) -> list[str] | None:
+    """The entities a key result's metric reads (``pct_change``: its inner metric's).
+
+    ``[]`` for a milestone set by hand; None when the metric does not say (a custom metric
+    without ``needs``) or is unknown: then any stream's trouble may touch it.
+    """
+    if spec.metric is None:
+        return []
+    entities = {need.split(".", 1)[0] for need in key_result_needs(catalog, spec)}
+    return sorted(entities) or None
 
 
 def save_money(session: Session, config: OkrConfig, run_id: str, now: datetime) -> None:
@@ -318,6 +338,19 @@ def _trust(details: dict[str, Any] | None) -> tuple[Any, Any]:
     return details.get("held_back"), details.get("error")
 
 
+def _keep_daily_value(
+    session: Session, key_result: KeyResult, config: OkrConfig, value: float | None, run: _Pass
+) -> None:
+    """This pass's value as the day's point (a later pass the same day replaces it)."""
+    day = config.calendar.local_date(run.now)
+    point = session.get(DailyValue, (key_result.id, day))
+    if point is None:
+        point = DailyValue(key_result_id=key_result.id, day=day)
+        session.add(point)
+    point.value, point.checked_at = value, run.now
+    point.data_cutoff, point.run_id = run.data_cutoff, run.run_id
+
+
 def _restated(
     previous: Measurement | None, period: Period, value: float | None, closed: bool
 ) -> int | None:
@@ -354,6 +387,7 @@ def _record(
     if closed and result.value is not None and (key_result.final_score is None or changed):
         key_result.final_score = final_score(kind, result.value, spec.baseline, target)
         key_result.scored_at = now
+    _keep_daily_value(session, key_result, config, result.value, run)
     if changed:
         measurement = Measurement(
             key_result_id=spec.id,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 import uvicorn
@@ -20,7 +22,7 @@ from okr_sync.cli.options import StoreOption, open_store, store_url
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
 from okr_targets.report import build_report, walk
-from okr_targets.summary import build_summary, format_value, summary_csv
+from okr_targets.summary import build_summary, format_value, freshness_text, summary_csv
 
 
 def report(
@@ -81,26 +83,29 @@ def print_report(url: str) -> None:
     table.add_column("target", justify="right", no_wrap=True, min_width=13)
     table.add_column("progress", no_wrap=True, min_width=13)
     table.add_column("status", no_wrap=True, min_width=9)
-    table.add_column("forecast", justify="right", no_wrap=True, min_width=8)
-    table.add_column("updated", no_wrap=True, min_width=12)
+    table.add_column("forecast", justify="right", min_width=8, max_width=11)
+    table.add_column("checked", min_width=13)
     notes = []
     for depth, line in walk(lines):
         indent = "  " * depth
         progress = "" if line.progress is None else f"{line.progress:>4.0%}"
         table.add_row(f"{indent}[bold]{line.title}[/]", "", "", f"[bold]{progress}[/]", "", "", "")
         for kr in line.key_results:
-            updated = datetime.fromisoformat(kr.as_of).strftime("%b %d %H:%M") if kr.as_of else ""
+            checked = freshness_text(kr.checked_at, kr.as_of, kr.timezone, _short_time(now))
             status = f"[{kr.status.colour}]{kr.status.label}[/]"
             if kr.final_score is not None:
-                status = f"closed {kr.final_score:.2f}"
+                status += f" {kr.final_score:.2f}"
+            forecast = _number(kr.forecast, kr.unit, with_unit=False)
+            if kr.forecast is None and kr.forecast_note:
+                forecast = kr.forecast_note.split(":")[0]
             table.add_row(
                 f"{indent}  {kr.title}",
                 _number(kr.value, kr.unit, with_unit=False),
                 _number(kr.target, kr.unit),
                 _bar(kr.progress),
                 status,
-                _number(kr.forecast, kr.unit, with_unit=False) if kr.final_score is None else "",
-                updated,
+                forecast if kr.final_score is None else "",
+                checked,
             )
             if kr.error:
                 notes.append(f"[red]error[/] {kr.id}: {kr.error}")
@@ -109,6 +114,22 @@ def print_report(url: str) -> None:
     out.print(table)
     for note in notes:
         out.print(note, highlight=False, soft_wrap=True)
+
+
+def _short_time(now: datetime) -> Callable[[str | None, str], str]:
+    """Moments in the key result's zone, short for a table cell: "04:30" today, else
+    "Nov 30 04:30"."""
+
+    def short(iso: str | None, timezone: str) -> str:
+        if iso is None:
+            return "never"
+        zone = ZoneInfo(timezone)
+        moment = datetime.fromisoformat(iso).astimezone(zone)
+        return moment.strftime(
+            "%H:%M" if moment.date() == now.astimezone(zone).date() else "%b %d %H:%M"
+        )
+
+    return short
 
 
 def _number(value: float | None, unit: str, with_unit: bool = True) -> str:
