@@ -97,8 +97,9 @@ def _key_result_line(
         value, kr.baseline, kr.target, period, now, thresholds, kind=kind, stale_reason=stale
     )
     status = scored.status
-    if kr.final_score is not None and now >= period.end_at:
-        status = KeyResultStatus.MET if kr.final_score >= 1 else KeyResultStatus.MISSED
+    final = kr.final_score if now >= period.end_at else None
+    if final is not None and status is not KeyResultStatus.STALE:  # doubtful data: no verdict
+        status = KeyResultStatus.MET if final >= 1 else KeyResultStatus.MISSED
     days = session.scalars(
         select(DailyValue).where(DailyValue.key_result_id == kr.id).order_by(DailyValue.day)
     ).all()
