@@ -38,7 +38,8 @@ def read_stream(settings: HubSpotSettings, stream: str) -> tuple[list[Any], list
         reader.close()
     rows = [row for page in pages for row in page.rows]
     rejected = [r for page in pages for r in page.rejected]
-    return rows, rejected, [note for page in pages for note in page.notes]
+    gaps = [f"lacks {gap.need}: {gap.reason}" for page in pages for gap in page.gaps]
+    return rows, rejected, [note for page in pages for note in page.notes] + gaps
 
 
 def test_a_search_page_with_nothing_to_return_but_a_next_page_is_followed() -> None:
@@ -77,8 +78,8 @@ def test_a_portal_without_a_property_reads_on_and_says_so() -> None:
     assert len(rows) == len(portal.records("companies", archived=None))
     assert all(row["churned_on"] is None for row in cast(list[Customer], rows))
     assert notes == [
-        "companies property 'churned_date' does not exist in this portal: "
-        "customer.churned_on stays empty"
+        "lacks customer.churned_on: HubSpot companies property 'churned_date' does not exist "
+        "in this portal; set OKR_SYNC_HUBSPOT_CHURN_DATE_PROPERTY to the property that holds it"
     ]
 
 

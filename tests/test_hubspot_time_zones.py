@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 
 from connectors.canonical import Customer, Deal
 from connectors.hubspot import HubSpotReader, HubSpotSettings, connector
@@ -26,6 +27,8 @@ from connectors.hubspot.sandbox.emulator import SANDBOX_ACCESS_TOKEN, create_app
 from connectors.sandbox.server import RunningServer, serve_tls
 from flows.report import RunReport
 from flows.sync import sync_okrs
+from okr_targets.models import Customer as MirrorCustomer
+from okr_targets.store import Store
 from tests.conftest import AS_OF
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -121,7 +124,8 @@ def read_stream(settings: HubSpotSettings, stream: str) -> tuple[list[Any], list
         reader.close()
     rows = [row for page in pages for row in page.rows]
     rejected = [r for page in pages for r in page.rejected]
-    return rows, rejected, [note for page in pages for note in page.notes]
+    gaps = [f"lacks {gap.need}: {gap.reason}" for page in pages for gap in page.gaps]
+    return rows, rejected, [note for page in pages for note in page.notes] + gaps
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +172,9 @@ def test_every_profile_reads_whole_with_days_in_the_calendar_zone(profile: str) 
         assert len(later_in_utc) > len(records) // 2
         # no custom churn property in this portal: said once, the read goes on
         assert company_notes == [
-            "companies property 'churned_date' does not exist in this portal: "
-            "customer.churned_on stays empty"
+            "lacks customer.churned_on: HubSpot companies property 'churned_date' does not "
+            "exist in this portal; set OKR_SYNC_HUBSPOT_CHURN_DATE_PROPERTY to the property "
+            "that holds it"
         ]
         assert deal_notes == []  # the portal and the calendar share a zone
     else:
@@ -237,7 +242,8 @@ def test_a_los_angeles_calendar_counts_local_quarter_ends_and_month_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Through the flow: the deal won at 17:30 on Sep 30 (Oct 1 in UTC) is Q3 revenue, and
-    the customer since 23:30 on Nov 30 (Dec 1 in UTC) is a customer when December starts."""
+    the customer since 23:30 on Nov 30 (Dec 1 in UTC) became one on Nov 30; retention, which
+    needs the churn date this portal lacks, shows that finding instead of a number."""
     portal, server = pacific
     for name, value in sandbox_env(server, search_requests_per_second=LAX).items():
         monkeypatch.setenv(name, value)
@@ -270,11 +276,24 @@ def test_a_los_angeles_calendar_counts_local_quarter_ends_and_month_ends(
     assert outcomes["won-q3"]["value"] == pytest.approx(float(expected), rel=1e-12)
     assert outcomes["won-q3"]["records"] == len(won_q3)
 
-    at_start = [
-        record["id"]
+    # Customer-since days are Los Angeles days of the raw instants, in the mirror.
+    expected_since = {
+        record["id"]: local_day(since, LA)
         for record in portal.records("companies")
         if (since := record["properties"]["hs_lifecyclestage_customer_date"])
-        and local_day(since, LA) < date(2025, 12, 1)
-    ]
-    assert NOVEMBER_CUSTOMER in at_start
-    assert outcomes["retention-dec"]["records"] == len(at_start)
+    }
+    assert expected_since[NOVEMBER_CUSTOMER] == date(2025, 11, 30)
+    with Store(store_url).session() as session:
+        mirrored = session.execute(
+            select(MirrorCustomer.source_id, MirrorCustomer.became_customer_on).where(
+                MirrorCustomer.source == "hubspot", MirrorCustomer.became_customer_on.is_not(None)
+            )
+        ).tuples()
+        assert {row[0]: row[1] for row in mirrored} == expected_since
+    # This portal keeps no churn date: retention cannot be measured, and says why.
+    assert outcomes["retention-dec"]["status"] == "error"
+    assert outcomes["retention-dec"]["value"] is None
+    assert (
+        "needs customer.churned_on: HubSpot companies property 'churned_date'"
+        in (outcomes["retention-dec"]["error"])
+    )

@@ -34,7 +34,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
-from connectors.base import ApiUsage, Bookmark, Page, Rejected, StreamInfo
+from connectors.base import ApiUsage, Bookmark, Gap, Page, Rejected, StreamInfo
 from connectors.errors import (
     FatalSourceError,
     HttpFailure,
@@ -363,20 +363,26 @@ class HubSpotReader:
                 self._schemas[object_type] = (types, [])
         return self._schemas[object_type]
 
-    def selected(self, spec: HubSpotStream) -> tuple[list[str], dict[str, str], list[str]]:
-        """The properties to ask for (those the portal has), their types, and notes naming
-        each wanted property it lacks: that field stays empty, the sync goes on."""
+    def selected(
+        self, spec: HubSpotStream
+    ) -> tuple[list[str], dict[str, str], list[str], tuple[Gap, ...]]:
+        """The properties to ask for (those the portal has), their types, notes on what could
+        not be learnt, and a gap for each wanted property the portal lacks: that field stays
+        empty, the key results that need it say so, and the sync goes on."""
         wanted = spec.property_names(self.settings)
         types, notes = self.property_types(str(spec.object_type))
         if types is None:
-            return wanted, {}, list(notes)
-        missing = [name for name in wanted if name not in types]
-        notes = [
-            f"{spec.object_type} property {name!r} does not exist in this portal: "
-            f"{spec.field_of(name, self.settings)} stays empty"
-            for name in missing
-        ]
-        return [name for name in wanted if name in types], types, notes
+            return wanted, {}, list(notes), ()
+        gaps = tuple(
+            Gap(
+                spec.field_of(name, self.settings),
+                f"HubSpot {spec.object_type} property {name!r} does not exist in this portal"
+                + _setting_hint(spec, name, self.settings),
+            )
+            for name in wanted
+            if name not in types
+        )
+        return [name for name in wanted if name in types], types, list(notes), gaps
 
     def companies_of(self, object_type: str, ids: list[str]) -> dict[str, str]:
         """Record id -> its (primary) company id, through one v4 batch read."""
@@ -425,7 +431,7 @@ class HubSpotReader:
         if spec.object_type is None:
             yield from self._read_owners(since, until)
             return
-        properties, types, notes = self.selected(spec)
+        properties, types, notes, gaps = self.selected(spec)
         context = Context(self.settings, types=types)
         if spec.pipelines:
             context.stages, context.pipelines = self.stages(spec.object_type)
@@ -440,6 +446,7 @@ class HubSpotReader:
         for page in self._mapped(spec, context, searched):
             bookmark = page.bookmark or bookmark
             page.notes, notes = notes, []  # said once, with the stream's first page
+            page.gaps, gaps = gaps, ()
             yield page
         archived = self._archived(spec, properties, since, until, bookmark)
         yield from self._mapped(spec, context, archived)
@@ -784,6 +791,14 @@ def _beyond(following: str, offset: str) -> bool:
     if following.isdigit() and offset.isdigit():
         return int(following) > int(offset)
     return following != offset
+
+
+def _setting_hint(spec: HubSpotStream, name: str, settings: HubSpotSettings) -> str:
+    """Which setting names the property, when one does."""
+    for key in spec.custom_properties:
+        if getattr(settings, key) == name:
+            return f"; set OKR_SYNC_HUBSPOT_{key.upper()} to the property that holds it"
+    return ""
 
 
 def _zone_notes(account: Account, settings: HubSpotSettings) -> list[str]:
