@@ -6,7 +6,7 @@ customers the metrics need, then every key result's measurement. Partial work ne
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,6 +40,7 @@ def measure(
     now: datetime,
     read_in_full: bool,
     gaps: Mapping[str, tuple[str, ...]] | None = None,
+    partly_read: Collection[str] = (),
 ) -> Measured:
     """Measure every key result from the mirror as of ``now`` (data up to the plan's start).
 
@@ -48,13 +49,22 @@ def measure(
 
     ``read_in_full`` is false when a stream stopped early: then nothing is tombstoned for
     not being seen and no frozen baseline is recomputed from the incomplete data.
+    ``partly_read`` names the streams (``source.stream``) that finished without reading all
+    they read (an object missing, a list the token may not read): a full refresh does not
+    take their unseen records for deleted.
     """
     logger = run_logger()
     request = plan.request
     with store.session() as session, session.begin():
         tombstoned = None
         if request.full_refresh and read_in_full:
-            tombstoned = tombstone_unseen_records(session, plan.streams, run_id, now)
+            doubtful = {
+                (src, st.entity) for src, st in plan.streams if f"{src}.{st.name}" in partly_read
+            }
+            whole = [(src, st) for src, st in plan.streams if (src, st.entity) not in doubtful]
+            tombstoned = tombstone_unseen_records(session, whole, run_id, now)
+            for name in sorted(partly_read):
+                logger.warning("%s: not read whole, so nothing unseen is taken for deleted", name)
         save_money(session, plan.config, run_id, now)
         customers = _match_customers(session, plan.config, run_id, logger)
         findings = tuple(unconvertible_currencies(session))

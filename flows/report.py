@@ -42,6 +42,12 @@ class StreamReport:
     """The exception behind ``failed``: returned by the task (one log line, no traceback)
     and raised by the flow as it is. Not part of the stored counts."""
 
+    @property
+    def whole(self) -> bool:
+        """Read to its end with nothing left out: no object missing, no list unreadable.
+        Only such a stream's unseen records can be taken for deleted."""
+        return self.skipped is None and not self.notes
+
     def to_dict(self) -> dict[str, Any]:
         """The counts as stored on the run and shown by `okr-sync runs`; gaps as need: why."""
         counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}

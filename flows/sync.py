@@ -67,7 +67,16 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
                 listed = [stream for name, stream in planned.streams if name == source]
                 run.tombstoned |= reconcile_source(store, source, listed, run.run_id, now)
         gaps = source_gaps(run.streams, latest_gaps(store))
-        measured = measure(store, planned, run.run_id, now, read_in_full=not stopped, gaps=gaps)
+        partly_read = {name for name, report in run.streams.items() if not report.whole}
+        measured = measure(
+            store,
+            planned,
+            run.run_id,
+            now,
+            read_in_full=not stopped,
+            gaps=gaps,
+            partly_read=partly_read,
+        )
         run.add(measured)
         publish_changes(planned.config, list(measured.outcomes), run.run_id, store, now)
     assert run.report is not None, "a recorded run is finished on the way out"

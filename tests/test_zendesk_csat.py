@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from rich.console import Console
+from sqlalchemy import func, select
 
 from connectors.base import Bookmark, Page, StreamInfo
 from connectors.canonical import Rating
@@ -47,6 +48,8 @@ from connectors.zendesk.streams import ORGANIZATIONS, SATISFACTION_RATINGS, TICK
 from flows.report import RunReport
 from flows.sync import sync_okrs
 from okr_sync.cli.runs import streams_table
+from okr_targets.models import Rating as MirrorRating
+from okr_targets.store import Store
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SWITCHED = AS_OF - timedelta(days=120)
@@ -466,7 +469,12 @@ def rated_in_q4(desk: Helpdesk) -> list[tuple[datetime, Expected]]:
 
 
 def run_sync(
-    app: Any, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    app: Any,
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    full_refresh: bool = False,
 ) -> RunReport:
     okr_file = tmp_path / "okrs.yaml"
     okr_file.write_text(CSAT_OKRS, encoding="utf-8")
@@ -474,7 +482,12 @@ def run_sync(
         env = sandbox_env(server, export_rate_limit=GENEROUS, rate_limit=GENEROUS)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        state = sync_okrs(okr_file=str(okr_file), store_url=sqlite_url, return_state=True)
+        state = sync_okrs(
+            okr_file=str(okr_file),
+            store_url=sqlite_url,
+            full_refresh=full_refresh,
+            return_state=True,
+        )
     assert state.is_completed(), state.message
     report = state.result()
     assert isinstance(report, RunReport)
@@ -527,3 +540,31 @@ def test_a_sync_of_an_account_without_csat_completes_and_its_report_says_why_csa
     assert report.streams["zendesk.tickets"].read == len(desk.tickets)
     values = {outcome.key_result_id: outcome for outcome in report.key_results}
     assert values["csat"].value is None
+
+
+@pytest.mark.usefixtures("prefect_harness", "clock")
+def test_a_full_refresh_while_csat_cannot_be_read_keeps_the_ratings_it_had(
+    companies: list[CompanySeed],
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ratings stream read nothing because the token lost CSAT access, not because the
+    ratings were deleted: a full refresh must not take them for deleted."""
+    desk = helpdesk(companies, "legacy")
+    first = run_sync(app_for(desk), tmp_path, sqlite_url, monkeypatch)
+    read = first.streams["zendesk.satisfaction_ratings"].read
+    assert read > 0
+    again = run_sync(
+        app_for(desk, csat_off=True), tmp_path, sqlite_url, monkeypatch, full_refresh=True
+    )
+    assert again.streams["zendesk.satisfaction_ratings"].notes
+    assert "zendesk.rating" not in again.tombstoned
+    with Store(sqlite_url).session() as session:
+        live = session.scalar(
+            select(func.count())
+            .select_from(MirrorRating)
+            .where(MirrorRating.source == "zendesk", MirrorRating.deleted_at.is_(None))
+        )
+    assert live == read
+    assert again.tombstoned["zendesk.ticket"] == 0  # the whole streams are still reconciled
