@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from connectors.canonical import Customer, Deal
-from connectors.hubspot import HubSpotReader, HubSpotSettings, connector
+from connectors.hubspot import HubSpotSettings, connector
 from connectors.hubspot.sandbox import sandbox_env
 from connectors.hubspot.sandbox.data import PROFILES, HubSpotPortal, generate_portal
 from connectors.hubspot.sandbox.emulator import SANDBOX_ACCESS_TOKEN, create_app
@@ -30,6 +30,7 @@ from flows.sync import sync_okrs
 from okr_targets.models import Customer as MirrorCustomer
 from okr_targets.store import Store
 from tests.conftest import AS_OF
+from tests.test_hubspot_source_shapes import read_stream
 
 LA = ZoneInfo("America/Los_Angeles")
 LAX = 1000
@@ -114,18 +115,6 @@ def settings_for(server: RunningServer, zone: str) -> HubSpotSettings:
         requests_per_ten_seconds=100_000,
         calendar_timezone=zone,
     )
-
-
-def read_stream(settings: HubSpotSettings, stream: str) -> tuple[list[Any], list[Any], list[str]]:
-    reader = HubSpotReader(settings)
-    try:
-        pages = list(reader.read(STREAMS[stream], None))
-    finally:
-        reader.close()
-    rows = [row for page in pages for row in page.rows]
-    rejected = [r for page in pages for r in page.rejected]
-    gaps = [f"lacks {gap.need}: {gap.reason}" for page in pages for gap in page.gaps]
-    return rows, rejected, [note for page in pages for note in page.notes] + gaps
 
 
 @pytest.fixture(scope="module")
