@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from connectors.canonical import Customer, Deal
-from connectors.hubspot import HubSpotSettings, connector
+from connectors.hubspot import HubSpotSettings
 from connectors.hubspot.sandbox import sandbox_env
 from connectors.hubspot.sandbox.data import PROFILES, HubSpotPortal, generate_portal
 from connectors.hubspot.sandbox.emulator import SANDBOX_ACCESS_TOKEN, create_app
@@ -34,7 +34,6 @@ from tests.test_hubspot_source_shapes import read_stream
 
 LA = ZoneInfo("America/Los_Angeles")
 LAX = 1000
-STREAMS = {stream.name: stream for stream in connector.streams}
 PROFILE_ZONES = {"default": "UTC", "us-pacific": "America/Los_Angeles"}
 
 QUARTER_END_DEAL = "14999000001"  # won at 17:30 on Sep 30 2026 in Los Angeles
