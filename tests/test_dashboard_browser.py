@@ -24,7 +24,7 @@ from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
 from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
-from okr_targets.summary import build_summary, format_value
+from okr_targets.summary import build_summary, format_value, key_results
 from tests.okr_fixture import NOW, STATUSES, fill_store
 
 CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))
@@ -100,7 +100,9 @@ def style(page: Page, selector: str, prop: str) -> str:
     return str(page.locator(selector).first.evaluate(f"e => getComputedStyle(e).{prop}"))
 
 
-def test_tree_status_colours_and_drill_down(page: Page, tmp_path: Path) -> None:
+def test_tree_status_colours_and_drill_down(
+    page: Page, summary: dict[str, Any], tmp_path: Path
+) -> None:
     # the cascade: alice sits in sales, which sits in the company objective
     chain = page.locator('[data-objective="alice"]').evaluate(
         """e => { const ids = []; let node = e.parentElement.closest('[data-objective]');
@@ -132,9 +134,10 @@ def test_tree_status_colours_and_drill_down(page: Page, tmp_path: Path) -> None:
     expect(revenue.locator(".target")).to_have_text("target 1.00M USD")
     expect(revenue.locator(".freshness")).to_contain_text("updated 2026-11-27 11:00 UTC")
     expect(revenue.locator(".freshness")).to_contain_text("(61 min old)")
-    expect(revenue.locator("svg circle")).to_have_count(3)
+    expect(revenue.locator("svg circle")).to_have_count(5)  # the fixture's five days
     expect(revenue.locator("svg .forecast-line")).to_have_count(1)
-    expect(revenue.locator(".forecast")).to_contain_text("924k USD")
+    forecast = next(kr for _, kr in key_results(summary) if kr["id"] == "revenue")["forecast"]
+    expect(revenue.locator(".forecast")).to_contain_text(format_value(forecast, "USD"))
 
     # "why this number": a click opens the metric, the run and the records
     dialog = page.locator("#why-revenue")
