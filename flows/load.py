@@ -8,7 +8,7 @@ or, after a full refresh, by what the run did not see (:func:`tombstone_unseen_r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -132,11 +132,22 @@ def reconcile_source(
 
 
 def tombstone_unseen_records(
-    session: Session, streams: list[tuple[str, StreamInfo]], run_id: str, now: datetime
+    session: Session,
+    streams: list[tuple[str, StreamInfo]],
+    run_id: str,
+    now: datetime,
+    partly_read: Collection[str] = (),
 ) -> dict[str, int]:
-    """A full refresh saw every live record: the mirror's others were deleted at the source."""
+    """A full refresh saw every live record: the mirror's others were deleted at the source.
+
+    Not for an entity that a stream in ``partly_read`` (``source.stream``) delivers: that
+    stream left records unread (an object missing, a list the token may not read), so
+    unseen is not deleted.
+    """
+    doubtful = {(src, st.entity) for src, st in streams if f"{src}.{st.name}" in partly_read}
     counts = {}
-    for source, entity in sorted({(source, stream.entity) for source, stream in streams}):
+    entities = {(source, stream.entity) for source, stream in streams} - doubtful
+    for source, entity in sorted(entities):
         counts[f"{source}.{entity}"] = tombstone_unseen(
             session, MIRROR[entity], source, run_id, now
         )

@@ -58,11 +58,7 @@ def measure(
     with store.session() as session, session.begin():
         tombstoned = None
         if request.full_refresh and read_in_full:
-            doubtful = {
-                (src, st.entity) for src, st in plan.streams if f"{src}.{st.name}" in partly_read
-            }
-            whole = [(src, st) for src, st in plan.streams if (src, st.entity) not in doubtful]
-            tombstoned = tombstone_unseen_records(session, whole, run_id, now)
+            tombstoned = tombstone_unseen_records(session, plan.streams, run_id, now, partly_read)
             for name in sorted(partly_read):
                 logger.warning("%s: not read whole, so nothing unseen is taken for deleted", name)
         save_money(session, plan.config, run_id, now)
