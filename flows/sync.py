@@ -135,21 +135,38 @@ def sync_okrs(
         refreeze_baselines=refreeze_baselines,
     )
     try:
-        store = Store.open(store_url or settings.store_url)
+        report = run_sync(request, store_url or settings.store_url, settings)
+    except SyncRefusedError as exc:
+        return _refused(str(exc), exc.what)
+    if report.status == RunStatus.FAILED:
+        return Failed(message=report.reason)
+    return report
+
+
+class SyncRefusedError(Exception):
+    """The sync could not begin: the store would not open, or another sync holds it."""
+
+    def __init__(self, message: str, what: str = "sync failed") -> None:
+        super().__init__(message)
+        self.what = what
+
+
+def run_sync(request: SyncRequest, store_url: str, settings: Settings) -> RunReport:
+    """Open the store, take its writer lock and sync: the one way in for the flow, the
+    CLI and the background task, with or without a Prefect run around it."""
+    try:
+        store = Store.open(store_url)
     except StoreError as exc:
-        return _refused(str(exc))
+        raise SyncRefusedError(str(exc)) from None
     try:
         with store.writer_lock():
             if abandoned := abandon_unfinished_runs(store):
                 run_logger().warning("%d earlier run(s) never finished; marked failed", abandoned)
-            report = sync_store(store, request, settings)
+            return sync_store(store, request, settings)
     except StoreBusyError as exc:
-        return _refused(str(exc), "sync did not start")
+        raise SyncRefusedError(str(exc), "sync did not start") from None
     finally:
         store.dispose()
-    if report.status == RunStatus.FAILED:
-        return Failed(message=report.reason)
-    return report
 
 
 def _refused(message: str, what: str = "sync failed") -> State[Any]:
