@@ -65,7 +65,10 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
         if request.reconcile:
             for source in sorted(read_in_full):
                 listed = [stream for name, stream in planned.streams if name == source]
-                run.tombstoned |= reconcile_source(store, source, listed, run.run_id, now)
+                reconciled = reconcile_source(store, source, listed, run.run_id, now, settings)
+                run.tombstoned |= reconciled.tombstoned
+                if reconciled.stopped:
+                    run.unreconciled[source] = reconciled.stopped
         gaps = source_gaps(run.streams, latest_gaps(store))
         partly_read = {name for name, report in run.streams.items() if not report.whole}
         measured = measure(
