@@ -162,11 +162,11 @@ def run_sync(request: SyncRequest, store_url: str, settings: Settings) -> RunRep
     except StoreError as exc:
         raise SyncRefusedError(str(exc)) from None
     try:
-        with store.writer_lock():
+        with store.writer_lock(settings.lock_wait_seconds, run_logger()):
             if abandoned := abandon_unfinished_runs(store):
                 run_logger().warning("%d earlier run(s) never finished; marked failed", abandoned)
             return sync_store(store, request, settings)
-    except StoreBusyError as exc:
+    except StoreBusyError as exc:  # waited OKR_SYNC_LOCK_WAIT_SECONDS: one line, no traceback
         raise SyncRefusedError(str(exc), "sync did not start") from None
     finally:
         store.dispose()
