@@ -71,6 +71,9 @@ class StoreBusyError(StoreError):
 
 
 WRITER_LOCK_KEY = 0x6F6B7273  # "okrs": the PostgreSQL advisory lock key of okr-sync writers
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ends a wait
+LOCK_POLL_SECONDS = 0.25  # how often a SQLite sync waiting for the writer lock looks again
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 MirrorRow = Mapping[str, object]
 """A row for a mirror table: a validated canonical row (``connectors.canonical``), with the
@@ -201,10 +204,6 @@ class Store:
             lock.release()
 
 
-Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
-LOCK_POLL_SECONDS = 0.25  # how often a SQLite sync waiting for the writer lock looks again
-
-
 class _Queue:
     """A sync waiting for the writer lock: what it says when it starts and stops waiting."""
 
@@ -264,9 +263,6 @@ def _advisory_lock(connection: Connection, queue: _Queue) -> None:
     queue.taken()
 
 
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ends a wait
-
-
 def _writer(store: Store) -> str:
     """The newest unfinished run, in words: most likely the one holding the writer lock."""
     try:
@@ -280,7 +276,7 @@ def _writer(store: Store) -> str:
     except OperationalError:  # the store is busy or gone: the lock still says enough
         return ""
     if run is None:
-        return " (no run recorded yet)"
+        return " (no unfinished run recorded)"
     flow_run = f", flow run {run.flow_run_id}" if run.flow_run_id else ""
     started = run.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     return f" (run {run.id}{flow_run}, running since {started})"
