@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from connectors.base import get_connector
 from connectors.sandbox.server import parse_faults, serve_tls
@@ -32,6 +33,7 @@ from flows.plan import SyncRequest
 from flows.report import RunReport
 from flows.settings import Settings
 from flows.sync import SyncRefusedError, run_sync
+from okr_sync.cli import app as cli
 from okr_targets.models import Customer, SyncRun, utcnow
 from okr_targets.status import RunStatus
 from okr_targets.store import Store, begin_run, finish_run, redact
@@ -168,6 +170,11 @@ def test_a_listing_that_outlasts_the_budget_leaves_the_mirror_and_the_run_is_par
     assert report.tombstoned == {}  # no entity of the source was tombstoned, not even tickets
     assert live_customers(sqlite_url) == before  # the vanished one too: nothing was proved
     assert report.key_results  # the run went on to measure
+    shown = CliRunner().invoke(cli, ["runs", "show", report.run_id, "--store", sqlite_url])
+    assert shown.exit_code == 0, shown.output
+    assert "zendesk: not reconciled, nothing tombstoned: zendesk: " in " ".join(
+        shown.output.split()
+    )
 
 
 @pytest.mark.usefixtures("prefect_harness", "clock")
