@@ -1,8 +1,8 @@
 """Extract: read each planned stream from its saved cursor, batch by batch, into the mirror.
 
 Retries live here, inside a stream, not in Prefect: retriable source errors (429, 5xx,
-timeouts, dropped connections) are retried by tenacity with jittered exponential backoff
-that honours Retry-After, within ``retry_budget_seconds`` in all; each attempt resumes
+timeouts, dropped connections) are retried under retry.py's policy (jittered backoff
+that honours Retry-After, within ``retry_budget_seconds`` in all); each attempt resumes
 from the cursor the committed batches left. The Prefect tasks have no retries of their
 own. When the budget runs out the stream stops where its written data ends and says why
 (``stopped``); a fatal error (refused credentials, a rejected query) ends the stream and
@@ -12,20 +12,13 @@ traceback.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
 
 from connectors.base import Bookmark, Gap, Page, Rejected, StreamInfo, get_connector, open_reader
 from connectors.canonical import CanonicalRow
@@ -34,14 +27,14 @@ from connectors.errors import (
     MissingObjectError,
     QuotaGuardError,
     RetriableSourceError,
-    is_retriable,
 )
 from expectations import Validator
 from flows.load import BatchLoaded, Destination, validate_and_load
-from flows.logs import Logger, run_logger
+from flows.logs import run_logger
 from flows.plan import Plan
 from flows.progress import advance
 from flows.report import StreamReport
+from flows.retry import gave_up, retrying
 from flows.settings import Settings
 from okr_targets.store import Store, read_cursor
 
@@ -178,14 +171,14 @@ def sync_stream(
     at = saved.at.isoformat() if saved else None
     tally = _Tally(StreamReport(entity=stream.entity, cursor_before=at, cursor_after=at))
     try:
-        for attempt in _retrying(settings, read.label, logger):
+        for attempt in retrying(settings, read.label, logger):
             with attempt:
                 number = attempt.retry_state.attempt_number
                 tally.update(attempts=number, retries=number - 1)
                 # a retry resumes exactly where this run's committed data ends
                 _read_into_mirror(store, read, lookback if number == 1 else None, tally)
     except RetriableSourceError as exc:
-        tally.update(stopped=f"{exc} (gave up after {tally.report.attempts} attempts)")
+        tally.update(stopped=gave_up(exc, tally.report.attempts))
         logger.error("%s: stopped early: %s", read.label, tally.report.stopped)
     except QuotaGuardError as exc:
         tally.update(stopped=str(exc))
@@ -286,35 +279,3 @@ def _read_from(
         if lookback is None:  # a full refresh's retry
             return read_cursor(session, to.source, to.stream.name, written_by=to.run_id), None
     return None, None
-
-
-def _retrying(settings: Settings, label: str, logger: Logger) -> Retrying:
-    """Retriable errors only, backing off, within the stream's whole retry budget."""
-    return Retrying(
-        retry=retry_if_exception(is_retriable),
-        wait=_wait_for(settings),
-        stop=stop_before_delay(settings.retry_budget_seconds),
-        before_sleep=lambda state: logger.warning(
-            "%s: %s; retry %d in %.1fs",
-            label,
-            state.outcome.exception() if state.outcome else "?",
-            state.attempt_number,
-            state.upcoming_sleep,
-        ),
-        reraise=True,
-    )
-
-
-def _wait_for(settings: Settings) -> Callable[[RetryCallState], float]:
-    """Exponential backoff with jitter, but never sooner than the source's Retry-After."""
-    backoff = wait_exponential_jitter(
-        initial=settings.retry_initial_seconds,
-        max=settings.retry_max_seconds,
-        jitter=settings.retry_initial_seconds,
-    )
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        return max(float(getattr(error, "retry_after", None) or 0.0), backoff(state))
-
-    return wait

@@ -8,8 +8,8 @@ or, after a full refresh, by what the run did not see (:func:`tombstone_unseen_r
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prefect import task
@@ -18,10 +18,13 @@ from sqlalchemy.orm import Session
 
 from connectors.base import Bookmark, Rejected, StreamInfo, get_connector, open_reader
 from connectors.canonical import CanonicalRow
+from connectors.errors import QuotaGuardError, RetriableSourceError
 from expectations import Validator
 from flows.logs import run_logger
 from flows.plan import Plan
 from flows.progress import advance
+from flows.retry import gave_up, retrying
+from flows.settings import Settings
 from okr_targets.models import MIRROR
 from okr_targets.store import (
     Store,
@@ -99,27 +102,57 @@ def validate_and_load(
     )
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    """What one source's reconcile did: the tombstones per entity, or why it wrote none."""
+
+    tombstoned: dict[str, int] = field(default_factory=dict)  # ``source.entity`` -> count
+    retries: int = 0  # listing calls retried (429, 5xx, timeouts), the same policy as reads
+    stopped: str | None = None  # a listing gave up: nothing of this source was tombstoned
+
+
 @task(name="reconcile", cache_policy=NO_CACHE)
 def reconcile_source(
-    store: Store, source: str, streams: list[StreamInfo], run_id: str, now: datetime
-) -> dict[str, int]:
+    store: Store,
+    source: str,
+    streams: list[StreamInfo],
+    run_id: str,
+    now: datetime,
+    settings: Settings | None = None,
+) -> Reconciled:
     """List the ids of every live record and tombstone the mirror's others.
 
     Sources report deletes for a limited time (Salesforce's recycle bin, Zendesk's 30
-    days); a record deleted longer ago, or purged, is found here. Only ids travel; a
-    listing cut short changes nothing. Returns tombstones per entity.
+    days); a record deleted longer ago, or purged, is found here. Only ids travel. Each
+    stream's listing retries under the streams' policy (retry.py); a listing that still
+    fails, or meets the quota guard, stops the reconcile of this source, which then
+    changes nothing (a cut-short listing would tombstone live records) and says why.
     """
+    settings = settings or Settings()
     logger = run_logger()
     reader = open_reader(get_connector(source))
     live: dict[str, set[str]] = {}
+    retries = attempts = 0
+    stopped: str | None = None
     try:
         for stream in streams:  # entities read from several streams need all their ids
-            ids = live.setdefault(stream.entity, set())
-            for page in reader.ids(stream):
-                ids.update(page)
-                advance(f"{source}.{stream.name} ids", len(page), None)
+            label = f"{source}.{stream.name} ids"
+            for attempt in retrying(settings, label, logger):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    listed = _list_ids(reader.ids(stream), label)
+            retries += attempts - 1
+            live.setdefault(stream.entity, set()).update(listed)
+    except RetriableSourceError as exc:
+        retries += attempts - 1
+        stopped = gave_up(exc, attempts)
+    except QuotaGuardError as exc:
+        stopped = str(exc)
     finally:
         reader.close()
+    if stopped is not None:
+        logger.error("%s: reconcile stopped, nothing tombstoned: %s", source, stopped)
+        return Reconciled(retries=retries, stopped=stopped)
     tombstoned = {}
     with store.session() as session, session.begin():
         for entity, ids in sorted(live.items()):
@@ -128,7 +161,16 @@ def reconcile_source(
             logger.info(
                 "%s.%s: %d live at the source, %d tombstoned", source, entity, len(ids), gone
             )
-    return tombstoned
+    return Reconciled(tombstoned, retries)
+
+
+def _list_ids(pages: Iterator[list[str]], label: str) -> set[str]:
+    """One whole listing of a stream's ids; a retry starts it again from the first page."""
+    ids: set[str] = set()
+    for page in pages:
+        ids.update(page)
+        advance(label, len(page), None)
+    return ids
 
 
 def tombstone_unseen_records(

@@ -88,6 +88,7 @@ class RunReport:
     findings: tuple[str, ...] = ()
     tombstoned: Mapping[str, int] = field(default_factory=dict)
     key_results: tuple[KeyResultOutcome, ...] = ()
+    unreconciled: Mapping[str, str] = field(default_factory=dict)  # source -> why: untouched
 
     def stream_counts(self) -> dict[str, dict[str, Any]]:
         return {name: stream.to_dict() for name, stream in self.streams.items()}
@@ -98,6 +99,7 @@ class RunReport:
             "customers": asdict(self.customers) if self.customers else {},
             "findings": list(self.findings),
             "tombstoned": dict(self.tombstoned),
+            "unreconciled": dict(self.unreconciled),
             "key_result_errors": {o.key_result_id: o.error for o in self.key_results if o.error},
         }
 

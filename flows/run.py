@@ -36,6 +36,7 @@ class RunRecord:
     started_at: str
     streams: dict[str, StreamReport] = field(default_factory=dict)
     tombstoned: dict[str, int] = field(default_factory=dict)
+    unreconciled: dict[str, str] = field(default_factory=dict)  # source -> why it changed nothing
     customers: MatchReport | None = None
     findings: tuple[str, ...] = ()
     key_results: tuple[KeyResultOutcome, ...] = ()
@@ -49,7 +50,8 @@ class RunRecord:
         self.key_results = measured.outcomes
 
     def outcome(self) -> tuple[RunStatus, str | None]:
-        """Complete, or partial with the first reason: a stream stopped, a key result failed.
+        """Complete, or partial with the first reason: a stream stopped, a reconcile gave
+        up (its source's mirror left as it was), a key result failed.
 
         A key result blocked by a field its source lacks is a finding on it, not a failure:
         the run completes, and every run says it until the mapping is set."""
@@ -57,6 +59,10 @@ class RunRecord:
         errors = [outcome for outcome in self.key_results if outcome.error and not outcome.blocked]
         if stopped:
             return RunStatus.PARTIAL, f"{len(stopped)} stream(s) stopped early: {stopped[0]}"
+        if self.unreconciled:
+            source, why = next(iter(self.unreconciled.items()))
+            reason = f"{len(self.unreconciled)} source(s) not reconciled: {source}: {why}"
+            return RunStatus.PARTIAL, reason
         if errors:
             reason = f"{len(errors)} key result(s) could not be computed: {errors[0].error}"
             return RunStatus.PARTIAL, reason
@@ -73,6 +79,7 @@ class RunRecord:
             customers=self.customers,
             findings=self.findings,
             tombstoned=dict(self.tombstoned),
+            unreconciled=dict(self.unreconciled),
             key_results=self.key_results,
         )
         self.report = report

@@ -26,3 +26,9 @@ class Settings(BaseSettings):
     )
     retry_initial_seconds: float = Field(default=1.0, gt=0, description="first backoff")
     retry_max_seconds: float = Field(default=60.0, gt=0, description="longest single backoff")
+    lock_wait_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        le=86_400,
+        description="how long a sync waits for another writing to the store (0: refuse at once)",
+    )

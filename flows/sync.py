@@ -65,7 +65,10 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
         if request.reconcile:
             for source in sorted(read_in_full):
                 listed = [stream for name, stream in planned.streams if name == source]
-                run.tombstoned |= reconcile_source(store, source, listed, run.run_id, now)
+                reconciled = reconcile_source(store, source, listed, run.run_id, now, settings)
+                run.tombstoned |= reconciled.tombstoned
+                if reconciled.stopped:
+                    run.unreconciled[source] = reconciled.stopped
         gaps = source_gaps(run.streams, latest_gaps(store))
         partly_read = {name for name, report in run.streams.items() if not report.whole}
         measured = measure(
@@ -159,11 +162,11 @@ def run_sync(request: SyncRequest, store_url: str, settings: Settings) -> RunRep
     except StoreError as exc:
         raise SyncRefusedError(str(exc)) from None
     try:
-        with store.writer_lock():
+        with store.writer_lock(settings.lock_wait_seconds, run_logger()):
             if abandoned := abandon_unfinished_runs(store):
                 run_logger().warning("%d earlier run(s) never finished; marked failed", abandoned)
             return sync_store(store, request, settings)
-    except StoreBusyError as exc:
+    except StoreBusyError as exc:  # waited OKR_SYNC_LOCK_WAIT_SECONDS: one line, no traceback
         raise SyncRefusedError(str(exc), "sync did not start") from None
     finally:
         store.dispose()

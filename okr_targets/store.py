@@ -7,6 +7,8 @@ so a batch of mirror rows, its quarantined rows and the stream's cursor commit t
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from alembic.script import ScriptDirectory
 from filelock import FileLock, Timeout
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     MetaData,
     Table,
@@ -68,6 +71,9 @@ class StoreBusyError(StoreError):
 
 
 WRITER_LOCK_KEY = 0x6F6B7273  # "okrs": the PostgreSQL advisory lock key of okr-sync writers
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ends a wait
+LOCK_POLL_SECONDS = 0.25  # how often a SQLite sync waiting for the writer lock looks again
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 MirrorRow = Mapping[str, object]
 """A row for a mirror table: a validated canonical row (``connectors.canonical``), with the
@@ -154,22 +160,22 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def writer_lock(self) -> Iterator[None]:
-        """Only one sync writes to a store at a time; a second one fails at once.
+    def writer_lock(self, wait_seconds: float = 0.0, log: Log | None = None) -> Iterator[None]:
+        """Only one sync writes to a store at a time; a second one queues behind it.
 
-        PostgreSQL: a session advisory lock on a connection held for the run. SQLite: a
-        file lock beside the database. The server or the OS releases either when the
-        process dies, so a killed sync never leaves the store locked.
+        It waits up to ``wait_seconds`` for the writer to finish (0: it fails at once), and
+        says so in ``log``: one line when it starts waiting (naming the newest unfinished
+        run, the likely writer), one when it has the lock; after the wait it raises
+        :class:`StoreBusyError`. PostgreSQL: a session advisory lock on a connection held
+        for the run, waited for with ``lock_timeout`` (the server wakes the waiter, no
+        polling). SQLite: a file lock beside the database, polled four times a second. The
+        server or the OS releases either when the process dies, so a killed sync never
+        leaves the store locked.
         """
-        busy = f"another sync is writing to {self.display_url}; this one did not start"
+        queue = _Queue(self, wait_seconds, log)
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as connection:
-                held = connection.scalar(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": WRITER_LOCK_KEY}
-                )
-                connection.commit()
-                if not held:
-                    raise StoreBusyError(busy)
+                _advisory_lock(connection, queue)
                 try:
                     yield
                 finally:
@@ -186,11 +192,94 @@ class Store:
         try:
             lock.acquire()
         except Timeout:
-            raise StoreBusyError(busy) from None
+            queue.waiting()
+            try:
+                lock.acquire(timeout=wait_seconds, poll_interval=LOCK_POLL_SECONDS)
+            except Timeout:
+                raise queue.refused() from None
+            queue.taken()
         try:
             yield
         finally:
             lock.release()
+
+
+class _Queue:
+    """A sync waiting for the writer lock: what it says when it starts and stops waiting."""
+
+    def __init__(self, store: Store, wait_seconds: float, log: Log | None) -> None:
+        self.store, self.wait_seconds, self.log = store, wait_seconds, log
+        self.since = time.monotonic()
+
+    def waiting(self) -> None:
+        """Start waiting, saying for whom; with no wait at all, refuse at once."""
+        if self.wait_seconds <= 0:
+            raise self.refused()
+        self.since = time.monotonic()
+        if self.log is not None:
+            self.log.warning(
+                "another sync is writing to %s%s; waiting up to %gs for it to finish",
+                self.store.display_url,
+                _writer(self.store),
+                self.wait_seconds,
+            )
+
+    def taken(self) -> None:
+        if self.log is not None:
+            self.log.info(
+                "%s: the writer lock is ours after %.1fs of waiting; this sync starts",
+                self.store.display_url,
+                time.monotonic() - self.since,
+            )
+
+    def refused(self) -> StoreBusyError:
+        waited = f"waited {self.wait_seconds:g}s for it and " if self.wait_seconds > 0 else ""
+        return StoreBusyError(
+            f"another sync is writing to {self.store.display_url}{_writer(self.store)}; "
+            f"this one {waited}did not start"
+        )
+
+
+def _advisory_lock(connection: Connection, queue: _Queue) -> None:
+    """Take okr-sync's advisory lock on ``connection``, waiting as ``queue`` allows."""
+    key = {"key": WRITER_LOCK_KEY}
+    held = connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), key)
+    connection.commit()
+    if held:
+        return
+    queue.waiting()
+    timeout = f"{max(1, round(queue.wait_seconds * 1000))}ms"
+    try:  # lock_timeout for this transaction only: the wait, not the run's statements
+        connection.execute(
+            text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": timeout}
+        )
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+        connection.commit()
+    except OperationalError as exc:
+        connection.rollback()
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise queue.refused() from None
+    queue.taken()
+
+
+def _writer(store: Store) -> str:
+    """The newest unfinished run, in words: most likely the one holding the writer lock."""
+    try:
+        with store.session() as session:
+            run = session.scalars(
+                select(SyncRun)
+                .where(SyncRun.status == RunStatus.RUNNING)
+                .order_by(SyncRun.started_at.desc())
+                .limit(1)
+            ).first()
+    except OperationalError:  # the store is busy or gone: the lock still says enough
+        return ""
+    if run is None:
+        return " (no unfinished run recorded)"
+    flow_run = f", flow run {run.flow_run_id}" if run.flow_run_id else ""
+    started = run.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f" (run {run.id}{flow_run}, running since {started})"
 
 
 @dataclass(frozen=True)

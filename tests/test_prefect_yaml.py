@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import UTC, datetime, timedelta
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+from prefect.server.schemas.schedules import CronSchedule
 
 from flows.sync import sync_okrs
 from okr_sync.webhooks import SOURCE_CHANGED, source_event
@@ -60,3 +63,30 @@ def test_the_trigger_syncs_only_the_source_that_changed_and_coalesces_bursts() -
     assert spec["parameters"] == {"sources": ["{{ event.resource['okr-sync.source'] }}"]}
     assert event["resource"]["okr-sync.source"] == "zendesk"
     assert event["resource"]["prefect.resource.id"].startswith("okr-sync.source.")
+
+
+def fire_minutes(schedule: dict[str, Any], start: datetime, days: int) -> set[datetime]:
+    """Every minute ``schedule`` fires in, over ``days`` days from ``start``, as Prefect's
+    scheduler computes it (day by day: it checks at most 1,000 dates a call)."""
+    cron = CronSchedule(cron=schedule["cron"], timezone=schedule.get("timezone"))
+    found: set[datetime] = set()
+    for day in range(days):
+        begin, end = start + timedelta(days=day), start + timedelta(days=day + 1)
+        dates = asyncio.run(cron.get_dates(start=begin, end=end))  # ``end`` is inclusive
+        found |= {d.astimezone(UTC).replace(second=0, microsecond=0) for d in dates if d < end}
+    return found
+
+
+def test_no_two_schedules_fire_in_the_same_minute_all_week() -> None:
+    """A reconcile and an incremental sync started together would only queue (the pool's
+    limit, the writer lock), but the shipped schedules do not even meet."""
+    week = datetime(2026, 12, 7, tzinfo=UTC)  # a Monday; the crons are UTC, so any week will do
+    fired = {
+        (name, index): fire_minutes(schedule, week, days=7)
+        for name, deployment in deployments().items()
+        for index, schedule in enumerate(deployment.get("schedules") or [])
+    }
+    assert len(fired[("incremental-sync", 0)]) == 7 * 24 * 4
+    assert len(fired[("nightly-reconcile", 0)]) == 7
+    for (one, one_minutes), (other, other_minutes) in combinations(fired.items(), 2):
+        assert not one_minutes & other_minutes, f"{one} and {other} fire in the same minute"

@@ -64,6 +64,8 @@ def print_run(report: RunReport) -> None:
     for name, gone in report.tombstoned.items():
         if gone:
             out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
+    for source, why in report.unreconciled.items():
+        out.print(f"{source}: not reconciled, nothing tombstoned: {why}", highlight=False)
     customers = report.customers
     if customers:
         out.print(
@@ -195,6 +197,8 @@ def runs_show(
     for name, gone in (run.details.get("tombstoned") or {}).items():
         if gone:
             out.print(f"{name}: {gone:,} deleted at the source, tombstoned", highlight=False)
+    for source, why in (run.details.get("unreconciled") or {}).items():
+        out.print(f"{source}: not reconciled, nothing tombstoned: {why}", highlight=False)
     customers = run.details.get("customers") or {}
     if customers:
         out.print(
