@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from starlette.routing import Route
 from connectors.secrets import resolve_secret
 
 if TYPE_CHECKING:  # Prefect is imported when a request comes, not for `okr-sync --help`
+    from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.objects import StateType
     from prefect.events import Event
 
@@ -286,19 +288,35 @@ class SyncQueue:
             return task_run_id, False
 
 
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PrefectClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def prefect_client() -> PrefectClient:
+    """One open Prefect client per event loop: a new one per request costs tens of ms
+    (its TLS context), a burst of webhooks thousands of them."""
+    from prefect.client.orchestration import get_client
+
+    loop = asyncio.get_running_loop()
+    if loop not in _clients:
+        _clients[loop] = await get_client().__aenter__()
+    return _clients[loop]
+
+
 async def submit_sync(source: str, received_at: datetime) -> UUID:
-    """Submit the background sync of one source (flows/background.py) to Prefect."""
+    """Submit the background sync of one source (flows/background.py) to Prefect: what
+    ``Task.apply_async`` does, awaited on this loop rather than in a thread."""
     from flows.background import sync_changed_source
 
-    future = await asyncio.to_thread(sync_changed_source.apply_async, (source, received_at))
-    return future.task_run_id
+    parameters = {"source": source, "received_at": received_at}
+    client = await prefect_client()
+    task_run = await sync_changed_source.create_run(client, parameters=parameters, deferred=True)
+    return task_run.id
 
 
 async def task_run_state(task_run_id: UUID) -> StateType | None:
-    from prefect.client.orchestration import get_client
-
-    async with get_client() as client:
-        run = await client.read_task_run(task_run_id)
+    run = await (await prefect_client()).read_task_run(task_run_id)
     return run.state.type if run.state else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Annotated
 
@@ -47,6 +48,8 @@ def serve_command(
 
     # each accepted, coalesced or refused webhook: one line through Prefect's console handler
     logging.getLogger("okr_sync.webhooks").setLevel(logging.INFO)
+
+    importlib.import_module("flows.background")  # the sync task: loaded now, not on a webhook
 
     def ready(url: str) -> None:
         typer.echo(f"listening on {url} for {', '.join(f'/webhooks/{s}' for s in secrets)}")
