@@ -471,15 +471,22 @@ def test_scheduled_and_webhook_triggered_syncs_on_a_real_prefect_server(
     assert measured_by in {r.id for r in later}
 
     # 4. Each changed key result became an event; each run left its artifact.
-    events = call(
-        api,
-        "POST",
-        "/events/filter",
-        {"filter": {"event": {"prefix": ["okr-sync.key-result."]}}, "limit": 50},
-    )["events"]
-    changed = {(e["resource"]["prefect.resource.id"], e["payload"]["new_value"]) for e in events}
-    assert ("okr-sync.key-result.support-load", tickets_after) in changed
-    assert ("okr-sync.key-result.support-load", tickets_before) in changed
+    def changed() -> set[tuple[str, float]]:
+        events = call(
+            api,
+            "POST",
+            "/events/filter",
+            {"filter": {"event": {"prefix": ["okr-sync.key-result."]}}, "limit": 50},
+        )["events"]
+        return {(e["resource"]["prefect.resource.id"], e["payload"]["new_value"]) for e in events}
+
+    # the server stores an event a moment after it arrives
+    wait_for(
+        "the new value's event",
+        lambda: ("okr-sync.key-result.support-load", tickets_after) in changed(),
+        timeout=30,
+    )
+    assert ("okr-sync.key-result.support-load", tickets_before) in changed()
     artifacts = call(
         api,
         "POST",
