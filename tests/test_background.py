@@ -6,19 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.futures import PrefectDistributedFuture
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Running
 from prefect.task_worker import TaskWorker
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
 from connectors.sandbox.server import RunningServer
 from flows.background import PastRun, covering_run, sync_changed_source
-from okr_sync.cli import DEMO_OKRS
+from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.webhooks import Receiver, SyncQueue, create_app, submit_sync, task_run_state
 from okr_targets.models import SyncRun
 from okr_targets.store import Store
@@ -97,15 +101,19 @@ def test_one_queued_sync_per_source_and_a_new_one_behind_a_running_one() -> None
     asyncio.run(scenario())
 
 
-async def run_on_a_task_worker(task_run_id: UUID) -> str:
-    """What ``okr-sync worker`` does with one submitted run (its subscription aside)."""
-    async with get_client() as client:
-        task_run = await client.read_task_run(task_run_id)
-    await TaskWorker(sync_changed_source, limit=1).execute_task_run(task_run)
-    async with get_client() as client:
-        done = await client.read_task_run(task_run_id)
-    assert done.state is not None
-    return done.state.type.value
+def run_on_a_task_worker(task_run_id: UUID) -> str:
+    """What ``okr-sync worker`` does with one submitted run (its subscription aside); the
+    server records the final state from the run's events, so wait for it."""
+
+    async def execute() -> None:
+        async with get_client() as client:
+            task_run = await client.read_task_run(task_run_id)
+        await TaskWorker(sync_changed_source, limit=1).execute_task_run(task_run)
+
+    asyncio.run(execute())
+    future: PrefectDistributedFuture[Any] = PrefectDistributedFuture(task_run_id)
+    future.wait(timeout=60)
+    return future.state.type.value
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -124,7 +132,7 @@ def test_a_webhook_is_synced_by_the_task_worker_and_a_burst_rides_on_it(
         assert [a["coalesced"] for a in answers] == [False, True, True]
         assert len({a["sync"] for a in answers}) == 1
         sync_id = UUID(answers[0]["sync"])
-        assert asyncio.run(run_on_a_task_worker(sync_id)) == "COMPLETED"
+        assert run_on_a_task_worker(sync_id) == "COMPLETED"
         [run] = sync_runs(sqlite_url)
         assert run.status == "complete"
         assert {name.split(".")[0] for name in run.stream_counts} == {"salesforce"}
@@ -160,3 +168,23 @@ def test_a_sync_prefect_did_not_take_is_a_503_and_the_retry_is_accepted() -> Non
         accepted = client.post("/webhooks/salesforce", content=SALESFORCE_BODY, headers=headers)
         assert accepted.status_code == 202
     assert taken == ["salesforce"]
+
+
+def test_the_worker_without_a_prefect_server_is_a_clear_error() -> None:
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = CliRunner().invoke(app, ["worker"])
+    assert result.exit_code == 1
+    assert "PREFECT_API_URL is not set" in result.stderr
+
+
+def test_the_worker_refuses_a_broken_okr_file_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "okrs.yaml"
+    broken.write_text("objectives: [{id: x, title: X, key_results: [{id: k, metric: nope}]}]\n")
+    monkeypatch.setenv("OKR_SYNC_OKR_FILE", str(broken))
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        result = CliRunner().invoke(app, ["worker"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {broken}:1: ")
+    assert "Traceback" not in result.stderr

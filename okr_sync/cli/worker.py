@@ -29,8 +29,13 @@ def worker() -> None:
 
     from flows.background import sync_changed_source, warm_up
     from flows.settings import Settings
+    from okr_targets.config import ConfigError
+    from transforms.metric import MetricError
 
     settings = Settings()
-    warm_up(settings)
+    try:
+        warm_up(settings)
+    except (ConfigError, MetricError) as exc:  # every sync would fail the same way
+        raise fail(str(exc)) from None
     typer.echo(f"okr-sync worker: serving {sync_changed_source.name}, one sync at a time")
     serve(sync_changed_source, limit=1)
