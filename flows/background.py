@@ -1,7 +1,8 @@
 """The warm path: one source's change synced in seconds by a long-lived task worker.
 
 ``okr-sync webhooks serve`` submits :func:`sync_changed_source` as a Prefect background
-task (``Task.apply_async``) for each verified webhook, at most one queued per source
+task (a deferred task run, as ``Task.apply_async`` makes) for each verified webhook, at
+most one queued per source
 (okr_sync/webhooks.py coalesces the rest into it); ``okr-sync worker`` serves it
 (``prefect.task_worker.serve``) in one process that imported and warmed everything at
 start, so a run pays only for the change. The store URL and the OKR file come from the

@@ -268,23 +268,29 @@ class SyncQueue:
     """At most one queued-but-not-started sync per source; later changes ride on it.
 
     A sync already Running may have read the source before this change, so then a new
-    one is queued (the task worker runs them one at a time). The lock keeps two webhooks
-    of one source arriving together from both submitting.
+    one is queued (the task worker runs them one at a time). So is one when the queued
+    sync waited over ``max_wait`` seconds: no task worker is taking it, or the Prefect
+    server restarted and lost its in-memory task queue, and it may never run. The lock
+    keeps two webhooks of one source arriving together from both submitting.
     """
 
     submit: Submit
     state_of: StateOf
-    queued: dict[str, UUID] = field(default_factory=dict)
+    max_wait: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    queued: dict[str, tuple[UUID, float]] = field(default_factory=dict)
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     async def request(self, source: str, received_at: datetime) -> tuple[UUID, bool]:
         """The task run that will read this change, and whether it was already queued."""
         async with self.locks[source]:
-            last = self.queued.get(source)
-            if last is not None and still_queued(await self.state_of(last)):
-                return last, True
+            if source in self.queued:
+                last, submitted = self.queued[source]
+                fresh = self.clock() - submitted <= self.max_wait
+                if fresh and still_queued(await self.state_of(last)):
+                    return last, True
             task_run_id = await self.submit(source, received_at)
-            self.queued[source] = task_run_id
+            self.queued[source] = (task_run_id, self.clock())
             return task_run_id, False
 
 

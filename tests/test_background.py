@@ -80,8 +80,10 @@ async def state_name(task_run_id: UUID) -> str:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_one_queued_sync_per_source_and_a_new_one_behind_a_running_one() -> None:
+    seconds = [0.0]
+
     async def scenario() -> None:
-        queue = SyncQueue(submit_sync, task_run_state)
+        queue = SyncQueue(submit_sync, task_run_state, max_wait=60, clock=lambda: seconds[0])
         now = datetime.now(UTC)
         queued, coalesced = await queue.request("zendesk", now)
         assert not coalesced
@@ -97,6 +99,12 @@ def test_one_queued_sync_per_source_and_a_new_one_behind_a_running_one() -> None
         behind, coalesced = await queue.request("zendesk", now + timedelta(seconds=2))
         assert not coalesced
         assert behind != queued
+        # a sync queued over a minute ago that nobody took may never run: queue another
+        seconds[0] = 61.0
+        fresh, coalesced = await queue.request("zendesk", now + timedelta(seconds=3))
+        assert not coalesced
+        assert fresh != behind
+        assert await state_name(behind) == "SCHEDULED"
 
     asyncio.run(scenario())
 
