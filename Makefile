@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint constraints clean
+.PHONY: install demo test bench latency lint constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "okr-sync needs Python 3.11 or newer"'
@@ -25,6 +25,12 @@ test: install
 # The performance benchmark (benchmarks/bench.py; sizes: make bench BENCH_ARGS="--deals 100000").
 bench: install
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+
+# Webhook-to-key-result latency on a real Prefect server (benchmarks/latency.py), then the
+# no-change sync time (benchmarks/no_change.py); docs/operations.md has the figures.
+latency: install
+	$(BIN)/python -m benchmarks.latency $(LATENCY_ARGS)
+	$(BIN)/python -m benchmarks.no_change
 
 lint: install
 	$(BIN)/ruff check .

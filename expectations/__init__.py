@@ -211,6 +211,10 @@ class Validator:
             suites[name] = self._context.suites.add(gx.ExpectationSuite(**data))
         return suites
 
+    def warm(self) -> None:
+        """Build the context and load the suites now rather than on the first batch."""
+        _ = (self._suites, self._batches)
+
     def validate(
         self, entity: str, rows: Sequence[Row], now: datetime | None = None
     ) -> Verdict[Row]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from prefect import task
@@ -90,6 +91,13 @@ class StreamRead:
         return f"{self.to.source}.{self.to.stream.name}"
 
 
+@cache
+def shared_validator() -> Validator:
+    """One Great Expectations context per process: building it costs seconds, so a
+    long-lived worker (``okr-sync worker``) builds it once, at start."""
+    return Validator()
+
+
 def extract_and_load(
     store: Store, plan: Plan, run_id: str, settings: Settings, streams: dict[str, StreamReport]
 ) -> set[str]:
@@ -99,7 +107,7 @@ def extract_and_load(
     skipped (the same wall again: no second retry budget); a fatal error is raised as it
     came; a source whose streams stopped having read nothing at all fails the run.
     """
-    validator = Validator()
+    validator = shared_validator()
     lookback = timedelta(seconds=settings.lookback_seconds)
     stopped: dict[str, str] = {}
     for source, stream in plan.streams:

@@ -22,6 +22,7 @@ from connectors.sandbox.server import RunningServer, serve_tls
 class DemoWorld:
     servers: dict[str, RunningServer]
     env: dict[str, str]
+    data: dict[str, Any]  # each source's generated data, live: a change shows at once
 
 
 @contextmanager
@@ -40,7 +41,9 @@ def demo_sandboxes(seed: int, as_of: datetime) -> Iterator[DemoWorld]:
         crm = stack.enter_context(serve_tls(salesforce_emulator.create_app(org)))
         support = stack.enter_context(serve_tls(zendesk_emulator.create_app(helpdesk)))
         env = salesforce.sandbox_env(crm) | zendesk.sandbox_env(support)
-        yield DemoWorld({"salesforce": crm, "zendesk": support}, env)
+        yield DemoWorld(
+            {"salesforce": crm, "zendesk": support}, env, {"salesforce": org, "zendesk": helpdesk}
+        )
 
 
 SANDBOX_SOURCES = ("salesforce", "zendesk", "hubspot")

@@ -3,16 +3,19 @@
 ``okr-sync webhooks serve`` runs a small ASGI app. Each ``POST /webhooks/{source}`` must
 carry that source's signature over the exact body and a timestamp; a verified request
 becomes one Prefect event, ``okr-sync.source.changed``, whose resource names the source
-and whose payload lists the changed objects. The ``source-changed-sync`` deployment's
-trigger (prefect.yaml) turns a burst of those events into one sync of that source.
+and whose payload lists the changed objects (for automations and the UI), and a sync of
+that source: a Prefect background task (flows/background.py) that ``okr-sync worker``
+runs at once. A burst coalesces: while a source's last submitted sync is still queued
+(Scheduled or Pending at the Prefect server), it will read the new change too, so
+nothing more is submitted; once it is Running a new one is queued behind it.
 
-Answers: 202 accepted; 401 unsigned (a signature or timestamp header is missing); 403
-the signature does not match (tampered body, wrong secret); 409 a replay (the timestamp
-is outside the window, or this signature was already accepted); 400 a signed body that
-is not the JSON the source sends; 404 a source with no secret configured; 413 a body
-over the size limit; 503 the event could not be handed to Prefect (the source retries).
-The accepted-signature memory is per process: behind several replicas the timestamp
-window still bounds a replay.
+Answers: 202 accepted (the sync submitted or coalesced); 401 unsigned (a signature or
+timestamp header is missing); 403 the signature does not match (tampered body, wrong
+secret); 409 a replay (the timestamp is outside the window, or this signature was
+already accepted); 400 a signed body that is not the JSON the source sends; 404 a source
+with no secret configured; 413 a body over the size limit; 503 the event or the sync
+could not be handed to Prefect (the source retries). The accepted-signature memory is
+per process: behind several replicas the timestamp window still bounds a replay.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import weakref
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import uvicorn
 from pydantic import Field, SecretStr
@@ -40,6 +46,8 @@ from starlette.routing import Route
 from connectors.secrets import resolve_secret
 
 if TYPE_CHECKING:  # Prefect is imported when a request comes, not for `okr-sync --help`
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import StateType
     from prefect.events import Event
 
 SOURCE_CHANGED = "okr-sync.source.changed"
@@ -246,6 +254,78 @@ class ReplayGuard:
         self.seen[signature] = now
 
 
+Submit = Callable[[str, datetime], Awaitable[UUID]]
+StateOf = Callable[[UUID], Awaitable["StateType | None"]]
+
+
+def still_queued(state: StateType | None) -> bool:
+    """A task run that has not started: whatever it reads, it reads after now."""
+    return state is not None and state.value in ("SCHEDULED", "PENDING")
+
+
+@dataclass
+class SyncQueue:
+    """At most one queued-but-not-started sync per source; later changes ride on it.
+
+    A sync already Running may have read the source before this change, so then a new
+    one is queued (the task worker runs them one at a time). So is one when the queued
+    sync waited over ``max_wait`` seconds: no task worker is taking it, or the Prefect
+    server restarted and lost its in-memory task queue, and it may never run. The lock
+    keeps two webhooks of one source arriving together from both submitting.
+    """
+
+    submit: Submit
+    state_of: StateOf
+    max_wait: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    queued: dict[str, tuple[UUID, float]] = field(default_factory=dict)
+    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+
+    async def request(self, source: str, received_at: datetime) -> tuple[UUID, bool]:
+        """The task run that will read this change, and whether it was already queued."""
+        async with self.locks[source]:
+            if source in self.queued:
+                last, submitted = self.queued[source]
+                fresh = self.clock() - submitted <= self.max_wait
+                if fresh and still_queued(await self.state_of(last)):
+                    return last, True
+            task_run_id = await self.submit(source, received_at)
+            self.queued[source] = (task_run_id, self.clock())
+            return task_run_id, False
+
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PrefectClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def prefect_client() -> PrefectClient:
+    """One open Prefect client per event loop: a new one per request costs tens of ms
+    (its TLS context), a burst of webhooks thousands of them."""
+    from prefect.client.orchestration import get_client
+
+    loop = asyncio.get_running_loop()
+    if loop not in _clients:
+        _clients[loop] = await get_client().__aenter__()
+    return _clients[loop]
+
+
+async def submit_sync(source: str, received_at: datetime) -> UUID:
+    """Submit the background sync of one source (flows/background.py) to Prefect: what
+    ``Task.apply_async`` does, awaited on this loop rather than in a thread."""
+    from flows.background import sync_changed_source
+
+    parameters = {"source": source, "received_at": received_at}
+    client = await prefect_client()
+    task_run = await sync_changed_source.create_run(client, parameters=parameters, deferred=True)
+    return task_run.id
+
+
+async def task_run_state(task_run_id: UUID) -> StateType | None:
+    run = await (await prefect_client()).read_task_run(task_run_id)
+    return run.state.type if run.state else None
+
+
 @dataclass
 class Receiver:
     secrets: dict[str, str]
@@ -253,6 +333,7 @@ class Receiver:
     public_url: str | None = None
     max_body_bytes: int = 1_000_000
     clock: Callable[[], float] = time.time
+    syncs: SyncQueue = field(default_factory=lambda: SyncQueue(submit_sync, task_run_state))
 
     def __post_init__(self) -> None:
         # Signatures older than the window are refused by their timestamp anyway.
@@ -294,6 +375,7 @@ class Receiver:
         except RefusedError as refused:
             logger.warning("%s webhook refused (%d): %s", source, refused.status, refused)
             return JSONResponse({"error": str(refused)}, status_code=refused.status)
+        received_at = datetime.fromtimestamp(self.clock(), UTC)
         event = Event(**source_event(source, objects))
         try:
             await send_event(event)
@@ -301,9 +383,26 @@ class Receiver:
             self.guard.seen.pop(signature, None)  # let that retry through
             logger.error("%s webhook: Prefect did not take the event: %s", source, exc)
             return JSONResponse({"error": "the event could not be sent to Prefect"}, 503)
+        try:
+            task_run_id, coalesced = await self.syncs.request(source, received_at)
+        except Exception as exc:
+            self.guard.seen.pop(signature, None)
+            logger.error("%s webhook: Prefect did not take the sync: %s", source, exc)
+            return JSONResponse({"error": "the sync could not be submitted to Prefect"}, 503)
+        if coalesced:
+            logger.info("%s webhook: coalesced into queued sync %s", source, task_run_id)
+        else:
+            logger.info("%s webhook: submitted sync %s", source, task_run_id)
         logger.info("%s webhook: %d object(s) changed, event %s", source, len(objects), event.id)
         return JSONResponse(
-            {"event_id": str(event.id), "source": source, "objects": len(objects)}, 202
+            {
+                "event_id": str(event.id),
+                "source": source,
+                "objects": len(objects),
+                "sync": str(task_run_id),
+                "coalesced": coalesced,
+            },
+            202,
         )
 
 

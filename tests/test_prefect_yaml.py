@@ -1,4 +1,4 @@
-"""prefect.yaml as ops rely on it: four deployments, one pool, a trigger that coalesces."""
+"""prefect.yaml as ops rely on it: three deployments on one pool, none on the warm path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.server.schemas.schedules import CronSchedule
 
 from flows.sync import sync_okrs
@@ -24,13 +23,12 @@ def deployments() -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in config["deployments"]}
 
 
-def test_four_deployments_on_one_process_pool() -> None:
+def test_three_deployments_on_one_process_pool() -> None:
     found = deployments()
     assert set(found) == {
         "incremental-sync",
         "nightly-reconcile",
         "backfill",
-        "source-changed-sync",
     }
     assert {d["work_pool"]["name"] for d in found.values()} == {"okr-sync"}
     assert found["incremental-sync"]["schedules"][0]["cron"] == "*/15 * * * *"
@@ -47,20 +45,13 @@ def test_four_deployments_on_one_process_pool() -> None:
             assert documented[name].get("description"), f"{name} has no description"
 
 
-def test_the_trigger_syncs_only_the_source_that_changed_and_coalesces_bursts() -> None:
-    deployment = deployments()["source-changed-sync"]
-    assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
-    [spec] = deployment["triggers"]
-    trigger = DeploymentEventTrigger.model_validate(spec)
+def test_a_source_change_has_one_path_the_warm_task_worker() -> None:
+    # okr-sync webhooks serve submits the background sync itself (okr_sync/webhooks.py); a
+    # deployment triggered by the same event would sync every change a second time
+    for name, deployment in deployments().items():
+        assert not deployment.get("triggers"), f"{name} reacts to events"
     event = source_event("zendesk", [{"type": "ticket", "id": "1", "change": "created"}])
-    assert trigger.expect == {SOURCE_CHANGED}
-    assert spec["match"] == {"prefect.resource.id": "okr-sync.source.*"}
-    assert trigger.for_each == {"prefect.resource.id"}
-    assert trigger.threshold == 1
-    # the run starts after the window in which further events are ignored, plus the
-    # worker's prefetch, so it reads every change that the ignored events announced
-    assert trigger.schedule_after >= trigger.within + timedelta(seconds=10)
-    assert spec["parameters"] == {"sources": ["{{ event.resource['okr-sync.source'] }}"]}
+    assert event["event"] == SOURCE_CHANGED  # still emitted, for automations and the UI
     assert event["resource"]["okr-sync.source"] == "zendesk"
     assert event["resource"]["prefect.resource.id"].startswith("okr-sync.source.")
 

@@ -2,7 +2,7 @@
 
 One module per command group (the report's "module map"): sync.py (sync, demo),
 report.py (report, serve), explain.py, lint.py, sandbox.py, doctor.py, db.py, runs.py
-(runs, runs show), webhooks.py, automations.py, connectors.py. console.py holds the
+(runs, runs show), webhooks.py, worker.py, automations.py, connectors.py. console.py holds the
 consoles and ``fail``: every expected failure ends with one ``error:`` line on stderr and
 exit status 1; tracebacks are for bugs only.
 """
@@ -13,7 +13,7 @@ import os
 
 import typer
 
-from okr_sync.cli import doctor, explain, lint, report, runs, sandbox, sync
+from okr_sync.cli import doctor, explain, lint, report, runs, sandbox, sync, worker
 from okr_sync.cli.automations import automations_app
 from okr_sync.cli.connectors import connectors_app
 from okr_sync.cli.db import db_app
@@ -47,5 +47,6 @@ app.command()(doctor.doctor)
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
 app.add_typer(webhooks_app, name="webhooks")
+app.command()(worker.worker)
 app.add_typer(automations_app, name="automations")
 app.add_typer(connectors_app, name="connectors")

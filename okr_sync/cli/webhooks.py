@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 from typing import Annotated
 
 import typer
@@ -10,7 +12,9 @@ from connectors.secrets import MissingSecretError
 from okr_sync.cli.console import fail
 from okr_sync.webhooks import Receiver, WebhookSettings, create_app, serve
 
-webhooks_app = typer.Typer(help="Receive source webhooks and turn them into Prefect events.")
+webhooks_app = typer.Typer(
+    help="Receive source webhooks and turn them into Prefect events and syncs."
+)
 
 
 @webhooks_app.command("serve")
@@ -41,6 +45,11 @@ def serve_command(
     receiver = Receiver(
         secrets, settings.tolerance_seconds, settings.public_url, settings.max_body_bytes
     )
+
+    # each accepted, coalesced or refused webhook: one line through Prefect's console handler
+    logging.getLogger("okr_sync.webhooks").setLevel(logging.INFO)
+
+    importlib.import_module("flows.background")  # the sync task: loaded now, not on a webhook
 
     def ready(url: str) -> None:
         typer.echo(f"listening on {url} for {', '.join(f'/webhooks/{s}' for s in secrets)}")
