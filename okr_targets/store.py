@@ -279,6 +279,33 @@ def load_rows(
     return Loaded(set(session.scalars(upsert)), read_before)
 
 
+def unchanged_rows(
+    session: Session, model: type[MirrorRecord], rows: Sequence[MirrorRow]
+) -> set[str]:
+    """The ids of ``rows`` the mirror holds exactly as they are (every column but run_id):
+    loading them would write nothing, and their copy passed validation when it was written.
+
+    Compared in the database, through the staging table, with the test :func:`load_rows`
+    uses to skip a write, so "unchanged" here and "not written" there never disagree.
+    Each id should occur once in ``rows``.
+    """
+    if not rows:
+        return set()
+    table = cast(Table, model.__table__)
+    staging = _stage(session, model, rows)
+    keys = {column.name for column in table.primary_key.columns}
+    same = [
+        table.c[column.name].is_not_distinct_from(staging.c[column.name])
+        for column in supplied_columns(model)
+        if column.name not in keys and column.name != "run_id"
+    ]
+    query = select(staging.c.source_id).join(
+        table,
+        and_(table.c.source == staging.c.source, table.c.source_id == staging.c.source_id, *same),
+    )
+    return {str(source_id) for source_id in session.scalars(query)}
+
+
 def _modified_at(row: MirrorRow) -> datetime:
     return cast(datetime, row["source_modified_at"])  # validated: an aware timestamp
 
