@@ -43,6 +43,7 @@ from flows.plan import Plan
 from flows.progress import advance
 from flows.report import StreamReport
 from flows.settings import Settings
+from flows.steps import step
 from okr_targets.store import Store, read_cursor
 
 
@@ -113,7 +114,7 @@ def extract_and_load(
         if source in stopped:
             report = StreamReport(entity=stream.entity, stopped=f"skipped: {stopped[source]}")
         else:
-            report = sync_stream(
+            report = step(sync_stream)(
                 store,
                 source,
                 stream,
