@@ -14,12 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from filelock import FileLock, Timeout
 from sqlalchemy import (
     Column,
@@ -54,6 +50,9 @@ from okr_targets.models import (
     utcnow,
 )
 from okr_targets.status import RunStatus
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_STORE_URL = "sqlite:///okr-sync.db"
@@ -106,6 +105,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def alembic_config(engine: Engine) -> Config:
     """Alembic's configuration for this project's migrations, on ``engine``."""
+    from alembic.config import Config  # Alembic loads when a store opens, not for --help
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -133,6 +134,10 @@ class Store:
         return store
 
     def upgrade(self) -> None:
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         try:
             with self.engine.connect() as connection:
                 current = MigrationContext.configure(connection).get_current_revision()
@@ -144,6 +149,8 @@ class Store:
             raise StoreError(f"cannot open store {self.display_url}: {reason}") from None
 
     def revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 

@@ -335,3 +335,21 @@ def test_sync_without_a_prefect_server_starts_none(
     assert sum(counts["written"] + counts["quarantined"] for counts in again) == 0
     # counted by hand from the sandbox org's records, not by the metric under test
     assert set(values) == {Oracle(sandbox_org).new_customers("2026-Q4", {}).value}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["lint", "--okr-file", str(DEMO_OKRS)]])
+def test_light_commands_load_no_prefect_gx_pandas_or_sandbox(args: list[str]) -> None:
+    """``--help`` and ``lint`` import only what they use: not Prefect, Great Expectations,
+    pandas, or a sandbox's server and emulators (seconds and hundreds of modules)."""
+    import re
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-X", "importtime", "-m", "okr_sync.cli", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = set(re.findall(r"\|\s+([\w.]+)$", done.stderr, re.MULTILINE))
+    assert "okr_sync.cli" in imported  # the listing is what it should be
+    heavy = {"prefect", "great_expectations", "pandas", "connectors.sandbox.server"}
+    assert imported & heavy == set()
+    assert [name for name in imported if re.fullmatch(r"connectors\.\w+\.sandbox", name)] == []
