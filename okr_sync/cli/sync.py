@@ -8,6 +8,7 @@ Prefect and the sandboxes are imported when a command needs them, not with this 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Iterator
@@ -111,8 +112,14 @@ def _run_sync(
 ) -> RunReport:
     """The sync as a ``sync-okrs`` flow run on the configured Prefect server; with none
     configured, here in this process (no flow run, no temporary server to start)."""
+    import flows.sync  # noqa: F401 - Prefect, SQLAlchemy, pydantic: loaded once, here
     from flows.steps import prefect_api
 
+    # Those modules leave several hundred thousand objects that live until the process
+    # ends; frozen, the garbage collector stops walking them on every collection and at
+    # exit (about 0.6 s of a 3 s no-change sync). Collected first: no garbage is kept.
+    gc.collect()
+    gc.freeze()
     if prefect_api():
         return _run_flow(okr_file, url, full_refresh, reconcile)
     return _run_here(okr_file, url, full_refresh, reconcile)
