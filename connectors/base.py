@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -297,23 +297,26 @@ def discover() -> list[Installed]:
     Built-in connectors are declared in this project's pyproject.toml exactly as a third
     party declares its own, so both are found (and checked) the same way.
     """
-    found = []
-    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        distribution = entry.dist.name if entry.dist is not None else "?"
-        try:
-            loaded = entry.load()
-        except Exception as exc:  # a third party's import error must not break the others
-            found.append(Installed(entry.name, distribution, None, f"{type(exc).__name__}: {exc}"))
-            continue
-        if not isinstance(loaded, Connector):
-            error = f"{entry.value} is a {type(loaded).__name__}, not a connectors.base.Connector"
-            found.append(Installed(entry.name, distribution, None, error))
-        elif loaded.name != entry.name:
-            error = f"entry point {entry.name!r} loads a connector named {loaded.name!r}"
-            found.append(Installed(entry.name, distribution, None, error))
-        else:
-            found.append(Installed(entry.name, distribution, loaded))
-    return found
+    return [_load(entry) for entry in _entries()]
+
+
+def _entries() -> list[EntryPoint]:
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda entry: entry.name)
+
+
+def _load(entry: EntryPoint) -> Installed:
+    distribution = entry.dist.name if entry.dist is not None else "?"
+    try:
+        loaded = entry.load()
+    except Exception as exc:  # a third party's import error must not break the others
+        return Installed(entry.name, distribution, None, f"{type(exc).__name__}: {exc}")
+    if not isinstance(loaded, Connector):
+        error = f"{entry.value} is a {type(loaded).__name__}, not a connectors.base.Connector"
+        return Installed(entry.name, distribution, None, error)
+    if loaded.name != entry.name:
+        error = f"entry point {entry.name!r} loads a connector named {loaded.name!r}"
+        return Installed(entry.name, distribution, None, error)
+    return Installed(entry.name, distribution, loaded)
 
 
 def available_connectors() -> dict[str, Connector]:
@@ -322,11 +325,12 @@ def available_connectors() -> dict[str, Connector]:
 
 
 def get_connector(name: str) -> Connector:
-    installed = {item.name: item for item in discover()}
-    item = installed.get(name)
-    if item is None:
-        known = ", ".join(sorted(installed)) or "none installed"
+    """The named connector; only its package is imported, not every installed one's."""
+    entries = {entry.name: entry for entry in _entries()}
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none installed"
         raise UnknownConnectorError(f"unknown source {name!r}; installed connectors: {known}")
+    item = _load(entries[name])
     if item.connector is None:
         raise UnknownConnectorError(
             f"connector {name!r} (package {item.distribution}) cannot be loaded: {item.error}"

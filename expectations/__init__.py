@@ -175,10 +175,18 @@ def _label(config: Any) -> str:
 
 
 class Validator:
-    """Holds one ephemeral Great Expectations context with every suite loaded from files."""
+    """Holds one ephemeral Great Expectations context with every suite loaded from files.
+
+    Great Expectations is imported (seconds) when a batch first needs a suite, not before:
+    a sync that reads nothing new never loads it.
+    """
 
     def __init__(self, directory: Path = SUITES) -> None:
         self.directory = directory
+
+    @cached_property
+    def _suite_names(self) -> set[str]:
+        return set(suite_names(self.directory))
 
     @cached_property
     def _context(self) -> Any:
@@ -230,11 +238,10 @@ class Validator:
                 )
             else:
                 checked.append(row)
-        suite = self._suites.get(entity)
-        if suite is None or not checked:
+        if not checked or entity not in self._suite_names:  # no need to import GX
             verdict.good = checked
             return verdict
-        suited = self._validate_suite(suite, checked, now)
+        suited = self._validate_suite(self._suites[entity], checked, now)
         verdict.good = suited.good
         verdict.rejected += suited.rejected
         return verdict

@@ -17,6 +17,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
 
+from flows.logs import run_logger
+from flows.steps import prefect_api
 from okr_targets.config import OkrConfig
 from okr_targets.store import Store
 from okr_targets.summary import store_summary_markdown
@@ -117,10 +119,20 @@ def publish_changes(
 ) -> int:
     """Emit one event per changed key result and the run's artifacts; returns the count.
 
+    With no Prefect API to report to (``PREFECT_API_URL`` unset) it publishes nothing and
+    says so in one log line.
+
     The measurements are already committed: a Prefect API that cannot take the artifact
     costs a warning in the run's log, never the sync.
     """
     events = change_events(config, outcomes, run_id)
+    if prefect_api() is None:  # emitting would start Prefect's temporary server: seconds
+        run_logger().info(
+            "no Prefect API configured: %d key-result event(s) and the run's artifacts not "
+            "published; set PREFECT_API_URL to a Prefect server to get them",
+            len(events),
+        )
+        return 0
     for event in events:
         emit_event(**event)
     if FlowRunContext.get() is None:  # the sync's logic called directly: no run to attach to

@@ -37,6 +37,7 @@ from flows.progress import advance
 from flows.report import StreamReport
 from flows.retry import gave_up, retrying
 from flows.settings import Settings
+from flows.steps import step
 from okr_targets.store import Store, read_cursor
 
 
@@ -114,7 +115,7 @@ def extract_and_load(
         if source in stopped:
             report = StreamReport(entity=stream.entity, stopped=f"skipped: {stopped[source]}")
         else:
-            report = sync_stream(
+            report = step(sync_stream)(
                 store,
                 source,
                 stream,
@@ -168,14 +169,23 @@ def sync_stream(
     cursor where it is: the incremental sync carries on from it unchanged.
     ``calendar_timezone`` (the OKR calendar's zone) is where sources cut instants into days.
     """
+    with store.session() as session:
+        saved = read_cursor(session, source, stream.name)
     destination = Destination(
-        run_id, source, stream, validator, full_refresh, started_at, moves_cursor=window is None
+        run_id,
+        source,
+        stream,
+        validator,
+        full_refresh,
+        started_at,
+        moves_cursor=window is None,
+        # a full refresh validates every row again; otherwise rows up to the saved cursor
+        # that equal the mirror's copy are re-reads, loaded without validating them again
+        rereads_until=saved.at if saved and not full_refresh else None,
     )
     read = StreamRead(destination, batch_size, window, calendar_timezone)
     settings = settings or Settings()
     logger = run_logger()
-    with store.session() as session:
-        saved = read_cursor(session, source, stream.name)
     at = saved.at.isoformat() if saved else None
     tally = _Tally(StreamReport(entity=stream.entity, cursor_before=at, cursor_after=at))
     try:

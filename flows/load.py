@@ -8,6 +8,7 @@ or, after a full refresh, by what the run did not see (:func:`tombstone_unseen_r
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from connectors.base import Bookmark, Rejected, StreamInfo, get_connector, open_reader
 from connectors.canonical import CanonicalRow
 from connectors.errors import QuotaGuardError, RetriableSourceError
-from expectations import Validator
+from expectations import Validator, column_findings
 from flows.logs import run_logger
 from flows.plan import Plan
 from flows.progress import advance
@@ -34,6 +35,7 @@ from okr_targets.store import (
     record_source_reads,
     tombstone_missing,
     tombstone_unseen,
+    unchanged_rows,
     write_cursor,
 )
 
@@ -49,6 +51,7 @@ class Destination:
     replace: bool = False  # a full refresh: the source's copy wins, the cursor is rewritten
     cursor_cap: datetime | None = None  # the run's start: anything later is read again
     moves_cursor: bool = True  # a backfill leaves the cursor where it is
+    rereads_until: datetime | None = None  # the saved cursor: rows up to it may be re-reads
 
 
 @dataclass(frozen=True)
@@ -70,14 +73,22 @@ def validate_and_load(
     rejected: Sequence[Rejected],
     bookmark: Bookmark | None,
 ) -> BatchLoaded:
-    """Validate a batch; commit its good rows, its rejects and its cursor together."""
-    verdict = to.validator.validate(to.stream.entity, rows)
+    """Validate a batch; commit its good rows, its rejects and its cursor together.
+
+    Re-read rows the mirror holds exactly (the lookback, a backfill) are not validated
+    again: their copy passed when it was written. They still load (written: none;
+    duplicates and readmits counted as for any good row).
+    """
+    unchanged = _unchanged(store, to, rows)
+    skip = {id(row) for row in unchanged}
+    verdict = to.validator.validate(to.stream.entity, [row for row in rows if id(row) not in skip])
+    good = [*verdict.good, *unchanged]
     with store.session() as session, session.begin():
-        stamped = [{**row, "run_id": to.run_id} for row in verdict.good]
+        stamped = [{**row, "run_id": to.run_id} for row in good]
         loaded = load_rows(
             session, MIRROR[to.stream.entity], stamped, run_id=to.run_id, replace=to.replace
         )
-        unwritten = {str(row["source_id"]) for row in verdict.good} - loaded.written
+        unwritten = {str(row["source_id"]) for row in good} - loaded.written
         readmit(session, to.stream.entity, to.source, unwritten, to.run_id)
         quarantined = quarantine(
             session, to.run_id, to.stream.entity, [*rejected, *verdict.rejected]
@@ -89,17 +100,45 @@ def validate_and_load(
             write_cursor(session, to.source, to.stream.name, cursor, to.run_id, replace=to.replace)
     deleted = sum(
         1
-        for row in verdict.good
+        for row in good
         if row.get("deleted_at") is not None and row["source_id"] in loaded.written
     )
     return BatchLoaded(
-        good=len(verdict.good),
+        good=len(good),
         written=len(loaded.written),
         duplicates=loaded.read_before,
         deleted=deleted,
         quarantined=quarantined,
         cursor=cursor,
     )
+
+
+def _unchanged(store: Store, to: Destination, rows: Sequence[CanonicalRow]) -> list[CanonicalRow]:
+    """The batch's re-read rows that equal the mirror's copy.
+
+    Candidates: rows changed no later than the saved cursor (later ones are changes),
+    whose record the batch holds once, and whose columns the mirror can hold (staging
+    them must not fail: such rows are for validation to reject).
+    """
+    until = to.rereads_until
+    if until is None:
+        return []
+    seen = Counter(str(row.get("source_id")) for row in rows)
+    candidates = [
+        row
+        for row in rows
+        if isinstance(modified := row.get("source_modified_at"), datetime)
+        and modified.utcoffset() is not None
+        and modified <= until
+        and seen[str(row.get("source_id"))] == 1
+        and not column_findings(to.stream.entity, row)
+    ]
+    if not candidates:
+        return []
+    stamped = [{**row, "run_id": to.run_id} for row in candidates]  # as loading stages them
+    with store.session() as session, session.begin():
+        same = unchanged_rows(session, MIRROR[to.stream.entity], stamped)
+    return [row for row in candidates if row["source_id"] in same]
 
 
 @dataclass(frozen=True)

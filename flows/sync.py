@@ -30,6 +30,7 @@ from flows.plan import SyncRequest, plan
 from flows.report import RunReport, latest_gaps, source_gaps
 from flows.run import recorded_run
 from flows.settings import Settings
+from flows.steps import step
 from okr_targets.config import ConfigError
 from okr_targets.models import utcnow
 from okr_targets.status import RunStatus
@@ -65,7 +66,9 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
         if request.reconcile:
             for source in sorted(read_in_full):
                 listed = [stream for name, stream in planned.streams if name == source]
-                reconciled = reconcile_source(store, source, listed, run.run_id, now, settings)
+                reconciled = step(reconcile_source)(
+                    store, source, listed, run.run_id, now, settings
+                )
                 run.tombstoned |= reconciled.tombstoned
                 if reconciled.stopped:
                     run.unreconciled[source] = reconciled.stopped

@@ -25,9 +25,15 @@ class DemoWorld:
     data: dict[str, Any]  # each source's generated data, live: a change shows at once
 
 
+LAX_EXPORTS, LAX_CALLS = 10_000, 100_000
+"""Zendesk's limits (10 exports, 700 calls a minute) raised, for runs that repeat syncs
+within a minute to measure something else (benchmarks/no_change.py)."""
+
+
 @contextmanager
-def demo_sandboxes(seed: int, as_of: datetime) -> Iterator[DemoWorld]:
-    """Serve a generated Salesforce org and its Zendesk helpdesk until the block exits."""
+def demo_sandboxes(seed: int, as_of: datetime, *, lax_limits: bool = False) -> Iterator[DemoWorld]:
+    """Serve a generated Salesforce org and its Zendesk helpdesk until the block exits;
+    ``lax_limits`` raises Zendesk's rate limits (``LAX_EXPORTS``, ``LAX_CALLS``)."""
     from connectors.salesforce import sandbox as salesforce
     from connectors.salesforce.sandbox import emulator as salesforce_emulator
     from connectors.salesforce.sandbox.data import customer_seeds, generate_org
@@ -39,8 +45,17 @@ def demo_sandboxes(seed: int, as_of: datetime) -> Iterator[DemoWorld]:
     helpdesk = generate_helpdesk(seed=seed, as_of=as_of, companies=customer_seeds(org))
     with ExitStack() as stack:
         crm = stack.enter_context(serve_tls(salesforce_emulator.create_app(org)))
-        support = stack.enter_context(serve_tls(zendesk_emulator.create_app(helpdesk)))
-        env = salesforce.sandbox_env(crm) | zendesk.sandbox_env(support)
+        exports, calls = (LAX_EXPORTS, LAX_CALLS) if lax_limits else (None, None)
+        app = (
+            zendesk_emulator.create_app(
+                helpdesk, export_rate_limit=LAX_EXPORTS, rate_limit=LAX_CALLS
+            )
+            if lax_limits
+            else zendesk_emulator.create_app(helpdesk)
+        )
+        support = stack.enter_context(serve_tls(app))
+        zendesk_env = zendesk.sandbox_env(support, export_rate_limit=exports, rate_limit=calls)
+        env = salesforce.sandbox_env(crm) | zendesk_env
         yield DemoWorld(
             {"salesforce": crm, "zendesk": support}, env, {"salesforce": org, "zendesk": helpdesk}
         )

@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import numpy as np
-from scipy import stats
 
 from okr_targets.periods import Period
 from okr_targets.scoring import Kind, clamp01, is_met, progress
@@ -142,7 +141,11 @@ def forecast(
     residuals = ys - (intercept + slope * xs)
     spread = math.sqrt(float(np.sum(residuals**2)) / (n - 2))
     leverage = 1 + 1 / n + (x_end - float(xs.mean())) ** 2 / float(np.sum((xs - xs.mean()) ** 2))
-    half = float(stats.t.ppf(0.5 + LEVEL / 2, n - 2)) * spread * math.sqrt(leverage)
+    # Student's t quantile: scipy.special's stdtrit is what stats.t.ppf computes it with,
+    # without a second of importing scipy.stats; loaded only when a forecast has a line.
+    from scipy.special import stdtrit
+
+    half = float(stdtrit(n - 2, 0.5 + LEVEL / 2)) * spread * math.sqrt(leverage)
     low, high = projected - half, projected + half
     if all(_clamp(value, bounds) == value for value in ys):
         clamped = _clamp(projected, bounds) != projected

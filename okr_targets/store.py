@@ -16,12 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from filelock import FileLock, Timeout
 from sqlalchemy import (
     Column,
@@ -57,6 +53,9 @@ from okr_targets.models import (
     utcnow,
 )
 from okr_targets.status import RunStatus
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_STORE_URL = "sqlite:///okr-sync.db"
@@ -112,6 +111,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def alembic_config(engine: Engine) -> Config:
     """Alembic's configuration for this project's migrations, on ``engine``."""
+    from alembic.config import Config  # Alembic loads when a store opens, not for --help
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -139,6 +140,10 @@ class Store:
         return store
 
     def upgrade(self) -> None:
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         try:
             with self.engine.connect() as connection:
                 current = MigrationContext.configure(connection).get_current_revision()
@@ -150,6 +155,8 @@ class Store:
             raise StoreError(f"cannot open store {self.display_url}: {reason}") from None
 
     def revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
@@ -366,6 +373,33 @@ def load_rows(
         where=None if replace else and_(newer, differs),
     ).returning(table.c.source_id)
     return Loaded(set(session.scalars(upsert)), read_before)
+
+
+def unchanged_rows(
+    session: Session, model: type[MirrorRecord], rows: Sequence[MirrorRow]
+) -> set[str]:
+    """The ids of ``rows`` the mirror holds exactly as they are (every column but run_id):
+    loading them would write nothing, and their copy passed validation when it was written.
+
+    Compared in the database, through the staging table, with the test :func:`load_rows`
+    uses to skip a write, so "unchanged" here and "not written" there never disagree.
+    Each id should occur once in ``rows``.
+    """
+    if not rows:
+        return set()
+    table = cast(Table, model.__table__)
+    staging = _stage(session, model, rows)
+    keys = {column.name for column in table.primary_key.columns}
+    same = [
+        table.c[column.name].is_not_distinct_from(staging.c[column.name])
+        for column in supplied_columns(model)
+        if column.name not in keys and column.name != "run_id"
+    ]
+    query = select(staging.c.source_id).join(
+        table,
+        and_(table.c.source == staging.c.source, table.c.source_id == staging.c.source_id, *same),
+    )
+    return {str(source_id) for source_id in session.scalars(query)}
 
 
 def _modified_at(row: MirrorRow) -> datetime:

@@ -67,7 +67,7 @@ from okr_targets.dashboard import render_html
 from okr_targets.freshness import held_back
 from okr_targets.models import MIRROR, DailyValue, Measurement, QuarantinedRow, SyncRun, utcnow
 from okr_targets.report import KeyResultLine, build_report, walk
-from okr_targets.store import Store, begin_run
+from okr_targets.store import Store, begin_run, upsert_records
 from okr_targets.summary import build_summary, summary_csv, summary_markdown
 from okr_targets.summary import key_results as summary_key_results
 from tests.conftest import AS_OF, NOW, PG_ADMIN_DSN
@@ -1291,6 +1291,43 @@ def test_a_good_copy_equal_to_the_mirrors_readmits_the_record(
     finally:
         store.dispose()
     assert held == [(1, 0), (0, 1), (0, 0)]
+
+
+def test_a_reread_row_equal_to_the_mirrors_is_not_validated_again(
+    clock: Any, store_url: str, validator: Validator
+) -> None:
+    """The lookback re-reads rows the mirror holds: equal ones load as good without going
+    through the suites (their copy passed when written), changed ones are validated, and a
+    full refresh validates every row. The mirror's copy here fails today's suite (as if
+    the suite grew stricter since), so only a row that is validated is quarantined."""
+    at = datetime(2026, 11, 2, tzinfo=UTC)
+    reopened = canonical.Ticket(
+        source="files", source_id="9", source_modified_at=at, deleted_at=None,
+        customer_id=None, status="reopened", priority="normal", channel="email",
+        created_at=datetime(2026, 11, 1, tzinfo=UTC), first_response_at=None, solved_at=None,
+    )  # fmt: skip
+    changed = canonical.Ticket(**{**reopened, "priority": "high"})
+    stream = StreamInfo("tickets", "ticket", "updated_at")
+    store = Store.open(store_url)
+    try:
+        with store.session() as session, session.begin():
+            upsert_records(session, MIRROR["ticket"], [{**reopened, "run_id": "earlier"}])
+        outcomes = []
+        for row, cursor, full_refresh in [
+            (reopened, at, False),  # re-read, equal: loads as good, nothing written
+            (reopened, at - timedelta(seconds=1), False),  # past the cursor: a change
+            (changed, at, False),  # within the lookback, but changed
+            (reopened, None, True),  # a full refresh validates everything
+        ]:
+            run_id = begin_run(store, "test")
+            to = Destination(
+                run_id, "files", stream, validator, replace=full_refresh, rereads_until=cursor
+            )
+            loaded = validate_and_load(store, to, [row], [], None)
+            outcomes.append((loaded.good, loaded.written, loaded.quarantined))
+    finally:
+        store.dispose()
+    assert outcomes == [(1, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 1)]
 
 
 # --- numbers without a reason (issue 20): forecasts, freshness, closed periods, failed syncs ---

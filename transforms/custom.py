@@ -24,7 +24,6 @@ from decimal import Decimal
 from importlib.metadata import entry_points
 from typing import Annotated, Any
 
-import sqlglot
 from pydantic import BaseModel, ConfigDict, create_model
 from sqlalchemy import (
     CompoundSelect,
@@ -40,7 +39,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
-from sqlglot import exp
 
 from okr_targets.config import CustomMetricSpec
 from okr_targets.models import MIRROR, UTCDateTime
@@ -70,15 +68,12 @@ SELECT DISTINCT CAST(source AS VARCHAR) AS source, CAST(source_id AS VARCHAR) AS
 FROM listed"""
 """A SQL metric's ``records`` query as lineage: its two columns by position, each row once."""
 
-WRITES = tuple(
-    getattr(exp, name)
-    for name in (
-        "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "Command", "Into",
-        "Lock", "Pragma", "Set", "Copy", "TruncateTable", "Transaction", "Commit", "Rollback",
-        "Use", "Grant", "Analyze", "Attach", "Detach", "LoadData", "Cache", "Uncache", "Refresh",
-    )
-    if hasattr(exp, name)
+WRITE_NODES = (
+    "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "Command", "Into",
+    "Lock", "Pragma", "Set", "Copy", "TruncateTable", "Transaction", "Commit", "Rollback",
+    "Use", "Grant", "Analyze", "Attach", "Detach", "LoadData", "Cache", "Uncache", "Refresh",
 )  # fmt: skip
+"""sqlglot's node types a read-only query must not hold (those this sqlglot has)."""
 
 
 class CustomMetricError(MetricError):
@@ -87,6 +82,10 @@ class CustomMetricError(MetricError):
 
 def check_sql(name: str, sql: str, allowed: set[str]) -> set[str]:
     """The query's bind parameter names; raises CustomMetricError unless it is one SELECT."""
+    import sqlglot  # loaded for SQL metrics only: a sync without one never parses SQL
+    from sqlglot import exp
+
+    writes = tuple(getattr(exp, node) for node in WRITE_NODES if hasattr(exp, node))
     try:
         statements = [s for s in sqlglot.parse(sql) if s is not None]
     except sqlglot.errors.SqlglotError as exc:
@@ -101,7 +100,7 @@ def check_sql(name: str, sql: str, allowed: set[str]) -> set[str]:
         kind = query.key.upper()
         raise CustomMetricError(f"metric {name!r}: its SQL must be a SELECT, not {kind}")
     for node in query.walk():
-        if isinstance(node, WRITES):
+        if isinstance(node, writes):
             raise CustomMetricError(
                 f"metric {name!r}: its SQL may only read; it contains {node.key.upper()}"
             )

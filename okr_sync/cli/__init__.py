@@ -5,6 +5,10 @@ report.py (report, serve), explain.py, lint.py, sandbox.py, doctor.py, db.py, ru
 (runs, runs show), webhooks.py, worker.py, automations.py, connectors.py. console.py holds the
 consoles and ``fail``: every expected failure ends with one ``error:`` line on stderr and
 exit status 1; tracebacks are for bugs only.
+
+Every command module is imported here, so each keeps its heavy imports (Prefect, Great
+Expectations, web servers, sandboxes, the metric catalog) inside the commands that use
+them: ``okr-sync --help`` and ``lint`` load none of them (tests/test_cli.py checks).
 """
 
 from __future__ import annotations

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from okr_sync.cli.console import fail, out
 from okr_sync.cli.options import OkrFileOption, StoreOption, okr_file_or_default, store_url
-from okr_sync.doctor import diagnose
 
 
 def doctor(store: StoreOption = None, okr_file: OkrFileOption = None) -> None:
     """Health checks: store and schema, credentials, sources reachable, last sync per source."""
+    from okr_sync.doctor import diagnose  # the connectors and metrics: not for --help
+
     findings = diagnose(store_url(store), okr_file_or_default(okr_file))
     for found in findings:
         mark = "[green]ok[/]  " if found.ok else "[red]FAIL[/]"

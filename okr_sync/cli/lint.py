@@ -6,14 +6,15 @@ from __future__ import annotations
 from okr_sync.cli.console import err, fail, out
 from okr_sync.cli.options import OkrFileOption, StoreOption, okr_file_or_default, open_store
 from okr_targets.config import ConfigError, lint
-from transforms.catalog import load
-from transforms.check import mirror_findings
 
 
 def lint_command(okr_file: OkrFileOption = None, store: StoreOption = None) -> None:
     """Check the OKR file: structure, metrics, and that every key result is SMART; with
     --store, also that every filter value (owner, team, segment, channel, source…) matches
     something in the mirror and each metric can measure the data there."""
+    from transforms.catalog import load  # the metrics: not for --help
+    from transforms.check import mirror_findings
+
     path = okr_file_or_default(okr_file)
     try:
         config, catalog = load(path)

@@ -1,4 +1,8 @@
-"""``okr-sync report`` and ``serve``: the store's OKRs as a table, a file or a live page."""
+"""``okr-sync report`` and ``serve``: the store's OKRs as a table, a file or a live page.
+
+The web server and the dashboard's templates load in the commands that use them: ``sync``
+prints its report through this module too.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,12 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich import box
 from rich.table import Table
 
 from okr_sync.cli.console import err, fail, out
 from okr_sync.cli.options import StoreOption, open_store, store_url
-from okr_sync.serve import ServeSettings, create_app
-from okr_targets.dashboard import render_html
 from okr_targets.report import build_report, walk
 from okr_targets.summary import build_summary, format_value, freshness_text, summary_csv
 
@@ -50,6 +51,8 @@ def report(
 
 def _export(url: str, output: str, destination: Path | None) -> None:
     """JSON, CSV or the HTML dashboard, all from the one summary (okr_targets/summary.py)."""
+    from okr_targets.dashboard import render_html
+
     store = open_store(url)
     with store.session() as session:
         summary = build_summary(session, datetime.now(UTC), store.display_url)
@@ -154,6 +157,10 @@ def serve(
     Set OKR_SYNC_SERVE_TOKEN (bearer token) and/or OKR_SYNC_SERVE_USER and
     OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials.
     """
+    import uvicorn
+
+    from okr_sync.serve import ServeSettings, create_app
+
     try:
         settings = ServeSettings()
     except ValidationError as exc:

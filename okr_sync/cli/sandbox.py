@@ -5,18 +5,15 @@ from __future__ import annotations
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from connectors.sandbox.server import (
-    FAULT_SPEC_HELP,
-    RunningServer,
-    parse_faults,
-    serve_tls_forever,
-)
+from connectors.sandbox.faults import FAULT_SPEC_HELP
 from okr_sync.cli.console import fail, out
-from okr_sync.demo import sandbox_app, sandbox_env
+
+if TYPE_CHECKING:
+    from connectors.sandbox.server import RunningServer
 
 SANDBOX_DIR = Path(".okr-sync")  # where `okr-sync sandbox` keeps its CA certificate
 
@@ -31,6 +28,9 @@ def sandbox(
     faults: Annotated[str | None, typer.Option(help=FAULT_SPEC_HELP)] = None,
 ) -> None:
     """Serve one source's API emulator on loopback over TLS until Ctrl-C."""
+    from connectors.sandbox.server import parse_faults, serve_tls_forever
+    from okr_sync.demo import sandbox_app, sandbox_env
+
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     try:
         emulator = sandbox_app(source, seed, today, data)

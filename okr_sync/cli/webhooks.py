@@ -8,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from connectors.secrets import MissingSecretError
 from okr_sync.cli.console import fail
-from okr_sync.webhooks import Receiver, WebhookSettings, create_app, serve
 
 webhooks_app = typer.Typer(
     help="Receive source webhooks and turn them into Prefect events and syncs."
@@ -28,6 +26,9 @@ def serve_command(
     a Prefect Secret block. Serve plain HTTP behind a TLS-terminating proxy.
     """
     from prefect.settings import PREFECT_API_URL  # Prefect loads here, not for --help
+
+    from connectors.secrets import MissingSecretError
+    from okr_sync.webhooks import Receiver, WebhookSettings, create_app, serve
 
     if not PREFECT_API_URL.value():
         raise fail("PREFECT_API_URL is not set: the receiver sends events to your Prefect server")
