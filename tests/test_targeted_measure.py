@@ -1,0 +1,225 @@
+"""Targeted measuring: a sync re-measures only the key results whose entities changed, and
+what it keeps is exactly what measuring every key result would have written.
+
+Two real sources (HubSpot for deals, reps and customers, Zendesk for tickets and ratings)
+are synced into SQLite; which key result reads which entity is written out below by hand
+from the metrics' documented inputs, not taken from the dependency map under test.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from connectors.hubspot.sandbox import sandbox_env as hubspot_env_vars
+from connectors.hubspot.sandbox.data import customer_seeds, generate_portal
+from connectors.hubspot.sandbox.emulator import create_app as create_portal_app
+from connectors.sandbox.server import serve_tls
+from connectors.zendesk.sandbox import sandbox_env as zendesk_env_vars
+from connectors.zendesk.sandbox.data import Helpdesk, generate_helpdesk
+from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
+from flows.extract import extract_and_load
+from flows.measure import measure
+from flows.plan import SyncRequest, plan
+from flows.report import RunReport, StreamReport
+from flows.settings import Settings
+from flows.sync import sync_store
+from okr_targets.models import DailyValue, KeyResult, Measurement, MeasurementRecord
+from okr_targets.store import Store, begin_run
+from tests.conftest import AS_OF
+
+LAX = 1000  # requests a second: limits are not under test
+
+OKR_FILE = """\
+company: Test Co
+sources:
+  hubspot: [customer, deal, rep]
+  zendesk: [customer, ticket, rating]
+customers: {primary: hubspot, match_by: domain}
+money: {currency: USD}
+objectives:
+  - id: grow
+    title: Grow revenue and keep customers happy
+    owner: olivia.hart@acme-demo.example
+    period: 2026-Q4
+    key_results:
+      - {id: won-revenue, title: Won revenue, metric: won_revenue, params: {}, target: 1000000}
+      - {id: win-rate, title: Win rate, metric: win_rate, params: {}, target: 50}
+      - {id: retention, title: Retention, metric: retention_rate, params: {}, target: 95}
+      - {id: tickets, title: Ticket volume, metric: ticket_volume, params: {}, target: 100}
+      - id: first-response
+        title: Median first response
+        metric: median_first_response_hours
+        params: {}
+        target: 2
+      - {id: csat, title: CSAT, metric: csat, params: {}, target: 90}
+      - id: tickets-change
+        title: Fewer support requests per day than last quarter
+        metric: pct_change
+        params: {metric: ticket_volume, per_day: true, baseline_period: previous}
+        target: -8
+"""
+
+READS = {  # what each key result's metric reads, as the metrics document it
+    "won-revenue": {"deal", "fx_rate"},  # won deals' amounts, converted to USD
+    "win-rate": {"deal"},
+    "retention": {"customer"},
+    "tickets": {"ticket"},
+    "first-response": {"ticket"},
+    "csat": {"rating"},
+    "tickets-change": {"ticket"},
+}
+
+
+def reading(*entities: str) -> set[str]:
+    return {kr for kr, reads in READS.items() if reads & set(entities)}
+
+
+@dataclass(frozen=True)
+class Sources:
+    helpdesk: Helpdesk
+    okr_file: Path
+    store_url: str
+
+
+@pytest.fixture
+def two_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: time_machine.Traveller
+) -> Iterator[Sources]:
+    """HubSpot and Zendesk sandboxes this test may change, and the OKR file over both."""
+    portal = generate_portal(seed=5, as_of=AS_OF, companies=30, deals=120, tickets=0)
+    helpdesk = generate_helpdesk(seed=5, as_of=AS_OF, companies=customer_seeds(portal))
+    portal_app = create_portal_app(portal, search_requests_per_second=LAX)
+    helpdesk_app = create_helpdesk_app(helpdesk, export_rate_limit=LAX, rate_limit=LAX)
+    with serve_tls(portal_app) as hubspot, serve_tls(helpdesk_app) as zendesk:
+        for name, value in (
+            hubspot_env_vars(hubspot)
+            | zendesk_env_vars(zendesk, export_rate_limit=LAX, rate_limit=LAX)
+        ).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("OKR_SYNC_HUBSPOT_SEARCH_REQUESTS_PER_SECOND", str(LAX))
+        okr_file = tmp_path / "okrs.yaml"
+        okr_file.write_text(OKR_FILE, encoding="utf-8")
+        yield Sources(helpdesk, okr_file, f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def sync(sources: Sources) -> RunReport:
+    store = Store.open(sources.store_url)
+    try:
+        return sync_store(store, SyncRequest(str(sources.okr_file)), Settings())
+    finally:
+        store.dispose()
+
+
+def remeasured(report: RunReport) -> set[str]:
+    return {outcome.key_result_id for outcome in report.key_results if not outcome.reused}
+
+
+def new_ticket(helpdesk: Helpdesk) -> None:
+    """A ticket opened at the helpdesk now: this quarter's ticket volume grows."""
+    helpdesk.upsert_ticket({"subject": "Cannot log in", "status": "open"})
+
+
+def snapshot(store_url: str) -> dict[str, Any]:
+    """Each key result's latest measurement (every column but its id and run), lineage,
+    day point and score: what the store says of it."""
+    store = Store.open(store_url)
+    found: dict[str, Any] = {}
+    with store.session() as session:
+        for key_result in session.scalars(select(KeyResult).order_by(KeyResult.id)):
+            latest = session.scalars(
+                select(Measurement)
+                .where(Measurement.key_result_id == key_result.id)
+                .order_by(Measurement.measured_at.desc(), Measurement.id.desc())
+                .limit(1)
+            ).one()
+            lineage = set(
+                session.execute(
+                    select(
+                        MeasurementRecord.entity,
+                        MeasurementRecord.source,
+                        MeasurementRecord.source_id,
+                    ).where(MeasurementRecord.measurement_id == latest.id)
+                ).tuples()
+            )
+            columns = {
+                c.key: getattr(latest, c.key)
+                for c in Measurement.__mapper__.column_attrs
+                if c.key not in ("id", "run_id", "restates_id")
+            }
+            days = session.execute(
+                select(DailyValue.day, DailyValue.value, DailyValue.checked_at).where(
+                    DailyValue.key_result_id == key_result.id
+                )
+            ).all()
+            score = (key_result.checked_at, key_result.final_score, key_result.scored_at)
+            found[key_result.id] = (columns, lineage, sorted(days), score)
+    store.dispose()
+    return found
+
+
+def test_a_targeted_pass_leaves_what_a_full_pass_leaves(two_sources: Sources) -> None:
+    """One new ticket: on two copies of the same store, the targeted pass re-measures the
+    ticket key results only, and both copies end identical, measurement for measurement."""
+    first = sync(two_sources)
+    assert remeasured(first) == set(READS)  # nothing measured before: everything computed
+    new_ticket(two_sources.helpdesk)
+    targeted_url = two_sources.store_url
+    store = Store.open(targeted_url)
+    run_id = begin_run(store, "test")
+    planned = plan(store, SyncRequest(str(two_sources.okr_file)))
+    streams: dict[str, StreamReport] = {}
+    extract_and_load(store, planned, run_id, Settings(), streams)
+    store.dispose()
+    changed = {r.entity for r in streams.values() if r.entity and r.written + r.deleted}
+    assert changed == {"ticket"}
+    full_url = targeted_url.replace("store.db", "full.db")
+    shutil.copy(targeted_url.removeprefix("sqlite:///"), full_url.removeprefix("sqlite:///"))
+    now = datetime.now(AS_OF.tzinfo)
+    for url, told in ((targeted_url, changed), (full_url, None)):
+        store = Store.open(url)
+        measured = measure(store, planned, run_id, now, read_in_full=True, changed=told)
+        store.dispose()
+        if told is not None:
+            computed = {o.key_result_id for o in measured.outcomes if not o.reused}
+            assert computed == reading("ticket")
+            assert measured.changed == ("ticket",)
+        else:
+            assert not any(o.reused for o in measured.outcomes)
+    assert snapshot(targeted_url) == snapshot(full_url)
+
+
+def test_a_sync_re_measures_only_what_its_change_touches(
+    two_sources: Sources, clock: time_machine.Traveller
+) -> None:
+    """Nothing changed: nothing re-measured. A definition edited: that key result. A new
+    ticket: the ticket key results, and the run keeps which. A new day: every one."""
+    sync(two_sources)
+    clock.shift(timedelta(minutes=5))
+    assert remeasured(sync(two_sources)) == set()
+
+    clock.shift(timedelta(minutes=5))
+    edited = OKR_FILE.replace("won_revenue, params: {}", "won_revenue, params: {currency: USD}")
+    two_sources.okr_file.write_text(edited, encoding="utf-8")
+    assert remeasured(sync(two_sources)) == {"won-revenue"}
+
+    clock.shift(timedelta(minutes=5))
+    new_ticket(two_sources.helpdesk)
+    report = sync(two_sources)
+    assert remeasured(report) == reading("ticket")
+    assert report.details()["measuring"]["changed"] == ["ticket"]
+    assert set(report.details()["measuring"]["reused"]) == set(READS) - reading("ticket")
+
+    clock.shift(timedelta(minutes=5))
+    assert remeasured(sync(two_sources)) == set()
+
+    clock.shift(timedelta(days=1))
+    assert remeasured(sync(two_sources)) == set(READS)
