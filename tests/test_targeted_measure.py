@@ -8,6 +8,7 @@ from the metrics' documented inputs, not taken from the dependency map under tes
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import time_machine
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from connectors.hubspot.sandbox import sandbox_env as hubspot_env_vars
 from connectors.hubspot.sandbox.data import customer_seeds, generate_portal
@@ -32,6 +34,7 @@ from flows.plan import SyncRequest, plan
 from flows.report import RunReport, StreamReport
 from flows.settings import Settings
 from flows.sync import sync_store
+from okr_sync.cli import app
 from okr_targets.models import DailyValue, KeyResult, Measurement, MeasurementRecord
 from okr_targets.store import Store, begin_run
 from tests.conftest import AS_OF
@@ -195,6 +198,34 @@ def test_a_targeted_pass_leaves_what_a_full_pass_leaves(two_sources: Sources) ->
         else:
             assert not any(o.reused for o in measured.outcomes)
     assert snapshot(targeted_url) == snapshot(full_url)
+
+
+def test_explain_shows_what_a_number_depends_on(two_sources: Sources) -> None:
+    """The key result's line, and the whole map: entity <- its streams, metric -> key results."""
+    sync(two_sources)
+    cli = CliRunner()
+    shown = cli.invoke(app, ["explain", "won-revenue", "--store", two_sources.store_url])
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "depends on: deal <- hubspot.deals; fx_rate <- no stream yet -> won_revenue -> "
+        "won-revenue" in " ".join(shown.output.split())
+    )
+    mapped = cli.invoke(
+        app, ["explain", "--dependencies", "--format", "json", "--store", two_sources.store_url]
+    )
+    assert mapped.exit_code == 0, mapped.output
+    table = json.loads(mapped.output)
+    by_entity = {
+        entity: {kr for krs in shown["metrics"].values() for kr in krs}
+        for entity, shown in table.items()
+    }
+    assert by_entity == {entity: reading(entity) for entity in set().union(*READS.values())}
+    assert table["ticket"]["streams"] == ["zendesk.tickets"]
+    assert table["ticket"]["metrics"]["pct_change(ticket_volume)"] == ["tickets-change"]
+    assert table["customer"]["streams"] == ["hubspot.companies", "zendesk.organizations"]
+    bare = cli.invoke(app, ["explain", "--store", two_sources.store_url])
+    assert bare.exit_code != 0
+    assert "--dependencies" in bare.output
 
 
 def test_a_sync_re_measures_only_what_its_change_touches(

@@ -104,10 +104,16 @@ class Dependencies:
         return dict(sorted(table.items()))
 
 
+def metric_label(metric: str, params: Mapping[str, Any]) -> str:
+    """``pct_change(ticket_volume)``: a comparison names what it compares."""
+    compared = params.get("metric") if metric == PCT_CHANGE else None
+    return f"{metric}({compared})" if compared else (metric or "milestone")
+
+
 def dependencies(config: OkrConfig, catalog: MetricCatalog) -> Dependencies:
     """The OKR file's dependency map, from its catalog's declarations."""
     metrics, reads = {}, {}
     for _objective, spec, _where in config.key_results():
-        metrics[spec.id] = spec.metric or "milestone"
+        metrics[spec.id] = metric_label(spec.metric or "", spec.params)
         reads[spec.id] = key_result_entities(catalog, spec)
     return Dependencies(metrics, reads)
