@@ -12,7 +12,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,12 @@ from flows.report import RunReport, StreamReport
 from flows.settings import Settings
 from flows.sync import sync_store
 from okr_sync.cli import app
-from okr_targets.models import DailyValue, KeyResult, Measurement, MeasurementRecord
-from okr_targets.store import Store, begin_run
+from okr_targets.models import DailyValue, Deal, KeyResult, Measurement, MeasurementRecord
+from okr_targets.status import RunStatus
+from okr_targets.store import Store, begin_run, finish_run
 from tests.conftest import AS_OF
+from transforms.catalog import load
+from transforms.measure import measure_key_results, save_okrs
 
 LAX = 1000  # requests a second: limits are not under test
 
@@ -200,6 +203,28 @@ def test_a_targeted_pass_leaves_what_a_full_pass_leaves(two_sources: Sources) ->
     assert snapshot(targeted_url) == snapshot(full_url)
 
 
+def test_a_run_that_stopped_before_measuring_leaves_no_stale_value(
+    two_sources: Sources, clock: time_machine.Traveller
+) -> None:
+    """A run that loaded a new ticket and died before measuring: the next run reads nothing
+    new (the cursor moved with the rows), yet measures everything, the new ticket counted."""
+    first = sync(two_sources)
+    before = next(o.value for o in first.key_results if o.key_result_id == "tickets")
+    clock.shift(timedelta(minutes=5))
+    new_ticket(two_sources.helpdesk)
+    store = Store.open(two_sources.store_url)
+    run_id = begin_run(store, "test")
+    planned = plan(store, SyncRequest(str(two_sources.okr_file)))
+    extract_and_load(store, planned, run_id, Settings(), {})
+    store.dispose()  # and the process dies here: the run is never finished
+    clock.shift(timedelta(minutes=5))
+    report = sync(two_sources)
+    assert report.details()["measuring"]["changed"] == []
+    assert remeasured(report) == set(READS)
+    after = next(o.value for o in report.key_results if o.key_result_id == "tickets")
+    assert after == (before or 0) + 1
+
+
 def test_explain_shows_what_a_number_depends_on(two_sources: Sources) -> None:
     """The key result's line, and the whole map: entity <- its streams, metric -> key results."""
     sync(two_sources)
@@ -254,3 +279,79 @@ def test_a_sync_re_measures_only_what_its_change_touches(
 
     clock.shift(timedelta(days=1))
     assert remeasured(sync(two_sources)) == set(READS)
+
+
+MONTHLY = """\
+company: Month Co.
+sources:
+  salesforce: [deal]
+status: {at_risk_gap: 0.02, off_track_gap: 0.5}
+objectives:
+  - id: close
+    title: Close
+    owner: ceo@month.example
+    period: 2026-11
+    key_results:
+      - {id: win-rate, title: Win rate, metric: win_rate, target: 100, baseline: 0}
+"""
+# Half the deals won is 50% of the way; November is 51.7% gone at noon on the 16th (on
+# track within 0.02) and 53.2% gone at 23:00 (at risk): the day's second pass re-scores.
+NOON, LATE = (datetime(2026, 11, 16, hour, tzinfo=UTC) for hour in (12, 23))
+
+
+def test_a_kept_value_that_changes_status_keeps_its_lineage(tmp_path: Path) -> None:
+    """Nothing changed but the time: the kept value's new measurement (on track -> at risk)
+    carries the records it rests on, as a full pass's would."""
+    okr_file = tmp_path / "okrs.yaml"
+    okr_file.write_text(MONTHLY, encoding="utf-8")
+    config, catalog = load(okr_file)
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    with time_machine.travel(NOON, tick=False):
+        store = Store.open(url)
+        with store.session() as session, session.begin():  # loaded before: by no run today
+            session.add_all(deal(str(n), "won" if n % 2 else "lost", "seed") for n in range(6))
+        run_id = begin_run(store, "test")
+        with store.session() as session, session.begin():
+            save_okrs(session, config, NOON, catalog)
+            outcomes = measure_key_results(session, config, catalog, run_id, NOON, "test")
+        report = RunReport(run_id, RunStatus.COMPLETE, None, url, "", key_results=tuple(outcomes))
+        finish_run(store, run_id, RunStatus.COMPLETE, None, {}, report.details())
+        store.dispose()
+    assert [o.status for o in outcomes] == ["on_track"]
+    with time_machine.travel(LATE, tick=False):
+        store = Store.open(url)
+        run_id = begin_run(store, "test")
+        with store.session() as session, session.begin():
+            save_okrs(session, config, LATE, catalog)
+        store.dispose()
+        full = url.replace("kept.db", "full.db")
+        shutil.copy(url.removeprefix("sqlite:///"), full.removeprefix("sqlite:///"))
+        for target, changed in ((url, set()), (full, None)):
+            store = Store.open(target)
+            with store.session() as session, session.begin():
+                late = measure_key_results(
+                    session, config, catalog, run_id, LATE, "test", changed=changed
+                )
+            store.dispose()
+            assert [(o.status, o.changed, o.reused) for o in late] == [
+                ("at_risk", True, changed is not None)
+            ]
+    assert snapshot(url) == snapshot(full)
+    assert len(snapshot(url)["win-rate"][1]) == 6  # every closed deal, won or lost
+
+
+def deal(source_id: str, outcome: str, run_id: str) -> Deal:
+    return Deal(
+        source="salesforce",
+        source_id=source_id,
+        source_modified_at=NOON,
+        run_id=run_id,
+        name=f"Deal {source_id}",
+        currency="USD",
+        stage=outcome,
+        outcome=outcome,
+        pipeline=None,
+        deal_type=None,
+        created_at=NOON - timedelta(days=30),
+        close_on=date(2026, 11, 2),
+    )

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, time
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -356,65 +356,57 @@ class _Reuse:
     It is when all of these hold, each read from the store:
 
     - the key result reads declared entities (:mod:`transforms.dependencies`), none of them
-      changed by this run;
-    - its definition (metric, parameters, period, …) did not change for this run, and its
-      latest measurement was written today (the calendar's day: periods close, scores
-      settle and baselines freeze on day boundaries) by a run of today, with this code,
-      and is not an error;
-    - every run since the one that wrote it left it current (each run records which): it
-      reused it, or computed the very same details and lineage. A run that computed it
-      again without writing a row while other records made the same value, or that failed
-      or stopped before measuring (its rows unmeasured), makes it compute.
+      changed by this run, and its definition (metric, parameters, period, …) was not
+      edited for this run;
+    - the run before this one began today (the calendar's day: periods close, scores
+      settle and baselines freeze on day boundaries), with this code, and left the key
+      result current: after it, the latest measurement was that run's result whole,
+      details and lineage (each run records which it left current). A run that failed or
+      stopped before measuring records none (the rows it wrote were never measured);
+    - the latest measurement is not an error.
     """
 
     changed: frozenset[str]
     run: _Pass
-    started: Mapping[str, datetime]  # today's runs and when each started
-    current: Mapping[str, frozenset[str]]  # per run of today, the key results it left current
+    began: datetime  # when this run began: a definition saved since was edited for it
+    current: frozenset[str]  # the key results the run before this one left current
 
     @classmethod
     def load(
         cls, session: Session, config: OkrConfig, run: _Pass, changed: Collection[str]
     ) -> _Reuse:
+        this = session.get(SyncRun, run.run_id)
+        before = session.scalars(
+            select(SyncRun)
+            .where(SyncRun.id != run.run_id)
+            .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+            .limit(1)
+        ).first()
         today = config.calendar.local_date(run.now)
-        midnight = datetime.combine(today, time(), tzinfo=config.calendar.zone)
-        runs = session.execute(
-            select(SyncRun.id, SyncRun.started_at, SyncRun.details).where(
-                SyncRun.started_at >= midnight
-            )
-        ).all()
-        current = {
-            id_: frozenset(((details or {}).get("measuring") or {}).get("current") or ())
-            for id_, _started, details in runs
-        }
-        started = {id_: at for id_, at, _details in runs}
-        return cls(frozenset(changed), run, started, current)
+        if (
+            this is None
+            or before is None
+            or config.calendar.local_date(before.started_at) != today
+            or before.code_version != run.code_version
+        ):
+            return cls(frozenset(changed), run, run.now, frozenset())
+        current = ((before.details or {}).get("measuring") or {}).get("current") or ()
+        return cls(frozenset(changed), run, this.started_at, frozenset(current))
 
     def kept(self, session: Session, spec: KeyResultSpec) -> Measurement | None:
         """The latest measurement, when it may stand for computing the key result now."""
         entities = key_result_entities(self.run.catalog, spec)
-        if spec.metric is None or entities is None or not entities.isdisjoint(self.changed):
+        if spec.metric is None or entities is None or spec.id not in self.current:
+            return None
+        if not entities.isdisjoint(self.changed):
+            return None
+        key_result = session.get(KeyResult, spec.id)
+        if key_result is None or key_result.updated_at >= self.began:  # edited for this run
             return None
         latest = latest_measurement(session, spec.id)
-        key_result = session.get(KeyResult, spec.id)
-        if latest is None or key_result is None or latest.run_id not in self.started:
+        if latest is None or latest.metric != spec.metric:
             return None
-        if (latest.details or {}).get("error") is not None:
-            return None
-        if latest.code_version != self.run.code_version or latest.metric != spec.metric:
-            return None
-        began = self.started.get(self.run.run_id)
-        if began is None or key_result.updated_at >= began:  # edited for this run (its plan)
-            return None
-        since = self.started[latest.run_id]
-        later = [
-            id_
-            for id_, started in self.started.items()
-            if started >= since and id_ not in (latest.run_id, self.run.run_id)
-        ]
-        if any(spec.id not in self.current[id_] for id_ in later):
-            return None
-        return latest
+        return None if (latest.details or {}).get("error") is not None else latest
 
 
 def entities_written(session: Session, run_id: str) -> set[str]:
