@@ -78,7 +78,7 @@ def measure(
         save_money(session, plan.config, run_id, now)
         customers = _match_customers(session, plan.config, run_id, logger)
         if changed is not None:  # what the store shows the run wrote, rates included
-            changed = set(changed) | entities_written(session, run_id)
+            changed = entities_written(session, run_id, known=changed)
         findings = tuple(unconvertible_currencies(session))
         for finding in findings:
             logger.warning("%s", finding)

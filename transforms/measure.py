@@ -409,16 +409,17 @@ class _Reuse:
         return None if (latest.details or {}).get("error") is not None else latest
 
 
-def entities_written(session: Session, run_id: str) -> set[str]:
+def entities_written(session: Session, run_id: str, known: Collection[str] = ()) -> set[str]:
     """The entities of which the run wrote a mirror row (a record, a tombstone, a rate) or
-    held one back: their key results' values may have changed."""
+    held one back: their key results' values may have changed. ``known`` are not looked
+    for again (each look reads the table's run ids: no index has them)."""
     written = {
         entity
         for entity, model in MIRROR.items()
-        if session.scalar(select(exists().where(model.run_id == run_id)))
+        if entity not in known and session.scalar(select(exists().where(model.run_id == run_id)))
     }
     held = select(QuarantinedRow.entity).where(QuarantinedRow.run_id == run_id).distinct()
-    return written | set(session.scalars(held))
+    return set(known) | written | set(session.scalars(held))
 
 
 def _reused(latest: Measurement) -> MetricResult:
