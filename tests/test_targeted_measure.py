@@ -40,6 +40,7 @@ from okr_targets.status import RunStatus
 from okr_targets.store import Store, begin_run, finish_run
 from tests.conftest import AS_OF
 from transforms.catalog import load
+from transforms.dependencies import ANYTHING, dependencies
 from transforms.measure import measure_key_results, save_okrs
 
 LAX = 1000  # requests a second: limits are not under test
@@ -355,3 +356,48 @@ def deal(source_id: str, outcome: str, run_id: str) -> Deal:
         created_at=NOON - timedelta(days=30),
         close_on=date(2026, 11, 2),
     )
+
+
+MAPPED = """\
+company: Map Co.
+sources:
+  salesforce: [customer, deal, rep, fx_rate]
+metrics:
+  open_deals:
+    description: Deals still open
+    sql: SELECT count(*) FROM mirror_deals WHERE outcome = 'open' AND deleted_at IS NULL
+objectives:
+  - id: map
+    title: Map
+    owner: ceo@map.example
+    period: 2026-Q4
+    key_results:
+      - {id: team-wins, title: T, metric: win_rate, params: {team: Enterprise}, target: 50}
+      - {id: value, title: V, metric: pct_change, params: {metric: avg_won_deal_value}, target: 9}
+      - {id: churn, title: C, metric: churn_rate, params: {segment: SMB}, target: 2}
+      - {id: open, title: O, metric: open_deals, target: 5}
+      - {id: launch, title: L, kind: milestone, done: false}
+"""
+
+
+def test_the_map_follows_filters_money_and_undeclared_metrics(tmp_path: Path) -> None:
+    """A team filter reads reps, a money metric the exchange rates, a custom SQL metric
+    anything (every change re-measures it), a milestone set by hand nothing."""
+    okr_file = tmp_path / "okrs.yaml"
+    okr_file.write_text(MAPPED, encoding="utf-8")
+    config, catalog = load(okr_file)
+    mapped = dependencies(config, catalog)
+    assert mapped.reads == {
+        "team-wins": {"deal", "rep"},
+        "value": {"deal", "fx_rate"},
+        "churn": {"customer"},
+        "open": None,
+        "launch": frozenset(),
+    }
+    assert mapped.touched({"rep"}) == {"team-wins", "open"}
+    assert mapped.touched({"rating"}) == {"open"}
+    assert mapped.by_entity()["deal"] == {
+        "pct_change(avg_won_deal_value)": ["value"],
+        "win_rate": ["team-wins"],
+    }
+    assert mapped.by_entity()[ANYTHING] == {"open_deals": ["open"]}

@@ -101,7 +101,7 @@ class Dependencies:
             for entity in sorted(entities) if entities is not None else [ANYTHING]:
                 metric = self.metrics[key_result]
                 table.setdefault(entity, {}).setdefault(metric, []).append(key_result)
-        return dict(sorted(table.items()))
+        return {entity: dict(sorted(metrics.items())) for entity, metrics in sorted(table.items())}
 
 
 def metric_label(metric: str, params: Mapping[str, Any]) -> str:

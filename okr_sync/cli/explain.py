@@ -124,7 +124,8 @@ def _depends_line(
             f"{entity} <- {', '.join(delivered.get(entity, [])) or 'no stream yet'}"
             for entity in sorted(entities)
         )
-    return f"  depends on: {reads} -> {found.metric} -> {found.key_result_id}"
+    metric = metric_label(found.metric, found.params)
+    return f"  depends on: {reads} -> {metric} -> {found.key_result_id}"
 
 
 def _print_map(known: Dependencies, delivered: Mapping[str, list[str]], output: str) -> None:
