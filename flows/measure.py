@@ -19,7 +19,12 @@ from flows.version import __version__
 from okr_targets.config import OkrConfig
 from okr_targets.store import Store
 from transforms.matching import MatchReport, match_customers
-from transforms.measure import KeyResultOutcome, measure_key_results, save_money
+from transforms.measure import (
+    KeyResultOutcome,
+    entities_written,
+    measure_key_results,
+    save_money,
+)
 from transforms.money import unconvertible_currencies
 
 
@@ -31,6 +36,7 @@ class Measured:
     findings: tuple[str, ...]
     outcomes: tuple[KeyResultOutcome, ...]
     tombstoned: dict[str, int] | None  # a full refresh read in full: the records it did not see
+    changed: tuple[str, ...] | None = None  # a targeted pass: the entities that changed
 
 
 def measure(
@@ -41,6 +47,7 @@ def measure(
     read_in_full: bool,
     gaps: Mapping[str, tuple[str, ...]] | None = None,
     partly_read: Collection[str] = (),
+    changed: Collection[str] | None = None,
 ) -> Measured:
     """Measure every key result from the mirror as of ``now`` (data up to the plan's start).
 
@@ -52,9 +59,16 @@ def measure(
     ``partly_read`` names the streams (``source.stream``) that finished without reading all
     they read (an object missing, a list the token may not read): a full refresh does not
     take their unseen records for deleted.
+    ``changed`` names the entities this run wrote (``deal``, ``ticket``): only the key
+    results reading them, or any entity the store shows the run wrote, are computed again;
+    the others keep their value, scored as of ``now``. A full refresh, a reconcile, a
+    backfill or a re-freeze of baselines, or None, computes every key result.
     """
     logger = run_logger()
     request = plan.request
+    full = request.full_refresh or request.reconcile or request.backfill is not None
+    if full or request.refreeze(read_in_full):
+        changed = None
     with store.session() as session, session.begin():
         tombstoned = None
         if request.full_refresh and read_in_full:
@@ -63,6 +77,8 @@ def measure(
                 logger.warning("%s: not read whole, so nothing unseen is taken for deleted", name)
         save_money(session, plan.config, run_id, now)
         customers = _match_customers(session, plan.config, run_id, logger)
+        if changed is not None:  # what the store shows the run wrote, rates included
+            changed = entities_written(session, run_id, known=changed)
         findings = tuple(unconvertible_currencies(session))
         for finding in findings:
             logger.warning("%s", finding)
@@ -76,9 +92,12 @@ def measure(
             data_cutoff=plan.started_at,
             refreeze_baselines=request.refreeze(read_in_full),
             gaps=gaps,
+            changed=changed,
         )
     _log_outcomes(logger, outcomes)
-    return Measured(customers, findings, tuple(outcomes), tombstoned)
+    touched = None if changed is None else tuple(sorted(changed))
+    _log_pass(logger, outcomes, touched)
+    return Measured(customers, findings, tuple(outcomes), tombstoned, touched)
 
 
 def _match_customers(
@@ -100,6 +119,15 @@ def _match_customers(
     return matches
 
 
+def _log_pass(
+    logger: Logger, outcomes: list[KeyResultOutcome], changed: tuple[str, ...] | None
+) -> None:
+    """How much of the measuring this run's change needed."""
+    computed = sum(1 for outcome in outcomes if not outcome.reused)
+    why = "full pass" if changed is None else "changed: " + (", ".join(changed) or "nothing")
+    logger.info("re-measured %d of %d key results (%s)", computed, len(outcomes), why)
+
+
 def _log_outcomes(logger: Logger, outcomes: list[KeyResultOutcome]) -> None:
     for outcome in outcomes:
         value = "no data" if outcome.value is None else f"{outcome.value:,.2f} {outcome.unit}"
@@ -109,5 +137,5 @@ def _log_outcomes(logger: Logger, outcomes: list[KeyResultOutcome]) -> None:
             value,
             outcome.status,
             outcome.records,
-            "" if outcome.changed else ", unchanged",
+            ", inputs unchanged" if outcome.reused else "" if outcome.changed else ", unchanged",
         )

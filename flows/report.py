@@ -89,6 +89,7 @@ class RunReport:
     tombstoned: Mapping[str, int] = field(default_factory=dict)
     key_results: tuple[KeyResultOutcome, ...] = ()
     unreconciled: Mapping[str, str] = field(default_factory=dict)  # source -> why: untouched
+    changed: tuple[str, ...] | None = None  # a targeted measuring pass: the entities changed
 
     def stream_counts(self) -> dict[str, dict[str, Any]]:
         return {name: stream.to_dict() for name, stream in self.streams.items()}
@@ -101,6 +102,18 @@ class RunReport:
             "tombstoned": dict(self.tombstoned),
             "unreconciled": dict(self.unreconciled),
             "key_result_errors": {o.key_result_id: o.error for o in self.key_results if o.error},
+            "measuring": self.measuring(),
+        }
+
+    def measuring(self) -> dict[str, Any]:
+        """Which key results were computed and which kept their value (inputs unchanged),
+        and which the store's latest measurement holds whole: a later targeted pass reuses
+        only those every run since has left current."""
+        return {
+            "changed": None if self.changed is None else list(self.changed),
+            "remeasured": [o.key_result_id for o in self.key_results if not o.reused],
+            "reused": [o.key_result_id for o in self.key_results if o.reused],
+            "current": [o.key_result_id for o in self.key_results if o.current],
         }
 
     def to_dict(self) -> dict[str, Any]:

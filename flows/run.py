@@ -40,6 +40,7 @@ class RunRecord:
     customers: MatchReport | None = None
     findings: tuple[str, ...] = ()
     key_results: tuple[KeyResultOutcome, ...] = ()
+    changed: tuple[str, ...] | None = None  # a targeted measuring pass: what changed
     report: RunReport | None = None  # set when the run is finished
 
     def add(self, measured: Measured) -> None:
@@ -47,7 +48,7 @@ class RunRecord:
         if measured.tombstoned is not None:
             self.tombstoned = measured.tombstoned
         self.customers, self.findings = measured.customers, measured.findings
-        self.key_results = measured.outcomes
+        self.key_results, self.changed = measured.outcomes, measured.changed
 
     def outcome(self) -> tuple[RunStatus, str | None]:
         """Complete, or partial with the first reason: a stream stopped, a reconcile gave
@@ -81,6 +82,7 @@ class RunRecord:
             tombstoned=dict(self.tombstoned),
             unreconciled=dict(self.unreconciled),
             key_results=self.key_results,
+            changed=self.changed,
         )
         self.report = report
         return report

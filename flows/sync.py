@@ -82,6 +82,7 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
             read_in_full=not stopped,
             gaps=gaps,
             partly_read=partly_read,
+            changed={r.entity for r in run.streams.values() if r.entity and r.written + r.deleted},
         )
         run.add(measured)
         publish_changes(planned.config, list(measured.outcomes), run.run_id, store, now)

@@ -24,7 +24,7 @@ from okr_targets.models import SourceRead, SyncRun, utcnow
 from okr_targets.status import RunStatus
 from okr_targets.store import Store, StoreError, latest_stream_counts
 from transforms.catalog import MetricCatalog, load
-from transforms.measure import key_result_needs
+from transforms.dependencies import key_result_needs
 
 
 @dataclass

@@ -78,8 +78,9 @@ def test_each_pass_keeps_the_days_last_value_in_the_calendars_day(
         (date(2026, 11, 21), 0.0, PASSES[2]),
     ]
     # win_rate needs deal.outcome and deal.close_on; pct_change reads what its metric reads
-    # (avg_won_deal_value: deal.outcome, deal.close_on, deal.amount, deal.currency)
-    assert reads == {"launch": [], "win-rate": ["deal"], "deal-value": ["deal"]}
+    # (avg_won_deal_value: deal.outcome, deal.close_on, deal.amount, deal.currency, and the
+    # exchange rates it converts the amounts with)
+    assert reads == {"launch": [], "win-rate": ["deal"], "deal-value": ["deal", "fx_rate"]}
 
 
 def test_an_upgrade_carries_measurements_over_as_daily_values(store_url: str) -> None:

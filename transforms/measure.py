@@ -11,22 +11,34 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import except_, exists, select, update
 from sqlalchemy.orm import Session
 
 from okr_targets.config import KeyResultSpec, ObjectiveSpec, OkrConfig
 from okr_targets.lineage import latest_measurement
-from okr_targets.models import Baseline, DailyValue, FxRate, KeyResult, Measurement, Objective
+from okr_targets.models import (
+    MIRROR,
+    Baseline,
+    DailyValue,
+    FxRate,
+    KeyResult,
+    Measurement,
+    MeasurementRecord,
+    Objective,
+    QuarantinedRow,
+    SyncRun,
+)
 from okr_targets.periods import Period
 from okr_targets.scoring import final_score, score
 from okr_targets.store import upsert_records
 from transforms.catalog import MetricCatalog
+from transforms.dependencies import key_result_entities, key_result_needs
 from transforms.held import held_back_for
 from transforms.lineage import write_lineage
 from transforms.metric import Comparison, MetricError, MetricResult
@@ -51,33 +63,47 @@ def save_okrs(
         session.flush()
     for objective, spec, _where in config.key_results():
         owner, period = config.resolved(objective, spec)
-        kr = session.get(KeyResult, spec.id) or KeyResult(id=spec.id)
-        kr.objective_id, kr.title, kr.owner, kr.period = objective.id, spec.title, owner, period
-        kr.metric, kr.params = spec.metric or "", dict(spec.params)
-        kr.baseline = spec.baseline
-        kr.target = spec.target if spec.target is not None else spec.baseline
-        kr.direction = spec.direction or ("increase" if kr.target >= kr.baseline else "decrease")
-        kr.unit, kr.updated_at = spec.unit or "", now
-        kr.at_risk_gap = config.spec.status.at_risk_gap
-        kr.off_track_gap = config.spec.status.off_track_gap
-        kr.kind, kr.weight = spec.resolved_kind, spec.weight
-        kr.calendar = config.calendar.model_dump()
-        kr.freshness = config.freshness()
+        definition: dict[str, Any] = {
+            "objective_id": objective.id,
+            "title": spec.title,
+            "owner": owner,
+            "period": period,
+            "metric": spec.metric or "",
+            "params": dict(spec.params),
+            "baseline": spec.baseline,
+            "target": spec.target if spec.target is not None else spec.baseline,
+            "unit": spec.unit or "",
+            "at_risk_gap": config.spec.status.at_risk_gap,
+            "off_track_gap": config.spec.status.off_track_gap,
+            "kind": spec.resolved_kind,
+            "weight": spec.weight,
+            "calendar": config.calendar.model_dump(mode="json"),
+            "freshness": config.freshness(),
+        }
+        target = definition["target"]
+        definition["direction"] = spec.direction or (
+            "increase" if target >= spec.baseline else "decrease"
+        )
         if catalog is not None:
-            kr.reads = reads(catalog, spec)
+            definition["reads"] = reads(catalog, spec)
+        kr = session.get(KeyResult, spec.id)
+        if kr is not None and all(getattr(kr, k) == v for k, v in definition.items()):
+            continue
+        kr = kr or KeyResult(id=spec.id)
+        for name, value in definition.items():
+            setattr(kr, name, value)
+        kr.updated_at = now  # only on a change: a measurement older than it is no reuse
         session.add(kr)
 
 
 def reads(catalog: MetricCatalog, spec: KeyResultSpec) -> list[str] | None:
-    """The entities a key result's metric reads (``pct_change``: its inner metric's).
+    """The entities a key result reads (:mod:`transforms.dependencies`).
 
     ``[]`` for a milestone set by hand; None when the metric does not say (a custom metric
     without ``needs``) or is unknown: then any stream's trouble may touch it.
     """
-    if spec.metric is None:
-        return []
-    entities = {need.split(".", 1)[0] for need in key_result_needs(catalog, spec)}
-    return sorted(entities) or None
+    entities = key_result_entities(catalog, spec)
+    return None if entities is None else sorted(entities)
 
 
 def save_money(session: Session, config: OkrConfig, run_id: str, now: datetime) -> None:
@@ -147,6 +173,8 @@ class KeyResultOutcome:
     previous_value: float | None = None  # the latest measurement before this run's
     previous_status: str | None = None  # None: never measured before
     blocked: bool = False  # a source lacks a field the metric needs: a finding, not a failure
+    reused: bool = False  # its inputs had not changed: the latest value, scored again
+    current: bool = False  # the latest measurement is this pass's result whole (lineage too)
 
 
 @dataclass(frozen=True)
@@ -273,6 +301,7 @@ def measure_key_results(
     data_cutoff: datetime | None = None,
     refreeze_baselines: bool = False,
     gaps: Mapping[str, tuple[str, ...]] | None = None,
+    changed: Collection[str] | None = None,
 ) -> list[KeyResultOutcome]:
     """Compute every key result over the mirror and write the ones that changed.
 
@@ -284,8 +313,13 @@ def measure_key_results(
     ``gaps`` are the canonical fields (``entity.field``) some source lacks, each with why:
     a key result whose metric needs one gets that finding as its error, not a number that
     would look valid but is not.
+    ``changed`` names every entity this run changed, for a targeted pass (with what
+    :func:`entities_written` finds in the store): a key result that reads none and whose latest
+    measurement is provably what computing it again would give (:class:`_Reuse`) keeps
+    that value and its lineage, scored again as of ``now``. None: compute every one.
     """
     run = _Pass(catalog, run_id, now, code_version, data_cutoff, refreeze_baselines)
+    reuse = None if changed is None else _Reuse.load(session, config, run, changed)
     outcomes = []
     with shared_results(session):
         for objective, spec, _where in config.key_results():
@@ -294,10 +328,11 @@ def measure_key_results(
             _owner, period_label = config.resolved(objective, spec)
             period = config.calendar.period(period_label)
             lacking = _lacking(catalog, spec, gaps or {})
+            kept = None if reuse is None or lacking else reuse.kept(session, spec)
             try:
                 if lacking:
                     raise MetricError(lacking)
-                result = _compute(session, spec, period, run)
+                result = _compute(session, spec, period, run) if kept is None else _reused(kept)
             except MetricError as exc:
                 # Stored as the key result's latest measurement, so every view shows the
                 # error where its number would be, never an old value or a silent 0.
@@ -306,20 +341,95 @@ def measure_key_results(
                 error = replace(outcome, status="error", error=str(exc), blocked=bool(lacking))
                 outcomes.append(error)
                 continue
-            outcomes.append(_record(session, config, spec, spec.target, period, result, run))
+            reused = kept is not None
+            outcomes.append(
+                _record(session, config, spec, spec.target, period, result, run, reused=reused)
+            )
     return outcomes
 
 
-def key_result_needs(catalog: MetricCatalog, spec: KeyResultSpec) -> frozenset[str]:
-    """The canonical fields (``entity.field``) a key result's value rests on: its metric's
-    ``needs``, and for ``pct_change`` those of the metric it compares."""
-    if spec.metric is None or spec.metric not in catalog:
-        return frozenset()
-    needs = set(catalog.find(spec.metric).needs)
-    compared = spec.params.get("metric") if spec.metric == PCT_CHANGE else None
-    if isinstance(compared, str) and compared in catalog:
-        needs |= catalog.find(compared).needs
-    return frozenset(needs)
+@dataclass(frozen=True)
+class _Reuse:
+    """What a targeted pass knows to tell whether a key result's latest measurement is what
+    computing it now would give.
+
+    It is when all of these hold, each read from the store:
+
+    - the key result reads declared entities (:mod:`transforms.dependencies`), none of them
+      changed by this run, and its definition (metric, parameters, period, …) was not
+      edited for this run;
+    - the run before this one began today (the calendar's day: periods close, scores
+      settle and baselines freeze on day boundaries), with this code, and left the key
+      result current: after it, the latest measurement was that run's result whole,
+      details and lineage (each run records which it left current). A run that failed or
+      stopped before measuring records none (the rows it wrote were never measured);
+    - the latest measurement is not an error.
+    """
+
+    changed: frozenset[str]
+    run: _Pass
+    began: datetime  # when this run began: a definition saved since was edited for it
+    current: frozenset[str]  # the key results the run before this one left current
+
+    @classmethod
+    def load(
+        cls, session: Session, config: OkrConfig, run: _Pass, changed: Collection[str]
+    ) -> _Reuse:
+        this = session.get(SyncRun, run.run_id)
+        before = session.scalars(
+            select(SyncRun)
+            .where(SyncRun.id != run.run_id)
+            .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+            .limit(1)
+        ).first()
+        today = config.calendar.local_date(run.now)
+        if (
+            this is None
+            or before is None
+            or config.calendar.local_date(before.started_at) != today
+            or before.code_version != run.code_version
+        ):
+            return cls(frozenset(changed), run, run.now, frozenset())
+        current = ((before.details or {}).get("measuring") or {}).get("current") or ()
+        return cls(frozenset(changed), run, this.started_at, frozenset(current))
+
+    def kept(self, session: Session, spec: KeyResultSpec) -> Measurement | None:
+        """The latest measurement, when it may stand for computing the key result now."""
+        entities = key_result_entities(self.run.catalog, spec)
+        if spec.metric is None or entities is None or spec.id not in self.current:
+            return None
+        if not entities.isdisjoint(self.changed):
+            return None
+        key_result = session.get(KeyResult, spec.id)
+        if key_result is None or key_result.updated_at >= self.began:  # edited for this run
+            return None
+        latest = latest_measurement(session, spec.id)
+        if latest is None or latest.metric != spec.metric:
+            return None
+        return None if (latest.details or {}).get("error") is not None else latest
+
+
+def entities_written(session: Session, run_id: str, known: Collection[str] = ()) -> set[str]:
+    """The entities of which the run wrote a mirror row (a record, a tombstone, a rate) or
+    held one back: their key results' values may have changed. ``known`` are not looked
+    for again (each look reads the table's run ids: no index has them)."""
+    written = {
+        entity
+        for entity, model in MIRROR.items()
+        if entity not in known and session.scalar(select(exists().where(model.run_id == run_id)))
+    }
+    held = select(QuarantinedRow.entity).where(QuarantinedRow.run_id == run_id).distinct()
+    return set(known) | written | set(session.scalars(held))
+
+
+def _reused(latest: Measurement) -> MetricResult:
+    """The latest measurement as a metric result: its value, details and lineage rows."""
+    kept = MeasurementRecord
+    records = select(kept.entity, kept.source, kept.source_id).where(
+        kept.measurement_id == latest.id
+    )
+    details = dict(latest.details or {})
+    return MetricResult(latest.value, latest.unit, records, details, latest.record_count)
 
 
 def _lacking(
@@ -369,8 +479,14 @@ def _record(
     period: Period,
     result: MetricResult,
     run: _Pass,
+    *,
+    reused: bool = False,
 ) -> KeyResultOutcome:
-    """Score the key result's new value and write a measurement if it changed."""
+    """Score the key result's new value and write a measurement if it changed.
+
+    ``reused``: the result is the latest measurement's own (its inputs did not change);
+    a new status (time passing) copies its lineage into the new measurement.
+    """
     kind, now = spec.resolved_kind, run.now
     scored = score(result.value, spec.baseline, target, period, now, config.spec.status, kind=kind)
     previous = latest_measurement(session, spec.id)
@@ -388,6 +504,7 @@ def _record(
         key_result.final_score = final_score(kind, result.value, spec.baseline, target)
         key_result.scored_at = now
     _keep_daily_value(session, key_result, config, result.value, run)
+    current = changed or reused or _same(session, previous, result)
     if changed:
         measurement = Measurement(
             key_result_id=spec.id,
@@ -421,4 +538,25 @@ def _record(
         result.record_count,
         previous_value=previous.value if previous is not None else None,
         previous_status=previous.status if previous is not None else None,
+        reused=reused,
+        current=current,
     )
+
+
+def _same(session: Session, previous: Measurement | None, result: MetricResult) -> bool:
+    """Whether the latest measurement is this result whole: details, count and lineage
+    (one written when only those differ would not mark a change of the number)."""
+    if previous is None or previous.details != result.details:
+        return False
+    if previous.record_count != result.record_count:
+        return False
+    kept = MeasurementRecord
+    stored = select(kept.entity, kept.source, kept.source_id).where(
+        kept.measurement_id == previous.id
+    )
+    if result.records is None:
+        return not session.scalar(select(exists(stored)))
+    fresh = result.records.subquery()
+    computed = select(fresh.c.entity, fresh.c.source, fresh.c.source_id)
+    apart = (except_(computed, stored), except_(stored, computed))
+    return not any(session.scalar(select(exists(diff.subquery()))) for diff in apart)

@@ -1,21 +1,27 @@
-"""``okr-sync explain``: how one key result's number was computed, and how it changed."""
+"""``okr-sync explain``: how one key result's number was computed, what it depends on and
+how it changed; ``--dependencies``: the whole map, entity -> metrics -> key results."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import select
 
 from okr_sync.cli.console import fail, out
 from okr_sync.cli.options import StoreOption, open_store
 from okr_targets.lineage import ExplainError, Explanation, contributing_records
 from okr_targets.lineage import explain as explain_number
+from okr_targets.models import KeyResult
+from okr_targets.store import latest_stream_counts
+from transforms.dependencies import ANYTHING, Dependencies, metric_label
 
 
 def _as_of(text: str | None) -> datetime | None:
@@ -32,7 +38,7 @@ def _as_of(text: str | None) -> datetime | None:
 
 
 def explain(
-    key_result: Annotated[str, typer.Argument(help="the key result's id")],
+    key_result: Annotated[str | None, typer.Argument(help="the key result's id")] = None,
     at: Annotated[
         str | None, typer.Option("--at", help="as it stood at this date or date-time")
     ] = None,
@@ -40,24 +46,51 @@ def explain(
         bool, typer.Option("--records", help="also list the records behind the number")
     ] = False,
     output: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    dependencies: Annotated[
+        bool,
+        typer.Option(
+            "--dependencies", help="print what every key result depends on, entity by entity"
+        ),
+    ] = False,
     store: StoreOption = None,
 ) -> None:
     """How a key result's number was computed, from which records, and how it changed."""
+    if output not in ("text", "json"):
+        raise fail(f"unknown format {output!r}: use text or json")
+    if key_result is None and not dependencies:
+        raise fail("name a key result (okr-sync explain KR), or print the map: --dependencies")
     opened = open_store(store)
     try:
         with opened.session() as session:
-            found = explain_number(session, key_result, _as_of(at))
-            rows = contributing_records(session, found.measurement_id) if records else []
+            rows_of_map = session.execute(
+                select(KeyResult.id, KeyResult.metric, KeyResult.params, KeyResult.reads)
+            ).all()
+            found = explain_number(session, key_result, _as_of(at)) if key_result else None
+            rows = contributing_records(session, found.measurement_id) if found and records else []
+        delivered = _streams_by_entity(latest_stream_counts(opened))
     except ExplainError as exc:
         raise fail(str(exc)) from None
     finally:
         opened.dispose()
-    if output == "json":
-        out.print_json(json.dumps({**asdict(found), "records": rows}, default=str))
+    known = Dependencies(
+        {id_: metric_label(metric, params or {}) for id_, metric, params, _ in rows_of_map},
+        {id_: None if reads is None else frozenset(reads) for id_, _, _, reads in rows_of_map},
+    )
+    if found is None:
+        _print_map(known, delivered, output)
         return
-    if output != "text":
-        raise fail(f"unknown format {output!r}: use text or json")
-    for line in _explanation_lines(found):
+    entities = known.reads.get(found.key_result_id)
+    if output == "json":
+        depends = {
+            "entities": None if entities is None else sorted(entities),
+            "streams": {e: delivered.get(e, []) for e in sorted(entities or delivered)},
+        }
+        shown = {**asdict(found), "records": rows, "depends_on": depends}
+        out.print_json(json.dumps(shown, default=str))
+        return
+    lines = _explanation_lines(found)
+    lines.insert(4, _depends_line(found, entities, delivered))
+    for line in lines:
         out.print(line, highlight=False, soft_wrap=True)
     if records:
         table = Table(title=f"{len(rows):,} records", title_justify="left", box=box.SIMPLE_HEAD)
@@ -67,6 +100,53 @@ def explain(
         for row in rows:
             table.add_row(*(str(row.get(column, "")) for column in columns))
         out.print(table)
+
+
+def _streams_by_entity(counts: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """entity -> the streams (``source.stream``) that last delivered it."""
+    found: dict[str, list[str]] = {}
+    for name, stream in sorted(counts.items()):
+        if stream.get("entity"):
+            found.setdefault(str(stream["entity"]), []).append(name)
+    return found
+
+
+def _depends_line(
+    found: Explanation, entities: frozenset[str] | None, delivered: Mapping[str, list[str]]
+) -> str:
+    """``depends on: deal <- hubspot.deals -> won_revenue -> won-revenue``."""
+    if entities is None:
+        reads = "any entity (its metric does not declare what it reads)"
+    elif not entities:
+        reads = "no records (set by hand)"
+    else:
+        reads = "; ".join(
+            f"{entity} <- {', '.join(delivered.get(entity, [])) or 'no stream yet'}"
+            for entity in sorted(entities)
+        )
+    metric = metric_label(found.metric, found.params)
+    return f"  depends on: {reads} -> {metric} -> {found.key_result_id}"
+
+
+def _print_map(known: Dependencies, delivered: Mapping[str, list[str]], output: str) -> None:
+    """Entity by entity: the streams that deliver it, the metrics reading it, their key
+    results (a change to the entity re-measures those key results)."""
+    table = known.by_entity()
+    if output == "json":
+        shown = {
+            entity: {"streams": delivered.get(entity, []), "metrics": metrics}
+            for entity, metrics in table.items()
+        }
+        out.print_json(json.dumps(shown))
+        return
+    if not table:
+        out.print("no key results read any entity yet (run okr-sync sync first)")
+    for entity, metrics in table.items():
+        name = "any entity" if entity == ANYTHING else entity
+        streams = ", ".join(delivered.get(entity, [])) or "no stream yet"
+        out.print(f"[bold]{escape(name)}[/] <- {escape(streams)}", highlight=False)
+        for metric, key_results in metrics.items():
+            out.print(f"  {escape(metric)} -> {', '.join(key_results)}", highlight=False)
 
 
 def _record_column_order(name: str) -> tuple[int, str]:
