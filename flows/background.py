@@ -1,9 +1,10 @@
 """The warm path: one source's change synced in seconds by a long-lived task worker.
 
 ``okr-sync webhooks serve`` submits :func:`sync_changed_source` as a Prefect background
-task (a deferred task run, as ``Task.apply_async`` makes) for each verified webhook, at
-most one queued per source
-(okr_sync/webhooks.py coalesces the rest into it); ``okr-sync worker`` serves it
+task (a deferred task run, as ``Task.apply_async`` makes) for each verified webhook: a
+sync of the streams the changed objects touch (each connector's ``CHANGES`` table), at
+most one queued per source and streams (okr_sync/webhooks.py coalesces the rest into
+it); ``okr-sync worker`` serves it
 (``prefect.task_worker.serve``) in one process that imported and warmed everything at
 start, so a run pays only for the change. The store URL and the OKR file come from the
 worker's environment, never from task parameters: Prefect records parameters.
@@ -29,7 +30,7 @@ from flows.plan import SyncRequest
 from flows.settings import Settings
 from flows.sync import SyncRefusedError, run_sync
 from okr_targets.config import ConfigError, OkrConfig, load_okrs
-from okr_targets.models import SyncRun
+from okr_targets.models import SyncRun, utcnow
 from okr_targets.status import RunStatus
 from okr_targets.store import Store, StoreError
 
@@ -104,8 +105,11 @@ def wait_until_running(
     with get_client(sync_client=True) as client:
         deadline = clock() + bound
         while True:
-            run = client.read_task_run(task_run_id)
-            if run.state is not None and run.state.type == StateType.RUNNING:
+            try:
+                run = client.read_task_run(task_run_id)
+            except Exception:  # any failure to answer (down, timed out, 5xx): the bound decides
+                run = None
+            if run is not None and run.state is not None and run.state.type == StateType.RUNNING:
                 return True
             if clock() >= deadline:
                 run_logger().warning(
@@ -124,14 +128,19 @@ def sync_changed_source(
     """Sync the ``streams`` (``source.stream``; None: all) of one source that reported a
     change at ``received_at``; returns the sync run's id.
 
-    Skipped, with a log line, when a sync that read those streams started after the change
-    was received (several receivers may queue the same change; a cron run may be first),
-    or when the OKR file reads none of them.
+    Skipped, with a log line, when a sync that read those streams started after the last
+    change this one is for (several receivers may queue the same change; a cron run may be
+    first), or when the OKR file reads none of them. Under a task worker the last change
+    is the last one coalesced into this run: any until the server knew it was Running.
     """
     logger = run_logger()
     settings = Settings()
+    last_change = received_at
     if (context := TaskRunContext.get()) is not None:
         wait_until_running(context.task_run.id)
+        # Later changes were coalesced into this run until the server knew it Running,
+        # that is until now: a run that began before now may have missed them.
+        last_change = max(received_at, utcnow())
     try:
         every = source_streams(load_okrs(settings.okr_file), source)
     except ConfigError as exc:
@@ -145,16 +154,17 @@ def sync_changed_source(
     except StoreError as exc:
         return _failed(str(exc))
     try:
-        covering = covering_run(runs_since(store, received_at), needed, received_at)
+        covering = covering_run(runs_since(store, last_change), needed, last_change)
     finally:
         store.dispose()
     if covering is not None:
         logger.info(
-            "skipped: sync run %s read %s and started at %s, after this change was received at %s",
+            "skipped: sync run %s read %s and started at %s, after the changes this sync "
+            "was for (the last by %s)",
             covering.run_id,
             ", ".join(needed),
             covering.started_at.isoformat(),
-            received_at.isoformat(),
+            last_change.isoformat(),
         )
         return covering.run_id
     subset = None if needed == every else tuple(needed)  # a whole read advances freshness

@@ -4,10 +4,12 @@
 carry that source's signature over the exact body and a timestamp; a verified request
 becomes one Prefect event, ``okr-sync.source.changed``, whose resource names the source
 and whose payload lists the changed objects (for automations and the UI), and a sync of
-that source: a Prefect background task (flows/background.py) that ``okr-sync worker``
-runs at once. A burst coalesces: while a source's last submitted sync is still queued
-(Scheduled or Pending at the Prefect server), it will read the new change too, so
-nothing more is submitted; once it is Running a new one is queued behind it.
+the streams the objects' changes touch (the connector's ``CHANGES`` table; all of the
+source's when a type is not in it): a Prefect background task (flows/background.py) that
+``okr-sync worker`` runs at once. A burst coalesces: while a sync of those streams (or
+of the whole source) is still queued (Scheduled or Pending at the Prefect server), it
+will read the new change too, so nothing more is submitted; once it is Running a new one
+is queued behind it.
 
 Answers: 202 accepted (the sync submitted or coalesced); 401 unsigned (a signature or
 timestamp header is missing); 403 the signature does not match (tampered body, wrong

@@ -278,6 +278,28 @@ def test_a_webhook_is_synced_by_the_task_worker_and_a_burst_rides_on_it(
         assert after.json()["sync"] != str(sync_id)
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_sync_that_began_before_a_queued_one_ran_does_not_cover_it(
+    sqlite_url: str, salesforce_env: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes ride on a queued sync until it runs: one received after an earlier sync
+    began may have come after that sync's read, so that sync covers none of them."""
+    monkeypatch.setenv("OKR_SYNC_STORE_URL", sqlite_url)
+    monkeypatch.setenv("OKR_SYNC_OKR_FILE", str(DEMO_OKRS))
+    first_change = datetime.now(UTC)
+    earlier = sync_changed_source.fn("salesforce", first_change)
+
+    async def submit() -> UUID:
+        return await submit_sync("salesforce", ("salesforce.Opportunity",), first_change)
+
+    queued = asyncio.run(submit())  # later changes coalesced into it while it waited
+    assert run_on_a_task_worker(queued) == "COMPLETED"
+    [covered_first, ran] = sync_runs(sqlite_url)
+    assert covered_first.id == earlier
+    assert covered_first.started_at > first_change  # it read the first change, not the later
+    assert set(ran.stream_counts) == {"salesforce.Opportunity"}
+
+
 @pytest.mark.usefixtures("prefect_harness")  # the event still goes to Prefect first
 def test_a_sync_prefect_did_not_take_is_a_503_and_the_retry_is_accepted() -> None:
     async def refuse(source: str, streams: Any, received_at: datetime) -> UUID:
