@@ -283,7 +283,9 @@ def changed_streams(source: str, objects: list[dict[str, str]]) -> Streams:
     touched = _connector(source).streams_changed((o["type"], o["change"]) for o in objects)
     if touched is None:
         kinds = sorted({o["type"] or "?" for o in objects})
-        why = f"no table entry for {', '.join(kinds)}" if kinds else "the body names no object"
+        why = (
+            f"not every type of {', '.join(kinds)} is in its table" if kinds else "no object named"
+        )
         logger.info("%s webhook: %s; every stream of %s is read", source, why, source)
         return None
     return tuple(f"{source}.{name}" for name in touched)
