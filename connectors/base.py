@@ -9,7 +9,7 @@ pyproject.toml; a data team's package declares its own). It names its streams an
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from importlib.metadata import EntryPoint, entry_points
@@ -202,6 +202,25 @@ class Connector:
     open: Callable[[Any], SourceReader]
     description: str = ""
     sandbox: Callable[[], SandboxSpec] | None = None
+    # The streams a change touches, by the object type a webhook names ("deal"), or by
+    # type and change ("company.associationChange") where that change touches more.
+    changes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def streams_changed(self, changes: Iterable[tuple[str, str]]) -> tuple[str, ...] | None:
+        """The streams that ``(object type, change)`` pairs touch, in stream order.
+
+        None means every stream: a type the table does not know (the sync cannot tell
+        what it touches), or no pair at all (a body that names no object).
+        """
+        touched: set[str] = set()
+        for kind, change in changes:
+            streams = self.changes.get(f"{kind}.{change}", self.changes.get(kind))
+            if streams is None:
+                return None
+            touched.update(streams)
+        if not touched:
+            return None
+        return tuple(stream.name for stream in self.streams if stream.name in touched)
 
 
 class UnknownConnectorError(LookupError):

@@ -238,8 +238,10 @@ def tombstone_unseen_records(
 def record_reads(store: Store, plan: Plan, read_in_full: list[str], run_id: str) -> None:
     """The sources read to their end, with data as of the run's start: their freshness.
 
-    A backfill's window is not a read up to now: it leaves freshness as it was.
+    A backfill's window is not a read up to now: it leaves freshness as it was. Nor does
+    a read of some of a source's streams (a webhook's change): freshness is per source,
+    and the streams not read are only as fresh as the source's last whole read.
     """
-    if plan.window is None:
+    if plan.window is None and plan.request.streams is None:
         with store.session() as session, session.begin():
             record_source_reads(session, set(read_in_full), plan.started_at, run_id)

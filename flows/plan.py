@@ -26,21 +26,33 @@ class SyncRequest:
     full_refresh: bool = False  # ignore saved cursors; tombstone what the sources lost
     reconcile: bool = False  # list every live id at each source after the sync
     sources: tuple[str, ...] | None = None  # only these sources; None: every one
+    streams: tuple[str, ...] | None = None  # only these "source.stream"s; None: every one
     backfill: tuple[str, str] | None = None  # first and last period label to re-read
     refreeze_baselines: bool | None = None  # None: only on a full refresh
 
-    def streams(self, config: OkrConfig) -> list[tuple[str, StreamInfo]]:
-        """The OKR file's streams of the chosen sources; an unknown source is an error."""
-        streams = config.streams()
-        if self.sources is None:
-            return streams
-        named = list(dict.fromkeys(source for source, _ in streams))
-        unknown = [source for source in self.sources if source not in named]
-        if unknown:
-            raise ConfigError(
-                f"source {unknown[0]!r} is not among {config.path}'s sources ({', '.join(named)})"
-            )
-        return [(source, stream) for source, stream in streams if source in self.sources]
+    def chosen_streams(self, config: OkrConfig) -> list[tuple[str, StreamInfo]]:
+        """The OKR file's streams of the chosen sources and streams; an unknown one is an
+        error, named with those the file has."""
+        chosen = config.streams()
+        if self.sources is not None:
+            named = list(dict.fromkeys(source for source, _ in chosen))
+            unknown = [source for source in self.sources if source not in named]
+            if unknown:
+                raise ConfigError(
+                    f"source {unknown[0]!r} is not among {config.path}'s sources "
+                    f"({', '.join(named)})"
+                )
+            chosen = [(source, stream) for source, stream in chosen if source in self.sources]
+        if self.streams is not None:
+            named = [f"{source}.{stream.name}" for source, stream in chosen]
+            unknown = [name for name in self.streams if name not in named]
+            if unknown:
+                raise ConfigError(
+                    f"stream {unknown[0]!r} is not among the streams {config.path} reads "
+                    f"({', '.join(named)})"
+                )
+            chosen = [(src, st) for src, st in chosen if f"{src}.{st.name}" in self.streams]
+        return chosen
 
     def window(self, config: OkrConfig) -> tuple[datetime, datetime] | None:
         """A backfill's ``[start, end)`` in UTC, from its periods in the file's calendar."""
@@ -92,7 +104,10 @@ def plan(store: Store, request: SyncRequest) -> Plan:
     config, catalog = load_and_lint(request.okr_file)
     with store.session() as session, session.begin():
         save_okrs(session, config, utcnow(), catalog)
-    streams, window = request.streams(config), request.window(config)
+    streams, window = request.chosen_streams(config), request.window(config)
     if window is not None and request.full_refresh:
         raise ConfigError("a backfill re-reads a window; it cannot also be a full refresh")
+    if request.streams is not None and (request.full_refresh or request.reconcile):
+        # both find deletes per entity, and an entity may come from a stream not read
+        raise ConfigError("a sync of some streams cannot also be a full refresh or reconcile")
     return Plan(request, config, catalog, streams, window, started_at=utcnow())

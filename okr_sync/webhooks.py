@@ -4,10 +4,12 @@
 carry that source's signature over the exact body and a timestamp; a verified request
 becomes one Prefect event, ``okr-sync.source.changed``, whose resource names the source
 and whose payload lists the changed objects (for automations and the UI), and a sync of
-that source: a Prefect background task (flows/background.py) that ``okr-sync worker``
-runs at once. A burst coalesces: while a source's last submitted sync is still queued
-(Scheduled or Pending at the Prefect server), it will read the new change too, so
-nothing more is submitted; once it is Running a new one is queued behind it.
+the streams the objects' changes touch (the connector's ``CHANGES`` table; all of the
+source's when a type is not in it): a Prefect background task (flows/background.py) that
+``okr-sync worker`` runs at once. A burst coalesces: while a sync of those streams (or
+of the whole source) is still queued (Scheduled or Pending at the Prefect server), it
+will read the new change too, so nothing more is submitted; once it is Running a new one
+is queued behind it.
 
 Answers: 202 accepted (the sync submitted or coalesced); 401 unsigned (a signature or
 timestamp header is missing); 403 the signature does not match (tampered body, wrong
@@ -32,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -49,6 +52,8 @@ if TYPE_CHECKING:  # Prefect is imported when a request comes, not for `okr-sync
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.objects import StateType
     from prefect.events import Event
+
+    from connectors.base import Connector
 
 SOURCE_CHANGED = "okr-sync.source.changed"
 SOURCES = ("hubspot", "zendesk", "salesforce")
@@ -254,43 +259,71 @@ class ReplayGuard:
         self.seen[signature] = now
 
 
-Submit = Callable[[str, datetime], Awaitable[UUID]]
+Streams = tuple[str, ...] | None  # "source.stream" names a sync reads; None: every one
+Submit = Callable[[str, Streams, datetime], Awaitable[UUID]]
 StateOf = Callable[[UUID], Awaitable["StateType | None"]]
 
 
 def still_queued(state: StateType | None) -> bool:
-    """A task run that has not started: whatever it reads, it reads after now."""
+    """A task run that has not started: whatever it reads, it reads after now (the task
+    waits, before reading, until the server knows it is Running: flows/background.py)."""
     return state is not None and state.value in ("SCHEDULED", "PENDING")
+
+
+@cache
+def _connector(source: str) -> Connector:
+    from connectors.base import get_connector
+
+    return get_connector(source)
+
+
+def changed_streams(source: str, objects: list[dict[str, str]]) -> Streams:
+    """The streams the named objects' changes touch, as the connector's table says; None
+    (every stream of the source, logged) when an object's type is not in it, or none is named."""
+    touched = _connector(source).streams_changed((o["type"], o["change"]) for o in objects)
+    if touched is None:
+        kinds = sorted({o["type"] or "?" for o in objects})
+        why = (
+            f"not every type of {', '.join(kinds)} is in its table" if kinds else "no object named"
+        )
+        logger.info("%s webhook: %s; every stream of %s is read", source, why, source)
+        return None
+    return tuple(f"{source}.{name}" for name in touched)
 
 
 @dataclass
 class SyncQueue:
-    """At most one queued-but-not-started sync per source; later changes ride on it.
+    """At most one queued-but-not-started sync per source and streams; later changes to
+    those streams ride on it, or on a queued sync of every stream of the source.
 
     A sync already Running may have read the source before this change, so then a new
     one is queued (the task worker runs them one at a time). So is one when the queued
     sync waited over ``max_wait`` seconds: no task worker is taking it, or the Prefect
-    server restarted and lost its in-memory task queue, and it may never run. The lock
-    keeps two webhooks of one source arriving together from both submitting.
+    server restarted and lost its in-memory task queue, and it may never run. A queued
+    sync of other streams does not read this change. The lock keeps two webhooks of one
+    source arriving together from both submitting.
     """
 
     submit: Submit
     state_of: StateOf
     max_wait: float = 60.0
     clock: Callable[[], float] = time.monotonic
-    queued: dict[str, tuple[UUID, float]] = field(default_factory=dict)
+    queued: dict[tuple[str, Streams], tuple[UUID, float]] = field(default_factory=dict)
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
-    async def request(self, source: str, received_at: datetime) -> tuple[UUID, bool]:
+    async def request(
+        self, source: str, received_at: datetime, streams: Streams = None
+    ) -> tuple[UUID, bool]:
         """The task run that will read this change, and whether it was already queued."""
         async with self.locks[source]:
-            if source in self.queued:
-                last, submitted = self.queued[source]
-                fresh = self.clock() - submitted <= self.max_wait
-                if fresh and still_queued(await self.state_of(last)):
-                    return last, True
-            task_run_id = await self.submit(source, received_at)
-            self.queued[source] = (task_run_id, self.clock())
+            for key in dict.fromkeys([(source, streams), (source, None)]):
+                if key in self.queued:
+                    last, submitted = self.queued[key]
+                    fresh = self.clock() - submitted <= self.max_wait
+                    if fresh and still_queued(await self.state_of(last)):
+                        return last, True
+            task_run_id = await self.submit(source, streams, received_at)
+            self.queued[(source, streams)] = (task_run_id, self.clock())
             return task_run_id, False
 
 
@@ -310,12 +343,16 @@ async def prefect_client() -> PrefectClient:
     return _clients[loop]
 
 
-async def submit_sync(source: str, received_at: datetime) -> UUID:
-    """Submit the background sync of one source (flows/background.py) to Prefect: what
-    ``Task.apply_async`` does, awaited on this loop rather than in a thread."""
+async def submit_sync(source: str, streams: Streams, received_at: datetime) -> UUID:
+    """Submit the background sync of one source's streams (flows/background.py) to
+    Prefect: what ``Task.apply_async`` does, awaited on this loop rather than in a thread."""
     from flows.background import sync_changed_source
 
-    parameters = {"source": source, "received_at": received_at}
+    parameters = {
+        "source": source,
+        "received_at": received_at,
+        "streams": None if streams is None else list(streams),
+    }
     client = await prefect_client()
     task_run = await sync_changed_source.create_run(client, parameters=parameters, deferred=True)
     return task_run.id
@@ -383,8 +420,9 @@ class Receiver:
             self.guard.seen.pop(signature, None)  # let that retry through
             logger.error("%s webhook: Prefect did not take the event: %s", source, exc)
             return JSONResponse({"error": "the event could not be sent to Prefect"}, 503)
+        streams = changed_streams(source, objects)
         try:
-            task_run_id, coalesced = await self.syncs.request(source, received_at)
+            task_run_id, coalesced = await self.syncs.request(source, received_at, streams)
         except Exception as exc:
             self.guard.seen.pop(signature, None)
             logger.error("%s webhook: Prefect did not take the sync: %s", source, exc)
@@ -392,7 +430,8 @@ class Receiver:
         if coalesced:
             logger.info("%s webhook: coalesced into queued sync %s", source, task_run_id)
         else:
-            logger.info("%s webhook: submitted sync %s", source, task_run_id)
+            read = ", ".join(streams) if streams else "every stream"
+            logger.info("%s webhook: submitted sync %s of %s", source, task_run_id, read)
         logger.info("%s webhook: %d object(s) changed, event %s", source, len(objects), event.id)
         return JSONResponse(
             {
@@ -400,6 +439,7 @@ class Receiver:
                 "source": source,
                 "objects": len(objects),
                 "sync": str(task_run_id),
+                "streams": list(streams) if streams is not None else None,
                 "coalesced": coalesced,
             },
             202,

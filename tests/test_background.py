@@ -14,17 +14,23 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.futures import PrefectDistributedFuture
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.states import Running
+from prefect.states import Running, State
 from prefect.task_worker import TaskWorker
 from sqlalchemy import select
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from connectors.sandbox.server import RunningServer
-from flows.background import PastRun, covering_run, sync_changed_source
+from flows.background import (
+    RUNNING_POLL_SECONDS,
+    PastRun,
+    covering_run,
+    sync_changed_source,
+    wait_until_running,
+)
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.webhooks import Receiver, SyncQueue, create_app, submit_sync, task_run_state
-from okr_targets.models import SyncRun
+from okr_targets.models import SourceRead, SyncRun
 from okr_targets.store import Store
 from tests.test_webhooks import SALESFORCE_BODY, SECRETS, salesforce
 
@@ -36,14 +42,24 @@ def past(minutes: float, status: str = "complete", streams: tuple[str, ...] = ()
     return PastRun(f"run{minutes:+}", started, status, streams or ("salesforce.Opportunity",))
 
 
-def test_only_a_complete_run_of_that_source_started_after_the_change_covers_it() -> None:
-    assert covering_run([], "salesforce", T0) is None
-    assert covering_run([past(-1)], "salesforce", T0) is None  # began before the change
-    assert covering_run([past(1, "running")], "salesforce", T0) is None  # may not have read yet
-    assert covering_run([past(1, "partial")], "salesforce", T0) is None  # stopped early
-    assert covering_run([past(1, streams=("zendesk.tickets",))], "salesforce", T0) is None
+def test_only_a_complete_run_that_read_the_streams_after_the_change_covers_it() -> None:
+    opportunity = ["salesforce.Opportunity"]
+    assert covering_run([], opportunity, T0) is None
+    assert covering_run([past(-1)], opportunity, T0) is None  # began before the change
+    assert covering_run([past(1, "running")], opportunity, T0) is None  # may not have read yet
+    assert covering_run([past(1, "partial")], opportunity, T0) is None  # stopped early
+    assert covering_run([past(1, streams=("zendesk.tickets",))], opportunity, T0) is None
     later = past(2)
-    assert covering_run([past(-1), past(1, "failed"), later], "salesforce", T0) == later
+    assert covering_run([past(-1), past(1, "failed"), later], opportunity, T0) == later
+    # a run of other streams of the source did not read this change
+    account = past(1, streams=("salesforce.Account",))
+    assert covering_run([account], opportunity, T0) is None
+    # a change to every stream is covered only by a run that read them all
+    every = ["salesforce.Account", "salesforce.Opportunity"]
+    assert covering_run([past(1), account], every, T0) is None
+    whole = past(3, streams=("salesforce.Account", "salesforce.Opportunity", "salesforce.User"))
+    assert covering_run([past(1), account, whole], every, T0) == whole
+    assert covering_run([whole], opportunity, T0) == whole
 
 
 def sync_runs(store_url: str) -> list[SyncRun]:
@@ -68,7 +84,42 @@ def test_the_task_syncs_its_source_and_skips_a_change_a_later_run_read(
     assert {name.split(".")[0] for name in run.stream_counts} == {"salesforce"}
     # a change received before that run started was read by it: nothing runs again
     assert sync_changed_source.fn("salesforce", received) == run.id
+    assert sync_changed_source.fn("salesforce", received, ["salesforce.Opportunity"]) == run.id
     assert len(sync_runs(sqlite_url)) == 1
+    assert source_reads(sqlite_url)["salesforce"][1] == run.id  # read whole: it is fresh
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_change_to_one_stream_re_reads_only_it_and_leaves_freshness_alone(
+    sqlite_url: str, salesforce_env: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OKR_SYNC_STORE_URL", sqlite_url)
+    monkeypatch.setenv("OKR_SYNC_OKR_FILE", str(DEMO_OKRS))
+    whole_id = sync_changed_source.fn("salesforce", datetime.now(UTC))
+    fresh = source_reads(sqlite_url)
+    opportunity_id = sync_changed_source.fn(
+        "salesforce", datetime.now(UTC), ["salesforce.Opportunity"]
+    )
+    whole, opportunity = sync_runs(sqlite_url)
+    assert (whole.id, opportunity.id) == (whole_id, opportunity_id)
+    assert opportunity.status == "complete"
+    assert set(opportunity.stream_counts) == {"salesforce.Opportunity"}
+    # the other streams were not read: the source is as fresh as the whole read, no more
+    assert fresh["salesforce"][1] == whole.id
+    assert source_reads(sqlite_url) == fresh
+    # a change to a stream the OKR file does not read (the demo reads no Cases) needs no sync
+    nothing = sync_changed_source.fn("salesforce", datetime.now(UTC), ["salesforce.Case"])
+    assert isinstance(nothing, State)
+    assert nothing.is_completed()
+    assert len(sync_runs(sqlite_url)) == 2
+
+
+def source_reads(store_url: str) -> dict[str, tuple[datetime, str]]:
+    store = Store.open(store_url)
+    with store.session() as session:
+        found = {r.source: (r.read_at, r.run_id) for r in session.scalars(select(SourceRead))}
+    store.dispose()
+    return found
 
 
 async def state_name(task_run_id: UUID) -> str:
@@ -109,6 +160,77 @@ def test_one_queued_sync_per_source_and_a_new_one_behind_a_running_one() -> None
     asyncio.run(scenario())
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_queued_sync_covers_a_change_only_if_it_reads_its_streams() -> None:
+    tickets = ("zendesk.tickets", "zendesk.satisfaction_ratings")
+    organizations = ("zendesk.organizations",)
+
+    async def scenario() -> None:
+        queue = SyncQueue(submit_sync, task_run_state)
+        now = datetime.now(UTC)
+        queued, coalesced = await queue.request("zendesk", now, tickets)
+        assert not coalesced
+        # a queued sync of the tickets does not read an organization's change
+        other, coalesced = await queue.request("zendesk", now, organizations)
+        assert not coalesced
+        assert other != queued
+        again, coalesced = await queue.request("zendesk", now, tickets)
+        assert (again, coalesced) == (queued, True)
+        # a sync of every stream is queued beside them, and later changes of any stream
+        # ride on it (or on their own streams' queued sync)
+        every, coalesced = await queue.request("zendesk", now, None)
+        assert not coalesced
+        assert every not in (queued, other)
+        async with get_client() as client:
+            await client.set_task_run_state(queued, Running(), force=True)
+        assert await queue.request("zendesk", now, tickets) == (every, True)
+        assert await queue.request("zendesk", now, organizations) == (other, True)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_sync_reads_only_once_the_server_knows_it_is_running(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The receiver coalesces into a sync the server still calls Scheduled: the sync must
+    not read before the server calls it Running. The server's answers are real; the wait's
+    clock and sleep are stand-ins, the sleep delivering the run's Running state."""
+    polls: list[float] = []
+
+    def submitted() -> UUID:
+        async def submit() -> UUID:
+            return await submit_sync("salesforce", None, datetime.now(UTC))
+
+        return asyncio.run(submit())
+
+    def running_on_second_poll(task_run_id: UUID) -> Any:
+        def sleep(seconds: float) -> None:  # the Running event arrives meanwhile
+            polls.append(seconds)
+            with get_client(sync_client=True) as client:
+                client.set_task_run_state(task_run_id, Running(), force=True)
+
+        return sleep
+
+    started = submitted()
+    assert wait_until_running(started, sleep=running_on_second_poll(started))
+    assert polls == [RUNNING_POLL_SECONDS]  # it waited for Running, then went on
+    assert asyncio.run(state_name(started)) == "RUNNING"
+
+    # the server never says Running within the bound: a warning, and the read goes on
+    never = submitted()
+    seconds = [0.0]
+
+    def tick(interval: float) -> None:
+        seconds[0] += interval
+
+    with caplog.at_level("WARNING"):
+        assert not wait_until_running(never, bound=1.0, clock=lambda: seconds[0], sleep=tick)
+    assert seconds[0] >= 1.0
+    assert "did not report this run Running within 1s" in caplog.text
+    assert asyncio.run(state_name(never)) == "SCHEDULED"
+
+
 def run_on_a_task_worker(task_run_id: UUID) -> str:
     """What ``okr-sync worker`` does with one submitted run (its subscription aside); the
     server records the final state from the run's events, so wait for it."""
@@ -130,6 +252,7 @@ def test_a_webhook_is_synced_by_the_task_worker_and_a_burst_rides_on_it(
 ) -> None:
     monkeypatch.setenv("OKR_SYNC_STORE_URL", sqlite_url)
     monkeypatch.setenv("OKR_SYNC_OKR_FILE", str(DEMO_OKRS))
+    first = sync_changed_source.fn("salesforce", datetime.now(UTC))  # rates, accounts, users
     with TestClient(create_app(Receiver(dict(SECRETS)))) as client:
         answers = []
         for number in range(3):
@@ -141,9 +264,12 @@ def test_a_webhook_is_synced_by_the_task_worker_and_a_burst_rides_on_it(
         assert len({a["sync"] for a in answers}) == 1
         sync_id = UUID(answers[0]["sync"])
         assert run_on_a_task_worker(sync_id) == "COMPLETED"
-        [run] = sync_runs(sqlite_url)
+        assert [a["streams"] for a in answers] == [["salesforce.Opportunity"]] * 3
+        [earlier, run] = sync_runs(sqlite_url)
+        assert earlier.id == first
         assert run.status == "complete"
-        assert {name.split(".")[0] for name in run.stream_counts} == {"salesforce"}
+        # the webhook names one Opportunity: the sync read that stream and no other
+        assert set(run.stream_counts) == {"salesforce.Opportunity"}
         # that sync is over: the next change gets a sync of its own
         body = json.dumps(json.loads(SALESFORCE_BODY) | {"n": 3}).encode()
         after: Any = client.post("/webhooks/salesforce", content=body, headers=salesforce(body))
@@ -152,14 +278,36 @@ def test_a_webhook_is_synced_by_the_task_worker_and_a_burst_rides_on_it(
         assert after.json()["sync"] != str(sync_id)
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_sync_that_began_before_a_queued_one_ran_does_not_cover_it(
+    sqlite_url: str, salesforce_env: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes ride on a queued sync until it runs: one received after an earlier sync
+    began may have come after that sync's read, so that sync covers none of them."""
+    monkeypatch.setenv("OKR_SYNC_STORE_URL", sqlite_url)
+    monkeypatch.setenv("OKR_SYNC_OKR_FILE", str(DEMO_OKRS))
+    first_change = datetime.now(UTC)
+    earlier = sync_changed_source.fn("salesforce", first_change)
+
+    async def submit() -> UUID:
+        return await submit_sync("salesforce", ("salesforce.Opportunity",), first_change)
+
+    queued = asyncio.run(submit())  # later changes coalesced into it while it waited
+    assert run_on_a_task_worker(queued) == "COMPLETED"
+    [covered_first, ran] = sync_runs(sqlite_url)
+    assert covered_first.id == earlier
+    assert covered_first.started_at > first_change  # it read the first change, not the later
+    assert set(ran.stream_counts) == {"salesforce.Opportunity"}
+
+
 @pytest.mark.usefixtures("prefect_harness")  # the event still goes to Prefect first
 def test_a_sync_prefect_did_not_take_is_a_503_and_the_retry_is_accepted() -> None:
-    async def refuse(source: str, received_at: datetime) -> UUID:
+    async def refuse(source: str, streams: Any, received_at: datetime) -> UUID:
         raise ConnectionError("the Prefect API is unreachable")
 
     taken: list[str] = []
 
-    async def take(source: str, received_at: datetime) -> UUID:
+    async def take(source: str, streams: Any, received_at: datetime) -> UUID:
         taken.append(source)
         return UUID(int=len(taken))
 

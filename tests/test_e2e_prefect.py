@@ -435,6 +435,8 @@ def test_scheduled_and_webhook_triggered_syncs_on_a_real_prefect_server(
         answer = httpx.post(f"{world['receiver']}/webhooks/zendesk", content=body, headers=headers)
         assert answer.status_code == 202, answer.text
         assert answer.json()["objects"] == 1
+        # a ticket's change re-reads the tickets and their CSAT ratings, nothing else
+        assert answer.json()["streams"] == ["zendesk.tickets", "zendesk.satisfaction_ratings"]
         syncs.add(answer.json()["sync"])
     replayed = httpx.post(f"{world['receiver']}/webhooks/zendesk", content=body, headers=headers)
     assert replayed.status_code == 409

@@ -21,9 +21,11 @@ from flows.artifacts import (
     change_events,
     changes_table,
 )
-from flows.sync import sync_okrs
+from flows.plan import SyncRequest
+from flows.settings import Settings
+from flows.sync import run_sync, sync_okrs
 from okr_sync.cli import DEMO_OKRS
-from okr_targets.config import load_okrs
+from okr_targets.config import ConfigError, load_okrs
 from okr_targets.models import Cursor, Deal, SourceRead
 from okr_targets.store import Store
 from transforms.measure import KeyResultOutcome
@@ -185,3 +187,36 @@ def test_change_events_carry_old_and_new_value_progress_and_status() -> None:
     assert rows[0]["status"] == "on_track → off_track"
     assert rows[0]["old value"] == "3,000,000"
     assert rows[0]["new value"] == "2,500,000"
+
+
+def test_some_streams_only_and_an_unknown_stream_is_a_one_line_error(sqlite_url: str) -> None:
+    config = load_okrs(DEMO_OKRS)
+    request = SyncRequest(okr_file=str(DEMO_OKRS), streams=("salesforce.Opportunity",))
+    assert [(source, stream.name) for source, stream in request.chosen_streams(config)] == [
+        ("salesforce", "Opportunity")
+    ]
+    both = SyncRequest(
+        okr_file=str(DEMO_OKRS),
+        sources=("zendesk",),
+        streams=("zendesk.tickets", "zendesk.organizations"),
+    )
+    assert [stream.name for _, stream in both.chosen_streams(config)] == [
+        "organizations",
+        "tickets",
+    ]
+    # the demo reads no Salesforce Cases; a stream of another source is not among zendesk's
+    for unknown in ("salesforce.Case", "salesforce.Opportunity"):
+        with pytest.raises(ConfigError) as error:
+            SyncRequest(
+                okr_file=str(DEMO_OKRS), sources=("zendesk",), streams=(unknown,)
+            ).chosen_streams(config)
+        assert str(error.value).startswith(f"stream {unknown!r} is not among the streams ")
+        assert "\n" not in str(error.value)
+    # deletes are found per entity, and an entity may come from a stream not read
+    report = run_sync(
+        SyncRequest(okr_file=str(DEMO_OKRS), streams=both.streams, full_refresh=True),
+        sqlite_url,
+        Settings(),
+    )
+    assert report.status == "failed"
+    assert report.reason == "a sync of some streams cannot also be a full refresh or reconcile"

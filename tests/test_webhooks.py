@@ -20,6 +20,7 @@ from okr_sync.webhooks import (
     SOURCE_CHANGED,
     Receiver,
     changed_objects,
+    changed_streams,
     create_app,
     source_event,
 )
@@ -203,3 +204,62 @@ def test_serve_without_any_secret_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(app, ["webhooks", "serve", "--port", "0"])
     assert result.exit_code == 1
     assert "Prefect Secret block 'no-such-block' not found" in result.stderr
+
+
+def streams_of(source: str, body: Any) -> tuple[str, ...] | None:
+    return changed_streams(source, changed_objects(source, body))
+
+
+def test_a_change_re_reads_the_streams_its_object_type_touches() -> None:
+    # HubSpot subscriptionType "<object>.<change>" (developers.hubspot.com/docs/api/webhooks)
+    def hubspot_event(kind: str) -> dict:
+        return {"subscriptionType": kind, "objectId": 7}
+
+    assert streams_of("hubspot", [hubspot_event("deal.propertyChange")]) == ("hubspot.deals",)
+    assert streams_of("hubspot", [hubspot_event("deal.merge")]) == ("hubspot.deals",)
+    assert streams_of("hubspot", [hubspot_event("company.creation")]) == ("hubspot.companies",)
+    assert streams_of("hubspot", [hubspot_event("ticket.deletion")]) == ("hubspot.tickets",)
+    both = [hubspot_event("ticket.restore"), hubspot_event("deal.creation")]
+    assert streams_of("hubspot", both) == ("hubspot.deals", "hubspot.tickets")
+    # deals and tickets carry their company through associations
+    assert streams_of("hubspot", [hubspot_event("company.associationChange")]) == (
+        "hubspot.companies",
+        "hubspot.deals",
+        "hubspot.tickets",
+    )
+    # a type the table does not know, a generic object.* event, no object: every stream
+    assert streams_of("hubspot", [hubspot_event("contact.creation")]) is None
+    assert streams_of("hubspot", [hubspot_event("object.propertyChange")]) is None
+    assert (
+        streams_of("hubspot", [hubspot_event("deal.creation"), hubspot_event("contact.merge")])
+        is None
+    )
+    assert streams_of("hubspot", []) is None
+
+    # Zendesk "zen:event-type:<object>.<change>" (developer.zendesk.com webhook event types);
+    # a CSAT rating arrives as a ticket event
+    def zendesk_event(kind: str) -> dict:
+        return {"type": f"zen:event-type:{kind}", "detail": {"id": "35"}}
+
+    ticket = ("zendesk.tickets", "zendesk.satisfaction_ratings")
+    assert streams_of("zendesk", zendesk_event("ticket.status_changed")) == ticket
+    assert streams_of("zendesk", zendesk_event("ticket.comment_added")) == ticket
+    organization = ("zendesk.organizations",)
+    assert streams_of("zendesk", zendesk_event("organization.name_changed")) == organization
+    assert streams_of("zendesk", zendesk_event("organization.deleted")) == organization
+    assert streams_of("zendesk", zendesk_event("user.active_changed")) is None
+
+    # Salesforce: the signed callout names the SObject
+    def salesforce_body(*kinds: str) -> dict:
+        return {"objects": [{"type": kind, "id": "001", "change": "updated"} for kind in kinds]}
+
+    assert streams_of("salesforce", salesforce_body("Opportunity")) == ("salesforce.Opportunity",)
+    assert streams_of("salesforce", salesforce_body("Case", "Account")) == (
+        "salesforce.Account",
+        "salesforce.Case",
+    )
+    assert streams_of("salesforce", salesforce_body("DatedConversionRate")) == (
+        "salesforce.DatedConversionRate",
+    )
+    assert streams_of("salesforce", salesforce_body("Lead")) is None
+    assert streams_of("salesforce", {"objects": []}) is None

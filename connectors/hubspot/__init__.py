@@ -3,7 +3,7 @@
 from connectors.base import Connector, SandboxSpec
 from connectors.hubspot.client import HubSpotReader
 from connectors.hubspot.settings import HubSpotSettings
-from connectors.hubspot.streams import STREAMS
+from connectors.hubspot.streams import CHANGES, STREAMS
 
 
 def contract_sandbox() -> SandboxSpec:
@@ -16,6 +16,7 @@ def contract_sandbox() -> SandboxSpec:
 connector = Connector(
     name="hubspot",
     streams=tuple(stream.info for stream in STREAMS.values()),
+    changes=CHANGES,
     settings=HubSpotSettings,
     open=HubSpotReader,
     description="HubSpot CRM API (search by hs_lastmodifieddate, archived listings), private app",

@@ -100,3 +100,17 @@ STREAMS: dict[str, HubSpotStream] = stream_table(
         pipelines=True,
     ),
 )
+
+# What a change touches, by a webhook's subscriptionType, "<object>.<change>" with change
+# creation, deletion, propertyChange, associationChange, merge or restore (HubSpot:
+# https://developers.hubspot.com/docs/api/webhooks, the subscription types; merge, restore
+# and associationChange: https://developers.hubspot.com/changelog/new-subscription-types-for-webhooks).
+# Deals and tickets carry their company through associations, so a company's association
+# change re-reads them too. Owners send no webhook; contacts, products, line items and the
+# generic "object.*" types are not in the table: they re-read every stream.
+CHANGES: dict[str, tuple[str, ...]] = {
+    "company": ("companies",),
+    "company.associationChange": ("companies", "deals", "tickets"),
+    "deal": ("deals",),
+    "ticket": ("tickets",),
+}

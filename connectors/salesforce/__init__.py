@@ -3,7 +3,7 @@
 from connectors.base import Connector, SandboxSpec
 from connectors.salesforce.client import SalesforceReader
 from connectors.salesforce.settings import SalesforceSettings
-from connectors.salesforce.streams import STREAMS
+from connectors.salesforce.streams import CHANGES, STREAMS
 
 
 def contract_sandbox() -> SandboxSpec:
@@ -16,6 +16,7 @@ def contract_sandbox() -> SandboxSpec:
 connector = Connector(
     name="salesforce",
     streams=tuple(stream.info for stream in STREAMS.values()),
+    changes=CHANGES,
     settings=SalesforceSettings,
     open=SalesforceReader,
     description="Salesforce REST API (SOQL query/queryAll), incremental by SystemModstamp",

@@ -142,3 +142,10 @@ STREAMS: dict[str, SObjectStream] = stream_table(
         mapper=case_to_ticket,
     ),
 )
+
+# What a change touches, by the SObject a webhook names: each object is its own stream.
+# Salesforce itself sends no signed webhook; the Flow or Apex callout in
+# docs/operations.md section 4 names the SObject's API name as "type" (Opportunity,
+# Account, Case, User, CurrencyType, DatedConversionRate), so the table is the stream names.
+# An Opportunity's Account is read by the Account stream: its change is an Account event.
+CHANGES: dict[str, tuple[str, ...]] = {name: (name,) for name in STREAMS}

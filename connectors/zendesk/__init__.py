@@ -3,7 +3,7 @@
 from connectors.base import Connector, SandboxSpec
 from connectors.zendesk.client import ZendeskReader
 from connectors.zendesk.settings import ZendeskSettings
-from connectors.zendesk.streams import STREAMS
+from connectors.zendesk.streams import CHANGES, STREAMS
 
 
 def contract_sandbox() -> SandboxSpec:
@@ -16,6 +16,7 @@ def contract_sandbox() -> SandboxSpec:
 connector = Connector(
     name="zendesk",
     streams=tuple(stream.info for stream in STREAMS.values()),
+    changes=CHANGES,
     settings=ZendeskSettings,
     open=ZendeskReader,
     description="Zendesk Support API over plain HTTP: cursor-based incremental ticket export, "

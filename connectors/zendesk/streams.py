@@ -74,3 +74,15 @@ STREAMS: dict[str, ZendeskStream] = stream_table(
 ORGANIZATIONS = STREAMS["organizations"].info
 TICKETS = STREAMS["tickets"].info
 SATISFACTION_RATINGS = STREAMS["satisfaction_ratings"].info
+
+# What a change touches, by the object of a webhook's "zen:event-type:<object>.<change>"
+# (Zendesk: https://developer.zendesk.com/api-reference/webhooks/event-types/webhook-event-types/;
+# zen:event-type:ticket.* https://developer.zendesk.com/api-reference/webhooks/event-types/ticket-events;
+# zen:event-type:organization.created/.custom_field_changed/.deleted/.external_id_changed/
+# .name_changed/.tags_changed https://developer.zendesk.com/api-reference/webhooks/event-types/organization-events/).
+# A CSAT rating has no event type of its own: it arrives as a ticket event, so a ticket's
+# change also re-reads the ratings. User events are not in the table: every stream.
+CHANGES: dict[str, tuple[str, ...]] = {
+    "organization": ("organizations",),
+    "ticket": ("tickets", "satisfaction_ratings"),
+}
