@@ -17,6 +17,7 @@ Labels:
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -28,6 +29,9 @@ _PATTERN = re.compile(
     r"^(?P<fy>FY)?(?P<year>\d{4})"
     r"(?:-(?:Q(?P<quarter>[1-4])|H(?P<half>[12])|(?P<month>\d{2})))?$"
 )
+# Years a label may name: far from the ends of ``date`` so that a fiscal year's start, the
+# period before and the period after always exist.
+YEARS = range(1900, 3000)
 
 
 def add_months(day: date, months: int) -> date:
@@ -38,12 +42,9 @@ def add_months(day: date, months: int) -> date:
     """
     index = day.year * 12 + day.month - 1 + months
     year, month = divmod(index, 12)
-    for last in (31, 30, 29, 28):
-        try:
-            return date(year, month + 1, min(day.day, last))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")
+    if not 1 <= year <= 9999:
+        raise ValueError(f"{months} months from {day} is outside the years 1 to 9999")
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -120,6 +121,8 @@ class Calendar(BaseModel):
                 "or a fiscal period such as FY2027, FY2027-H1/H2, FY2027-Q1..Q4"
             )
         year = int(match["year"])
+        if year not in YEARS:
+            raise ValueError(f"period {label!r}: the year must be from {YEARS[0]} to {YEARS[-1]}")
         if match["fy"]:
             if match["month"]:
                 raise ValueError(
