@@ -32,7 +32,7 @@ from pydantic import (
 from sqlalchemy import Column, String
 
 from connectors.base import StreamInfo, UnknownConnectorError, get_connector
-from okr_targets.models import KeyResult, Measurement
+from okr_targets.models import KeyResult
 from okr_targets.periods import Calendar, Period
 from okr_targets.scoring import Kind, StatusThresholds, check_target
 
@@ -58,7 +58,7 @@ PeriodLabel = Annotated[
     str, Field(max_length=_stored_length(_columns.period)), AfterValidator(_valid_period)
 ]
 Owner = Annotated[str, Field(max_length=_stored_length(_columns.owner))]
-Unit = Annotated[str, Field(max_length=_stored_length(Measurement.__table__.c.unit))]
+Unit = Annotated[str, Field(max_length=_stored_length(_columns.unit))]
 MetricName = Annotated[str, Field(max_length=_stored_length(_columns.metric))]
 # A number written as a number: not `yes` (a YAML boolean), not text, never .inf or .nan.
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]

@@ -21,9 +21,10 @@ import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 _PATTERN = re.compile(
     r"^(?P<fy>FY)?(?P<year>\d{4})"
@@ -67,7 +68,7 @@ class Calendar(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timezone: str = Field(default="UTC", description="an IANA time zone, e.g. Europe/Berlin")
-    fiscal_year_start_month: int = Field(
+    fiscal_year_start_month: Annotated[int, Strict()] = Field(
         default=1, description="the month (1-12) the fiscal year starts; FY names its end year"
     )
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from okr_sync.cli import app
 from okr_targets.config import MAX_CASCADE_DEPTH, ConfigError, KeyResultSpec, load_okrs
-from okr_targets.models import KeyResult, Measurement
+from okr_targets.models import KeyResult
 
 # Line numbers below are counted by hand in this text.
 GOOD = """\
@@ -207,8 +207,7 @@ def test_boolean_fx_rate_is_refused(tmp_path: Path) -> None:
 
 def _width(column: str) -> int:
     """The store's column width: the one source of truth the file is checked against."""
-    table = Measurement.__table__ if column == "unit" else KeyResult.__table__
-    length = getattr(table.c[column].type, "length", None)
+    length = getattr(KeyResult.__table__.c[column].type, "length", None)
     assert isinstance(length, int)
     return length
 
@@ -277,3 +276,17 @@ def test_a_600_level_cascade_is_one_line(tmp_path: Path) -> None:
         parent_line,
         f"'o{first_too_deep}' is more than {MAX_CASCADE_DEPTH} levels below the top",
     )
+
+
+@pytest.mark.parametrize(
+    ("section", "line"),
+    [
+        ("status: {at_risk_gap: yes}", 2),
+        ("calendar: {fiscal_year_start_month: yes}", 2),
+    ],
+)
+def test_booleans_are_not_numbers_in_settings_either(
+    tmp_path: Path, section: str, line: int
+) -> None:
+    text = GOOD.replace("company: Acme\n", f"company: Acme\n{section}\n")
+    refused(tmp_path, text, line, "valid")
