@@ -191,9 +191,11 @@ class Period:
         """The period of the same length just before, in the same calendar and label style.
 
         ``2026-Q1`` → ``2025-Q4``, ``FY2027-Q1`` → ``FY2026-Q4``, ``FY2027`` → ``FY2026``.
+        Built from the dates, not by reading its label, so ``1900-Q1`` has one too.
         """
         start = add_months(self.start, -self.months)
-        return self.calendar.period(self.calendar.label(start, self.months, self.fiscal))
+        label = self.calendar.label(start, self.months, self.fiscal)
+        return Period(start, self.start, label, self.calendar)
 
     @property
     def start_at(self) -> datetime:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import resource
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from okr_sync.cli import app
 from okr_targets.config import MAX_CASCADE_DEPTH, ConfigError, KeyResultSpec, load_okrs
 from okr_targets.models import KeyResult
+from okr_targets.periods import Calendar, Period
 
 # Line numbers below are counted by hand in this text.
 GOOD = """\
@@ -290,3 +292,12 @@ def test_booleans_are_not_numbers_in_settings_either(
 ) -> None:
     text = GOOD.replace("company: Acme\n", f"company: Acme\n{section}\n")
     refused(tmp_path, text, line, "valid")
+
+
+def test_the_first_allowed_year_still_has_a_previous_period() -> None:
+    """pct_change compares with the period before: it exists for the earliest label."""
+    assert Period.parse("1900-Q1").previous() == Period(
+        date(1899, 10, 1), date(1900, 1, 1), "1899-Q4"
+    )
+    fiscal = Calendar(fiscal_year_start_month=2).period("FY1900")
+    assert (fiscal.start, fiscal.previous().start) == (date(1899, 2, 1), date(1898, 2, 1))
