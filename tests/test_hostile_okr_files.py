@@ -301,3 +301,18 @@ def test_the_first_allowed_year_still_has_a_previous_period() -> None:
     )
     fiscal = Calendar(fiscal_year_start_month=2).period("FY1900")
     assert (fiscal.start, fiscal.previous().start) == (date(1899, 2, 1), date(1898, 2, 1))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_sync_refuses_a_hostile_file_with_the_same_line(tmp_path: Path) -> None:
+    """``sync`` (and the worker, which loads the same way) stops at the file, one line."""
+    path = tmp_path / "okrs.yaml"
+    path.write_text(GOOD.replace("target: 10", "target: .nan"))
+    store = f"sqlite:///{tmp_path / 'okr.db'}"
+    result = CliRunner().invoke(app, ["sync", "--okr-file", str(path), "--store", store])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == f"error: {path}:{TARGET_LINE}: .nan is not a finite number; " + (
+        "fix: write a plain number, such as 10"
+    )
