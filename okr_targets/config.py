@@ -9,6 +9,7 @@ and parameters are checked by ``transforms.catalog.load``, which callers use.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,12 +24,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
 )
+from sqlalchemy import Column, String
 
 from connectors.base import StreamInfo, UnknownConnectorError, get_connector
+from okr_targets.models import KeyResult
 from okr_targets.periods import Calendar, Period
 from okr_targets.scoring import Kind, StatusThresholds, check_target
 
@@ -38,8 +42,27 @@ def _valid_period(label: str) -> str:
     return label
 
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-PeriodLabel = Annotated[str, AfterValidator(_valid_period)]
+def _stored_length(column: Column[str]) -> int:
+    """How many characters the store's column holds: the file is refused before the store
+    would refuse the sync (PostgreSQL) or keep it silently (SQLite)."""
+    if not isinstance(column.type, String) or column.type.length is None:
+        raise TypeError(f"{column} is not a bounded string column")
+    return column.type.length
+
+
+_columns = KeyResult.__table__.c
+Slug = Annotated[
+    str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=_stored_length(_columns.id))
+]
+PeriodLabel = Annotated[
+    str, Field(max_length=_stored_length(_columns.period)), AfterValidator(_valid_period)
+]
+Owner = Annotated[str, Field(max_length=_stored_length(_columns.owner))]
+Unit = Annotated[str, Field(max_length=_stored_length(_columns.unit))]
+MetricName = Annotated[str, Field(max_length=_stored_length(_columns.metric))]
+# A number written as a number: not `yes` (a YAML boolean), not text, never .inf or .nan.
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Weight = Annotated[Number, Field(gt=0)]
 Duration = Annotated[timedelta, BeforeValidator(lambda value: _duration(value))]
 
 
@@ -54,17 +77,17 @@ class _Spec(BaseModel):
 class KeyResultSpec(_Spec):
     id: Slug
     title: str
-    owner: str | None = None
+    owner: Owner | None = None
     period: PeriodLabel | None = None
     kind: Kind | None = Field(default=None, description="default: from the metric and target")
-    metric: str | None = None
+    metric: MetricName | None = None
     params: dict[str, Any] = Field(default_factory=dict)
-    baseline: float = 0.0
-    target: float | None = None
+    baseline: Number = 0.0
+    target: Number | None = None
     direction: Literal["increase", "decrease"] | None = None
     done: bool | None = Field(default=None, description="a milestone's state, set by hand")
-    unit: str | None = None
-    weight: float = Field(default=1.0, gt=0, description="in its objective's roll-up")
+    unit: Unit | None = None
+    weight: Weight = Field(default=1.0, description="in its objective's roll-up")
 
     @property
     def resolved_kind(self) -> Kind:
@@ -93,10 +116,10 @@ class KeyResultSpec(_Spec):
 class ObjectiveSpec(_Spec):
     id: Slug
     title: str
-    owner: str | None = None
+    owner: Owner | None = None
     period: PeriodLabel | None = None
     parent: Slug | None = None
-    weight: float = Field(default=1.0, gt=0, description="in its parent's roll-up")
+    weight: Weight = Field(default=1.0, description="in its parent's roll-up")
     key_results: list[KeyResultSpec] = Field(default_factory=list)
 
 
@@ -114,7 +137,7 @@ class MoneySpec(_Spec):
     """The reporting currency and, optionally, rates that override the sources' own."""
 
     currency: Currency | None = None
-    rates: dict[Currency, float] = Field(
+    rates: dict[Currency, Number] = Field(
         default_factory=dict, description="units of each currency per one `currency`"
     )
 
@@ -131,7 +154,7 @@ class CustomMetricSpec(_Spec):
     """A data team's metric: one read-only SELECT over the mirror, or a Python function."""
 
     description: str = ""
-    unit: str = ""
+    unit: Unit = ""
     sql: str | None = Field(default=None, description="one SELECT returning one number")
     python: str | None = Field(default=None, description="package.module:function")
     params: dict[str, Any] = Field(
@@ -286,6 +309,8 @@ _FIXES = {
     "literal_error": "use one of the allowed values",
     "string_pattern_mismatch": "use lower-case letters, digits, '-' and '_'",
     "too_short": "add at least one entry",
+    "string_too_long": "shorten it: the store holds no more",
+    "finite_number": "write a finite number (not .inf or .nan)",
 }
 
 
@@ -301,17 +326,107 @@ def dotted(location: tuple[str | int, ...]) -> str:
     return text
 
 
+MAX_FILE_BYTES = 1 << 20  # a thousand-objective file is about 100 KB
+MAX_CASCADE_DEPTH = 32  # objectives below the top; real cascades have a handful
+
+
+class _Refused(yaml.YAMLError):
+    """What the OKR file may not contain, at the mark where it was found."""
+
+    def __init__(self, mark: yaml.Mark, message: str) -> None:
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+class _OkrLoader(yaml.SafeLoader):
+    """SafeLoader without aliases: ``*name`` is refused as it is read, so a few lines of
+    nested aliases (billion laughs) cannot grow into billions of nodes downstream."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(
+                event.start_mark,
+                f"YAML aliases such as `*{event.anchor}` are not accepted; "
+                "fix: write the value out in full",
+            )
+        return super().compose_node(parent, index)
+
+    def finite_float(self, node: yaml.ScalarNode) -> float:
+        value = self.construct_yaml_float(node)
+        if not math.isfinite(value):
+            raise _Refused(
+                node.start_mark,
+                f"{node.value} is not a finite number; fix: write a plain number, such as 10",
+            )
+        return value
+
+
+_OkrLoader.add_constructor("tag:yaml.org,2002:float", _OkrLoader.finite_float)
+
+
+def _read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for lines) and its data; ConfigError for anything else."""
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the OKR file ({exc.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{path}: the OKR file is larger than {MAX_FILE_BYTES} bytes; "
+            "fix: split it or check that it is the right file"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 (byte {exc.start}: 0x{raw[exc.start]:02x}); "
+            "fix: save the file as UTF-8"
+        ) from None
+    loader = _OkrLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, None if node is None else loader.construct_document(node)
+    except _Refused as exc:
+        raise ConfigError(f"{path}:{exc.mark.line + 1}: {exc.message}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: YAML nested too deeply; fix: flatten the nested lists or mappings"
+        ) from None
+    finally:
+        loader.dispose()
+
+
+def _check_duplicate_keys(path: Path, root: yaml.Node) -> None:
+    """A key written twice in one mapping: YAML keeps the last silently, dropping the first."""
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, yaml.MappingNode):
+            first: dict[object, int] = {}
+            for key, value in node.value:
+                line = key.start_mark.line + 1
+                if isinstance(key, yaml.ScalarNode) and key.value in first:
+                    raise ConfigError(
+                        f"{path}:{line}: `{key.value}` is already given at line "
+                        f"{first[key.value]} in the same mapping; fix: merge the two or "
+                        "remove one"
+                    )
+                if isinstance(key, yaml.ScalarNode):
+                    first[key.value] = line
+                pending.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+
+
 def load_okrs(path: str | Path) -> OkrConfig:
     """Read and validate an OKR file's structure; raises ConfigError with file:line and a
     fix. Its metrics are checked by ``transforms.catalog.load``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the OKR file ({exc.strerror})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _read_yaml(path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -321,6 +436,7 @@ def load_okrs(path: str | Path) -> OkrConfig:
         ) from None
     if node is None or not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a mapping with `company:` and `objectives:`")
+    _check_duplicate_keys(path, node)
     lines = dict(_line_index(node))
     try:
         spec = OkrFile.model_validate(data)
@@ -406,6 +522,7 @@ def _unique(
 
 
 def _check_cycles(config: OkrConfig) -> None:
+    """No cycles, and no cascade deeper than MAX_CASCADE_DEPTH (each walk stops there)."""
     parents = {objective.id: objective.parent for objective in config.spec.objectives}
     for index, objective in enumerate(config.spec.objectives):
         chain, current = [objective.id], objective.parent
@@ -414,6 +531,12 @@ def _check_cycles(config: OkrConfig) -> None:
                 raise ConfigError(
                     f"{config.where('objectives', index, 'parent')}: objectives form a cycle "
                     f"({' -> '.join([*chain, current])}); fix: break the cycle"
+                )
+            if len(chain) > MAX_CASCADE_DEPTH:
+                raise ConfigError(
+                    f"{config.where('objectives', index, 'parent')}: objective "
+                    f"{objective.id!r} is more than {MAX_CASCADE_DEPTH} levels below the top; "
+                    "fix: keep the cascade shallower"
                 )
             chain.append(current)
             current = parents.get(current)

@@ -17,17 +17,22 @@ Labels:
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 _PATTERN = re.compile(
     r"^(?P<fy>FY)?(?P<year>\d{4})"
     r"(?:-(?:Q(?P<quarter>[1-4])|H(?P<half>[12])|(?P<month>\d{2})))?$"
 )
+# Years a label may name: far from the ends of ``date`` so that a fiscal year's start, the
+# period before and the period after always exist.
+YEARS = range(1900, 3000)
 
 
 def add_months(day: date, months: int) -> date:
@@ -38,12 +43,9 @@ def add_months(day: date, months: int) -> date:
     """
     index = day.year * 12 + day.month - 1 + months
     year, month = divmod(index, 12)
-    for last in (31, 30, 29, 28):
-        try:
-            return date(year, month + 1, min(day.day, last))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")
+    if not 1 <= year <= 9999:
+        raise ValueError(f"{months} months from {day} is outside the years 1 to 9999")
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -66,7 +68,7 @@ class Calendar(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timezone: str = Field(default="UTC", description="an IANA time zone, e.g. Europe/Berlin")
-    fiscal_year_start_month: int = Field(
+    fiscal_year_start_month: Annotated[int, Strict()] = Field(
         default=1, description="the month (1-12) the fiscal year starts; FY names its end year"
     )
 
@@ -120,6 +122,8 @@ class Calendar(BaseModel):
                 "or a fiscal period such as FY2027, FY2027-H1/H2, FY2027-Q1..Q4"
             )
         year = int(match["year"])
+        if year not in YEARS:
+            raise ValueError(f"period {label!r}: the year must be from {YEARS[0]} to {YEARS[-1]}")
         if match["fy"]:
             if match["month"]:
                 raise ValueError(
@@ -187,9 +191,11 @@ class Period:
         """The period of the same length just before, in the same calendar and label style.
 
         ``2026-Q1`` → ``2025-Q4``, ``FY2027-Q1`` → ``FY2026-Q4``, ``FY2027`` → ``FY2026``.
+        Built from the dates, not by reading its label, so ``1900-Q1`` has one too.
         """
         start = add_months(self.start, -self.months)
-        return self.calendar.period(self.calendar.label(start, self.months, self.fiscal))
+        label = self.calendar.label(start, self.months, self.fiscal)
+        return Period(start, self.start, label, self.calendar)
 
     @property
     def start_at(self) -> datetime:

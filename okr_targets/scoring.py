@@ -33,9 +33,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal, get_args
+from typing import Annotated, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from okr_targets.periods import Period
 from okr_targets.status import KeyResultStatus
@@ -51,8 +51,9 @@ class StatusThresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    at_risk_gap: float = Field(default=0.10, ge=0, le=1)
-    off_track_gap: float = Field(default=0.25, ge=0, le=1)
+    # Strict: `yes` is not a gap of 1.0.
+    at_risk_gap: Annotated[float, Strict()] = Field(default=0.10, ge=0, le=1)
+    off_track_gap: Annotated[float, Strict()] = Field(default=0.25, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> StatusThresholds:
