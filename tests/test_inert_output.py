@@ -80,6 +80,28 @@ def test_square_brackets_in_titles_and_names_print_as_written(filled: str) -> No
     assert "Acme [/bold] [red]deal" in explained.stdout
 
 
+def test_a_runs_printout_keeps_square_brackets_in_findings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from flows.report import RunReport
+    from okr_sync.cli.runs import print_run
+    from okr_targets.status import RunStatus
+
+    report = RunReport(
+        "run-1",
+        RunStatus.COMPLETE,
+        None,
+        "sqlite:///okr.db",
+        "",
+        findings=("Org [/] GmbH matched no customer",),
+        unreconciled={"hubspot": "listing [beta] refused"},
+    )
+    print_run(report)
+    printed = capsys.readouterr()
+    assert "finding: Org [/] GmbH matched no customer" in printed.err
+    assert "hubspot: not reconciled, nothing tombstoned: listing [beta] refused" in printed.out
+
+
 def test_an_error_line_keeps_its_square_brackets() -> None:
     result = invoke("report", "--format", "[/]")
     assert result.exit_code == 1
