@@ -80,10 +80,10 @@ MirrorRow = Mapping[str, object]
 ``run_id`` that wrote it when a sync run writes it."""
 
 
-SECRET_QUERY_KEY = re.compile(r"pass|pwd|secret|token|key|auth|credential", re.IGNORECASE)
-"""Query keys that may carry a secret: libpq and its drivers take ``password`` and
-``sslpassword`` there as well as in the user info; paths such as ``passfile`` are masked
-too (harmless)."""
+SECRET_QUERY_KEY = re.compile(r"password|passwd|pwd|secret|token", re.IGNORECASE)
+"""Query keys that carry a secret: libpq and its drivers take ``password`` and
+``sslpassword`` there as well as in the user info. Paths (``sslkey``, ``passfile``) are
+not secrets: a URL naming them may still be a flow parameter."""
 
 
 def _secret_keys(url: URL) -> list[str]:

@@ -121,7 +121,10 @@ def test_an_error_line_keeps_its_square_brackets() -> None:
             "postgresql://db/okr?PASSWORD=***&sslmode=require&sslpassword=***",
         ),
         (f"postgresql://db/okr?token={SECRET}", "postgresql://db/okr?token=***"),
-        ("postgresql://okr@db/okr?sslmode=require", "postgresql://okr@db/okr?sslmode=require"),
+        (
+            "postgresql://okr@db/okr?sslkey=/etc/okr.key&sslmode=require",
+            "postgresql://okr@db/okr?sslkey=%2Fetc%2Fokr.key&sslmode=require",
+        ),
         ("sqlite:///okr-sync.db", "sqlite:///okr-sync.db"),
     ],
 )
