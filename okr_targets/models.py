@@ -92,6 +92,8 @@ class Objective(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("objectives.id"), default=None)
     weight: Mapped[float] = mapped_column(default=1.0)  # in its parent's roll-up
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    """When it left the OKR file: kept for history and ``explain``, out of live views."""
 
     key_results: Mapped[list[KeyResult]] = relationship(back_populates="objective")
 
@@ -125,6 +127,8 @@ class KeyResult(Base):
     final_score: Mapped[float | None] = mapped_column(default=None)  # 0.0–1.0 once closed
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    """When it left the OKR file: kept for history and ``explain``, out of live views."""
 
     objective: Mapped[Objective] = relationship(back_populates="key_results")
 

@@ -168,13 +168,17 @@ def build_report(
     ``calendar`` is the OKR file's (``config.calendar``): expected progress is the share of
     each period elapsed in it. The store keeps period labels only, not the calendar.
     """
-    objectives = session.scalars(select(Objective).order_by(Objective.id)).all()
+    # Only what the OKR file holds now: retired ones stay in history and ``explain``.
+    objectives = session.scalars(
+        select(Objective).where(Objective.retired_at.is_(None)).order_by(Objective.id)
+    ).all()
     lines = {
         o.id: ObjectiveLine(o.id, o.title, o.owner, o.period, o.parent_id, o.weight, None)
         for o in objectives
     }
     last_run = last_finished_run(session)
-    for kr in session.scalars(select(KeyResult).order_by(KeyResult.id)):
+    live = select(KeyResult).where(KeyResult.retired_at.is_(None)).order_by(KeyResult.id)
+    for kr in session.scalars(live):
         kr_line = _key_result_line(session, kr, now, calendar, last_run)
         lines[kr.objective_id].key_results.append(kr_line)
     roots = []

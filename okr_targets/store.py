@@ -8,6 +8,7 @@ so a batch of mirror rows, its quarantined rows and the stream's cursor commit t
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -36,7 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -79,19 +80,35 @@ MirrorRow = Mapping[str, object]
 ``run_id`` that wrote it when a sync run writes it."""
 
 
+SECRET_QUERY_KEY = re.compile(r"password|passwd|pwd|secret|token", re.IGNORECASE)
+"""Query keys that carry a secret: libpq and its drivers take ``password`` and
+``sslpassword`` there as well as in the user info. Paths (``sslkey``, ``passfile``) are
+not secrets: a URL naming them may still be a flow parameter."""
+
+
+def _secret_keys(url: URL) -> list[str]:
+    return [key for key in url.query if SECRET_QUERY_KEY.search(key)]
+
+
 def redact(url: str) -> str:
-    """The URL with its password masked, for logs, reports and errors."""
+    """The URL with its passwords masked (user info and query), for logs, reports and
+    errors."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable store URL>"
+    masked = parsed.update_query_dict(dict.fromkeys(_secret_keys(parsed), "***"))
+    # the query's "***" comes back percent-encoded; shown as the user info's is
+    return masked.render_as_string(hide_password=True).replace("=%2A%2A%2A", "=***")
 
 
 def has_password(url: str) -> bool:
+    """A password anywhere in the URL: the user info's or a secret query value."""
     try:
-        return make_url(url).password is not None
+        parsed = make_url(url)
     except ArgumentError:
         return False
+    return parsed.password is not None or bool(_secret_keys(parsed))
 
 
 def normalize_url(url: str) -> str:

@@ -186,7 +186,9 @@ def summary_csv(summary: dict[str, Any]) -> str:
         prefix = f"{paths[parent]} › " if parent in paths else ""
         paths[objective["id"]] = prefix + objective["title"]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    # RFC 4180's CRLF: the writer quotes a cell holding either character, so a carriage
+    # return in a title cannot end the row where a spreadsheet would start the next.
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for objective, kr in key_results(summary):
         why = kr["why"] or {}

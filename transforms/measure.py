@@ -50,7 +50,8 @@ from transforms.sql import shared_results
 def save_okrs(
     session: Session, config: OkrConfig, now: datetime, catalog: MetricCatalog | None = None
 ) -> None:
-    """Insert or update every objective and key result from the OKR file.
+    """Insert or update every objective and key result from the OKR file, and retire the
+    ones no longer in it (their history stays; live views show only the file's).
 
     With the ``catalog``, each key result also keeps the entities its metric reads.
     """
@@ -58,7 +59,7 @@ def save_okrs(
         row = session.get(Objective, objective.id) or Objective(id=objective.id)
         row.title, row.owner = objective.title, objective.owner or ""
         row.period, row.parent_id, row.updated_at = objective.period or "", objective.parent, now
-        row.weight = objective.weight
+        row.weight, row.retired_at = objective.weight, None
         session.add(row)
         session.flush()
     for objective, spec, _where in config.key_results():
@@ -79,6 +80,7 @@ def save_okrs(
             "weight": spec.weight,
             "calendar": config.calendar.model_dump(mode="json"),
             "freshness": config.freshness(),
+            "retired_at": None,
         }
         target = definition["target"]
         definition["direction"] = spec.direction or (
@@ -94,6 +96,14 @@ def save_okrs(
             setattr(kr, name, value)
         kr.updated_at = now  # only on a change: a measurement older than it is no reuse
         session.add(kr)
+    session.flush()
+    in_file = {spec.id for _objective, spec, _where in config.key_results()}
+    for model, ids in ((KeyResult, in_file), (Objective, {o.id for o in config.spec.objectives})):
+        session.execute(
+            update(model)
+            .where(model.id.not_in(ids), model.retired_at.is_(None))
+            .values(retired_at=now)
+        )
 
 
 def reads(catalog: MetricCatalog, spec: KeyResultSpec) -> list[str] | None:

@@ -18,6 +18,7 @@ import typer
 from jinja2 import Environment, StrictUndefined
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from connectors.base import discover
 from okr_sync.cli.console import fail, out
@@ -76,7 +77,7 @@ def _listing_table(listing: list[dict[str, Any]]) -> Table:
         streams = "\n".join(
             f"{s['name']} → {s['entity']}, {s['cursor_field']}" for s in item["streams"]
         )
-        broken = f"[red]cannot be loaded: {item['error']}[/]" if item["error"] else ""
+        broken = Text(f"cannot be loaded: {item['error']}", style="red") if item["error"] else ""
         table.add_row(item["name"], item["package"], streams, broken or item["description"])
     return table
 

@@ -2,6 +2,10 @@
 
 Every expected failure ends with one ``error:`` line on stderr and exit status 1;
 tracebacks are for bugs only. Command modules raise ``fail(...)`` for that.
+
+Neither console reads markup: titles, names and reasons come from OKR files and sources,
+and ``[/]`` or ``[beta]`` in them must print as written, not crash or vanish. Style is
+given as ``rich.text.Text`` (``Text.assemble((label, style), data)``), never as markup.
 """
 
 from __future__ import annotations
@@ -10,16 +14,16 @@ import sys
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 # Piped output is not cut to 80 columns; a terminal keeps its own width.
-out = Console(width=None if sys.stdout.isatty() else 132)
-err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 132, markup=False)
+err = Console(stderr=True, markup=False)
 
 
 def fail(message: str) -> typer.Exit:
     """Print the one error line, the message's every line folded onto it; the caller
     raises what this returns (exit status 1)."""
     folded = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    err.print(f"[bold red]error:[/] {escape(folded)}", highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", folded), highlight=False, soft_wrap=True)
     return typer.Exit(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.text import Text
+
 from okr_sync.cli.console import fail, out
 from okr_sync.cli.options import OkrFileOption, StoreOption, okr_file_or_default, store_url
 
@@ -12,8 +14,10 @@ def doctor(store: StoreOption = None, okr_file: OkrFileOption = None) -> None:
 
     findings = diagnose(store_url(store), okr_file_or_default(okr_file))
     for found in findings:
-        mark = "[green]ok[/]  " if found.ok else "[red]FAIL[/]"
-        out.print(f"{mark} {found.check}: {found.detail}", highlight=False, soft_wrap=True)
+        mark = Text("ok  ", style="green") if found.ok else Text("FAIL", style="red")
+        out.print(
+            Text.assemble(mark, f" {found.check}: {found.detail}"), highlight=False, soft_wrap=True
+        )
         if found.fix:
             out.print(f"       fix: {found.fix}", highlight=False, soft_wrap=True)
     problems = sum(1 for found in findings if not found.ok)

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from okr_sync.cli.console import fail, out
@@ -144,9 +144,9 @@ def _print_map(known: Dependencies, delivered: Mapping[str, list[str]], output: 
     for entity, metrics in table.items():
         name = "any entity" if entity == ANYTHING else entity
         streams = ", ".join(delivered.get(entity, [])) or "no stream yet"
-        out.print(f"[bold]{escape(name)}[/] <- {escape(streams)}", highlight=False)
+        out.print(Text.assemble((name, "bold"), f" <- {streams}"), highlight=False)
         for metric, key_results in metrics.items():
-            out.print(f"  {escape(metric)} -> {', '.join(key_results)}", highlight=False)
+            out.print(f"  {metric} -> {', '.join(key_results)}", highlight=False)
 
 
 def _record_column_order(name: str) -> tuple[int, str]:
@@ -159,14 +159,14 @@ def _exact(value: float | None) -> str:
     return "no value" if value is None else f"{value:,.2f}".removesuffix(".00")
 
 
-def _explanation_lines(found: Explanation) -> list[str]:
+def _explanation_lines(found: Explanation) -> list[str | Text]:
     """The explanation as a leader reads it: number, method, inputs, freshness, changes."""
     value = f"{_exact(found.value)} {found.unit}".strip()
     progress = "—" if found.progress is None else f"{found.progress:.0%}"
     params = ", ".join(f"{k}={v}" for k, v in found.params.items()) or "no parameters"
     inputs = ", ".join(f"{name} {count:,}" for name, count in found.records_by_kind.items())
-    lines = [
-        f"[bold]{found.key_result_id}[/] — {found.title}",
+    lines: list[str | Text] = [
+        Text.assemble((found.key_result_id, "bold"), f" — {found.title}"),
         f"  value: {value} (target {_exact(found.target)}, baseline {_exact(found.baseline)}; "
         f"{found.kind.replace('_', ' ')}, period {found.period})",
         f"  progress {progress}, status {found.status.replace('_', ' ')}",
@@ -177,13 +177,13 @@ def _explanation_lines(found: Explanation) -> list[str]:
         + f"), okr-sync {found.code_version}",
     ]
     if found.details.get("custom") == "sql":  # a data team's metric: show what it ran
-        lines.insert(4, "  its query: " + escape(" ".join(str(found.details["query"]).split())))
+        lines.insert(4, "  its query: " + " ".join(str(found.details["query"]).split()))
     elif found.details.get("custom") == "python":
-        lines.insert(4, f"  its function: {escape(str(found.details.get('function', '?')))}")
+        lines.insert(4, f"  its function: {found.details.get('function', '?')}")
     for left_out in reversed(found.details.get("left_out") or []):  # what the metric set aside
         lines.insert(
             5,
-            f"  left out: {left_out['count']:,} {left_out['what']}, {escape(left_out['why'])}",
+            f"  left out: {left_out['count']:,} {left_out['what']}, {left_out['why']}",
         )
     if found.data_cutoff:
         lines.append(f"  source data as of {found.data_cutoff} (later changes are not in it)")

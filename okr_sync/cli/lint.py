@@ -3,6 +3,8 @@ mirror, without touching any source."""
 
 from __future__ import annotations
 
+from rich.text import Text
+
 from okr_sync.cli.console import err, fail, out
 from okr_sync.cli.options import OkrFileOption, StoreOption, okr_file_or_default, open_store
 from okr_targets.config import ConfigError, lint
@@ -29,7 +31,7 @@ def lint_command(okr_file: OkrFileOption = None, store: StoreOption = None) -> N
         finally:
             opened.dispose()
     for finding in findings:
-        err.print(f"[yellow]{finding}[/]", highlight=False, soft_wrap=True)
+        err.print(Text(str(finding), style="yellow"), highlight=False, soft_wrap=True)
     if findings:
         raise fail(f"{len(findings)} problem(s) in {path}")
     count = sum(1 for _ in config.key_results())

@@ -19,6 +19,7 @@ import typer
 from pydantic import ValidationError
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from okr_sync.cli.console import err, fail, out
 from okr_sync.cli.options import StoreOption, open_store, store_url
@@ -92,12 +93,20 @@ def print_report(url: str) -> None:
     for depth, line in walk(lines):
         indent = "  " * depth
         progress = "" if line.progress is None else f"{line.progress:>4.0%}"
-        table.add_row(f"{indent}[bold]{line.title}[/]", "", "", f"[bold]{progress}[/]", "", "", "")
+        table.add_row(
+            Text(indent + line.title, style="bold"),
+            "",
+            "",
+            Text(progress, style="bold"),
+            "",
+            "",
+            "",
+        )
         for kr in line.key_results:
             checked = freshness_text(kr.checked_at, kr.as_of, kr.timezone, _short_time(now))
-            status = f"[{kr.status.colour}]{kr.status.label}[/]"
+            status = Text(kr.status.label, style=kr.status.colour)
             if kr.final_score is not None:
-                status += f" {kr.final_score:.2f}"
+                status.append(f" {kr.final_score:.2f}")
             forecast = _number(kr.forecast, kr.unit, with_unit=False)
             if kr.forecast is None and kr.forecast_note:
                 forecast = kr.forecast_note.split(":")[0]
@@ -111,9 +120,9 @@ def print_report(url: str) -> None:
                 checked,
             )
             if kr.error:
-                notes.append(f"[red]error[/] {kr.id}: {kr.error}")
+                notes.append(Text.assemble(("error", "red"), f" {kr.id}: {kr.error}"))
             if kr.stale_reason:
-                notes.append(f"[magenta]stale[/] {kr.id}: {kr.stale_reason}")
+                notes.append(Text.assemble(("stale", "magenta"), f" {kr.id}: {kr.stale_reason}"))
     out.print(table)
     for note in notes:
         out.print(note, highlight=False, soft_wrap=True)
@@ -168,8 +177,11 @@ def serve(
     opened = open_store(store)
     if not settings.protected and host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
-            f"[yellow]warning:[/] anyone who reaches {host}:{port} can read the dashboard; "
-            "set OKR_SYNC_SERVE_TOKEN or OKR_SYNC_SERVE_USER/OKR_SYNC_SERVE_PASSWORD",
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" anyone who reaches {host}:{port} can read the dashboard; "
+                "set OKR_SYNC_SERVE_TOKEN or OKR_SYNC_SERVE_USER/OKR_SYNC_SERVE_PASSWORD",
+            ),
             highlight=False,
         )
     # Bind here so a busy port is one clear error and --port 0 can say which port it got.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from okr_sync.cli.console import err, fail, out
@@ -74,14 +75,23 @@ def print_run(report: RunReport) -> None:
             highlight=False,
         )
         for item in customers.unmatched[:10]:
-            err.print(f"[yellow]unmatched customer:[/] {item}", highlight=False, soft_wrap=True)
+            err.print(
+                Text.assemble(("unmatched customer:", "yellow"), f" {item}"),
+                highlight=False,
+                soft_wrap=True,
+            )
     for finding in report.findings:
-        err.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
+        err.print(
+            Text.assemble(("finding:", "yellow"), f" {finding}"), highlight=False, soft_wrap=True
+        )
 
 
 def exit_if_partial(report: RunReport) -> None:
     if report.status != RunStatus.COMPLETE:
-        err.print(f"[yellow]the run is {report.status}:[/] {report.reason}", highlight=False)
+        err.print(
+            Text.assemble((f"the run is {report.status}:", "yellow"), f" {report.reason}"),
+            highlight=False,
+        )
         raise typer.Exit(PARTIAL_EXIT_CODE)
 
 
@@ -183,7 +193,11 @@ def runs_show(
             shown["quarantined"] = [line.to_dict() for line in lines]
         sys.stdout.write(json.dumps(shown, indent=2, default=str) + "\n")
         return
-    out.print(f"Run {run.id}: [bold]{run.status}[/]" + (f" — {run.reason}" if run.reason else ""))
+    out.print(
+        Text.assemble(
+            f"Run {run.id}: ", (run.status, "bold"), f" — {run.reason}" if run.reason else ""
+        )
+    )
     finished = run.finished_at.isoformat() if run.finished_at else "not finished"
     out.print(f"started {run.started_at.isoformat()}, finished {finished}, code {run.code_version}")
     out.print(streams_table(run.stream_counts))

@@ -91,7 +91,7 @@ def _progress_bar() -> Iterator[None]:
     """A progress bar per stream, fed by the flow through flows.progress."""
     tasks: dict[str, Any] = {}
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
