@@ -1,24 +1,31 @@
 """``okr-sync serve``: the dashboard and its JSON API, live from the store, read-only.
 
-Every request reads the store afresh through ``build_summary``, so the page, the API and
-the exports show the same numbers. Only GET (and HEAD) routes exist. Protection is
-optional: a bearer token (``OKR_SYNC_SERVE_TOKEN``) and/or HTTP basic auth
-(``OKR_SYNC_SERVE_USER`` + ``OKR_SYNC_SERVE_PASSWORD``), read from the environment so
-they never appear on a command line, in a page or in a log. The API is described in
-docs/dashboard.md.
+Every view renders the one summary ``build_summary`` makes, so the page, the API and the
+exports show the same numbers. Building it takes a few hundred milliseconds, so it is
+built once per store change (``SummaryCache``): each request asks the store one cheap
+question (has anything the summary reads changed?) and is answered from the cache.
+
+Only GET (and HEAD) routes exist. Protection is optional: a bearer token
+(``OKR_SYNC_SERVE_TOKEN``) and/or HTTP basic auth (``OKR_SYNC_SERVE_USER`` +
+``OKR_SYNC_SERVE_PASSWORD``), read from the environment so they never appear on a command
+line, in a page or in a log. The API is described in docs/dashboard.md.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import secrets
+import threading
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.authentication import (
     AuthCredentials,
@@ -33,7 +40,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from okr_targets.dashboard import render_html
-from okr_targets.models import utcnow
+from okr_targets.models import KeyResult, Measurement, Objective, SourceRead, SyncRun, utcnow
 from okr_targets.store import Store
 from okr_targets.summary import SCHEMA_FILE, build_summary, key_results, summary_csv
 
@@ -101,6 +108,13 @@ def _refused(settings: ServeSettings) -> Callable[[HTTPConnection, Exception], R
     return on_error
 
 
+def _json(summary: dict[str, Any]) -> str:
+    """What ``JSONResponse`` would send: NaN and Infinity are refused, not sent."""
+    return json.dumps(
+        summary, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    )
+
+
 # Nothing but the page itself: no scripts, styles or images from elsewhere.
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -110,6 +124,72 @@ _HEADERS = {
 }
 
 
+def store_version(store: Store) -> tuple[Any, ...]:
+    """What changes whenever the summary's numbers or OKRs can: a new measurement, a run
+    begun or finished, a source read, a key result or objective edited, confirmed, added or
+    removed. One query of scalar subqueries, cheap enough for every request."""
+    parts = (
+        func.max(Measurement.id),
+        func.count(SyncRun.id),
+        func.max(SyncRun.finished_at),
+        func.max(SourceRead.read_at),
+        func.count(KeyResult.id),
+        func.max(KeyResult.updated_at),
+        func.max(KeyResult.checked_at),
+        func.count(Objective.id),
+        func.max(Objective.updated_at),
+    )
+    with store.session() as session:
+        row = session.execute(select(*(select(part).scalar_subquery() for part in parts))).one()
+    return tuple(row)
+
+
+@dataclass
+class Snapshot:
+    """One built summary and the views rendered from it, each rendered once."""
+
+    version: tuple[Any, ...]
+    built_at: datetime
+    summary: dict[str, Any]
+    views: dict[str, str] = field(default_factory=dict)
+
+    def view(self, name: str, render: Callable[[dict[str, Any]], str]) -> str:
+        if name not in self.views:  # a race renders twice, harmlessly: the same text
+            self.views[name] = render(self.summary)
+        return self.views[name]
+
+
+@dataclass
+class SummaryCache:
+    """The summary as of the store's last change, rebuilt at most once per change.
+
+    Scoring reads the clock too (expected progress, staleness, data age), so a snapshot
+    is also rebuilt once it is ``max_age`` old; within that it is exactly what
+    ``build_summary`` gives at its ``generated_at``. The lock makes concurrent requests
+    after a change wait for one build rather than each start their own.
+    """
+
+    store: Store
+    clock: Callable[[], datetime] = utcnow
+    max_age: timedelta = timedelta(seconds=60)
+    _current: Snapshot | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self) -> Snapshot:
+        version = store_version(self.store)
+        with self._lock:
+            now, current = self.clock(), self._current
+            if (
+                current is None
+                or current.version != version
+                or not current.built_at <= now < current.built_at + self.max_age
+            ):
+                with self.store.session() as session:
+                    summary = build_summary(session, now, self.store.display_url)
+                current = self._current = Snapshot(version, now, summary)
+            return current
+
+
 def create_app(
     store: Store,
     settings: ServeSettings | None = None,
@@ -117,20 +197,22 @@ def create_app(
 ) -> Starlette:
     """The read-only dashboard app over ``store``; ``clock`` is "now" for scoring."""
     settings = settings or ServeSettings()
+    cache = SummaryCache(store, clock)
 
     def summary() -> dict[str, Any]:
-        with store.session() as session:
-            return build_summary(session, clock(), store.display_url)
+        return cache.get().summary
 
     def page(_request: Request) -> Response:
-        return HTMLResponse(render_html(summary(), live=True), headers=_HEADERS)
+        html = cache.get().view("html", lambda summary: render_html(summary, live=True))
+        return HTMLResponse(html, headers=_HEADERS)
 
     def summary_json(_request: Request) -> Response:
-        return JSONResponse(summary(), headers=_HEADERS)
+        body = cache.get().view("json", _json)
+        return Response(body, media_type="application/json", headers=_HEADERS)
 
     def summary_table(_request: Request) -> Response:
         return Response(
-            summary_csv(summary()),
+            cache.get().view("csv", summary_csv),
             media_type="text/csv; charset=utf-8",
             headers={**_HEADERS, "Content-Disposition": 'attachment; filename="okr-summary.csv"'},
         )

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 import weakref
 from collections import defaultdict
@@ -121,7 +122,7 @@ def _check(expected: str, given: str) -> None:
 
 def _fresh(sent_at: float, now: float, tolerance: float) -> None:
     age = now - sent_at
-    if abs(age) > tolerance:
+    if not abs(age) <= tolerance:  # written so that a NaN age is refused too
         raise RefusedError(
             409,
             f"replayed: the request was signed {age:.0f}s ago, outside the {tolerance:.0f}s "
@@ -144,7 +145,7 @@ def verify_hubspot(
     stamp = _header(headers, "x-hubspot-request-timestamp")
     try:
         sent_at = int(stamp) / 1000
-    except ValueError:
+    except (ValueError, OverflowError):  # 400 digits: too large for a float
         raise RefusedError(
             401, f"unsigned: timestamp {stamp!r} is not epoch milliseconds"
         ) from None
@@ -183,7 +184,9 @@ def verify_salesforce(secret: str, body: bytes, headers: Any, now: float, tolera
     try:
         sent_at = float(stamp)
     except ValueError:
-        raise RefusedError(401, f"unsigned: timestamp {stamp!r} is not epoch seconds") from None
+        sent_at = math.nan
+    if not math.isfinite(sent_at):  # "nan", "inf", "1e999": no moment, never fresh
+        raise RefusedError(401, f"unsigned: timestamp {stamp!r} is not epoch seconds")
     _fresh(sent_at, now, tolerance)
     return signature
 

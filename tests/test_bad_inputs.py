@@ -364,6 +364,10 @@ CASES = [
     Case("zd-organization-name-not-utf8", "zendesk", "customer", "organizations", "9000027",
          zd_org(27, name=not_utf8("Société Générale")),
          ("column(name): holds U+FFFD: the source sent bytes that are not UTF-8",)),
+    # a won deal that no period would ever count (issue 22, item 16)
+    Case("sf-won-without-close-date", "salesforce", "deal", "Opportunity", opp_id(28),
+         sf_opp(28, IsClosed=True, IsWon=True, StageName="Closed Won", CloseDate=None),
+         ("expect_column_values_to_not_be_null(close_on)",)),
     # valid but tricky: they load exactly as their well-formed twins
     Case("hs-empty-string-amount", "hubspot", "deal", "deals",
          REFERENCE.portal.records("deals")[2]["id"], _deal_amount_cleared),

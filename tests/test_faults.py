@@ -32,7 +32,8 @@ def test_fault_specs_parse_and_bad_ones_say_why() -> None:
         Fault(kind="expire"),
         Fault(kind="mutate", count=5),
     ]
-    for bad in ("200", "fast", "429x0", "slow:0", "503xmany", "expire:3", "mutate:0", "slow"):
+    for bad in ("200", "fast", "429x0", "slow:0", "503xmany", "expire:3", "mutate:0", "slow",
+                "slow:nan", "slow:inf", "tie:-5", "tie:0", "503:nan", "429:-1"):  # fmt: skip
         with pytest.raises(ValueError, match="fault"):
             parse_faults(bad)
 

@@ -119,6 +119,36 @@ def test_each_source_signature_is_verified_and_every_bad_request_refused(
     assert "not JSON" in refused.json()["error"]
 
 
+def signed_salesforce(body: bytes, stamp: str) -> dict[str, str]:
+    return {
+        "X-OKR-Sync-Signature": b64_hmac(SECRETS["salesforce"], stamp.encode() + b"." + body),
+        "X-OKR-Sync-Timestamp": stamp,
+    }
+
+
+def test_timestamps_that_name_no_moment_are_refused_also_after_a_restart() -> None:
+    """Issue 22: a 400-digit HubSpot timestamp was a 500, a Salesforce one signed as ``nan``
+    was accepted (NaN passes every comparison), and again by a restarted receiver."""
+    huge = "9" * 400
+    unsigned = {"X-HubSpot-Signature-v3": "x", "X-HubSpot-Request-Timestamp": huge}
+    signature = b64_hmac(
+        SECRETS["hubspot"], f"POST{HUBSPOT_URL}".encode() + HUBSPOT_BODY + huge.encode()
+    )
+    signed = {**unsigned, "X-HubSpot-Signature-v3": signature}
+    for restart in range(2):  # a new Receiver: its memory of accepted signatures is empty
+        with TestClient(create_app(Receiver(dict(SECRETS)))) as fresh:
+            for headers in (unsigned, signed):
+                refused = post(fresh, "hubspot", HUBSPOT_BODY, headers)
+                assert refused.status_code == 401, (restart, refused.text)
+                assert "is not epoch milliseconds" in refused.json()["error"]
+            for stamp in ("nan", "NaN", "-nan", "inf", "-Infinity", "1e999"):
+                refused = post(
+                    fresh, "salesforce", SALESFORCE_BODY, signed_salesforce(SALESFORCE_BODY, stamp)
+                )
+                assert refused.status_code == 401, (restart, stamp, refused.text)
+                assert "is not epoch seconds" in refused.json()["error"]
+
+
 def test_hubspot_signs_the_public_url_behind_a_proxy() -> None:
     receiver = Receiver(dict(SECRETS), public_url="https://hooks.acme.example/")
     with TestClient(create_app(receiver)) as proxied:

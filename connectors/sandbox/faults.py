@@ -5,6 +5,7 @@ can show the grammar without loading a web server.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -64,11 +65,13 @@ def parse_faults(spec: str) -> list[Fault]:
                 fault = Fault(status=status, path=path, headers=headers)
         except ValueError as exc:
             raise ValueError(f"fault {part!r}: {exc}; expected {FAULT_SPEC_HELP}") from None
+        retry_after = [float(value) for name, value in fault.headers if name == "Retry-After"]
         if (
             times < 1
-            or (kind == "slow" and fault.seconds <= 0)
-            or (kind == "mutate" and fault.count < 1)
+            or (kind == "slow" and not 0 < fault.seconds < math.inf)  # nan fails this too
+            or (kind in ("mutate", "tie") and fault.count < 1)
+            or any(not 0 <= wait < math.inf for wait in retry_after)
         ):
-            raise ValueError(f"fault {part!r}: counts and delays must be positive")
+            raise ValueError(f"fault {part!r}: counts and delays must be positive and finite")
         faults += [fault] * times
     return faults

@@ -27,3 +27,11 @@ def fail(message: str) -> typer.Exit:
     folded = " ".join(line.strip() for line in message.splitlines() if line.strip())
     err.print(Text.assemble(("error:", "bold red"), " ", folded), highlight=False, soft_wrap=True)
     return typer.Exit(1)
+
+
+def valid_port(port: int) -> int:
+    """The ``--port`` callback: 0 (any free port) to 65535, or one error line (a port out of
+    range is an OverflowError deep in the socket call otherwise)."""
+    if not 0 <= port <= 65535:
+        raise fail(f"--port {port} is not a port: use 0 (any free one) to 65535")
+    return port

@@ -21,7 +21,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from okr_sync.cli.console import err, fail, out
+from okr_sync.cli.console import err, fail, out, valid_port
 from okr_sync.cli.options import StoreOption, open_store, store_url
 from okr_targets.report import build_report, walk
 from okr_targets.summary import build_summary, format_value, freshness_text, summary_csv
@@ -159,7 +159,9 @@ def _bar(progress: float | None, width: int = 8) -> str:
 def serve(
     store: StoreOption = None,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8000,
+    port: Annotated[
+        int, typer.Option(help="port (0 picks a free one)", callback=valid_port)
+    ] = 8000,
 ) -> None:
     """Serve the dashboard and its JSON API (/api/v1) live from the store, read-only.
 

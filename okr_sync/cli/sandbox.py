@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from connectors.sandbox.faults import FAULT_SPEC_HELP
-from okr_sync.cli.console import fail, out
+from okr_sync.cli.console import fail, out, valid_port
 
 if TYPE_CHECKING:
     from connectors.sandbox.server import RunningServer
@@ -24,7 +24,9 @@ def sandbox(
     data: Annotated[
         Path | None, typer.Option(help="serve this directory of JSON Lines files instead")
     ] = None,
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0 picks a free one)")] = 8443,
+    port: Annotated[
+        int, typer.Option(help="port on 127.0.0.1 (0 picks a free one)", callback=valid_port)
+    ] = 8443,
     faults: Annotated[str | None, typer.Option(help=FAULT_SPEC_HELP)] = None,
 ) -> None:
     """Serve one source's API emulator on loopback over TLS until Ctrl-C."""

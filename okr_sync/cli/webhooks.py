@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from okr_sync.cli.console import fail
+from okr_sync.cli.console import fail, valid_port
 
 webhooks_app = typer.Typer(
     help="Receive source webhooks and turn them into Prefect events and syncs."
@@ -18,7 +18,9 @@ webhooks_app = typer.Typer(
 @webhooks_app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8787,
+    port: Annotated[
+        int, typer.Option(help="port (0 picks a free one)", callback=valid_port)
+    ] = 8787,
 ) -> None:
     """Verify signed webhooks from HubSpot, Zendesk and Salesforce and emit Prefect events.
 

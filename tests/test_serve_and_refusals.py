@@ -1,0 +1,183 @@
+"""Issue 22: the live dashboard's summary cache, and ports and fault specs that are refused.
+
+The cache is checked by what is served, never by timing: each answer must equal a fresh
+``build_summary`` at the moment the cached summary says it was generated, and a change to
+the store (a new measurement, a run, an edited key result) must show at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from okr_sync.cli import app
+from okr_sync.serve import ServeSettings, create_app
+from okr_targets.dashboard import render_html
+from okr_targets.models import KeyResult, Measurement, SyncRun, utcnow
+from okr_targets.store import Store
+from okr_targets.summary import build_summary, summary_csv
+from tests.okr_fixture import NOW, fill_store
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def fresh(url: str, now: datetime) -> dict[str, Any]:
+    """The summary built straight from the store, as ``okr-sync report`` builds it."""
+    store = Store.open(url)
+    with store.session() as session:
+        found = build_summary(session, now, store.display_url)
+    store.dispose()
+    return json.loads(json.dumps(found))
+
+
+@pytest.fixture
+def served(store_url: str) -> Iterator[tuple[str, Clock, TestClient]]:
+    fill_store(store_url)
+    clock = Clock()
+    store = Store.open(store_url)
+    with TestClient(create_app(store, ServeSettings(), clock=clock)) as client:
+        yield store_url, clock, client
+    store.dispose()
+
+
+def assert_serves(client: TestClient, url: str, now: datetime) -> dict[str, Any]:
+    """Every view equals a fresh build at ``now``; the summary served is returned."""
+    expected = fresh(url, now)
+    summary = client.get("/api/v1/summary").json()
+    assert summary == expected
+    assert client.get("/").text == render_html(expected, live=True)
+    assert client.get("/api/v1/summary.csv").text == summary_csv(expected)
+    revenue = client.get("/api/v1/key-results/revenue").json()
+    assert revenue["value"] == next(
+        kr["value"]
+        for o in expected["objectives"]
+        for kr in o["key_results"]
+        if kr["id"] == "revenue"
+    )
+    return summary
+
+
+def land_run(url: str, run_id: str, at: datetime, revenue: float | None) -> None:
+    """A finished sync, with a new revenue measurement when ``revenue`` is given."""
+    store = Store.open(url)
+    with store.session() as session:
+        session.add(
+            SyncRun(
+                id=run_id,
+                started_at=at,
+                finished_at=at + timedelta(seconds=30),
+                status="complete",
+                code_version="0.1.0",
+            )
+        )
+        session.flush()
+        if revenue is not None:
+            session.add(
+                Measurement(
+                    key_result_id="revenue",
+                    run_id=run_id,
+                    measured_at=at,
+                    value=revenue,
+                    unit="USD",
+                    progress=None,
+                    progress_raw=None,
+                    expected_progress=0.0,
+                    status="on_track",
+                    metric="won_revenue",
+                    params={},
+                    details={},
+                    record_count=0,
+                    code_version="0.1.0",
+                    data_cutoff=at,
+                )
+            )
+        session.commit()
+    store.dispose()
+
+
+def test_the_served_summary_is_built_once_per_store_change_and_equals_a_fresh_build(
+    served: tuple[str, Clock, TestClient],
+) -> None:
+    url, clock, client = served
+    first = assert_serves(client, url, NOW)
+    assert first["generated_at"] == NOW.isoformat()
+
+    # nothing changed, a little later: the same summary, built at NOW, is served
+    clock.now = NOW + timedelta(seconds=20)
+    assert client.get("/api/v1/summary").json() == first
+
+    # a new measurement lands: the next request shows it
+    land_run(url, "run-2", clock.now - timedelta(seconds=5), revenue=700_000.0)
+    second = assert_serves(client, url, clock.now)
+    assert second["generated_at"] == clock.now.isoformat()
+    assert (
+        next(kr for o in second["objectives"] for kr in o["key_results"] if kr["id"] == "revenue")[
+            "value"
+        ]
+        == 700_000.0
+    )
+
+    # a run that measured nothing new still changes the page (its trouble, its reads)
+    clock.now += timedelta(seconds=10)
+    land_run(url, "run-3", clock.now - timedelta(seconds=1), revenue=None)
+    assert assert_serves(client, url, clock.now)["generated_at"] == clock.now.isoformat()
+
+    # an edited key result (the OKR file changed), stamped as a sync stamps it
+    clock.now += timedelta(seconds=10)
+    store = Store.open(url)
+    with store.session() as session:
+        kr = session.get(KeyResult, "revenue")
+        assert kr is not None
+        kr.title, kr.updated_at = "Book 1.2M in won revenue", utcnow()
+        session.commit()
+    store.dispose()
+    edited = assert_serves(client, url, clock.now)
+    assert "Book 1.2M in won revenue" in json.dumps(edited)
+
+    # nothing changes, but scoring reads the clock: after a minute the summary is rebuilt
+    built = clock.now
+    clock.now += timedelta(seconds=59)
+    assert client.get("/api/v1/summary").json()["generated_at"] == built.isoformat()
+    clock.now += timedelta(seconds=1)
+    assert assert_serves(client, url, clock.now)["generated_at"] == clock.now.isoformat()
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("serve",), ("webhooks", "serve"), ("sandbox",)],
+    ids=["serve", "webhooks-serve", "sandbox"],
+)
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_one_error_line(command: tuple[str, ...], port: str) -> None:
+    result = invoke(*command, "--port", port)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: --port {port} is not a port: use 0 (any free one) to 65535"
+    ]
+
+
+@pytest.mark.parametrize("spec", ["slow:nan", "slow:inf", "tie:-5", "503:nan"])
+def test_the_sandbox_refuses_a_fault_spec_that_names_no_real_delay_or_count(spec: str) -> None:
+    result = invoke("sandbox", "--port", "0", "--faults", spec)
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: fault {spec!r}: counts and delays must be positive and finite")
