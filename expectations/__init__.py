@@ -8,8 +8,10 @@ the expectations they failed, so the flow can quarantine them and count them.
 Before the suites, every row is checked against its mirror table's columns: a value of the
 wrong type, text longer than its column holds (or than ``MAX_TEXT``), or text holding
 U+FFFD (what a decoder puts where the source sent bytes that are not UTF-8) is rejected
-with a reason naming the column. Such a row would otherwise make the store refuse the whole
-batch, or an expectation break for the whole batch, or keep mangled text.
+with a reason naming the column, and so is text no store can keep: a NUL character
+(PostgreSQL's text refuses it) or a lone surrogate (not encodable as UTF-8). Such a row
+would otherwise make the store refuse the whole batch (on every run), or an expectation
+break for the whole batch, or keep mangled text.
 
 Suites may compare with values known only when a batch is validated: ``{"$PARAMETER":
 "latest_time"}`` (a year past now: nothing was created or changed later) and
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +44,8 @@ MAX_TEXT = 10_000
 """The longest text kept in an unbounded (Text) mirror column, e.g. a name: anything longer
 is a paste or an export gone wrong, not a name."""
 REPLACEMENT = "\ufffd"
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""Characters no store holds: NUL (PostgreSQL text) and lone surrogates (not UTF-8)."""
 LATEST_TIME_SLACK = timedelta(days=366)
 LATEST_DAY_SLACK = timedelta(days=3653)
 EARLIEST_DAY = date(1900, 1, 1)
@@ -70,9 +75,17 @@ def _text_check(limit: int) -> Check:
             return f"{len(value)} characters, more than the {limit} kept"
         if REPLACEMENT in value:
             return "holds U+FFFD: the source sent bytes that are not UTF-8"
+        if (found := UNSTORABLE.search(value)) is not None:
+            return _unstorable(found.group())
         return None
 
     return check
+
+
+def _unstorable(char: str) -> str:
+    if char == "\x00":
+        return "holds a NUL character (U+0000), which the store cannot keep"
+    return f"holds a lone surrogate (U+{ord(char):04X}), which is not text the store can keep"
 
 
 def _number_check(digits: int | None) -> Check:

@@ -375,6 +375,35 @@ CASES = [
          str(sorted(REFERENCE.helpdesk.tickets)[3]), _ticket_with_new_fields),
 ]  # fmt: skip
 
+# --- text no store can keep (issue 22 #2) -----------------------------------------------------
+# A NUL made PostgreSQL refuse the whole batch on every run; a lone surrogate cannot be encoded
+# for either store. Each must be quarantined with its reason, on SQLite and PostgreSQL alike.
+
+
+def lone_surrogate(text: str) -> orjson.Fragment:
+    """A JSON string whose escape is a lone surrogate: json.loads accepts it, UTF-8 does not."""
+    return orjson.Fragment(json.dumps(text).replace("?", "\\ud800").encode())
+
+
+NUL_FINDING = "holds a NUL character (U+0000), which the store cannot keep"
+SURROGATE_FINDING = "holds a lone surrogate (U+D800), which is not text the store can keep"
+CASES += [
+    Case("sf-account-name-nul", "salesforce", "customer", "Account", account_id(40),
+         sf_account(40, Name="Acme\u0000 Corp"), (f"column(name): {NUL_FINDING}",)),
+    Case("sf-opportunity-name-nul", "salesforce", "deal", "Opportunity", opp_id(41),
+         sf_opp(41, Name="Big\u0000deal"), (f"column(name): {NUL_FINDING}",)),
+    Case("hs-dealname-nul", "hubspot", "deal", "deals", "9000042",
+         hs_deal(42, dealname="Renewal\u0000"), (f"column(name): {NUL_FINDING}",)),
+    Case("zd-organization-name-nul", "zendesk", "customer", "organizations", "9000043",
+         zd_org(43, name="\u0000Initech"), (f"column(name): {NUL_FINDING}",)),
+    Case("sf-account-name-lone-surrogate", "salesforce", "customer", "Account", account_id(44),
+         sf_account(44, Name=lone_surrogate("Umbrella ? Ltd")),
+         (f"column(name): {SURROGATE_FINDING}",)),
+    Case("zd-organization-name-lone-surrogate", "zendesk", "customer", "organizations",
+         "9000045", zd_org(45, name=lone_surrogate("Globex ?")),
+         (f"column(name): {SURROGATE_FINDING}",)),
+]  # fmt: skip
+
 
 def build_world(bad: bool) -> World:
     world = World()
