@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.exc import SAWarning
 from typer.testing import CliRunner, Result
 
-from okr_sync.cli import app
-from okr_targets.store import normalize_url
+from okr_sync.cli import DEMO_OKRS, app
+from okr_targets.store import Store, StoreBusyError, normalize_url
 from tests.conftest import fresh_postgres_database
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -126,3 +126,92 @@ def test_a_migration_killed_at_any_statement_is_completed_by_the_next_upgrade(
         assert result.exit_code == 0, (point, result.output)
         assert f"is at schema revision {HEAD}" in result.stdout
         assert schema(url) == expected, f"killed before statement {point} of {total}"
+
+
+# --- the writer lock is the file's, whatever the URL's spelling -------------------------------
+
+
+def test_a_symlinked_store_shares_the_writer_lock(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "okr.db"
+    real.parent.mkdir()
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    holder = Store.open(f"sqlite:///{real}")
+    try:
+        through_link = Store(f"sqlite:///{link}")
+        with holder.writer_lock(), pytest.raises(StoreBusyError), through_link.writer_lock():
+            pass  # pragma: no cover - the lock is held
+    finally:
+        holder.dispose()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.db", "real"]  # no link.db.…
+
+
+def test_a_uri_store_url_locks_its_file_not_a_file_colon_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    real = tmp_path / "okr.db"
+    holder = Store.open(f"sqlite:///{real}")
+    try:
+        with holder.writer_lock():
+            uri = Store(f"sqlite:///file:{real}?uri=true")
+            with pytest.raises(StoreBusyError), uri.writer_lock():
+                pass  # pragma: no cover - the lock is held
+            relative = Store("sqlite:///okr.db")  # the same file from the working directory
+            with pytest.raises(StoreBusyError), relative.writer_lock():
+                pass  # pragma: no cover - the lock is held
+    finally:
+        holder.dispose()
+    assert not (tmp_path / "file:").exists()
+    assert (tmp_path / "okr.db.writer.lock").exists()
+
+
+# --- one error line for a store or a setting that cannot work --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        ("OKR_SYNC_BATCH_SIZE", "lots", "Input should be a valid integer"),
+        ("OKR_SYNC_BATCH_SIZE", "0", "Input should be greater than or equal to 1"),
+        ("OKR_SYNC_LOOKBACK_SECONDS", "-5", "Input should be greater than or equal to 0"),
+        ("OKR_SYNC_RETRY_BUDGET_SECONDS", "soon", "Input should be a valid number"),
+    ],
+)
+def test_a_refused_setting_is_one_line_naming_its_variable(
+    variable: str, value: str, why: str, tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'okr.db'}"
+    result = invoke("sync", "--okr-file", str(DEMO_OKRS), "--store", store, env={variable: value})
+    assert_one_error_line(result, f"{variable}={value!r}: {why}")
+    assert not (tmp_path / "okr.db").exists()  # refused before any work
+
+
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "notes.db"
+    garbage.write_bytes(b"these are my meeting notes, not a database\n" * 100)
+    for args in (("db", "upgrade"), ("sync", "--okr-file", str(DEMO_OKRS))):
+        result = invoke(*args, "--store", f"sqlite:///{garbage}")
+        assert_one_error_line(result, f"cannot open store sqlite:///{garbage}", "not a database")
+
+
+def test_a_read_only_store_is_one_line_and_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "okr.db"
+    assert invoke("db", "upgrade", "--store", f"sqlite:///{path}").exit_code == 0
+    before = path.read_bytes()
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    result = invoke("sync", "--okr-file", str(DEMO_OKRS), "--store", read_only)
+    assert_one_error_line(result, "cannot write to store", "attempt to write a readonly database")
+    assert path.read_bytes() == before
+    assert invoke("report", "--store", read_only).exit_code == 0  # reading it still works
+
+
+@pytest.mark.usefixtures("sources_env")
+def test_a_missing_ca_bundle_is_one_line_naming_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OKR_SYNC_SALESFORCE_CA_BUNDLE", str(tmp_path / "nowhere" / "ca.pem"))
+    result = invoke(
+        "sync", "--okr-file", str(DEMO_OKRS), "--store", f"sqlite:///{tmp_path / 'o.db'}"
+    )
+    assert_one_error_line(result, "OKR_SYNC_SALESFORCE_CA_BUNDLE", "does not point to a file")
