@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -37,15 +36,13 @@ from sqlalchemy import Boolean, Date, Integer, Numeric, String
 from sqlalchemy.types import TypeDecorator
 
 from connectors.base import Rejected
-from okr_targets.models import MIRROR, supplied_columns
+from okr_targets.models import MIRROR, UNSTORABLE, supplied_columns
 
 SUITES = Path(__file__).parent
 MAX_TEXT = 10_000
 """The longest text kept in an unbounded (Text) mirror column, e.g. a name: anything longer
 is a paste or an export gone wrong, not a name."""
 REPLACEMENT = "\ufffd"
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-"""Characters no store holds: NUL (PostgreSQL text) and lone surrogates (not UTF-8)."""
 LATEST_TIME_SLACK = timedelta(days=366)
 LATEST_DAY_SLACK = timedelta(days=3653)
 EARLIEST_DAY = date(1900, 1, 1)

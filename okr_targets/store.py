@@ -50,6 +50,7 @@ from okr_targets.models import (
     QuarantinedRow,
     SourceRead,
     SyncRun,
+    storable,
     supplied_columns,
     utcnow,
 )
@@ -592,8 +593,8 @@ def quarantine(session: Session, run_id: str, entity: str, rejected: Iterable[Re
                 run_id=run_id,
                 entity=entity,
                 source=item.source,
-                source_id=item.source_id,
-                expectations=item.reasons,
+                source_id=None if item.source_id is None else storable(item.source_id)[:64],
+                expectations=[storable(reason) for reason in item.reasons],
                 record=_jsonable(item.record),
             )
         )

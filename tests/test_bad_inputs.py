@@ -65,7 +65,15 @@ from flows.sync import sync_okrs, sync_store
 from okr_sync.cli import app as cli_app
 from okr_targets.dashboard import render_html
 from okr_targets.freshness import held_back
-from okr_targets.models import MIRROR, DailyValue, Measurement, QuarantinedRow, SyncRun, utcnow
+from okr_targets.models import (
+    MIRROR,
+    DailyValue,
+    Measurement,
+    QuarantinedRow,
+    SyncRun,
+    storable,
+    utcnow,
+)
 from okr_targets.report import KeyResultLine, build_report, walk
 from okr_targets.store import Store, begin_run, upsert_records
 from okr_targets.summary import build_summary, summary_csv, summary_markdown
@@ -399,6 +407,9 @@ CASES += [
     Case("sf-account-name-lone-surrogate", "salesforce", "customer", "Account", account_id(44),
          sf_account(44, Name=lone_surrogate("Umbrella ? Ltd")),
          (f"column(name): {SURROGATE_FINDING}",)),
+    Case("sf-account-id-nul", "salesforce", "customer", "Account",
+         storable(account_id(46) + "\u0000"), sf_account(46, Id=account_id(46) + "\u0000"),
+         (f"column(source_id): {NUL_FINDING}",)),
     Case("zd-organization-name-lone-surrogate", "zendesk", "customer", "organizations",
          "9000045", zd_org(45, name=lone_surrogate("Globex ?")),
          (f"column(name): {SURROGATE_FINDING}",)),
