@@ -30,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     or_,
     select,
     text,
@@ -154,6 +155,13 @@ class Store:
         try:
             with self.engine.connect() as connection:
                 current = MigrationContext.configure(connection).get_current_revision()
+                torn = current is None and inspect(connection).has_table("customer_links")
+            if torn:  # only a first migration from before they were atomic leaves this
+                raise StoreError(
+                    f"store {self.display_url} holds okr-sync tables but no schema revision: "
+                    "its first migration was interrupted, so it holds no synced data; "
+                    "remove it (or drop its tables) and run `okr-sync db upgrade`"
+                )
             head = ScriptDirectory.from_config(alembic_config(self.engine)).get_current_head()
             if current != head:
                 command.upgrade(alembic_config(self.engine), "head")

@@ -215,3 +215,18 @@ def test_a_missing_ca_bundle_is_one_line_naming_its_variable(
         "sync", "--okr-file", str(DEMO_OKRS), "--store", f"sqlite:///{tmp_path / 'o.db'}"
     )
     assert_one_error_line(result, "OKR_SYNC_SALESFORCE_CA_BUNDLE", "does not point to a file")
+
+
+def test_a_store_torn_by_an_older_first_migration_is_named_in_one_line(tmp_path: Path) -> None:
+    """What a kill left before migrations were atomic: a table, and no schema revision."""
+    path = tmp_path / "okr.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE customer_links (source TEXT)")
+    engine.dispose()
+    result = invoke("db", "upgrade", "--store", f"sqlite:///{path}")
+    assert_one_error_line(
+        result,
+        "holds okr-sync tables but no schema revision",
+        "its first migration was interrupted",
+    )
