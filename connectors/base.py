@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, FilePath, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsError
 
 from connectors.canonical import CanonicalRow
@@ -33,6 +33,10 @@ class StreamInfo:
     entity: str
     cursor_field: str
 
+
+CaBundle = Annotated[FilePath | None, BeforeValidator(lambda value: value or None)]
+"""A connector's CA file to trust (a sandbox's): it must exist, so a path pointing nowhere is
+a one-line settings error, not a TLS failure mid-read; empty means the system's trust."""
 
 MapperT = TypeVar("MapperT")
 

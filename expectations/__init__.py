@@ -8,8 +8,10 @@ the expectations they failed, so the flow can quarantine them and count them.
 Before the suites, every row is checked against its mirror table's columns: a value of the
 wrong type, text longer than its column holds (or than ``MAX_TEXT``), or text holding
 U+FFFD (what a decoder puts where the source sent bytes that are not UTF-8) is rejected
-with a reason naming the column. Such a row would otherwise make the store refuse the whole
-batch, or an expectation break for the whole batch, or keep mangled text.
+with a reason naming the column, and so is text no store can keep: a NUL character
+(PostgreSQL's text refuses it) or a lone surrogate (not encodable as UTF-8). Such a row
+would otherwise make the store refuse the whole batch (on every run), or an expectation
+break for the whole batch, or keep mangled text.
 
 Suites may compare with values known only when a batch is validated: ``{"$PARAMETER":
 "latest_time"}`` (a year past now: nothing was created or changed later) and
@@ -34,7 +36,7 @@ from sqlalchemy import Boolean, Date, Integer, Numeric, String
 from sqlalchemy.types import TypeDecorator
 
 from connectors.base import Rejected
-from okr_targets.models import MIRROR, supplied_columns
+from okr_targets.models import MIRROR, UNSTORABLE, supplied_columns
 
 SUITES = Path(__file__).parent
 MAX_TEXT = 10_000
@@ -70,9 +72,17 @@ def _text_check(limit: int) -> Check:
             return f"{len(value)} characters, more than the {limit} kept"
         if REPLACEMENT in value:
             return "holds U+FFFD: the source sent bytes that are not UTF-8"
+        if (found := UNSTORABLE.search(value)) is not None:
+            return _unstorable(found.group())
         return None
 
     return check
+
+
+def _unstorable(char: str) -> str:
+    if char == "\x00":
+        return "holds a NUL character (U+0000), which the store cannot keep"
+    return f"holds a lone surrogate (U+{ord(char):04X}), which is not text the store can keep"
 
 
 def _number_check(digits: int | None) -> Check:

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from okr_targets.store import DEFAULT_STORE_URL
 
 
+class SettingsError(ValueError):
+    """An ``OKR_SYNC_*`` variable holds a value its setting refuses; the message is one line."""
+
+
+def settings_error(exc: ValidationError, prefix: str) -> SettingsError:
+    """The validation error as one line naming each refused variable and why."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = prefix + "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"{name}={str(error.get('input'))[:40]!r}: {error['msg']}")
+    return SettingsError("; ".join(problems))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OKR_SYNC_", env_file=".env", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise settings_error(exc, "OKR_SYNC_") from None
 
     store_url: str = Field(default=DEFAULT_STORE_URL, description="SQLAlchemy URL of the OKR store")
     okr_file: Path = Field(default=Path("okrs.yaml"), description="the OKRs-as-code YAML file")

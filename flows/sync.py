@@ -36,7 +36,6 @@ from okr_targets.models import utcnow
 from okr_targets.status import RunStatus
 from okr_targets.store import (
     Store,
-    StoreBusyError,
     StoreError,
     abandon_unfinished_runs,
     has_password,
@@ -170,7 +169,7 @@ def run_sync(request: SyncRequest, store_url: str, settings: Settings) -> RunRep
             if abandoned := abandon_unfinished_runs(store):
                 run_logger().warning("%d earlier run(s) never finished; marked failed", abandoned)
             return sync_store(store, request, settings)
-    except StoreBusyError as exc:  # waited OKR_SYNC_LOCK_WAIT_SECONDS: one line, no traceback
+    except StoreError as exc:  # busy past OKR_SYNC_LOCK_WAIT_SECONDS, or refusing writes
         raise SyncRefusedError(str(exc), "sync did not start") from None
     finally:
         store.dispose()

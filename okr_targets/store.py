@@ -18,6 +18,7 @@ from datetime import date, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote, urlsplit
 
 from filelock import FileLock, Timeout
 from sqlalchemy import (
@@ -30,6 +31,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     or_,
     select,
     text,
@@ -38,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Bookmark, Rejected
@@ -50,6 +52,7 @@ from okr_targets.models import (
     QuarantinedRow,
     SourceRead,
     SyncRun,
+    storable,
     supplied_columns,
     utcnow,
 )
@@ -126,6 +129,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _reason(exc: DatabaseError) -> str:
+    """The driver's own first line (no SQL, no parameters: they may hold record text)."""
+    return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+
+
 def alembic_config(engine: Engine) -> Config:
     """Alembic's configuration for this project's migrations, on ``engine``."""
     from alembic.config import Config  # Alembic loads when a store opens, not for --help
@@ -164,12 +172,18 @@ class Store:
         try:
             with self.engine.connect() as connection:
                 current = MigrationContext.configure(connection).get_current_revision()
+                torn = current is None and inspect(connection).has_table("customer_links")
+            if torn:  # only a first migration from before they were atomic leaves this
+                raise StoreError(
+                    f"store {self.display_url} holds okr-sync tables but no schema revision: "
+                    "its first migration was interrupted, so it holds no synced data; "
+                    "remove it (or drop its tables) and run `okr-sync db upgrade`"
+                )
             head = ScriptDirectory.from_config(alembic_config(self.engine)).get_current_head()
             if current != head:
                 command.upgrade(alembic_config(self.engine), "head")
-        except OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise StoreError(f"cannot open store {self.display_url}: {reason}") from None
+        except DatabaseError as exc:  # unreachable, refused, or a file that is no database
+            raise StoreError(f"cannot open store {self.display_url}: {_reason(exc)}") from None
 
     def revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -208,8 +222,8 @@ class Store:
                     )
                     connection.commit()
             return
-        database = self.engine.url.database
-        if not database or database == ":memory:":
+        database = sqlite_file(self.engine.url)
+        if database is None:
             yield
             return
         lock = FileLock(f"{database}.writer.lock", timeout=0)
@@ -226,6 +240,23 @@ class Store:
             yield
         finally:
             lock.release()
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The real file behind a SQLite URL (None: in memory), for the writer lock.
+
+    Keyed on the resolved path, not the URL's spelling: through a symlink, a relative path or
+    the ``file:…?uri=true`` form, every URL naming one database takes one lock.
+    """
+    database = url.database
+    if database and url.query.get("uri") == "true" and database.startswith("file:"):
+        parsed = urlsplit(database)
+        if "mode=memory" in parsed.query or url.query.get("mode") == "memory":
+            return None
+        database = unquote(parsed.path)
+    if not database or database == ":memory:":
+        return None
+    return Path(database).resolve()
 
 
 class _Queue:
@@ -587,8 +618,8 @@ def quarantine(session: Session, run_id: str, entity: str, rejected: Iterable[Re
                 run_id=run_id,
                 entity=entity,
                 source=item.source,
-                source_id=item.source_id,
-                expectations=item.reasons,
+                source_id=None if item.source_id is None else storable(item.source_id)[:64],
+                expectations=[storable(reason) for reason in item.reasons],
                 record=_jsonable(item.record),
             )
         )
@@ -613,20 +644,25 @@ def abandon_unfinished_runs(store: Store) -> int:
     """Runs still "running" while we hold the writer lock died (killed, machine lost).
 
     Their committed batches and cursors stand; the next sync resumes from them. Marking
-    the runs keeps `okr-sync runs` honest. Call only under :meth:`Store.writer_lock`.
+    the runs keeps `okr-sync runs` honest. Call only under :meth:`Store.writer_lock`. It is
+    a sync's first write, so a store that refuses writes (a read-only file) fails here, in
+    one :class:`StoreError` line, before the run begins.
     """
     table = cast(Table, SyncRun.__table__)
-    with store.session() as session, session.begin():
-        result = session.execute(
-            update(table)
-            .where(table.c.status == RunStatus.RUNNING)
-            .values(
-                status=RunStatus.FAILED,
-                finished_at=utcnow(),
-                reason="interrupted: the process ended before the run finished; "
-                "the next sync resumed from its committed data",
+    try:
+        with store.session() as session, session.begin():
+            result = session.execute(
+                update(table)
+                .where(table.c.status == RunStatus.RUNNING)
+                .values(
+                    status=RunStatus.FAILED,
+                    finished_at=utcnow(),
+                    reason="interrupted: the process ended before the run finished; "
+                    "the next sync resumed from its committed data",
+                )
             )
-        )
+    except DatabaseError as exc:
+        raise StoreError(f"cannot write to store {store.display_url}: {_reason(exc)}") from None
     return int(getattr(result, "rowcount", 0) or 0)
 
 

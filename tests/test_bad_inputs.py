@@ -65,7 +65,15 @@ from flows.sync import sync_okrs, sync_store
 from okr_sync.cli import app as cli_app
 from okr_targets.dashboard import render_html
 from okr_targets.freshness import held_back
-from okr_targets.models import MIRROR, DailyValue, Measurement, QuarantinedRow, SyncRun, utcnow
+from okr_targets.models import (
+    MIRROR,
+    DailyValue,
+    Measurement,
+    QuarantinedRow,
+    SyncRun,
+    storable,
+    utcnow,
+)
 from okr_targets.report import KeyResultLine, build_report, walk
 from okr_targets.store import Store, begin_run, upsert_records
 from okr_targets.summary import build_summary, summary_csv, summary_markdown
@@ -377,6 +385,38 @@ CASES = [
          REFERENCE.org.records("Opportunity")[5]["Id"], _retimed_opportunity(5, minus_five)),
     Case("zd-fields-never-seen", "zendesk", "ticket", "tickets",
          str(sorted(REFERENCE.helpdesk.tickets)[3]), _ticket_with_new_fields),
+]  # fmt: skip
+
+# --- text no store can keep (issue 22 #2) -----------------------------------------------------
+# A NUL made PostgreSQL refuse the whole batch on every run; a lone surrogate cannot be encoded
+# for either store. Each must be quarantined with its reason, on SQLite and PostgreSQL alike.
+
+
+def lone_surrogate(text: str) -> orjson.Fragment:
+    """A JSON string whose escape is a lone surrogate: json.loads accepts it, UTF-8 does not."""
+    return orjson.Fragment(json.dumps(text).replace("?", "\\ud800").encode())
+
+
+NUL_FINDING = "holds a NUL character (U+0000), which the store cannot keep"
+SURROGATE_FINDING = "holds a lone surrogate (U+D800), which is not text the store can keep"
+CASES += [
+    Case("sf-account-name-nul", "salesforce", "customer", "Account", account_id(40),
+         sf_account(40, Name="Acme\u0000 Corp"), (f"column(name): {NUL_FINDING}",)),
+    Case("sf-opportunity-name-nul", "salesforce", "deal", "Opportunity", opp_id(41),
+         sf_opp(41, Name="Big\u0000deal"), (f"column(name): {NUL_FINDING}",)),
+    Case("hs-dealname-nul", "hubspot", "deal", "deals", "9000042",
+         hs_deal(42, dealname="Renewal\u0000"), (f"column(name): {NUL_FINDING}",)),
+    Case("zd-organization-name-nul", "zendesk", "customer", "organizations", "9000043",
+         zd_org(43, name="\u0000Initech"), (f"column(name): {NUL_FINDING}",)),
+    Case("sf-account-name-lone-surrogate", "salesforce", "customer", "Account", account_id(44),
+         sf_account(44, Name=lone_surrogate("Umbrella ? Ltd")),
+         (f"column(name): {SURROGATE_FINDING}",)),
+    Case("sf-account-id-nul", "salesforce", "customer", "Account",
+         storable(account_id(46) + "\u0000"), sf_account(46, Id=account_id(46) + "\u0000"),
+         (f"column(source_id): {NUL_FINDING}",)),
+    Case("zd-organization-name-lone-surrogate", "zendesk", "customer", "organizations",
+         "9000045", zd_org(45, name=lone_surrogate("Globex ?")),
+         (f"column(name): {SURROGATE_FINDING}",)),
 ]  # fmt: skip
 
 

@@ -260,5 +260,5 @@ def test_the_lock_wait_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> 
     assert Settings().lock_wait_seconds == 600
     for bad in ("-1", "soon", "1e9"):
         monkeypatch.setenv("OKR_SYNC_LOCK_WAIT_SECONDS", bad)
-        with pytest.raises(ValueError, match="lock_wait_seconds"):
+        with pytest.raises(ValueError, match="OKR_SYNC_LOCK_WAIT_SECONDS"):
             Settings()

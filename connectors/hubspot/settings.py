@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from connectors.base import CalendarDays
+from connectors.base import CaBundle, CalendarDays
 from connectors.secrets import resolve_secret
 
 
@@ -28,7 +26,7 @@ class HubSpotSettings(CalendarDays):
     )
     access_token: SecretStr | None = None
     access_token_block: str | None = None
-    ca_bundle: Path | None = Field(default=None, description="trust this CA file (the sandbox's)")
+    ca_bundle: CaBundle = Field(default=None, description="trust this CA file (the sandbox's)")
     timeout: float = Field(default=30.0, gt=0)
     search_requests_per_second: int = Field(
         default=4, ge=1, description="proactive cap on CRM search calls (HubSpot allows ~4-5)"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.base import CaBundle
 from connectors.secrets import resolve_secret
 
 
@@ -57,7 +56,7 @@ class SalesforceSettings(BaseSettings):
     client_secret: SecretStr | None = None
     client_secret_block: str | None = None
     api_version: str = "59.0"
-    ca_bundle: Path | None = Field(default=None, description="trust this CA file (the sandbox's)")
+    ca_bundle: CaBundle = Field(default=None, description="trust this CA file (the sandbox's)")
     timeout: float = Field(default=30.0, gt=0)
     field_map: FieldMap = FieldMap()
     quota_stop_fraction: float = Field(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.base import CaBundle
 from connectors.secrets import resolve_secret
 
 
@@ -26,7 +25,7 @@ class ZendeskSettings(BaseSettings):
     email: str = Field(default="", description="the agent the API token belongs to")
     api_token: SecretStr | None = None
     api_token_block: str | None = None
-    ca_bundle: Path | None = Field(default=None, description="trust this CA file (the sandbox's)")
+    ca_bundle: CaBundle = Field(default=None, description="trust this CA file (the sandbox's)")
     timeout: float = Field(default=30.0, gt=0)
     rating_lookback_days: int = Field(
         default=30,

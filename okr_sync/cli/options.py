@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.settings import Settings
+from flows.settings import Settings, SettingsError
 from okr_sync.cli.console import fail
 from okr_targets.store import Store, StoreError
 
@@ -27,12 +27,20 @@ OkrFileOption = Annotated[
 ]
 
 
+def settings() -> Settings:
+    """The ``OKR_SYNC_*`` settings, or the one-line error naming the variable refused."""
+    try:
+        return Settings()
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+
+
 def store_url(store: str | None) -> str:
-    return store or Settings().store_url
+    return store or settings().store_url
 
 
 def okr_file_or_default(path: Path | None) -> Path:
-    return path or Settings().okr_file
+    return path or settings().okr_file
 
 
 def open_store(store: str | None) -> Store:

@@ -23,7 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flows.progress import watching
 from okr_sync.cli.console import err, fail
-from okr_sync.cli.options import OkrFileOption, StoreOption, okr_file_or_default, store_url
+from okr_sync.cli.options import (
+    OkrFileOption,
+    StoreOption,
+    okr_file_or_default,
+    settings,
+    store_url,
+)
 from okr_sync.cli.report import print_report
 from okr_sync.cli.runs import exit_if_partial, print_run
 from okr_targets.store import has_password, redact
@@ -51,6 +57,7 @@ def sync(
     ] = False,
 ) -> None:
     """Sync the sources named in the OKR file and measure every key result."""
+    settings()  # a refused OKR_SYNC_* variable ends here, in one line, before any work
     report = _run_sync(okr_file_or_default(okr_file), store_url(store), full_refresh, reconcile)
     print_run(report)
     print_report(store_url(store))
@@ -146,7 +153,6 @@ def _run_here(okr_file: Path, url: str, full_refresh: bool, reconcile: bool) -> 
     from prefect.settings import get_current_settings
 
     from flows.plan import SyncRequest
-    from flows.settings import Settings
     from flows.sync import SyncRefusedError, run_sync
     from okr_targets.status import RunStatus
 
@@ -155,7 +161,7 @@ def _run_here(okr_file: Path, url: str, full_refresh: bool, reconcile: bool) -> 
     request = SyncRequest(str(okr_file), full_refresh=full_refresh, reconcile=reconcile)
     try:
         with _progress_bar():
-            report = run_sync(request, url, Settings())
+            report = run_sync(request, url, settings())
     except SyncRefusedError as exc:
         raise fail(str(exc)) from None
     if report.status == RunStatus.FAILED:

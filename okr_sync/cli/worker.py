@@ -7,6 +7,7 @@ import os
 import typer
 
 from okr_sync.cli.console import fail
+from okr_sync.cli.options import settings
 
 
 def worker() -> None:
@@ -28,13 +29,11 @@ def worker() -> None:
     from prefect.task_worker import serve
 
     from flows.background import sync_changed_source, warm_up
-    from flows.settings import Settings
     from okr_targets.config import ConfigError
     from transforms.metric import MetricError
 
-    settings = Settings()
     try:
-        warm_up(settings)
+        warm_up(settings())
     except (ConfigError, MetricError) as exc:  # every sync would fail the same way
         raise fail(str(exc)) from None
     typer.echo(f"okr-sync worker: serving {sync_changed_source.name}, one sync at a time")
