@@ -8,8 +8,14 @@ the mirror and the key results with one fault-free sync of the changed source.
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +284,76 @@ def test_salesforce_and_zendesk_deletes_survive_retries_after_commits(
     monkeypatch.delenv("OKR_SYNC_BATCH_SIZE")
     assert sync(DEMO_OKRS, fresh)["status"] == "complete"
     assert not differences(state(store_url), state(fresh))
+
+
+# --- HubSpot: a sync killed between the search's commits and the archived listing --------------
+
+
+def cursor_run(database: Path, source: str, stream: str) -> str | None:
+    """The run that last moved a stream's cursor, read without joining the writer's
+    transactions (None: not written yet, or the store is mid-migration)."""
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.1) as connection:
+            row = connection.execute(
+                "SELECT run_id FROM cursors WHERE source = ? AND stream = ?", (source, stream)
+            ).fetchone()
+            return str(row[0]) if row else None
+    except sqlite3.Error:
+        return None
+
+
+def test_a_hubspot_sync_killed_before_its_archived_listing_loses_no_delete(
+    portal: HubSpotPortal,
+    portal_app: Any,
+    hubspot: RunningServer,
+    okr_file: Path,
+    tmp_path: Path,
+) -> None:
+    """``okr-sync sync`` is SIGKILLed once the deals' search has committed a batch past
+    the archive (the archived listing is held back until then); the next sync must still
+    tombstone the archived deal. Real time: the child process cannot share a pinned clock."""
+    from prefect.settings import PREFECT_API_URL
+
+    database = tmp_path / "okr.db"
+    store_url = f"sqlite:///{database}"
+    assert sync(okr_file, store_url)["status"] == "complete"
+    first = cursor_run(database, "hubspot", "deals")
+    deal = won_q4_deal(store_url)
+    now = datetime.now(UTC)
+    portal.archive("deals", deal, at=now - timedelta(minutes=5))
+    others = [r["id"] for r in portal.records("deals") if r["id"] != deal][:50]
+    for number, record_id in enumerate(others):
+        at = now - timedelta(minutes=2) + timedelta(milliseconds=number)
+        portal.update("deals", record_id, {"dealname": "x"}, at=at)
+
+    # the search answers; the archived listing after it is held until the kill
+    deals = "/crm/v3/objects/deals"
+    portal_app.state.faults.extend(parse_faults(f"slow:0.01@{deals},slow:8@{deals}"))
+    command = [sys.executable, "-m", "okr_sync.cli", "sync", "--store", store_url]
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "OKR_SYNC_OKR_FILE": str(okr_file),
+        "OKR_SYNC_BATCH_SIZE": "20",
+        "OKR_SYNC_HUBSPOT_TIMEOUT": "30",
+    }
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while cursor_run(database, "hubspot", "deals") == first:
+            assert child.poll() is None, child.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the deals' search never committed"
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.communicate()
+        portal_app.state.faults.clear()
+
+    assert sync(okr_file, store_url)["status"] == "complete"
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert sync(okr_file, fresh)["status"] == "complete"
+    assert not differences(state(store_url), state(fresh))
+    store = Store.open(store_url)
+    with store.session() as session:
+        assert session.get(Deal, ("hubspot", deal)).deleted_at is not None  # type: ignore[union-attr]
+    store.dispose()
