@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import time_machine
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -218,6 +218,7 @@ HUBSPOT_PATHS = ["/crm/v3/objects/deals", "/crm/v3/objects/tickets", "/crm/v3/ob
         max_size=2,  # at most two pass-throughs: each object makes 2 requests and more
     )
 )
+@example(schedule=[("503", "/crm/v3/objects/deals", 1)])  # the listing, after commits
 def test_hubspot_archives_between_runs_survive_any_fault_schedule(
     schedule: list[tuple[str, str, int]],
     okr_file: Path,
