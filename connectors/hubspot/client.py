@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -441,15 +441,27 @@ class HubSpotReader:
             notes += account_notes
             if spec.local_days:
                 notes += _zone_notes(account, self.settings)
-        bookmark = since
-        searched = self._search_all(spec, properties, since, until)
-        for page in self._mapped(spec, context, searched):
-            bookmark = page.bookmark or bookmark
+        owed = _archived_since(since)
+        pages = _owing(self._search_then_archived(spec, properties, since, until, owed), owed)
+        for page in self._mapped(spec, context, pages):
             page.notes, notes = notes, []  # said once, with the stream's first page
             page.gaps, gaps = gaps, ()
             yield page
-        archived = self._archived(spec, properties, since, until, bookmark)
-        yield from self._mapped(spec, context, archived)
+
+    def _search_then_archived(
+        self,
+        spec: HubSpotStream,
+        properties: list[str],
+        since: Bookmark | None,
+        until: datetime | None,
+        owed: Bookmark | None,
+    ) -> Iterator[_RawPage]:
+        """The live search from ``since``, then the archived listing from ``owed``."""
+        bookmark = since
+        for page in self._search_all(spec, properties, since, until):
+            bookmark = page.bookmark or bookmark
+            yield page
+        yield from self._archived(spec, properties, owed, until, bookmark)
 
     def _search_page(
         self,
@@ -586,7 +598,8 @@ class HubSpotReader:
         until: datetime | None,
         bookmark: Bookmark | None,
     ) -> Iterator[_RawPage]:
-        """Archived (deleted) records archived in the window, as tombstones.
+        """Archived (deleted) records archived at or after ``since`` (the listing's own
+        owed start, see :func:`_owing`) and before ``until``, as tombstones.
 
         The listing cannot filter by time, so it is read whole and filtered here. The
         bookmark only moves forward, to the newest change among them.
@@ -822,6 +835,44 @@ def _zone_notes(account: Account, settings: HubSpotSettings) -> list[str]:
         f"{settings.calendar_timezone}: close and lifecycle dates are counted on the "
         "calendar's days (set calendar.timezone in the OKR file to count the portal's)"
     ]
+
+
+ARCHIVED_SINCE = "archived since "
+"""A bookmark's token while the archived listing is still owed: the instant its read must
+start from. The search's cursor moves past archives it cannot see; a retry or a killed
+run resumes from that cursor, so the listing keeps its own position in the token."""
+
+
+def _archived_since(since: Bookmark | None) -> Bookmark | None:
+    """Where the archived listing starts: the owed position a cut-short read saved, else
+    the search's own start (the listing was read through when that cursor was saved)."""
+    if since is None or since.token is None:
+        return since
+    if since.token.startswith(ARCHIVED_SINCE):
+        try:
+            return Bookmark(datetime.fromisoformat(since.token.removeprefix(ARCHIVED_SINCE)))
+        except ValueError:
+            pass
+    return None  # a token this reader never wrote: read every archived record again
+
+
+def _owing(pages: Iterable[_RawPage], owed: Bookmark | None) -> Iterator[_RawPage]:
+    """The pages, each bookmark holding the archived listing's owed start, except the last
+    one's: it is yielded once the listing has been read through, and clears the token."""
+    token = ARCHIVED_SINCE + (owed.at if owed is not None else _EPOCH).isoformat()
+    held: _RawPage | None = None
+    for page in pages:
+        if held is not None:
+            yield _tokened(held, token)
+        held = page
+    if held is not None:
+        yield _tokened(held, None)
+
+
+def _tokened(page: _RawPage, token: str | None) -> _RawPage:
+    if page.bookmark is None:
+        return page
+    return _RawPage(page.records, replace(page.bookmark, token=token), page.total)
 
 
 def _within(at: datetime, since: Bookmark | None, until: datetime | None) -> bool:
