@@ -417,6 +417,9 @@ CASES += [
     Case("zd-organization-name-lone-surrogate", "zendesk", "customer", "organizations",
          "9000045", zd_org(45, name=lone_surrogate("Globex ?")),
          (f"column(name): {SURROGATE_FINDING}",)),
+    Case("hs-dealname-lone-surrogate", "hubspot", "deal", "deals", "9000047",
+         hs_deal(47, dealname=lone_surrogate("Renewal ?")),
+         (f"column(name): {SURROGATE_FINDING}",)),
 ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ against the system store (no certifi fallback), so the settings' CA is the only 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -109,7 +110,9 @@ def _body(response: Any) -> Any:
 
     Bytes that are not UTF-8 become U+FFFD (as requests decodes for the other sources),
     so the validator quarantines the one record holding them instead of the whole page
-    failing; a body that still does not parse is truncated and raises as before.
+    failing. orjson also refuses what the standard parser reads (a lone surrogate escape
+    such as ``\\ud800`` in a name): then the standard parser reads the page, and the
+    validator quarantines that record. A body that still does not parse raises as before.
     """
     try:
         data = response.data
@@ -117,9 +120,10 @@ def _body(response: Any) -> Any:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             text = data.decode("utf-8", errors="replace")
-            if text.encode() == data:  # valid UTF-8: the JSON itself is broken
-                raise
-            return orjson.loads(text)
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise orjson.JSONDecodeError("the body is not JSON", text, 0) from None
     finally:
         response.release_conn()
 
