@@ -81,7 +81,9 @@ def demo(
         for name, server in world.servers.items():
             err.print(f"Sandbox {name} API at {server.base_url}", highlight=False)
         err.print(f"Store: {redact(url)}", highlight=False)
-        os.environ.update(world.env)  # the connectors read where their sandbox is from env
+        # The connectors read where their sandbox is from the environment, for this demo only:
+        # its certificate files go with the sandboxes.
+        stack.enter_context(_environment(world.env))
         # Every demo serves a freshly generated company, so it re-reads everything.
         report = _run_sync(okr_file, url, full_refresh=True)
     print_run(report)
@@ -91,6 +93,21 @@ def demo(
         "`okr-sync report --format html --output okrs.html` or live with `okr-sync serve`."
     )
     exit_if_partial(report)
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables set inside the block, and as they were after it."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
