@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from okr_targets.models import (
@@ -99,12 +99,16 @@ def measurement_at(session: Session, key_result_id: str, at: datetime | None) ->
     return found
 
 
-def record_keys(session: Session, measurement_id: int) -> set[RecordKey]:
-    rows = session.execute(
-        select(
-            MeasurementRecord.entity, MeasurementRecord.source, MeasurementRecord.source_id
-        ).where(MeasurementRecord.measurement_id == measurement_id)
+def lineage_select(measurement_id: int) -> Select[str, str, str]:
+    """The records a measurement counted: (entity, source, source_id) of its lineage rows."""
+    kept = MeasurementRecord
+    return select(kept.entity, kept.source, kept.source_id).where(
+        kept.measurement_id == measurement_id
     )
+
+
+def record_keys(session: Session, measurement_id: int) -> set[RecordKey]:
+    rows = session.execute(lineage_select(measurement_id))
     return {(entity, source, source_id) for entity, source, source_id in rows}
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import except_, exists, select, update
 from sqlalchemy.orm import Session
 
 from okr_targets.config import KeyResultSpec, ObjectiveSpec, OkrConfig
-from okr_targets.lineage import latest_measurement
+from okr_targets.lineage import latest_measurement, lineage_select
 from okr_targets.models import (
     MIRROR,
     Baseline,
@@ -29,7 +29,6 @@ from okr_targets.models import (
     FxRate,
     KeyResult,
     Measurement,
-    MeasurementRecord,
     Objective,
     QuarantinedRow,
     SyncRun,
@@ -434,10 +433,7 @@ def entities_written(session: Session, run_id: str, known: Collection[str] = ())
 
 def _reused(latest: Measurement) -> MetricResult:
     """The latest measurement as a metric result: its value, details and lineage rows."""
-    kept = MeasurementRecord
-    records = select(kept.entity, kept.source, kept.source_id).where(
-        kept.measurement_id == latest.id
-    )
+    records = lineage_select(latest.id)
     details = dict(latest.details or {})
     return MetricResult(latest.value, latest.unit, records, details, latest.record_count)
 
@@ -560,10 +556,7 @@ def _same(session: Session, previous: Measurement | None, result: MetricResult) 
         return False
     if previous.record_count != result.record_count:
         return False
-    kept = MeasurementRecord
-    stored = select(kept.entity, kept.source, kept.source_id).where(
-        kept.measurement_id == previous.id
-    )
+    stored = lineage_select(previous.id)
     if result.records is None:
         return not session.scalar(select(exists(stored)))
     fresh = result.records.subquery()
