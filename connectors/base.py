@@ -16,7 +16,16 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, FilePath, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    FilePath,
+    HttpUrl,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsError
 
 from connectors.canonical import CanonicalRow
@@ -37,6 +46,26 @@ class StreamInfo:
 CaBundle = Annotated[FilePath | None, BeforeValidator(lambda value: value or None)]
 """A connector's CA file to trust (a sandbox's): it must exist, so a path pointing nowhere is
 a one-line settings error, not a TLS failure mid-read; empty means the system's trust."""
+
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def _http_url(value: str) -> str:
+    """An API's address as given, when it is an http(s) URL with a host; empty is unset."""
+    if value:
+        try:
+            _HTTP_URL.validate_python(value)
+        except ValidationError:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL, e.g. https://api.example.com"
+            ) from None
+    return value
+
+
+ApiUrl = Annotated[str, AfterValidator(_http_url)]
+"""A source's API or login address: one that is no URL (no scheme, a misspelt scheme, no
+host) is a one-line settings error naming the variable, refused before any request (and
+never sent on as plain HTTP by a client that supplies a scheme)."""
 
 MapperT = TypeVar("MapperT")
 

@@ -48,7 +48,8 @@ def _rebuilt(cls: type[SourceError], text: str, state: dict[str, Any]) -> Source
 
 
 class RetriableSourceError(SourceError):
-    """Worth retrying: rate limited (429), server errors (5xx), timeouts, dropped connections."""
+    """Worth retrying: rate limited (429), server errors (5xx), timeouts, dropped connections,
+    a server that refuses connections or is restarting: what may pass by itself."""
 
     def __init__(
         self,
@@ -63,7 +64,8 @@ class RetriableSourceError(SourceError):
 
 
 class FatalSourceError(SourceError):
-    """Retrying cannot help: bad credentials, a rejected query, a missing object."""
+    """Retrying cannot help: bad credentials, a rejected query, a missing object, an address
+    that is no URL, a database, schema or file that does not exist. Fails at once."""
 
 
 class MissingObjectError(SourceError):
@@ -93,6 +95,17 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+NOT_A_URL = (
+    requests.exceptions.MissingSchema
+    | requests.exceptions.InvalidSchema
+    | requests.exceptions.InvalidURL
+    | requests.exceptions.URLRequired
+    | urllib3.exceptions.LocationValueError  # no host, a bad host, an unknown scheme
+)
+"""What requests and urllib3 raise for an address that is no URL: permanent, not a network
+failure (they are ``ValueError``s and urllib3 ``HTTPError``s, which would read as one)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,13 @@ class SourceErrors:
             self.source, f"{action} failed: cannot reach the server ({reason})"
         )
 
+    def not_a_url(self, action: str, reason: str) -> FatalSourceError:
+        return FatalSourceError(
+            self.source,
+            f"{action} failed: the address is not an http(s) URL ({reason}); "
+            "check the source's URL setting",
+        )
+
     def unreadable(self, action: str, reason: str) -> RetriableSourceError:
         return RetriableSourceError(self.source, f"{action} failed: unreadable response ({reason})")
 
@@ -162,6 +182,8 @@ class SourceErrors:
         TLS failure) is classified by the failure it wraps."""
         if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
             return self.tls_not_trusted(action)
+        if isinstance(exc, NOT_A_URL):  # before the ValueErrors and urllib3 errors they also are
+            return self.not_a_url(action, type(exc).__name__)
         if isinstance(exc, urllib3.exceptions.MaxRetryError):
             if isinstance(exc.reason, urllib3.exceptions.SSLError):
                 return self.tls_not_trusted(action)

@@ -16,22 +16,34 @@ class SettingsError(ValueError):
 
 
 def settings_error(exc: ValidationError, prefix: str) -> SettingsError:
-    """The validation error as one line naming each refused variable and why."""
+    """The validation error as one line naming each refused variable and why. A rule over
+    several variables (no one of them named) is its message alone: the values it saw may
+    hold a secret."""
     problems = []
     for error in exc.errors(include_url=False):
+        if not error["loc"]:
+            problems.append(error["msg"].removeprefix("Value error, "))
+            continue
         name = prefix + "_".join(str(part) for part in error["loc"]).upper()
         problems.append(f"{name}={str(error.get('input'))[:40]!r}: {error['msg']}")
     return SettingsError("; ".join(problems))
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OKR_SYNC_", env_file=".env", extra="ignore")
+class OneLineSettings(BaseSettings):
+    """Settings from ``OKR_SYNC_*`` variables whose refusal is a :class:`SettingsError`:
+    one line naming each variable (with the class's ``env_prefix``), never pydantic's
+    multi-line report."""
 
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise settings_error(exc, "OKR_SYNC_") from None
+            prefix = str(type(self).model_config.get("env_prefix", ""))
+            raise settings_error(exc, prefix) from None
+
+
+class Settings(OneLineSettings):
+    model_config = SettingsConfigDict(env_prefix="OKR_SYNC_", env_file=".env", extra="ignore")
 
     store_url: str = Field(default=DEFAULT_STORE_URL, description="SQLAlchemy URL of the OKR store")
     okr_file: Path = Field(default=Path("okrs.yaml"), description="the OKRs-as-code YAML file")

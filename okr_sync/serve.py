@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.authentication import (
@@ -39,6 +39,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from flows.settings import OneLineSettings
 from okr_targets.dashboard import render_html
 from okr_targets.models import KeyResult, Measurement, Objective, SourceRead, SyncRun, utcnow
 from okr_targets.store import Store
@@ -47,7 +48,7 @@ from okr_targets.summary import SCHEMA_FILE, build_summary, key_results, summary
 API = "/api/v1"
 
 
-class ServeSettings(BaseSettings):
+class ServeSettings(OneLineSettings):
     """Who may read the dashboard; nothing set means anyone who can reach the port."""
 
     model_config = SettingsConfigDict(env_prefix="OKR_SYNC_SERVE_", env_file=".env", extra="ignore")

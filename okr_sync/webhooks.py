@@ -41,13 +41,14 @@ from uuid import UUID
 
 import uvicorn
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from connectors.secrets import resolve_secret
+from flows.settings import OneLineSettings
 
 if TYPE_CHECKING:  # Prefect is imported when a request comes, not for `okr-sync --help`
     from prefect.client.orchestration import PrefectClient
@@ -64,7 +65,7 @@ MAX_RELATED = 20
 logger = logging.getLogger("okr_sync.webhooks")
 
 
-class WebhookSettings(BaseSettings):
+class WebhookSettings(OneLineSettings):
     """Per-source signing secrets (or Prefect Secret block names) and the replay window."""
 
     model_config = SettingsConfigDict(env_prefix="OKR_SYNC_WEBHOOK_", extra="ignore")

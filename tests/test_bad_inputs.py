@@ -17,8 +17,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,12 +33,15 @@ from urllib.parse import parse_qs, unquote_plus
 import orjson
 import psycopg
 import pytest
+import requests
 import time_machine
+import urllib3
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from connectors import canonical
 from connectors.base import StreamInfo
+from connectors.errors import FatalSourceError, SourceErrors, classified
 from connectors.files.sandbox import write_csv
 from connectors.hubspot.sandbox import sandbox_env as hubspot_env_vars
 from connectors.hubspot.sandbox.data import HubSpotPortal, generate_portal
@@ -51,6 +56,7 @@ from connectors.salesforce.sandbox.data import (
 from connectors.salesforce.sandbox.emulator import create_app as create_org_app
 from connectors.salesforce.timestamps import parse_sf_datetime
 from connectors.sandbox.server import serve_tls
+from connectors.sql.sandbox import create_fixture_database
 from connectors.zendesk.mapping import MappingError as ZendeskMappingError
 from connectors.zendesk.mapping import ticket_to_ticket
 from connectors.zendesk.sandbox import sandbox_env as zendesk_env_vars
@@ -547,7 +553,20 @@ def served(
             assert app.hits > app.skip, f"the {name} rewrite never matched a request"
 
 
-OKR_FILES = {"crm": CRM_OKRS, "hubspot": HUBSPOT_OKRS}
+ZENDESK_OKRS = """\
+company: Bad Inputs Co
+sources:
+  zendesk: [customer, ticket, rating]
+objectives:
+  - id: support
+    title: Support
+    owner: ceo@acme-demo.example
+    period: 2026-Q4
+    key_results:
+      - {id: tickets, title: Ticket volume, metric: ticket_volume, params: {}, target: 100}
+"""
+
+OKR_FILES = {"crm": CRM_OKRS, "hubspot": HUBSPOT_OKRS, "zendesk": ZENDESK_OKRS}
 
 
 def _sync_world(
@@ -1595,3 +1614,233 @@ def test_a_failed_sync_shows_on_every_key_result_with_its_reason(tmp_path: Path)
     assert {(row["sync_status"], row["sync_reason"]) for row in rows} == {
         ("failed", report["reason"])
     }
+
+
+# --- permanent errors fail at once, transient ones are retried (issue 22 #13) ----------------
+#
+# A configuration no retry can mend (an address that is no URL, refused credentials, a
+# database, schema or file that does not exist) is synced through the real flow with a retry
+# budget that would allow dozens of quick retries: the source fails in one line naming the
+# problem, and the run report counts no retry (nor does the log hold a "retry N in" line).
+# A server that refuses connections may be restarting: that one is retried.
+
+RETRYING = {"OKR_SYNC_RETRY_BUDGET_SECONDS": "5", "OKR_SYNC_RETRY_MAX_SECONDS": "0.1"}
+
+TABLE_OKRS = """\
+company: Bad Inputs Co
+sources:
+  {source}: [customer, deal, rep, fx_rate]
+money: {{currency: USD}}
+objectives:
+  - id: grow
+    title: Grow revenue
+    owner: ceo@acme-demo.example
+    period: 2026-Q4
+    key_results:
+      - {{id: won-revenue, title: Won revenue, metric: won_revenue, params: {{}}, target: 1000}}
+"""
+
+
+@dataclass(frozen=True)
+class Permanent:
+    """A setting no retry mends: ``source`` synced with it fails with ``reason`` (a regular
+    expression over its streams' one-line failure)."""
+
+    id: str
+    source: str
+    env: Callable[[Path], dict[str, str]]
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        """The OKR file that reads the source."""
+        return "crm" if self.source == "salesforce" else self.source
+
+
+def _env(**values: str) -> Callable[[Path], dict[str, str]]:
+    return lambda _tmp: values
+
+
+def _billing_sqlite(tmp: Path, **values: str) -> dict[str, str]:
+    """The sample billing database as a SQLite file, and the settings read with it."""
+    url = f"sqlite:///{tmp / 'billing.db'}"
+    create_fixture_database(url)
+    return {"OKR_SYNC_SQL_URL": url, **values}
+
+
+def _missing_pg_database(_tmp: Path) -> dict[str, str]:
+    name = f"okr_permerr_nosuch_{uuid.uuid4().hex[:8]}"
+    return {"OKR_SYNC_SQL_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"}
+
+
+PG_SOURCE = re.sub(r"^postgresql(\+\w+)?://", "postgresql+psycopg://", PG_ADMIN_DSN)
+
+PERMANENT = [
+    Permanent("sf-login-url-without-scheme", "salesforce",
+              _env(OKR_SYNC_SALESFORCE_LOGIN_URL="acme.my.salesforce.com"),
+              r"^salesforce: OKR_SYNC_SALESFORCE_LOGIN_URL: .*'acme\.my\.salesforce\.com' is not "
+              r"an http\(s\) URL"),
+    Permanent("sf-login-url-misspelt-scheme", "salesforce",
+              _env(OKR_SYNC_SALESFORCE_LOGIN_URL="htps://acme.my.salesforce.com"),
+              r"^salesforce: OKR_SYNC_SALESFORCE_LOGIN_URL: .* is not an http\(s\) URL"),
+    Permanent("sf-client-secret-refused", "salesforce",
+              _env(OKR_SYNC_SALESFORCE_CLIENT_SECRET="wrong"),
+              r"^salesforce: login at https://127\.0\.0\.1:\d+ refused \(400 .*"
+              r"OKR_SYNC_SALESFORCE_CLIENT_SECRET"),
+    Permanent("zd-base-url-without-host", "zendesk", _env(OKR_SYNC_ZENDESK_BASE_URL="https://"),
+              r"^zendesk: OKR_SYNC_ZENDESK_BASE_URL: .*'https://' is not an http\(s\) URL"),
+    Permanent("zd-token-refused", "zendesk", _env(OKR_SYNC_ZENDESK_API_TOKEN="wrong"),
+              r"^zendesk: .* refused \(401 "),
+    Permanent("hs-base-url-without-scheme", "hubspot",
+              _env(OKR_SYNC_HUBSPOT_BASE_URL="api.hubapi.com"),
+              r"^hubspot: OKR_SYNC_HUBSPOT_BASE_URL: .*'api\.hubapi\.com' is not an http\(s\) URL"),
+    Permanent("hs-token-refused", "hubspot", _env(OKR_SYNC_HUBSPOT_ACCESS_TOKEN="wrong"),
+              r"^hubspot: .* refused \(401 .*OKR_SYNC_HUBSPOT_ACCESS_TOKEN"),
+    Permanent("sql-sqlite-file-missing", "sql",
+              lambda tmp: {"OKR_SYNC_SQL_URL": f"sqlite:///{tmp / 'nowhere.db'}"},
+              r"^sql: reading \w+: no such database file: unable to open database file; "
+              r"check OKR_SYNC_SQL_URL$"),
+    Permanent("sql-sqlite-unknown-schema", "sql",
+              lambda tmp: _billing_sqlite(tmp, OKR_SYNC_SQL_DB_SCHEMA="billing"),
+              r"^sql: reading \w+: no schema 'billing' in the database \(it has main\); "
+              r"check OKR_SYNC_SQL_DB_SCHEMA$"),
+    Permanent("sql-pg-unknown-database", "sql", _missing_pg_database,
+              r'^sql: reading \w+: no such database: .*database "okr_permerr_nosuch_\w+" does '
+              r"not exist; check OKR_SYNC_SQL_URL$"),
+    Permanent("sql-pg-unknown-schema", "sql",
+              _env(OKR_SYNC_SQL_URL=PG_SOURCE, OKR_SYNC_SQL_DB_SCHEMA="biling"),
+              r"^sql: reading \w+: no schema 'biling' in the database \(it has .*public.*\); "
+              r"check OKR_SYNC_SQL_DB_SCHEMA$"),
+    Permanent("sql-pg-unknown-role", "sql",
+              _env(OKR_SYNC_SQL_URL=PG_SOURCE.replace("postgres@", "okr_permerr_nobody@", 1)),
+              r'^sql: reading \w+: access refused: .*role "okr_permerr_nobody" does not exist'),
+    Permanent("files-directory-missing", "files",
+              lambda tmp: {"OKR_SYNC_FILES_DIRECTORY": str(tmp / "exports")},
+              r"^files: .*is not a directory"),
+]  # fmt: skip
+
+
+def _sync_configured(
+    kind: str, env: Mapping[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> tuple[dict[str, Any], list[str]]:
+    """One sync of the good world (or a table source) with ``env`` on top of its settings;
+    the run report and the retry warnings logged."""
+    url = _fresh(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        if kind in OKR_FILES:
+            report = _sync_world(World(), url, tmp_path, kinds=(kind,), env=env)[kind]
+        else:
+            okr_file = tmp_path / f"{kind}.yaml"
+            okr_file.write_text(TABLE_OKRS.format(source=kind))
+            with pytest.MonkeyPatch.context() as patch:
+                for name, value in env.items():
+                    patch.setenv(name, value)
+                report = run_sync(okr_file, url)
+    retried = [
+        r.getMessage() for r in caplog.records if re.search(r"; retry \d+ in", r.getMessage())
+    ]
+    return report, retried
+
+
+def _failures(report: dict[str, Any], source: str) -> set[str]:
+    return {
+        str(counts["failed"])
+        for name, counts in report["streams"].items()
+        if name.startswith(f"{source}.") and counts.get("failed")
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, id=c.id, marks=[pytest.mark.postgres] if "-pg-" in c.id else [])
+        for c in PERMANENT
+    ],
+)
+def test_a_permanent_error_fails_at_once_in_one_line(
+    case: Permanent,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+) -> None:
+    if "-pg-" in case.id:
+        request.getfixturevalue("postgres_admin")
+    report, retried = _sync_configured(case.kind, RETRYING | case.env(tmp_path), tmp_path, caplog)
+    assert report["status"] in ("failed", "partial"), report["reason"]
+    failures = _failures(report, case.source)
+    assert failures, report["streams"]
+    for failure in failures:
+        assert "\n" not in failure
+        assert re.search(case.reason, failure), failure
+    assert retried == []
+    assert {name: c["retries"] for name, c in report["streams"].items() if c["retries"]} == {}
+    assert "gave up after" not in str(report["reason"])
+
+
+@pytest.mark.parametrize(
+    ("client", "address", "kind"),
+    [
+        ("requests", "acme.example.com/api", "MissingSchema"),
+        ("requests", "htps://acme.example.com/api", "InvalidSchema"),
+        ("requests", "https://acme example.com/api", "InvalidURL"),
+        ("urllib3", "htps://acme.example.com/api", "URLSchemeUnknown"),
+        ("urllib3", "https:///api", "LocationValueError"),
+    ],
+)
+def test_an_address_that_is_no_url_is_classified_permanent(
+    client: str, address: str, kind: str
+) -> None:
+    """A connector that builds its own address (a third party's, or a URL the settings do not
+    hold) gets the same answer from the classifier: fatal, naming what is wrong, where the
+    clients raise ValueErrors and urllib3 HTTPErrors that read as an unreadable answer or a
+    network failure. The real clients refuse before any connection is tried."""
+    errors = SourceErrors("acme", ca_setting="ACME_CA", auth_hint="check ACME_TOKEN")
+
+    def get() -> object:
+        if client == "requests":
+            return requests.get(address, timeout=1)
+        return urllib3.PoolManager().request("GET", address, timeout=1, retries=False)
+
+    with pytest.raises(FatalSourceError) as caught, classified(errors, "list widgets"):
+        get()
+    assert str(caught.value) == (
+        f"acme: list widgets failed: the address is not an http(s) URL ({kind}); "
+        "check the source's URL setting"
+    )
+
+
+def test_a_refused_connection_is_transient_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database server that refuses connections may be restarting: retried, then the run
+    gives up with the attempts counted, within the budget."""
+    env = {
+        "OKR_SYNC_SQL_URL": "postgresql+psycopg://postgres@127.0.0.1:9/billing",  # port 9: closed
+        "OKR_SYNC_RETRY_BUDGET_SECONDS": "0.5",
+        "OKR_SYNC_RETRY_INITIAL_SECONDS": "0.05",
+        "OKR_SYNC_RETRY_MAX_SECONDS": "0.1",
+    }
+    report, retried = _sync_configured("sql", env, tmp_path, caplog)
+    assert report["status"] == "failed"
+    assert re.search(
+        r"^sql: reading \w+: connection failed: .*Connection refused "
+        r"\(gave up after \d+ attempts\)$",
+        str(report["reason"]),
+    ), report["reason"]
+    assert retried
+    assert sum(c["retries"] for c in report["streams"].values()) >= 1
+
+
+@pytest.mark.usefixtures("postgres_admin")
+def test_a_store_naming_an_unknown_database_is_one_line_at_once(tmp_path: Path) -> None:
+    """The store's own URL: a misspelt database is refused in one line, before any work."""
+    name = f"okr_permerr_nosuch_{uuid.uuid4().hex[:8]}"
+    store = f"{PG_SOURCE.rsplit('/', 1)[0]}/{name}"
+    okr_file = tmp_path / "okrs.yaml"
+    okr_file.write_text(TABLE_OKRS.format(source="sql"))
+    result = CliRunner().invoke(cli_app, ["sync", "--okr-file", str(okr_file), "--store", store])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"error: cannot open store {store}: connection failed: ")
+    assert line.endswith(f'database "{name}" does not exist')

@@ -11,15 +11,16 @@ import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
+import psycopg
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import SAWarning
 from typer.testing import CliRunner, Result
 
 from okr_sync.cli import DEMO_OKRS, app
 from okr_targets.store import MIGRATIONS, Store, StoreBusyError, normalize_url
-from tests.conftest import fresh_postgres_database
+from tests.conftest import PG_ADMIN_DSN, fresh_postgres_database
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -206,6 +207,55 @@ def test_a_read_only_store_is_one_line_and_left_as_it_was(tmp_path: Path) -> Non
     assert_one_error_line(result, "cannot write to store", "attempt to write a readonly database")
     assert path.read_bytes() == before
     assert invoke("report", "--store", read_only).exit_code == 0  # reading it still works
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("postgres_admin")
+@pytest.mark.parametrize("how", ["read-only-database", "select-only-role"])
+def test_a_read_only_postgres_store_is_one_line_and_left_as_it_was(how: str) -> None:
+    """The PostgreSQL twin of the read-only file (issue 22 #12): a database whose
+    transactions are read-only, or a role that may only connect and read."""
+    with fresh_postgres_database("okr_permerr_ro") as name:
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        assert invoke("db", "upgrade", "--store", url).exit_code == 0
+        role = f"{name}_reader"
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
+        try:
+            if how == "read-only-database":
+                admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+                read_only = url
+            else:
+                admin.execute(f'CREATE ROLE "{role}" LOGIN')
+                with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as owner:
+                    owner.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+                read_only = url.replace("postgres@", f"{role}@", 1)
+            before = schema(url), _rows(url)
+            result = invoke("sync", "--okr-file", str(DEMO_OKRS), "--store", read_only)
+            assert_one_error_line(
+                result,
+                f"cannot write to store {read_only}",
+                "read-only transaction" if how == "read-only-database" else "permission denied",
+            )
+            assert (schema(url), _rows(url)) == before
+            assert invoke("report", "--store", read_only).exit_code == 0  # reading still works
+        finally:
+            if how == "select-only-role":
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+            admin.close()
+
+
+def _rows(url: str) -> dict[str, int]:
+    """How many rows each table holds."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                table: connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one()
+                for table in inspect(connection).get_table_names()
+            }
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.usefixtures("sources_env")

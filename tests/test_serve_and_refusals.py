@@ -181,3 +181,21 @@ def test_the_sandbox_refuses_a_fault_spec_that_names_no_real_delay_or_count(spec
     assert result.exit_code == 1, result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: fault {spec!r}: counts and delays must be positive and finite")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        ("OKR_SYNC_WEBHOOK_TOLERANCE_SECONDS", "soon", "Input should be a valid number, unable"),
+        ("OKR_SYNC_WEBHOOK_MAX_BODY_BYTES", "0", "Input should be greater than 0"),
+    ],
+)
+def test_a_refused_webhook_setting_is_one_line_naming_its_variable(
+    variable: str, value: str, why: str
+) -> None:
+    """Issue 22: the receiver's settings are refused as the sync's are, in one line."""
+    result = CliRunner().invoke(app, ["webhooks", "serve", "--port", "0"], env={variable: value})
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {variable}={value!r}: {why}")

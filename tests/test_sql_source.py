@@ -207,7 +207,9 @@ def test_missing_tables_and_columns_are_clear_fatal_errors(source_url: str) -> N
 def test_a_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.db"
     reader = open_reader(f"sqlite:///{path}")
-    with pytest.raises(RetriableSourceError, match="unable to open database file"):
+    with pytest.raises(
+        FatalSourceError, match="no such database file: unable to open database file"
+    ):
         list(reader.read(DEALS, None))
     reader.close()
     assert not path.exists()

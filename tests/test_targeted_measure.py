@@ -254,6 +254,37 @@ def test_explain_shows_what_a_number_depends_on(two_sources: Sources) -> None:
     assert "--dependencies" in bare.output
 
 
+def test_the_dependency_map_leaves_out_a_retired_key_result(
+    two_sources: Sources, clock: time_machine.Traveller
+) -> None:
+    """CSAT removed from the OKR file (issue 22): the map lists only the key results the file
+    holds now, as every live view does; ``explain csat`` still shows its history."""
+    sync(two_sources)
+    csat = "      - {id: csat, title: CSAT, metric: csat, params: {}, target: 90}\n"
+    assert csat in OKR_FILE
+    two_sources.okr_file.write_text(OKR_FILE.replace(csat, ""), encoding="utf-8")
+    clock.shift(timedelta(minutes=5))
+    sync(two_sources)
+    cli = CliRunner()
+    mapped = cli.invoke(
+        app, ["explain", "--dependencies", "--format", "json", "--store", two_sources.store_url]
+    )
+    assert mapped.exit_code == 0, mapped.output
+    by_entity = {
+        entity: {kr for krs in shown["metrics"].values() for kr in krs}
+        for entity, shown in json.loads(mapped.output).items()
+    }
+    live = {kr: reads for kr, reads in READS.items() if kr != "csat"}
+    expected = {e: {kr for kr, r in live.items() if e in r} for e in set().union(*live.values())}
+    assert by_entity == expected
+    assert "rating" not in by_entity  # only CSAT read ratings
+    retired = cli.invoke(app, ["explain", "csat", "--store", two_sources.store_url])
+    assert retired.exit_code == 0, retired.output
+    assert "depends on: rating <- zendesk.satisfaction_ratings -> csat -> csat" in " ".join(
+        retired.output.split()
+    )
+
+
 def test_a_sync_re_measures_only_what_its_change_touches(
     two_sources: Sources, clock: time_machine.Traveller
 ) -> None:

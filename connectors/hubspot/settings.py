@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from connectors.base import CaBundle, CalendarDays
+from connectors.base import ApiUrl, CaBundle, CalendarDays
 from connectors.secrets import resolve_secret
 
 
@@ -21,7 +21,7 @@ class HubSpotSettings(CalendarDays):
 
     model_config = SettingsConfigDict(env_prefix="OKR_SYNC_HUBSPOT_", extra="ignore")
 
-    base_url: str = Field(
+    base_url: ApiUrl = Field(
         default="https://api.hubapi.com", description="API root (the sandbox's URL in tests)"
     )
     access_token: SecretStr | None = None

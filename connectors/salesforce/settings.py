@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.base import CaBundle
+from connectors.base import ApiUrl, CaBundle
 from connectors.secrets import resolve_secret
 
 
@@ -48,7 +48,7 @@ class SalesforceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OKR_SYNC_SALESFORCE_", extra="ignore")
 
-    login_url: str | None = Field(
+    login_url: ApiUrl | None = Field(
         default=None,
         description="My Domain URL (https://acme.my.salesforce.com) or the sandbox URL",
     )

@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, MetaData, Table, and_, create_engine, or_, select
+from sqlalchemy import Column, MetaData, Table, and_, create_engine, inspect, or_, select
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -30,7 +30,31 @@ from connectors.sql.settings import SqlSettings
 from connectors.tabular import MappingError
 
 SOURCE = "sql"
-AUTH_WORDS = ("password", "authentication", "permission denied", "role ", "access denied")
+
+PERMANENT_SQLSTATE_CLASSES = {
+    "28": "access refused",  # invalid authorization: a wrong password, an unknown role
+    "3D": "no such database",  # invalid_catalog_name
+    "3F": "no such schema",  # invalid_schema_name
+    "42": "the database refused",  # syntax, an undefined object, no privilege
+}
+"""SQLSTATE classes (PostgreSQL's and the standard's) that no retry can change. Others in an
+OperationalError (08 connection, 53 resources, 57 a server shutting down or starting up, 40
+a deadlock) may pass by themselves."""
+
+PERMANENT_PHRASES = {
+    "password": "access refused",
+    "authentication": "access refused",
+    "permission denied": "access refused",
+    "access denied": "access refused",
+    "no pg_hba.conf entry": "access refused",
+    'role "': "access refused",  # PostgreSQL: role "x" does not exist
+    "does not exist": "no such database",  # PostgreSQL: database "x" does not exist
+    "unknown database": "no such database",  # SQLite (a schema), MySQL
+    "unable to open database file": "no such database file",  # SQLite opens read-only
+}
+"""The same, read from the driver's message where it gives no SQLSTATE (psycopg gives none
+for a failed connection; SQLite never does). Anything else is taken as transient: a
+refused or dropped connection, a timeout, a locked SQLite file."""
 
 
 def read_only_engine(url: str) -> Engine:
@@ -74,13 +98,25 @@ def translate_errors(action: str) -> Iterator[None]:
         ) from None
     except OperationalError as exc:
         reason = _first_line(exc)
-        if any(word in reason.lower() for word in AUTH_WORDS):
-            raise FatalSourceError(SOURCE, f"{action}: access refused: {reason}") from None
-        raise RetriableSourceError(SOURCE, f"{action}: {reason}") from None
+        permanent = _permanent(exc, reason)
+        if permanent is None:
+            raise RetriableSourceError(SOURCE, f"{action}: {reason}") from None
+        raise FatalSourceError(
+            SOURCE, f"{action}: {permanent}: {reason}; check OKR_SYNC_SQL_URL"
+        ) from None
     except DBAPIError as exc:
         raise FatalSourceError(
             SOURCE, f"{action}: the database refused: {_first_line(exc)}"
         ) from None
+
+
+def _permanent(exc: DBAPIError, reason: str) -> str | None:
+    """What an OperationalError says that no retry can change, or None when it may pass."""
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if isinstance(state, str) and state:
+        return PERMANENT_SQLSTATE_CLASSES.get(state[:2])
+    lowered = reason.lower()
+    return next((kind for phrase, kind in PERMANENT_PHRASES.items() if phrase in lowered), None)
 
 
 def _first_line(exc: DBAPIError) -> str:
@@ -102,11 +138,15 @@ class SqlReader:
         """The stream's table, reflected once; one missing canonical column is fatal."""
         if stream.name not in self._tables:
             name = self.settings.tables.get(stream.name, stream.name)
-            with translate_errors(f"reading {stream.name}"):
-                self.usage.requests += 1
-                table = Table(
-                    name, MetaData(), autoload_with=self.engine, schema=self.settings.db_schema
-                )
+            try:
+                with translate_errors(f"reading {stream.name}"):
+                    self.usage.requests += 1
+                    table = Table(
+                        name, MetaData(), autoload_with=self.engine, schema=self.settings.db_schema
+                    )
+            except FatalSourceError:
+                self._check_schema(stream)
+                raise
             missing = self.layout.check(stream, set(table.columns.keys()))
             if missing:
                 raise FatalSourceError(
@@ -116,6 +156,22 @@ class SqlReader:
                 )
             self._tables[stream.name] = table
         return self._tables[stream.name]
+
+    def _check_schema(self, stream: StreamInfo) -> None:
+        """A table not found may be a schema misspelt: say that, naming its setting."""
+        schema = self.settings.db_schema
+        if schema is None:
+            return
+        with translate_errors(f"reading {stream.name}"):
+            self.usage.requests += 1
+            known = inspect(self.engine).get_schema_names()
+        if schema not in known:
+            shown = ", ".join(sorted(known)[:10]) + (", …" if len(known) > 10 else "")
+            raise FatalSourceError(
+                SOURCE,
+                f"reading {stream.name}: no schema {schema!r} in the database (it has {shown}); "
+                "check OKR_SYNC_SQL_DB_SCHEMA",
+            )
 
     def _bind(self, column: Column[Any], moment: datetime) -> datetime:
         """A bookmark as the column stores it: aware, or naive wall time in the zone."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.base import CaBundle
+from connectors.base import ApiUrl, CaBundle
 from connectors.secrets import resolve_secret
 
 
@@ -19,7 +19,7 @@ class ZendeskSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OKR_SYNC_ZENDESK_", extra="ignore")
 
-    base_url: str = Field(
+    base_url: ApiUrl = Field(
         default="", description="https://{subdomain}.zendesk.com, or the sandbox URL"
     )
     email: str = Field(default="", description="the agent the API token belongs to")

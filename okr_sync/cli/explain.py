@@ -1,5 +1,8 @@
 """``okr-sync explain``: how one key result's number was computed, what it depends on and
-how it changed; ``--dependencies``: the whole map, entity -> metrics -> key results."""
+how it changed; ``--dependencies``: the whole map, entity -> metrics -> key results.
+
+The map shows the key results the OKR file holds now, as every live view does; a retired
+one (removed from the file) is still explained by its id, from its history."""
 
 from __future__ import annotations
 
@@ -63,7 +66,9 @@ def explain(
     try:
         with opened.session() as session:
             rows_of_map = session.execute(
-                select(KeyResult.id, KeyResult.metric, KeyResult.params, KeyResult.reads)
+                select(KeyResult.id, KeyResult.metric, KeyResult.params, KeyResult.reads).where(
+                    KeyResult.retired_at.is_(None) | (KeyResult.id == key_result)
+                )
             ).all()
             found = explain_number(session, key_result, _as_of(at)) if key_result else None
             rows = contributing_records(session, found.measurement_id) if found and records else []

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
-from flows.settings import Settings, SettingsError
+from flows.settings import OneLineSettings, Settings, SettingsError
 from okr_sync.cli.console import fail
 from okr_targets.store import Store, StoreError
+
+AnySettings = TypeVar("AnySettings", bound=OneLineSettings)
 
 StoreOption = Annotated[
     str | None,
@@ -29,8 +31,14 @@ OkrFileOption = Annotated[
 
 def settings() -> Settings:
     """The ``OKR_SYNC_*`` settings, or the one-line error naming the variable refused."""
+    return settings_of(Settings)
+
+
+def settings_of(kind: type[AnySettings]) -> AnySettings:
+    """A command's settings (``Settings``, ``ServeSettings``, ``WebhookSettings``), or the
+    one-line error naming the variable refused."""
     try:
-        return Settings()
+        return kind()
     except SettingsError as exc:
         raise fail(str(exc)) from None
 

@@ -16,13 +16,12 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from pydantic import ValidationError
 from rich import box
 from rich.table import Table
 from rich.text import Text
 
 from okr_sync.cli.console import err, fail, out, valid_port
-from okr_sync.cli.options import StoreOption, open_store, store_url
+from okr_sync.cli.options import StoreOption, open_store, settings_of, store_url
 from okr_targets.report import build_report, walk
 from okr_targets.summary import build_summary, format_value, freshness_text, summary_csv
 
@@ -172,10 +171,7 @@ def serve(
 
     from okr_sync.serve import ServeSettings, create_app
 
-    try:
-        settings = ServeSettings()
-    except ValidationError as exc:
-        raise fail(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    settings = settings_of(ServeSettings)
     opened = open_store(store)
     if not settings.protected and host not in ("127.0.0.1", "localhost", "::1"):
         err.print(

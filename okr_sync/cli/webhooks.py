@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from okr_sync.cli.console import fail, valid_port
+from okr_sync.cli.options import settings_of
 
 webhooks_app = typer.Typer(
     help="Receive source webhooks and turn them into Prefect events and syncs."
@@ -32,9 +33,9 @@ def serve_command(
     from connectors.secrets import MissingSecretError
     from okr_sync.webhooks import Receiver, WebhookSettings, create_app, serve
 
+    settings = settings_of(WebhookSettings)
     if not PREFECT_API_URL.value():
         raise fail("PREFECT_API_URL is not set: the receiver sends events to your Prefect server")
-    settings = WebhookSettings()
     try:
         secrets = settings.secrets()
     except MissingSecretError as exc:
