@@ -12,11 +12,12 @@ have none of their own.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Annotated, Any, ParamSpec, TypeVar
 
-from prefect import flow
+from prefect import Flow
 from prefect.states import Failed, State
-from pydantic import SecretStr
+from pydantic import SecretStr, WithJsonSchema
 
 from connectors.base import UnknownConnectorError
 from connectors.errors import SourceError
@@ -35,6 +36,7 @@ from okr_targets.config import ConfigError
 from okr_targets.models import utcnow
 from okr_targets.status import RunStatus
 from okr_targets.store import (
+    SECRET_QUERY_WORDS,
     Store,
     StoreError,
     abandon_unfinished_runs,
@@ -89,10 +91,52 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
     return run.report
 
 
-@flow(name="sync-okrs", log_prints=True)
-def sync_okrs(
+class StorePasswordError(ValueError):
+    """A store URL with a password, refused before Prefect records the run's parameters."""
+
+
+def _no_password(words: Iterable[str]) -> str:
+    """A JSON Schema pattern (ECMA and Python regex alike, no flags) matching a store URL
+    with no password: none in the user info (SQLAlchemy's ``name://user:password@``) and
+    no query key holding one of ``words`` in any case (``?password=``)."""
+    keys = "|".join("".join(f"[{c.upper()}{c.lower()}]" for c in word) for word in words)
+    return rf"^(?![\w+]+://[^:/]*:[^@]*@)(?!.*\?(?:.*&)?[^=&]*(?:{keys}))"
+
+
+NO_PASSWORD = _no_password(SECRET_QUERY_WORDS)
+
+StoreUrl = Annotated[
+    str | SecretStr | None,
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": NO_PASSWORD}, {"type": "null"}]}),
+]
+"""The ``store_url`` parameter: a SecretStr in-process (``okr-sync sync``: Prefect records it
+masked); a deployment's runs (UI, ``prefect deployment run -p``, automations) take only a
+URL without a password, refused by the Prefect server before it creates the run."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class SyncFlow(Flow[P, R]):
+    """The sync flow: Prefect records a flow run's parameters in its database, so a plain
+    ``store_url`` with a password is refused before the run is created (an in-process call
+    passes each flow run's parameters through here first)."""
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        url = parameters.get("store_url")
+        if isinstance(url, str) and has_password(url):
+            raise StorePasswordError(
+                f"store_url {redact(url)} carries a password, and Prefect stores flow "
+                "parameters: set it in OKR_SYNC_STORE_URL on the worker, or pass it as a "
+                "pydantic SecretStr (recorded masked)"
+            )
+        return super().serialize_parameters(parameters)
+
+
+def _sync_okrs(
     okr_file: str | None = None,
-    store_url: str | SecretStr | None = None,
+    store_url: StoreUrl = None,
     full_refresh: bool = False,
     reconcile: bool = False,
     sources: list[str] | None = None,
@@ -103,8 +147,9 @@ def sync_okrs(
     """Sync the sources named in the OKR file and measure every key result.
 
     Prefect keeps flow parameters in its database, so a plain ``store_url`` carrying a
-    password is refused: credentials belong in ``$OKR_SYNC_STORE_URL`` on the worker, or
-    in a ``SecretStr``, which Prefect records masked (the CLI passes one).
+    password is refused before a run is created (``SyncFlow``; for a deployment, its
+    parameter schema): credentials belong in ``$OKR_SYNC_STORE_URL`` on the worker, or in a
+    ``SecretStr``, which Prefect records masked (the CLI passes one).
 
     Args:
         okr_file: The OKRs-as-code file; null means the worker's $OKR_SYNC_OKR_FILE.
@@ -123,7 +168,7 @@ def sync_okrs(
             a full refresh.
     """
     settings = Settings()
-    if isinstance(store_url, str) and has_password(store_url):
+    if isinstance(store_url, str) and has_password(store_url):  # a run made some other way
         return _refused(
             f"store_url {redact(store_url)} carries a password, and Prefect stores flow "
             "parameters; set it in OKR_SYNC_STORE_URL instead"
@@ -147,6 +192,9 @@ def sync_okrs(
     if report.status == RunStatus.FAILED:
         return Failed(message=report.reason)
     return report
+
+
+sync_okrs = SyncFlow(_sync_okrs, name="sync-okrs", log_prints=True)
 
 
 class SyncRefusedError(Exception):

@@ -44,7 +44,7 @@ def demo_sandboxes(seed: int, as_of: datetime, *, lax_limits: bool = False) -> I
     org = generate_org(seed=seed, as_of=as_of)
     helpdesk = generate_helpdesk(seed=seed, as_of=as_of, companies=customer_seeds(org))
     with ExitStack() as stack:
-        crm = stack.enter_context(serve_tls(salesforce_emulator.create_app(org)))
+        crm = stack.enter_context(serve_tls(salesforce_emulator.create_app(org), name="salesforce"))
         exports, calls = (LAX_EXPORTS, LAX_CALLS) if lax_limits else (None, None)
         app = (
             zendesk_emulator.create_app(
@@ -53,7 +53,7 @@ def demo_sandboxes(seed: int, as_of: datetime, *, lax_limits: bool = False) -> I
             if lax_limits
             else zendesk_emulator.create_app(helpdesk)
         )
-        support = stack.enter_context(serve_tls(app))
+        support = stack.enter_context(serve_tls(app, name="zendesk"))
         zendesk_env = zendesk.sandbox_env(support, export_rate_limit=exports, rate_limit=calls)
         env = salesforce.sandbox_env(crm) | zendesk_env
         yield DemoWorld(

@@ -15,9 +15,12 @@ Answers: 202 accepted (the sync submitted or coalesced); 401 unsigned (a signatu
 timestamp header is missing); 403 the signature does not match (tampered body, wrong
 secret); 409 a replay (the timestamp is outside the window, or this signature was
 already accepted); 400 a signed body that is not the JSON the source sends; 404 a source
-with no secret configured; 413 a body over the size limit; 503 the event or the sync
-could not be handed to Prefect (the source retries). The accepted-signature memory is
-per process: behind several replicas the timestamp window still bounds a replay.
+with no secret configured, or one the OKR file does not read (its sync would fail); 413 a
+body over the size limit; 503 the event or the sync could not be handed to Prefect, or the
+OKR file could not be read (the source retries). The accepted-signature memory is per
+process: behind several replicas the timestamp window still bounds a replay. Each
+accepted webhook is one log line: source, event id, and the sync it submitted or was
+coalesced into (never the body or a secret); each refused one too.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import hmac
 import json
 import logging
 import math
+import socket
 import time
 import weakref
 from collections import defaultdict
@@ -36,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -49,6 +54,7 @@ from starlette.routing import Route
 
 from connectors.secrets import resolve_secret
 from flows.settings import OneLineSettings
+from okr_targets.config import ConfigError, load_okrs
 
 if TYPE_CHECKING:  # Prefect is imported when a request comes, not for `okr-sync --help`
     from prefect.client.orchestration import PrefectClient
@@ -368,6 +374,22 @@ async def task_run_state(task_run_id: UUID) -> StateType | None:
 
 
 @dataclass
+class OkrSources:
+    """The sources the OKR file reads, read again when the file changes: a webhook of
+    any other source would start a sync that fails, so it is refused instead."""
+
+    path: Path
+    _read: tuple[int, frozenset[str]] | None = None
+
+    def __call__(self) -> frozenset[str]:
+        """Raises OSError or ConfigError when the file cannot be read."""
+        changed = self.path.stat().st_mtime_ns
+        if self._read is None or self._read[0] != changed:
+            self._read = (changed, frozenset(load_okrs(self.path).spec.sources))
+        return self._read[1]
+
+
+@dataclass
 class Receiver:
     secrets: dict[str, str]
     tolerance: float = 300.0
@@ -375,6 +397,7 @@ class Receiver:
     max_body_bytes: int = 1_000_000
     clock: Callable[[], float] = time.time
     syncs: SyncQueue = field(default_factory=lambda: SyncQueue(submit_sync, task_run_state))
+    okr_sources: OkrSources | None = None  # None: every source with a secret is synced
 
     def __post_init__(self) -> None:
         # Signatures older than the window are refused by their timestamp anyway.
@@ -395,6 +418,23 @@ class Receiver:
             return verify_zendesk(secret, body, request.headers, now, window)
         return verify_salesforce(secret, body, request.headers, now, window)
 
+    def check_okr_file(self, source: str) -> None:
+        """Refuse (404) a verified webhook of a source the OKR file does not read."""
+        if self.okr_sources is None:
+            return
+        path = self.okr_sources.path
+        try:
+            read = self.okr_sources()
+        except (OSError, ConfigError) as exc:  # the source retries once the file is fixed
+            logger.error("the OKR file %s cannot be read: %s", path, exc)
+            raise RefusedError(503, f"the OKR file {path} cannot be read") from None
+        if source not in read:
+            raise RefusedError(
+                404,
+                f"{source} is not a source of the OKR file {path} (its sources: "
+                f"{', '.join(sorted(read)) or 'none'}): nothing would sync this change",
+            )
+
     async def receive(self, request: Request) -> JSONResponse:
         from prefect.events import Event
 
@@ -407,6 +447,7 @@ class Receiver:
                 )
             body = await _read_body(request, self.max_body_bytes)
             signature = self.verify(source, request, body)
+            self.check_okr_file(source)
             try:
                 payload = json.loads(body)
             except ValueError:
@@ -431,12 +472,16 @@ class Receiver:
             self.guard.seen.pop(signature, None)
             logger.error("%s webhook: Prefect did not take the sync: %s", source, exc)
             return JSONResponse({"error": "the sync could not be submitted to Prefect"}, 503)
-        if coalesced:
-            logger.info("%s webhook: coalesced into queued sync %s", source, task_run_id)
-        else:
-            read = ", ".join(streams) if streams else "every stream"
-            logger.info("%s webhook: submitted sync %s of %s", source, task_run_id, read)
-        logger.info("%s webhook: %d object(s) changed, event %s", source, len(objects), event.id)
+        # the access line: what came and what it started, never the body or a secret
+        logger.info(
+            "%s webhook accepted (202): event %s, %d object(s); %s sync %s of %s",
+            source,
+            event.id,
+            len(objects),
+            "coalesced into queued" if coalesced else "submitted",
+            task_run_id,
+            ", ".join(streams) if streams else "every stream",
+        )
         return JSONResponse(
             {
                 "event_id": str(event.id),
@@ -484,19 +529,18 @@ def create_app(receiver: Receiver) -> Starlette:
     )
 
 
-def serve(app: Starlette, host: str, port: int, on_ready: Callable[[str], None]) -> None:
-    """Serve until Ctrl-C or SIGTERM; ``on_ready`` gets the URL (port 0 picks a free one)."""
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+def serve(app: Starlette, listener: socket.socket, on_ready: Callable[[str], None]) -> None:
+    """Serve on a bound socket (``okr_sync.cli.console.listen``) until Ctrl-C or SIGTERM;
+    ``on_ready`` gets the URL."""
+    host, port = listener.getsockname()[:2]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
 
     async def main() -> None:
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
         if server.started:
-            bound = server.servers[0].sockets[0].getsockname()[1]
-            on_ready(f"http://{host}:{bound}")
+            on_ready(f"http://{f'[{host}]' if ':' in host else host}:{port}")
         await serving
 
     asyncio.run(main())
-    if not server.started:
-        raise OSError(f"cannot listen on {host}:{port}")

@@ -83,7 +83,8 @@ MirrorRow = Mapping[str, object]
 ``run_id`` that wrote it when a sync run writes it."""
 
 
-SECRET_QUERY_KEY = re.compile(r"password|passwd|pwd|secret|token", re.IGNORECASE)
+SECRET_QUERY_WORDS = ("password", "passwd", "pwd", "secret", "token")
+SECRET_QUERY_KEY = re.compile("|".join(SECRET_QUERY_WORDS), re.IGNORECASE)
 """Query keys that carry a secret: libpq and its drivers take ``password`` and
 ``sslpassword`` there as well as in the user info. Paths (``sslkey``, ``passfile``) are
 not secrets: a URL naming them may still be a flow parameter."""

@@ -314,7 +314,11 @@ def world(tmp_path: Path, prefect_database: str) -> Iterator[dict[str, Any]]:
         receiver = processes.start(
             "receiver",
             [okr_sync, "webhooks", "serve", "--port", "0"],
-            prefect_env | {"OKR_SYNC_WEBHOOK_ZENDESK_SECRET": WEBHOOK_SECRET},
+            prefect_env
+            | {
+                "OKR_SYNC_WEBHOOK_ZENDESK_SECRET": WEBHOOK_SECRET,
+                "OKR_SYNC_OKR_FILE": worker_env["OKR_SYNC_OKR_FILE"],  # the sources it serves
+            },
             read_stdout=True,
         )
         line = first_line(receiver, timeout=60)
@@ -496,3 +500,15 @@ def test_scheduled_and_webhook_triggered_syncs_on_a_real_prefect_server(
         {"artifacts": {"key": {"any_": ["okr-sync-key-result-changes"]}}},
     )
     assert first in {a["flow_run_id"] for a in artifacts}  # background syncs have no flow run
+
+    # 5. A store password asked for in a deployment's run (as `prefect deployment run -p
+    # store_url=…` or the UI's custom run would) is refused before Prefect records a run.
+    password = "e2e-hunter2-not-for-prefect"
+    asked = api.post(
+        f"/deployments/{deployment_id(api, 'incremental-sync')}/create_flow_run",
+        json={"parameters": {"store_url": f"postgresql://okr:{password}@127.0.0.1:1/okr"}},
+    )
+    assert asked.status_code == 409, asked.text
+    stored = call(api, "POST", "/flow_runs/filter", {"limit": 200})
+    assert stored
+    assert all(password not in json.dumps(run["parameters"]) for run in stored)

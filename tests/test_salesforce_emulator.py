@@ -177,7 +177,7 @@ def test_serve_tls_port_zero_cert_dir_api_limit_and_clean_stop(tmp_path: Path) -
     with serve_tls(app, port=0, cert_dir=tmp_path / "certs") as running:
         assert running.port > 0
         assert running.base_url == f"https://127.0.0.1:{running.port}"
-        assert running.ca_file == tmp_path / "certs" / "sandbox-ca.pem"
+        assert running.ca_file == tmp_path / "certs" / f"sandbox-{running.port}-ca.pem"
         assert running.ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
         session = TrustedSession(str(running.ca_file))
         for host in ("127.0.0.1", "localhost"):

@@ -53,3 +53,32 @@ def test_no_secret_leaves_a_trace(
     for secret in secrets:
         leaks = [t[:80] for t in texts if secret in t]
         assert not leaks, f"{secret!r} found in {leaks}"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_okr_sync_secret_set_saves_the_block_a_connector_reads_headless(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 24: `prefect block create secret` only links to the UI; `okr-sync secret set`
+    saves the block on a headless server, from stdin, and never echoes the value."""
+    from connectors.zendesk.settings import ZendeskSettings
+
+    name = "okr-sync-ops24-zendesk-api-token"
+    monkeypatch.delenv("OKR_SYNC_ZENDESK_API_TOKEN", raising=False)
+    monkeypatch.setenv("OKR_SYNC_ZENDESK_API_TOKEN_BLOCK", name)  # as prefect.yaml names it
+    runner = CliRunner()
+    for value in ("first-token-value", "rotated token, with spaces "):
+        saved = runner.invoke(app, ["secret", "set", name], input=f"{value}\n")
+        assert saved.exit_code == 0, saved.output
+        assert value not in saved.output
+        assert f"saved Prefect Secret block {name!r}" in saved.stderr
+        assert ZendeskSettings().token() == value  # replaced, read as the connector reads it
+
+    for given, why in [("", f"no value given for {name}"), ("x\n", "not saved")]:
+        target = name if given == "" else "Not A Block Name!"
+        refused = runner.invoke(app, ["secret", "set", target], input=given)
+        assert refused.exit_code == 1
+        [line] = refused.stderr.strip().splitlines()
+        assert line.startswith("error: ")
+        assert why in line
+    assert ZendeskSettings().token() == "rotated token, with spaces "

@@ -1,4 +1,5 @@
-"""Issue 22: the live dashboard's summary cache, and ports and fault specs that are refused.
+"""Issue 22: the live dashboard's summary cache, and ports and fault specs that are refused;
+issue 24: a taken port, and sandboxes sharing a directory.
 
 The cache is checked by what is served, never by timing: each answer must equal a fresh
 ``build_summary`` at the moment the cached summary says it was generated, and a change to
@@ -8,15 +9,22 @@ the store (a new measurement, a run, an edited key result) must show at once.
 from __future__ import annotations
 
 import json
+import shlex
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from okr_sync.cli import app
+from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
 from okr_targets.models import KeyResult, Measurement, SyncRun, utcnow
@@ -199,3 +207,80 @@ def test_a_refused_webhook_setting_is_one_line_naming_its_variable(
     assert "Traceback" not in result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {variable}={value!r}: {why}")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("serve",), ("webhooks", "serve"), ("sandbox",)],
+    ids=["serve", "webhooks-serve", "sandbox"],
+)
+def test_a_taken_port_is_one_error_line(
+    command: tuple[str, ...], sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.setenv("OKR_SYNC_STORE_URL", sqlite_url)  # serve's store
+    monkeypatch.setenv("OKR_SYNC_OKR_FILE", str(DEMO_OKRS))  # the receiver's sources
+    monkeypatch.setenv("OKR_SYNC_WEBHOOK_ZENDESK_SECRET", "zendesk-signing-secret")
+    with (
+        socket.socket() as taken,
+        temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}),  # never called
+    ):
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke(*command, "--port", str(port))
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+
+
+def start_sandbox(source: str, directory: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """``okr-sync sandbox`` run as a user would, in ``directory``: the process and the
+    ``export`` lines it printed, read up to its "Press Ctrl-C"."""
+    command = [str(Path(sys.executable).parent / "okr-sync"), "sandbox", "--source", source]
+    process = subprocess.Popen(
+        [*command, "--port", "0"], cwd=directory, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    exports: dict[str, str] = {}
+    for line in process.stdout:
+        if line.startswith("Press Ctrl-C"):
+            return process, exports
+        if line.strip().startswith("export "):
+            name, _, value = shlex.split(line.strip().removeprefix("export "))[0].partition("=")
+            exports[name] = value
+    process.wait()
+    raise AssertionError(f"the {source} sandbox ended (status {process.returncode})")
+
+
+def test_two_sandboxes_in_one_directory_each_keep_their_own_ca(tmp_path: Path) -> None:
+    sandboxes = []
+    try:
+        for source in ("salesforce", "zendesk"):
+            sandboxes.append(start_sandbox(source, tmp_path))
+        urls = [
+            exports.get("OKR_SYNC_SALESFORCE_LOGIN_URL") or exports["OKR_SYNC_ZENDESK_BASE_URL"]
+            for _, exports in sandboxes
+        ]
+        bundles = [
+            exports.get("OKR_SYNC_SALESFORCE_CA_BUNDLE") or exports["OKR_SYNC_ZENDESK_CA_BUNDLE"]
+            for _, exports in sandboxes
+        ]
+        assert len(set(bundles)) == 2
+        for url, bundle in zip(urls, bundles, strict=True):
+            # absolute, so the export works from any directory (this test's is not tmp_path)
+            assert Path(bundle).is_absolute()
+            assert Path(bundle).parent == tmp_path / ".okr-sync"
+            # each CA file still makes a client trust its own sandbox
+            requests.get(f"{url}/", verify=bundle, timeout=10)
+            other = next(b for b in bundles if b != bundle)
+            with pytest.raises(requests.exceptions.SSLError):
+                requests.get(f"{url}/", verify=other, timeout=10)
+    finally:
+        for process, _ in sandboxes:
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+            process.communicate(timeout=30)
+    assert [process.returncode for process, _ in sandboxes] == [0, 0]

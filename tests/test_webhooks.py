@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,9 +16,10 @@ import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from okr_sync.cli import app
+from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.webhooks import (
     SOURCE_CHANGED,
+    OkrSources,
     Receiver,
     changed_objects,
     changed_streams,
@@ -190,6 +192,53 @@ def test_unconfigured_sources_and_oversized_bodies_are_refused() -> None:
         big = json.dumps({"detail": {"id": "1"}, "pad": "x" * 2000}).encode()
         assert post(only_zendesk, "zendesk", big, zendesk(big)).status_code == 413
         assert only_zendesk.get("/healthz").json() == {"status": "ok"}
+
+
+def test_each_accepted_webhook_is_one_access_line_naming_its_event_and_sync(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = json.dumps(
+        {"type": "zen:event-type:ticket.created", "detail": {"id": "8675309", "subject": "Q"}}
+    ).encode()
+    caplog.set_level(logging.INFO, logger="okr_sync.webhooks")
+    answers, lines = [], []
+    for at in (time.time() - 1, time.time()):  # two signed requests: a burst of one change
+        caplog.clear()
+        answer = post(client, "zendesk", body, zendesk(body, at=at))
+        assert answer.status_code == 202, answer.text
+        answers.append(answer.json())
+        [line] = [r.getMessage() for r in caplog.records if r.name == "okr_sync.webhooks"]
+        lines.append(line)
+        assert line.startswith("zendesk webhook accepted (202): event ")
+        assert answers[-1]["event_id"] in line
+        assert "8675309" not in line  # nothing of the payload
+        assert SECRETS["zendesk"] not in line
+    first, second = answers
+    assert not first["coalesced"]
+    assert f"submitted sync {first['sync']} of zendesk.tickets" in lines[0]
+    # nothing runs the harness's task queue: the second rides on the first's queued sync
+    assert second["coalesced"]
+    assert second["sync"] == first["sync"]
+    assert f"coalesced into queued sync {first['sync']} of zendesk.tickets" in lines[1]
+
+
+def test_a_webhook_of_a_source_the_okr_file_does_not_read_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver = Receiver(dict(SECRETS), okr_sources=OkrSources(DEMO_OKRS))  # salesforce, zendesk
+    with TestClient(create_app(receiver)) as client:
+        refused = post(client, "hubspot", HUBSPOT_BODY, hubspot(HUBSPOT_BODY, HUBSPOT_URL))
+        assert refused.status_code == 404
+        assert refused.json() == {
+            "error": f"hubspot is not a source of the OKR file {DEMO_OKRS} (its sources: "
+            "salesforce, zendesk): nothing would sync this change"
+        }
+        assert "hubspot webhook refused (404)" in caplog.text
+        # unsigned, it is refused for that first: the OKR file's sources stay unsaid
+        unsigned = post(client, "hubspot", HUBSPOT_BODY, {})
+        assert unsigned.status_code == 401
+        assert "salesforce" not in unsigned.text
+        assert post(client, "zendesk", ZENDESK_BODY, zendesk(ZENDESK_BODY)).status_code == 202
 
 
 def test_the_event_names_the_source_and_the_objects() -> None:

@@ -9,14 +9,19 @@ From a CLI, either block until Ctrl-C::
 
 or drive it yourself::
 
-    with serve_tls(app, port=8443, cert_dir=Path(".okr-sync")) as server:
-        print(server.base_url, server.ca_file)
+    with serve_tls(app, port=8443, cert_dir=Path(".okr-sync"), name="salesforce") as server:
+        print(server.base_url, server.ca_file)  # .okr-sync/salesforce-8443-ca.pem, absolute
         wait_for_interrupt()
+
+Each server writes its own CA file, named by ``name`` and the bound port: two sandboxes
+sharing a directory must not overwrite each other's CA (the first would then be
+untrusted by clients holding its path).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import tempfile
 import threading
@@ -37,7 +42,6 @@ from connectors.sandbox.faults import FAULT_SPEC_HELP as FAULT_SPEC_HELP
 from connectors.sandbox.faults import Fault as Fault
 from connectors.sandbox.faults import parse_faults as parse_faults
 
-CA_FILE_NAME = "sandbox-ca.pem"
 _STARTUP_TIMEOUT = 15.0
 
 
@@ -56,12 +60,18 @@ def serve_tls(
     host: str = "127.0.0.1",
     port: int = 0,
     cert_dir: Path | None = None,
+    name: str = "sandbox",
+    listener: socket.socket | None = None,
 ) -> Iterator[RunningServer]:
     """Run ``app`` with uvicorn over TLS in a daemon thread until the block exits.
 
-    ``port=0`` picks a free port (read back from the bound socket). The CA PEM is written
-    to ``cert_dir/sandbox-ca.pem``, or to a temporary directory removed on exit.
+    ``port=0`` picks a free port (read back from the bound socket); ``listener``, a socket
+    the caller bound already, replaces ``host`` and ``port``. The CA PEM is written to
+    ``cert_dir/{name}-{port}-ca.pem`` (an absolute path), or to a temporary directory
+    removed on exit.
     """
+    if listener is not None:
+        host, port = listener.getsockname()[:2]
     ca = trustme.CA(organization_name="okr-sync sandbox")
     identities = ["127.0.0.1", "localhost"]
     if host not in identities and host not in ("0.0.0.0", "::"):  # noqa: S104 - bind-all check
@@ -78,8 +88,6 @@ def serve_tls(
     with tempfile.TemporaryDirectory(prefix="okr-sync-ca-") as scratch:
         directory = Path(cert_dir) if cert_dir is not None else Path(scratch)
         directory.mkdir(parents=True, exist_ok=True)
-        ca_file = directory / CA_FILE_NAME
-        ca.cert_pem.write_to_path(str(ca_file))
         config = uvicorn.Config(
             app,
             host=host,
@@ -93,7 +101,7 @@ def serve_tls(
         loop = asyncio.new_event_loop()
         thread = threading.Thread(
             target=loop.run_until_complete,
-            args=(server.serve(),),
+            args=(server.serve(sockets=None if listener is None else [listener]),),
             name=f"sandbox-{host}:{port}",
             daemon=True,
         )
@@ -105,11 +113,12 @@ def serve_tls(
                 raise RuntimeError(f"sandbox server failed to start on {host}:{port}")
             time.sleep(0.01)
         try:
-            sockets = server.servers[0].sockets
-            bound_port = int(sockets[0].getsockname()[1])
+            bound_port = int(server.servers[0].sockets[0].getsockname()[1])
             url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
             if ":" in url_host:
                 url_host = f"[{url_host}]"
+            ca_file = directory.resolve() / f"{name}-{bound_port}-ca.pem"
+            ca.cert_pem.write_to_path(str(ca_file))
             yield RunningServer(f"https://{url_host}:{bound_port}", ca_file, bound_port)
         finally:
             server.should_exit = True
@@ -145,12 +154,14 @@ def serve_tls_forever(
     port: int = 0,
     cert_dir: Path | None = None,
     on_ready: Callable[[RunningServer], None] | None = None,
+    name: str = "sandbox",
+    listener: socket.socket | None = None,
 ) -> RunningServer:
     """Serve until Ctrl-C; ``on_ready`` gets the URL/CA (e.g. to print them) once listening.
 
     Prints nothing itself; returns the server description after a clean shutdown.
     """
-    with serve_tls(app, host=host, port=port, cert_dir=cert_dir) as server:
+    with serve_tls(app, host, port, cert_dir, name, listener) as server:
         if on_ready is not None:
             on_ready(server)
         wait_for_interrupt()

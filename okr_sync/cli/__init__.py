@@ -2,9 +2,9 @@
 
 One module per command group (the report's "module map"): sync.py (sync, demo),
 report.py (report, serve), explain.py, lint.py, sandbox.py, doctor.py, db.py, runs.py
-(runs, runs show), webhooks.py, worker.py, automations.py, connectors.py. console.py holds the
-consoles and ``fail``: every expected failure ends with one ``error:`` line on stderr and
-exit status 1; tracebacks are for bugs only.
+(runs, runs show), webhooks.py, worker.py, automations.py, secret.py, connectors.py.
+console.py holds the consoles, ``fail`` and ``listen``: every expected failure ends with
+one ``error:`` line on stderr and exit status 1; tracebacks are for bugs only.
 
 Every command module is imported here, so each keeps its heavy imports (Prefect, Great
 Expectations, web servers, sandboxes, the metric catalog) inside the commands that use
@@ -22,6 +22,7 @@ from okr_sync.cli.automations import automations_app
 from okr_sync.cli.connectors import connectors_app
 from okr_sync.cli.db import db_app
 from okr_sync.cli.runs import runs_app
+from okr_sync.cli.secret import secret_app
 from okr_sync.cli.sync import DEMO_OKRS
 from okr_sync.cli.webhooks import webhooks_app
 
@@ -53,4 +54,5 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(webhooks_app, name="webhooks")
 app.command()(worker.worker)
 app.add_typer(automations_app, name="automations")
+app.add_typer(secret_app, name="secret")
 app.add_typer(connectors_app, name="connectors")

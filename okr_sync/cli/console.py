@@ -10,6 +10,7 @@ given as ``rich.text.Text`` (``Text.assemble((label, style), data)``), never as 
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import typer
@@ -35,3 +36,18 @@ def valid_port(port: int) -> int:
     if not 0 <= port <= 65535:
         raise fail(f"--port {port} is not a port: use 0 (any free one) to 65535")
     return port
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for a server to serve on (``serve``, ``webhooks serve``,
+    ``sandbox``): a taken port or an address not on this machine is one error line here,
+    not uvicorn's logged error and exit or a traceback later; ``--port 0`` is bound to a
+    free port the server can then print."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listener

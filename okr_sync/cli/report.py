@@ -7,7 +7,6 @@ prints its report through this module too.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from okr_sync.cli.console import err, fail, out, valid_port
+from okr_sync.cli.console import err, fail, listen, out, valid_port
 from okr_sync.cli.options import StoreOption, open_store, settings_of, store_url
 from okr_targets.report import build_report, walk
 from okr_targets.summary import build_summary, format_value, freshness_text, summary_csv
@@ -182,14 +181,11 @@ def serve(
             ),
             highlight=False,
         )
-    # Bind here so a busy port is one clear error and --port 0 can say which port it got.
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
-        listener.bind((host, port))
-    except OSError as exc:
-        listener.close()
+        listener = listen(host, port)  # --port 0: says which port it got
+    except typer.Exit:
         opened.dispose()
-        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise
     bound = listener.getsockname()[1]
     err.print(f"Serving {opened.display_url} read-only on http://{host}:{bound}/", highlight=False)
     server = uvicorn.Server(uvicorn.Config(create_app(opened, settings), log_level="warning"))

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from connectors.sandbox.faults import FAULT_SPEC_HELP
-from okr_sync.cli.console import fail, out, valid_port
+from okr_sync.cli.console import fail, listen, out, valid_port
 
 if TYPE_CHECKING:
     from connectors.sandbox.server import RunningServer
 
-SANDBOX_DIR = Path(".okr-sync")  # where `okr-sync sandbox` keeps its CA certificate
+SANDBOX_DIR = Path(".okr-sync")  # where `okr-sync sandbox` keeps its CA, one file a sandbox
 
 
 def sandbox(
@@ -47,8 +47,11 @@ def sandbox(
             out.print(f"  export {name}={shlex.quote(value)}", highlight=False, soft_wrap=True)
         out.print("Press Ctrl-C to stop.")
 
+    listener = listen("127.0.0.1", port)
     try:
-        serve_tls_forever(emulator, port=port, cert_dir=SANDBOX_DIR, on_ready=announce)
+        serve_tls_forever(
+            emulator, listener=listener, cert_dir=SANDBOX_DIR, name=source, on_ready=announce
+        )
     except (OSError, RuntimeError) as exc:
         raise fail(f"cannot serve on 127.0.0.1:{port}: {exc}") from None
     out.print("sandbox stopped")

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from okr_sync.cli.console import fail, valid_port
-from okr_sync.cli.options import settings_of
+from okr_sync.cli.console import fail, listen, valid_port
+from okr_sync.cli.options import okr_file_or_default, settings_of
 
 webhooks_app = typer.Typer(
     help="Receive source webhooks and turn them into Prefect events and syncs."
@@ -26,12 +26,14 @@ def serve_command(
     """Verify signed webhooks from HubSpot, Zendesk and Salesforce and emit Prefect events.
 
     Secrets: OKR_SYNC_WEBHOOK_{HUBSPOT,ZENDESK,SALESFORCE}_SECRET, or *_SECRET_BLOCK naming
-    a Prefect Secret block. Serve plain HTTP behind a TLS-terminating proxy.
+    a Prefect Secret block. Webhooks of sources the OKR file (OKR_SYNC_OKR_FILE) does not
+    read are refused. Serve plain HTTP behind a TLS-terminating proxy.
     """
     from prefect.settings import PREFECT_API_URL  # Prefect loads here, not for --help
 
     from connectors.secrets import MissingSecretError
-    from okr_sync.webhooks import Receiver, WebhookSettings, create_app, serve
+    from okr_sync.webhooks import OkrSources, Receiver, WebhookSettings, create_app, serve
+    from okr_targets.config import ConfigError
 
     settings = settings_of(WebhookSettings)
     if not PREFECT_API_URL.value():
@@ -46,8 +48,18 @@ def serve_command(
             "OKR_SYNC_WEBHOOK_ZENDESK_SECRET or OKR_SYNC_WEBHOOK_SALESFORCE_SECRET "
             "(or the *_SECRET_BLOCK of a Prefect Secret block)"
         )
+    # a webhook of a source the OKR file does not read is refused: its sync would fail
+    okr_sources = OkrSources(okr_file_or_default(None))
+    try:
+        okr_sources()
+    except (OSError, ConfigError) as exc:
+        raise fail(f"cannot read the OKR file (OKR_SYNC_OKR_FILE): {exc}") from None
     receiver = Receiver(
-        secrets, settings.tolerance_seconds, settings.public_url, settings.max_body_bytes
+        secrets,
+        settings.tolerance_seconds,
+        settings.public_url,
+        settings.max_body_bytes,
+        okr_sources=okr_sources,
     )
 
     # each accepted, coalesced or refused webhook: one line through Prefect's console handler
@@ -58,7 +70,4 @@ def serve_command(
     def ready(url: str) -> None:
         typer.echo(f"listening on {url} for {', '.join(f'/webhooks/{s}' for s in secrets)}")
 
-    try:
-        serve(create_app(receiver), host, port, ready)
-    except OSError as exc:
-        raise fail(str(exc)) from None
+    serve(create_app(receiver), listen(host, port), ready)
