@@ -191,6 +191,8 @@ def _confined_postgresql(session: Session, name: str) -> Iterator[None]:
                 "it up: see docs/custom-metrics.md"
             ) from None
         yield
+        if session.scalar(text("SELECT current_user")) != METRICS_ROLE:  # set_config('role')
+            raise MetricError(f"metric {name!r} left the role {METRICS_ROLE}: not measured")
     finally:
         savepoint.rollback()
 
