@@ -1634,6 +1634,9 @@ REACHES = [
     Reach("server_directory", "SELECT count(*) FROM pg_ls_dir('.')",
           "permission denied for function pg_ls_dir" + CONFINED_TO,
           "no such table: pg_ls_dir"),
+    Reach("large_object", "SELECT lo_import('/etc/passwd')",
+          "permission denied for function lo_import" + CONFINED_TO,
+          "no such function: lo_import"),
     Reach("data_directory", "SELECT length(current_setting('data_directory'))",
           'must be superuser or have privileges of pg_read_all_settings to examine '
           '"data_directory"' + CONFINED_TO,
