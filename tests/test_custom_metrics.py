@@ -24,6 +24,7 @@ from connectors.tabular import STREAMS
 from expectations import Validator
 from flows.extract import sync_stream
 from okr_sync.cli import app
+from okr_sync.doctor import Finding, check_metrics_role
 from okr_targets.config import ConfigError
 from okr_targets.lineage import explain
 from okr_targets.models import Deal, SyncRun
@@ -411,6 +412,14 @@ def owned_store(postgres_admin: str) -> Iterator[tuple[str, str]]:
             admin.execute(f'DROP ROLE IF EXISTS "{user}"')
 
 
+def doctor(url: str, okr_file: Path) -> list[Finding]:
+    store = Store(url)
+    try:
+        return check_metrics_role(store, *load(okr_file))
+    finally:
+        store.dispose()
+
+
 @pytest.mark.postgres
 def test_a_store_user_that_may_not_grant_the_role_gets_the_way_out(
     owned_store: tuple[str, str],
@@ -420,7 +429,8 @@ def test_a_store_user_that_may_not_grant_the_role_gets_the_way_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Until an administrator grants the metrics role to the store's user, a custom metric
-    fails saying so (never runs as the store's user); then it is measured, confined."""
+    fails saying so (never runs as the store's user), and ``doctor`` says what to grant;
+    then it is measured, confined."""
     url, user = owned_store
     fill_billing(url, tmp_path, validator, monkeypatch)
     metrics = f"""\
@@ -444,8 +454,20 @@ metrics:
         "won": (None, f"metric 'won_deals': {way_out}"),
         "runs": (None, f"metric 'runs': {way_out}"),
     }
+    assert doctor(url, okrs) == [
+        Finding(
+            "custom metrics",
+            False,
+            f"runs, won_deals cannot run: the role {METRICS_ROLE} is not granted to {user}",
+            f'a database administrator runs `GRANT {METRICS_ROLE} TO "{user}";` '
+            "(docs/custom-metrics.md)",
+        )
+    ]
     with psycopg.connect(postgres_admin, autocommit=True) as admin:
         admin.execute(f'GRANT {METRICS_ROLE} TO "{user}"')  # as docs/custom-metrics.md says
+    assert doctor(url, okrs) == [
+        Finding("custom metrics", True, f"run as {METRICS_ROLE}, reading the mirror only")
+    ]
     outcomes, store = measure(url, okrs)
     store.dispose()
     assert {k: (o.value, o.error) for k, o in outcomes.items()} == {
