@@ -3,8 +3,9 @@
 Checks, in order: the store answers and its schema is the newest; the OKR file loads;
 each source in it has its credentials; each source answers them; each source was read in
 full recently; what each source supplies, and which key results a field it lacks
-blocks. Every problem comes with its fix. Nothing is written: the schema is
-reported, never migrated, and a source is asked for one page of changes since now.
+blocks; on PostgreSQL, that custom metrics can run confined to the mirror. Every problem
+comes with its fix. Nothing is written: the schema is reported, never migrated, and a
+source is asked for one page of changes since now.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from connectors.base import Bookmark, UnknownConnectorError, get_connector
 from connectors.errors import FatalSourceError, MissingObjectError, SourceError
@@ -22,7 +23,7 @@ from connectors.secrets import MissingSecretError, resolve_secret
 from okr_targets.config import ConfigError, OkrConfig
 from okr_targets.models import SourceRead, SyncRun, utcnow
 from okr_targets.status import RunStatus
-from okr_targets.store import Store, StoreError, latest_stream_counts
+from okr_targets.store import METRICS_ROLE, Store, StoreError, latest_stream_counts
 from transforms.catalog import MetricCatalog, load
 from transforms.dependencies import key_result_needs
 
@@ -204,6 +205,37 @@ def check_fields(store: Store, config: OkrConfig, catalog: MetricCatalog) -> lis
     return found
 
 
+METRICS_ROLE_GRANTED = """
+SELECT CASE WHEN to_regrole(:role) IS NULL THEN 'missing'
+  WHEN pg_has_role(current_user, :role, 'MEMBER')
+    OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN 'granted'
+  ELSE 'not granted' END, current_user"""
+
+
+def check_metrics_role(store: Store, config: OkrConfig, catalog: MetricCatalog) -> list[Finding]:
+    """PostgreSQL: whether the store's user may switch to the role that confines the custom
+    metrics the OKR file uses (docs/custom-metrics.md); without it they fail."""
+    named = {m for _o, kr, _w in config.key_results() for m in (kr.metric, kr.params.get("metric"))}
+    custom = sorted(m for m in named if isinstance(m, str) and m in catalog.origins)
+    if not custom or store.engine.dialect.name != "postgresql":
+        return []
+    with store.engine.connect() as connection:
+        state, user = connection.execute(text(METRICS_ROLE_GRANTED), {"role": METRICS_ROLE}).one()
+    if state == "granted":
+        return [Finding("custom metrics", True, f"run as {METRICS_ROLE}, reading the mirror only")]
+    create = f"CREATE ROLE {METRICS_ROLE} NOLOGIN; " if state == "missing" else ""
+    return [
+        Finding(
+            "custom metrics",
+            False,
+            f"{', '.join(custom)} cannot run: the role {METRICS_ROLE} "
+            + ("does not exist" if state == "missing" else f"is not granted to {user}"),
+            f'a database administrator runs `{create}GRANT {METRICS_ROLE} TO "{user}";` '
+            "(docs/custom-metrics.md)",
+        )
+    ]
+
+
 def _age(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds < 3600:
@@ -243,6 +275,7 @@ def diagnose(store_url: str, okr_file: Path) -> list[Finding]:
         if store is not None and all(f.ok for f in findings if f.check == "schema"):
             findings += check_last_reads(store, config, utcnow())
             findings += check_fields(store, config, catalog)
+            findings += check_metrics_role(store, config, catalog)
     if store is not None:
         store.dispose()
     return findings

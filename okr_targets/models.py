@@ -529,3 +529,11 @@ MIRROR: dict[str, type[MirrorRecord]] = {
     "rating": Rating,
 }
 """Canonical entity name → its mirror table. Connectors emit dicts with these columns."""
+
+METRIC_TABLES: tuple[str, ...] = (
+    *(model.__tablename__ for model in MIRROR.values()),
+    CustomerLink.__tablename__,
+)
+"""What a custom metric may read: the mirror, and which customer of each system is which
+primary CRM customer (to join tickets to CRM customers, as the built-in metrics do). Runs,
+OKRs, measurements and the quarantine are the sync's, not the metric's."""

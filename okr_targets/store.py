@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.base import Bookmark, Rejected
 from okr_targets.freshness import held_select
 from okr_targets.models import (
+    METRIC_TABLES,
     MIRROR,
     Cursor,
     MirrorRecord,
@@ -63,6 +64,9 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_STORE_URL = "sqlite:///okr-sync.db"
+METRICS_ROLE = "okr_sync_metrics"
+"""The PostgreSQL role custom metrics run as (``SET LOCAL ROLE``): it logs in nowhere and
+may read :data:`~okr_targets.models.METRIC_TABLES`, nothing else (docs/custom-metrics.md)."""
 
 
 class StoreError(Exception):
@@ -185,6 +189,8 @@ class Store:
                 command.upgrade(alembic_config(self.engine), "head")
         except DatabaseError as exc:  # unreachable, refused, or a file that is no database
             raise StoreError(f"cannot open store {self.display_url}: {_reason(exc)}") from None
+        if self.engine.dialect.name == "postgresql":
+            grant_metrics_role(self.engine)
 
     def revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -241,6 +247,50 @@ class Store:
             yield
         finally:
             lock.release()
+
+
+METRICS_ROLE_READY = """
+SELECT CASE WHEN to_regrole(:role) IS NULL THEN false ELSE
+  has_schema_privilege(:role, current_schema(), 'USAGE')
+  AND (SELECT bool_and(has_table_privilege(:role, quote_ident(t), 'SELECT'))
+       FROM unnest(CAST(:tables AS text[])) AS t)
+  AND (pg_has_role(current_user, :role, 'MEMBER')
+       OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))
+END"""
+
+
+def grant_metrics_role(engine: Engine) -> None:
+    """Let :data:`METRICS_ROLE` read the metric tables, creating it if need be, and let the
+    store's user switch to it. Checked on every open, so a new mirror table or a role an
+    administrator created since is taken care of. Each step needs a right of its own
+    (CREATEROLE; owning the tables; granting the role): one the store's user lacks is left
+    undone, and custom metrics then fail with the way out (docs/custom-metrics.md)."""
+    params = {"role": METRICS_ROLE, "tables": list(METRIC_TABLES)}
+    with engine.connect() as connection:
+        if connection.scalar(text(METRICS_ROLE_READY), params):
+            return
+    role = f'"{METRICS_ROLE}"'
+    tables = ", ".join(f'"{table}"' for table in METRIC_TABLES)
+    steps = [
+        f"""DO $$ BEGIN
+              IF to_regrole('{METRICS_ROLE}') IS NULL THEN CREATE ROLE {role} NOLOGIN; END IF;
+            END $$""",
+        f"GRANT SELECT ON {tables} TO {role}",
+        f"""DO $$ BEGIN
+              EXECUTE 'GRANT USAGE ON SCHEMA ' || quote_ident(current_schema()) || ' TO {role}';
+            END $$""",
+        f"""DO $$ BEGIN
+              IF NOT pg_has_role(current_user, '{METRICS_ROLE}', 'MEMBER')
+                 AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+              THEN GRANT {role} TO CURRENT_USER; END IF;
+            END $$""",
+    ]
+    for step in steps:
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(step))
+        except DatabaseError as exc:  # a right the user lacks, or another process's grant
+            logging.getLogger("okr_sync").debug("%s: %s", METRICS_ROLE, _reason(exc))
 
 
 def sqlite_file(url: URL) -> Path | None:

@@ -31,3 +31,14 @@ def a_word(session: Session, period: Period, params: dict[str, Any]) -> Any:
 def sneaky_delete(session: Session, period: Period, params: dict[str, Any]) -> Any:
     session.execute(text("DELETE FROM mirror_deals"))
     return 0
+
+
+def sync_runs(session: Session, period: Period, params: dict[str, Any]) -> Any:
+    """Reads the sync's own bookkeeping, which no metric may."""
+    return session.scalar(text("SELECT count(*) FROM sync_runs"))
+
+
+def role_reset(session: Session, period: Period, params: dict[str, Any]) -> Any:
+    """Leaves the confinement: what SQL calling set_config('role', …) would do."""
+    session.execute(text("RESET ROLE"))
+    return session.scalar(text("SELECT count(*) FROM sync_runs"))

@@ -1844,3 +1844,139 @@ def test_a_store_naming_an_unknown_database_is_one_line_at_once(tmp_path: Path) 
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith(f"error: cannot open store {store}: connection failed: ")
     assert line.endswith(f'database "{name}" does not exist')
+
+
+# --- custom SQL confined to the mirror (issue 22 #11) ---------------------------------------------
+#
+# Connected as a superuser (the test server's ``postgres``), a custom metric once read server
+# files and password hashes: the first line of /etc/passwd ended up in a run's reason. Each
+# case is a key result whose metric reaches past the mirror; the database refuses it, the run
+# is partial with that one-line refusal, and the honest metrics beside it are measured.
+
+CONFINED_TO = (
+    " (custom metrics may read only customer_links, mirror_customers, mirror_deals, "
+    "mirror_fx_rates, mirror_ratings, mirror_reps, mirror_tickets)"
+)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """A custom metric reaching past the mirror, and the refusal on each store."""
+
+    metric: str
+    sql: str
+    postgresql: str
+    sqlite: str
+    records: str | None = None
+
+
+REACHES = [
+    Reach("server_file_in_error", "SELECT CAST(pg_read_file('/etc/passwd') AS integer)",
+          "permission denied for function pg_read_file" + CONFINED_TO,
+          "no such function: pg_read_file"),
+    Reach("server_file", "SELECT length(pg_read_file('/etc/passwd'))",
+          "permission denied for function pg_read_file" + CONFINED_TO,
+          "no such function: pg_read_file"),
+    Reach("password_hashes", "SELECT count(*) FROM pg_authid",
+          "permission denied for table pg_authid" + CONFINED_TO,
+          "no such table: pg_authid"),
+    Reach("server_directory", "SELECT count(*) FROM pg_ls_dir('.')",
+          "permission denied for function pg_ls_dir" + CONFINED_TO,
+          "no such table: pg_ls_dir"),
+    Reach("large_object", "SELECT lo_import('/etc/passwd')",
+          "permission denied for function lo_import" + CONFINED_TO,
+          "no such function: lo_import"),
+    Reach("data_directory", "SELECT length(current_setting('data_directory'))",
+          'must be superuser or have privileges of pg_read_all_settings to examine '
+          '"data_directory"' + CONFINED_TO,
+          "no such function: current_setting"),
+    Reach("runs", "SELECT count(*) FROM sync_runs",
+          "permission denied for table sync_runs" + CONFINED_TO,
+          "not authorized" + CONFINED_TO),
+    Reach("migrations", "SELECT count(*) FROM alembic_version",
+          "permission denied for table alembic_version" + CONFINED_TO,
+          "not authorized" + CONFINED_TO),
+    Reach("schema", "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+          'relation "sqlite_master" does not exist',
+          "access to sqlite_master.type is prohibited" + CONFINED_TO),
+    Reach("key_result_titles", "SELECT max(length(title)) FROM key_results",
+          "permission denied for table key_results" + CONFINED_TO,
+          "access to key_results.title is prohibited" + CONFINED_TO),
+    Reach("lineage_from_runs", "SELECT count(*) FROM mirror_deals",
+          "permission denied for table sync_runs" + CONFINED_TO,
+          "access to sync_runs.id is prohibited" + CONFINED_TO,
+          records="SELECT 'files', id FROM sync_runs"),
+]  # fmt: skip
+
+CONFINED_OKRS = """\
+company: Findings Co
+sources:
+  files: [customer, deal, rep, fx_rate, ticket, rating]
+customers: {primary: files, match_by: domain}
+money: {currency: USD}
+metrics:
+  won_deals:
+    sql: >-
+      SELECT count(*) FROM mirror_deals WHERE deleted_at IS NULL AND outcome = 'won'
+      AND close_on >= :period_start_date AND close_on < :period_end_date
+  crm_customers_asking:
+    sql: >-
+      SELECT count(DISTINCT l.crm_id) FROM mirror_tickets t JOIN customer_links l
+      ON l.source = t.source AND l.source_id = t.customer_id
+      WHERE t.deleted_at IS NULL AND t.created_at >= :period_start AND t.created_at < :period_end
+{reaches}objectives:
+  - id: sell
+    title: Sell and support
+    owner: ceo@findings.example
+    period: 2026-11
+    key_results:
+{key_results}      - {id: won, title: Won deals, metric: won_deals, target: 5}
+      - {id: asking, title: Customers asking, metric: crm_customers_asking, target: 1}
+      - {id: mid-market, title: Mid-market won revenue, metric: won_revenue,
+         params: {team: Mid-Market Sales}, target: 100000}
+"""
+
+
+def test_custom_sql_reaching_past_the_mirror_is_refused_and_the_rest_is_measured(
+    clock: Any, store_url: str, tmp_path: Path
+) -> None:
+    dialect = "postgresql" if store_url.startswith("postgresql") else "sqlite"
+    reaches = "".join(
+        f"  {r.metric}:\n    sql: {json.dumps(r.sql)}\n"
+        + (f"    records: {json.dumps(r.records)}\n    entity: deal\n" if r.records else "")
+        for r in REACHES
+    )
+    key_results = "".join(
+        f"      - {{id: {r.metric}, title: {r.metric}, metric: {r.metric}, target: 1}}\n"
+        for r in REACHES
+    )
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    tables = _findings_tables()
+    for name, rows in tables.items():
+        write_csv(exports / f"{name}.csv", rows)
+    okr_file = tmp_path / "okrs.yaml"
+    okr_file.write_text(
+        CONFINED_OKRS.replace("{reaches}", reaches).replace("{key_results}", key_results)
+    )
+    report = _sync_files(FindingsStore(store_url, okr_file, exports, []))
+
+    outcomes = {kr.key_result_id: kr for kr in report.key_results}
+    expected = {
+        r.metric: f"metric {r.metric!r}: the database refused its query: {getattr(r, dialect)}"
+        for r in REACHES
+    }
+    assert {r.metric: outcomes[r.metric].error for r in REACHES} == expected
+    assert (report.status, report.reason) == (
+        "partial",
+        f"{len(REACHES)} key result(s) could not be computed: {expected['server_file_in_error']}",
+    )
+    november = (date(2026, 11, 1), date(2026, 12, 1))
+    won = [d for d in tables["deals"] if november[0] <= d["close_on"] < november[1]]
+    asking = {t["customer_id"] for t in tables["tickets"] if t["created_at"].month == 11}
+    mid_market = sum(d["amount"] for d in tables["deals"] if d["owner_id"] == "2")
+    assert (outcomes["won"].value, outcomes["won"].error) == (len(won), None)
+    assert (outcomes["asking"].value, outcomes["asking"].error) == (len(asking), None)
+    assert (outcomes["mid-market"].value, outcomes["mid-market"].error) == (mid_market, None)
+    passwd = Path("/etc/passwd").read_text().splitlines()[0]
+    assert all(passwd not in (kr.error or "") for kr in report.key_results)

@@ -6,12 +6,16 @@ expected number is computed here from the sample rows, independently of SQL.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from connectors.sandbox.tabular import sample_tables, utc
@@ -20,14 +24,15 @@ from connectors.tabular import STREAMS
 from expectations import Validator
 from flows.extract import sync_stream
 from okr_sync.cli import app
+from okr_sync.doctor import Finding, check_metrics_role
 from okr_targets.config import ConfigError
 from okr_targets.lineage import explain
-from okr_targets.models import Deal
+from okr_targets.models import Deal, SyncRun
 from okr_targets.periods import Period
-from okr_targets.store import Store, begin_run
+from okr_targets.store import METRICS_ROLE, Store, begin_run
 from transforms.catalog import BUILT_IN, load
 from transforms.measure import measure_key_results, save_okrs
-from transforms.metric import MetricError
+from transforms.metric import Metric, MetricError
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -80,6 +85,12 @@ def billing_store(
     store_url: str, tmp_path: Path, validator: Validator, monkeypatch: pytest.MonkeyPatch
 ) -> str:
     """A store whose mirror holds the sample billing company, read by the SQL source."""
+    return fill_billing(store_url, tmp_path, validator, monkeypatch)
+
+
+def fill_billing(
+    store_url: str, tmp_path: Path, validator: Validator, monkeypatch: pytest.MonkeyPatch
+) -> str:
     source = f"sqlite:///{tmp_path / 'billing.db'}"
     create_fixture_database(source)
     monkeypatch.setenv("OKR_SYNC_SQL_URL", source)
@@ -194,6 +205,13 @@ def _indent(text: str, spaces: int) -> str:
             "unknown parameter(s) :region; available: :owner, :period_end",
         ),
         ("SELECT count(*) FROM (", "its SQL cannot be parsed"),
+        ("ATTACH DATABASE '/etc/passwd' AS p", "its SQL cannot be parsed"),
+        # a superuser's SET ROLE is undone by set_config; the others run SQL from text
+        ("SELECT set_config('role', 'postgres', true)", "may not call set_config"),
+        ("SELECT pg_catalog.SET_CONFIG('role', 'postgres', true)", "may not call SET_CONFIG"),
+        ("SELECT length(query_to_xml('SELECT 1', true, true, '')::text)", "call query_to_xml"),
+        ("SELECT count(*) FROM ts_stat('SELECT 1')", "may not call ts_stat"),
+        ("SELECT dblink_exec('dbname=x', 'SELECT 1')", "may not call dblink_exec"),
     ],
 )
 def test_sql_that_is_not_one_read_only_select_is_refused_on_load(
@@ -318,3 +336,145 @@ metrics:
         None,
         f"owner \"x' OR '1'='1\" matches no rep's e-mail; known: {emails}",
     )
+
+
+RUNS_SQL = "SELECT count(*) FROM sync_runs"
+CONFINED_TO = (
+    " (custom metrics may read only customer_links, mirror_customers, mirror_deals, "
+    "mirror_fx_rates, mirror_ratings, mirror_reps, mirror_tickets)"
+)
+
+
+def test_the_confinement_holds_for_the_metric_and_ends_with_it(billing_store: str) -> None:
+    """The metric, its ``records`` and a Python metric read the mirror only, even when the
+    sync prepared the same statement just before; after them the sync reads and writes its
+    own tables again, in the same transaction, as the store's user."""
+    from tests.custom_metric_functions import role_reset, sync_runs
+    from transforms.custom import python_metric, sql_metric
+
+    postgresql = billing_store.startswith("postgresql")
+    refusal = "permission denied for table sync_runs" if postgresql else "not authorized"
+    column = (
+        "permission denied for table sync_runs"
+        if postgresql
+        else "access to sync_runs.id is prohibited"
+    )
+    refused: dict[Metric[Any], str | None] = {
+        sql_metric("runs", RUNS_SQL): refusal,
+        sql_metric(
+            "listed", WON_DEALS_SQL, records="SELECT 'sql', id FROM sync_runs", entity="deal"
+        ): column,
+        python_metric("python_runs", sync_runs): refusal,
+    }
+    if postgresql:  # a superuser's RESET ROLE (or set_config) leaves it: caught, not measured
+        refused[python_metric("reset", role_reset)] = None
+    period = Period.parse("2026")
+    store = Store.open(billing_store)
+    try:
+        with store.session() as session, session.begin():
+            user = session.scalar(text("SELECT current_user")) if postgresql else None
+            assert session.scalar(text(RUNS_SQL)) == 1  # the same text, prepared unconfined
+            for metric, reason in refused.items():
+                with pytest.raises(MetricError) as caught:
+                    metric.run(session, period, {})
+                assert str(caught.value) == (
+                    f"metric {metric.name!r}: the database refused its query: {reason}{CONFINED_TO}"
+                    if reason
+                    else f"metric {metric.name!r} left the role {METRICS_ROLE}: not measured"
+                )
+            session.add(SyncRun(id="after", started_at=NOW, status="running", code_version="t"))
+            session.flush()
+            assert session.scalar(text(RUNS_SQL)) == 2
+            if postgresql:
+                assert session.scalar(text("SELECT current_user")) == user == "postgres"
+            won = sql_metric("won", WON_DEALS_SQL).run(session, period, {})
+            assert won.value == len(won_in(date(2026, 1, 1), date(2027, 1, 1)))
+    finally:
+        store.dispose()
+
+
+@pytest.fixture
+def owned_store(postgres_admin: str) -> Iterator[tuple[str, str]]:
+    """A PostgreSQL store whose user owns its database but is no superuser and may not
+    create or grant roles, as a careful operator sets it up; yields its URL and user."""
+    user = f"okr_test_owner_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_admin, autocommit=True) as admin:
+        # the role an administrator creates once for the cluster (another test may have)
+        with suppress(psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            admin.execute(f"CREATE ROLE {METRICS_ROLE} NOLOGIN")
+        admin.execute(f'CREATE ROLE "{user}" LOGIN')
+        admin.execute(f'CREATE DATABASE "{user}" OWNER "{user}"')
+    try:
+        yield f"postgresql+psycopg://{user}@127.0.0.1:5432/{user}", user
+    finally:
+        with psycopg.connect(postgres_admin, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{user}" WITH (FORCE)')
+            admin.execute(f'DROP ROLE IF EXISTS "{user}"')
+
+
+def doctor(url: str, okr_file: Path) -> list[Finding]:
+    store = Store(url)
+    try:
+        return check_metrics_role(store, *load(okr_file))
+    finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_a_store_user_that_may_not_grant_the_role_gets_the_way_out(
+    owned_store: tuple[str, str],
+    postgres_admin: str,
+    tmp_path: Path,
+    validator: Validator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Until an administrator grants the metrics role to the store's user, a custom metric
+    fails saying so (never runs as the store's user), and ``doctor`` says what to grant;
+    then it is measured, confined."""
+    url, user = owned_store
+    fill_billing(url, tmp_path, validator, monkeypatch)
+    metrics = f"""\
+metrics:
+  won_deals:
+    sql: |
+{_indent(WON_DEALS_SQL, 6)}
+  runs: {{sql: "{RUNS_SQL}"}}
+"""
+    okrs = write_okrs(
+        tmp_path, metrics, key_result("won", "won_deals") + key_result("runs", "runs")
+    )
+    outcomes, store = measure(url, okrs)
+    store.dispose()
+    way_out = (
+        f"cannot run as the role {METRICS_ROLE} that may read the mirror only (permission "
+        f'denied to set role "{METRICS_ROLE}"); the store\'s user lacks the rights to set it '
+        "up: see docs/custom-metrics.md"
+    )
+    assert {k: (o.value, o.error) for k, o in outcomes.items()} == {
+        "won": (None, f"metric 'won_deals': {way_out}"),
+        "runs": (None, f"metric 'runs': {way_out}"),
+    }
+    assert doctor(url, okrs) == [
+        Finding(
+            "custom metrics",
+            False,
+            f"runs, won_deals cannot run: the role {METRICS_ROLE} is not granted to {user}",
+            f'a database administrator runs `GRANT {METRICS_ROLE} TO "{user}";` '
+            "(docs/custom-metrics.md)",
+        )
+    ]
+    with psycopg.connect(postgres_admin, autocommit=True) as admin:
+        admin.execute(f'GRANT {METRICS_ROLE} TO "{user}"')  # as docs/custom-metrics.md says
+    assert doctor(url, okrs) == [
+        Finding("custom metrics", True, f"run as {METRICS_ROLE}, reading the mirror only")
+    ]
+    outcomes, store = measure(url, okrs)
+    store.dispose()
+    assert {k: (o.value, o.error) for k, o in outcomes.items()} == {
+        "won": (len(won_in(date(2026, 1, 1), date(2027, 1, 1))), None),
+        "runs": (
+            None,
+            "metric 'runs': the database refused its query: permission denied for table "
+            f"sync_runs{CONFINED_TO}",
+        ),
+    }

@@ -8,9 +8,11 @@ A SQL metric is checked before it ever runs: sqlglot must parse it as exactly on
 (SELECT, UNION, WITH … SELECT) with no clause that writes, locks or changes settings, and
 its only placeholders must be named ones from :data:`PERIOD_PARAMS` or the metric's own
 ``params``. Values are always bound (SQLAlchemy ``text`` with typed bind parameters), never
-formatted into the statement. It then runs read-only where the database can enforce it
-(PostgreSQL: a read-only savepoint; SQLite: ``PRAGMA query_only``). Python metrics run
-under the same read-only guard. Anything but one number (or NULL: nothing to measure) is a
+formatted into the statement. It then runs read-only and confined to the mirror
+(:data:`~okr_targets.models.METRIC_TABLES`; PostgreSQL: a read-only savepoint as the
+role :data:`~okr_targets.store.METRICS_ROLE`; SQLite: ``PRAGMA query_only`` and an
+authorizer), and so do its ``records``. Python metrics run under the same guard.
+Anything but one number (or NULL: nothing to measure) is a
 :class:`~transforms.metrics.MetricError` naming the metric. They are put together with the
 built-in metrics in the catalog (:mod:`transforms.catalog`), never registered globally.
 """
@@ -18,6 +20,7 @@ built-in metrics in the catalog (:mod:`transforms.catalog`), never registered gl
 from __future__ import annotations
 
 import pkgutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -31,9 +34,6 @@ from sqlalchemy import (
     Select,
     String,
     bindparam,
-    column,
-    literal,
-    select,
     text,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,10 +41,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from okr_targets.config import CustomMetricSpec
-from okr_targets.models import MIRROR, UTCDateTime
+from okr_targets.models import METRIC_TABLES, MIRROR, UTCDateTime
 from okr_targets.periods import Period
+from okr_targets.store import METRICS_ROLE
 from transforms.lineage import count_records, record_select
-from transforms.metric import Metric, MetricError, MetricResult, RecordSelect
+from transforms.metric import Metric, MetricError, MetricResult, RecordRef, RecordSelect
 from transforms.sql import OWNER, TEAM
 
 ENTRY_POINT_GROUP = "okr_sync.metrics"
@@ -76,6 +77,15 @@ WRITE_NODES = (
 """sqlglot's node types a read-only query must not hold (those this sqlglot has)."""
 
 
+UNCONFINED_FUNCTIONS = (
+    "set_config", "query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema",
+    "cursor_to_xml", "cursor_to_xmlschema", "ts_stat", "dblink",
+)  # fmt: skip
+"""PostgreSQL functions a query could leave its confinement with: ``set_config('role', …)``
+undoes ``SET ROLE`` when the store's user is a superuser, and the others run SQL from text
+(the ``dblink_*`` family too)."""
+
+
 class CustomMetricError(MetricError):
     """A custom metric's definition is unusable; the message names the metric."""
 
@@ -104,6 +114,12 @@ def check_sql(name: str, sql: str, allowed: set[str]) -> set[str]:
             raise CustomMetricError(
                 f"metric {name!r}: its SQL may only read; it contains {node.key.upper()}"
             )
+        called = node.name if isinstance(node, exp.Anonymous) else ""
+        if called.lower().startswith(UNCONFINED_FUNCTIONS):
+            raise CustomMetricError(
+                f"metric {name!r}: its SQL may not call {called}: it could change settings "
+                "or run SQL from text, past the confinement to the mirror"
+            )
         if isinstance(node, exp.Parameter) or (
             isinstance(node, exp.Placeholder) and node.this is None
         ):
@@ -121,29 +137,113 @@ def check_sql(name: str, sql: str, allowed: set[str]) -> set[str]:
     return names
 
 
+SQLITE_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+                  sqlite3.SQLITE_RECURSIVE}  # fmt: skip
+"""What SQLite's authorizer lets a custom metric prepare: reads, functions, recursive CTEs."""
+
+
+Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int]
+
+
+def _confined_reader(tables: set[str]) -> Authorizer:
+    """An authorizer (``sqlite3.Connection.set_authorizer``) that lets statements read the
+    metric tables only: a read of any other table of the store (``tables``, with
+    ``sqlite_master``) is refused, and so is every statement that is no SELECT (ATTACH,
+    PRAGMA, writes). A name that is no table of the store is a WITH query's own: a count
+    over a recursive CTE reads it by name."""
+
+    def authorize(
+        action: int, table: str | None, name: str | None, database: str | None, _: str | None
+    ) -> int:
+        if action not in SQLITE_ALLOWED:
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION and (name or "").lower() == "load_extension":
+            return sqlite3.SQLITE_DENY
+        elsewhere = database is not None or table in tables  # not a WITH query's own
+        if action == sqlite3.SQLITE_READ and table not in METRIC_TABLES and elsewhere:
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    return authorize
+
+
+def _sqlite_tables(session: Session) -> set[str]:
+    """Every table and view of the store, the schema tables' own names too."""
+    listed = session.execute(
+        text("SELECT name FROM sqlite_master UNION SELECT name FROM sqlite_temp_master")
+    ).scalars()
+    return {*listed, "sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
+
+
+@contextmanager
+def _confined_postgresql(session: Session, name: str) -> Iterator[None]:
+    """A read-only savepoint as the metrics role; rolled back, so the role, the read-only
+    mode and any error end with it and the sync's transaction goes on as it was."""
+    savepoint = session.begin_nested()
+    try:
+        session.execute(text("SET TRANSACTION READ ONLY"))
+        try:
+            session.execute(text(f'SET LOCAL ROLE "{METRICS_ROLE}"'))
+        except SQLAlchemyError as exc:
+            raise MetricError(
+                f"metric {name!r}: cannot run as the role {METRICS_ROLE} that may read the "
+                f"mirror only ({_first_line(exc)}); the store's user lacks the rights to set "
+                "it up: see docs/custom-metrics.md"
+            ) from None
+        yield
+        if session.scalar(text("SELECT current_user")) != METRICS_ROLE:  # set_config('role')
+            raise MetricError(f"metric {name!r} left the role {METRICS_ROLE}: not measured")
+    finally:
+        savepoint.rollback()
+
+
+@contextmanager
+def _confined_sqlite(session: Session) -> Iterator[None]:
+    """``PRAGMA query_only`` and an authorizer for the metric tables, both removed after."""
+    dbapi = session.connection().connection.dbapi_connection
+    assert isinstance(dbapi, sqlite3.Connection), "the store's SQLite driver is sqlite3"
+    tables = _sqlite_tables(session)
+    session.execute(text("PRAGMA query_only = ON"))
+    dbapi.set_authorizer(_confined_reader(tables))  # also re-prepares cached statements
+    try:
+        yield
+    finally:
+        dbapi.set_authorizer(None)
+        session.execute(text("PRAGMA query_only = OFF"))
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return (str(orig if orig is not None else exc).strip().splitlines() or ["?"])[0]
+
+
+def _refused(exc: SQLAlchemyError) -> bool:
+    """The database refused for want of a privilege (not a bad column or a bad value)."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) == "42501" or (
+        getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_AUTH
+    )
+
+
 @contextmanager
 def read_only(session: Session, name: str) -> Iterator[None]:
-    """Run the block so the database refuses writes; errors come back naming the metric."""
+    """Run the block confined to the metric tables, read-only; errors come back as one line
+    naming the metric. PostgreSQL: a read-only savepoint as :data:`METRICS_ROLE`; SQLite:
+    ``PRAGMA query_only`` and an authorizer (docs/custom-metrics.md)."""
     dialect = session.get_bind().dialect.name
     try:
         if dialect == "postgresql":
-            savepoint = session.begin_nested()
-            try:
-                session.execute(text("SET TRANSACTION READ ONLY"))
+            with _confined_postgresql(session, name):
                 yield
-            finally:
-                savepoint.rollback()  # also clears an error, keeping the sync's transaction
         elif dialect == "sqlite":
-            session.execute(text("PRAGMA query_only = ON"))
-            try:
+            with _confined_sqlite(session):
                 yield
-            finally:
-                session.execute(text("PRAGMA query_only = OFF"))
         else:
             yield
     except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None)
-        reason = str(orig if orig is not None else exc).strip().splitlines()[0]
+        reason = _first_line(exc)
+        if _refused(exc):
+            reason += f" (custom metrics may read only {', '.join(sorted(METRIC_TABLES))})"
         raise MetricError(f"metric {name!r}: the database refused its query: {reason}") from None
 
 
@@ -203,16 +303,11 @@ def sql_metric(
         used_by_records = check_sql(name, records, allowed)
     model = _params_model(name, defaults)
 
-    def lineage(bound: dict[str, Any]) -> RecordSelect | None:
+    def lineage(session: Session, bound: dict[str, Any]) -> list[RecordRef]:
         if records is None or entity is None:
-            return None
-        listed = (
-            _bound_query(LINEAGE_SQL.format(records=records), used_by_records, bound)
-            .columns(column("source", String()), column("source_id", String()))
-            .subquery()
-        )
-        named = literal(entity, String()).label("entity")
-        return select(named, listed.c.source, listed.c.source_id)
+            return []
+        query = _bound_query(LINEAGE_SQL.format(records=records), used_by_records, bound)
+        return [RecordRef(entity, *row) for row in session.execute(query).tuples()]
 
     def compute(session: Session, period: Period, values: BaseModel) -> MetricResult:
         bound = {
@@ -224,8 +319,10 @@ def sql_metric(
         }
         with read_only(session, name):
             rows = session.execute(_bound_query(sql, used, bound)).all()
-            refs = lineage(bound)
-            count = count_records(session, refs)  # also runs `records` once, read-only
+            listed = lineage(session, bound)
+        # The records are read here, confined: the lineage written later from their ids
+        # never runs the metric's own SQL outside the confinement.
+        refs, count = record_select(listed), len(listed)
         if len(rows) != 1 or len(rows[0]) != 1:
             columns = len(rows[0]) if rows else 0
             raise MetricError(
