@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 import time_machine
+from hypothesis import settings
 
 from connectors.base import get_connector
 from connectors.salesforce.sandbox import sandbox_env as salesforce_env_vars
@@ -51,6 +52,15 @@ NOW = AS_OF + timedelta(hours=1)
 def running_in_ci() -> bool:
     """CI sets ``CI=true``: there a missing service fails its tests instead of skipping them."""
     return os.environ.get("CI", "").lower() == "true"
+
+
+# Hypothesis: ``dev`` (the default) keeps the randomized tests that run whole syncs, which
+# take their example count from here, small enough for ``make test`` on a laptop; ``ci``
+# (CI=true, or HYPOTHESIS_PROFILE=ci) draws more. Tests that name max_examples keep theirs.
+# A failing example prints a blob that replays it (@reproduce_failure).
+settings.register_profile("dev", max_examples=2, print_blob=True)
+settings.register_profile("ci", max_examples=4, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if running_in_ci() else "dev"))
 
 
 def _postgres_error() -> str | None:

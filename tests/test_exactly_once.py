@@ -13,20 +13,24 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+import time_machine
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from connectors.base import get_connector
-from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.data import SalesforceOrg, customer_seeds, generate_org
 from connectors.salesforce.sandbox.emulator import create_app
 from connectors.sandbox.server import RunningServer, parse_faults, serve_tls
+from connectors.zendesk.sandbox import sandbox_env as zendesk_env_vars
+from connectors.zendesk.sandbox.data import generate_helpdesk
+from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
 from expectations import Validator
 from flows.extract import sync_stream
 from flows.load import reconcile_source
@@ -35,65 +39,26 @@ from flows.report import StreamReport
 from flows.settings import Settings
 from flows.sync import sync_store
 from okr_sync.cli import DEMO_OKRS
-from okr_targets.models import MIRROR, Deal, Measurement, MeasurementRecord, SyncRun, utcnow
+from okr_targets.models import Deal, SyncRun, utcnow
 from okr_targets.store import Store, begin_run
 from tests.conftest import AS_OF, salesforce_env_vars, sync_sources
+from tests.fault_schedules import (
+    Changes,
+    Schedule,
+    change_helpdesk,
+    change_org,
+    changes,
+    copy_store,
+    differences,
+    differences_after_changes,
+    inject,
+    measured,
+    mirror_state,
+    schedules,
+    unserved,
+)
 
 QUERY_MORE = "/services/data/v59.0/queryAll/"  # the next pages of a deletable object
-
-
-def mirror_state(store_url: str) -> dict[str, set[tuple[Any, ...]]]:
-    """Every mirror table's rows, without the run that wrote them (nor when the OKR file's
-    own exchange rates were first read: that is the run's time, not source data)."""
-    store = Store.open(store_url)
-    content = {}
-    with store.session() as session:
-        for entity, model in MIRROR.items():
-            columns = [c for c in model.__table__.columns if c.name != "run_id"]
-            rows = session.execute(select(*columns)).mappings()
-            content[entity] = {
-                tuple(
-                    None if row["source"] == "config" and name == "source_modified_at" else value
-                    for name, value in row.items()
-                )
-                for row in rows
-            }
-    store.dispose()
-    return content
-
-
-def measured(store_url: str) -> dict[str, tuple[float | None, int]]:
-    """Each key result's latest value and how many records it was computed from."""
-    store = Store.open(store_url)
-    latest: dict[str, tuple[float | None, int]] = {}
-    with store.session() as session:
-        rows = session.execute(
-            select(Measurement.key_result_id, Measurement.value, func.count())
-            .outerjoin(MeasurementRecord)
-            .group_by(Measurement.id)
-            .order_by(Measurement.id)
-        )
-        for key_result_id, value, records in rows:
-            latest[key_result_id] = (value, records)
-    store.dispose()
-    return latest
-
-
-def differences(
-    actual: tuple[dict[str, Any], dict[str, Any]], expected: tuple[dict[str, Any], dict[str, Any]]
-) -> list[str]:
-    """What differs between two (mirror, measurements) states, readably."""
-    found = []
-    for name in sorted(set(actual[0]) | set(expected[0])):
-        extra = actual[0].get(name, set()) - expected[0].get(name, set())
-        missing = expected[0].get(name, set()) - actual[0].get(name, set())
-        if extra or missing:
-            found.append(f"{name}: {len(extra)} unexpected e.g. {sorted(extra, key=repr)[:2]}")
-            found.append(f"{name}: {len(missing)} missing e.g. {sorted(missing, key=repr)[:2]}")
-    for key in sorted(set(actual[1]) | set(expected[1])):
-        if actual[1].get(key) != expected[1].get(key):
-            found.append(f"{key}: {actual[1].get(key)} != {expected[1].get(key)}")
-    return found
 
 
 @pytest.fixture
@@ -232,15 +197,22 @@ def test_reconcile_tombstones_records_the_source_no_longer_lists(
     store.dispose()
 
 
-# --- randomized fault schedules over the whole sync -----------------------------------------
+# --- randomized fault schedules over two syncs, the sources changing between them -----------
 
-FAULTS = ["429", "429:0.05", "500", "503", "503:0.05", "slow:1.5", "drop", "truncate", "expire"]
-PATHS = ["/services/data", "/services/oauth2/token", "/api/v2"]
+CRM_FAULTS = ["429", "429:0.05", "500", "503", "503:0.05", "slow:1.5", "drop", "truncate", "expire"]
+HELPDESK_FAULTS = [fault for fault in CRM_FAULTS if fault != "expire"]  # API tokens never lapse
+# Each prefix every run requests, and how many requests may pass before its faults: fewer
+# than an incremental run with no change makes there (measured: 15 and 4), less one for a
+# lapsed session, which is served too; deeper, a fault might never be met.
+CRM_DEPTHS = {"/services/data": 12, "/services/oauth2/token": 0}
+HELPDESK_DEPTHS = {"/api/v2": 3}
+LAX = 1000  # Zendesk exports a minute: limits are not under test
 
 
-def run_sync(store_url: str) -> dict[str, Any]:
+def run_sync(store_url: str, reconcile: bool = False) -> dict[str, Any]:
     store = Store.open(store_url)
-    report = sync_store(store, SyncRequest(str(DEMO_OKRS), full_refresh=False), Settings())
+    request = SyncRequest(str(DEMO_OKRS), full_refresh=False, reconcile=reconcile)
+    report = sync_store(store, request, Settings())
     store.dispose()
     return report.to_dict()
 
@@ -258,52 +230,103 @@ def fault_free(
     return mirror_state(url), measured(url)
 
 
+def one_lapse(schedule: Schedule) -> Schedule:
+    """At most one lapsed session a run: a new session refused at once means a bad
+    credential (fatal, rightly)."""
+    lapses = [(kind, path, 1, skip) for kind, path, _, skip in schedule if kind == "expire"]
+    return [item for item in schedule if item[0] != "expire"] + lapses[:1]
+
+
 @pytest.mark.usefixtures("prefect_harness")
-@settings(
-    max_examples=6,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    schedule=st.lists(
-        st.tuples(st.sampled_from(FAULTS), st.sampled_from(PATHS), st.integers(1, 3)),
-        min_size=1,
-        max_size=6,
-    )
+    crm=schedules(CRM_FAULTS, CRM_DEPTHS, min_size=1, max_size=3).map(one_lapse),
+    helpdesk=schedules(HELPDESK_FAULTS, HELPDESK_DEPTHS, min_size=1, max_size=3),
+    first_faulted=st.booleans(),
+    org_changes=changes(),
+    helpdesk_changes=changes(),
+    drop_organization=st.booleans(),
 )
 def test_any_fault_schedule_leaves_the_same_mirror_and_measurements(
-    schedule: list[tuple[str, str, int]],
-    fault_free: tuple[dict[str, Any], dict[str, Any]],
-    sandbox_app: Any,
-    helpdesk_app: Any,
+    crm: Schedule,
+    helpdesk: Schedule,
+    first_faulted: bool,
+    org_changes: Changes,
+    helpdesk_changes: Changes,
+    drop_organization: bool,
     tmp_path_factory: pytest.TempPathFactory,
+    clock: time_machine.Traveller,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("OKR_SYNC_SALESFORCE_TIMEOUT", "1")
-    monkeypatch.setenv("OKR_SYNC_ZENDESK_TIMEOUT", "1")
-    monkeypatch.setenv("OKR_SYNC_RETRY_INITIAL_SECONDS", "0.02")
-    monkeypatch.setenv("OKR_SYNC_RETRY_MAX_SECONDS", "0.1")
-    monkeypatch.setenv("OKR_SYNC_RETRY_BUDGET_SECONDS", "60")
-    # One lapsed session a run: a new session that is refused at once means a bad credential
-    # (fatal, rightly). Zendesk API tokens do not expire: the helpdesk has no session to end.
-    expiring = [item for item in schedule if item[0] == "expire" and item[1] != "/api/v2"]
-    schedule = [item for item in schedule if item[0] != "expire"] + [
-        (fault, path, 1) for fault, path, _ in expiring[:1]
-    ]
-    spec = ",".join(f"{fault}x{times}@{path}" for fault, path, times in schedule)
-    url = f"sqlite:///{tmp_path_factory.mktemp('faulty') / f'{uuid.uuid4().hex}.db'}"
-    queues = (sandbox_app.state.faults, helpdesk_app.state.faults)
-    for queue in queues:
-        queue.clear()
-        queue.extend(parse_faults(spec) if spec else [])
-    try:
-        report = run_sync(url)
-    finally:
-        for queue in queues:
-            queue.clear()
-    assert report["status"] == "complete", (spec, report["reason"])
-    assert not differences((mirror_state(url), measured(url)), fault_free), spec
+    """Salesforce and Zendesk synced (under faults, or not), then changed at the source
+    (opportunities and tickets edited, added and deleted; perhaps an organization deleted),
+    then synced incrementally under random faults, every one of them served: the store
+    equals a store that went through the same history without faults, and its mirror
+    equals one fault-free sync of the changed sources. Zendesk keeps no trace of a deleted
+    organization (its incremental export, like its list, just stops showing it; the API
+    reference documents no deleted flag for organizations), so that run reconciles."""
+    for name, value in {
+        "OKR_SYNC_SALESFORCE_TIMEOUT": "1",
+        "OKR_SYNC_ZENDESK_TIMEOUT": "1",
+        "OKR_SYNC_RETRY_INITIAL_SECONDS": "0.02",
+        "OKR_SYNC_RETRY_MAX_SECONDS": "0.1",
+        "OKR_SYNC_RETRY_BUDGET_SECONDS": "60",
+        "OKR_SYNC_BATCH_SIZE": "20",  # batches commit before most faults
+    }.items():
+        monkeypatch.setenv(name, value)
+    org = generate_org(seed=41, as_of=AS_OF, accounts=20, opportunities=150)
+    desk = generate_helpdesk(seed=41, as_of=AS_OF, companies=customer_seeds(org))
+    org_app = create_app(org, page_size=20)
+    desk_app = create_helpdesk_app(
+        desk, export_page_size=20, export_rate_limit=LAX, rate_limit=LAX * 10
+    )
+    queues = (org_app.state.faults, desk_app.state.faults)
+    directory = tmp_path_factory.mktemp("incremental")
+    store_url, reference, fresh = (
+        f"sqlite:///{directory / name}.db" for name in ("faulted", "reference", "fresh")
+    )
+    with serve_tls(org_app) as org_server, serve_tls(desk_app) as desk_server:
+        env = salesforce_env_vars(org_server) | zendesk_env_vars(
+            desk_server, export_rate_limit=LAX, rate_limit=LAX * 10
+        )
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        event(f"first run faulted: {first_faulted}")
+        if first_faulted:
+            inject(queues[0], crm, CRM_DEPTHS, "first run, salesforce")
+            inject(queues[1], helpdesk, HELPDESK_DEPTHS, "first run, zendesk")
+        report = run_sync(store_url)
+        assert report["status"] == "complete", report["reason"]
+        assert not unserved(queues)
+        if first_faulted:
+            assert run_sync(reference)["status"] == "complete"
+            expected = (mirror_state(reference), measured(reference))
+            assert not differences((mirror_state(store_url), measured(store_url)), expected)
+        else:
+            copy_store(store_url, reference)  # the same fault-free first run
+
+        clock.shift(timedelta(hours=1))
+        now = datetime.now(UTC)
+        change_org(org, org_changes, now)
+        gone = change_helpdesk(desk, helpdesk_changes, now, drop_organization)
+        spec = (
+            inject(queues[0], crm, CRM_DEPTHS, "salesforce"),
+            inject(queues[1], helpdesk, HELPDESK_DEPTHS, "zendesk"),
+        )
+        try:
+            report = run_sync(store_url, reconcile=bool(gone))
+        finally:
+            left = unserved(queues)
+            for queue in queues:
+                queue.clear()
+        assert not left, f"{spec}: not every fault was served: {left}"
+        assert report["status"] == "complete", (spec, report["reason"])
+        assert not report["unreconciled"], (spec, report["unreconciled"])
+
+        assert run_sync(reference, reconcile=bool(gone))["status"] == "complete"
+        monkeypatch.delenv("OKR_SYNC_BATCH_SIZE")
+        assert run_sync(fresh)["status"] == "complete"
+    assert not differences_after_changes(store_url, reference, fresh, gone), spec
 
 
 # --- kill -9 at random points ---------------------------------------------------------------

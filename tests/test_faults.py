@@ -12,7 +12,7 @@ from connectors.contract import open_reader, read_all
 from connectors.errors import FatalSourceError, RetriableSourceError
 from connectors.salesforce.sandbox.data import generate_org
 from connectors.salesforce.sandbox.emulator import create_app
-from connectors.sandbox.server import Fault, parse_faults, serve_tls
+from connectors.sandbox.server import Fault, Faults, parse_faults, serve_tls
 from expectations import Validator
 from okr_targets.models import Cursor, Deal, FxRate, Rep, SyncRun
 from okr_targets.store import Store
@@ -36,6 +36,19 @@ def test_fault_specs_parse_and_bad_ones_say_why() -> None:
                 "slow:nan", "slow:inf", "tie:-5", "tie:0", "503:nan", "429:-1"):  # fmt: skip
         with pytest.raises(ValueError, match="fault"):
             parse_faults(bad)
+
+
+def test_a_fault_queue_says_which_faults_it_served_and_which_are_left() -> None:
+    """A randomized test asserts its schedule was reached through these two lists."""
+    queue = Faults()
+    queue.extend(parse_faults("503@/api,drop@/crm,500@/api"))
+    assert queue.take("/crm/v3/objects/deals") == Fault(kind="drop", path="/crm")
+    assert queue.take("/services/data") is None
+    assert queue.take("/api/v2/tickets") == Fault(status=503, path="/api")
+    assert queue.served() == [Fault(kind="drop", path="/crm"), Fault(status=503, path="/api")]
+    assert queue.pending() == [Fault(status=500, path="/api")]
+    queue.clear()
+    assert (queue.served(), queue.pending()) == ([], [])
 
 
 @pytest.mark.parametrize(

@@ -179,11 +179,13 @@ class Faults:
 
     Tests inject them directly (a 401, a 429 with Retry-After); ``okr-sync sandbox
     --faults SPEC`` loads a spec. Each emulator renders forced statuses in its own API's
-    error shape.
+    error shape. ``served``/``pending`` tell a test whether its schedule was reached: a
+    fault left in the queue proves nothing about surviving it.
     """
 
     def __init__(self) -> None:
         self._queue: list[Fault] = []
+        self._served: list[Fault] = []
         self._lock = threading.Lock()
 
     def inject(
@@ -199,12 +201,25 @@ class Faults:
         with self._lock:
             for index, fault in enumerate(self._queue):
                 if path.startswith(fault.path):
-                    return self._queue.pop(index)
+                    self._served.append(self._queue.pop(index))
+                    return fault
         return None
 
+    def served(self) -> list[Fault]:
+        """The faults acted out so far, in the order requests met them."""
+        with self._lock:
+            return list(self._served)
+
+    def pending(self) -> list[Fault]:
+        """The faults no request has met yet."""
+        with self._lock:
+            return list(self._queue)
+
     def clear(self) -> None:
+        """Forget both the faults still queued and those served."""
         with self._lock:
             self._queue.clear()
+            self._served.clear()
 
 
 ErrorBody = Callable[[int], bytes]
