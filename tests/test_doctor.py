@@ -30,12 +30,15 @@ AUTOMATION = "okr-sync key result off track"
 
 
 def doctor(
-    store_url: str, okr_file: Path = DEMO_OKRS, prefect_server: bool = False
+    store_url: str,
+    okr_file: Path = DEMO_OKRS,
+    prefect_server: bool = False,
+    prefect_file: Path = PREFECT_FILE,
 ) -> tuple[int, str]:
     """Doctor's exit code and output; without ``prefect_server`` PREFECT_API_URL is unset,
     as on a machine that syncs in-process, so only the harness's tests see its server."""
     args = ["doctor", "--store", store_url, "--okr-file", str(okr_file)]
-    args += ["--prefect-file", str(PREFECT_FILE)]
+    args += ["--prefect-file", str(prefect_file)]
     if prefect_server:
         result = CliRunner().invoke(app, args)
     else:
@@ -122,7 +125,9 @@ def test_each_problem_is_reported_with_its_fix(
     assert "error: 4 problem(s) found" in output  # zendesk's is also never read
 
 
-def test_each_missing_prefect_piece_is_reported_with_its_fix(sqlite_url: str) -> None:
+def test_each_missing_prefect_piece_is_reported_with_its_fix(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     Store.open(sqlite_url).dispose()
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
         code, output = doctor(sqlite_url, prefect_server=True)
@@ -140,6 +145,11 @@ def test_each_missing_prefect_piece_is_reported_with_its_fix(sqlite_url: str) ->
     assert "fix: `prefect deploy --all` from the directory that holds prefect.yaml" in output
     assert f"info prefect automation: {AUTOMATION!r} is not installed" in output
     assert "fix: `okr-sync automations install --notify BLOCK`" in output
+
+    code, output = doctor(sqlite_url, prefect_server=True, prefect_file=tmp_path / "prefect.yaml")
+    assert "FAIL prefect.yaml: cannot read the deployments in" in output
+    assert "fix: run doctor from the directory you deploy from, or pass --prefect-file" in output
+    assert "Traceback" not in output
 
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
