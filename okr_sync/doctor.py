@@ -3,9 +3,11 @@
 Checks, in order: the store answers and its schema is the newest; the OKR file loads;
 each source in it has its credentials; each source answers them; each source was read in
 full recently; what each source supplies, and which key results a field it lacks
-blocks; on PostgreSQL, that custom metrics can run confined to the mirror. Every problem
-comes with its fix. Nothing is written: the schema is reported, never migrated, and a
-source is asked for one page of changes since now.
+blocks; on PostgreSQL, that custom metrics can run confined to the mirror; then the
+Prefect pieces the deployments need (the API, the work pool in prefect.yaml, a worker
+polling it, the deployments, the off-track automation). Every problem comes with its fix.
+Nothing is written: the schema is reported, never migrated, and a source is asked for one
+page of changes since now.
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import yaml
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import select, text
 
 from connectors.base import Bookmark, UnknownConnectorError, get_connector
 from connectors.errors import FatalSourceError, MissingObjectError, SourceError
 from connectors.secrets import MissingSecretError, resolve_secret
+from okr_sync.automations import shipped_names
 from okr_targets.config import ConfigError, OkrConfig
 from okr_targets.models import SourceRead, SyncRun, utcnow
 from okr_targets.status import RunStatus
 from okr_targets.store import METRICS_ROLE, Store, StoreError, latest_stream_counts
 from transforms.catalog import MetricCatalog, load
 from transforms.dependencies import key_result_needs
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
 
 
 @dataclass
@@ -34,6 +42,7 @@ class Finding:
     ok: bool
     detail: str
     fix: str | None = None
+    note: bool = False  # information, not a problem (ok is then True)
 
 
 def check_store(url: str) -> tuple[list[Finding], Store | None]:
@@ -236,6 +245,182 @@ def check_metrics_role(store: Store, config: OkrConfig, catalog: MetricCatalog) 
     ]
 
 
+def check_prefect(prefect_file: Path, now: datetime) -> list[Finding]:
+    """The Prefect pieces the deployments in ``prefect_file`` need. Without PREFECT_API_URL
+    flows run in-process against a throwaway API: nothing to check, and that is no fault."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return [
+            Finding(
+                "prefect",
+                True,
+                "PREFECT_API_URL is not set: `okr-sync sync` runs in-process and needs no server",
+                "to check the deployments, run doctor with the workers' PREFECT_API_URL "
+                "(e.g. `prefect config set PREFECT_API_URL=http://HOST:4200/api`)",
+                note=True,
+            )
+        ]
+    try:
+        pools = _deployments_by_pool(prefect_file)
+        found = []
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        pools = {}
+        found = [
+            Finding(
+                "prefect.yaml",
+                False,
+                f"cannot read the deployments in {prefect_file}: {exc}",
+                "run doctor from the directory you deploy from, or pass --prefect-file",
+            )
+        ]
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+        if problem is not None:
+            return [
+                Finding(
+                    "prefect api",
+                    False,
+                    f"cannot reach {url}: {str(problem) or type(problem).__name__}",
+                    "start the server (`prefect server start`, docs/operations.md) or correct "
+                    "PREFECT_API_URL",
+                )
+            ]
+        found.insert(0, Finding("prefect api", True, f"{url} answers"))
+        try:
+            for pool, names in pools.items():
+                found += _check_pool(client, pool, now)
+                found.append(_check_deployments(client, pool, names))
+            found += [_check_automation(client, name) for name in shipped_names()]
+        except (httpx.HTTPError, PrefectHTTPStatusError) as exc:
+            found.append(
+                Finding(
+                    "prefect api",
+                    False,
+                    f"{url} answered with an error: {exc}",
+                    "check that PREFECT_API_KEY / PREFECT_API_AUTH_STRING match the server",
+                )
+            )
+    return found
+
+
+def _deployments_by_pool(prefect_file: Path) -> dict[str, list[str]]:
+    """Each work pool in prefect.yaml with the names of the deployments it runs."""
+    pools: dict[str, list[str]] = {}
+    for deployment in yaml.safe_load(prefect_file.read_text())["deployments"]:
+        pools.setdefault(deployment["work_pool"]["name"], []).append(deployment["name"])
+    return pools
+
+
+def _check_pool(client: SyncPrefectClient, pool_name: str, now: datetime) -> list[Finding]:
+    """The pool exists and is not paused, and a worker has polled it recently (the server
+    marks a worker offline after missed heartbeats)."""
+    from prefect.client.schemas.objects import WorkerStatus, WorkPoolStatus
+    from prefect.exceptions import ObjectNotFound
+
+    check = f"prefect work pool {pool_name}"
+    try:
+        pool = client.read_work_pool(pool_name)
+    except ObjectNotFound:
+        return [
+            Finding(
+                check,
+                False,
+                "does not exist",
+                f"`prefect work-pool create {pool_name} --type process` and "
+                f"`prefect work-pool set-concurrency-limit {pool_name} 1` (prefect.yaml)",
+            )
+        ]
+    if pool.status == WorkPoolStatus.PAUSED:
+        found = [
+            Finding(
+                check, False, "is paused: no run starts", f"`prefect work-pool resume {pool_name}`"
+            )
+        ]
+    else:
+        status = pool.status.value.lower() if pool.status else "status unknown"
+        found = [Finding(check, True, f"exists ({pool.type}, {status})")]
+    polled = sorted(
+        (w.last_heartbeat_time, w.name, w.status)
+        for w in client.read_workers_for_work_pool(pool_name)
+        if w.last_heartbeat_time is not None
+    )
+    online = [name for _at, name, status in polled if status == WorkerStatus.ONLINE]
+    last = ""
+    if polled:
+        at, name, _status = polled[-1]
+        last = f"{name}, {_age(max(now - at, timedelta(0)))} ago"
+    if online:
+        found.append(
+            Finding(
+                f"prefect worker {pool_name}", True, f"{len(online)} online, last poll by {last}"
+            )
+        )
+    else:
+        found.append(
+            Finding(
+                f"prefect worker {pool_name}",
+                False,
+                "no worker polls it" + (f" (the last poll was by {last})" if last else ""),
+                f"`prefect worker start --pool {pool_name}` where the syncs run, with the "
+                "store and source settings in its environment (docs/operations.md)",
+            )
+        )
+    return found
+
+
+def _check_deployments(client: SyncPrefectClient, pool_name: str, names: list[str]) -> Finding:
+    """Each deployment prefect.yaml puts on the pool is there, and not paused."""
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
+
+    deployed = {
+        deployment.name: deployment
+        for deployment in client.read_deployments(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names)),
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool_name])),
+        )
+    }
+    check = f"prefect deployments {pool_name}"
+    missing = [name for name in names if name not in deployed]
+    if missing:
+        return Finding(
+            check,
+            False,
+            f"missing {', '.join(missing)}",
+            "`prefect deploy --all` from the directory that holds prefect.yaml",
+        )
+    paused = [name for name in names if deployed[name].paused]
+    if paused:
+        return Finding(
+            check,
+            False,
+            f"paused: {', '.join(paused)}",
+            "resume them: `prefect deployment resume sync-okrs/NAME`",
+        )
+    return Finding(check, True, ", ".join(names))
+
+
+def _check_automation(client: SyncPrefectClient, name: str) -> Finding:
+    """The shipped automation is optional: its absence is information, with how to add it."""
+    automations = client.read_automations_by_name(name)
+    fix = "`okr-sync automations install --notify BLOCK` (docs/operations.md)"
+    if not automations:
+        detail = f"{name!r} is not installed: nobody is told when a key result goes off track"
+        return Finding("prefect automation", True, detail, fix, note=True)
+    if not any(automation.enabled for automation in automations):
+        return Finding("prefect automation", True, f"{name!r} is disabled", fix, note=True)
+    return Finding("prefect automation", True, f"{name!r} is enabled")
+
+
 def _age(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds < 3600:
@@ -249,7 +434,7 @@ def _readme(source: str) -> str:
     return f"see connectors/{source}/README.md for the settings"
 
 
-def diagnose(store_url: str, okr_file: Path) -> list[Finding]:
+def diagnose(store_url: str, okr_file: Path, prefect_file: Path) -> list[Finding]:
     """Every check, in order; later ones are skipped when what they need is broken."""
     findings, store = check_store(store_url)
     try:
@@ -278,4 +463,4 @@ def diagnose(store_url: str, okr_file: Path) -> list[Finding]:
             findings += check_metrics_role(store, config, catalog)
     if store is not None:
         store.dispose()
-    return findings
+    return findings + check_prefect(prefect_file, utcnow())

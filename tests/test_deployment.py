@@ -6,6 +6,8 @@ import importlib
 import json
 import logging
 import os
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -151,3 +153,28 @@ def test_demo_runs_twice_on_the_same_store(sqlite_url: str, tmp_path: Path) -> N
     assert twice == values(fresh)
     assert set(twice) == {kr.id for _, kr, _ in load_okrs(DEMO_OKRS).key_results()}
     assert all(value is not None for value in twice.values())
+
+
+def test_the_readme_says_how_to_call_what_make_installed() -> None:
+    """`make install` fills .venv without activating it: the set-up says how to reach it."""
+    venv_okr_sync = ROOT / ".venv" / "bin" / "okr-sync"
+    if not venv_okr_sync.exists():
+        pytest.skip("no .venv in this checkout: the tests run outside `make`")
+    setup = (ROOT / "README.md").read_text().split("\n## ", 1)[0]
+    env = dict(os.environ, PATH=os.defpath)  # as in a new shell: .venv is not on PATH
+    [activate] = re.findall(r"`(\. \.venv/bin/activate)`", setup)
+    found = subprocess.run(
+        ["bash", "-c", f"{activate} && command -v okr-sync"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert found.stdout.strip() == str(venv_okr_sync), found.stderr
+    [by_path] = re.findall(r"`(\.venv/bin/okr-sync)[^`]*`", setup)
+    ran = subprocess.run(
+        [by_path, "--help"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "doctor" in ran.stdout

@@ -3,29 +3,86 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from alembic.script import ScriptDirectory
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
 from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
-from okr_targets.store import Store
+from okr_targets.store import MIGRATIONS, Store
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
+ROOT = Path(__file__).resolve().parent.parent
+PREFECT_FILE = ROOT / "prefect.yaml"
+DEPLOYMENTS = [d["name"] for d in yaml.safe_load(PREFECT_FILE.read_text())["deployments"]]
+POOL = "okr-sync"  # the one pool every deployment in prefect.yaml names (test_prefect_yaml.py)
+AUTOMATION = "okr-sync key result off track"
 
-def doctor(store_url: str, okr_file: Path = DEMO_OKRS) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["doctor", "--store", store_url, "--okr-file", str(okr_file)])
+
+def doctor(
+    store_url: str,
+    okr_file: Path = DEMO_OKRS,
+    prefect_server: bool = False,
+    prefect_file: Path = PREFECT_FILE,
+) -> tuple[int, str]:
+    """Doctor's exit code and output; without ``prefect_server`` PREFECT_API_URL is unset,
+    as on a machine that syncs in-process, so only the harness's tests see its server."""
+    args = ["doctor", "--store", store_url, "--okr-file", str(okr_file)]
+    args += ["--prefect-file", str(prefect_file)]
+    if prefect_server:
+        result = CliRunner().invoke(app, args)
+    else:
+        with temporary_settings(restore_defaults={PREFECT_API_URL}):
+            result = CliRunner().invoke(app, args)
     return result.exit_code, result.stdout + result.stderr
 
 
+@pytest.fixture
+def prefect_pieces() -> Iterator[None]:
+    """What prefect.yaml and the docs set up on a server: the pool, a worker polling it (its
+    heartbeat, as `prefect worker start` sends), the deployments and the automation."""
+    CustomWebhookNotificationBlock(
+        name="doctor-notify",
+        url="http://127.0.0.1:9/notify",
+        json_data={"text": "{{body}}"},
+        headers={},
+        cookies={},
+    ).save("doctor-notify", overwrite=True)
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+        flow_id = client.create_flow_from_name("sync-okrs")
+        ids = [client.create_deployment(flow_id, name, work_pool_name=POOL) for name in DEPLOYMENTS]
+        client.send_worker_heartbeat(POOL, "doctor-test-worker")
+        installed = CliRunner().invoke(
+            app, ["automations", "install", "--notify", "custom-webhook/doctor-notify"]
+        )
+        assert installed.exit_code == 0, installed.output
+        try:
+            yield
+        finally:
+            for deployment_id in ids:
+                client.delete_deployment(deployment_id)
+            client.delete_work_pool(POOL)
+            for automation in client.read_automations_by_name(AUTOMATION):
+                client.delete_automation(automation.id)
+
+
 def test_a_healthy_install_passes_every_check(
-    store_url: str, sources_env: dict[str, RunningServer]
+    store_url: str, sources_env: dict[str, RunningServer], prefect_pieces: None
 ) -> None:
     synced = CliRunner().invoke(app, ["sync", "--okr-file", str(DEMO_OKRS), "--store", store_url])
     assert synced.exit_code == 0, synced.output
-    code, output = doctor(store_url)
+    code, output = doctor(store_url, prefect_server=True)
     assert code == 0, output
     for check in (
         "ok   store:",
@@ -36,6 +93,11 @@ def test_a_healthy_install_passes_every_check(
         "ok   reach zendesk: answers",
         "ok   last sync salesforce: last read in full 0m ago",
         "ok   last sync zendesk:",
+        f"ok   prefect api: {PREFECT_API_URL.value()} answers",
+        f"ok   prefect work pool {POOL}: exists (process, ready)",
+        f"ok   prefect worker {POOL}: 1 online, last poll by doctor-test-worker, 0m ago",
+        f"ok   prefect deployments {POOL}: {', '.join(DEPLOYMENTS)}",
+        f"ok   prefect automation: {AUTOMATION!r} is enabled",
     ):
         assert check in output
     assert "all checks passed" in output
@@ -58,7 +120,54 @@ def test_each_problem_is_reported_with_its_fix(
     assert "fix: check the source's URL setting" in output
     assert "FAIL last sync salesforce: never read in full" in output
     assert "prefect worker start --pool okr-sync" in output
+    # no Prefect server is information, not a problem: in-process syncs need none
+    assert "info prefect: PREFECT_API_URL is not set" in output
     assert "error: 4 problem(s) found" in output  # zendesk's is also never read
+
+
+def test_each_missing_prefect_piece_is_reported_with_its_fix(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    Store.open(sqlite_url).dispose()
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        code, output = doctor(sqlite_url, prefect_server=True)
+    assert code == 1
+    assert "FAIL prefect api: cannot reach http://127.0.0.1:9/api" in output
+    assert "fix: start the server (`prefect server start`" in output
+    assert "prefect work pool" not in output  # nothing more to ask an API that is not there
+
+    code, output = doctor(sqlite_url, prefect_server=True)
+    assert code == 1
+    assert f"ok   prefect api: {PREFECT_API_URL.value()} answers" in output
+    assert f"FAIL prefect work pool {POOL}: does not exist" in output
+    assert f"fix: `prefect work-pool create {POOL} --type process`" in output
+    assert f"FAIL prefect deployments {POOL}: missing {', '.join(DEPLOYMENTS)}" in output
+    assert "fix: `prefect deploy --all` from the directory that holds prefect.yaml" in output
+    assert f"info prefect automation: {AUTOMATION!r} is not installed" in output
+    assert "fix: `okr-sync automations install --notify BLOCK`" in output
+
+    code, output = doctor(sqlite_url, prefect_server=True, prefect_file=tmp_path / "prefect.yaml")
+    assert "FAIL prefect.yaml: cannot read the deployments in" in output
+    assert "fix: run doctor from the directory you deploy from, or pass --prefect-file" in output
+    assert "Traceback" not in output
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+        try:
+            code, output = doctor(sqlite_url, prefect_server=True)
+        finally:
+            client.delete_work_pool(POOL)
+    assert f"ok   prefect work pool {POOL}: exists (process, not_ready)" in output
+    assert f"FAIL prefect worker {POOL}: no worker polls it" in output
+    assert f"fix: `prefect worker start --pool {POOL}` where the syncs run" in output
+
+
+def test_the_sample_in_the_operations_guide_shows_the_newest_schema() -> None:
+    sample = (ROOT / "docs" / "operations.md").read_text().split("$ okr-sync doctor\n", 1)[1]
+    [head] = ScriptDirectory(str(MIGRATIONS)).get_heads()
+    shown = re.search(r"ok   schema: at revision (\S+), the newest", sample)
+    assert shown is not None
+    assert shown[1] == head
 
 
 def test_store_problems_come_first(tmp_path: Path, sources_env: dict[str, RunningServer]) -> None:

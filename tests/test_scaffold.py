@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +25,18 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
         app, ["connectors", "new", "acme_billing", "--directory", str(target)]
     )
     assert result.exit_code == 0, result.output
+    assert f"{readme_command(target, 'pytest')}" in result.stdout  # the same next step
     return target
+
+
+def readme_command(package: Path, tool: str) -> str:
+    """The README's shell command that runs ``python -m TOOL``."""
+    [line] = [
+        line
+        for line in (package / "README.md").read_text().splitlines()
+        if f" -m {tool}" in line and not line.startswith(("`", "|"))
+    ]
+    return line.split("  #", 1)[0].strip()
 
 
 def test_the_package_has_every_part(generated: Path) -> None:
@@ -70,16 +83,20 @@ def test_the_generated_code_is_lint_clean(generated: Path) -> None:
 
 
 def test_the_generated_tests_pass_as_generated(generated: Path, tmp_path: Path) -> None:
-    """Installed offline into a scratch site; its own tests run the contract via the plugin."""
+    """Installed offline into a scratch site; its own tests, run the way its README says,
+    run the contract via the plugin, even when okr-sync's venv is not on PATH (a bare
+    `pytest` would then be another Python's, or none)."""
     site = tmp_path / "site"
     pip_install(generated, site)
     env = environment(site)
+    command = shlex.split(readme_command(generated, "pytest"))
+    assert command == [str(Path(sys.executable).absolute()), "-m", "pytest"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA"],
+        [*command, "-q", "-p", "no:cacheprovider", "-rA"],
         cwd=generated,
         capture_output=True,
         text=True,
-        env=env,
+        env=env | {"PATH": os.defpath},
         timeout=600,
         check=False,
     )

@@ -14,6 +14,12 @@ import yaml
 SHIPPED = sorted(Path(__file__).parent.glob("*.yaml"))
 
 
+def shipped_names() -> list[str]:
+    """The names the shipped automations are installed under (``okr-sync doctor`` looks
+    them up by name)."""
+    return [yaml.safe_load(path.read_text())["name"] for path in SHIPPED]
+
+
 def with_block(spec: dict[str, Any], block_document_id: str) -> dict[str, Any]:
     """The automation with every notification action pointed at the block."""
     actions = [

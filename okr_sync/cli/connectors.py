@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import keyword
 import re
+import shlex
+import sys
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -98,6 +100,8 @@ def scaffold(name: str, directory: Path) -> list[Path]:
         "title": name.replace("_", " ").title(),
         "class_prefix": name.replace("_", " ").title().replace(" ", ""),
         "env_prefix": f"OKR_SYNC_{name.upper()}_",
+        # okr-sync's interpreter, by absolute path (not resolved: that would leave its venv)
+        "python": shlex.quote(str(Path(sys.executable).absolute())),
     }
     environment = Environment(  # noqa: S701 - renders Python and Markdown, not HTML
         undefined=StrictUndefined, keep_trailing_newline=True
@@ -143,7 +147,10 @@ def new_connector(
     out.print(f"created {len(written)} files in {target}:", highlight=False)
     for path in written:
         out.print(f"  {path.relative_to(target)}", highlight=False)
+    python = shlex.quote(str(Path(sys.executable).absolute()))
     out.print(
-        f"next: pip install -e {target} && pytest {target}/tests   (docs/connectors.md)",
+        f"next, in {target}: {python} -m pip install -e '.[dev]' && {python} -m pytest"
+        "   (its README.md, docs/connectors.md)",
         highlight=False,
+        soft_wrap=True,
     )
