@@ -74,6 +74,8 @@ def measure(
     if full or request.refreeze(read_in_full):
         changed = None
     with store.session() as session, session.begin():
+        mirror = {MIRROR[entity].__tablename__: count for entity, count in (written or {}).items()}
+        _refresh_statistics(session, mirror, logger)  # matching customers reads them too
         tombstoned = None
         if request.full_refresh and read_in_full:
             tombstoned = tombstone_unseen_records(session, plan.streams, run_id, now, partly_read)
@@ -81,7 +83,9 @@ def measure(
                 logger.warning("%s: not read whole, so nothing unseen is taken for deleted", name)
         save_money(session, plan.config, run_id, now)
         customers = _match_customers(session, plan.config, run_id, logger)
-        _refresh_statistics(session, written or {}, customers, logger)
+        if customers is not None:  # links rebuilt in full, or the changed ones matched again
+            relinked = customers.matched if customers.rematched is None else customers.rematched
+            _refresh_statistics(session, {CustomerLink.__tablename__: relinked}, logger)
         if changed is not None:  # what the store shows the run wrote, rates included
             changed = entities_written(session, run_id, known=changed)
         findings = tuple(unconvertible_currencies(session))
@@ -124,15 +128,9 @@ def _match_customers(
     return matches
 
 
-def _refresh_statistics(
-    session: Session, written: Mapping[str, int], customers: MatchReport | None, logger: Logger
-) -> None:
+def _refresh_statistics(session: Session, written: Mapping[str, int], logger: Logger) -> None:
     """Fresh planner statistics for the tables this run filled, before they are queried."""
-    tables = {MIRROR[entity].__tablename__: count for entity, count in written.items()}
-    if customers is not None:  # links rebuilt in full, or only the changed ones matched again
-        relinked = customers.matched if customers.rematched is None else customers.rematched
-        tables[CustomerLink.__tablename__] = relinked
-    analyzed = refresh_statistics(session, tables)
+    analyzed = refresh_statistics(session, written)
     if analyzed:
         logger.info("analyzed %s: planner statistics for this run's writes", ", ".join(analyzed))
 
