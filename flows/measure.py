@@ -17,7 +17,8 @@ from flows.logs import Logger, run_logger
 from flows.plan import Plan
 from flows.version import __version__
 from okr_targets.config import OkrConfig
-from okr_targets.store import Store
+from okr_targets.models import MIRROR, CustomerLink
+from okr_targets.store import Store, refresh_statistics
 from transforms.matching import MatchReport, match_customers
 from transforms.measure import (
     KeyResultOutcome,
@@ -48,6 +49,7 @@ def measure(
     gaps: Mapping[str, tuple[str, ...]] | None = None,
     partly_read: Collection[str] = (),
     changed: Collection[str] | None = None,
+    written: Mapping[str, int] | None = None,
 ) -> Measured:
     """Measure every key result from the mirror as of ``now`` (data up to the plan's start).
 
@@ -63,6 +65,8 @@ def measure(
     results reading them, or any entity the store shows the run wrote, are computed again;
     the others keep their value, scored as of ``now``. A full refresh, a reconcile, a
     backfill or a re-freeze of baselines, or None, computes every key result.
+    ``written`` counts the rows the run wrote per entity: tables it made stale are
+    analyzed before measuring (see :func:`refresh_statistics`).
     """
     logger = run_logger()
     request = plan.request
@@ -70,6 +74,8 @@ def measure(
     if full or request.refreeze(read_in_full):
         changed = None
     with store.session() as session, session.begin():
+        mirror = {MIRROR[entity].__tablename__: count for entity, count in (written or {}).items()}
+        _refresh_statistics(session, mirror, logger)  # matching customers reads them too
         tombstoned = None
         if request.full_refresh and read_in_full:
             tombstoned = tombstone_unseen_records(session, plan.streams, run_id, now, partly_read)
@@ -77,6 +83,9 @@ def measure(
                 logger.warning("%s: not read whole, so nothing unseen is taken for deleted", name)
         save_money(session, plan.config, run_id, now)
         customers = _match_customers(session, plan.config, run_id, logger)
+        if customers is not None:  # links rebuilt in full, or the changed ones matched again
+            relinked = customers.matched if customers.rematched is None else customers.rematched
+            _refresh_statistics(session, {CustomerLink.__tablename__: relinked}, logger)
         if changed is not None:  # what the store shows the run wrote, rates included
             changed = entities_written(session, run_id, known=changed)
         findings = tuple(unconvertible_currencies(session))
@@ -117,6 +126,13 @@ def _match_customers(
             matches.unmatched[0],
         )
     return matches
+
+
+def _refresh_statistics(session: Session, written: Mapping[str, int], logger: Logger) -> None:
+    """Fresh planner statistics for the tables this run filled, before they are queried."""
+    analyzed = refresh_statistics(session, written)
+    if analyzed:
+        logger.info("analyzed %s: planner statistics for this run's writes", ", ".join(analyzed))
 
 
 def _log_pass(

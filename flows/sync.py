@@ -12,6 +12,7 @@ have none of their own.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -28,7 +29,7 @@ from flows.load import reconcile_source, record_reads
 from flows.logs import run_logger
 from flows.measure import measure
 from flows.plan import SyncRequest, plan
-from flows.report import RunReport, latest_gaps, source_gaps
+from flows.report import RunReport, StreamReport, latest_gaps, source_gaps
 from flows.run import recorded_run
 from flows.settings import Settings
 from flows.steps import step
@@ -84,11 +85,21 @@ def sync_store(store: Store, request: SyncRequest, settings: Settings) -> RunRep
             gaps=gaps,
             partly_read=partly_read,
             changed={r.entity for r in run.streams.values() if r.entity and r.written + r.deleted},
+            written=_written(run.streams.values()),
         )
         run.add(measured)
         publish_changes(planned.config, list(measured.outcomes), run.run_id, store, now)
     assert run.report is not None, "a recorded run is finished on the way out"
     return run.report
+
+
+def _written(streams: Iterable[StreamReport]) -> Counter[str]:
+    """Rows written (tombstones included) per entity, over the run's streams."""
+    written: Counter[str] = Counter()
+    for report in streams:
+        if report.entity:
+            written[report.entity] += report.written + report.deleted
+    return written
 
 
 class StorePasswordError(ValueError):

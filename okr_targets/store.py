@@ -691,6 +691,44 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+ANALYZE_MIN_ROWS = 1000  # rows a run writes before an analyzed table is analyzed again
+ANALYZE_FRACTION = 0.1  # ... or this share of the rows it held when last analyzed
+
+
+def refresh_statistics(session: Session, written: Mapping[str, int]) -> list[str]:
+    """ANALYZE the tables (name → rows this run wrote) whose planner statistics the run's
+    writes made stale; returns their names.
+
+    A first sync measures key results over tables PostgreSQL has never analyzed, and
+    autovacuum gets there only later: the planner then picks nested loops that take
+    seconds per key result. Stale means never analyzed (``reltuples`` -1), or written at
+    least max(ANALYZE_MIN_ROWS, ANALYZE_FRACTION of the rows held when last analyzed),
+    autovacuum's rule with a floor: a no-change sync analyzes nothing. ANALYZE runs in
+    the caller's transaction and sees its rows. SQLite: nothing (its planner did not
+    need it, as measured: see issue 25).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    wrote = {name: count for name, count in written.items() if count > 0}
+    if not wrote:
+        return []
+    held = session.execute(
+        text(
+            "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(:names)"
+            " AND relkind = 'r' AND relnamespace = current_schema()::regnamespace"
+        ),
+        {"names": sorted(wrote)},
+    )
+    stale = sorted(
+        name
+        for name, tuples in held
+        if tuples < 0 or wrote[name] >= max(ANALYZE_MIN_ROWS, ANALYZE_FRACTION * tuples)
+    )
+    if stale:
+        session.execute(text("ANALYZE " + ", ".join(f'"{name}"' for name in stale)))
+    return stale
+
+
 def abandon_unfinished_runs(store: Store) -> int:
     """Runs still "running" while we hold the writer lock died (killed, machine lost).
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from okr_sync.cli import app
@@ -153,3 +155,61 @@ def test_connectors_list_shows_every_built_in_connector_with_its_streams() -> No
         "ratings",
     ]
     assert all(item["error"] is None for item in by_name.values())
+
+
+@pytest.fixture(scope="module")
+def installed_site(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    site = tmp_path_factory.mktemp("scaffold-site") / "site"
+    pip_install(generated, site)
+    return site
+
+
+def test_okr_sync_sandbox_serves_an_installed_connector_s_emulator(
+    installed_site: Path, tmp_path: Path
+) -> None:
+    """Issue 24: a plugin that declares an emulator as its sandbox is served like a
+    built-in one, and its printed exports reach it."""
+    command = [str(BIN / "okr-sync"), "sandbox", "--source", "acme_billing", "--port", "0"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, text=True, env=environment(installed_site)
+    )
+    assert process.stdout is not None
+    exports: dict[str, str] = {}
+    try:
+        for line in process.stdout:
+            if line.startswith("Press Ctrl-C"):
+                break
+            if line.strip().startswith("export "):
+                name, _, value = shlex.split(line.strip().removeprefix("export "))[0].partition("=")
+                exports[name] = value
+        base, token = (
+            exports["OKR_SYNC_ACME_BILLING_BASE_URL"],
+            exports["OKR_SYNC_ACME_BILLING_API_TOKEN"],
+        )
+        answer = requests.get(
+            f"{base}/api/v1/customers/ids",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=exports["OKR_SYNC_ACME_BILLING_CA_BUNDLE"],
+            timeout=10,
+        )
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        process.communicate(timeout=30)
+    assert answer.status_code == 200, answer.text
+    # the template's sample: customers 1 to 8
+    assert sorted(int(i) for i in answer.json()["data"]) == list(range(1, 9))
+    assert process.returncode == 0
+
+
+def test_okr_sync_sandbox_lists_the_installed_emulators_it_can_serve(
+    installed_site: Path, tmp_path: Path
+) -> None:
+    """A connector whose sandbox is files (no emulator) is refused in one line that names
+    every source there is an emulator for, the installed one included."""
+    result = okr_sync("sandbox", "--source", "files", env=environment(installed_site), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: no sandbox to serve for 'files'; "
+        "choose one of salesforce, zendesk, hubspot, acme_billing"
+    ]

@@ -19,8 +19,15 @@ SANDBOX_DIR = Path(".okr-sync")  # where `okr-sync sandbox` keeps its CA, one fi
 
 
 def sandbox(
-    source: Annotated[str, typer.Option(help="salesforce, zendesk or hubspot")] = "salesforce",
-    seed: Annotated[int, typer.Option(help="seed of the generated data")] = 7,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="salesforce, zendesk, hubspot or an installed connector with an emulator"
+        ),
+    ] = "salesforce",
+    seed: Annotated[
+        int, typer.Option(help="seed of the generated data (the built-in sandboxes)")
+    ] = 7,
     data: Annotated[
         Path | None, typer.Option(help="serve this directory of JSON Lines files instead")
     ] = None,
@@ -31,26 +38,26 @@ def sandbox(
 ) -> None:
     """Serve one source's API emulator on loopback over TLS until Ctrl-C."""
     from connectors.sandbox.server import parse_faults, serve_tls_forever
-    from okr_sync.demo import sandbox_app, sandbox_env
+    from okr_sync.demo import served_sandbox
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     try:
-        emulator = sandbox_app(source, seed, today, data)
-        emulator.state.faults.extend(parse_faults(faults or ""))
+        served = served_sandbox(source, seed, today, data)
+        served.app.state.faults.extend(parse_faults(faults or ""))
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
 
     def announce(server: RunningServer) -> None:
         out.print(f"{source} sandbox at {server.base_url} (CA certificate: {server.ca_file})")
         out.print("Point okr-sync at it with:")
-        for name, value in sandbox_env(source, server).items():
+        for name, value in served.env(server).items():
             out.print(f"  export {name}={shlex.quote(value)}", highlight=False, soft_wrap=True)
         out.print("Press Ctrl-C to stop.")
 
     listener = listen("127.0.0.1", port)
     try:
         serve_tls_forever(
-            emulator, listener=listener, cert_dir=SANDBOX_DIR, name=source, on_ready=announce
+            served.app, listener=listener, cert_dir=SANDBOX_DIR, name=source, on_ready=announce
         )
     except (OSError, RuntimeError) as exc:
         raise fail(f"cannot serve on 127.0.0.1:{port}: {exc}") from None
