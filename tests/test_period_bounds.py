@@ -140,3 +140,21 @@ def test_a_ramp_deadline_on_a_periods_first_day_is_in_that_periods_cohort(store:
     assert q4.details == {"cohort": 1, "reached_quota": []}
     q3 = measure(store, "new_rep_quota_attainment", BERLIN, "2026-Q3")
     assert q3.details == {"cohort": 0, "reached_quota": []}
+
+
+def test_a_deal_created_at_a_midnight_clock_change_has_the_day_before(store: Store) -> None:
+    """Santiago's clocks go back at midnight: on 2026-04-05 at 03:00 UTC, 00:00 -03 is
+    23:00 -04 on Apr 4. A deal created at that instant was created on Apr 4 (closed Apr 14:
+    10 days); one created on Mar 10 (09:00 -03) and closed Apr 14 took 35. The median of
+    10 and 35 is 22.5 (a creation day of Apr 5 would make it 22)."""
+    santiago = Calendar(timezone="America/Santiago")
+    closed = date(2026, 4, 14)
+    put(
+        store,
+        Deal,
+        [
+            deal("at-the-change", closed, datetime(2026, 4, 5, 3, 0, tzinfo=UTC)),
+            deal("before-it", closed, datetime(2026, 3, 10, 12, 0, tzinfo=UTC)),
+        ],
+    )
+    assert measure(store, "median_sales_cycle_days", santiago, "2026-Q2").value == 22.5
