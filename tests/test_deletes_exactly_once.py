@@ -23,7 +23,7 @@ import pytest
 import time_machine
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from connectors.hubspot.sandbox import sandbox_env as hubspot_env_vars
 from connectors.hubspot.sandbox.data import HubSpotPortal, generate_portal
@@ -114,7 +114,8 @@ def won_q4_deal(store_url: str) -> str:
     with store.session() as session:
         found = session.scalars(
             select(Deal.source_id)
-            .where(Deal.outcome == "won", Deal.deleted_at.is_(None), Deal.amount_home > 0)
+            .where(Deal.outcome == "won", Deal.deleted_at.is_(None))
+            .where(func.coalesce(Deal.amount_home, Deal.amount) > 0)  # Salesforce: no home
             .where(Deal.close_on >= AS_OF.date().replace(month=10, day=1))
             .order_by(Deal.source_id)
         ).first()
@@ -368,6 +369,53 @@ def cursor_run(database: Path, source: str, stream: str) -> str | None:
         return None
 
 
+def killed_once_committed(
+    database: Path, okr_file: Path, source: str, stream: str, first: str | None
+) -> None:
+    """``okr-sync sync`` in a child process, SIGKILLed as soon as ``source``'s ``stream``
+    has committed a batch (its cursor names another run than ``first``). The caller's
+    faults hold the stream's next request back until then."""
+    from prefect.settings import PREFECT_API_URL
+
+    command = [sys.executable, "-m", "okr_sync.cli", "sync", "--store", f"sqlite:///{database}"]
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "OKR_SYNC_OKR_FILE": str(okr_file),
+        "OKR_SYNC_BATCH_SIZE": "20",
+        "OKR_SYNC_HUBSPOT_TIMEOUT": "30",
+    }
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while cursor_run(database, source, stream) == first:
+            assert child.poll() is None, child.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, f"{source}.{stream} never committed"
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.communicate()
+
+
+def resync_matches_a_fresh_sync(okr_file: Path, tmp_path: Path, database: Path) -> None:
+    """The next sync completes and leaves the mirror and key results a fault-free sync of
+    the changed source gives."""
+    store_url = f"sqlite:///{database}"
+    assert sync(okr_file, store_url)["status"] == "complete"
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert sync(okr_file, fresh)["status"] == "complete"
+    assert not differences(state(store_url), state(fresh))
+
+
+def tombstoned(store_url: str, model: type[Deal] | type[Ticket], key: tuple[str, str]) -> bool:
+    store = Store.open(store_url)
+    with store.session() as session:
+        record = session.get(model, key)
+        gone = record is not None and record.deleted_at is not None
+    store.dispose()
+    return gone
+
+
 def test_a_hubspot_sync_killed_before_its_archived_listing_loses_no_delete(
     portal: HubSpotPortal,
     portal_app: Any,
@@ -378,8 +426,6 @@ def test_a_hubspot_sync_killed_before_its_archived_listing_loses_no_delete(
     """``okr-sync sync`` is SIGKILLed once the deals' search has committed a batch past
     the archive (the archived listing is held back until then); the next sync must still
     tombstone the archived deal. Real time: the child process cannot share a pinned clock."""
-    from prefect.settings import PREFECT_API_URL
-
     database = tmp_path / "okr.db"
     store_url = f"sqlite:///{database}"
     assert sync(okr_file, store_url)["status"] == "complete"
@@ -395,31 +441,58 @@ def test_a_hubspot_sync_killed_before_its_archived_listing_loses_no_delete(
     # the search answers; the archived listing after it is held until the kill
     deals = "/crm/v3/objects/deals"
     portal_app.state.faults.extend(parse_faults(f"slow:0.01@{deals},slow:8@{deals}"))
-    command = [sys.executable, "-m", "okr_sync.cli", "sync", "--store", store_url]
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-        "OKR_SYNC_OKR_FILE": str(okr_file),
-        "OKR_SYNC_BATCH_SIZE": "20",
-        "OKR_SYNC_HUBSPOT_TIMEOUT": "30",
-    }
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while cursor_run(database, "hubspot", "deals") == first:
-            assert child.poll() is None, child.communicate()[1][-2000:]
-            assert time.monotonic() < deadline, "the deals' search never committed"
-            time.sleep(0.05)
+        killed_once_committed(database, okr_file, "hubspot", "deals", first)
     finally:
-        child.send_signal(signal.SIGKILL)
-        child.communicate()
         portal_app.state.faults.clear()
+    assert not tombstoned(store_url, Deal, ("hubspot", deal))  # killed before the listing
 
-    assert sync(okr_file, store_url)["status"] == "complete"
-    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
-    assert sync(okr_file, fresh)["status"] == "complete"
-    assert not differences(state(store_url), state(fresh))
-    store = Store.open(store_url)
-    with store.session() as session:
-        assert session.get(Deal, ("hubspot", deal)).deleted_at is not None  # type: ignore[union-attr]
-    store.dispose()
+    resync_matches_a_fresh_sync(okr_file, tmp_path, database)
+    assert tombstoned(store_url, Deal, ("hubspot", deal))
+
+
+@pytest.mark.parametrize("source", ["salesforce", "zendesk"])
+def test_a_sync_killed_after_a_committed_page_loses_no_later_delete(
+    source: str, crm_and_helpdesk: tuple[Any, Any, Any, Any], tmp_path: Path
+) -> None:
+    """Salesforce (queryAll) and Zendesk (the ticket export): 50 records are edited, then
+    one is deleted, so the delete rides on the change stream's last page. The sync is
+    SIGKILLed once the stream's first page has committed (the second is held back until
+    then); the next sync must resume from that cursor and still tombstone the record.
+    Real time: the child process cannot share a pinned clock."""
+    org, org_app, helpdesk, helpdesk_app = crm_and_helpdesk
+    database = tmp_path / "okr.db"
+    store_url = f"sqlite:///{database}"
+    assert sync(DEMO_OKRS, store_url)["status"] == "complete"
+    model: type[Deal] | type[Ticket]
+    now = datetime.now(UTC)
+    edited_at = [now - timedelta(minutes=5) + timedelta(seconds=n) for n in range(50)]
+    deleted_at = now - timedelta(minutes=2)
+    if source == "salesforce":
+        stream, model, app = "Opportunity", Deal, org_app
+        record_id = won_q4_deal(store_url)
+        others = [o["Id"] for o in org.records("Opportunity") if o["Id"] != record_id][:50]
+        for record, at in zip(others, edited_at, strict=True):
+            org.upsert("Opportunity", {"Id": record, "Name": "x"}, now=at)
+        org.delete("Opportunity", record_id, now=deleted_at)
+        held = f"{QUERY_ALL}/01g"  # the next page of a query (only Opportunity has one)
+        spec = f"slow:8@{held}"
+    else:
+        stream, model, app = "tickets", Ticket, helpdesk_app
+        ticket = min(t["id"] for t in helpdesk.tickets.values() if t.get("status") != "deleted")
+        others = sorted(t for t in helpdesk.tickets if t != ticket)[:50]
+        for ticket_id, at in zip(others, edited_at, strict=True):
+            helpdesk.upsert_ticket({"id": ticket_id, "priority": "high"}, now=at)
+        helpdesk.delete_ticket(ticket, now=deleted_at)
+        record_id, held = str(ticket), TICKET_EXPORT
+        spec = f"slow:0.01@{held},slow:8@{held}"  # the first page answers, the second waits
+    first = cursor_run(database, source, stream)
+    app.state.faults.extend(parse_faults(spec))
+    try:
+        killed_once_committed(database, DEMO_OKRS, source, stream, first)
+    finally:
+        app.state.faults.clear()
+    assert not tombstoned(store_url, model, (source, record_id))  # killed before its page
+
+    resync_matches_a_fresh_sync(DEMO_OKRS, tmp_path, database)
+    assert tombstoned(store_url, model, (source, record_id))

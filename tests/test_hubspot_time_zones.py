@@ -141,6 +141,14 @@ def test_every_profile_reads_whole_with_days_in_the_calendar_zone(profile: str) 
         assert row["close_on"] == local_day(
             records[row["source_id"]]["properties"]["closedate"], zone
         )
+    # the sandbox's boundary deal (issue 22): won at the local midnight 2026-Q4 starts at
+    midnight = datetime(2026, 10, 1, tzinfo=zone)
+    at_midnight = {
+        row["source_id"]: row["close_on"]
+        for row in cast(list[Deal], deals)
+        if instant(records[row["source_id"]]["properties"]["closedate"]) == midnight
+    }
+    assert list(at_midnight.values()) == [date(2026, 10, 1)]
     companies_by_id = {r["id"]: r for r in portal.records("companies", archived=None)}
     assert len(companies) == len(companies_by_id)
     for customer in cast(list[Customer], companies):

@@ -29,6 +29,16 @@ class CompanySeed:
     churned_on: date | None = None
 
 
+def quarter_start_day(today: int, quarters_back: int = 0) -> int:
+    """The first day of today's quarter (or one ``quarters_back`` before), as epoch days.
+
+    The sandboxes plant their boundary records there (issue 22): a quarter's first UTC
+    midnight is where the tests' and the demo's periods meet."""
+    day = date(1970, 1, 1) + timedelta(days=today)
+    index = day.year * 12 + (day.month - 1) // 3 * 3 - 3 * quarters_back
+    return (date(index // 12, index % 12 + 1, 1) - date(1970, 1, 1)).days
+
+
 def domain_for(name: str) -> str:
     """A stable, reserved-TLD e-mail domain for a generated company name."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")

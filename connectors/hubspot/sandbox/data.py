@@ -22,7 +22,13 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from connectors.canonical import domain_of
-from connectors.sandbox.world import CompanySeed, company_names, domain_for, load_jsonl
+from connectors.sandbox.world import (
+    CompanySeed,
+    company_names,
+    domain_for,
+    load_jsonl,
+    quarter_start_day,
+)
 
 OBJECT_TYPES = ("companies", "deals", "tickets")
 ASSOCIATION_TYPES = {"deals": "deal_to_company", "tickets": "ticket_to_company"}
@@ -625,6 +631,15 @@ def generate_portal(
     first_won: dict[int, int] = {}
     last_won: dict[int, int] = {}
     earliest: dict[int, tuple[int, str]] = {}
+    # A boundary the sales metrics must cut right (issue 22): the first deal won in this
+    # quarter (created before it) closes at the very midnight, in the close times' zone,
+    # the quarter starts, so its day is the quarter's first, never the last one's.
+    boundary = quarter_start_day(today)
+    midnight = datetime.combine(
+        date.fromordinal(_EPOCH_ORDINAL + boundary), time(), ZoneInfo(setup.close_zone or "UTC")
+    )
+    midnight_ms = int(midnight.timestamp()) * 1000
+    planted: int | None = None
     for n in range(deals):
         created = gen_start + int(rand() * span)
         day = created // _DAY_MS
@@ -645,6 +660,8 @@ def generate_portal(
             close_ms = close_day * _DAY_MS + 12 * 3_600_000 + int(rand() * 18_000_000)
         else:
             close_ms = evening(close_day, rand())
+        if planted is None and won and close_day >= boundary and created < midnight_ms:
+            close_ms, planted = midnight_ms, n
         if closed:
             stage = _WON[pipeline] if won else _LOST[pipeline]
             modified = close_ms + int(rand() * 3 * _DAY_MS)
@@ -654,7 +671,9 @@ def generate_portal(
             stage = opens[min(len(opens) - 1, int(progress * len(opens)))]
             modified = created + int((now - created) * rand())
         modified = _before(max(modified, created + 60_000), now, created, rand())
-        archived = modified + int((now - modified) * rand()) if rand() < 0.01 else None
+        archived = (
+            modified + int((now - modified) * rand()) if rand() < 0.01 and n != planted else None
+        )
         amount = usd * CURRENCY_RATES[currency]
         blank_amount = not closed and rand() < 0.03
         properties = {
@@ -744,7 +763,9 @@ def generate_portal(
         stage = "4" if solved else "1" if reply is None else "2" if rand() < 0.5 else "3"
         modified = max(created, reply or 0, solved or 0) + int(rand() * 3_600_000)
         modified = _before(modified, now, created, rand())
-        archived = modified + int((now - modified) * rand()) if rand() < 0.01 else None
+        archived = (
+            modified + int((now - modified) * rand()) if rand() < 0.01 and n != planted else None
+        )
         properties = {
             "subject": _SUBJECTS[int(rand() * len(_SUBJECTS))],
             "hs_pipeline": SUPPORT_PIPELINE,

@@ -21,7 +21,13 @@ import orjson
 
 from connectors.canonical import domain_of
 from connectors.salesforce.timestamps import format_sf_datetime, parse_sf_datetime
-from connectors.sandbox.world import CompanySeed, company_names, domain_for, load_jsonl
+from connectors.sandbox.world import (
+    CompanySeed,
+    company_names,
+    domain_for,
+    load_jsonl,
+    quarter_start_day,
+)
 
 API_VERSION = "59.0"
 
@@ -683,6 +689,14 @@ def generate_org(
     # Accounts: owner, Customer/Former Customer, churn, a few deleted prospects.
     churnable = sorted(a for a in first_won if last_won[a] <= today - 60)
     churned = set(rng.sample(churnable, min(len(churnable), round(0.08 * len(first_won)))))
+    # A boundary the customer metrics must cut right (issue 22): one churned customer of
+    # two quarters ago churns on this quarter's first day, so it is a customer at this
+    # quarter's start and churns in it, and the last quarter kept it to its end.
+    this_quarter, last_quarter = quarter_start_day(today, 0), quarter_start_day(today, 1)
+    on_boundary = min(
+        (a for a in churned if first_won[a] < last_quarter and last_won[a] < this_quarter),
+        default=None,
+    )
     no_deals = [a for a in range(accounts) if a not in earliest]
     deleted_accounts = set(rng.sample(no_deals, min(len(no_deals), accounts // 100)))
     for a, row in enumerate(account_rows):
@@ -702,6 +716,8 @@ def generate_org(
         if a in churned:
             gap = today - last_won[a]
             churn = last_won[a] + 30 + int(rng.random() * (gap - 31))
+            if a == on_boundary:
+                churn = this_quarter
             row["Type"] = "Former Customer"
             modified = max(modified, churn * _DAY + 16 * 3600)
         modified = min(modified, now)
@@ -767,8 +783,13 @@ def _add_dated_rates(org: SalesforceOrg, today: int) -> None:
 
 
 def _add_cases(org: SalesforceOrg, rng: random.Random, now: int) -> None:
-    """Support cases filed by customers while they are customers (about two a quarter)."""
+    """Support cases filed by customers while they are customers (about two a quarter).
+
+    One case is filed at the very instant this quarter starts (midnight UTC), the exact
+    end of the last one: a boundary the ticket metrics must cut right (issue 22)."""
     number = 0
+    boundary = quarter_start_day(now // _DAY, 0) * _DAY
+    planted = False
     for account in org.records("Account"):
         since = account.get("Customer_Since__c")
         if not since:
@@ -778,6 +799,9 @@ def _add_cases(org: SalesforceOrg, rng: random.Random, now: int) -> None:
         last = (date.fromisoformat(churn).toordinal() - _EPOCH_ORDINAL) * _DAY if churn else now
         opened = first + int(rng.expovariate(1 / (45 * _DAY)))
         while opened < last:
+            on_boundary = not planted and first < boundary <= opened
+            if on_boundary:
+                opened, planted = boundary, True
             number += 1
             first_reply = opened + int(rng.expovariate(1 / (6 * 3600))) + 300
             closes = first_reply + int(rng.expovariate(1 / (2 * _DAY)))
@@ -797,7 +821,7 @@ def _add_cases(org: SalesforceOrg, rng: random.Random, now: int) -> None:
                     "Origin": rng.choices(("Email", "Web", "Phone"), (5, 3, 2))[0],
                     "First_Response__c": _sf_ts(first_reply) if first_reply <= now else None,
                     "ClosedDate": _sf_ts(closes) if closed else None,
-                    "IsDeleted": rng.random() < 0.01,
+                    "IsDeleted": rng.random() < 0.01 and not on_boundary,
                     "CreatedDate": _sf_ts(opened),
                     "LastModifiedDate": _sf_ts(modified),
                     "SystemModstamp": _sf_ts(modified),

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from connectors.sandbox.world import CompanySeed, load_jsonl
+from connectors.sandbox.world import CompanySeed, load_jsonl, quarter_start_day
 
 SANDBOX_URL = "https://okr-sync-sandbox.zendesk.com"
 FILES = {
@@ -507,11 +507,43 @@ def generate_helpdesk(
             when = start + int(rng.random() * (end - start))
             births.append((when, org_id, requesters + rng.randrange(1, people + 1)))
     births.sort()
+    # Boundaries the ticket and CSAT metrics must cut right (issue 22): this quarter's
+    # first ticket from an older customer is created, and its first answered rating of a
+    # ticket solved before it is given, at the very instant the quarter starts (midnight
+    # UTC), the exact end of the last quarter.
+    boundary = quarter_start_day(now // _DAY) * _DAY
+    customer_at = {org_id: start for org_id, start, _, _ in spans}
+    planted = next(
+        (
+            i
+            for i, (at, org, _) in enumerate(births)
+            if at >= boundary and customer_at[org] < boundary
+        ),
+        None,
+    )
+    if planted is not None:
+        moved = births[planted] = (boundary, *births[planted][1:])
+        births.sort()
+        planted = births.index(moved)
 
     surveys: list[tuple[int, int, Record, Any]] = []  # created, updated, ticket, score
     for ticket_id, (created, org_id, requester) in enumerate(births, start=1):
-        _add_generated_ticket(desk, rng, now, ticket_id, created, org_id, requester, surveys)
+        _add_generated_ticket(
+            desk, rng, now, ticket_id, created, org_id, requester, surveys, ticket_id - 1 == planted
+        )
     surveys.sort(key=lambda s: (s[0], s[2]["id"]))
+    rated = next(
+        (
+            i
+            for i, (at, _, ticket, score) in enumerate(surveys)
+            if at >= boundary
+            and score not in ("offered", "unoffered")
+            and epoch(desk.metric_sets[ticket["id"]]["solved_at"]) < boundary
+        ),
+        None,
+    )
+    if rated is not None:
+        surveys[rated] = (boundary, boundary, *surveys[rated][2:])
     switch = None if csat_switched_at is None else int(csat_switched_at.timestamp())
     later = [survey for survey in surveys if switch is not None and survey[0] >= switch]
     for rating_id, (created, updated, ticket, score) in enumerate(surveys, 5_000_000_001):
@@ -535,8 +567,10 @@ def _add_generated_ticket(
     org_id: int,
     requester: int,
     surveys: list[tuple[int, int, Record, Any]],
+    kept: bool = False,
 ) -> None:
-    """One ticket's timeline: first reply (minutes to days), solve, auto-close or not."""
+    """One ticket's timeline: first reply (minutes to days), solve, auto-close or not;
+    never deleted if ``kept``."""
     reply_min: int | None = _lognormal_minutes(rng, 150, 1.4, 10 * 1440)
     if rng.random() < 0.04 or created + 60 * (reply_min or 0) > now:
         reply_min = None  # never answered in public, or not yet
@@ -555,7 +589,7 @@ def _add_generated_ticket(
     else:
         status = _pick(rng, ("open", "pending", "hold"), (5, 9, 10))
         updated = base + int(rng.random() * (now - base))
-    if rng.random() < 0.006:
+    if rng.random() < 0.006 and not kept:
         status, updated = "deleted", created + int(rng.random() * (now - created))
     ticket = desk.add_ticket(
         {
