@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+import time_machine
 from hypothesis import event
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -272,3 +274,65 @@ def differences_after_changes(
     )
     found = differences((mirror, measured(store_url)), (expected, measured(reference)))
     return found + differences((mirror, {}), (mirror_state(fresh), {}))
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A source's drawn faults (served in each faulted run): its sandbox's queue, and how
+    deep into a run each path's faults may go."""
+
+    name: str
+    queue: Faults
+    schedule: Schedule
+    depths: dict[str, int]
+
+
+def faulted_history(
+    sources: list[Drawn],
+    first_faulted: bool,
+    directory: Path,
+    run: Callable[[str, bool], dict[str, Any]],
+    change: Callable[[datetime], list[int]],
+    clock: time_machine.Traveller,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two syncs into one store, both perhaps faulted, with ``change`` made at the sources
+    between them (it returns the Zendesk organizations it deleted, which only a reconcile
+    sees): every drawn fault must be served, each run complete, and the store must equal
+    a store with the same history without faults, its mirror one fault-free sync of the
+    changed sources. ``run(store_url, reconcile)`` is the sync, its report as a dict."""
+    store_url, reference, fresh = (
+        f"sqlite:///{directory / name}.db" for name in ("faulted", "reference", "fresh")
+    )
+    queues = [source.queue for source in sources]
+    event(f"first run faulted: {first_faulted}")
+    if first_faulted:
+        for source in sources:
+            inject(source.queue, source.schedule, source.depths, f"first run, {source.name}")
+    report = run(store_url, False)
+    assert report["status"] == "complete", report["reason"]
+    assert not unserved(queues)
+    if first_faulted:
+        assert run(reference, False)["status"] == "complete"
+        expected = (mirror_state(reference), measured(reference))
+        assert not differences((mirror_state(store_url), measured(store_url)), expected)
+    else:
+        copy_store(store_url, reference)  # the same fault-free first run
+
+    clock.shift(timedelta(hours=1))
+    gone = change(datetime.now(UTC))
+    spec = [inject(s.queue, s.schedule, s.depths, s.name) for s in sources]
+    try:
+        report = run(store_url, bool(gone))
+    finally:
+        left = unserved(queues)
+        for queue in queues:
+            queue.clear()
+    assert not left, f"{spec}: not every fault was served: {left}"
+    assert report["status"] == "complete", (spec, report["reason"])
+    assert not report["unreconciled"], (spec, report["unreconciled"])
+
+    assert run(reference, bool(gone))["status"] == "complete"
+    monkeypatch.delenv("OKR_SYNC_BATCH_SIZE", raising=False)  # the fresh sync: usual batches
+    assert run(fresh, False)["status"] == "complete"
+    assert not differences_after_changes(store_url, reference, fresh, gone), spec

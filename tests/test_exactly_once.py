@@ -14,13 +14,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import time_machine
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -44,18 +44,16 @@ from okr_targets.store import Store, begin_run
 from tests.conftest import AS_OF, salesforce_env_vars, sync_sources
 from tests.fault_schedules import (
     Changes,
+    Drawn,
     Schedule,
     change_helpdesk,
     change_org,
     changes,
-    copy_store,
     differences,
-    differences_after_changes,
-    inject,
+    faulted_history,
     measured,
     mirror_state,
     schedules,
-    unserved,
 )
 
 QUERY_MORE = "/services/data/v59.0/queryAll/"  # the next pages of a deletable object
@@ -280,53 +278,30 @@ def test_any_fault_schedule_leaves_the_same_mirror_and_measurements(
     desk_app = create_helpdesk_app(
         desk, export_page_size=20, export_rate_limit=LAX, rate_limit=LAX * 10
     )
-    queues = (org_app.state.faults, desk_app.state.faults)
-    directory = tmp_path_factory.mktemp("incremental")
-    store_url, reference, fresh = (
-        f"sqlite:///{directory / name}.db" for name in ("faulted", "reference", "fresh")
-    )
+    sources = [
+        Drawn("salesforce", org_app.state.faults, crm, CRM_DEPTHS),
+        Drawn("zendesk", desk_app.state.faults, helpdesk, HELPDESK_DEPTHS),
+    ]
+
+    def change(now: datetime) -> list[int]:
+        change_org(org, org_changes, now)
+        return change_helpdesk(desk, helpdesk_changes, now, drop_organization)
+
     with serve_tls(org_app) as org_server, serve_tls(desk_app) as desk_server:
         env = salesforce_env_vars(org_server) | zendesk_env_vars(
             desk_server, export_rate_limit=LAX, rate_limit=LAX * 10
         )
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        event(f"first run faulted: {first_faulted}")
-        if first_faulted:
-            inject(queues[0], crm, CRM_DEPTHS, "first run, salesforce")
-            inject(queues[1], helpdesk, HELPDESK_DEPTHS, "first run, zendesk")
-        report = run_sync(store_url)
-        assert report["status"] == "complete", report["reason"]
-        assert not unserved(queues)
-        if first_faulted:
-            assert run_sync(reference)["status"] == "complete"
-            expected = (mirror_state(reference), measured(reference))
-            assert not differences((mirror_state(store_url), measured(store_url)), expected)
-        else:
-            copy_store(store_url, reference)  # the same fault-free first run
-
-        clock.shift(timedelta(hours=1))
-        now = datetime.now(UTC)
-        change_org(org, org_changes, now)
-        gone = change_helpdesk(desk, helpdesk_changes, now, drop_organization)
-        spec = (
-            inject(queues[0], crm, CRM_DEPTHS, "salesforce"),
-            inject(queues[1], helpdesk, HELPDESK_DEPTHS, "zendesk"),
+        faulted_history(
+            sources,
+            first_faulted,
+            tmp_path_factory.mktemp("incremental"),
+            lambda store_url, reconcile: run_sync(store_url, reconcile=reconcile),
+            change,
+            clock,
+            monkeypatch,
         )
-        try:
-            report = run_sync(store_url, reconcile=bool(gone))
-        finally:
-            left = unserved(queues)
-            for queue in queues:
-                queue.clear()
-        assert not left, f"{spec}: not every fault was served: {left}"
-        assert report["status"] == "complete", (spec, report["reason"])
-        assert not report["unreconciled"], (spec, report["unreconciled"])
-
-        assert run_sync(reference, reconcile=bool(gone))["status"] == "complete"
-        monkeypatch.delenv("OKR_SYNC_BATCH_SIZE")
-        assert run_sync(fresh)["status"] == "complete"
-    assert not differences_after_changes(store_url, reference, fresh, gone), spec
 
 
 # --- kill -9 at random points ---------------------------------------------------------------

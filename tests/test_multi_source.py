@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import time_machine
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -37,18 +37,13 @@ from okr_targets.store import Store
 from tests.conftest import AS_OF
 from tests.fault_schedules import (
     Changes,
+    Drawn,
     Schedule,
     change_helpdesk,
     change_portal,
     changes,
-    copy_store,
-    differences,
-    differences_after_changes,
-    inject,
-    measured,
-    mirror_state,
+    faulted_history,
     schedules,
-    unserved,
 )
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -473,55 +468,33 @@ def test_any_fault_schedule_leaves_the_same_mirror_and_measurements(
     helpdesk_app = create_helpdesk_app(
         helpdesk, export_page_size=20, export_rate_limit=LAX, rate_limit=LAX
     )
-    queues = (portal_app.state.faults, helpdesk_app.state.faults)
     directory = tmp_path_factory.mktemp("incremental")
     okr_file = directory / "okrs.yaml"
     okr_file.write_text(OKR_FILE, encoding="utf-8")
-    store_url, reference, fresh = (
-        f"sqlite:///{directory / name}.db" for name in ("faulted", "reference", "fresh")
-    )
+    sources = [
+        Drawn("hubspot", portal_app.state.faults, hubspot, HUBSPOT_DEPTHS),
+        Drawn("zendesk", helpdesk_app.state.faults, zendesk, HELPDESK_DEPTHS),
+    ]
+
+    def change(now: datetime) -> list[int]:
+        change_portal(portal, portal_changes, now)
+        return change_helpdesk(helpdesk, helpdesk_changes, now, drop_organization)
+
     with serve_tls(portal_app) as portal_server, serve_tls(helpdesk_app) as helpdesk_server:
         env = hubspot_env_vars(portal_server, search_requests_per_second=LAX) | zendesk_env_vars(
             helpdesk_server, export_rate_limit=LAX, rate_limit=LAX
         )
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        event(f"first run faulted: {first_faulted}")
-        if first_faulted:
-            inject(queues[0], hubspot, HUBSPOT_DEPTHS, "first run, hubspot")
-            inject(queues[1], zendesk, HELPDESK_DEPTHS, "first run, zendesk")
-        report = run_quietly(okr_file, store_url)
-        assert report["status"] == "complete", report["reason"]
-        assert not unserved(queues)
-        if first_faulted:
-            assert run_quietly(okr_file, reference)["status"] == "complete"
-            expected = (mirror_state(reference), measured(reference))
-            assert not differences((mirror_state(store_url), measured(store_url)), expected)
-        else:
-            copy_store(store_url, reference)  # the same fault-free first run
-
-        clock.shift(timedelta(hours=1))
-        now = datetime.now(UTC)
-        change_portal(portal, portal_changes, now)
-        gone = change_helpdesk(helpdesk, helpdesk_changes, now, drop_organization)
-        spec = (
-            inject(queues[0], hubspot, HUBSPOT_DEPTHS, "hubspot"),
-            inject(queues[1], zendesk, HELPDESK_DEPTHS, "zendesk"),
+        faulted_history(
+            sources,
+            first_faulted,
+            directory,
+            lambda store_url, reconcile: run_quietly(okr_file, store_url, reconcile),
+            change,
+            clock,
+            monkeypatch,
         )
-        try:
-            report = run_quietly(okr_file, store_url, reconcile=bool(gone))
-        finally:
-            left = unserved(queues)
-            for queue in queues:
-                queue.clear()
-        assert not left, f"{spec}: not every fault was served: {left}"
-        assert report["status"] == "complete", (spec, report["reason"])
-        assert not report["unreconciled"], (spec, report["unreconciled"])
-
-        assert run_quietly(okr_file, reference, reconcile=bool(gone))["status"] == "complete"
-        monkeypatch.delenv("OKR_SYNC_BATCH_SIZE")
-        assert run_quietly(okr_file, fresh)["status"] == "complete"
-    assert not differences_after_changes(store_url, reference, fresh, gone), spec
 
 
 def run_quietly(okr_file: Path, store_url: str, reconcile: bool = False) -> dict[str, Any]:
