@@ -1,16 +1,17 @@
 """``make bench``: okr-sync's sync against the floor and dlt, on one generated world.
 
     python -m benchmarks.bench [--deals N] [--customers N] [--tickets N] [--hubspot-share F]
-                               [--rss-base-deals N]
+                               [--rss-base-deals N] [--pg-url URL]
 
 Steps, in one run on one machine: serve a generated Salesforce org, its Zendesk helpdesk and
 a HubSpot portal (``--hubspot-share`` of the deals, customers and tickets) from their own
-process; run (b) the floor and (a) okr-sync's full sync back to back, (e) time every key
-result over okr-sync's mirror on SQLite, then (c) dlt, each sync in its own process into
-its own SQLite file; (e) again on PostgreSQL after copying the store there; (d) change
-0.5% of the records and run okr-sync's incremental sync; then, for the RSS ratio, a full
-sync of a world scaled to ``--rss-base-deals``. Prints a table and writes the figures as
-JSON (``--out``, default ``benchmarks/results/bench-<deals>.json``).
+process; run (b) the floor and (a) okr-sync's full sync into an empty SQLite store back to
+back, (e) time every key result over that store, then (a) the same full sync into an empty
+PostgreSQL database and (e) its key results, with nothing between the two but what the sync
+itself does; then (c) dlt, each sync in its own process; (d) change 0.5% of the records
+and run okr-sync's incremental sync into each store; then, for the RSS ratio, a full sync
+of a world scaled to ``--rss-base-deals``. Prints a table and writes the figures as JSON
+(``--out``, default ``benchmarks/results/bench-<deals>.json``).
 
 The machine is shared: wall times are noisy, which is why the sides whose ratio is a target
 run back to back in one run. The emulators' own CPU seconds are reported per step.
@@ -36,8 +37,21 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 OKR_FILE = Path(__file__).resolve().parent / "okrs.yaml"  # the demo's, from all three systems
 RESULTS = Path(__file__).resolve().parent / "results"
-PG_ADMIN_DSN = os.environ.get("OKR_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_DSN = os.environ.get(
+    "OKR_SYNC_BENCH_PG",
+    os.environ.get("OKR_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
+)
+"""A database on the server that may create others: the benchmark's own is made beside it."""
 CHANGED_FRACTION = 0.005
+STORES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+SIDE_KEYS = {
+    "sqlite": {"full": "okr_sync_full", "incremental": "okr_sync_incremental"},
+    "postgresql": {
+        "full": "okr_sync_full_postgresql",
+        "incremental": "okr_sync_incremental_postgresql",
+    },
+}
+"""Where each store's syncs go in the results (SQLite's keep their earlier names)."""
 PAGE_SIZES = {"salesforce": 2000, "tickets": 1000, "organizations": 1000}
 """The most records one request can return, per stream (Salesforce: any stream)."""
 DEFAULT_PAGE = 100  # Zendesk's cursor-paged lists (satisfaction ratings)
@@ -51,6 +65,8 @@ TARGETS = {
     "incremental_vs_full_time": ("<=", 0.05),
     "kr_seconds_sqlite": ("<=", 1.0),
     "kr_seconds_postgresql": ("<=", 1.0),
+    "full_postgresql_vs_sqlite_time": ("<=", 1.3),
+    "incremental_vs_full_time_postgresql": ("<=", 0.05),
     "validation_share": ("<=", 0.30),
     "requests_vs_minimum": ("<=", 1.05),
 }
@@ -170,7 +186,8 @@ def hubspot_minimum(stream: str, counts: dict[str, Any]) -> int:
 
 
 def key_result_seconds(store_url: str, repeats: int = 3) -> dict[str, float]:
-    """Compute every key result over the mirror (rolled back); first and best time."""
+    """Compute every key result over the mirror (rolled back); first and best time, and
+    this (the client's) CPU seconds for the first: the rest is the database's."""
     from okr_sync import __version__
     from okr_targets.store import Store, begin_run
     from transforms.catalog import load
@@ -179,87 +196,53 @@ def key_result_seconds(store_url: str, repeats: int = 3) -> dict[str, float]:
     config, catalog = load(OKR_FILE)
     store = Store.open(store_url)
     run_id = begin_run(store, __version__, None)
-    times = []
+    times, cpu = [], []
     try:
         for _ in range(repeats):
             with store.session() as session:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 measure_key_results(
                     session, config, catalog, run_id, datetime.now(UTC), __version__
                 )
                 times.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - cpu_started)
                 session.rollback()
     finally:
         store.dispose()
-    return {"first": round(times[0], 3), "best": round(min(times), 3)}
+    return {
+        "first": round(times[0], 3),
+        "best": round(min(times), 3),
+        "first_client_cpu": round(cpu[0], 3),
+    }
 
 
-def copy_store(source_url: str, target_url: str) -> int:
-    """Every table of the SQLite store into a fresh PostgreSQL store (COPY), vacuumed and
-    analysed; returns the rows copied."""
-    from sqlalchemy import select
-
-    from okr_targets.models import Base, supplied_columns
-    from okr_targets.store import Store
-
-    source, target = Store.open(source_url), Store.open(target_url)
-    copied = 0
-    try:
-        raw = target.engine.raw_connection()
-        try:
-            pg = raw.driver_connection
-            assert pg is not None
-            with source.engine.connect() as reader, pg.cursor() as cursor:
-                for table in Base.metadata.sorted_tables:
-                    columns = supplied_columns(table)
-                    names = ", ".join(f'"{c.name}"' for c in columns)
-                    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-                        for row in reader.execute(select(*columns)).yield_per(10_000):
-                            copy.write_row([_pg_value(v) for v in row])
-                            copied += 1
-                    if table.autoincrement_column is not None:  # COPY leaves sequences at 1
-                        name = table.autoincrement_column.name
-                        cursor.execute(
-                            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{name}'), "
-                            f'(SELECT max("{name}") FROM "{table.name}"))'
-                        )
-            raw.commit()
-            # What autovacuum does to a store soon after a bulk load: planner statistics,
-            # and the visibility map that lets PostgreSQL answer from an index alone.
-            pg.autocommit = True
-            with pg.cursor() as cursor:
-                cursor.execute("VACUUM (ANALYZE)")
-        finally:
-            raw.close()
-    finally:
-        source.dispose()
-        target.dispose()
-    return copied
-
-
-def _pg_value(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return value
-
-
-def _postgres_database() -> tuple[str, str] | None:
-    """A fresh, uniquely named benchmark database: (name, URL); None without a server."""
+def _postgres_database(admin_url: str) -> tuple[str, str] | str:
+    """A fresh, uniquely named benchmark database on ``admin_url``'s server: (name, URL),
+    or why there is none."""
     import psycopg
+    from sqlalchemy.engine import make_url
 
     name = f"okr_bench_{uuid.uuid4().hex[:10]}"
     try:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3) as connection:
+        with psycopg.connect(_libpq(admin_url), autocommit=True, connect_timeout=3) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError:
-        return None
-    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    except psycopg.Error as error:
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+    url = make_url(admin_url).set(drivername="postgresql+psycopg", database=name)
+    return name, url.render_as_string(hide_password=False)
 
 
-def _drop_postgres_database(name: str) -> None:
+def _libpq(url: str) -> str:
+    """``url`` as psycopg takes it: SQLAlchemy's ``postgresql+psycopg://`` also accepted."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(admin_url: str, name: str) -> None:
     import psycopg
 
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -270,6 +253,7 @@ def run(
     hubspot_share: float,
     rss_base_deals: int | None,
     scratch: Path,
+    pg_url: str = PG_ADMIN_DSN,
 ) -> dict[str, Any]:
     base_env = {
         "PREFECT_HOME": str(scratch / "prefect"),
@@ -281,7 +265,9 @@ def run(
     prefect = _prefect_server()
     base_env["PREFECT_API_URL"] = prefect.api_url
     try:
-        return _run(deals, customers, tickets, hubspot_share, rss_base_deals, scratch, base_env)
+        return _run(
+            deals, customers, tickets, hubspot_share, rss_base_deals, scratch, base_env, pg_url
+        )
     finally:
         prefect.stop()
 
@@ -304,6 +290,7 @@ def _run(
     rss_base_deals: int | None,
     scratch: Path,
     base_env: dict[str, str],
+    pg_url: str,
 ) -> dict[str, Any]:
     okr_file = str(OKR_FILE)
     results: dict[str, Any] = {
@@ -311,8 +298,9 @@ def _run(
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "note": "shared with other work; floor and okr-sync ran back to back; "
-            "the syncs report to one Prefect server started before them",
+            "note": "shared with other work; floor and okr-sync's full syncs (SQLite, "
+            "then PostgreSQL) ran back to back; the syncs report to one Prefect server "
+            "started before them",
         },
         "sizes": {
             "deals": deals,
@@ -321,43 +309,15 @@ def _run(
             "hubspot_share": hubspot_share,
         },
     }
-    world = World(deals, customers, tickets, hubspot_share)
+    pg = _postgres_database(pg_url)
+    if isinstance(pg, str):
+        print(f"PostgreSQL skipped: {pg}", flush=True)
+        results["postgresql_skipped"] = pg
     try:
-        env = {**base_env, **world.ready["env"]}
-        results["world"] = {k: world.ready[k] for k in ("counts", "generate_seconds")}
-        world_json = orjson.dumps(world.ready).decode()
-        store_url = f"sqlite:///{scratch / 'okr-sync.db'}"
-        floor = _timed_side(
-            world, "floor", [world_json, okr_file, str(scratch / "floor.db")], env, scratch
-        )
-        full = _timed_side(world, "okr_run", [okr_file, store_url, "full"], env, scratch)
-        # Over the mirror as the sync leaves it, as its own last step reads it: after dlt
-        # has written its gigabytes, the first pass read the store back from disk (8.7 s).
-        results["key_results"] = {"sqlite": key_result_seconds(store_url)}
-        peer = _timed_side(
-            world, "dlt_peer", [world_json, okr_file, str(scratch / "dlt.db")], env, scratch
-        )
-        results["floor"], results["okr_sync_full"], results["dlt"] = floor, full, peer
-        pg = _postgres_database()
-        if pg is None:
-            results["key_results"]["postgresql"] = None
-        else:
-            try:
-                started = time.perf_counter()
-                rows = copy_store(store_url, pg[1])
-                results["key_results"]["postgresql_copy"] = {
-                    "rows": rows,
-                    "seconds": round(time.perf_counter() - started, 1),
-                }
-                results["key_results"]["postgresql"] = key_result_seconds(pg[1])
-            finally:
-                _drop_postgres_database(pg[0])
-        results["changed"] = world.ask(f"change {CHANGED_FRACTION}")["changed"]
-        results["okr_sync_incremental"] = _timed_side(
-            world, "okr_run", [okr_file, store_url, "incremental"], env, scratch
-        )
+        _syncs(results, deals, customers, tickets, hubspot_share, scratch, base_env, pg)
     finally:
-        world.close()
+        if not isinstance(pg, str):
+            _drop_postgres_database(pg_url, pg[0])
     if rss_base_deals:
         scale = rss_base_deals / deals
         small = World(
@@ -372,15 +332,61 @@ def _run(
             }
         finally:
             small.close()
-    results["requests_minimum"] = minimum_requests(full["streams"])
+    results["requests_minimum"] = minimum_requests(results["okr_sync_full"]["streams"])
     results["ratios"] = ratios(results)
     return results
+
+
+def _syncs(
+    results: dict[str, Any],
+    deals: int,
+    customers: int,
+    tickets: int,
+    hubspot_share: float,
+    scratch: Path,
+    base_env: dict[str, str],
+    pg: tuple[str, str] | str,
+) -> None:
+    """The floor, okr-sync's full sync into each empty store and its key results, dlt, and
+    the incremental into each store, on one world."""
+    okr_file = str(OKR_FILE)
+    world = World(deals, customers, tickets, hubspot_share)
+    try:
+        env = {**base_env, **world.ready["env"]}
+        results["world"] = {k: world.ready[k] for k in ("counts", "generate_seconds")}
+        world_json = orjson.dumps(world.ready).decode()
+        stores = {"sqlite": f"sqlite:///{scratch / 'okr-sync.db'}"}
+        if not isinstance(pg, str):
+            stores["postgresql"] = pg[1]
+        results["floor"] = _timed_side(
+            world, "floor", [world_json, okr_file, str(scratch / "floor.db")], env, scratch
+        )
+        results["key_results"] = {"postgresql": None}
+        for kind, url in stores.items():
+            # From an empty store, then every key result over the mirror as the sync leaves
+            # it (the sync's own last step reads it so), with no maintenance in between.
+            results[SIDE_KEYS[kind]["full"]] = _timed_side(
+                world, "okr_run", [okr_file, url, "full"], env, scratch
+            )
+            results["key_results"][kind] = key_result_seconds(url)
+        results["dlt"] = _timed_side(
+            world, "dlt_peer", [world_json, okr_file, str(scratch / "dlt.db")], env, scratch
+        )
+        results["changed"] = world.ask(f"change {CHANGED_FRACTION}")["changed"]
+        for kind, url in stores.items():
+            results[SIDE_KEYS[kind]["incremental"]] = _timed_side(
+                world, "okr_run", [okr_file, url, "incremental"], env, scratch
+            )
+    finally:
+        world.close()
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
     full, floor, peer = results["okr_sync_full"], results["floor"], results["dlt"]
     small = results.get("okr_sync_full_small")
     kr = results["key_results"]
+    pg_full = results.get("okr_sync_full_postgresql")
+    pg_inc = results.get("okr_sync_incremental_postgresql")
     figures = {
         "full_vs_floor_time": full["wall_seconds"] / floor["wall_seconds"],
         "full_vs_floor_cpu": full["cpu_seconds"] / floor["cpu_seconds"],
@@ -392,6 +398,12 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         / full["wall_seconds"],
         "kr_seconds_sqlite": kr["sqlite"]["first"],
         "kr_seconds_postgresql": kr["postgresql"]["first"] if kr.get("postgresql") else None,
+        "full_postgresql_vs_sqlite_time": pg_full["wall_seconds"] / full["wall_seconds"]
+        if pg_full
+        else None,
+        "incremental_vs_full_time_postgresql": pg_inc["wall_seconds"] / pg_full["wall_seconds"]
+        if pg_full and pg_inc
+        else None,
         "validation_share": full["validate_seconds"] / full["wall_seconds"],
         "requests_vs_minimum": full["requests"] / results["requests_minimum"],
     }
@@ -416,20 +428,25 @@ def table(results: dict[str, Any]) -> str:
         f"world: {totals} (generated in {world['generate_seconds']} s)",
         *(f"  {name}: {figures}" for name, figures in world["counts"]["systems"].items()),
         "",
-        f"{'side':<26}{'wall s':>9}{'records':>10}{'rec/s':>10}{'requests':>10}"
+        f"{'side':<38}{'wall s':>9}{'records':>10}{'rec/s':>10}{'requests':>10}"
         f"{'peak RSS MiB':>14}{'CPU s':>8}{'emulator CPU s':>16}",
     ]
     sides = [
         ("(b) floor", floor),
-        ("(a) okr-sync full", full),
+        ("(a) okr-sync full, SQLite", full),
+        ("(a) okr-sync full, PostgreSQL", results.get("okr_sync_full_postgresql")),
         ("(c) dlt rest_api", peer),
-        ("(d) okr-sync incremental", inc),
+        ("(d) okr-sync incremental, SQLite", inc),
+        ("(d) okr-sync incremental, PostgreSQL", results.get("okr_sync_incremental_postgresql")),
     ]
     if results.get("okr_sync_full_small"):
         sides.append(("okr-sync full (RSS base)", results["okr_sync_full_small"]))
     for label, side in sides:
+        if side is None:
+            lines.append(f"{label:<38}{'skipped: ' + results.get('postgresql_skipped', '-')}")
+            continue
         lines.append(
-            f"{label:<26}{side['wall_seconds']:>9.1f}{side['records']:>10}"
+            f"{label:<38}{side['wall_seconds']:>9.1f}{side['records']:>10}"
             f"{side['records_per_s']:>10.0f}{side.get('requests', '-')!s:>10}"
             f"{side['peak_rss_mb']:>14.0f}{side['cpu_seconds']:>8.1f}"
             f"{side['emulator_cpu_seconds']:>16.1f}"
@@ -437,17 +454,27 @@ def table(results: dict[str, Any]) -> str:
     kr = results["key_results"]
     lines += [
         "",
-        f"(e) key results: SQLite {kr['sqlite']}, PostgreSQL {kr.get('postgresql')}",
+        "(e) key results, straight after the first sync into an empty store:",
+        *(f"  {label}: {_kr_figures(kr.get(kind))}" for kind, label in STORES.items()),
         f"(f) validation: {full['validate_seconds']:.1f} s of {full['wall_seconds']:.1f} s",
         f"(g) requests: {full['requests']} sent, {results['requests_minimum']} minimum",
         "",
-        f"{'ratio':<28}{'value':>10}{'target':>10}  met",
+        f"{'ratio':<38}{'value':>10}{'target':>10}  met",
     ]
     for name, figure in results["ratios"].items():
         value = "-" if figure["value"] is None else f"{figure['value']:.3f}"
         met = {True: "yes", False: "NO", None: "n/a"}[figure["met"]]
-        lines.append(f"{name:<28}{value:>10}{figure['target']:>10}  {met}")
+        lines.append(f"{name:<38}{value:>10}{figure['target']:>10}  {met}")
     return "\n".join(lines)
+
+
+def _kr_figures(figures: dict[str, float] | None) -> str:
+    if figures is None:
+        return "skipped"
+    return (
+        f"first {figures['first']:.3f} s (client CPU {figures['first_client_cpu']:.3f} s), "
+        f"best of 3 {figures['best']:.3f} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -470,6 +497,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=100_000,
         help="deals in the scaled-down world whose peak RSS is the base (0: skip)",
     )
+    parser.add_argument(
+        "--pg-url",
+        default=PG_ADMIN_DSN,
+        help="a PostgreSQL database whose user may create databases: the benchmark creates "
+        "its own beside it and drops it after (default $OKR_SYNC_BENCH_PG, else "
+        "$OKR_SYNC_TEST_PG, else postgres@127.0.0.1:5432/test); skipped if unreachable",
+    )
     parser.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/…)")
     parser.add_argument("--keep", type=Path, help="keep the databases and logs in this directory")
     args = parser.parse_args(argv)
@@ -483,6 +517,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.hubspot_share,
             args.rss_base_deals or None,
             scratch,
+            args.pg_url,
         )
     out = args.out or RESULTS / f"bench-{args.deals}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

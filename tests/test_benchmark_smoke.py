@@ -10,10 +10,12 @@ from pathlib import Path
 import orjson
 
 from benchmarks import bench
+from tests.conftest import running_in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SIDES = ("floor", "okr_sync_full", "dlt", "okr_sync_incremental", "okr_sync_full_small")
+POSTGRESQL_SIDES = ("okr_sync_full_postgresql", "okr_sync_incremental_postgresql")
 
 
 def test_benchmark_runs_and_writes_well_formed_figures(tmp_path: Path) -> None:
@@ -45,7 +47,9 @@ def test_benchmark_runs_and_writes_well_formed_figures(tmp_path: Path) -> None:
     streams = results["okr_sync_full"]["streams"]
     for name in ("hubspot.owners", "hubspot.companies", "hubspot.deals", "hubspot.tickets"):
         assert streams[name]["read"] > 0, name
-    for side in SIDES:
+    skipped = results.get("postgresql_skipped")
+    assert not (skipped and running_in_ci()), skipped
+    for side in SIDES if skipped else SIDES + POSTGRESQL_SIDES:
         figures = results[side]
         for name in ("wall_seconds", "peak_rss_mb", "records", "records_per_s"):
             assert figures[name] > 0, (side, name)
@@ -60,6 +64,18 @@ def test_benchmark_runs_and_writes_well_formed_figures(tmp_path: Path) -> None:
     assert results["okr_sync_incremental"]["records"] < results["okr_sync_full"]["records"]
     assert results["requests_minimum"] <= results["okr_sync_full"]["requests"]
     assert results["key_results"]["sqlite"]["first"] > 0
+    if not skipped:  # the same syncs from empty stores: the same records either way
+        for kind in ("full", "incremental"):
+            sqlite, pg = results[f"okr_sync_{kind}"], results[f"okr_sync_{kind}_postgresql"]
+            assert (pg["status"], pg["records"], pg["written"]) == (
+                sqlite["status"],
+                sqlite["records"],
+                sqlite["written"],
+            ), kind
+        assert results["key_results"]["postgresql"]["first"] > 0
+        assert "PostgreSQL" in finished.stdout
+    else:
+        assert f"skipped: {skipped}" in finished.stdout
     assert set(results["ratios"]) == set(bench.TARGETS)
     for figure in results["ratios"].values():
         assert figure["met"] in (True, False, None)
