@@ -370,11 +370,11 @@ def cursor_run(database: Path, source: str, stream: str) -> str | None:
 
 
 def killed_once_committed(
-    database: Path, okr_file: Path, source: str, stream: str, first: str | None
+    database: Path, okr_file: Path, source: str, stream: str, first: str | None, settle: float
 ) -> None:
-    """``okr-sync sync`` in a child process, SIGKILLed as soon as ``source``'s ``stream``
-    has committed a batch (its cursor names another run than ``first``). The caller's
-    faults hold the stream's next request back until then."""
+    """``okr-sync sync`` in a child process, SIGKILLed ``settle`` seconds after ``source``'s
+    ``stream`` has committed a batch (its cursor names another run than ``first``). The
+    caller's faults hold one of the stream's next requests back until then."""
     from prefect.settings import PREFECT_API_URL
 
     command = [sys.executable, "-m", "okr_sync.cli", "sync", "--store", f"sqlite:///{database}"]
@@ -392,6 +392,7 @@ def killed_once_committed(
             assert child.poll() is None, child.communicate()[1][-2000:]
             assert time.monotonic() < deadline, f"{source}.{stream} never committed"
             time.sleep(0.05)
+        time.sleep(settle)
     finally:
         child.send_signal(signal.SIGKILL)
         child.communicate()
@@ -416,83 +417,104 @@ def tombstoned(store_url: str, model: type[Deal] | type[Ticket], key: tuple[str,
     return gone
 
 
-def test_a_hubspot_sync_killed_before_its_archived_listing_loses_no_delete(
+KILLED_STREAMS = {"salesforce": "Opportunity", "zendesk": "tickets", "hubspot": "deals"}
+
+
+def wait_until(instant: datetime) -> None:
+    """Until ``instant`` is past on the real clock the child process reads."""
+    time.sleep(max(0.0, (instant - datetime.now(UTC)).total_seconds()))
+
+
+def delete_behind_edits(
+    source: str, store_url: str, sandboxes: tuple[Any, Any, Any], passed: int
+) -> tuple[type[Deal] | type[Ticket], str, str]:
+    """At ``source``, one record deleted (a won deal counted now, or a ticket) and 50 others
+    edited so that a cursor past the edits has not yet read the delete: Salesforce and
+    Zendesk delete after the edits (the delete rides on the change stream's last page);
+    HubSpot archives before them (its archived listing is read after the search). Returns
+    the model, the deleted id and the fault spec for the source's sandbox: ``passed`` more
+    of the stream's requests let through, then the next held back 8 s for the kill."""
+    portal, org, helpdesk = sandboxes
+    # every change after the last sync ended (the child process runs on the real clock),
+    # in whole seconds (Zendesk's resolution), the delete one second after the edits
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    edited_at = [base + timedelta(milliseconds=10 * n) for n in range(50)]
+    deleted_at = base + timedelta(seconds=1)
+    changed_by = base + timedelta(seconds=1.5)  # after the last change: awaited before the kill
+    if source == "hubspot":
+        deal = won_q4_deal(store_url)
+        portal.archive("deals", deal, at=base)  # before the edits: a cursor past them
+        others = [r["id"] for r in portal.records("deals") if r["id"] != deal][:50]
+        for record_id, at in zip(others, edited_at, strict=True):  # is past the archive
+            portal.update("deals", record_id, {"dealname": "x"}, at=at + timedelta(seconds=1))
+        # the search's first request answers; then the archived listing
+        held, skip = "/crm/v3/objects/deals", passed + 1
+        wait_until(changed_by)
+        return Deal, deal, f"slow:0.01x{skip}@{held},slow:8@{held}"
+    if source == "salesforce":
+        deal = won_q4_deal(store_url)
+        others = [o["Id"] for o in org.records("Opportunity") if o["Id"] != deal][:50]
+        for record, at in zip(others, edited_at, strict=True):
+            org.upsert("Opportunity", {"Id": record, "Name": "x"}, now=at)
+        org.delete("Opportunity", deal, now=deleted_at)
+        held, skip = f"{QUERY_ALL}/01g", passed  # the query's next pages (only Opportunity's)
+        wait_until(changed_by)
+        return Deal, deal, (f"slow:0.01x{skip}@{held}," if skip else "") + f"slow:8@{held}"
+    ticket = min(t["id"] for t in helpdesk.tickets.values() if t.get("status") != "deleted")
+    others = sorted(t for t in helpdesk.tickets if t != ticket)[:50]
+    for ticket_id, at in zip(others, edited_at, strict=True):
+        helpdesk.upsert_ticket({"id": ticket_id, "priority": "high"}, now=at)
+    helpdesk.delete_ticket(ticket, now=deleted_at)
+    held, skip = TICKET_EXPORT, passed + 1  # its first page answers
+    wait_until(changed_by)
+    return Ticket, str(ticket), f"slow:0.01x{skip}@{held},slow:8@{held}"
+
+
+@settings(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    source=st.sampled_from(sorted(KILLED_STREAMS)),
+    passed=st.integers(0, 1),
+    settle=st.sampled_from([0.0, 0.05, 0.2]),
+)
+@example(source="hubspot", passed=0, settle=0.0)  # killed between the search and the listing
+@example(source="salesforce", passed=0, settle=0.0)  # killed after the first committed page
+@example(source="zendesk", passed=0, settle=0.0)
+def test_a_sync_killed_while_its_change_stream_pages_loses_no_delete(
+    source: str,
+    passed: int,
+    settle: float,
     portal: HubSpotPortal,
     portal_app: Any,
     hubspot: RunningServer,
     okr_file: Path,
-    tmp_path: Path,
+    crm_and_helpdesk: tuple[Any, Any, Any, Any],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """``okr-sync sync`` is SIGKILLed once the deals' search has committed a batch past
-    the archive (the archived listing is held back until then); the next sync must still
-    tombstone the archived deal. Real time: the child process cannot share a pinned clock."""
-    database = tmp_path / "okr.db"
-    store_url = f"sqlite:///{database}"
-    assert sync(okr_file, store_url)["status"] == "complete"
-    first = cursor_run(database, "hubspot", "deals")
-    deal = won_q4_deal(store_url)
-    now = datetime.now(UTC)
-    portal.archive("deals", deal, at=now - timedelta(minutes=5))
-    others = [r["id"] for r in portal.records("deals") if r["id"] != deal][:50]
-    for number, record_id in enumerate(others):
-        at = now - timedelta(minutes=2) + timedelta(milliseconds=number)
-        portal.update("deals", record_id, {"dealname": "x"}, at=at)
-
-    # the search answers; the archived listing after it is held until the kill
-    deals = "/crm/v3/objects/deals"
-    portal_app.state.faults.extend(parse_faults(f"slow:0.01@{deals},slow:8@{deals}"))
-    try:
-        killed_once_committed(database, okr_file, "hubspot", "deals", first)
-    finally:
-        portal_app.state.faults.clear()
-    assert not tombstoned(store_url, Deal, ("hubspot", deal))  # killed before the listing
-
-    resync_matches_a_fresh_sync(okr_file, tmp_path, database)
-    assert tombstoned(store_url, Deal, ("hubspot", deal))
-
-
-@pytest.mark.parametrize("source", ["salesforce", "zendesk"])
-def test_a_sync_killed_after_a_committed_page_loses_no_later_delete(
-    source: str, crm_and_helpdesk: tuple[Any, Any, Any, Any], tmp_path: Path
-) -> None:
-    """Salesforce (queryAll) and Zendesk (the ticket export): 50 records are edited, then
-    one is deleted, so the delete rides on the change stream's last page. The sync is
-    SIGKILLed once the stream's first page has committed (the second is held back until
-    then); the next sync must resume from that cursor and still tombstone the record.
-    Real time: the child process cannot share a pinned clock."""
+    """``okr-sync sync`` is SIGKILLed ``settle`` seconds after the change stream of
+    ``source`` committed its first batch, with ``passed`` more of its requests let through
+    before the next is held back: a kill point between the first committed page and the
+    delete's. Records were edited and one deleted at the source since the last sync; the
+    next sync must still tombstone it, and end where a fault-free sync does. Real time: the
+    child process cannot share a pinned clock."""
     org, org_app, helpdesk, helpdesk_app = crm_and_helpdesk
-    database = tmp_path / "okr.db"
+    apps = {"hubspot": portal_app, "salesforce": org_app, "zendesk": helpdesk_app}
+    event(f"{source}, {passed} request(s) let through, killed {settle}s after the commit")
+    okrs = okr_file if source == "hubspot" else DEMO_OKRS
+    directory = tmp_path_factory.mktemp(source)
+    database = directory / "okr.db"
     store_url = f"sqlite:///{database}"
-    assert sync(DEMO_OKRS, store_url)["status"] == "complete"
-    model: type[Deal] | type[Ticket]
-    now = datetime.now(UTC)
-    edited_at = [now - timedelta(minutes=5) + timedelta(seconds=n) for n in range(50)]
-    deleted_at = now - timedelta(minutes=2)
-    if source == "salesforce":
-        stream, model, app = "Opportunity", Deal, org_app
-        record_id = won_q4_deal(store_url)
-        others = [o["Id"] for o in org.records("Opportunity") if o["Id"] != record_id][:50]
-        for record, at in zip(others, edited_at, strict=True):
-            org.upsert("Opportunity", {"Id": record, "Name": "x"}, now=at)
-        org.delete("Opportunity", record_id, now=deleted_at)
-        held = f"{QUERY_ALL}/01g"  # the next page of a query (only Opportunity has one)
-        spec = f"slow:8@{held}"
-    else:
-        stream, model, app = "tickets", Ticket, helpdesk_app
-        ticket = min(t["id"] for t in helpdesk.tickets.values() if t.get("status") != "deleted")
-        others = sorted(t for t in helpdesk.tickets if t != ticket)[:50]
-        for ticket_id, at in zip(others, edited_at, strict=True):
-            helpdesk.upsert_ticket({"id": ticket_id, "priority": "high"}, now=at)
-        helpdesk.delete_ticket(ticket, now=deleted_at)
-        record_id, held = str(ticket), TICKET_EXPORT
-        spec = f"slow:0.01@{held},slow:8@{held}"  # the first page answers, the second waits
+    assert sync(okrs, store_url)["status"] == "complete"
+    stream = KILLED_STREAMS[source]
     first = cursor_run(database, source, stream)
+    model, record_id, spec = delete_behind_edits(source, store_url, (portal, org, helpdesk), passed)
+    app = apps[source]
     app.state.faults.extend(parse_faults(spec))
     try:
-        killed_once_committed(database, DEMO_OKRS, source, stream, first)
+        killed_once_committed(database, okrs, source, stream, first, settle)
     finally:
         app.state.faults.clear()
-    assert not tombstoned(store_url, model, (source, record_id))  # killed before its page
+    if not passed:
+        assert not tombstoned(store_url, model, (source, record_id))  # killed before it
 
-    resync_matches_a_fresh_sync(DEMO_OKRS, tmp_path, database)
+    resync_matches_a_fresh_sync(okrs, directory, database)
     assert tombstoned(store_url, model, (source, record_id))
