@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from okr_targets.models import (
     DailyValue,
@@ -29,6 +30,7 @@ from okr_targets.models import (
     Ticket,
 )
 from okr_targets.store import Store
+from okr_targets.summary import build_summary
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 PERIOD = "2026-Q4"
@@ -228,3 +230,12 @@ def fill_store(url: str) -> None:
                 )
         session.commit()
     store.dispose()
+
+
+def summary_of(url: str) -> dict[str, Any]:
+    """The dashboard's summary of the store at ``url``, as of ``NOW``."""
+    store = Store.open(url)
+    with store.session() as session:
+        found = build_summary(session, NOW, store.display_url)
+    store.dispose()
+    return found

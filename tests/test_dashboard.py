@@ -35,14 +35,13 @@ from okr_targets.models import KeyResult
 from okr_targets.store import Store
 from okr_targets.summary import (
     SCHEMA_FILE,
-    build_summary,
     format_value,
     key_results,
     store_summary_markdown,
     summary_csv,
     summary_markdown,
 )
-from tests.okr_fixture import NOW, STATUSES, TREE, fill_store
+from tests.okr_fixture import NOW, STATUSES, TREE, fill_store, summary_of
 
 SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 
@@ -55,14 +54,6 @@ def validate(document: Any) -> None:
         SCHEMA,
         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
     )
-
-
-def summary_of(url: str) -> dict[str, Any]:
-    store = Store.open(url)
-    with store.session() as session:
-        found = build_summary(session, NOW, store.display_url)
-    store.dispose()
-    return found
 
 
 def by_id(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -24,8 +24,8 @@ from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
 from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
-from okr_targets.summary import build_summary, format_value, key_results
-from tests.okr_fixture import NOW, STATUSES, fill_store
+from okr_targets.summary import format_value, key_results
+from tests.okr_fixture import NOW, STATUSES, fill_store, summary_of
 
 CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))
 # The colours the stylesheet gives each status (GitHub Primer's accessible palette).
@@ -54,11 +54,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def summary(sqlite_url: str) -> dict[str, Any]:
     fill_store(sqlite_url)
-    store = Store.open(sqlite_url)
-    with store.session() as session:
-        found = build_summary(session, NOW, store.display_url)
-    store.dispose()
-    return found
+    return summary_of(sqlite_url)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -24,8 +23,8 @@ from okr_targets.config import load_okrs
 from okr_targets.lineage import explain
 from okr_targets.models import Deal, KeyResult, Measurement, Objective
 from okr_targets.store import Store, has_password, redact
-from okr_targets.summary import build_summary, key_results, summary_csv
-from tests.okr_fixture import NOW, fill_store
+from okr_targets.summary import key_results, summary_csv
+from tests.okr_fixture import NOW, fill_store, summary_of
 from tests.test_store_password import assert_recorded_without_password, sync_runs_since
 from transforms.measure import save_okrs
 
@@ -34,14 +33,6 @@ SECRET = "s3cret-in-the-query"
 
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
-
-
-def summary_of(url: str) -> dict[str, Any]:
-    store = Store.open(url)
-    with store.session() as session:
-        found = build_summary(session, NOW, store.display_url)
-    store.dispose()
-    return found
 
 
 @pytest.fixture
