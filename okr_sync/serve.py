@@ -40,6 +40,8 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from flows.settings import OneLineSettings
+from okr_targets.changes import WindowError, changes_json, parse_window, what_changed
+from okr_targets.changes_page import render_changes_html
 from okr_targets.dashboard import render_html
 from okr_targets.models import KeyResult, Measurement, Objective, SourceRead, SyncRun, utcnow
 from okr_targets.store import Store
@@ -225,6 +227,27 @@ def create_app(
                 return JSONResponse({"objective_id": objective["id"], **kr}, headers=_HEADERS)
         return JSONResponse({"error": f"no key result {wanted!r}"}, 404, headers=_HEADERS)
 
+    def changes(request: Request) -> Response:
+        """What changed between ``since`` and ``until`` (or in the last ``days``)."""
+        wanted = request.query_params
+        days = wanted.get("days") or None
+        try:
+            if days is not None and not days.isdigit():
+                raise WindowError(f"days {days!r} is not a whole number of days")
+            since, until = parse_window(
+                wanted.get("since") or None,
+                int(days) if days else None,
+                wanted.get("until") or None,
+                clock(),
+            )
+        except WindowError as exc:
+            return JSONResponse({"error": str(exc)}, 400, headers=_HEADERS)
+        with store.session() as session:
+            found = what_changed(session, since, until)
+        if request.url.path.startswith(API):
+            return JSONResponse(changes_json(found), headers=_HEADERS)
+        return HTMLResponse(render_changes_html(found, live=True), headers=_HEADERS)
+
     def schema(_request: Request) -> Response:
         return FileResponse(SCHEMA_FILE, media_type="application/schema+json", headers=_HEADERS)
 
@@ -237,6 +260,8 @@ def create_app(
                     f"{API}/summary.csv": "the same, one row per key result",
                     f"{API}/key-results/{{id}}": "one key result with its history and lineage",
                     f"{API}/schema": "the JSON Schema of the summary",
+                    f"{API}/changes": "each key result's movement and why "
+                    "(?since=DATE&until=DATE or ?days=N; default the last 7 days)",
                 },
             },
             headers=_HEADERS,
@@ -258,5 +283,7 @@ def create_app(
         Route(f"{API}/summary.csv", summary_table),
         Route(f"{API}/key-results/{{key_result_id}}", key_result),
         Route(f"{API}/schema", schema),
+        Route("/changes", changes),
+        Route(f"{API}/changes", changes),
     ]
     return Starlette(routes=routes, middleware=middleware)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -89,7 +89,9 @@ class RecordDiff:
     removed: int
     changed: int
     new: int  # of the added, new at the source
+    edited_in: int  # of the added, edited at the source (a deal marked won, a date moved)
     deleted: int  # of the removed, deleted at the source
+    edited_out: int  # of the removed, edited at the source
     by_entity: dict[str, int]  # entity -> records added, removed or changed
     records: list[RecordChange]
 
@@ -102,15 +104,21 @@ class RecordDiff:
         """ "2 added (1 new at the source), 1 removed (deleted at the source), 3 changed"."""
         parts = []
         if self.added:
-            new = f" ({self.new} new at the source)" if self.new else ""
-            parts.append(f"{self.added} added{new}")
+            parts.append(f"{self.added} added" + _why(self.new, "new", self.edited_in))
         if self.removed:
-            deleted = f" ({self.deleted} deleted at the source)" if self.deleted else ""
-            parts.append(f"{self.removed} removed{deleted}")
+            parts.append(f"{self.removed} removed" + _why(self.deleted, "deleted", self.edited_out))
         if self.changed:
             parts.append(f"{self.changed} edited at the source")
         kinds = ", ".join(f"{entity}s" for entity in sorted(self.by_entity))
         return f"{kinds}: " + ", ".join(parts) if parts else "no record changed"
+
+
+def _why(count: int, what: str, edited: int) -> str:
+    """ " (1 new at the source, 2 edited there)"; empty when neither."""
+    parts = ([f"{count} {what} at the source"] if count else []) + (
+        [f"{edited} edited {'there' if count else 'at the source'}"] if edited else []
+    )
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,7 @@ class Movement:
     owner: str
     period: str
     unit: str
+    direction: str  # the key result's: "increase" or "decrease" is better
     kind: MovementKind
     value_then: float | None
     value_now: float | None
@@ -150,6 +159,13 @@ class Movement:
     records: RecordDiff | None  # None: nothing to compare (new, unchanged, no data)
     restatements: list[Restated] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def better(self) -> bool | None:
+        """Whether the change went the key result's way (None: no change to judge)."""
+        if not self.change:
+            return None
+        return (self.change > 0) == (self.direction != "decrease")
 
     @property
     def change_text(self) -> str:
@@ -177,13 +193,11 @@ class Movement:
         if self.records is not None and not self.records.empty:
             lines.append(self.records.text)
         for restated in self.restatements:
+            was = format_value(restated.old_value, self.unit)
             lines.append(
-                f"restated {restated.period}: was {format_value(restated.old_value, self.unit)}"
-                f" (final since {restated.old_measured_at.date().isoformat()}), now "
-                f"{format_value(restated.value, self.unit)}"
-                f" ({format_change(restated.difference, self.unit)}): late data,"
-                f" {restated.added} record(s) added, {restated.removed} removed,"
-                f" {restated.changed} edited"
+                f"restated {restated.period} (closed): was {was}"
+                f", final since {restated.old_measured_at.date().isoformat()}; late data moved it"
+                f" {format_change(restated.difference, self.unit)}"
             )
         lines.extend(self.notes)
         return lines
@@ -206,13 +220,48 @@ class Changes:
         return {kind.value: found.get(kind.value, 0) for kind in MovementKind}
 
 
+class WindowError(ValueError):
+    """A window that cannot be read: a bad date, both --since and --days, an empty window."""
+
+
+def parse_window(
+    since: str | None, days: int | None, until: str | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """``since``/``days``/``until`` as given on a command line or in a URL, as two instants:
+    an ISO date is the start of that day (``until``: its end), in UTC; a naive date-time is
+    UTC. Default: the ``days`` (7) up to ``until`` (``now``)."""
+    if since is not None and days is not None:
+        raise WindowError("give either since or days, not both")
+    if days is not None and days < 1:
+        raise WindowError(f"days must be at least 1, not {days}")
+    end = _moment("until", until, end_of_day=True) if until else now
+    start = _moment("since", since, end_of_day=False) if since else end - timedelta(days=days or 7)
+    if start >= end:
+        raise WindowError(
+            f"the window is empty: {start.isoformat()} is not before {end.isoformat()}"
+        )
+    return start, end
+
+
+def _moment(name: str, text: str, end_of_day: bool) -> datetime:
+    try:
+        found = datetime.fromisoformat(text)
+    except ValueError:
+        raise WindowError(
+            f"{name} {text!r} is not an ISO date or date-time, e.g. 2026-11-30"
+        ) from None
+    if len(text) <= 10 and end_of_day:
+        found += timedelta(days=1)  # through the whole of that day
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
 def what_changed(
     session: Session, since: datetime, until: datetime, listed: int = RECORDS_LISTED
 ) -> Changes:
     """Each live key result's movement from ``since`` to ``until`` (aware datetimes),
     moved and new ones first; ``listed`` records of each kind are named per key result."""
     if since >= until:
-        raise ValueError(f"the window is empty: {since.isoformat()} is not before {until}")
+        raise WindowError(f"the window is empty: {since.isoformat()} is not before {until}")
     live = select(KeyResult).where(KeyResult.retired_at.is_(None)).order_by(KeyResult.id)
     movements = [_movement(session, kr, since, until, listed) for kr in session.scalars(live)]
     order = list(MovementKind)
@@ -262,6 +311,7 @@ def _movement(
         owner=kr.owner,
         period=kr.period,
         unit=(now.unit if now else None) or kr.unit,
+        direction=kr.direction,
         kind=kind,
         value_then=value_then,
         value_now=value_now,
@@ -346,7 +396,11 @@ def _diff(session: Session, then: Measurement, now: Measurement, listed: int) ->
         removed=counted[RecordChangeKind.REMOVED],
         changed=counted[RecordChangeKind.CHANGED],
         new=sum(1 for c in changes if c.why == NEW),
+        edited_in=sum(1 for c in changes if c.change is RecordChangeKind.ADDED and c.why == EDITED),
         deleted=sum(1 for c in changes if c.why == DELETED),
+        edited_out=sum(
+            1 for c in changes if c.change is RecordChangeKind.REMOVED and c.why == EDITED
+        ),
         by_entity=dict(Counter(change.entity for change in changes)),
         records=listed_changes,
     )

@@ -19,9 +19,11 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from okr_sync.cli import app
+from okr_sync.serve import ServeSettings, create_app
 from okr_targets.changes import MovementKind, RecordChangeKind, format_change, what_changed
 from okr_targets.models import Deal, KeyResult, Measurement, MeasurementRecord, SyncRun
 from okr_targets.store import Store
@@ -199,7 +201,11 @@ def test_each_movement_says_which_records_came_went_or_changed(changed_store: st
     assert [(r.change, r.source_id, r.why) for r in late] == [
         (RecordChangeKind.ADDED, "006-10", "edited at the source")  # created in September
     ]
-    assert "restated 2026-Q3: was 100k USD (final since 2026-10-02)" in q3.reasons[1]
+    assert q3.reasons == [
+        "deals: 1 added (1 edited at the source)",
+        "restated 2026-Q3 (closed): was 100k USD, final since 2026-10-02; late data moved it"
+        " +12k USD",
+    ]
 
     assert by_id["alice-deals"].kind is MovementKind.NEW
     assert by_id["alice-deals"].headline == "first measured in the window: 1 deals"
@@ -261,13 +267,53 @@ def test_the_changes_command_prints_text_json_and_markdown(changed_store: str) -
     assert "- **Book 1M in won revenue**: 600k USD → 710k USD (+110k USD)" in markdown.stdout  # type: ignore[attr-defined]
 
     for bad, message in (
-        (("--days", "0"), "--days must be at least 1"),
-        (("--since", "yesterday"), "--since 'yesterday' is not an ISO date"),
+        (("--days", "0"), "days must be at least 1"),
+        (("--since", "yesterday"), "since 'yesterday' is not an ISO date"),
         (("--since", "2026-11-29", "--until", "2026-11-28"), "is not before"),
-        (("--days", "2", "--since", "2026-11-01"), "either --since or --days"),
+        (("--days", "2", "--since", "2026-11-01"), "either since or days"),
         (("--format", "yaml"), "unknown format 'yaml'"),
     ):
         refused = invoke("changes", *bad, "--store", changed_store)
         assert refused.exit_code == 1  # type: ignore[attr-defined]
         assert refused.stderr.startswith("error: ")  # type: ignore[attr-defined]
         assert message in refused.stderr  # type: ignore[attr-defined]
+
+
+def test_serve_shows_what_changed_as_a_page_and_json_behind_the_same_auth(
+    changed_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OKR_SYNC_SERVE_TOKEN", "s3cret-token")
+    store = Store.open(changed_store)
+    client = TestClient(create_app(store, ServeSettings(), clock=lambda: UNTIL))
+    assert client.get("/changes").status_code == 401
+    assert client.get("/api/v1/changes").status_code == 401
+    client.headers["Authorization"] = "Bearer s3cret-token"
+
+    page = client.get("/changes", params={"days": "2"})
+    assert page.status_code == 200
+    html = page.text
+    assert "default-src 'none'" in html  # loads nothing, like the dashboard
+    assert "<strong>2</strong> moved, <strong>1</strong> first measured" in html
+    assert "600k USD → 710k USD" in html
+    assert "(+110k USD)" in html
+    assert '<tr data-record="006-1"><td>removed</td>' in html
+    assert "deleted at the source" in html
+    assert "restated 2026-Q3 (closed): was 100k USD" in html
+    assert '<span class="change-better">(+110k USD)</span>' in html
+    assert 'data-kr="win-rate">Raise the win rate from 25% to 35%: 26%</li>' in html
+    assert "s3cret-token" not in html
+
+    api = client.get(
+        "/api/v1/changes", params={"since": "2026-11-27T12:00:00+00:00", "until": "2026-11-29"}
+    )
+    found = api.json()
+    assert found["counts"] == {"moved": 2, "new": 1, "unchanged": 3, "no_data": 0}
+    assert found["until"] == "2026-11-30T00:00:00+00:00"  # through the whole of that day
+    revenue = next(m for m in found["movements"] if m["key_result_id"] == "revenue")
+    assert revenue["headline"] == "600k USD → 710k USD (+110k USD)"
+
+    refused = client.get("/api/v1/changes", params={"days": "x"})
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "days 'x' is not a whole number of days"}
+    assert client.get("/changes", params={"since": "2026-12-01"}).status_code == 400
+    store.dispose()

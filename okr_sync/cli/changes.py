@@ -3,40 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from okr_sync.cli.console import fail, out
 from okr_sync.cli.options import StoreOption, open_store
-from okr_targets.changes import Changes, changes_json, changes_lines, what_changed
-
-
-def moment(option: str, text: str, end_of_day: bool) -> datetime:
-    """An ISO date (the start of that day, UTC; with ``end_of_day`` its end) or date-time
-    (UTC when naive), or the one error line."""
-    try:
-        found = datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(f"{option} {text!r} is not an ISO date or date-time, e.g. 2026-11-30") from None
-    if len(text) <= 10 and end_of_day:
-        found += timedelta(days=1)  # through the whole of that day
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
-
-
-def window(since: str | None, days: int | None, until: str | None) -> tuple[datetime, datetime]:
-    """``--since``/``--days``/``--until`` as two instants (default: the last 7 days)."""
-    if since is not None and days is not None:
-        raise fail("give either --since or --days, not both")
-    if days is not None and days < 1:
-        raise fail(f"--days must be at least 1, not {days}")
-    end = moment("--until", until, end_of_day=True) if until else datetime.now(UTC)
-    start = moment("--since", since, end_of_day=False) if since else None
-    start = start or end - timedelta(days=days or 7)
-    if start >= end:
-        raise fail(f"the window is empty: {start.isoformat()} is not before {end.isoformat()}")
-    return start, end
+from okr_targets.changes import (
+    Changes,
+    WindowError,
+    changes_json,
+    changes_lines,
+    parse_window,
+    what_changed,
+)
 
 
 def load_changes(store: str | None, since: datetime, until: datetime) -> Changes:
@@ -65,7 +46,10 @@ def changes(
     added, removed or edited at the source and any restated past period."""
     if output not in ("text", "json", "markdown"):
         raise fail(f"unknown format {output!r}: use text, json or markdown")
-    start, end = window(since, days, until)
+    try:
+        start, end = parse_window(since, days, until, datetime.now(UTC))
+    except WindowError as exc:
+        raise fail(str(exc)) from None
     found = load_changes(store, start, end)
     if output == "json":
         out.print_json(json.dumps(changes_json(found)))
