@@ -1,0 +1,102 @@
+"""The digest flow: what needs attention and what changed, sent through a notification block.
+
+It reads the store the worker's ``OKR_SYNC_STORE_URL`` names (there is deliberately no
+store parameter: Prefect records parameters, and a store URL may carry a password), builds
+the digest of the last ``days`` days (``okr_targets/digest.py``) and sends it through the
+Prefect notification block the operator chose by name: a Slack webhook, an e-mail block,
+any ``NotificationBlock``. prefect.yaml runs it weekly (deployment ``weekly-digest``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from datetime import timedelta
+from typing import Annotated, Any
+
+from prefect import flow
+from prefect.blocks.abstract import NotificationBlock
+from prefect.blocks.core import Block
+from prefect.states import Failed, State
+from prefect.utilities.asyncutils import run_coro_as_sync
+from pydantic import Field
+
+from flows.logs import run_logger
+from flows.settings import Settings, SettingsError
+from okr_targets.changes import what_changed
+from okr_targets.digest import Digest, build_digest
+from okr_targets.models import utcnow
+from okr_targets.report import build_report
+from okr_targets.store import Store, StoreError
+
+
+class DigestError(Exception):
+    """The digest could not be built or sent; the message is one line with no secret."""
+
+
+def load_notifier(slug: str) -> NotificationBlock:
+    """The saved notification block ``TYPE/NAME`` (e.g. ``slack-webhook/okr-digest``)."""
+    if "/" not in slug:
+        raise DigestError(
+            f"notify {slug!r} is not TYPE/NAME, e.g. slack-webhook/okr-digest or "
+            "custom-webhook/okr-digest"
+        )
+    try:
+        block = Block.load(slug)
+    except ValueError as exc:  # Prefect's "Unable to find block document named …"
+        raise DigestError(f"notification block {slug!r}: {exc}") from None
+    if not isinstance(block, NotificationBlock):
+        raise DigestError(f"block {slug!r} is a {type(block).__name__}, not a notification block")
+    return block
+
+
+def store_digest(store_url: str, days: int) -> Digest:
+    """The digest of the store's last ``days`` days, as of now."""
+    now = utcnow()
+    try:
+        store = Store.open(store_url)
+    except StoreError as exc:
+        raise DigestError(str(exc)) from None
+    try:
+        with store.session() as session:
+            changes = what_changed(session, now - timedelta(days=days), now)
+            lines = build_report(session, now)
+    finally:
+        store.dispose()
+    return build_digest(changes, lines)
+
+
+@flow(name="okr-digest")
+def send_digest(
+    notify: str,
+    days: Annotated[int, Field(ge=1, le=366)] = 7,
+) -> Digest | State[Any]:
+    """Send what needs attention and what changed in the last ``days`` days.
+
+    Args:
+        notify: The Prefect notification block to send through, as TYPE/NAME:
+            slack-webhook/NAME, sendgrid-email/NAME, custom-webhook/NAME, ...
+            (docs/operations.md shows how to create one without the UI).
+        days: The window: the last N days up to the run.
+    """
+    logger = run_logger()
+    try:
+        notifier = load_notifier(notify)
+        digest = store_digest(Settings().store_url, days)
+        with notifier.raise_on_failure():  # an Apprise block otherwise only logs a failure
+            sent: Any = notifier.notify(digest.body, digest.subject)
+            if inspect.iscoroutine(sent):  # a block with only the abstract async notify
+                run_coro_as_sync(sent)
+    except (DigestError, SettingsError) as exc:
+        logger.error("digest not sent: %s", exc)
+        return Failed(message=str(exc))
+    except Exception as exc:  # the block's own failure: an HTTP error, a refused mailbox
+        message = f"{notify} could not send the digest: {type(exc).__name__}"
+        logger.error("digest not sent: %s", message)
+        return Failed(message=message)
+    logger.info(
+        "sent the digest through %s: %d need attention, %d moved",
+        notify,
+        digest.attention,
+        digest.moved,
+    )
+    return digest

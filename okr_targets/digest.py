@@ -1,0 +1,82 @@
+"""The what-changed digest: what needs attention, then what moved and why, short.
+
+A leader reads it in a chat message or an e-mail: first the key results off track, stale,
+in error or at risk (scored now, as the dashboard shows them), each with its value, target
+and the one-line reason; then each movement of the window with its reasons; the unchanged
+ones by count. It names no store, URL or credential: only titles, numbers and reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from okr_targets.changes import Changes, MovementKind
+from okr_targets.report import KeyResultLine, ObjectiveLine, walk
+from okr_targets.status import KeyResultStatus
+from okr_targets.summary import format_time, format_value
+
+ATTENTION = (
+    KeyResultStatus.OFF_TRACK,
+    KeyResultStatus.STALE,
+    KeyResultStatus.AT_RISK,
+    KeyResultStatus.MISSED,
+)
+"""Statuses that need a leader's attention, the most urgent first; an error comes after
+stale (no number at all)."""
+REASONS_SHOWN = 3  # reasons per movement in the digest; ``okr-sync changes`` shows them all
+
+
+@dataclass(frozen=True)
+class Digest:
+    subject: str
+    body: str
+    attention: int  # key results listed as needing attention
+    moved: int  # movements listed (moved or first measured)
+
+
+def _attention(lines: list[ObjectiveLine]) -> list[KeyResultLine]:
+    key_results = [kr for _depth, objective in walk(lines) for kr in objective.key_results]
+
+    def rank(kr: KeyResultLine) -> int:
+        if kr.error:
+            return ATTENTION.index(KeyResultStatus.STALE)  # beside stale: no trustworthy number
+        return ATTENTION.index(kr.status)
+
+    needing = [kr for kr in key_results if kr.error or kr.status in ATTENTION]
+    return sorted(needing, key=rank)
+
+
+def build_digest(changes: Changes, lines: list[ObjectiveLine], title: str = "OKR digest") -> Digest:
+    """The digest of ``changes`` with the report ``lines`` scored at the window's end."""
+    since, until = format_time(changes.since.isoformat()), format_time(changes.until.isoformat())
+    needing = _attention(lines)
+    moving = changes.of(MovementKind.MOVED, MovementKind.NEW)
+    body = [f"{title}: {since} to {until}", ""]
+    if needing:
+        body.append(f"Needs attention ({len(needing)}):")
+        for kr in needing:
+            status = "error" if kr.error else kr.status.mark
+            value = format_value(kr.value, kr.unit)
+            reason = kr.error or kr.stale_reason
+            body.append(
+                f"- {status}: {kr.title}: {value} (target {format_value(kr.target, kr.unit)})"
+                f", owner {kr.owner}" + (f"; {reason}" if reason else "")
+            )
+    else:
+        body.append("Nothing needs attention: every key result is on track or met.")
+    body.append("")
+    if moving:
+        body.append(f"What moved ({len(moving)}):")
+        for movement in moving:
+            body.append(f"- {movement.title}: {movement.headline}")
+            body += [f"  {reason}" for reason in movement.reasons[:REASONS_SHOWN]]
+    else:
+        body.append("No key result moved.")
+    counts = changes.counts
+    body += [
+        "",
+        f"Unchanged: {counts['unchanged']}; not measured yet: {counts['no_data']}."
+        " Records behind each change: okr-sync changes, or the dashboard's What changed page.",
+    ]
+    subject = f"{title}: {len(needing)} need attention, {len(moving)} moved ({since} to {until})"
+    return Digest(subject, "\n".join(body) + "\n", len(needing), len(moving))
