@@ -1,16 +1,20 @@
-"""The digest flow: what needs attention and what changed, sent through a notification block.
+"""The digest flow: what needs attention and what changed, sent through a Prefect block.
 
 It reads the store the worker's ``OKR_SYNC_STORE_URL`` names (there is deliberately no
 store parameter: Prefect records parameters, and a store URL may carry a password), builds
 the digest of the last ``days`` days (``okr_targets/digest.py``) and sends it through the
-Prefect notification block the operator chose by name: a Slack webhook, an e-mail block,
-any ``NotificationBlock``. prefect.yaml runs it weekly (deployment ``weekly-digest``).
+block the operator chose by name: a Slack webhook or any other ``NotificationBlock``, or
+SMTP credentials (prefect-email's ``EmailServerCredentials``) with the recipients.
+prefect.yaml runs it weekly (deployment ``weekly-digest``).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from datetime import timedelta
+from email.message import EmailMessage
+from functools import partial
 from typing import Annotated, Any
 
 from prefect import flow
@@ -18,6 +22,7 @@ from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from prefect.states import Failed, State
 from prefect.utilities.asyncutils import run_coro_as_sync
+from prefect_email import EmailServerCredentials
 from pydantic import Field
 
 from flows.logs import run_logger
@@ -33,20 +38,49 @@ class DigestError(Exception):
     """The digest could not be built or sent; the message is one line with no secret."""
 
 
-def load_notifier(slug: str) -> NotificationBlock:
-    """The saved notification block ``TYPE/NAME`` (e.g. ``slack-webhook/okr-digest``)."""
+Send = Callable[[Digest], None]
+
+
+def load_sender(slug: str, email_to: list[str] | None, email_from: str | None) -> Send:
+    """How to send through the saved block ``TYPE/NAME``: a notification block
+    (``slack-webhook/okr-digest``, ``custom-webhook/…``) or SMTP credentials
+    (``email-server-credentials/…``, which need ``email_to``)."""
     if "/" not in slug:
         raise DigestError(
             f"notify {slug!r} is not TYPE/NAME, e.g. slack-webhook/okr-digest or "
-            "custom-webhook/okr-digest"
+            "email-server-credentials/okr-mail"
         )
     try:
         block = Block.load(slug)
     except ValueError as exc:  # Prefect's "Unable to find block document named …"
         raise DigestError(f"notification block {slug!r}: {exc}") from None
-    if not isinstance(block, NotificationBlock):
-        raise DigestError(f"block {slug!r} is a {type(block).__name__}, not a notification block")
-    return block
+    if isinstance(block, EmailServerCredentials):
+        if not email_to:
+            raise DigestError(f"{slug} sends e-mail: give email_to, the recipients")
+        return partial(send_email, block, email_to, email_from)
+    if isinstance(block, NotificationBlock):
+        return partial(notify, block)
+    raise DigestError(f"block {slug!r} is a {type(block).__name__}, not a notification block")
+
+
+def notify(block: NotificationBlock, digest: Digest) -> None:
+    with block.raise_on_failure():  # an Apprise block otherwise only logs a failure
+        sent: Any = block.notify(digest.body, digest.subject)
+        if inspect.iscoroutine(sent):  # a block with only the abstract async notify
+            run_coro_as_sync(sent)
+
+
+def send_email(
+    credentials: EmailServerCredentials, to: list[str], sender: str | None, digest: Digest
+) -> None:
+    """The digest as a plain-text e-mail over the credentials' SMTP server (SSL, STARTTLS)."""
+    message = EmailMessage()
+    message["Subject"] = digest.subject
+    message["From"] = sender or credentials.username or "okr-sync"
+    message["To"] = ", ".join(to)
+    message.set_content(digest.body)
+    with credentials.get_server() as server:
+        server.send_message(message)
 
 
 def store_digest(store_url: str, days: int) -> Digest:
@@ -69,23 +103,26 @@ def store_digest(store_url: str, days: int) -> Digest:
 def send_digest(
     notify: str,
     days: Annotated[int, Field(ge=1, le=366)] = 7,
+    email_to: list[str] | None = None,
+    email_from: str | None = None,
 ) -> Digest | State[Any]:
     """Send what needs attention and what changed in the last ``days`` days.
 
     Args:
-        notify: The Prefect notification block to send through, as TYPE/NAME:
-            slack-webhook/NAME, sendgrid-email/NAME, custom-webhook/NAME, ...
-            (docs/operations.md shows how to create one without the UI).
+        notify: The Prefect block to send through, as TYPE/NAME: a notification block
+            (slack-webhook/NAME, custom-webhook/NAME, ...) or SMTP credentials
+            (email-server-credentials/NAME); docs/operations.md shows how to create one
+            without the UI.
         days: The window: the last N days up to the run.
+        email_to: The recipients, for an email-server-credentials block.
+        email_from: The sender, for an email-server-credentials block (default: its
+            username).
     """
     logger = run_logger()
     try:
-        notifier = load_notifier(notify)
+        send = load_sender(notify, email_to, email_from)
         digest = store_digest(Settings().store_url, days)
-        with notifier.raise_on_failure():  # an Apprise block otherwise only logs a failure
-            sent: Any = notifier.notify(digest.body, digest.subject)
-            if inspect.iscoroutine(sent):  # a block with only the abstract async notify
-                run_coro_as_sync(sent)
+        send(digest)
     except (DigestError, SettingsError) as exc:
         logger.error("digest not sent: %s", exc)
         return Failed(message=str(exc))

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import queue
+import socketserver
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from email import message_from_bytes
+from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ import yaml
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.states import State
+from prefect_email import EmailServerCredentials
 
 from okr_targets.digest import Digest
 from okr_targets.models import SourceRead
@@ -158,3 +162,70 @@ def test_a_missing_block_or_a_store_password_never_reaches_the_digest(
     refused = flow(notify="custom-webhook/okr-digest-unused", return_state=True)
     assert refused.is_failed()
     assert PASSWORD not in str(refused.message)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[int, queue.Queue[bytes]]]:
+    """An SMTP server on loopback that accepts every message; each lands in the queue."""
+    received: queue.Queue[bytes] = queue.Queue()
+
+    class Session(socketserver.StreamRequestHandler):
+        def reply(self, line: str) -> None:
+            self.wfile.write(line.encode() + b"\r\n")
+
+        def handle(self) -> None:
+            self.reply("220 localhost test SMTP")
+            while line := self.rfile.readline():
+                verb = line[:4].upper()
+                if verb == b"DATA":
+                    self.reply("354 end with <CRLF>.<CRLF>")
+                    data = b""
+                    while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                        data += chunk
+                    received.put(data)
+                    self.reply("250 queued")
+                elif verb == b"QUIT":
+                    self.reply("221 bye")
+                    return
+                else:  # EHLO, MAIL FROM, RCPT TO, RSET, NOOP
+                    self.reply("250 ok")
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Session)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], received
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def test_the_digest_goes_out_by_email_through_smtp_credentials(
+    sqlite_url: str, mailbox: tuple[int, queue.Queue[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest_store(sqlite_url)
+    monkeypatch.setenv("OKR_SYNC_STORE_URL", sqlite_url)
+    port, received = mailbox
+    EmailServerCredentials(smtp_server="127.0.0.1", smtp_port=port, smtp_type="INSECURE").save(
+        "okr-digest-mail", overwrite=True
+    )
+    flow: Flow[..., Any] = load_flow_from_entrypoint(str(ROOT / deployment()["entrypoint"]))
+    no_recipients = flow(notify="email-server-credentials/okr-digest-mail", return_state=True)
+    assert isinstance(no_recipients, State)
+    assert no_recipients.is_failed()
+    assert "give email_to, the recipients" in str(no_recipients.message)
+
+    with time_machine.travel(LATER + timedelta(hours=1), tick=True):
+        result = flow(
+            notify="email-server-credentials/okr-digest-mail",
+            days=1,
+            email_to=["vp-sales@example.com", "ceo@example.com"],
+            email_from="okr-sync@example.com",
+        )
+    assert isinstance(result, Digest), result
+    mail = message_from_bytes(received.get(timeout=30), policy=default)
+    assert mail["To"] == "vp-sales@example.com, ceo@example.com"
+    assert mail["From"] == "okr-sync@example.com"
+    assert mail["Subject"] == result.subject
+    content = mail.get_content()
+    assert content.replace("\r\n", "\n") == result.body  # SMTP lines end in CRLF
+    assert "- Book 1M in won revenue: 600k USD → 710k USD (+110k USD)" in result.body
