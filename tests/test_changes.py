@@ -14,19 +14,25 @@ hand, so every record's fate is known independently of the code under test:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import time_machine
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
+from connectors.salesforce.sandbox.emulator import create_app as create_sandbox_app
+from connectors.sandbox.server import RunningServer, serve_tls
 from okr_sync.cli import app
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.changes import MovementKind, RecordChangeKind, format_change, what_changed
 from okr_targets.models import Deal, KeyResult, Measurement, MeasurementRecord, SyncRun
 from okr_targets.store import Store
+from tests.conftest import AS_OF, salesforce_env_vars
 from tests.okr_fixture import NOW, fill_store
 
 LATER = NOW + timedelta(days=1)  # the second run
@@ -317,3 +323,112 @@ def test_serve_shows_what_changed_as_a_page_and_json_behind_the_same_auth(
     assert refused.json() == {"error": "days 'x' is not a whole number of days"}
     assert client.get("/changes", params={"since": "2026-12-01"}).status_code == 400
     store.dispose()
+
+
+# --- a real sync of the Salesforce sandbox, changed between two runs -------------------------
+
+REAL_OKRS = """\
+company: Changes Test Inc.
+sources:
+  salesforce: [customer, deal, rep, fx_rate]
+money: {currency: USD}
+objectives:
+  - id: revenue
+    title: Grow revenue
+    owner: ceo@example.com
+    period: 2026-Q4
+    key_results:
+      - id: q4-revenue
+        title: Book 2M in won revenue in Q4
+        metric: won_revenue
+        params: {currency: USD}
+        target: 2000000
+        unit: USD
+"""
+
+
+@pytest.fixture
+def live_org() -> SalesforceOrg:
+    """An org this test may change (the session's sandbox org must stay as generated)."""
+    return generate_org(seed=8, as_of=AS_OF, accounts=60, opportunities=400)
+
+
+@pytest.fixture
+def live_sandbox(
+    live_org: SalesforceOrg, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningServer]:
+    with serve_tls(create_sandbox_app(live_org)) as server:
+        for name, value in salesforce_env_vars(server).items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+@pytest.mark.usefixtures("prefect_harness", "live_sandbox")
+def test_a_real_sync_explains_a_deal_won_one_deleted_one_edited_and_one_new(
+    live_org: SalesforceOrg,
+    store_url: str,
+    tmp_path: Path,
+    clock: time_machine.Traveller,
+) -> None:
+    okr_file = tmp_path / "okrs.yaml"
+    okr_file.write_text(REAL_OKRS, encoding="utf-8")
+    sync = ["sync", "--okr-file", str(okr_file), "--store", store_url]
+    first = CliRunner().invoke(app, sync)
+    assert first.exit_code == 0, first.output
+    between = datetime.now(UTC)
+    clock.shift(timedelta(minutes=5))
+
+    opportunities = live_org.records("Opportunity")
+    won_q4 = [
+        o
+        for o in opportunities
+        if o["IsWon"] and o["CloseDate"] >= "2026-10-01" and o.get("CurrencyIsoCode") == "USD"
+    ]
+    deleted, edited = won_q4[0], won_q4[1]
+    won_late = next(
+        o for o in opportunities if not o["IsClosed"] and o.get("CurrencyIsoCode") == "USD"
+    )
+    live_org.delete("Opportunity", deleted["Id"])
+    live_org.upsert("Opportunity", {"Id": edited["Id"], "Amount": edited["Amount"] + 1000})
+    live_org.upsert(
+        "Opportunity",
+        {
+            "Id": won_late["Id"],
+            "StageName": "Closed Won",
+            "IsClosed": True,
+            "IsWon": True,
+            "CloseDate": "2026-11-20",
+            "Amount": 5000.0,
+        },
+    )
+    copied = {
+        key: value
+        for key, value in edited.items()
+        if key not in ("Id", "attributes", "CreatedDate", "LastModifiedDate", "SystemModstamp")
+    }
+    new = live_org.upsert(
+        "Opportunity",
+        {**copied, "Name": "Brand new deal", "Amount": 700.0, "CloseDate": "2026-11-26"},
+    )
+    clock.shift(timedelta(minutes=5))
+    second = CliRunner().invoke(app, sync)
+    assert second.exit_code == 0, second.output
+
+    store = Store.open(store_url)
+    with store.session() as session:
+        changes = what_changed(session, between, datetime.now(UTC))
+    store.dispose()
+    [movement] = changes.movements
+    assert movement.kind is MovementKind.MOVED
+    assert movement.change == pytest.approx(1000 + 5000 + 700 - deleted["Amount"])
+    diff = movement.records
+    assert diff is not None
+    fates = {(r.change, r.source_id): r.why for r in diff.records}
+    assert fates == {
+        (RecordChangeKind.ADDED, won_late["Id"]): "edited at the source",
+        (RecordChangeKind.ADDED, new["Id"]): "new at the source",
+        (RecordChangeKind.REMOVED, deleted["Id"]): "deleted at the source",
+        (RecordChangeKind.CHANGED, edited["Id"]): "edited at the source",
+    }
+    late = next(r for r in diff.records if r.source_id == won_late["Id"])
+    assert late.now == "won, 5,000.00 USD, closed 2026-11-20"
