@@ -184,6 +184,8 @@ class Movement:
         then = format_value(self.value_then, self.unit)
         if self.value_then == self.value_now:
             return f"{now}, status {_words(self.status_then)} → {_words(self.status_now)}"
+        if self.change is None:  # a number appeared or went (an error)
+            return f"{then} → {now if self.value_now is not None else 'no number'}"
         return f"{then} → {now} ({self.change_text})"
 
     @property

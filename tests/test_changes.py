@@ -244,7 +244,9 @@ def invoke(*args: str) -> object:
         return CliRunner().invoke(app, list(args))
 
 
-def test_the_changes_command_prints_text_json_and_markdown(changed_store: str) -> None:
+def test_the_changes_command_prints_text_json_markdown_and_html(
+    changed_store: str, tmp_path: Path
+) -> None:
     text = invoke("changes", "--days", "2", "--store", changed_store)
     assert text.exit_code == 0, text.output  # type: ignore[attr-defined]
     output = text.stdout  # type: ignore[attr-defined]
@@ -271,6 +273,23 @@ def test_the_changes_command_prints_text_json_and_markdown(changed_store: str) -
 
     markdown = invoke("changes", "--days", "2", "--store", changed_store, "--format", "markdown")
     assert "- **Book 1M in won revenue**: 600k USD → 710k USD (+110k USD)" in markdown.stdout  # type: ignore[attr-defined]
+
+    page = tmp_path / "changes.html"
+    written = invoke(
+        "changes",
+        "--days",
+        "2",
+        "--store",
+        changed_store,
+        "--format",
+        "html",
+        "--output",
+        str(page),
+    )
+    assert written.exit_code == 0, written.output  # type: ignore[attr-defined]
+    html = page.read_text(encoding="utf-8")
+    assert "600k USD → 710k USD" in html
+    assert "http" not in html.replace("http-equiv", "")  # self-contained: no links out
 
     for bad, message in (
         (("--days", "0"), "days must be at least 1"),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from okr_sync.cli.console import fail, out
+from okr_sync.cli.console import err, fail, out
 from okr_sync.cli.options import StoreOption, open_store
 from okr_targets.changes import (
     Changes,
@@ -39,20 +41,40 @@ def changes(
     until: Annotated[
         str | None, typer.Option("--until", help="to the end of this date, or this date-time")
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="text, json or markdown")] = "text",
+    output: Annotated[
+        str, typer.Option("--format", help="text, json, markdown or html (a self-contained page)")
+    ] = "text",
+    destination: Annotated[
+        Path | None, typer.Option("--output", help="write to this file instead of stdout")
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """What changed and why: each key result's movement between two dates, with the records
     added, removed or edited at the source and any restated past period."""
-    if output not in ("text", "json", "markdown"):
-        raise fail(f"unknown format {output!r}: use text, json or markdown")
+    if output not in ("text", "json", "markdown", "html"):
+        raise fail(f"unknown format {output!r}: use text, json, markdown or html")
     try:
         start, end = parse_window(since, days, until, datetime.now(UTC))
     except WindowError as exc:
         raise fail(str(exc)) from None
     found = load_changes(store, start, end)
-    if output == "json":
-        out.print_json(json.dumps(changes_json(found)))
+    if output == "text" and destination is None:
+        for line in changes_lines(found):
+            out.print(line, highlight=False, soft_wrap=True)
         return
-    for line in changes_lines(found, markdown=output == "markdown"):
-        out.print(line, highlight=False, soft_wrap=True)
+    if output == "html":
+        from okr_targets.changes_page import render_changes_html  # Jinja: only when asked
+
+        text = render_changes_html(found)
+    elif output == "json":
+        text = json.dumps(changes_json(found), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = "\n".join(changes_lines(found, markdown=output == "markdown")) + "\n"
+    if destination is None:
+        sys.stdout.write(text)
+        return
+    try:
+        destination.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write {destination}: {exc.strerror or exc}") from None
+    err.print(f"wrote what changed ({output}) to {destination}", highlight=False)
