@@ -288,6 +288,7 @@ def test_the_api_serves_the_same_numbers_as_the_exports(filled: str) -> None:
             "/api/v1/summary.csv",
             "/api/v1/key-results/{id}",
             "/api/v1/schema",
+            "/api/v1/changes",
         }
         page = client.get("/")
         assert page.headers["content-type"].startswith("text/html")

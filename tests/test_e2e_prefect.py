@@ -332,6 +332,8 @@ def world(tmp_path: Path, prefect_database: str) -> Iterator[dict[str, Any]]:
                 "POST",
                 f"/deployments/{deployment_id(api, scheduled_deployment)}/pause_deployment",
             )
+        digest = call(api, "GET", "/deployments/name/okr-digest/weekly-digest")["id"]
+        call(api, "POST", f"/deployments/{digest}/pause_deployment")  # Mondays 08:05
         yield {
             "api": api,
             "receiver": line.split()[2],
