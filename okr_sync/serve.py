@@ -40,7 +40,13 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from flows.settings import OneLineSettings
-from okr_targets.changes import WindowError, changes_json, parse_window, what_changed
+from okr_targets.changes import (
+    WindowError,
+    changes_json,
+    org_calendar,
+    parse_window,
+    what_changed,
+)
 from okr_targets.changes_page import render_changes_html
 from okr_targets.dashboard import render_html
 from okr_targets.models import KeyResult, Measurement, Objective, SourceRead, SyncRun, utcnow
@@ -231,18 +237,19 @@ def create_app(
         """What changed between ``since`` and ``until`` (or in the last ``days``)."""
         wanted = request.query_params
         days = wanted.get("days") or None
-        try:
-            if days is not None and not days.isdigit():
-                raise WindowError(f"days {days!r} is not a whole number of days")
-            since, until = parse_window(
-                wanted.get("since") or None,
-                int(days) if days else None,
-                wanted.get("until") or None,
-                clock(),
-            )
-        except WindowError as exc:
-            return JSONResponse({"error": str(exc)}, 400, headers=_HEADERS)
         with store.session() as session:
+            try:
+                if days is not None and not days.isdigit():
+                    raise WindowError(f"days {days!r} is not a whole number of days")
+                since, until = parse_window(
+                    wanted.get("since") or None,
+                    int(days) if days else None,
+                    wanted.get("until") or None,
+                    clock(),
+                    org_calendar(session),
+                )
+            except WindowError as exc:
+                return JSONResponse({"error": str(exc)}, 400, headers=_HEADERS)
             found = what_changed(session, since, until)
         if request.url.path.startswith(API):
             return JSONResponse(changes_json(found), headers=_HEADERS)

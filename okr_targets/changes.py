@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from okr_targets.lineage import RecordKey, _restatement, measurement_at, record_keys
 from okr_targets.models import MIRROR, KeyResult, Measurement, MirrorRecord
+from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.summary import format_time, format_value
 
 RECORDS_LISTED = 10
@@ -212,6 +213,7 @@ class Changes:
     since: datetime
     until: datetime
     movements: list[Movement]
+    timezone: str = "UTC"  # the organisation's (its OKR file's calendar): times are shown in it
 
     def of(self, *kinds: MovementKind) -> list[Movement]:
         return [m for m in self.movements if m.kind in kinds]
@@ -226,18 +228,36 @@ class WindowError(ValueError):
     """A window that cannot be read: a bad date, both --since and --days, an empty window."""
 
 
+def org_calendar(session: Session) -> Calendar:
+    """The OKR file's calendar, which every key result carries; UTC's without one."""
+    for calendar in session.scalars(
+        select(KeyResult.calendar).where(KeyResult.retired_at.is_(None)).order_by(KeyResult.id)
+    ):
+        if calendar:
+            return Calendar(**calendar)
+    return UTC_CALENDAR
+
+
 def parse_window(
-    since: str | None, days: int | None, until: str | None, now: datetime
+    since: str | None,
+    days: int | None,
+    until: str | None,
+    now: datetime,
+    calendar: Calendar = UTC_CALENDAR,
 ) -> tuple[datetime, datetime]:
     """``since``/``days``/``until`` as given on a command line or in a URL, as two instants:
-    an ISO date is the start of that day (``until``: its end), in UTC; a naive date-time is
-    UTC. Default: the ``days`` (7) up to ``until`` (``now``)."""
+    an ISO date is the start of that day (``until``: its end) in ``calendar``'s time zone, as
+    is a date-time without an offset. Default: the ``days`` (7) up to ``until`` (``now``)."""
     if since is not None and days is not None:
         raise WindowError("give either since or days, not both")
     if days is not None and days < 1:
         raise WindowError(f"days must be at least 1, not {days}")
-    end = _moment("until", until, end_of_day=True) if until else now
-    start = _moment("since", since, end_of_day=False) if since else end - timedelta(days=days or 7)
+    end = _moment("until", until, calendar, end_of_day=True) if until else now
+    start = (
+        _moment("since", since, calendar, end_of_day=False)
+        if since
+        else end - timedelta(days=days or 7)
+    )
     if start >= end:
         raise WindowError(
             f"the window is empty: {start.isoformat()} is not before {end.isoformat()}"
@@ -245,16 +265,16 @@ def parse_window(
     return start, end
 
 
-def _moment(name: str, text: str, end_of_day: bool) -> datetime:
+def _moment(name: str, text: str, calendar: Calendar, end_of_day: bool) -> datetime:
     try:
         found = datetime.fromisoformat(text)
     except ValueError:
         raise WindowError(
             f"{name} {text!r} is not an ISO date or date-time, e.g. 2026-11-30"
         ) from None
-    if len(text) <= 10 and end_of_day:
-        found += timedelta(days=1)  # through the whole of that day
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
+    if len(text) <= 10:  # a date: from its local midnight, or through its end
+        return calendar.midnight(found.date() + timedelta(days=1 if end_of_day else 0))
+    return found if found.tzinfo else found.replace(tzinfo=calendar.zone)
 
 
 def what_changed(
@@ -268,7 +288,7 @@ def what_changed(
     movements = [_movement(session, kr, since, until, listed) for kr in session.scalars(live)]
     order = list(MovementKind)
     movements.sort(key=lambda m: order.index(m.kind))  # stable: by id within a kind
-    return Changes(since, until, movements)
+    return Changes(since, until, movements, org_calendar(session).timezone)
 
 
 def _in_force(session: Session, kr_id: str, at: datetime) -> Measurement | None:
@@ -554,8 +574,8 @@ def changes_lines(changes: Changes, markdown: bool = False, records: bool = True
 
     counts = changes.counts
     lines = [
-        f"What changed from {format_time(changes.since.isoformat())} to "
-        f"{format_time(changes.until.isoformat())}: {counts['moved']} moved, "
+        f"What changed from {format_time(changes.since.isoformat(), changes.timezone)} to "
+        f"{format_time(changes.until.isoformat(), changes.timezone)}: {counts['moved']} moved, "
         f"{counts['new']} first measured, {counts['unchanged']} unchanged, "
         f"{counts['no_data']} not measured yet"
     ]

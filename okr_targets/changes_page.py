@@ -6,8 +6,9 @@ It has the dashboard's look (``templates/_palette.css.j2``) and, like it, needs 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -21,7 +22,13 @@ _environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_environment.filters.update(value=format_value, time=lambda moment: format_time(moment.isoformat()))
+
+
+def _time(moment: datetime, zone: str = "UTC") -> str:
+    return format_time(moment.isoformat(), zone)
+
+
+_environment.filters.update(value=format_value, time=_time)
 
 
 def render_changes_html(changes: Changes, *, live: bool = False) -> str:
@@ -34,5 +41,10 @@ def render_changes_html(changes: Changes, *, live: bool = False) -> str:
         labels=STATUS_LABELS,
         live=live,
         json_link=f"api/v1/changes?{query}",
-        until_day=(changes.until - timedelta(microseconds=1)).date().isoformat(),
+        zone=changes.timezone,
+        since_day=changes.since.astimezone(ZoneInfo(changes.timezone)).date().isoformat(),
+        until_day=(changes.until - timedelta(microseconds=1))
+        .astimezone(ZoneInfo(changes.timezone))
+        .date()
+        .isoformat(),
     )

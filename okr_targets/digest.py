@@ -48,7 +48,9 @@ def _attention(lines: list[ObjectiveLine]) -> list[KeyResultLine]:
 
 def build_digest(changes: Changes, lines: list[ObjectiveLine], title: str = "OKR digest") -> Digest:
     """The digest of ``changes`` with the report ``lines`` scored at the window's end."""
-    since, until = format_time(changes.since.isoformat()), format_time(changes.until.isoformat())
+    zone = changes.timezone
+    since = format_time(changes.since.isoformat(), zone)
+    until = format_time(changes.until.isoformat(), zone)
     needing = _attention(lines)
     moving = changes.of(MovementKind.MOVED, MovementKind.NEW)
     body = [f"{title}: {since} to {until}", ""]

@@ -29,8 +29,17 @@ from connectors.salesforce.sandbox.emulator import create_app as create_sandbox_
 from connectors.sandbox.server import RunningServer, serve_tls
 from okr_sync.cli import app
 from okr_sync.serve import ServeSettings, create_app
-from okr_targets.changes import MovementKind, RecordChangeKind, format_change, what_changed
+from okr_targets.changes import (
+    Changes,
+    MovementKind,
+    RecordChangeKind,
+    changes_lines,
+    format_change,
+    parse_window,
+    what_changed,
+)
 from okr_targets.models import Deal, KeyResult, Measurement, MeasurementRecord, SyncRun
+from okr_targets.periods import Calendar
 from okr_targets.store import Store
 from tests.conftest import AS_OF, salesforce_env_vars
 from tests.okr_fixture import NOW, fill_store
@@ -451,3 +460,19 @@ def test_a_real_sync_explains_a_deal_won_one_deleted_one_edited_and_one_new(
     }
     late = next(r for r in diff.records if r.source_id == won_late["Id"])
     assert late.now == "won, 5,000.00 USD, closed 2026-11-20"
+
+
+def test_dates_are_read_and_shown_in_the_organisations_time_zone() -> None:
+    berlin = Calendar(timezone="Europe/Berlin")
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    since, until = parse_window("2026-11-28", None, "2026-11-28", now, berlin)
+    assert (since, until) == (
+        datetime(2026, 11, 27, 23, 0, tzinfo=UTC),  # local midnight, CET = UTC+1
+        datetime(2026, 11, 28, 23, 0, tzinfo=UTC),  # through the end of that local day
+    )
+    assert parse_window("2026-11-28T08:00", None, None, now, berlin)[0] == datetime(
+        2026, 11, 28, 7, 0, tzinfo=UTC
+    )
+    assert parse_window(None, 3, None, now)[0] == now - timedelta(days=3)
+    shown = changes_lines(Changes(since, until, [], "Europe/Berlin"))
+    assert shown[0].startswith("What changed from 2026-11-28 00:00 CET to 2026-11-29 00:00 CET")

@@ -17,16 +17,23 @@ from okr_targets.changes import (
     WindowError,
     changes_json,
     changes_lines,
+    org_calendar,
     parse_window,
     what_changed,
 )
 
 
-def load_changes(store: str | None, since: datetime, until: datetime) -> Changes:
+def load_changes(
+    store: str | None, since: str | None, days: int | None, until: str | None
+) -> Changes:
+    """What changed in the window given, its dates read in the organisation's time zone."""
     opened = open_store(store)
     try:
         with opened.session() as session:
-            return what_changed(session, since, until)
+            start, end = parse_window(since, days, until, datetime.now(UTC), org_calendar(session))
+            return what_changed(session, start, end)
+    except WindowError as exc:
+        raise fail(str(exc)) from None
     finally:
         opened.dispose()
 
@@ -53,11 +60,7 @@ def changes(
     added, removed or edited at the source and any restated past period."""
     if output not in ("text", "json", "markdown", "html"):
         raise fail(f"unknown format {output!r}: use text, json, markdown or html")
-    try:
-        start, end = parse_window(since, days, until, datetime.now(UTC))
-    except WindowError as exc:
-        raise fail(str(exc)) from None
-    found = load_changes(store, start, end)
+    found = load_changes(store, since, days, until)
     if output == "text" and destination is None:
         for line in changes_lines(found):
             out.print(line, highlight=False, soft_wrap=True)
