@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from sqlalchemy import update
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -476,3 +477,36 @@ def test_dates_are_read_and_shown_in_the_organisations_time_zone() -> None:
     assert parse_window(None, 3, None, now)[0] == now - timedelta(days=3)
     shown = changes_lines(Changes(since, until, [], "Europe/Berlin"))
     assert shown[0].startswith("What changed from 2026-11-28 00:00 CET to 2026-11-29 00:00 CET")
+
+
+def test_titles_and_names_stay_text_in_every_output(changed_store: str, tmp_path: Path) -> None:
+    title, deal = "Revenue [beta] <b>up</b> | *fast*", "Acme [/bold] <script>x</script>"
+    store = Store.open(changed_store)
+    with store.session() as session:
+        session.execute(update(KeyResult).where(KeyResult.id == "revenue").values(title=title))
+        session.execute(update(Deal).where(Deal.source_id == "006-3").values(name=deal))
+        session.commit()
+    store.dispose()
+    text = invoke("changes", "--days", "2", "--store", changed_store)
+    assert f"{title}: 600k USD → 710k USD" in text.stdout  # type: ignore[attr-defined]
+    assert f'"{deal}"' in text.stdout  # type: ignore[attr-defined]
+    markdown = invoke("changes", "--days", "2", "--store", changed_store, "--format", "markdown")
+    assert (
+        r"- **Revenue \[beta\] \<b\>up\</b\> \| \*fast\***: 600k USD → 710k USD" in markdown.stdout  # type: ignore[attr-defined]
+    )
+    page = tmp_path / "changes.html"
+    invoke(
+        "changes",
+        "--days",
+        "2",
+        "--store",
+        changed_store,
+        "--format",
+        "html",
+        "--output",
+        str(page),
+    )
+    html = page.read_text(encoding="utf-8")
+    assert "<script>x" not in html
+    assert "Acme [/bold] &lt;script&gt;x&lt;/script&gt;" in html
+    assert "Revenue [beta] &lt;b&gt;up&lt;/b&gt; | *fast*" in html
