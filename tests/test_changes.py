@@ -77,12 +77,12 @@ def _measure(
         run_id=str(extra.pop("run", "run-2")),
         measured_at=at,
         value=value,
-        unit="USD" if "revenue" in kr else "deals",
+        unit=str(extra.pop("unit", "USD" if "revenue" in kr else "deals")),
         progress=None,
         progress_raw=None,
         expected_progress=0.0,
         status=str(extra.pop("status", "on_track")),
-        metric="won_revenue",
+        metric=str(extra.pop("metric", "won_revenue")),
         params={},
         details={},
         record_count=len(keys),
@@ -510,3 +510,23 @@ def test_titles_and_names_stay_text_in_every_output(changed_store: str, tmp_path
     assert "<script>x" not in html
     assert "Acme [/bold] &lt;script&gt;x&lt;/script&gt;" in html
     assert "Revenue [beta] &lt;b&gt;up&lt;/b&gt; | *fast*" in html
+
+
+def test_a_status_that_moved_while_the_value_held_says_so(changed_store: str) -> None:
+    store = Store.open(changed_store)
+    with store.session() as session:
+        keys = ["006-0", "006-1", "006-2"]  # the fixture's lineage of win-rate
+        _measure(
+            session, "win-rate", LATER, 26.0, keys, status="off_track", metric="win_rate", unit="%"
+        )
+        session.commit()
+        changes = what_changed(session, SINCE, UNTIL)
+    store.dispose()
+    [win_rate] = [m for m in changes.movements if m.key_result_id == "win-rate"]
+    assert win_rate.kind is MovementKind.MOVED
+    assert win_rate.change == 0
+    assert win_rate.headline == "26%, status on track → off track"
+    assert win_rate.reasons[-1] == (
+        "the value held; its status moved with the time passed in the period"
+    )
+    assert not any("definition" in reason for reason in win_rate.reasons)
