@@ -102,7 +102,8 @@ class RecordDiff:
 
     @property
     def text(self) -> str:
-        """ "2 added (1 new at the source), 1 removed (deleted at the source), 3 changed"."""
+        """ "deals: 2 added (1 new at the source), 1 removed (1 deleted at the source),
+        3 edited at the source"."""
         parts = []
         if self.added:
             parts.append(f"{self.added} added" + _why(self.new, "new", self.edited_in))

@@ -40,13 +40,20 @@ def load_changes(
 
 def changes(
     since: Annotated[
-        str | None, typer.Option("--since", help="from this date or date-time (UTC when naive)")
+        str | None,
+        typer.Option(
+            "--since",
+            help="from this date or date-time (the OKR calendar's time zone when it has no offset)",
+        ),
     ] = None,
     days: Annotated[
-        int | None, typer.Option("--days", help="the last N days up to --until [default: 7]")
+        int | None, typer.Option("--days", help="the last N days up to --until (default 7)")
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="to the end of this date, or this date-time")
+        str | None,
+        typer.Option(
+            "--until", help="through the end of this date, or to this date-time (default now)"
+        ),
     ] = None,
     output: Annotated[
         str, typer.Option("--format", help="text, json, markdown or html (a self-contained page)")
