@@ -29,6 +29,8 @@ from okr_targets.summary import format_time, format_value
 RECORDS_LISTED = 10
 """Records listed per key result and kind of change; the counts are always complete."""
 _CHUNK = 500  # ids per IN (...) when reading mirror rows
+CHANGES_VERSION = 1
+"""The shape of ``changes_json``: a breaking change (a field renamed or removed) bumps it."""
 
 
 def format_change(change: float | None, unit: str) -> str:
@@ -559,7 +561,9 @@ def changes_json(changes: Changes) -> dict[str, Any]:
         )
         movements.append(shown)
     return {
+        "version": CHANGES_VERSION,
         "since": changes.since.isoformat(),
+        "timezone": changes.timezone,
         "until": changes.until.isoformat(),
         "counts": changes.counts,
         "movements": movements,

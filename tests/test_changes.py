@@ -342,6 +342,7 @@ def test_serve_shows_what_changed_as_a_page_and_json_behind_the_same_auth(
         "/api/v1/changes", params={"since": "2026-11-27T12:00:00+00:00", "until": "2026-11-29"}
     )
     found = api.json()
+    assert (found["version"], found["timezone"]) == (1, "UTC")
     assert found["counts"] == {"moved": 2, "new": 1, "unchanged": 3, "no_data": 0}
     assert found["until"] == "2026-11-30T00:00:00+00:00"  # through the whole of that day
     revenue = next(m for m in found["movements"] if m["key_result_id"] == "revenue")
