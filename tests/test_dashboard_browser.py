@@ -22,9 +22,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
+from okr_targets.formatting import format_value
 from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
-from okr_targets.summary import format_value, key_results
+from okr_targets.summary import key_results
 from tests.okr_fixture import NOW, STATUSES, fill_store, summary_of
 
 CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))
