@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
 from okr_targets.formatting import format_value
-from okr_targets.models import KeyResult, Measurement
+from okr_targets.models import Baseline, KeyResult, Measurement
 from okr_targets.store import Store
 from okr_targets.summary import (
     SCHEMA_FILE,
@@ -205,11 +206,28 @@ def test_a_change_reads_with_its_sign_and_baseline_period_in_every_view(filled: 
             .where(KeyResult.id == "win-rate")
             .values(metric="pct_change", baseline=0, target=-8, direction="decrease")
         )
+        session.add(  # the frozen baseline: average deal value in 2026-Q3
+            Baseline(
+                key="b-1",
+                metric="avg_won_deal_value",
+                params={},
+                period="2026-Q3",
+                query={},
+                value=61_234.5678,
+                record_count=7,
+                computed_at=NOW - timedelta(days=50),
+            )
+        )
         for measurement in session.scalars(
             select(Measurement).where(Measurement.key_result_id == "win-rate")
         ):
             measurement.value = 3.0
-            measurement.details = {**(measurement.details or {}), "baseline_period": "2026-Q3"}
+            measurement.details = {
+                **(measurement.details or {}),
+                "baseline_period": "2026-Q3",
+                "baseline_key": "b-1",
+                "baseline_now": 62_000.0,
+            }
         session.commit()
     store.dispose()
     summary = summary_of(filled)
@@ -220,6 +238,8 @@ def test_a_change_reads_with_its_sign_and_baseline_period_in_every_view(filled: 
     page = render_html(summary)
     assert "+3.0% vs 2026-Q3" in page
     assert "target \u22128.0% vs 2026-Q3" in page  # the minus sign, U+2212
+    assert "2026-Q3: 61.2k from 7 records" in page  # not 61234.5678
+    assert "its data now gives 62k (not applied)" in page
 
     row = {r["id"]: r for r in csv.DictReader(io.StringIO(summary_csv(summary)))}["win-rate"]
     # a cell starting with "+" is one a spreadsheet would run: the guard keeps it text
