@@ -128,7 +128,7 @@ def test_tree_status_colours_and_drill_down(
     )
     revenue = page.locator('[data-kr="revenue"]')
     expect(revenue.locator(".why-button")).to_contain_text("600k USD")
-    expect(revenue.locator(".target")).to_have_text("target 1.00M USD")
+    expect(revenue.locator(".target")).to_have_text("target 1M USD")
     expect(revenue.locator(".freshness")).to_contain_text("updated 2026-11-27 11:00 UTC")
     expect(revenue.locator(".freshness")).to_contain_text("(61 min old)")
     expect(revenue.locator("svg circle")).to_have_count(5)  # the fixture's five days
