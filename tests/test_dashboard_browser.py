@@ -22,9 +22,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
+from okr_targets.formatting import format_value
 from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
-from okr_targets.summary import format_value, key_results
+from okr_targets.summary import key_results
 from tests.okr_fixture import NOW, STATUSES, fill_store, summary_of
 
 CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))
@@ -127,7 +128,7 @@ def test_tree_status_colours_and_drill_down(
     )
     revenue = page.locator('[data-kr="revenue"]')
     expect(revenue.locator(".why-button")).to_contain_text("600k USD")
-    expect(revenue.locator(".target")).to_have_text("target 1.00M USD")
+    expect(revenue.locator(".target")).to_have_text("target 1M USD")
     expect(revenue.locator(".freshness")).to_contain_text("updated 2026-11-27 11:00 UTC")
     expect(revenue.locator(".freshness")).to_contain_text("(61 min old)")
     expect(revenue.locator("svg circle")).to_have_count(5)  # the fixture's five days
