@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from okr_targets.freshness import age_text
 from okr_targets.lineage import ExplainError, contributing_records, explain
+from okr_targets.models import DailyValue
 from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.report import KeyResultLine, as_json, build_report, walk
 from okr_targets.status import status_label, status_mark
@@ -49,6 +51,7 @@ def build_summary(
     for objective in document["objectives"]:
         for kr in objective["key_results"]:
             kr.update(_provenance(session, kr, now, records))
+            kr["days"] = _days(session, kr, now)
     return document
 
 
@@ -85,6 +88,30 @@ def _provenance(
         ],
         "why": why,
     }
+
+
+def _days(session: Session, kr: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """One point per day of the period up to ``now``: the day's last value, in the key
+    result's calendar. A day a sync only confirmed an unchanged value is a point too
+    (``key_result_days``), where ``history`` keeps the changes alone."""
+    zone = ZoneInfo(kr["timezone"])
+    first = datetime.fromisoformat(kr["period_start"]).astimezone(zone).date()
+    after = datetime.fromisoformat(kr["period_end"]).astimezone(zone).date()
+    rows = session.scalars(
+        select(DailyValue)
+        .where(
+            DailyValue.key_result_id == kr["id"],
+            DailyValue.day >= first,
+            DailyValue.day < after,
+            DailyValue.checked_at <= now,
+            DailyValue.value.is_not(None),
+        )
+        .order_by(DailyValue.day)
+    )
+    return [
+        {"day": row.day.isoformat(), "checked_at": row.checked_at.isoformat(), "value": row.value}
+        for row in rows
+    ]
 
 
 def key_results(summary: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -151,7 +178,7 @@ def format_percent(fraction: float | None) -> str:
 
 # --- CSV for spreadsheets ------------------------------------------------------------------
 
-_NOT_IN_CSV = {"history", "why", "data_age_seconds"}
+_NOT_IN_CSV = {"history", "days", "why", "data_age_seconds"}
 CSV_COLUMNS = [
     "objective_id",
     "objective",

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from okr_targets.dashboard import render_html
 from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
 from okr_targets.summary import format_value, key_results
-from tests.okr_fixture import NOW, STATUSES, fill_store, summary_of
+from tests.okr_fixture import NOW, STATUSES, edited_at, fill_store, land_value, summary_of
 
 CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))
 # The colours the stylesheet gives each status (GitHub Primer's accessible palette).
@@ -214,6 +215,7 @@ def live(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     fill_store(sqlite_url)
     monkeypatch.setenv("OKR_SYNC_SERVE_USER", "leader")
     monkeypatch.setenv("OKR_SYNC_SERVE_PASSWORD", "pa55-w0rd")
+    monkeypatch.setenv("OKR_SYNC_SERVE_REFRESH_SECONDS", "0.5")  # the page asks twice a second
     store = Store.open(sqlite_url)
     app = create_app(store, ServeSettings(), clock=lambda: NOW)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
@@ -254,3 +256,88 @@ def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None
     page.get_by_role("link", name="JSON").click()
     assert page.url == live + "/api/v1/summary"
     context.close()
+
+
+def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
+    browser: Browser, live: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    edited_at(sqlite_url, NOW - timedelta(days=2))
+    context = browser.new_context(
+        http_credentials={"username": "leader", "password": "pa55-w0rd"},
+        viewport={"width": 1400, "height": 1000},
+    )
+    page = context.new_page()
+    address = live + "/?owner=alice#objective-sales"  # filters and an anchor, kept as they are
+    page.goto(address)
+    status = page.locator("#live-status")
+    expect(status).to_have_text("Live · checked 12:00:00 UTC, updated 11:01")  # run-1's end
+    revenue = page.locator('[data-kr="revenue"]')
+    expect(revenue.locator(".why-button")).to_contain_text("600k USD")
+    # a marker a reload would lose, where the reader is, and an open "why" dialog
+    page.evaluate(
+        """() => { window.marker = "same page"; window.refreshed = 0;
+                   document.addEventListener("okr:refreshed", () => window.refreshed++);
+                   scrollTo(0, 300); }"""
+    )
+    page.locator('[data-kr="win-rate"] .why-button').click()
+    expect(page.locator("#why-win-rate")).to_be_visible()
+    scrolled = page.evaluate("scrollY")
+    assert scrolled > 0
+
+    # a sync measures revenue again: the open page shows the new value by itself
+    land_value(sqlite_url, "revenue", NOW - timedelta(minutes=30), 650_000.0)
+    expect(revenue.locator(".why-button")).to_contain_text("650k USD")
+    expect(status).to_have_text("Live · checked 12:00:00 UTC, updated 11:30")
+    assert page.evaluate("window.marker") == "same page"
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    assert page.evaluate("window.refreshed") == 1
+    assert page.url == address
+    assert page.evaluate("scrollY") == scrolled
+    expect(page.locator("#why-win-rate")).to_be_visible()  # still open, over the new page
+    page.screenshot(path=tmp_path / "refreshed.png")
+
+    # the server cannot be reached: the page says so, keeps its numbers, and recovers
+    page.route("**/api/v1/version", lambda route: route.abort())
+    expect(status).to_contain_text("Cannot reach the server since")
+    assert status.get_attribute("data-state") == "down"
+    expect(revenue.locator(".why-button")).to_contain_text("650k USD")
+    page.unroute("**/api/v1/version")
+    expect(status).to_have_attribute("data-state", "ok")
+    assert page.evaluate("window.marker") == "same page"
+    context.close()
+
+
+def test_the_charts_have_readable_axes_on_a_phone(page: Page, tmp_path: Path) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    charts = page.locator("svg.trend")
+    assert charts.count() == len(STATUSES)
+    for n in range(charts.count()):
+        chart = charts.nth(n)
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 390
+        for axis in ("y-tick", "x-tick"):
+            labels = chart.locator(f"text.{axis}")
+            assert 2 <= labels.count() <= 4, (n, axis, labels.count())
+            boxes = labels.evaluate_all(
+                """els => els.map(e => { const r = e.getBoundingClientRect();
+                                         return [r.left, r.top, r.right, r.bottom]; })"""
+            )
+            sizes = labels.evaluate_all("els => els.map(e => getComputedStyle(e).fontSize)")
+            assert set(sizes) == {"12px"}, sizes
+            for left, top, right, bottom in boxes:  # inside the chart
+                assert box["x"] <= left, (n, axis)
+                assert right <= box["x"] + box["width"], (n, axis)
+                assert box["y"] <= top, (n, axis)
+                assert bottom <= box["y"] + box["height"], (n, axis)
+            for first, second in itertools.combinations(boxes, 2):  # apart from each other
+                apart = (
+                    first[2] <= second[0]
+                    or second[2] <= first[0]
+                    or first[3] <= second[1]
+                    or second[3] <= first[1]
+                )
+                assert apart, (n, axis, first, second)
+    page.locator('[data-kr="revenue"] figure').screenshot(path=tmp_path / "chart-390.png")

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.serve import ServeSettings, create_app
-from okr_targets.dashboard import render_html
+from okr_targets.dashboard import Refresh, render_html
 from okr_targets.models import KeyResult, Measurement, SyncRun, utcnow
 from okr_targets.store import Store
 from okr_targets.summary import build_summary, summary_csv
@@ -67,7 +67,8 @@ def assert_serves(client: TestClient, url: str, now: datetime) -> dict[str, Any]
     expected = fresh(url, now)
     summary = client.get("/api/v1/summary").json()
     assert summary == expected
-    assert client.get("/").text == render_html(expected, live=True)
+    version = client.get("/api/v1/version").json()["version"]
+    assert client.get("/").text == render_html(expected, refresh=Refresh(version, 15.0))
     assert client.get("/api/v1/summary.csv").text == summary_csv(expected)
     revenue = client.get("/api/v1/key-results/revenue").json()
     assert revenue["value"] == next(
