@@ -152,14 +152,14 @@ def trend_chart(kr: dict[str, Any], now: datetime) -> Chart:
     y_ticks = [
         Tick(y(value), label) for value, label in zip(ticks, _tick_labels(ticks, unit), strict=True)
     ]
-    described = (
-        f"{len(days)} daily value(s) in {kr['period']}"
-        + (
-            f", from {format_value(days[0][1], unit)} to {format_value(days[-1][1], unit)}"
-            if days
-            else ""
-        )
-        + f"; target {format_value(target, unit)}"
+    values = [format_value(value, unit) for _, value in days]
+    if len(days) > 1:
+        described = f"{len(days)} daily values in {kr['period']}, from {values[0]} to {values[-1]}"
+    else:
+        described = f"{len(days)} daily value{'' if days else 's'} in {kr['period']}"
+        described += f": {values[0]}" if days else ""
+    described += (
+        f"; target {format_value(target, unit)}"
         + (
             f"; expected by now {format_value(_expected_now(kr, origin), unit)}"
             if origin is not None

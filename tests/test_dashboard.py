@@ -280,7 +280,7 @@ def test_the_trend_chart_has_a_point_a_day_value_and_date_axes_and_the_expected_
         ("Nov 21", 66.0, "middle"),
     ]
     assert chart.description == (
-        "3 daily value(s) in 2026-11, from 10 customers to 11 customers; target 20 customers; "
+        "3 daily values in 2026-11, from 10 customers to 11 customers; target 20 customers; "
         "expected by now 9.4 customers; no forecast: not enough history: 3 day(s) of values "
         "over 2 day(s); values from 5 customers to 20 customers"
     )
@@ -295,6 +295,11 @@ def test_the_chart_draws_expected_progress_only_for_kinds_that_move_toward_a_tar
     # a floor to stay above, a milestone: no line between a baseline and a target
     for kind in ("at_least", "at_most", "milestone"):
         assert trend_chart(month_kr(kind=kind), CHART_NOW).expected is None
+    # the text alternative counts the days as the chart draws them
+    one = trend_chart(month_kr(days=month_kr()["days"][:1]), CHART_NOW)
+    assert one.description.startswith("1 daily value in 2026-11: 10 customers; target")
+    none = trend_chart(month_kr(days=[]), CHART_NOW)
+    assert (none.points, none.description[:38]) == ([], "0 daily values in 2026-11; target 20 c")
 
 
 @pytest.mark.parametrize(
@@ -386,7 +391,7 @@ def test_a_day_that_only_confirmed_its_value_is_a_point_of_the_chart(filled: str
     # Nov 20 04:30 is 50 days and 4.5 hours into the 92-day quarter
     assert chart.points[4][:2] == (round(2 + 96 * (50 + 4.5 / 24) / 92, 2), chart.points[3][1])
     assert len(chart.points) == 6
-    assert chart.description.startswith("6 daily value(s) in 2026-Q4, from 200k USD to 600k USD")
+    assert chart.description.startswith("6 daily values in 2026-Q4, from 200k USD to 600k USD")
 
 
 def test_report_command_writes_html_json_and_csv(filled: str, tmp_path: Path) -> None:
