@@ -211,6 +211,27 @@ def test_a_refused_webhook_setting_is_one_line_naming_its_variable(
 
 
 @pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("soon", "Input should be a valid number, unable"),
+        ("0.1", "Input should be greater than or equal to 0.5"),  # a poll storm
+    ],
+)
+def test_a_refused_refresh_interval_is_one_line_naming_its_variable(
+    sqlite_url: str, value: str, why: str
+) -> None:
+    """Issue 23: how often the live page polls is a setting refused as the others are."""
+    variable = "OKR_SYNC_SERVE_REFRESH_SECONDS"
+    result = CliRunner().invoke(
+        app, ["serve", "--store", sqlite_url, "--port", "0"], env={variable: value}
+    )
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {variable}={value!r}: {why}")
+
+
+@pytest.mark.parametrize(
     "command",
     [("serve",), ("webhooks", "serve"), ("sandbox",)],
     ids=["serve", "webhooks-serve", "sandbox"],
