@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -215,7 +219,6 @@ def live(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     fill_store(sqlite_url)
     monkeypatch.setenv("OKR_SYNC_SERVE_USER", "leader")
     monkeypatch.setenv("OKR_SYNC_SERVE_PASSWORD", "pa55-w0rd")
-    monkeypatch.setenv("OKR_SYNC_SERVE_REFRESH_SECONDS", "0.5")  # the page asks twice a second
     store = Store.open(sqlite_url)
     app = create_app(store, ServeSettings(), clock=lambda: NOW)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
@@ -258,19 +261,73 @@ def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None
     context.close()
 
 
+class ServeProcess:
+    """A real ``okr-sync serve`` process on a store, behind basic auth, that the page polls
+    twice a second; it can be stopped and started again on the same port."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url, self.log, self.port = url, log, 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        command = [str(Path(sys.executable).parent / "okr-sync"), "serve", "--store", self.url]
+        environment = {
+            **os.environ,
+            "OKR_SYNC_SERVE_USER": "leader",
+            "OKR_SYNC_SERVE_PASSWORD": "pa55-w0rd",
+            "OKR_SYNC_SERVE_REFRESH_SECONDS": "0.5",
+        }
+        self.log.write_text("")
+        with self.log.open("w") as stderr:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(self.port)], env=environment, stderr=stderr
+            )
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"http://127\.0\.0\.1:(\d+)/", self.log.read_text())):
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        self.port = int(found.group(1))
+        while True:  # the line is printed just before uvicorn starts accepting
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return f"http://127.0.0.1:{self.port}"
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "serve did not accept connections"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def serving(sqlite_url: str, tmp_path: Path) -> Iterator[ServeProcess]:
+    fill_store(sqlite_url)
+    edited_at(sqlite_url, NOW - timedelta(days=2))  # the fixture's OKRs, as of before NOW
+    server = ServeProcess(sqlite_url, tmp_path / "serve.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
-    browser: Browser, live: str, sqlite_url: str, tmp_path: Path
+    browser: Browser, serving: ServeProcess, sqlite_url: str, tmp_path: Path
 ) -> None:
-    edited_at(sqlite_url, NOW - timedelta(days=2))
+    base = serving.start()
     context = browser.new_context(
         http_credentials={"username": "leader", "password": "pa55-w0rd"},
         viewport={"width": 1400, "height": 1000},
     )
     page = context.new_page()
-    address = live + "/?owner=alice#objective-sales"  # filters and an anchor, kept as they are
+    address = base + "/?owner=alice#objective-sales"  # filters and an anchor, kept as they are
     page.goto(address)
     status = page.locator("#live-status")
-    expect(status).to_have_text("Live · checked 12:00:00 UTC, updated 11:01")  # run-1's end
+    # serve runs on the real clock; the store last changed when run-1 ended (NOW − 59 min)
+    checked = r"^Live · checked \d\d:\d\d:\d\d UTC, updated (2026-11-27 )?"
+    expect(status).to_have_text(re.compile(checked + "11:01$"))
     revenue = page.locator('[data-kr="revenue"]')
     expect(revenue.locator(".why-button")).to_contain_text("600k USD")
     # a marker a reload would lose, where the reader is, and an open "why" dialog
@@ -287,7 +344,7 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
     # a sync measures revenue again: the open page shows the new value by itself
     land_value(sqlite_url, "revenue", NOW - timedelta(minutes=30), 650_000.0)
     expect(revenue.locator(".why-button")).to_contain_text("650k USD")
-    expect(status).to_have_text("Live · checked 12:00:00 UTC, updated 11:30")
+    expect(status).to_have_text(re.compile(checked + "11:30$"))
     assert page.evaluate("window.marker") == "same page"
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
     assert page.evaluate("window.refreshed") == 1
@@ -296,14 +353,19 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
     expect(page.locator("#why-win-rate")).to_be_visible()  # still open, over the new page
     page.screenshot(path=tmp_path / "refreshed.png")
 
-    # the server cannot be reached: the page says so, keeps its numbers, and recovers
-    page.route("**/api/v1/version", lambda route: route.abort())
+    # the server goes away: the page says so and keeps its numbers; a sync lands meanwhile,
+    # and once the server is back the page shows it
+    serving.stop()
     expect(status).to_contain_text("Cannot reach the server since")
-    assert status.get_attribute("data-state") == "down"
+    expect(status).to_have_attribute("data-state", "down")
     expect(revenue.locator(".why-button")).to_contain_text("650k USD")
-    page.unroute("**/api/v1/version")
+    land_value(sqlite_url, "revenue", NOW - timedelta(minutes=10), 700_000.0)
+    assert serving.start() == base
+    expect(revenue.locator(".why-button")).to_contain_text("700k USD")
+    expect(status).to_have_text(re.compile(checked + "11:50$"))
     expect(status).to_have_attribute("data-state", "ok")
-    assert page.evaluate("window.marker") == "same page"
+    assert page.evaluate("[window.marker, window.refreshed]") == ["same page", 2]
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
     context.close()
 
 
