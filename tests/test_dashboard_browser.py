@@ -389,6 +389,8 @@ def test_the_charts_have_readable_axes_on_a_phone(page: Page, tmp_path: Path) ->
             )
             sizes = labels.evaluate_all("els => els.map(e => getComputedStyle(e).fontSize)")
             assert set(sizes) == {"12px"}, sizes
+            # drawn at that size, not scaled down with the chart: a 12 px line is 12-18 px tall
+            assert all(12 <= bottom - top <= 18 for _l, top, _r, bottom in boxes), boxes
             for left, top, right, bottom in boxes:  # inside the chart
                 assert box["x"] <= left, (n, axis)
                 assert right <= box["x"] + box["width"], (n, axis)
