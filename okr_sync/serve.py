@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import secrets
 import threading
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import func, select
 from starlette.applications import Starlette
@@ -40,7 +41,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from flows.settings import OneLineSettings
-from okr_targets.dashboard import render_html
+from okr_targets.dashboard import Refresh, render_html
 from okr_targets.models import KeyResult, Measurement, Objective, SourceRead, SyncRun, utcnow
 from okr_targets.store import Store
 from okr_targets.summary import SCHEMA_FILE, build_summary, key_results, summary_csv
@@ -56,6 +57,8 @@ class ServeSettings(OneLineSettings):
     token: SecretStr | None = None
     user: str | None = None
     password: SecretStr | None = None
+    # How often an open page asks whether the store changed (GET /api/v1/version).
+    refresh_seconds: float = Field(default=15.0, ge=0.5, le=3600)
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> ServeSettings:
@@ -145,6 +148,16 @@ def store_version(store: Store) -> tuple[Any, ...]:
     return tuple(row)
 
 
+def version_tag(version: tuple[Any, ...]) -> str:
+    """A short opaque tag of a store version: what the page compares to see a change."""
+    return hashlib.sha256(repr(version).encode()).hexdigest()[:16]
+
+
+def last_change(version: tuple[Any, ...]) -> datetime | None:
+    """The newest moment in a store version: when the store last changed what the page shows."""
+    return max((part for part in version if isinstance(part, datetime)), default=None)
+
+
 @dataclass
 class Snapshot:
     """One built summary and the views rendered from it, each rendered once."""
@@ -204,8 +217,23 @@ def create_app(
         return cache.get().summary
 
     def page(_request: Request) -> Response:
-        html = cache.get().view("html", lambda summary: render_html(summary, live=True))
+        snapshot = cache.get()
+        refresh = Refresh(version_tag(snapshot.version), settings.refresh_seconds)
+        html = snapshot.view("html", lambda summary: render_html(summary, refresh=refresh))
         return HTMLResponse(html, headers=_HEADERS)
+
+    def version(_request: Request) -> Response:
+        """What the open page polls: one cheap query, no summary built."""
+        current = store_version(store)
+        changed = last_change(current)
+        return JSONResponse(
+            {
+                "version": version_tag(current),
+                "updated_at": changed.isoformat() if changed else None,
+                "checked_at": clock().isoformat(),
+            },
+            headers=_HEADERS,
+        )
 
     def summary_json(_request: Request) -> Response:
         body = cache.get().view("json", _json)
@@ -237,6 +265,7 @@ def create_app(
                     f"{API}/summary.csv": "the same, one row per key result",
                     f"{API}/key-results/{{id}}": "one key result with its history and lineage",
                     f"{API}/schema": "the JSON Schema of the summary",
+                    f"{API}/version": "a tag that changes whenever the store does (for polling)",
                 },
             },
             headers=_HEADERS,
@@ -258,5 +287,6 @@ def create_app(
         Route(f"{API}/summary.csv", summary_table),
         Route(f"{API}/key-results/{{key_result_id}}", key_result),
         Route(f"{API}/schema", schema),
+        Route(f"{API}/version", version),
     ]
     return Starlette(routes=routes, middleware=middleware)

@@ -16,7 +16,9 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from okr_targets.formatting import (
@@ -28,6 +30,7 @@ from okr_targets.formatting import (
     raw_number,
 )
 from okr_targets.lineage import ExplainError, contributing_records, explain
+from okr_targets.models import DailyValue
 from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.report import KeyResultLine, as_json, build_report, walk
 from okr_targets.status import status_label, status_mark
@@ -54,6 +57,7 @@ def build_summary(
     for objective in document["objectives"]:
         for kr in objective["key_results"]:
             kr.update(_provenance(session, kr, now, records))
+            kr["days"] = _days(session, kr, now)
     return document
 
 
@@ -90,6 +94,30 @@ def _provenance(
         ],
         "why": why,
     }
+
+
+def _days(session: Session, kr: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """One point per day of the period up to ``now``: the day's last value, in the key
+    result's calendar. A day a sync only confirmed an unchanged value is a point too
+    (``key_result_days``), where ``history`` keeps the changes alone."""
+    zone = ZoneInfo(kr["timezone"])
+    first = datetime.fromisoformat(kr["period_start"]).astimezone(zone).date()
+    after = datetime.fromisoformat(kr["period_end"]).astimezone(zone).date()
+    rows = session.scalars(
+        select(DailyValue)
+        .where(
+            DailyValue.key_result_id == kr["id"],
+            DailyValue.day >= first,
+            DailyValue.day < after,
+            DailyValue.checked_at <= now,
+            DailyValue.value.is_not(None),
+        )
+        .order_by(DailyValue.day)
+    )
+    return [
+        {"day": row.day.isoformat(), "checked_at": row.checked_at.isoformat(), "value": row.value}
+        for row in rows
+    ]
 
 
 def key_results(summary: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:

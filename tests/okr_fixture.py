@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import update
+
 from okr_targets.models import (
     DailyValue,
     Deal,
@@ -239,3 +241,62 @@ def summary_of(url: str) -> dict[str, Any]:
         found = build_summary(session, NOW, store.display_url)
     store.dispose()
     return found
+
+
+def land_value(url: str, kr_id: str, at: datetime, value: float, *, changed: bool = True) -> None:
+    """A measuring pass at ``at`` as a sync writes it: a finished run, the day's point, and a
+    measurement when the value ``changed`` (a confirmation of an unchanged value has none)."""
+    store = Store.open(url)
+    with store.session() as session:
+        run_id = f"run-{at:%Y%m%d%H%M%S}"
+        session.add(
+            SyncRun(
+                id=run_id,
+                started_at=at - timedelta(seconds=30),
+                finished_at=at,
+                status="complete",
+                code_version="0.1.0",
+            )
+        )
+        session.flush()
+        kr = session.get(KeyResult, kr_id)
+        assert kr is not None
+        if changed:
+            session.add(
+                Measurement(
+                    key_result_id=kr_id,
+                    run_id=run_id,
+                    measured_at=at,
+                    value=value,
+                    unit=kr.unit,
+                    progress=None,
+                    progress_raw=None,
+                    expected_progress=0.0,
+                    status="on_track",
+                    metric=kr.metric,
+                    params={},
+                    details={},
+                    record_count=0,
+                    code_version="0.1.0",
+                    data_cutoff=at,
+                )
+            )
+        point = session.get(DailyValue, (kr_id, at.date())) or DailyValue(
+            key_result_id=kr_id, day=at.date()
+        )
+        point.value, point.checked_at, point.data_cutoff, point.run_id = value, at, at, run_id
+        session.add(point)
+        kr.checked_at = at
+        session.commit()
+    store.dispose()
+
+
+def edited_at(url: str, at: datetime) -> None:
+    """Stamp every objective and key result as last edited at ``at`` (the fixture writes them
+    on the real clock, which may be later than ``NOW``)."""
+    store = Store.open(url)
+    with store.session() as session:
+        for model in (KeyResult, Objective):
+            session.execute(update(model).values(updated_at=at))
+        session.commit()
+    store.dispose()

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from typer.testing import CliRunner, Result
 from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.serve import ServeSettings, create_app
-from okr_targets.dashboard import render_html
+from okr_targets.dashboard import Refresh, nice_ticks, render_html, trend_chart
 from okr_targets.formatting import format_value
 from okr_targets.models import Baseline, KeyResult, Measurement
 from okr_targets.store import Store
@@ -42,7 +42,15 @@ from okr_targets.summary import (
     summary_csv,
     summary_markdown,
 )
-from tests.okr_fixture import NOW, STATUSES, TREE, fill_store, summary_of
+from tests.okr_fixture import (
+    NOW,
+    STATUSES,
+    TREE,
+    edited_at,
+    fill_store,
+    land_value,
+    summary_of,
+)
 
 SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 
@@ -288,7 +296,183 @@ def test_the_page_shows_the_summarys_numbers_and_loads_nothing(filled: str) -> N
     # self-contained: nothing fetched from anywhere, and the policy forbids trying
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "default-src 'none'" in page
-    assert "<polyline" in page  # the revenue trend has three points
+    assert page.count('class="measured"') == 4  # the revenue trend: five days, four segments
+    # no live refresh in the file: no script asking a server, and the policy forbids it
+    assert 'id="refresh"' not in page
+    assert "connect-src" not in page
+
+
+def month_kr(**fields: Any) -> dict[str, Any]:
+    """A key result of November 2026 (30 days, UTC) as the summary gives it to the chart."""
+    return {
+        "id": "kr",
+        "title": "Win 20 customers",
+        "period": "2026-11",
+        "period_start": "2026-11-01T00:00:00+00:00",
+        "period_end": "2026-12-01T00:00:00+00:00",
+        "timezone": "UTC",
+        "unit": "customers",
+        "kind": "increase_to",
+        "baseline": 8.0,
+        "baseline_period": None,
+        "target": 20.0,
+        "expected_progress": 3.5 / 30,  # at CHART_NOW
+        "forecast": None,
+        "forecast_note": "not enough history: 3 day(s) of values over 2 day(s)",
+        "days": [
+            {"day": "2026-11-02", "checked_at": "2026-11-02T12:00:00+00:00", "value": 10.0},
+            {"day": "2026-11-03", "checked_at": "2026-11-03T12:00:00+00:00", "value": 12.0},
+            {"day": "2026-11-04", "checked_at": "2026-11-04T06:00:00+00:00", "value": 11.0},
+        ],
+        **fields,
+    }
+
+
+CHART_NOW = datetime(2026, 11, 4, 12, tzinfo=UTC)
+
+
+def test_the_trend_chart_has_a_point_a_day_value_and_date_axes_and_the_expected_line() -> None:
+    chart = trend_chart(month_kr(), CHART_NOW)
+    # x: 2% of the width free at each side, the 30 days of November over the 96% between;
+    # Nov 2 12:00 is 1.5 days in, Nov 3 12:00 2.5, Nov 4 06:00 3.25, now 3.5
+    assert [x for x, _y, _tip in chart.points] == [6.8, 10.0, 12.4]
+    assert chart.now_x == 13.2
+    # y: values 10, 12, 11, baseline 8, target 20 → round ticks 5, 10, 15, 20 (steps of 1
+    # or 2 would take 13 or 7 ticks); 5 at y = 116 px, 20 at y = 18 px, 98 px between
+    assert [tick.label for tick in chart.y_ticks] == [
+        "5 customers",
+        "10 customers",
+        "15 customers",
+        "20 customers",
+    ]
+    assert [tick.at for tick in chart.y_ticks] == [116.0, 83.3, 50.7, 18.0]
+    assert [y for _x, y, _tip in chart.points] == [83.3, 70.3, 76.8]  # 116 − (v − 5)/15·98
+    assert chart.points[0][2] == "10 customers on 2026-11-02 12:00 UTC"
+    assert chart.segments == [(6.8, 83.3, 10.0, 70.3), (10.0, 70.3, 12.4, 76.8)]
+    assert chart.target_y == 18.0
+    # expected progress: from the baseline (8) at the period's start to the target (20) at
+    # its end
+    assert chart.expected == (2.0, 96.4, 98.0, 18.0)
+    assert chart.forecast is None
+    # dates: a one-month period is marked every 10 days
+    assert [(tick.label, tick.at, tick.anchor) for tick in chart.x_ticks] == [
+        ("Nov 1", 2.0, "start"),
+        ("Nov 11", 34.0, "middle"),
+        ("Nov 21", 66.0, "middle"),
+    ]
+    assert chart.description == (
+        "3 daily values in 2026-11, from 10 customers to 11 customers; target 20 customers; "
+        "expected by now 9.4 customers; no forecast: not enough history: 3 day(s) of values "
+        "over 2 day(s); values from 5 customers to 20 customers"
+    )
+
+
+def test_the_chart_draws_expected_progress_only_for_kinds_that_move_toward_a_target() -> None:
+    # a percent change is expected to go from 0 % at the start to the target at the end;
+    # values 10 to 12 and a target of −8 take steps of 10: −10 at y 116 px, 20 at 18 px
+    change = trend_chart(month_kr(kind="percent_change", unit="%", target=-8.0), CHART_NOW)
+    assert [tick.label for tick in change.y_ticks] == ["\u221210%", "0%", "10%", "20%"]
+    assert change.expected == (2.0, 83.3, 98.0, 109.5)  # 116 − 10/30·98, 116 − 2/30·98
+    # a floor to stay above, a milestone: no line between a baseline and a target
+    for kind in ("at_least", "at_most", "milestone"):
+        assert trend_chart(month_kr(kind=kind), CHART_NOW).expected is None
+    # the text alternative counts the days as the chart draws them
+    one = trend_chart(month_kr(days=month_kr()["days"][:1]), CHART_NOW)
+    assert one.description.startswith("1 daily value in 2026-11: 10 customers; target")
+    none = trend_chart(month_kr(days=[]), CHART_NOW)
+    assert (none.points, none.description[:38]) == ([], "0 daily values in 2026-11; target 20 c")
+
+
+@pytest.mark.parametrize(
+    ("period", "start", "end", "ticks"),
+    [
+        # Oct 1 + 31 and + 61 of 92 days
+        (
+            "2026-Q4",
+            "2026-10-01",
+            "2027-01-01",
+            [("Oct 1", 2.0), ("Nov 1", 34.35), ("Dec 1", 65.65)],
+        ),
+        # every second month of a half: + 62 and + 123 of 184 days
+        (
+            "2026-H2",
+            "2026-07-01",
+            "2027-01-01",
+            [("Jul 1", 2.0), ("Sep 1", 34.35), ("Nov 1", 66.17)],
+        ),
+        # every third of a year: + 90, + 181 and + 273 of 365 days
+        (
+            "2026",
+            "2026-01-01",
+            "2027-01-01",
+            [("Jan 1", 2.0), ("Apr 1", 25.67), ("Jul 1", 49.61), ("Oct 1", 73.8)],
+        ),
+    ],
+)
+def test_longer_periods_are_marked_at_month_starts_at_most_four_times(
+    period: str, start: str, end: str, ticks: list[tuple[str, float]]
+) -> None:
+    kr = month_kr(
+        period=period, period_start=f"{start}T00:00:00+00:00", period_end=f"{end}T00:00:00+00:00"
+    )
+    chart = trend_chart(kr, CHART_NOW)
+    assert [(tick.label, tick.at) for tick in chart.x_ticks] == ticks
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "ticks"),
+    [
+        (0, 1_000_000, [0, 500_000, 1_000_000]),
+        (25, 35, [25, 30, 35]),
+        (4.41, 4.45, [4.4, 4.42, 4.44, 4.46]),
+        (5, 5, [4.5, 5, 5.5]),  # one value: a tenth of it either side
+        (-7.3, 12.0, [-10, 0, 10, 20]),
+    ],
+)
+def test_value_ticks_are_two_to_four_round_numbers_covering_the_values(
+    low: float, high: float, ticks: list[float]
+) -> None:
+    assert nice_ticks(low, high) == ticks
+
+
+def test_close_ticks_get_the_digits_that_tell_them_apart() -> None:
+    chart = trend_chart(
+        month_kr(
+            unit="/5",
+            kind="at_least",
+            target=4.45,
+            days=[{"day": "2026-11-02", "checked_at": "2026-11-02T12:00:00+00:00", "value": 4.41}],
+        ),
+        CHART_NOW,
+    )
+    assert [tick.label for tick in chart.y_ticks] == ["4.40 /5", "4.42 /5", "4.44 /5", "4.46 /5"]
+
+
+def test_a_day_that_only_confirmed_its_value_is_a_point_of_the_chart(filled: str) -> None:
+    # Nov 20: a sync confirmed revenue unchanged at 500k (no new measurement); Sep 30 is
+    # before the period
+    land_value(
+        filled, "revenue", datetime(2026, 11, 20, 4, 30, tzinfo=UTC), 500_000.0, changed=False
+    )
+    land_value(filled, "revenue", datetime(2026, 9, 30, 4, 30, tzinfo=UTC), 100_000.0)
+    summary = summary_of(filled)
+    validate(summary)
+    revenue = by_id(summary)["revenue"]
+    assert [m["value"] for m in revenue["history"]] == [100_000, *range(200_000, 600_001, 100_000)]
+    assert [(d["day"], d["value"]) for d in revenue["days"]] == [
+        ("2026-10-15", 200_000),
+        ("2026-10-25", 300_000),
+        ("2026-11-01", 400_000),
+        ("2026-11-15", 500_000),
+        ("2026-11-20", 500_000),
+        ("2026-11-27", 600_000),
+    ]
+    assert revenue["days"][4]["checked_at"] == "2026-11-20T04:30:00+00:00"
+    chart = trend_chart(revenue, NOW)
+    # Nov 20 04:30 is 50 days and 4.5 hours into the 92-day quarter
+    assert chart.points[4][:2] == (round(2 + 96 * (50 + 4.5 / 24) / 92, 2), chart.points[3][1])
+    assert len(chart.points) == 6
+    assert chart.description.startswith("6 daily values in 2026-Q4, from 200k USD to 600k USD")
 
 
 def test_report_command_writes_html_json_and_csv(filled: str, tmp_path: Path) -> None:
@@ -369,14 +553,42 @@ def test_the_api_serves_the_same_numbers_as_the_exports(filled: str) -> None:
             "/api/v1/summary.csv",
             "/api/v1/key-results/{id}",
             "/api/v1/schema",
+            "/api/v1/version",
         }
         page = client.get("/")
         assert page.headers["content-type"].startswith("text/html")
-        assert page.text == render_html(expected, live=True)
+        version = client.get("/api/v1/version").json()["version"]
+        assert page.text == render_html(expected, refresh=Refresh(version, 15.0))
 
         # read-only: nothing but GET
         for method in ("post", "put", "patch", "delete"):
             assert getattr(client, method)("/api/v1/summary").status_code == 405
+
+
+def test_the_live_page_polls_a_version_that_changes_when_a_measurement_lands(filled: str) -> None:
+    edited_at(filled, NOW - timedelta(days=2))
+    with client_for(filled) as client:
+        answer = client.get("/api/v1/version")
+        assert answer.headers["cache-control"] == "no-store"
+        before = answer.json()
+        # the store last changed when run-1 finished; checked on serve's clock
+        assert (before["updated_at"], before["checked_at"]) == (
+            "2026-11-27T11:01:00+00:00",
+            NOW.isoformat(),
+        )
+        page = client.get("/").text
+        script = f'<script id="refresh" data-version="{before["version"]}" data-seconds="15.0">'
+        assert script in page
+        assert "connect-src 'self'" in page  # the live page may ask its own server, no other
+        assert client.get("/api/v1/version").json() == before  # nothing changed
+
+        land_value(filled, "revenue", datetime(2026, 11, 27, 11, 30, tzinfo=UTC), 650_000.0)
+        after = client.get("/api/v1/version").json()
+        assert after["version"] != before["version"]
+        assert after["updated_at"] == "2026-11-27T11:30:00+00:00"
+        page = client.get("/").text
+        assert f'data-version="{after["version"]}"' in page
+        assert "650k USD" in page
 
 
 TOKEN, PASSWORD = "s3cret-serve-token", "pa55-w0rd"
@@ -395,7 +607,13 @@ def test_token_and_basic_auth_protect_everything_and_never_leak(
     monkeypatch.setenv("OKR_SYNC_SERVE_PASSWORD", PASSWORD)
     seen: list[str] = []
     with client_for(sqlite_url) as client:
-        for path in ("/", "/api/v1/summary", "/api/v1/summary.csv", "/api/v1/schema"):
+        for path in (
+            "/",
+            "/api/v1/summary",
+            "/api/v1/summary.csv",
+            "/api/v1/schema",
+            "/api/v1/version",
+        ):
             for headers in (
                 {},
                 {"Authorization": "Bearer wrong"},

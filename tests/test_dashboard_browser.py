@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,7 @@ from okr_targets.formatting import format_value
 from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
 from okr_targets.summary import key_results
-from tests.okr_fixture import NOW, STATUSES, fill_store, summary_of
+from tests.okr_fixture import NOW, STATUSES, edited_at, fill_store, land_value, summary_of
 
 CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))
 # The colours the stylesheet gives each status (GitHub Primer's accessible palette).
@@ -255,3 +260,149 @@ def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None
     page.get_by_role("link", name="JSON").click()
     assert page.url == live + "/api/v1/summary"
     context.close()
+
+
+class ServeProcess:
+    """A real ``okr-sync serve`` process on a store, behind basic auth, that the page polls
+    twice a second; it can be stopped and started again on the same port."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url, self.log, self.port = url, log, 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        command = [str(Path(sys.executable).parent / "okr-sync"), "serve", "--store", self.url]
+        environment = {
+            **os.environ,
+            "OKR_SYNC_SERVE_USER": "leader",
+            "OKR_SYNC_SERVE_PASSWORD": "pa55-w0rd",
+            "OKR_SYNC_SERVE_REFRESH_SECONDS": "0.5",
+        }
+        self.log.write_text("")
+        with self.log.open("w") as stderr:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(self.port)], env=environment, stderr=stderr
+            )
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"http://127\.0\.0\.1:(\d+)/", self.log.read_text())):
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        self.port = int(found.group(1))
+        while True:  # the line is printed just before uvicorn starts accepting
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return f"http://127.0.0.1:{self.port}"
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "serve did not accept connections"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def serving(sqlite_url: str, tmp_path: Path) -> Iterator[ServeProcess]:
+    fill_store(sqlite_url)
+    edited_at(sqlite_url, NOW - timedelta(days=2))  # the fixture's OKRs, as of before NOW
+    server = ServeProcess(sqlite_url, tmp_path / "serve.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
+    browser: Browser, serving: ServeProcess, sqlite_url: str, tmp_path: Path
+) -> None:
+    base = serving.start()
+    context = browser.new_context(
+        http_credentials={"username": "leader", "password": "pa55-w0rd"},
+        viewport={"width": 1400, "height": 1000},
+    )
+    page = context.new_page()
+    address = base + "/?owner=alice#objective-sales"  # filters and an anchor, kept as they are
+    page.goto(address)
+    status = page.locator("#live-status")
+    # serve runs on the real clock; the store last changed when run-1 ended (NOW − 59 min)
+    checked = r"^Live · checked \d\d:\d\d:\d\d UTC, updated (2026-11-27 )?"
+    expect(status).to_have_text(re.compile(checked + "11:01$"))
+    revenue = page.locator('[data-kr="revenue"]')
+    expect(revenue.locator(".why-button")).to_contain_text("600k USD")
+    # a marker a reload would lose, where the reader is, and an open "why" dialog
+    page.evaluate(
+        """() => { window.marker = "same page"; window.refreshed = 0;
+                   document.addEventListener("okr:refreshed", () => window.refreshed++);
+                   scrollTo(0, 300); }"""
+    )
+    page.locator('[data-kr="win-rate"] .why-button').click()
+    expect(page.locator("#why-win-rate")).to_be_visible()
+    scrolled = page.evaluate("scrollY")
+    assert scrolled > 0
+
+    # a sync measures revenue again: the open page shows the new value by itself
+    land_value(sqlite_url, "revenue", NOW - timedelta(minutes=30), 650_000.0)
+    expect(revenue.locator(".why-button")).to_contain_text("650k USD")
+    expect(status).to_have_text(re.compile(checked + "11:30$"))
+    assert page.evaluate("window.marker") == "same page"
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    assert page.evaluate("window.refreshed") == 1
+    assert page.url == address
+    assert page.evaluate("scrollY") == scrolled
+    expect(page.locator("#why-win-rate")).to_be_visible()  # still open, over the new page
+    page.screenshot(path=tmp_path / "refreshed.png")
+
+    # the server goes away: the page says so and keeps its numbers; a sync lands meanwhile,
+    # and once the server is back the page shows it
+    serving.stop()
+    expect(status).to_contain_text("Cannot reach the server since")
+    expect(status).to_have_attribute("data-state", "down")
+    expect(revenue.locator(".why-button")).to_contain_text("650k USD")
+    land_value(sqlite_url, "revenue", NOW - timedelta(minutes=10), 700_000.0)
+    assert serving.start() == base
+    expect(revenue.locator(".why-button")).to_contain_text("700k USD")
+    expect(status).to_have_text(re.compile(checked + "11:50$"))
+    expect(status).to_have_attribute("data-state", "ok")
+    assert page.evaluate("[window.marker, window.refreshed]") == ["same page", 2]
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    context.close()
+
+
+def test_the_charts_have_readable_axes_on_a_phone(page: Page, tmp_path: Path) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    charts = page.locator("svg.trend")
+    assert charts.count() == len(STATUSES)
+    for n in range(charts.count()):
+        chart = charts.nth(n)
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 390
+        for axis in ("y-tick", "x-tick"):
+            labels = chart.locator(f"text.{axis}")
+            assert 2 <= labels.count() <= 4, (n, axis, labels.count())
+            boxes = labels.evaluate_all(
+                """els => els.map(e => { const r = e.getBoundingClientRect();
+                                         return [r.left, r.top, r.right, r.bottom]; })"""
+            )
+            sizes = labels.evaluate_all("els => els.map(e => getComputedStyle(e).fontSize)")
+            assert set(sizes) == {"12px"}, sizes
+            # drawn at that size, not scaled down with the chart: a 12 px line is 12-18 px tall
+            assert all(12 <= bottom - top <= 18 for _l, top, _r, bottom in boxes), boxes
+            for left, top, right, bottom in boxes:  # inside the chart
+                assert box["x"] <= left, (n, axis)
+                assert right <= box["x"] + box["width"], (n, axis)
+                assert box["y"] <= top, (n, axis)
+                assert bottom <= box["y"] + box["height"], (n, axis)
+            for first, second in itertools.combinations(boxes, 2):  # apart from each other
+                apart = (
+                    first[2] <= second[0]
+                    or second[2] <= first[0]
+                    or first[3] <= second[1]
+                    or second[3] <= first[1]
+                )
+                assert apart, (n, axis, first, second)
+    page.locator('[data-kr="revenue"] figure').screenshot(path=tmp_path / "chart-390.png")

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.serve import ServeSettings, create_app
-from okr_targets.dashboard import render_html
+from okr_targets.dashboard import Refresh, render_html
 from okr_targets.models import KeyResult, Measurement, SyncRun, utcnow
 from okr_targets.store import Store
 from okr_targets.summary import build_summary, summary_csv
@@ -67,7 +67,8 @@ def assert_serves(client: TestClient, url: str, now: datetime) -> dict[str, Any]
     expected = fresh(url, now)
     summary = client.get("/api/v1/summary").json()
     assert summary == expected
-    assert client.get("/").text == render_html(expected, live=True)
+    version = client.get("/api/v1/version").json()["version"]
+    assert client.get("/").text == render_html(expected, refresh=Refresh(version, 15.0))
     assert client.get("/api/v1/summary.csv").text == summary_csv(expected)
     revenue = client.get("/api/v1/key-results/revenue").json()
     assert revenue["value"] == next(
@@ -203,6 +204,27 @@ def test_a_refused_webhook_setting_is_one_line_naming_its_variable(
 ) -> None:
     """Issue 22: the receiver's settings are refused as the sync's are, in one line."""
     result = CliRunner().invoke(app, ["webhooks", "serve", "--port", "0"], env={variable: value})
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {variable}={value!r}: {why}")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("soon", "Input should be a valid number, unable"),
+        ("0.1", "Input should be greater than or equal to 0.5"),  # a poll storm
+    ],
+)
+def test_a_refused_refresh_interval_is_one_line_naming_its_variable(
+    sqlite_url: str, value: str, why: str
+) -> None:
+    """Issue 23: how often the live page polls is a setting refused as the others are."""
+    variable = "OKR_SYNC_SERVE_REFRESH_SECONDS"
+    result = CliRunner().invoke(
+        app, ["serve", "--store", sqlite_url, "--port", "0"], env={variable: value}
+    )
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     (line,) = result.stderr.strip().splitlines()

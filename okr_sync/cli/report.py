@@ -155,7 +155,8 @@ def serve(
     """Serve the dashboard and its JSON API (/api/v1) live from the store, read-only.
 
     Set OKR_SYNC_SERVE_TOKEN (bearer token) and/or OKR_SYNC_SERVE_USER and
-    OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials.
+    OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials. An open page asks every
+    OKR_SYNC_SERVE_REFRESH_SECONDS (15) whether the store changed and refreshes itself.
     """
     import uvicorn
 
