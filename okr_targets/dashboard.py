@@ -1,9 +1,10 @@
 """The OKR dashboard as one self-contained HTML page, rendered from the summary.
 
 The page needs no network: CSS and the trend charts (SVG) are inline, a few lines of inline
-script open the "why this number" dialogs, and a Content-Security-Policy forbids loading
-anything else. ``okr-sync report --format html`` writes it to a file; ``okr-sync serve``
-renders it live. Its numbers are those of ``okr_targets.summary.build_summary``.
+script open the "why this number" dialogs and filter the key results by team, owner and
+status (``<script id="filters">``, kept in the query string), and a Content-Security-Policy
+forbids loading anything else. ``okr-sync report --format html`` writes it to a file;
+``okr-sync serve`` renders it live. Its numbers are those of ``okr_targets.summary.build_summary``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from okr_targets.status import STATUS_LABELS
 from okr_targets.summary import (
+    COUNTED,
     format_age,
     format_percent,
     format_time,
@@ -123,4 +125,22 @@ def render_html(summary: dict[str, Any], *, live: bool = False) -> str:
         live=live,
         width=CHART_WIDTH,
         height=CHART_HEIGHT,
+        **_filter_choices(summary),
     )
+
+
+ALWAYS_COUNTED = ("on_track", "at_risk", "off_track", "stale")
+"""Counts the header shows even at zero ("0 off track" is news); the others only when set."""
+
+
+def _filter_choices(summary: dict[str, Any]) -> dict[str, Any]:
+    """The header's counts in order, and the teams and owners (by name) to filter by."""
+    krs = [kr for objective in summary["objectives"] for kr in objective["key_results"]]
+    owners = {kr["owner"].lower(): kr["owner_name"] for kr in krs if kr["owner"]}
+    return {
+        "counted": COUNTED,
+        "always_counted": ALWAYS_COUNTED,
+        "teams_of": {kr["id"]: kr["owner_team"] for kr in krs},
+        "filter_teams": sorted({kr["owner_team"] for kr in krs if kr["owner_team"]}),
+        "filter_owners": sorted(owners.items(), key=lambda item: item[1].lower()),
+    }

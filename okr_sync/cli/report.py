@@ -73,7 +73,8 @@ def _export(url: str, output: str, destination: Path | None) -> None:
 
 
 def print_report(url: str) -> None:
-    """The OKR tree as a table: per key result its value, target, progress and status."""
+    """The OKR tree as a table: per key result its value, target, progress and status, per
+    objective its roll-up and status (the weakest below it); owners by name."""
     store = open_store(url)
     now = datetime.now(UTC)
     with store.session() as session:
@@ -85,6 +86,7 @@ def print_report(url: str) -> None:
     table.add_column("target", justify="right", no_wrap=True, min_width=13)
     table.add_column("progress", no_wrap=True, min_width=13)
     table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("owner", overflow="ellipsis", no_wrap=True, max_width=18)
     table.add_column("forecast", justify="right", min_width=8, max_width=11)
     table.add_column("checked", min_width=13)
     notes = []
@@ -96,7 +98,8 @@ def print_report(url: str) -> None:
             "",
             "",
             Text(progress, style="bold"),
-            "",
+            Text(line.status.label, style=line.status.colour),
+            line.owner_name,
             "",
             "",
         )
@@ -114,6 +117,7 @@ def print_report(url: str) -> None:
                 _number(kr.target, kr.unit),
                 _bar(kr.progress),
                 status,
+                kr.owner_name,
                 forecast if kr.final_score is None else "",
                 checked,
             )
