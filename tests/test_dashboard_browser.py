@@ -252,6 +252,10 @@ def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None
     page.locator('[data-kr="first-response"] .why-button').click()
     expect(page.locator("#why-first-response")).to_contain_text("zendesk.ticket: 1")
     page.keyboard.press("Escape")  # the dialog is modal: the page waits behind it
+    page.goto(live + "/?status=off_track")  # a filtered link to the live page
+    expect(page.locator("h1")).to_contain_text("Grow Co")
+    expect(page.get_by_label("Status", exact=True)).to_have_value("off_track")
+    assert visible(page, "li[data-kr]", "kr") == {"win-rate"}
     page.get_by_role("link", name="JSON").click()
     assert page.url == live + "/api/v2/summary"
     context.close()
@@ -310,7 +314,7 @@ OWNER = {  # key result -> its owner's e-mail (the fixture's objective owners)
 }
 
 
-def shown(page: Page, selector: str, attribute: str) -> set[str]:
+def visible(page: Page, selector: str, attribute: str) -> set[str]:
     return set(
         page.locator(selector).evaluate_all(
             f"els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.{attribute})"
@@ -321,23 +325,23 @@ def shown(page: Page, selector: str, attribute: str) -> set[str]:
 def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Path) -> None:
     context, page = open_page(browser, page_file, 1400, 1000)
     cards, objectives = "li[data-kr]", "li[data-objective]"
-    assert shown(page, cards, "kr") == set(STATUSES)
+    assert visible(page, cards, "kr") == set(STATUSES)
 
     page.get_by_label("Status", exact=True).select_option("off_track")
     assert page.url.endswith("?status=off_track")
-    assert shown(page, cards, "kr") == {"win-rate"}
-    assert shown(page, "li[data-attention]", "attention") == {"win-rate"}
-    assert shown(page, objectives, "objective") == {"grow", "sales"}  # its ancestors
+    assert visible(page, cards, "kr") == {"win-rate"}
+    assert visible(page, "li[data-attention]", "attention") == {"win-rate"}
+    assert visible(page, objectives, "objective") == {"grow", "sales"}  # its ancestors
     expect(page.locator("#filter-note")).to_have_text("showing 1 of 5 key results")
 
     page.get_by_label("Status", exact=True).select_option("")
     page.get_by_label("Team", exact=True).select_option("Enterprise")
     enterprise = {kr for kr, email in OWNER.items() if TEAMS.get(email) == "Enterprise"}
-    assert shown(page, cards, "kr") == enterprise == {"win-rate", "new-customers", "alice-deals"}
+    assert visible(page, cards, "kr") == enterprise == {"win-rate", "new-customers", "alice-deals"}
     page.get_by_label("Owner", exact=True).select_option(label="Alice Adams")
     assert page.url.endswith("?team=Enterprise&owner=alice%40example.com")
-    assert shown(page, cards, "kr") == {"alice-deals"}
-    assert shown(page, objectives, "objective") == {"grow", "sales", "alice"}
+    assert visible(page, cards, "kr") == {"alice-deals"}
+    assert visible(page, objectives, "objective") == {"grow", "sales", "alice"}
 
     # a link to the view reproduces it
     filtered = page.url
@@ -345,15 +349,22 @@ def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Pat
     page.goto(filtered)
     expect(page.get_by_label("Team", exact=True)).to_have_value("Enterprise")
     expect(page.get_by_label("Owner", exact=True)).to_have_value("alice@example.com")
-    assert shown(page, cards, "kr") == {"alice-deals"}
+    assert visible(page, cards, "kr") == {"alice-deals"}
 
     page.get_by_role("button", name="show all").click()
     assert "?" not in page.url
-    assert shown(page, cards, "kr") == set(STATUSES)
-    assert shown(page, objectives, "objective") == set(TREE)
+    assert visible(page, cards, "kr") == set(STATUSES)
+    assert visible(page, objectives, "objective") == set(TREE)
 
     # a count in the header filters by its status
     page.locator(".counts").get_by_role("button", name="1 stale").click()
     assert page.url.endswith("?status=stale")
-    assert shown(page, cards, "kr") == {"first-response"}
+    assert visible(page, cards, "kr") == {"first-response"}
+
+    # new cards swapped in (the live refresh) are filtered again on its event
+    page.evaluate(
+        """() => { document.querySelectorAll('li[data-kr]').forEach(e => { e.hidden = false; });
+                   document.dispatchEvent(new Event('okr:refreshed')); }"""
+    )
+    assert visible(page, cards, "kr") == {"first-response"}
     context.close()
