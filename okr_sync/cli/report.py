@@ -165,7 +165,7 @@ def serve(
         int, typer.Option(help="port (0 picks a free one)", callback=valid_port)
     ] = 8000,
 ) -> None:
-    """Serve the dashboard and its JSON API (/api/v1) live from the store, read-only.
+    """Serve the dashboard and its JSON API (/api/v2; /api/v1 in the old shape) live, read-only.
 
     Set OKR_SYNC_SERVE_TOKEN (bearer token) and/or OKR_SYNC_SERVE_USER and
     OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials.
