@@ -4,7 +4,8 @@ The page needs no network: CSS and the trend charts (SVG) are inline, a few line
 script open the "why this number" dialogs and filter the key results by team, owner and
 status (``<script id="filters">``, kept in the query string), and a Content-Security-Policy
 forbids loading anything else. ``okr-sync report --format html`` writes it to a file;
-``okr-sync serve`` renders it live. Its numbers are those of ``okr_targets.summary.build_summary``.
+``okr-sync serve`` renders it live. Its numbers are those of
+``okr_targets.summary.build_summary``.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from okr_targets.status import STATUS_LABELS
-from okr_targets.summary import (
-    COUNTED,
+from okr_targets.formatting import (
     format_age,
     format_percent,
     format_time,
     format_value,
     freshness_text,
 )
+from okr_targets.status import STATUS_LABELS
+from okr_targets.summary import COUNTED
 
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 320.0, 96.0, 8.0
 
@@ -63,10 +64,13 @@ def trend_chart(kr: dict[str, Any], now: datetime) -> Chart:
         share = (value - low) / (high - low)
         return round(CHART_HEIGHT - CHART_PAD - share * (CHART_HEIGHT - 2 * CHART_PAD), 1)
 
-    unit, zone = kr["unit"], kr["timezone"]
+    unit, zone, since = kr["unit"], kr["timezone"], kr["baseline_period"]
+
+    def shown(value: float | None) -> str:
+        return format_value(value, unit, since)
+
     points = [
-        (x(at), y(v), f"{format_value(v, unit)} on {format_time(at.isoformat(), zone)}")
-        for at, v in history
+        (x(at), y(v), f"{shown(v)} on {format_time(at.isoformat(), zone)}") for at, v in history
     ]
     forecast = None
     if kr["forecast"] is not None and history:
@@ -74,10 +78,10 @@ def trend_chart(kr: dict[str, Any], now: datetime) -> Chart:
         forecast = (x(at), y(value), x(end), y(kr["forecast"]))
     described = (
         f"{len(history)} measurement(s) in {kr['period']}"
-        + (f", latest {format_value(history[-1][1], unit)}" if history else "")
-        + f"; target {format_value(kr['target'], unit)}"
+        + (f", latest {shown(history[-1][1])}" if history else "")
+        + f"; target {shown(kr['target'])}"
         + (
-            f"; forecast {format_value(kr['forecast'], unit)} at the period end"
+            f"; forecast {shown(kr['forecast'])} at the period end"
             if kr["forecast"] is not None
             else f"; no forecast: {kr['forecast_note']}"
         )

@@ -46,6 +46,7 @@ class KeyResultLine:
     metric: str
     value: float | None
     unit: str
+    baseline_period: str | None  # a change (pct_change) is measured against this period
     baseline: float
     target: float
     direction: str
@@ -140,6 +141,7 @@ def _key_result_line(
         metric=kr.metric,
         value=value,
         unit=unit,
+        baseline_period=(latest.details or {}).get("baseline_period") if latest else None,
         baseline=kr.baseline,
         target=kr.target,
         direction=kr.direction,

@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from okr_targets.freshness import age_text
+from okr_targets.formatting import (
+    format_percent,
+    format_progress,
+    format_time,
+    format_value,
+    freshness_text,
+    iso_seconds,
+    raw_number,
+)
 from okr_targets.lineage import ExplainError, contributing_records, explain
 from okr_targets.models import Organisation
 from okr_targets.periods import UTC_CALENDAR, Calendar
@@ -113,6 +119,7 @@ def _headline(objectives: list[dict[str, Any]]) -> dict[str, Any]:
             "value": kr["value"],
             "target": kr["target"],
             "unit": kr["unit"],
+            "baseline_period": kr["baseline_period"],
             "reason": _reason(kr),
         }
         for objective, kr in pairs
@@ -128,10 +135,7 @@ def _reason(kr: dict[str, Any]) -> str:
         return str(kr["error"])
     if kr["status"] == KeyResultStatus.STALE and kr["stale_reason"]:
         return str(kr["stale_reason"])
-    return (
-        f"{format_percent(kr['progress'])} done, "
-        f"{format_percent(kr['expected_progress'])} expected by now"
-    )
+    return format_progress(kr["progress"], kr["expected_progress"])
 
 
 def _provenance(
@@ -189,78 +193,31 @@ def key_results(summary: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str,
     return [(o, kr) for o in summary["objectives"] for kr in o["key_results"]]
 
 
-# --- formatting shared by the page and the markdown ----------------------------------------
-
-
-def format_value(value: float | None, unit: str) -> str:
-    """Short, human numbers with their unit: 1.6M USD, 612k USD, 11 customers, -9.8%."""
-    if value is None:
-        return "—"
-    size = abs(value)
-    if size >= 1_000_000:
-        text = f"{value / 1_000_000:.2f}M"
-    elif size >= 10_000:
-        text = f"{value / 1_000:.0f}k"
-    else:
-        text = f"{value:,.1f}".removesuffix(".0")
-    if unit == "%":
-        return f"{text}%"
-    return f"{text} {unit}".strip()
-
-
-def format_time(iso: str | None, timezone: str = "UTC") -> str:
-    """An ISO timestamp in the organisation's time zone, with the zone: 2026-11-30 04:12 UTC."""
-    if not iso:
-        return "never"
-    moment = datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone))
-    return moment.strftime("%Y-%m-%d %H:%M %Z")
-
-
-def freshness_text(
-    checked_at: str | None,
-    as_of: str | None,
-    timezone: str = "UTC",
-    time: Callable[[str | None, str], str] | None = None,
-) -> str:
-    """When the number was last checked and since when it has had this value.
-
-    "checked 2026-11-30 04:30 UTC · unchanged since 2026-11-30 04:04 UTC": a confirmed,
-    unchanged value was checked now, not left behind at its last change. ``time`` formats
-    each moment (default ``format_time``); empty before the first check.
-    """
-    shown = time or format_time
-    if as_of is None:
-        return f"checked {shown(checked_at, timezone)} · no value yet" if checked_at else ""
-    if checked_at is None or datetime.fromisoformat(checked_at) <= datetime.fromisoformat(as_of):
-        return f"updated {shown(as_of, timezone)}"
-    return f"checked {shown(checked_at, timezone)} · unchanged since {shown(as_of, timezone)}"
-
-
-def format_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    return age_text(timedelta(seconds=max(seconds, 0.0)))
-
-
-def format_percent(fraction: float | None) -> str:
-    return "—" if fraction is None else f"{fraction:.0%}"
-
-
 # --- CSV for spreadsheets ------------------------------------------------------------------
 
-_NOT_IN_CSV = {"history", "why", "data_age_seconds", "owner_name"}
+_READ = ("id", "title", "owner", "value", "target", "status", "progress")
+"""The columns a person reads first, formatted as the dashboard shows them."""
+_TIMES = ("period_start", "period_end", "as_of", "data_cutoff", "checked_at")
 CSV_COLUMNS = [
+    *_READ,  # owner is the person's name; owner_email (after the raw numbers) the e-mail
+    "value_raw",
+    "target_raw",
+    "progress_raw",
+    "unit",
+    "status_raw",
+    "owner_email",
+    "owner_team",
     "objective_id",
     "objective",
     "objective_path",
     "objective_level",
     "objective_progress",
-    # owner is the person's name, owner_email the e-mail the OKR file gives
     *(
-        "owner_email" if name == "owner_name" else name
+        name
         for name in KeyResultLine.__dataclass_fields__
+        if name not in (*_READ, "unit", "progress_raw", "owner_name", "owner_team")
     ),
-    "status_label",
+    "progress_uncapped",
     "data_age_hours",
     "measurements",
     "sources_read_at",
@@ -269,17 +226,56 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value: Any) -> Any:
-    """Text a spreadsheet would run as a formula is kept as text (OWASP CSV injection)."""
+    """Text a spreadsheet would run as a formula is kept as text (OWASP CSV injection);
+    numbers lose float noise (``raw_number``)."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
+    if isinstance(value, float):
+        return raw_number(value)
     return value
+
+
+def _csv_row(objective: dict[str, Any], path: str, kr: dict[str, Any]) -> dict[str, Any]:
+    """One key result: readable columns first, then the raw numbers and everything else."""
+    unit, since = kr["unit"], kr["baseline_period"]
+    why = kr["why"] or {}
+    age = kr["data_age_seconds"]
+    row = {key: kr[key] for key in CSV_COLUMNS if key in KeyResultLine.__dataclass_fields__}
+    row.update({key: iso_seconds(kr[key]) for key in _TIMES})
+    return row | {
+        "value": format_value(kr["value"], unit, since),
+        "target": format_value(kr["target"], unit, since),
+        "owner": kr["owner_name"],
+        "owner_email": kr["owner"],
+        "status": status_label(kr["status"]),
+        "progress": format_percent(kr["progress"]),
+        "value_raw": kr["value"],
+        "target_raw": kr["target"],
+        "progress_raw": kr["progress"],
+        "status_raw": kr["status"],
+        "objective_id": objective["id"],
+        "objective": objective["title"],
+        "objective_path": path,
+        "objective_level": objective["depth"],
+        "objective_progress": objective["progress"],
+        "progress_uncapped": kr["progress_raw"],
+        "data_age_hours": None if age is None else round(age / 3600, 2),
+        "measurements": len(kr["history"]),
+        "sources_read_at": "; ".join(
+            f"{source} {iso_seconds(at)}"
+            for source, at in (why.get("sources_read_at") or {}).items()
+        ),
+    }
 
 
 def summary_csv(summary: dict[str, Any]) -> str:
     """One row per key result with its objective's path, ready for a spreadsheet.
 
-    Numbers stay numbers (progress as a 0–1 fraction), times are ISO 8601 with their UTC
-    offset, money keeps its currency in ``unit``.
+    It leads with what a person reads (id, title, owner, value, target, status, progress,
+    formatted as on the dashboard); the same numbers follow raw in ``value_raw``,
+    ``target_raw``, ``progress_raw`` (a 0–1 fraction) for formulas, rounded to 4 decimals.
+    Times are ISO 8601 to the second with their UTC offset; money keeps its currency in
+    ``unit``.
     """
     paths: dict[str, str] = {}
     for objective in summary["objectives"]:
@@ -292,24 +288,7 @@ def summary_csv(summary: dict[str, Any]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for objective, kr in key_results(summary):
-        why = kr["why"] or {}
-        age = kr["data_age_seconds"]
-        row = {
-            "objective_id": objective["id"],
-            "objective": objective["title"],
-            "objective_path": paths[objective["id"]],
-            "objective_level": objective["depth"],
-            "objective_progress": objective["progress"],
-            **{key: value for key, value in kr.items() if key not in _NOT_IN_CSV},
-            "owner": kr["owner_name"],
-            "owner_email": kr["owner"],
-            "status_label": status_label(kr["status"]),
-            "data_age_hours": None if age is None else round(age / 3600, 2),
-            "measurements": len(kr["history"]),
-            "sources_read_at": "; ".join(
-                f"{source} {at}" for source, at in (why.get("sources_read_at") or {}).items()
-            ),
-        }
+        row = _csv_row(objective, paths[objective["id"]], kr)
         writer.writerow({key: _cell(value) for key, value in row.items()})
     return buffer.getvalue()
 
@@ -343,12 +322,13 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             status = status_mark(kr["status"])
             if kr["final_score"] is not None:
                 status += f" (closed, score {kr['final_score']:.2f})"
-            forecast = format_value(kr["forecast"], kr["unit"])
+            unit, since = kr["unit"], kr["baseline_period"]
+            forecast = format_value(kr["forecast"], unit, since)
             if kr["forecast"] is None and kr["forecast_note"]:
                 forecast = kr["forecast_note"].split(":")[0]  # "not enough history"
             lines.append(
-                f"| {indent}↳ {_md(kr['title'])} | {format_value(kr['value'], kr['unit'])} "
-                f"| {format_value(kr['target'], kr['unit'])} | {format_percent(kr['progress'])} "
+                f"| {indent}↳ {_md(kr['title'])} | {format_value(kr['value'], unit, since)} "
+                f"| {format_value(kr['target'], unit, since)} | {format_percent(kr['progress'])} "
                 f"| {status} | {forecast} "
                 f"| {freshness_text(kr['checked_at'], kr['as_of'], kr['timezone'])} |"
             )

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 from prefect import flow
 from prefect.artifacts import Artifact, create_markdown_artifact
-from sqlalchemy import update
+from sqlalchemy import select, update
 from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
 
@@ -34,12 +34,12 @@ from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.config import load_okrs
 from okr_targets.dashboard import render_html
-from okr_targets.models import KeyResult, Measurement, Organisation
+from okr_targets.formatting import format_value
+from okr_targets.models import Baseline, KeyResult, Measurement, Organisation
 from okr_targets.store import Store
 from okr_targets.summary import (
     SCHEMA_FILE,
     SCHEMA_FILE_V1,
-    format_value,
     key_results,
     store_summary_markdown,
     summary_csv,
@@ -175,9 +175,9 @@ def test_the_summary_leads_with_the_company_counts_and_what_needs_attention(fill
             "win-rate",
             "off_track",
             "Samantha Seller",
-            "10% done, 62% expected by now",
+            "10% done, 62% expected",
         ),  # 26 of 25→35
-        ("new-customers", "at_risk", "Samantha Seller", "45% done, 62% expected by now"),
+        ("new-customers", "at_risk", "Samantha Seller", "45% done, 62% expected"),
         ("first-response", "stale", "Sue Porter", "zendesk data is 3 days old (limit 24 h)"),
     ]
     win_rate = summary["attention"][0]
@@ -301,20 +301,41 @@ def test_csv_suits_spreadsheets(filled: str) -> None:
         session.commit()
     store.dispose()
     summary = summary_of(filled)
-    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(summary_csv(summary)))}
+    text = summary_csv(summary)
+    header = text.split("\r\n", 1)[0].split(",")
+    # what a person reads first, formatted; the raw numbers follow in their own columns
+    assert header[:7] == ["id", "title", "owner", "value", "target", "status", "progress"]
+    assert header[7:10] == ["value_raw", "target_raw", "progress_raw"]
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(text))}
     assert set(rows) == set(STATUSES)
+    read = {
+        kr_id: tuple(row[c] for c in ("value", "target", "status", "progress"))
+        for kr_id, row in rows.items()
+    }
+    assert read == {  # as the dashboard shows them: 600k of 1M, (26-25)/(35-25) = 10%, …
+        "revenue": ("600k USD", "1M USD", "on track", "60%"),
+        "win-rate": ("26%", "35%", "off track", "10%"),
+        "new-customers": ("4.5 customers", "10 customers", "at risk", "45%"),
+        "first-response": ("5 hours", "4 hours", "stale", "75%"),  # (8-5)/(8-4)
+        "alice-deals": ("—", "5 deals", "no data", "—"),
+    }
     alice = rows["alice-deals"]
     assert alice["objective_path"] == "Grow objective › Sales objective › Alice objective"
     assert alice["objective_level"] == "2"
-    assert (alice["value"], alice["status_label"]) == ("", "no data")
+    assert (alice["value_raw"], alice["status_raw"]) == ("", "no_data")
     revenue = rows["revenue"]
-    assert float(revenue["value"]) == 600_000
-    assert float(revenue["progress"]) == pytest.approx(0.6)
+    assert revenue["value_raw"] == "600000"  # whole numbers without ".0"
+    assert revenue["target_raw"] == "1000000"
+    assert revenue["progress_raw"] == "0.6"
     assert revenue["unit"] == "USD"
-    assert revenue["as_of"] == "2026-11-27T11:00:00+00:00"
+    assert revenue["owner"] == "grow@example.com"
+    assert revenue["as_of"] == "2026-11-27T11:00:00+00:00"  # to the second, with the offset
+    assert revenue["period_start"] == "2026-10-01T00:00:00+00:00"
     assert revenue["measurements"] == "5"
     assert float(revenue["data_age_hours"]) == pytest.approx(61 / 60, abs=0.01)
     assert revenue["sources_read_at"] == "salesforce 2026-11-27T11:00:00+00:00"
+    # no float noise anywhere: at most 4 decimals in a number
+    assert not re.search(r"\d\.\d{5,}", text)
     assert rows["first-response"]["stale_reason"] == "zendesk data is 3 days old (limit 24 h)"
     assert (rows["win-rate"]["owner"], rows["win-rate"]["owner_email"]) == (
         "Samantha Seller",
@@ -322,7 +343,66 @@ def test_csv_suits_spreadsheets(filled: str) -> None:
     )
     assert (revenue["owner"], revenue["owner_email"]) == ("grow@example.com",) * 2
     assert rows["win-rate"]["title"] == '\'=HYPERLINK("http://evil.example","win rate")'
-    assert float(rows["win-rate"]["value"]) == 26  # numbers stay numbers
+    assert float(rows["win-rate"]["value_raw"]) == 26  # numbers stay numbers
+
+
+def test_a_change_reads_with_its_sign_and_baseline_period_in_every_view(filled: str) -> None:
+    """A pct_change key result at +3% against a target of -8% (issue 23): "+3.0% vs
+    2026-Q3", the baseline period taken from its measurement."""
+    store = Store.open(filled)
+    with store.session() as session:
+        session.execute(
+            update(KeyResult)
+            .where(KeyResult.id == "win-rate")
+            .values(metric="pct_change", baseline=0, target=-8, direction="decrease")
+        )
+        session.add(  # the frozen baseline: average deal value in 2026-Q3
+            Baseline(
+                key="b-1",
+                metric="avg_won_deal_value",
+                params={},
+                period="2026-Q3",
+                query={},
+                value=61_234.5678,
+                record_count=7,
+                computed_at=NOW - timedelta(days=50),
+            )
+        )
+        for measurement in session.scalars(
+            select(Measurement).where(Measurement.key_result_id == "win-rate")
+        ):
+            measurement.value = 3.0
+            measurement.details = {
+                **(measurement.details or {}),
+                "baseline_period": "2026-Q3",
+                "baseline_key": "b-1",
+                "baseline_now": 62_000.0,
+            }
+        session.commit()
+    store.dispose()
+    summary = summary_of(filled)
+    validate(summary)
+    assert by_id(summary)["win-rate"]["baseline_period"] == "2026-Q3"
+    assert by_id(summary)["revenue"]["baseline_period"] is None
+
+    page = render_html(summary)
+    assert "+3.0% vs 2026-Q3" in page
+    assert "target \u22128.0% vs 2026-Q3" in page  # the minus sign, U+2212
+    assert "2026-Q3: 61.2k from 7 records" in page  # not 61234.5678
+    assert "its data now gives 62k (not applied)" in page
+
+    row = {r["id"]: r for r in csv.DictReader(io.StringIO(summary_csv(summary)))}["win-rate"]
+    # a cell starting with "+" is one a spreadsheet would run: the guard keeps it text
+    assert (row["value"], row["target"]) == ("'+3.0% vs 2026-Q3", "\u22128.0% vs 2026-Q3")
+    assert (row["value_raw"], row["target_raw"], row["baseline_period"]) == ("3", "-8", "2026-Q3")
+
+    markdown = summary_markdown(summary)
+    assert "| +3.0% vs 2026-Q3 | \u22128.0% vs 2026-Q3 |" in markdown
+
+    table = CliRunner().invoke(app, ["report", "--store", filled], env={"COLUMNS": "240"})
+    assert table.exit_code == 0, table.output
+    assert "+3.0% vs 2026-Q3" in table.stdout
+    assert "\u22128.0% vs 2026-Q3" in table.stdout
 
 
 def test_markdown_summary_for_the_sync_artifact(filled: str) -> None:
@@ -334,7 +414,7 @@ def test_markdown_summary_for_the_sync_artifact(filled: str) -> None:
     assert len(rows) == len(STATUSES)
     revenue = rows["↳ Book 1M in won revenue"]
     # 928k: least squares through the five daily values (test_the_summary_follows_the_schema…)
-    cells = "| 600k USD | 1.00M USD | 60% | 🟢 on track | 928k USD | updated 2026-11-27 11:00 UTC |"
+    cells = "| 600k USD | 1M USD | 60% | 🟢 on track | 928k USD | updated 2026-11-27 11:00 UTC |"
     assert cells in revenue
     assert "🔴 off track" in rows["↳ Raise the win rate from 25% to 35%"]
     assert "🟡 at risk" in rows["↳ Win 10 new customers"]
@@ -379,13 +459,13 @@ def test_report_command_writes_html_json_and_csv(filled: str, tmp_path: Path) ->
     table = tmp_path / "okrs.csv"
     result = invoke("report", "--store", filled, "--format", "csv", "--output", str(table))
     assert result.exit_code == 0, result.output
-    assert table.read_bytes().startswith(b"\xef\xbb\xbfobjective_id,")  # UTF-8 for Excel
+    assert table.read_bytes().startswith(b"\xef\xbb\xbfid,title,owner,")  # UTF-8 for Excel
     rows = list(csv.DictReader(io.StringIO(table.read_text(encoding="utf-8-sig"))))
     assert [row["id"] for row in rows] == [kr["id"] for _o, kr in key_results(exported)]
 
     stdout = invoke("report", "--store", filled, "--format", "csv")
     assert stdout.exit_code == 0
-    assert stdout.stdout.startswith("objective_id,")
+    assert stdout.stdout.startswith("id,title,owner,value,target,status,progress,")
 
 
 @pytest.mark.parametrize(

@@ -195,6 +195,8 @@ class KeyResultOutcome:
     blocked: bool = False  # a source lacks a field the metric needs: a finding, not a failure
     reused: bool = False  # its inputs had not changed: the latest value, scored again
     current: bool = False  # the latest measurement is this pass's result whole (lineage too)
+    expected_progress: float | None = None  # where progress should be by now
+    baseline_period: str | None = None  # a change (pct_change) is measured against it
 
 
 @dataclass(frozen=True)
@@ -557,6 +559,8 @@ def _record(
         previous_status=previous.status if previous is not None else None,
         reused=reused,
         current=current,
+        expected_progress=scored.expected,
+        baseline_period=(result.details or {}).get("baseline_period"),
     )
 
 

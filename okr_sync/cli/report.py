@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich import box
@@ -21,8 +19,15 @@ from rich.text import Text
 
 from okr_sync.cli.console import err, fail, listen, out, valid_port
 from okr_sync.cli.options import StoreOption, open_store, settings_of, store_url
+from okr_targets.formatting import (
+    format_change,
+    format_percent,
+    format_value,
+    freshness_text,
+    short_time,
+)
 from okr_targets.report import build_report, walk
-from okr_targets.summary import build_summary, format_value, freshness_text, summary_csv
+from okr_targets.summary import build_summary, summary_csv
 
 
 def report(
@@ -92,7 +97,7 @@ def print_report(url: str) -> None:
     notes = []
     for depth, line in walk(lines):
         indent = "  " * depth
-        progress = "" if line.progress is None else f"{line.progress:>4.0%}"
+        progress = "" if line.progress is None else f"{format_percent(line.progress):>4}"
         table.add_row(
             Text(indent + line.title, style="bold"),
             "",
@@ -104,17 +109,19 @@ def print_report(url: str) -> None:
             "",
         )
         for kr in line.key_results:
-            checked = freshness_text(kr.checked_at, kr.as_of, kr.timezone, _short_time(now))
+            checked = freshness_text(kr.checked_at, kr.as_of, kr.timezone, short_time(now))
             status = Text(kr.status.label, style=kr.status.colour)
             if kr.final_score is not None:
                 status.append(f" {kr.final_score:.2f}")
-            forecast = _number(kr.forecast, kr.unit, with_unit=False)
+            forecast = format_value(kr.forecast, _bare(kr.unit))
+            if kr.baseline_period and kr.forecast is not None:  # the value column names it
+                forecast = format_change(kr.forecast, kr.unit)
             if kr.forecast is None and kr.forecast_note:
                 forecast = kr.forecast_note.split(":")[0]
             table.add_row(
                 f"{indent}  {kr.title}",
-                _number(kr.value, kr.unit, with_unit=False),
-                _number(kr.target, kr.unit),
+                format_value(kr.value, _bare(kr.unit), kr.baseline_period),
+                format_value(kr.target, kr.unit, kr.baseline_period),
                 _bar(kr.progress),
                 status,
                 kr.owner_name,
@@ -130,32 +137,16 @@ def print_report(url: str) -> None:
         out.print(note, highlight=False, soft_wrap=True)
 
 
-def _short_time(now: datetime) -> Callable[[str | None, str], str]:
-    """Moments in the key result's zone, short for a table cell: "04:30" today, else
-    "Nov 30 04:30"."""
-
-    def short(iso: str | None, timezone: str) -> str:
-        if iso is None:
-            return "never"
-        zone = ZoneInfo(timezone)
-        moment = datetime.fromisoformat(iso).astimezone(zone)
-        return moment.strftime(
-            "%H:%M" if moment.date() == now.astimezone(zone).date() else "%b %d %H:%M"
-        )
-
-    return short
-
-
-def _number(value: float | None, unit: str, with_unit: bool = True) -> str:
-    """Short, human numbers: 1.2M, 612k, 5, -10.6% (the dashboard's, a unit column aside)."""
-    return format_value(value, unit if with_unit or unit == "%" else "")
+def _bare(unit: str) -> str:
+    """A value column's unit: only ``%``, which sticks to the number; the target shows any other."""
+    return unit if unit == "%" else ""
 
 
 def _bar(progress: float | None, width: int = 8) -> str:
     if progress is None:
         return ""
     filled = round(progress * width)
-    return f"{'█' * filled}{'░' * (width - filled)} {progress:>4.0%}"
+    return f"{'█' * filled}{'░' * (width - filled)} {format_percent(progress):>4}"
 
 
 def serve(
