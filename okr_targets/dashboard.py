@@ -1,9 +1,11 @@
 """The OKR dashboard as one self-contained HTML page, rendered from the summary.
 
 The page needs no network: CSS and the trend charts (SVG) are inline, a few lines of inline
-script open the "why this number" dialogs, and a Content-Security-Policy forbids loading
-anything else. ``okr-sync report --format html`` writes it to a file; ``okr-sync serve``
-renders it live. Its numbers are those of ``okr_targets.summary.build_summary``.
+script open the "why this number" dialogs and filter the key results by team, owner and
+status (``<script id="filters">``, kept in the query string), and a Content-Security-Policy
+forbids loading anything else. ``okr-sync report --format html`` writes it to a file;
+``okr-sync serve`` renders it live. Its numbers are those of
+``okr_targets.summary.build_summary``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from okr_targets.formatting import (
 from okr_targets.periods import Calendar, add_months
 from okr_targets.scoring import LINEAR_KINDS
 from okr_targets.status import STATUS_LABELS
+from okr_targets.summary import COUNTED
 
 # The trend chart is drawn in CSS pixels, not scaled from a viewBox: x in % of the card's
 # width, y in px from the top, so its text is 12 px on a phone as on a desktop.
@@ -233,4 +236,22 @@ def render_html(
         refresh=refresh,
         height=CHART_HEIGHT,
         plot=(PLOT_TOP, PLOT_BOTTOM),
+        **_filter_choices(summary),
     )
+
+
+ALWAYS_COUNTED = ("on_track", "at_risk", "off_track", "stale")
+"""Counts the header shows even at zero ("0 off track" is news); the others only when set."""
+
+
+def _filter_choices(summary: dict[str, Any]) -> dict[str, Any]:
+    """The header's counts in order, and the teams and owners (by name) to filter by."""
+    krs = [kr for objective in summary["objectives"] for kr in objective["key_results"]]
+    owners = {kr["owner"].lower(): kr["owner_name"] for kr in krs if kr["owner"]}
+    return {
+        "counted": COUNTED,
+        "always_counted": ALWAYS_COUNTED,
+        "teams_of": {kr["id"]: kr["owner_team"] for kr in krs},
+        "filter_teams": sorted({kr["owner_team"] for kr in krs if kr["owner_team"]}),
+        "filter_owners": sorted(owners.items(), key=lambda item: item[1].lower()),
+    }

@@ -6,6 +6,10 @@ number" from ``okr_targets/lineage.py`` (metric, run, contributing records). The
 ``okr-sync serve``, ``report --format json|csv`` and the sync's markdown artifact all render
 this one document, so a number reads the same everywhere. Its shape is published as a JSON
 Schema (``SCHEMA_FILE``) and checked in the tests.
+
+It leads with the answer a leader wants first (``_headline``): the company, the periods,
+the key results counted by status and the ones that need attention, each with the reason.
+The store's URL is an operator's concern and sits under ``ops``, never on the page.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from okr_targets.formatting import (
     format_percent,
+    format_progress,
     format_time,
     format_value,
     freshness_text,
@@ -30,14 +35,16 @@ from okr_targets.formatting import (
     raw_number,
 )
 from okr_targets.lineage import ExplainError, contributing_records, explain
-from okr_targets.models import DailyValue
+from okr_targets.models import DailyValue, Organisation
 from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.report import KeyResultLine, as_json, build_report, walk
-from okr_targets.status import status_label, status_mark
+from okr_targets.status import KeyResultStatus, status_label, status_mark
 from okr_targets.store import Store
 
-SCHEMA_VERSION = 1
-SCHEMA_FILE = Path(__file__).parent / "schemas" / "okr-summary.v1.schema.json"
+SCHEMA_VERSION = 2
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "okr-summary.v2.schema.json"
+SCHEMA_FILE_V1 = Path(__file__).parent / "schemas" / "okr-summary.v1.schema.json"
+"""Version 1's shape, still served at ``/api/v1`` (``summary_v1``) for tools written for it."""
 RECORDS_SHOWN = 25
 """Contributing records listed per key result; ``why.record_count`` says how many there are."""
 
@@ -61,13 +68,77 @@ def build_summary(
     return document
 
 
+ERROR = "error"
+"""A key result whose metric gave no number, with the reason (``error``): counted and listed
+as an error whatever its status (``no_data``, or ``stale`` too), since no number is shown."""
+COUNTED = (*(status.value for status in KeyResultStatus), ERROR)
+"""The header's counts, in the legend's order; they add up to the number of key results."""
+NEEDS_ATTENTION = (
+    KeyResultStatus.OFF_TRACK.value,
+    KeyResultStatus.AT_RISK.value,
+    KeyResultStatus.STALE.value,
+    ERROR,
+)
+"""What the "needs attention" list holds, in this order (then in tree order)."""
+
+
+def standing(kr: dict[str, Any]) -> str:
+    """The status a key result is counted and listed under: ``error`` or its status."""
+    return ERROR if kr["error"] else str(kr["status"])
+
+
 def _outline(session: Session, now: datetime, store: str, calendar: Calendar) -> dict[str, Any]:
     """The report as a JSON-ready document with each objective's depth, without lineage."""
     lines = build_report(session, now, calendar)
-    document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **as_json(lines, now, store)}
-    for (depth, _line), objective in zip(walk(lines), document["objectives"], strict=True):
+    objectives = as_json(lines)
+    for (depth, _line), objective in zip(walk(lines), objectives, strict=True):
         objective["depth"] = depth
-    return document
+    organisation = session.get(Organisation, 1)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": now.isoformat(),
+        "company": organisation.company if organisation else None,
+        **_headline(objectives),
+        "objectives": objectives,
+        "ops": {"store": store},
+    }
+
+
+def _headline(objectives: list[dict[str, Any]]) -> dict[str, Any]:
+    """The periods, the counts by status and the key results that need attention."""
+    pairs = [(o, kr) for o in objectives for kr in o["key_results"]]
+    periods = {o["period"] for o in objectives} | {kr["period"] for _o, kr in pairs}
+    counts = dict.fromkeys(COUNTED, 0)
+    for _objective, kr in pairs:
+        counts[standing(kr)] += 1
+    attention = [
+        {
+            "key_result_id": kr["id"],
+            "objective_id": objective["id"],
+            "title": kr["title"],
+            "status": standing(kr),
+            "owner": kr["owner"],
+            "owner_name": kr["owner_name"],
+            "value": kr["value"],
+            "target": kr["target"],
+            "unit": kr["unit"],
+            "baseline_period": kr["baseline_period"],
+            "reason": _reason(kr),
+        }
+        for objective, kr in pairs
+        if standing(kr) in NEEDS_ATTENTION
+    ]
+    attention.sort(key=lambda item: NEEDS_ATTENTION.index(item["status"]))  # stable: tree order
+    return {"periods": sorted(p for p in periods if p), "counts": counts, "attention": attention}
+
+
+def _reason(kr: dict[str, Any]) -> str:
+    """One line on why a key result needs attention."""
+    if kr["error"]:
+        return str(kr["error"])
+    if kr["status"] == KeyResultStatus.STALE and kr["stale_reason"]:
+        return str(kr["stale_reason"])
+    return format_progress(kr["progress"], kr["expected_progress"])
 
 
 def _provenance(
@@ -120,6 +191,30 @@ def _days(session: Session, kr: dict[str, Any], now: datetime) -> list[dict[str,
     ]
 
 
+_NOT_IN_V1 = {"owner_name", "owner_team", "status", "days"}
+
+
+def summary_v1(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary in version 1's shape: no header, no names or objective status, and the
+    masked store URL at the top, as ``/api/v1`` has always answered."""
+
+    def older(item: dict[str, Any], keep: set[str]) -> dict[str, Any]:
+        return {key: value for key, value in item.items() if key not in _NOT_IN_V1 - keep}
+
+    return {
+        "schema_version": 1,
+        "generated_at": summary["generated_at"],
+        "store": summary["ops"]["store"],
+        "objectives": [
+            {
+                **older(objective, set()),
+                "key_results": [older(kr, {"status"}) for kr in objective["key_results"]],
+            }
+            for objective in summary["objectives"]
+        ],
+    }
+
+
 def key_results(summary: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(objective, key result) pairs in tree order."""
     return [(o, kr) for o in summary["objectives"] for kr in o["key_results"]]
@@ -131,12 +226,14 @@ _READ = ("id", "title", "owner", "value", "target", "status", "progress")
 """The columns a person reads first, formatted as the dashboard shows them."""
 _TIMES = ("period_start", "period_end", "as_of", "data_cutoff", "checked_at")
 CSV_COLUMNS = [
-    *_READ,
+    *_READ,  # owner is the person's name; owner_email (after the raw numbers) the e-mail
     "value_raw",
     "target_raw",
     "progress_raw",
     "unit",
     "status_raw",
+    "owner_email",
+    "owner_team",
     "objective_id",
     "objective",
     "objective_path",
@@ -145,7 +242,7 @@ CSV_COLUMNS = [
     *(
         name
         for name in KeyResultLine.__dataclass_fields__
-        if name not in (*_READ, "unit", "progress_raw")
+        if name not in (*_READ, "unit", "progress_raw", "owner_name", "owner_team")
     ),
     "progress_uncapped",
     "data_age_hours",
@@ -175,6 +272,8 @@ def _csv_row(objective: dict[str, Any], path: str, kr: dict[str, Any]) -> dict[s
     return row | {
         "value": format_value(kr["value"], unit, since),
         "target": format_value(kr["target"], unit, since),
+        "owner": kr["owner_name"],
+        "owner_email": kr["owner"],
         "status": status_label(kr["status"]),
         "progress": format_percent(kr["progress"]),
         "value_raw": kr["value"],
@@ -232,9 +331,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     """The key results as a markdown table, for a Prefect markdown artifact of each sync."""
     when = format_time(summary["generated_at"])
     lines = [
-        "# OKR summary",
+        f"# OKR summary{' — ' + _md(summary['company']) if summary['company'] else ''}",
         "",
-        f"As of {when}; store `{summary['store']}`.",
+        f"As of {when}; store `{summary['ops']['store']}`.",
         "",
         "| objective / key result | value | target | progress | status | forecast | checked |",
         "|---|---:|---:|---:|---|---:|---|",

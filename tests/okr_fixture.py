@@ -10,6 +10,11 @@ At ``NOW`` (2026-11-27 12:00 UTC, 62.5% into 2026-Q4):
 - ``new-customers`` (sales): 4.5 of 10 → at risk;
 - ``first-response`` (support): computed from Zendesk tickets last read 3 days ago → stale;
 - ``alice-deals`` (alice): never measured → no data.
+
+Owners are ``{objective}@example.com``. The company is "Grow Co"; the CRM's reps name
+alice (Alice Adams, Enterprise) and sales (Sam Seller, Enterprise), and the OKR file's
+``people:`` map renames sales (Samantha Seller) and names support (Sue Porter, Support);
+grow is known to neither and stays an e-mail (``NAMES``, ``TEAMS``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from okr_targets.models import (
     Measurement,
     MeasurementRecord,
     Objective,
+    Organisation,
+    Rep,
     SourceRead,
     SyncRun,
     Ticket,
@@ -44,6 +51,16 @@ STATUSES = {
     "alice-deals": "no_data",
 }
 TREE = {"grow": None, "sales": "grow", "alice": "sales", "support": "grow"}
+COMPANY = "Grow Co"
+NAMES = {  # owner e-mail -> the name shown
+    "grow@example.com": "grow@example.com",
+    "sales@example.com": "Samantha Seller",
+    "alice@example.com": "Alice Adams",
+    "support@example.com": "Sue Porter",
+}
+TEAMS = {"sales@example.com": "Enterprise", "alice@example.com": "Enterprise"} | {
+    "support@example.com": "Support"
+}
 
 
 def _key_result(id: str, objective: str, title: str, **fields: object) -> KeyResult:
@@ -133,6 +150,35 @@ def fill_store(url: str) -> None:
             )
         )
         session.flush()  # the run first: no relationship orders these inserts
+        session.add(
+            Organisation(
+                id=1,
+                company=COMPANY,
+                people={
+                    "sales@example.com": {"name": "Samantha Seller", "team": "Enterprise"},
+                    "support@example.com": {"name": "Sue Porter", "team": "Support"},
+                },
+                updated_at=run_at,
+            )
+        )
+        for n, (name, email) in enumerate(
+            (("Alice Adams", "Alice@Example.com"), ("Sam Seller", "sales@example.com"))
+        ):
+            session.add(
+                Rep(
+                    source="salesforce",
+                    source_id=f"005-{n + 1}",
+                    source_modified_at=run_at,
+                    run_id="run-1",
+                    name=name,
+                    email=email,
+                    team="Enterprise",
+                    started_on=date(2025, 1, 6),
+                    monthly_quota=Decimal("50000"),
+                    quota_currency="USD",
+                    active=True,
+                )
+            )
         session.add(SourceRead(source="salesforce", read_at=run_at, run_id="run-1"))
         session.add(SourceRead(source="zendesk", read_at=NOW - timedelta(days=3), run_id="run-1"))
         session.flush()

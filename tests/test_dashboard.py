@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,36 +32,45 @@ from typer.testing import CliRunner, Result
 from connectors.sandbox.server import RunningServer
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.serve import ServeSettings, create_app
+from okr_targets.config import load_okrs
 from okr_targets.dashboard import Refresh, nice_ticks, render_html, trend_chart
 from okr_targets.formatting import format_value
-from okr_targets.models import Baseline, KeyResult, Measurement
+from okr_targets.models import Baseline, KeyResult, Measurement, Organisation
 from okr_targets.store import Store
 from okr_targets.summary import (
     SCHEMA_FILE,
+    SCHEMA_FILE_V1,
     key_results,
     store_summary_markdown,
     summary_csv,
     summary_markdown,
+    summary_v1,
 )
 from tests.okr_fixture import (
+    COMPANY,
+    NAMES,
     NOW,
+    PERIOD,
     STATUSES,
+    TEAMS,
     TREE,
     edited_at,
     fill_store,
     land_value,
     summary_of,
 )
+from transforms.measure import save_okrs
 
 SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+SCHEMA_V1 = json.loads(SCHEMA_FILE_V1.read_text(encoding="utf-8"))
 
 
-def validate(document: Any) -> None:
+def validate(document: Any, schema: dict[str, Any] = SCHEMA) -> None:
     """Raise unless ``document`` (as it travels, through JSON) follows the published schema."""
-    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(
         json.loads(json.dumps(document)),
-        SCHEMA,
+        schema,
         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
     )
 
@@ -153,6 +163,135 @@ def test_the_schema_rejects_a_document_that_drifted(filled: str) -> None:
             validate(drifted)
 
 
+def test_the_summary_leads_with_the_company_counts_and_what_needs_attention(filled: str) -> None:
+    summary = summary_of(filled)
+    assert (summary["company"], summary["periods"]) == (COMPANY, [PERIOD])
+    assert sum(summary["counts"].values()) == len(STATUSES)
+    assert {k: n for k, n in summary["counts"].items() if n} == Counter(STATUSES.values())
+    # off track, at risk, stale: 62.5% of the quarter has passed at NOW
+    assert [
+        (item["key_result_id"], item["status"], item["owner_name"], item["reason"])
+        for item in summary["attention"]
+    ] == [
+        (
+            "win-rate",
+            "off_track",
+            "Samantha Seller",
+            "10% done, 62% expected",
+        ),  # 26 of 25→35
+        ("new-customers", "at_risk", "Samantha Seller", "45% done, 62% expected"),
+        ("first-response", "stale", "Sue Porter", "zendesk data is 3 days old (limit 24 h)"),
+    ]
+    win_rate = summary["attention"][0]
+    assert (win_rate["value"], win_rate["target"], win_rate["unit"]) == (26, 35, "%")
+    # the weakest status below each objective; alice's one key result has no number yet
+    assert {o["id"]: o["status"] for o in summary["objectives"]} == {
+        "grow": "off_track",  # revenue on track, sales off track, support stale
+        "sales": "off_track",  # win-rate off track, new-customers at risk, alice no data
+        "alice": "no_data",
+        "support": "stale",
+    }
+    # owners by name: the file's people map over the CRM's reps; unknown e-mails stay
+    for objective, kr in key_results(summary):
+        for item in (objective, kr):
+            assert (item["owner_name"], item["owner_team"]) == (
+                NAMES[item["owner"]],
+                TEAMS.get(item["owner"]),
+            )
+    assert "store" not in summary
+    assert summary["ops"]["store"].startswith("sqlite:") or "postgresql" in summary["ops"]["store"]
+
+
+def test_a_metric_error_is_counted_and_listed_with_its_reason(filled: str) -> None:
+    store = Store.open(filled)
+    with store.session() as session:  # alice's key result: the metric gave no number
+        session.add(
+            Measurement(
+                key_result_id="alice-deals",
+                run_id="run-1",
+                measured_at=NOW,
+                value=None,
+                unit="deals",
+                progress=None,
+                progress_raw=None,
+                expected_progress=0.0,
+                status="no_data",
+                metric="won_deals",
+                params={},
+                details={"error": "unknown metric 'won_deals'"},
+                record_count=0,
+                code_version="0.1.0",
+            )
+        )
+        session.commit()
+    store.dispose()
+    summary = summary_of(filled)
+    assert (summary["counts"]["error"], summary["counts"]["no_data"]) == (1, 0)
+    last = summary["attention"][-1]
+    assert (last["key_result_id"], last["status"], last["owner_name"], last["reason"]) == (
+        "alice-deals",
+        "error",
+        "Alice Adams",
+        "unknown metric 'won_deals'",
+    )
+    validate(summary)
+    assert 'data-standing="error"' in render_html(summary)
+
+
+def test_the_okr_files_company_and_people_are_stored_and_win_over_the_crm(
+    filled: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "okrs.yaml"
+    path.write_text(
+        "company: Grow Company Ltd\n"
+        "people:\n"
+        "  ALICE@example.com: Alice A. Adams\n"  # any case; keeps the CRM's team
+        "  grow@example.com: {name: Gus Grow, team: Board}\n"
+        "objectives:\n"
+        "  - {id: grow, title: Grow, owner: grow@example.com, period: 2026-Q4, key_results: [\n"
+        "      {id: revenue, title: Book 1M, owner: alice@example.com, metric: won_revenue,\n"
+        "       target: 1000000, unit: USD}]}\n",
+        encoding="utf-8",
+    )
+    config = load_okrs(path)
+    store = Store.open(filled)
+    for saved_at in (NOW, NOW + timedelta(hours=1)):  # the second save changes nothing
+        with store.session() as session:
+            save_okrs(session, config, saved_at)
+            session.commit()
+    with store.session() as session:
+        organisation = session.get(Organisation, 1)
+        assert organisation is not None
+        assert (organisation.company, organisation.updated_at) == ("Grow Company Ltd", NOW)
+        assert organisation.people == {  # the file's map replaces the stored one
+            "alice@example.com": {"name": "Alice A. Adams", "team": None},
+            "grow@example.com": {"name": "Gus Grow", "team": "Board"},
+        }
+    store.dispose()
+    summary = summary_of(filled)
+    assert summary["company"] == "Grow Company Ltd"
+    [grow] = summary["objectives"]
+    assert (grow["owner_name"], grow["owner_team"]) == ("Gus Grow", "Board")
+    [revenue] = grow["key_results"]
+    assert (revenue["owner_name"], revenue["owner_team"]) == ("Alice A. Adams", "Enterprise")
+
+
+def test_the_page_names_people_and_never_shows_the_store(filled: str) -> None:
+    summary = summary_of(filled)
+    page = render_html(summary)
+    assert summary["ops"]["store"] not in page
+    assert "sqlite:" not in page
+    assert "postgresql" not in page
+    assert f"<h1>{COMPANY} " in page
+    link = '<a class="owner" href="mailto:sales@example.com" title="sales@example.com">'
+    assert page.count(link + "Samantha Seller</a>") == 1 + 2 + 2  # objective, 2 cards, 2 items
+    assert ">grow@example.com</a>" in page  # nobody knows it: the e-mail as it is
+    assert page.count('data-objective-status="off_track"') == 2
+    assert '<script id="filters">' in page
+    for status, count in Counter(STATUSES.values()).items():
+        assert f'data-set-status="{status}" data-count="{count}"' in page
+
+
 def test_csv_suits_spreadsheets(filled: str) -> None:
     store = Store.open(filled)
     with store.session() as session:  # a title a spreadsheet would run as a formula
@@ -200,6 +339,11 @@ def test_csv_suits_spreadsheets(filled: str) -> None:
     # no float noise anywhere: at most 4 decimals in a number
     assert not re.search(r"\d\.\d{5,}", text)
     assert rows["first-response"]["stale_reason"] == "zendesk data is 3 days old (limit 24 h)"
+    assert (rows["win-rate"]["owner"], rows["win-rate"]["owner_email"]) == (
+        "Samantha Seller",
+        "sales@example.com",
+    )
+    assert (revenue["owner"], revenue["owner_email"]) == ("grow@example.com",) * 2
     assert rows["win-rate"]["title"] == '\'=HYPERLINK("http://evil.example","win rate")'
     assert float(rows["win-rate"]["value_raw"]) == 26  # numbers stay numbers
 
@@ -266,7 +410,7 @@ def test_a_change_reads_with_its_sign_and_baseline_period_in_every_view(filled: 
 def test_markdown_summary_for_the_sync_artifact(filled: str) -> None:
     summary = summary_of(filled)
     text = summary_markdown(summary)
-    assert text.startswith("# OKR summary\n")
+    assert text.startswith(f"# OKR summary — {COMPANY}\n")
     assert "As of 2026-11-27 12:00 UTC" in text
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if "↳" in line}
     assert len(rows) == len(STATUSES)
@@ -532,43 +676,52 @@ def client_for(url: str, settings: ServeSettings | None = None) -> TestClient:
 def test_the_api_serves_the_same_numbers_as_the_exports(filled: str) -> None:
     expected = summary_of(filled)
     with client_for(filled) as client:
-        served = client.get("/api/v1/summary")
+        served = client.get("/api/v2/summary")
         assert served.status_code == 200
         assert served.headers["cache-control"] == "no-store"
         validate(served.json())
         assert served.json() == json.loads(json.dumps(expected))
 
-        table = client.get("/api/v1/summary.csv")
+        table = client.get("/api/v2/summary.csv")
         assert table.headers["content-type"] == "text/csv; charset=utf-8"
         assert table.text == summary_csv(expected)
 
-        one = client.get("/api/v1/key-results/revenue").json()
+        one = client.get("/api/v2/key-results/revenue").json()
         assert one == {"objective_id": "grow", **json.loads(json.dumps(by_id(expected)["revenue"]))}
-        missing = client.get("/api/v1/key-results/nope")
+        missing = client.get("/api/v2/key-results/nope")
         assert (missing.status_code, missing.json()) == (404, {"error": "no key result 'nope'"})
+        assert client.get("/api/v2/schema").json() == SCHEMA
 
-        assert client.get("/api/v1/schema").json() == SCHEMA
-        assert set(client.get("/api/v1").json()["endpoints"]) == {
-            "/api/v1/summary",
-            "/api/v1/summary.csv",
-            "/api/v1/key-results/{id}",
-            "/api/v1/schema",
-            "/api/v1/version",
-        }
+        # /api/v1 keeps version 1's shape for the tools written for it
+        older = client.get("/api/v1/summary").json()
+        validate(older, SCHEMA_V1)
+        assert older == json.loads(json.dumps(summary_v1(expected)))
+        assert older["store"] == expected["ops"]["store"]
+        assert "owner_name" not in client.get("/api/v1/key-results/revenue").json()
+        assert client.get("/api/v1/schema").json() == SCHEMA_V1
+        assert client.get("/api/v1/summary.csv").text == summary_csv(expected)
+        for version in ("v1", "v2"):
+            assert set(client.get(f"/api/{version}").json()["endpoints"]) == {
+                f"/api/{version}/summary",
+                f"/api/{version}/summary.csv",
+                f"/api/{version}/key-results/{{id}}",
+                f"/api/{version}/schema",
+                f"/api/{version}/version",
+            }
         page = client.get("/")
         assert page.headers["content-type"].startswith("text/html")
-        version = client.get("/api/v1/version").json()["version"]
+        version = client.get("/api/v2/version").json()["version"]
         assert page.text == render_html(expected, refresh=Refresh(version, 15.0))
 
         # read-only: nothing but GET
         for method in ("post", "put", "patch", "delete"):
-            assert getattr(client, method)("/api/v1/summary").status_code == 405
+            assert getattr(client, method)("/api/v2/summary").status_code == 405
 
 
 def test_the_live_page_polls_a_version_that_changes_when_a_measurement_lands(filled: str) -> None:
     edited_at(filled, NOW - timedelta(days=2))
     with client_for(filled) as client:
-        answer = client.get("/api/v1/version")
+        answer = client.get("/api/v2/version")
         assert answer.headers["cache-control"] == "no-store"
         before = answer.json()
         # the store last changed when run-1 finished; checked on serve's clock
@@ -580,10 +733,12 @@ def test_the_live_page_polls_a_version_that_changes_when_a_measurement_lands(fil
         script = f'<script id="refresh" data-version="{before["version"]}" data-seconds="15.0">'
         assert script in page
         assert "connect-src 'self'" in page  # the live page may ask its own server, no other
-        assert client.get("/api/v1/version").json() == before  # nothing changed
+        assert (
+            client.get("/api/v1/version").json() == before
+        )  # the same at either path  # nothing changed
 
         land_value(filled, "revenue", datetime(2026, 11, 27, 11, 30, tzinfo=UTC), 650_000.0)
-        after = client.get("/api/v1/version").json()
+        after = client.get("/api/v2/version").json()
         assert after["version"] != before["version"]
         assert after["updated_at"] == "2026-11-27T11:30:00+00:00"
         page = client.get("/").text
@@ -610,9 +765,10 @@ def test_token_and_basic_auth_protect_everything_and_never_leak(
         for path in (
             "/",
             "/api/v1/summary",
-            "/api/v1/summary.csv",
-            "/api/v1/schema",
-            "/api/v1/version",
+            "/api/v2/summary",
+            "/api/v2/summary.csv",
+            "/api/v2/schema",
+            "/api/v2/version",
         ):
             for headers in (
                 {},
@@ -712,14 +868,14 @@ def test_serve_command_answers_on_the_port_it_reports(sqlite_url: str, tmp_path:
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         while True:  # the line is printed just before uvicorn starts accepting
             try:
-                answer = httpx.get(base + "api/v1/summary", headers=bearer)
+                answer = httpx.get(base + "api/v2/summary", headers=bearer)
                 break
             except httpx.ConnectError:
                 assert time.monotonic() < deadline, "serve did not accept connections"
                 time.sleep(0.2)
         assert answer.status_code == 200
         validate(answer.json())
-        assert httpx.get(base + "api/v1/summary").status_code == 401
+        assert httpx.get(base + "api/v2/summary").status_code == 401
         busy = invoke("serve", "--store", sqlite_url, "--port", port)
         assert busy.exit_code == 1
         assert busy.stderr.strip().splitlines()[-1] == (

@@ -3,7 +3,8 @@
 Chromium comes from the ``chromium`` package (``/usr/bin/chromium``, or
 ``OKR_SYNC_CHROMIUM``); Playwright never downloads a browser. In CI (``CI=true``, where
 ``.ci/run`` installs it) a missing Chromium fails these tests; elsewhere they skip with the
-reason. Screenshots go to the test's temporary folder.
+reason. Screenshots go to the test's temporary folder; ``python -m
+tests.dashboard_screenshots`` takes the docs' ones of the demo store at the same two sizes.
 """
 
 from __future__ import annotations
@@ -31,9 +32,18 @@ from okr_targets.formatting import format_value
 from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
 from okr_targets.summary import key_results
-from tests.okr_fixture import NOW, STATUSES, edited_at, fill_store, land_value, summary_of
+from tests.dashboard_screenshots import CHROMIUM, VIEWPORTS, bottom_of, open_page, shoot
+from tests.okr_fixture import (
+    NOW,
+    STATUSES,
+    TEAMS,
+    TREE,
+    edited_at,
+    fill_store,
+    land_value,
+    summary_of,
+)
 
-CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))
 # The colours the stylesheet gives each status (GitHub Primer's accessible palette).
 STATUS_RGB = {
     "on_track": "rgb(26, 127, 55)",
@@ -246,7 +256,7 @@ def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None
     response = page.goto(live + "/")
     assert response is not None
     assert response.status == 200
-    api = context.request.get(live + "/api/v1/summary").json()
+    api = context.request.get(live + "/api/v2/summary").json()
     for objective in api["objectives"]:
         for kr in objective["key_results"]:
             card = page.locator(f'[data-kr="{kr["id"]}"]')
@@ -257,8 +267,121 @@ def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None
     page.locator('[data-kr="first-response"] .why-button').click()
     expect(page.locator("#why-first-response")).to_contain_text("zendesk.ticket: 1")
     page.keyboard.press("Escape")  # the dialog is modal: the page waits behind it
+    page.goto(live + "/?status=off_track")  # a filtered link to the live page
+    expect(page.locator("h1")).to_contain_text("Grow Co")
+    expect(page.get_by_label("Status", exact=True)).to_have_value("off_track")
+    assert visible(page, "li[data-kr]", "kr") == {"win-rate"}
     page.get_by_role("link", name="JSON").click()
-    assert page.url == live + "/api/v1/summary"
+    assert page.url == live + "/api/v2/summary"
+    context.close()
+
+
+# --- the answer first: above the fold, and filters kept in the URL ---------------------------
+
+
+@pytest.fixture
+def page_file(summary: dict[str, Any], tmp_path: Path) -> Path:
+    path = tmp_path / "okrs.html"
+    path.write_text(render_html(summary), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
+def test_the_counts_and_what_needs_attention_show_before_scrolling(
+    browser: Browser, page_file: Path, viewport: str
+) -> None:
+    width, height = VIEWPORTS[viewport]
+    context, page = open_page(browser, page_file, width, height)
+    expect(page.locator("h1")).to_have_text("Grow Co OKRs 2026-Q4")
+    counts = page.locator(".counts")
+    for status in STATUSES.values():
+        expect(counts).to_contain_text(f"1 {STATUS_LABELS[status]}")
+    items = page.locator(".attention li")
+    expect(items).to_have_count(3)  # off track, at risk, stale
+    expect(items.nth(0)).to_contain_text("Raise the win rate")
+    expect(items.nth(0)).to_contain_text("Samantha Seller")
+    expect(items.nth(0)).to_contain_text("10% done, 62% expected")
+    for selector in ("h1", ".counts", ".attention"):
+        assert bottom_of(page, selector) <= height, (viewport, selector)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    # the item leads to its card
+    items.nth(2).get_by_role("link", name="Answer within 4 hours").click()
+    expect(page.locator("#kr-first-response")).to_be_in_viewport()
+    context.close()
+
+
+def test_screenshots_of_both_sizes(browser: Browser, page_file: Path, tmp_path: Path) -> None:
+    written = shoot(browser, page_file, tmp_path)
+    assert set(written) == set(VIEWPORTS)
+    for path in written.values():
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+
+OWNER = {  # key result -> its owner's e-mail (the fixture's objective owners)
+    kr: f"{objective}@example.com"
+    for kr, objective in {
+        "revenue": "grow",
+        "win-rate": "sales",
+        "new-customers": "sales",
+        "first-response": "support",
+        "alice-deals": "alice",
+    }.items()
+}
+
+
+def visible(page: Page, selector: str, attribute: str) -> set[str]:
+    return set(
+        page.locator(selector).evaluate_all(
+            f"els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.{attribute})"
+        )
+    )
+
+
+def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Path) -> None:
+    context, page = open_page(browser, page_file, 1400, 1000)
+    cards, objectives = "li[data-kr]", "li[data-objective]"
+    assert visible(page, cards, "kr") == set(STATUSES)
+
+    page.get_by_label("Status", exact=True).select_option("off_track")
+    assert page.url.endswith("?status=off_track")
+    assert visible(page, cards, "kr") == {"win-rate"}
+    assert visible(page, "li[data-attention]", "attention") == {"win-rate"}
+    assert visible(page, objectives, "objective") == {"grow", "sales"}  # its ancestors
+    expect(page.locator("#filter-note")).to_have_text("showing 1 of 5 key results")
+
+    page.get_by_label("Status", exact=True).select_option("")
+    page.get_by_label("Team", exact=True).select_option("Enterprise")
+    enterprise = {kr for kr, email in OWNER.items() if TEAMS.get(email) == "Enterprise"}
+    assert visible(page, cards, "kr") == enterprise == {"win-rate", "new-customers", "alice-deals"}
+    page.get_by_label("Owner", exact=True).select_option(label="Alice Adams")
+    assert page.url.endswith("?team=Enterprise&owner=alice%40example.com")
+    assert visible(page, cards, "kr") == {"alice-deals"}
+    assert visible(page, objectives, "objective") == {"grow", "sales", "alice"}
+
+    # a link to the view reproduces it
+    filtered = page.url
+    page.goto("about:blank")
+    page.goto(filtered)
+    expect(page.get_by_label("Team", exact=True)).to_have_value("Enterprise")
+    expect(page.get_by_label("Owner", exact=True)).to_have_value("alice@example.com")
+    assert visible(page, cards, "kr") == {"alice-deals"}
+
+    page.get_by_role("button", name="show all").click()
+    assert "?" not in page.url
+    assert visible(page, cards, "kr") == set(STATUSES)
+    assert visible(page, objectives, "objective") == set(TREE)
+
+    # a count in the header filters by its status
+    page.locator(".counts").get_by_role("button", name="1 stale").click()
+    assert page.url.endswith("?status=stale")
+    assert visible(page, cards, "kr") == {"first-response"}
+
+    # new cards swapped in (the live refresh) are filtered again on its event
+    page.evaluate(
+        """() => { document.querySelectorAll('li[data-kr]').forEach(e => { e.hidden = false; });
+                   document.dispatchEvent(new Event('okr:refreshed')); }"""
+    )
+    assert visible(page, cards, "kr") == {"first-response"}
     context.close()
 
 
@@ -323,7 +446,7 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
         viewport={"width": 1400, "height": 1000},
     )
     page = context.new_page()
-    address = base + "/?owner=alice#objective-sales"  # filters and an anchor, kept as they are
+    address = base + "/?team=Enterprise#objective-sales"  # a filter and an anchor, both kept
     page.goto(address)
     status = page.locator("#live-status")
     # serve runs on the real clock; the store last changed when run-1 ended (NOW − 59 min)
@@ -350,6 +473,9 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
     assert page.evaluate("window.refreshed") == 1
     assert page.url == address
+    enterprise = {kr for kr, email in OWNER.items() if TEAMS.get(email) == "Enterprise"}
+    assert visible(page, "li[data-kr]", "kr") == enterprise  # the new cards are filtered too
+    expect(page.get_by_label("Team", exact=True)).to_have_value("Enterprise")
     assert page.evaluate("scrollY") == scrolled
     expect(page.locator("#why-win-rate")).to_be_visible()  # still open, over the new page
     page.screenshot(path=tmp_path / "refreshed.png")

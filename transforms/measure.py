@@ -30,6 +30,7 @@ from okr_targets.models import (
     KeyResult,
     Measurement,
     Objective,
+    Organisation,
     QuarantinedRow,
     SyncRun,
 )
@@ -54,6 +55,7 @@ def save_okrs(
 
     With the ``catalog``, each key result also keeps the entities its metric reads.
     """
+    save_organisation(session, config, now)
     for objective in _parents_first(config):
         row = session.get(Objective, objective.id) or Objective(id=objective.id)
         row.title, row.owner = objective.title, objective.owner or ""
@@ -103,6 +105,15 @@ def save_okrs(
             .where(model.id.not_in(ids), model.retired_at.is_(None))
             .values(retired_at=now)
         )
+
+
+def save_organisation(session: Session, config: OkrConfig, now: datetime) -> None:
+    """The file's company name and people map (e-mails lower-cased), touched only on a change."""
+    people = {email.lower(): p.model_dump(mode="json") for email, p in config.spec.people.items()}
+    row = session.get(Organisation, 1) or Organisation(id=1)
+    if (row.company, row.people) != (config.spec.company, people):
+        row.company, row.people, row.updated_at = config.spec.company, people, now
+        session.add(row)
 
 
 def reads(catalog: MetricCatalog, spec: KeyResultSpec) -> list[str] | None:

@@ -78,7 +78,8 @@ def _export(url: str, output: str, destination: Path | None) -> None:
 
 
 def print_report(url: str) -> None:
-    """The OKR tree as a table: per key result its value, target, progress and status."""
+    """The OKR tree as a table: per key result its value, target, progress and status, per
+    objective its roll-up and status (the weakest below it); owners by name."""
     store = open_store(url)
     now = datetime.now(UTC)
     with store.session() as session:
@@ -90,6 +91,7 @@ def print_report(url: str) -> None:
     table.add_column("target", justify="right", no_wrap=True, min_width=13)
     table.add_column("progress", no_wrap=True, min_width=13)
     table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("owner", overflow="ellipsis", no_wrap=True, max_width=18)
     table.add_column("forecast", justify="right", min_width=8, max_width=11)
     table.add_column("checked", min_width=13)
     notes = []
@@ -101,7 +103,8 @@ def print_report(url: str) -> None:
             "",
             "",
             Text(progress, style="bold"),
-            "",
+            Text(line.status.label, style=line.status.colour),
+            line.owner_name,
             "",
             "",
         )
@@ -121,6 +124,7 @@ def print_report(url: str) -> None:
                 format_value(kr.target, kr.unit, kr.baseline_period),
                 _bar(kr.progress),
                 status,
+                kr.owner_name,
                 forecast if kr.final_score is None else "",
                 checked,
             )
@@ -152,7 +156,7 @@ def serve(
         int, typer.Option(help="port (0 picks a free one)", callback=valid_port)
     ] = 8000,
 ) -> None:
-    """Serve the dashboard and its JSON API (/api/v1) live from the store, read-only.
+    """Serve the dashboard and its JSON API (/api/v2; /api/v1 in the old shape) live, read-only.
 
     Set OKR_SYNC_SERVE_TOKEN (bearer token) and/or OKR_SYNC_SERVE_USER and
     OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials. An open page asks every
