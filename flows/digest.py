@@ -29,7 +29,7 @@ from flows.logs import run_logger
 from flows.settings import Settings, SettingsError
 from okr_targets.changes import what_changed
 from okr_targets.digest import Digest, build_digest
-from okr_targets.models import utcnow
+from okr_targets.models import Organisation, utcnow
 from okr_targets.report import build_report
 from okr_targets.store import Store, StoreError
 
@@ -94,9 +94,11 @@ def store_digest(store_url: str, days: int) -> Digest:
         with store.session() as session:
             changes = what_changed(session, now - timedelta(days=days), now)
             lines = build_report(session, now)
+            organisation = session.get(Organisation, 1)
     finally:
         store.dispose()
-    return build_digest(changes, lines)
+    company = organisation.company if organisation else None
+    return build_digest(changes, lines, f"{company} OKR digest" if company else "OKR digest")
 
 
 @flow(name="okr-digest")

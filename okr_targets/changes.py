@@ -21,10 +21,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from okr_targets.formatting import format_change, format_time, format_value
 from okr_targets.lineage import RecordKey, _restatement, measurement_at, record_keys
 from okr_targets.models import MIRROR, KeyResult, Measurement, MirrorRecord
+from okr_targets.people import people
 from okr_targets.periods import UTC_CALENDAR, Calendar
-from okr_targets.summary import format_time, format_value
 
 RECORDS_LISTED = 10
 """Records listed per key result and kind of change; the counts are always complete."""
@@ -33,18 +34,9 @@ CHANGES_VERSION = 1
 """The shape of ``changes_json``: a breaking change (a field renamed or removed) bumps it."""
 
 
-def format_change(change: float | None, unit: str) -> str:
-    """A change with its sign: "+100k USD", "−2.5 pts" (a percentage moves in points), "±0".
-
-    The one place change formatting lives (it belongs beside ``format_value``)."""
-    if change is None:
-        return "—"
-    if change == 0:
-        return "±0"
-    sign = "+" if change > 0 else "−"
-    if unit == "%":
-        return f"{sign}{format_value(abs(change), '')} pts"
-    return sign + format_value(abs(change), unit)
+def signed_change(change: float | None, unit: str) -> str:
+    """A movement with its sign: "+110k USD", "−2.5 pts" (a percentage moves in points)."""
+    return format_change(change, "pts" if unit == "%" else unit)
 
 
 class MovementKind(StrEnum):
@@ -147,7 +139,8 @@ class Movement:
     key_result_id: str
     title: str
     objective_id: str
-    owner: str
+    owner: str  # the e-mail, as in the OKR file
+    owner_name: str  # the name people know them by (okr_targets/people.py), else the e-mail
     period: str
     unit: str
     direction: str  # the key result's: "increase" or "decrease" is better
@@ -173,7 +166,7 @@ class Movement:
 
     @property
     def change_text(self) -> str:
-        return format_change(self.change, self.unit)
+        return signed_change(self.change, self.unit)
 
     @property
     def headline(self) -> str:
@@ -203,7 +196,7 @@ class Movement:
             lines.append(
                 f"restated {restated.period} (closed): was {was}"
                 f", final since {restated.old_measured_at.date().isoformat()}; late data moved it"
-                f" {format_change(restated.difference, self.unit)}"
+                f" {signed_change(restated.difference, self.unit)}"
             )
         lines.extend(self.notes)
         return lines
@@ -288,7 +281,11 @@ def what_changed(
     if since >= until:
         raise WindowError(f"the window is empty: {since.isoformat()} is not before {until}")
     live = select(KeyResult).where(KeyResult.retired_at.is_(None)).order_by(KeyResult.id)
-    movements = [_movement(session, kr, since, until, listed) for kr in session.scalars(live)]
+    named = people(session)
+    movements = [
+        _movement(session, kr, since, until, listed, named(kr.owner).name)
+        for kr in session.scalars(live)
+    ]
     order = list(MovementKind)
     movements.sort(key=lambda m: order.index(m.kind))  # stable: by id within a kind
     return Changes(since, until, movements, org_calendar(session).timezone)
@@ -302,7 +299,7 @@ def _in_force(session: Session, kr_id: str, at: datetime) -> Measurement | None:
 
 
 def _movement(
-    session: Session, kr: KeyResult, since: datetime, until: datetime, listed: int
+    session: Session, kr: KeyResult, since: datetime, until: datetime, listed: int, owner: str
 ) -> Movement:
     then, now = _in_force(session, kr.id, since), _in_force(session, kr.id, until)
     written = list(
@@ -334,6 +331,7 @@ def _movement(
         title=kr.title,
         objective_id=kr.objective_id,
         owner=kr.owner,
+        owner_name=owner,
         period=kr.period,
         unit=(now.unit if now else None) or kr.unit,
         direction=kr.direction,

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from okr_targets.changes import Changes, MovementKind
+from okr_targets.formatting import format_time, format_value
 from okr_targets.status import STATUS_LABELS
-from okr_targets.summary import format_time, format_value
 
 _environment = Environment(
     loader=PackageLoader("okr_targets", "templates"),

@@ -11,18 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from okr_targets.changes import Changes, MovementKind
+from okr_targets.formatting import format_progress, format_time, format_value
 from okr_targets.report import KeyResultLine, ObjectiveLine, walk
 from okr_targets.status import KeyResultStatus
-from okr_targets.summary import format_time, format_value
 
-ATTENTION = (
-    KeyResultStatus.OFF_TRACK,
-    KeyResultStatus.STALE,
-    KeyResultStatus.AT_RISK,
-    KeyResultStatus.MISSED,
-)
-"""Statuses that need a leader's attention, the most urgent first; an error comes after
-stale (no number at all)."""
+ATTENTION = (KeyResultStatus.OFF_TRACK, KeyResultStatus.STALE, KeyResultStatus.AT_RISK)
+"""What the digest lists as needing attention, off track and stale first (an error, no
+number at all, beside stale); the dashboard's list holds the same key results."""
 REASONS_SHOWN = 3  # reasons per movement in the digest; ``okr-sync changes`` shows them all
 
 
@@ -46,6 +41,15 @@ def _attention(lines: list[ObjectiveLine]) -> list[KeyResultLine]:
     return sorted(needing, key=rank)
 
 
+def _reason(kr: KeyResultLine) -> str:
+    """The one line on why, as the dashboard's needs-attention list gives it."""
+    if kr.error:
+        return kr.error
+    if kr.status is KeyResultStatus.STALE and kr.stale_reason:
+        return kr.stale_reason
+    return format_progress(kr.progress, kr.expected_progress)
+
+
 def build_digest(changes: Changes, lines: list[ObjectiveLine], title: str = "OKR digest") -> Digest:
     """The digest of ``changes`` with the report ``lines`` scored at the window's end."""
     zone = changes.timezone
@@ -57,12 +61,12 @@ def build_digest(changes: Changes, lines: list[ObjectiveLine], title: str = "OKR
     if needing:
         body.append(f"Needs attention ({len(needing)}):")
         for kr in needing:
-            status = "error" if kr.error else kr.status.mark
-            value = format_value(kr.value, kr.unit)
-            reason = kr.error or kr.stale_reason
+            status = "⚠️ error" if kr.error else kr.status.mark
+            value = format_value(kr.value, kr.unit, kr.baseline_period)
+            target = format_value(kr.target, kr.unit, kr.baseline_period)
             body.append(
-                f"- {status}: {kr.title}: {value} (target {format_value(kr.target, kr.unit)})"
-                f", owner {kr.owner}" + (f"; {reason}" if reason else "")
+                f"- {status}: {kr.title}: {value} (target {target}), {kr.owner_name or kr.owner}"
+                f" — {_reason(kr)}"
             )
     else:
         body.append("Nothing needs attention: every key result is on track or met.")

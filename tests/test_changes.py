@@ -35,8 +35,8 @@ from okr_targets.changes import (
     MovementKind,
     RecordChangeKind,
     changes_lines,
-    format_change,
     parse_window,
+    signed_change,
     what_changed,
 )
 from okr_targets.models import Deal, KeyResult, Measurement, MeasurementRecord, SyncRun
@@ -220,7 +220,7 @@ def test_each_movement_says_which_records_came_went_or_changed(changed_store: st
     assert q3.reasons == [
         "deals: 1 added (1 edited at the source)",
         "restated 2026-Q3 (closed): was 100k USD, final since 2026-10-02; late data moved it"
-        " +12k USD",
+        " +12.3k USD",
     ]
 
     assert by_id["alice-deals"].kind is MovementKind.NEW
@@ -243,10 +243,10 @@ def test_a_window_before_the_later_run_sees_no_movement(changed_store: str) -> N
 
 
 def test_changes_have_a_sign_and_a_percentage_moves_in_points() -> None:
-    assert format_change(110_000.0, "USD") == "+110k USD"
-    assert format_change(-2.5, "%") == "−2.5 pts"
-    assert format_change(0.0, "customers") == "±0"
-    assert format_change(None, "USD") == "—"
+    assert signed_change(110_000.0, "USD") == "+110k USD"
+    assert signed_change(12_345.67, "USD") == "+12.3k USD"
+    assert signed_change(-2.5, "%") == "−2.5 pts"
+    assert signed_change(None, "USD") == "—"
 
 
 def invoke(*args: str) -> object:
@@ -333,6 +333,7 @@ def test_serve_shows_what_changed_as_a_page_and_json_behind_the_same_auth(
     assert "(+110k USD)" in html
     assert '<tr data-record="006-1"><td>removed</td>' in html
     assert "deleted at the source" in html
+    assert 'href="mailto:alice@example.com" title="alice@example.com">Alice Adams</a>' in html
     assert "restated 2026-Q3 (closed): was 100k USD" in html
     assert '<span class="change-better">(+110k USD)</span>' in html
     assert 'data-kr="win-rate">Raise the win rate from 25% to 35%: 26%</li>' in html

@@ -46,7 +46,7 @@ def test_the_answer_is_above_the_fold_on_a_desktop_and_a_phone(
     first = page.locator("li[data-kr]").first
     assert first.get_attribute("data-kr") == "q3-revenue"  # moved first, by id
     headline = first.locator(".headline")
-    assert headline.inner_text() == "100k USD → 112k USD (+12k USD)"
+    assert headline.inner_text() == "100k USD → 112k USD (+12.3k USD)"
     box = headline.bounding_box()
     assert box is not None
     assert box["y"] + box["height"] <= height, "the first movement is below the fold"
