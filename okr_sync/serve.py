@@ -41,6 +41,14 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from flows.settings import OneLineSettings
+from okr_targets.changes import (
+    WindowError,
+    changes_json,
+    org_calendar,
+    parse_window,
+    what_changed,
+)
+from okr_targets.changes_page import render_changes_html
 from okr_targets.dashboard import Refresh, render_html
 from okr_targets.models import (
     KeyResult,
@@ -276,6 +284,28 @@ def create_app(
                 return JSONResponse({"objective_id": objective["id"], **kr}, headers=_HEADERS)
         return JSONResponse({"error": f"no key result {wanted!r}"}, 404, headers=_HEADERS)
 
+    def changes(request: Request) -> Response:
+        """What changed between ``since`` and ``until`` (or in the last ``days``)."""
+        wanted = request.query_params
+        days = wanted.get("days") or None
+        with store.session() as session:
+            try:
+                if days is not None and not days.isdigit():
+                    raise WindowError(f"days {days!r} is not a whole number of days")
+                since, until = parse_window(
+                    wanted.get("since") or None,
+                    int(days) if days else None,
+                    wanted.get("until") or None,
+                    clock(),
+                    org_calendar(session),
+                )
+            except WindowError as exc:
+                return JSONResponse({"error": str(exc)}, 400, headers=_HEADERS)
+            found = what_changed(session, since, until)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(changes_json(found), headers=_HEADERS)
+        return HTMLResponse(render_changes_html(found, live=True), headers=_HEADERS)
+
     def schema(request: Request) -> Response:
         path = SCHEMA_FILE if request.url.path.startswith(API_V2) else SCHEMA_FILE_V1
         return FileResponse(path, media_type="application/schema+json", headers=_HEADERS)
@@ -291,6 +321,8 @@ def create_app(
                     f"{api}/key-results/{{id}}": "one key result with its history and lineage",
                     f"{api}/schema": "the JSON Schema of the summary",
                     f"{api}/version": "a tag that changes whenever the store does (for polling)",
+                    f"{api}/changes": "each key result's movement and why "
+                    "(?since=DATE&until=DATE or ?days=N; default the last 7 days)",
                 },
             },
             headers=_HEADERS,
@@ -319,5 +351,8 @@ def create_app(
         Route(f"{API_V2}/key-results/{{key_result_id}}", key_result),
         Route(f"{API_V2}/schema", schema),
         Route(f"{API_V2}/version", version),
+        Route("/changes", changes),
+        Route(f"{API}/changes", changes),
+        Route(f"{API_V2}/changes", changes),
     ]
     return Starlette(routes=routes, middleware=middleware)

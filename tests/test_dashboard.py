@@ -707,6 +707,7 @@ def test_the_api_serves_the_same_numbers_as_the_exports(filled: str) -> None:
                 f"/api/{version}/key-results/{{id}}",
                 f"/api/{version}/schema",
                 f"/api/{version}/version",
+                f"/api/{version}/changes",
             }
         page = client.get("/")
         assert page.headers["content-type"].startswith("text/html")

@@ -1,4 +1,4 @@
-"""prefect.yaml as ops rely on it: three deployments on one pool, none on the warm path."""
+"""prefect.yaml as ops rely on it: four deployments on one pool, none on the warm path."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect import Flow
 from prefect.server.schemas.schedules import CronSchedule
 
+from flows.digest import send_digest
 from flows.sync import sync_okrs
 from okr_sync.webhooks import SOURCE_CHANGED, source_event
 
@@ -23,12 +25,13 @@ def deployments() -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in config["deployments"]}
 
 
-def test_three_deployments_on_one_process_pool() -> None:
+def test_four_deployments_on_one_process_pool() -> None:
     found = deployments()
     assert set(found) == {
         "incremental-sync",
         "nightly-reconcile",
         "backfill",
+        "weekly-digest",
     }
     assert {d["work_pool"]["name"] for d in found.values()} == {"okr-sync"}
     assert found["incremental-sync"]["schedules"][0]["cron"] == "*/15 * * * *"
@@ -39,8 +42,17 @@ def test_three_deployments_on_one_process_pool() -> None:
     assert nightly["parameters"]["refreeze_baselines"] is False
     assert "schedules" not in found["backfill"]
     assert {"backfill_from", "backfill_to", "sources"} <= set(found["backfill"]["parameters"])
-    documented = sync_okrs.parameters.properties
+    digest = found["weekly-digest"]
+    assert digest["entrypoint"] == "flows/digest.py:send_digest"
+    assert digest["schedules"][0]["cron"] == "5 8 * * 1"  # Mondays, past the hour
+    assert "store_url" not in digest["parameters"]  # a password must never be a parameter
+    assert "store_url" not in send_digest.parameters.properties
+    flows: dict[str, Flow[..., Any]] = {
+        "flows/sync.py:sync_okrs": sync_okrs,
+        "flows/digest.py:send_digest": send_digest,
+    }
     for deployment in found.values():
+        documented = flows[deployment["entrypoint"]].parameters.properties
         for name in deployment["parameters"]:
             assert documented[name].get("description"), f"{name} has no description"
 

@@ -1,7 +1,7 @@
 """The ``okr-sync`` command line: this module assembles the commands of its modules.
 
 One module per command group (the report's "module map"): sync.py (sync, demo),
-report.py (report, serve), explain.py, lint.py, sandbox.py, doctor.py, db.py, runs.py
+report.py (report, serve), explain.py, changes.py, lint.py, sandbox.py, doctor.py, db.py, runs.py
 (runs, runs show), webhooks.py, worker.py, automations.py, secret.py, connectors.py.
 console.py holds the consoles, ``fail`` and ``listen``: every expected failure ends with
 one ``error:`` line on stderr and exit status 1; tracebacks are for bugs only.
@@ -17,7 +17,7 @@ import os
 
 import typer
 
-from okr_sync.cli import doctor, explain, lint, report, runs, sandbox, sync, worker
+from okr_sync.cli import changes, doctor, explain, lint, report, runs, sandbox, sync, worker
 from okr_sync.cli.automations import automations_app
 from okr_sync.cli.connectors import connectors_app
 from okr_sync.cli.db import db_app
@@ -48,6 +48,7 @@ app.command("lint")(lint.lint_command)
 app.command("quarantine")(runs.quarantine)
 app.command()(sandbox.sandbox)
 app.command()(explain.explain)
+app.command()(changes.changes)
 app.command()(doctor.doctor)
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
