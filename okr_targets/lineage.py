@@ -171,7 +171,7 @@ def explain(session: Session, key_result_id: str, at: datetime | None = None) ->
                 }
             )
     if measurement.restates_id is not None:
-        explanation.restatement = _restatement(session, measurement, keys)
+        explanation.restatement = restatement_of(session, measurement, keys)
     explanation.history = [
         {
             "id": m.id,
@@ -189,7 +189,7 @@ def explain(session: Session, key_result_id: str, at: datetime | None = None) ->
     return explanation
 
 
-def _restatement(session: Session, measurement: Measurement, keys: set[RecordKey]) -> Restatement:
+def restatement_of(session: Session, measurement: Measurement, keys: set[RecordKey]) -> Restatement:
     """Compare with the replaced measurement: which records came, went or changed."""
     replaced = session.get(Measurement, measurement.restates_id)
     assert replaced is not None, "restates_id is a foreign key"
