@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from okr_targets.formatting import format_change, format_time, format_value
-from okr_targets.lineage import RecordKey, restatement_of, measurement_at, record_keys
+from okr_targets.lineage import RecordKey, measurement_at, record_keys, restatement_of
 from okr_targets.models import MIRROR, KeyResult, Measurement, MirrorRecord
 from okr_targets.people import people
 from okr_targets.periods import UTC_CALENDAR, Calendar
