@@ -28,7 +28,7 @@ from okr_targets.formatting import (
 from okr_targets.periods import Calendar, add_months
 from okr_targets.scoring import LINEAR_KINDS
 from okr_targets.status import STATUS_LABELS
-from okr_targets.summary import COUNTED
+from okr_targets.summary import ALWAYS_COUNTED, COUNTED
 
 # The trend chart is drawn in CSS pixels, not scaled from a viewBox: x in % of the card's
 # width, y in px from the top, so its text is 12 px on a phone as on a desktop.
@@ -238,10 +238,6 @@ def render_html(
         plot=(PLOT_TOP, PLOT_BOTTOM),
         **_filter_choices(summary),
     )
-
-
-ALWAYS_COUNTED = ("on_track", "at_risk", "off_track", "stale")
-"""Counts the header shows even at zero ("0 off track" is news); the others only when set."""
 
 
 def _filter_choices(summary: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+import time_machine
 from prefect import flow
 from prefect.artifacts import Artifact, create_markdown_artifact
 from sqlalchemy import select, update
@@ -408,22 +409,76 @@ def test_a_change_reads_with_its_sign_and_baseline_period_in_every_view(filled: 
 
 
 def test_markdown_summary_for_the_sync_artifact(filled: str) -> None:
+    """The artifact reads like the page: the answer first, names, objective status."""
     summary = summary_of(filled)
     text = summary_markdown(summary)
-    assert text.startswith(f"# OKR summary — {COMPANY}\n")
-    assert "As of 2026-11-27 12:00 UTC" in text
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if "↳" in line}
+    head, _, rest = text.partition("\n## All objectives and key results\n")
+    assert head.startswith(f"# {COMPANY} · OKRs {PERIOD}\n")
+    # the fixture's five key results, one in each status (tests/okr_fixture.py)
+    assert (
+        "As of 2026-11-27 12:00 UTC. **5 key results:** "
+        "1 on track · 1 at risk · 1 off track · 1 no data · 1 stale"
+    ) in head
+    attention = [line for line in head.splitlines() if line.startswith("| ") and "·" not in line]
+    assert attention[1:] == [  # after the column names; off track, at risk, stale
+        "| 🔴 off track | Raise the win rate from 25% to 35% "
+        "| [Samantha Seller](mailto:sales@example.com) | 26% | 35% | 10% done, 62% expected |",
+        "| 🟡 at risk | Win 10 new customers | [Samantha Seller](mailto:sales@example.com) "
+        "| 4.5 customers | 10 customers | 45% done, 62% expected |",
+        "| 🟣 stale | Answer within 4 hours | [Sue Porter](mailto:support@example.com) "
+        "| 5 hours | 4 hours | zendesk data is 3 days old (limit 24 h) |",  # one ticket: 5 h
+    ]
+    rows = {line.split("|")[1].strip(): line for line in rest.splitlines() if "↳" in line}
     assert len(rows) == len(STATUSES)
     revenue = rows["↳ Book 1M in won revenue"]
     # 928k: least squares through the five daily values (test_the_summary_follows_the_schema…)
     cells = "| 600k USD | 1M USD | 60% | 🟢 on track | 928k USD | updated 2026-11-27 11:00 UTC |"
     assert cells in revenue
+    # grow's owner is known to nobody: the e-mail, as it is
+    assert "| grow@example.com | 600k USD" in revenue
     assert "🔴 off track" in rows["↳ Raise the win rate from 25% to 35%"]
     assert "🟡 at risk" in rows["↳ Win 10 new customers"]
     assert "⚪ no data" in rows["↳ Alice closes 5 deals"]
+    assert "| [Alice Adams](mailto:alice@example.com) |" in rows["↳ Alice closes 5 deals"]
     assert "🟣 stale" in rows["↳ Answer within 4 hours"]
     assert "| not enough history |" in rows["↳ Raise the win rate from 25% to 35%"]
-    assert "- **first-response** is stale: zendesk data is 3 days old (limit 24 h)" in text
+    # objectives carry their status (the weakest below them) and their owner by name
+    objectives = [line for line in rest.splitlines() if "**" in line]
+    statuses = {
+        line.split("**")[1]: line.split("|")[6].strip() for line in objectives if "|" in line
+    }
+    assert statuses == {
+        title: mark
+        for title, mark in zip(
+            [o["title"] for o in summary["objectives"]],
+            ["🔴 off track", "🔴 off track", "⚪ no data", "🟣 stale"],
+            strict=True,
+        )
+    }
+    # the store's URL is for operators: last, not in the header
+    assert "Store:" not in head
+    assert text.rstrip().endswith(f"Store: `{summary['ops']['store']}`.")
+
+
+def test_the_terminal_table_leads_with_the_answer(filled: str) -> None:
+    """``okr-sync report``: company, period, counts and the needs-attention list come first,
+    owners by name, then the tree."""
+    with time_machine.travel(NOW, tick=False):
+        table = CliRunner().invoke(app, ["report", "--store", filled], env={"COLUMNS": "240"})
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[:3] == [
+        f"{COMPANY} · OKRs {PERIOD}",
+        "5 key results: 1 on track · 1 at risk · 1 off track · 1 no data · 1 stale",
+        "Needs attention (3)",
+    ]
+    assert " ".join(lines[3].split()) == (
+        "off track Raise the win rate from 25% to 35% · Samantha Seller · 26% of 35% "
+        "— 10% done, 62% expected"
+    )
+    assert lines[5].strip().startswith("stale  Answer within 4 hours · Sue Porter · 5 hours of")
+    assert [line.strip() for line in lines].index("OKRs") > 5
+    assert "sales@example.com" not in table.stdout
 
 
 def test_the_page_shows_the_summarys_numbers_and_loads_nothing(filled: str) -> None:
