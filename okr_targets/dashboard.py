@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from okr_targets.formatting import (
     format_age,
     format_percent,
+    format_standing,
     format_time,
     format_value,
     freshness_text,
@@ -197,7 +198,11 @@ _environment = Environment(
     lstrip_blocks=True,
 )
 _environment.filters.update(
-    value=format_value, time=format_time, age=format_age, percent=format_percent
+    value=format_value,
+    standing=format_standing,
+    time=format_time,
+    age=format_age,
+    percent=format_percent,
 )
 _environment.globals["freshness"] = freshness_text
 

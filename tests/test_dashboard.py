@@ -390,6 +390,8 @@ def test_a_change_reads_with_its_sign_and_baseline_period_in_every_view(filled: 
 
     page = render_html(summary)
     assert "+3.0% vs 2026-Q3" in page
+    # the needs-attention line names the period once: not "+3.0% vs 2026-Q3 of −8.0% vs …"
+    assert "+3.0% vs 2026-Q3, target \u22128.0%\n" in page
     assert "target \u22128.0% vs 2026-Q3" in page  # the minus sign, U+2212
     assert "2026-Q3: 61.2k from 7 records" in page  # not 61234.5678
     assert "its data now gives 62k (not applied)" in page

@@ -22,6 +22,7 @@ from okr_sync.cli.options import StoreOption, open_store, settings_of, store_url
 from okr_targets.formatting import (
     format_change,
     format_percent,
+    format_standing,
     format_value,
     freshness_text,
     short_time,
@@ -93,14 +94,13 @@ def print_report(url: str) -> None:
     out.print(f"{total}: {by_status}", highlight=False)
     out.print(f"Needs attention ({len(head['attention'])})", style="bold", highlight=False)
     for item in head["attention"]:
-        unit, since = item["unit"], item["baseline_period"]
-        value = format_value(item["value"], unit, since)
-        target = format_value(item["target"], unit, since)
+        standing = format_standing(
+            item["value"], item["target"], item["unit"], item["baseline_period"]
+        )
         out.print(
             Text.assemble(
                 (f"  {status_label(item['status'])}", "bold"),
-                f"  {item['title']} · {item['owner_name']} · {value} of {target} — "
-                f"{item['reason']}",
+                f"  {item['title']} · {item['owner_name']} · {standing} — {item['reason']}",
             ),
             highlight=False,
             soft_wrap=True,
