@@ -463,6 +463,13 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
     # serve runs on the real clock; the store last changed when run-1 ended (NOW − 59 min)
     checked = r"^Live · checked \d\d:\d\d:\d\d UTC, updated (2026-11-27 )?"
     expect(status).to_have_text(re.compile(checked + "11:01$"))
+    # a line above the header, in the page's flow: it covers no card, on a phone neither
+    for width, height in VIEWPORTS.values():
+        page.set_viewport_size({"width": width, "height": height})
+        header = page.locator("#summary").bounding_box()
+        assert header is not None
+        assert bottom_of(page, "#live-status") <= header["y"], (width, height)
+    page.set_viewport_size({"width": 1400, "height": 1000})
     revenue = page.locator('[data-kr="revenue"]')
     expect(revenue.locator(".why-button")).to_contain_text("600k USD")
     # a marker a reload would lose, where the reader is, and an open "why" dialog
@@ -496,6 +503,7 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
     serving.stop()
     expect(status).to_contain_text("Cannot reach the server since")
     expect(status).to_have_attribute("data-state", "down")
+    expect(status).to_have_css("position", "fixed")  # lost: seen wherever the reader is
     expect(revenue.locator(".why-button")).to_contain_text("650k USD")
     land_value(sqlite_url, "revenue", NOW - timedelta(minutes=10), 700_000.0)
     assert serving.start() == base
