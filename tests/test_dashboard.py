@@ -129,7 +129,7 @@ def test_the_summary_follows_the_schema_and_carries_status_trend_and_lineage(fil
     assert revenue["forecast"] == pytest.approx(y_mean + slope * (92 - x_mean))
     assert revenue["forecast_low"] < revenue["forecast"] < revenue["forecast_high"]
     assert krs["win-rate"]["forecast"] is None  # one day of history
-    assert krs["win-rate"]["forecast_note"].startswith("not enough history: 1 day(s)")
+    assert krs["win-rate"]["forecast_note"].startswith("not enough history: 1 day of values;")
     why = revenue["why"]
     assert (why["metric"], why["run_id"], why["flow_run_id"]) == (
         "won_revenue",
@@ -519,7 +519,7 @@ def month_kr(**fields: Any) -> dict[str, Any]:
         "target": 20.0,
         "expected_progress": 3.5 / 30,  # at CHART_NOW
         "forecast": None,
-        "forecast_note": "not enough history: 3 day(s) of values over 2 day(s)",
+        "forecast_note": "not enough history: 3 days of values over 2 days",
         "days": [
             {"day": "2026-11-02", "checked_at": "2026-11-02T12:00:00+00:00", "value": 10.0},
             {"day": "2026-11-03", "checked_at": "2026-11-03T12:00:00+00:00", "value": 12.0},
@@ -563,8 +563,8 @@ def test_the_trend_chart_has_a_point_a_day_value_and_date_axes_and_the_expected_
     ]
     assert chart.description == (
         "3 daily values in 2026-11, from 10 customers to 11 customers; target 20 customers; "
-        "expected by now 9.4 customers; no forecast: not enough history: 3 day(s) of values "
-        "over 2 day(s); values from 5 customers to 20 customers"
+        "expected by now 9.4 customers; no forecast: not enough history: 3 days of values "
+        "over 2 days; values from 5 customers to 20 customers"
     )
 
 
