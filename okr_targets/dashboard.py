@@ -245,6 +245,11 @@ def render_html(
     )
 
 
+REASON_CHARS = 120
+"""A needs-attention reason longer than this is cut at a word (the whole of it in a tooltip
+and on the key result's card): the list stays one or two lines an item, even on a phone."""
+
+
 def _filter_choices(summary: dict[str, Any]) -> dict[str, Any]:
     """The header's counts in order, and the teams and owners (by name) to filter by."""
     krs = [kr for objective in summary["objectives"] for kr in objective["key_results"]]
@@ -252,6 +257,7 @@ def _filter_choices(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "counted": COUNTED,
         "always_counted": ALWAYS_COUNTED,
+        "reason_chars": REASON_CHARS,
         "teams_of": {kr["id"]: kr["owner_team"] for kr in krs},
         "filter_teams": sorted({kr["owner_team"] for kr in krs if kr["owner_team"]}),
         "filter_owners": sorted(owners.items(), key=lambda item: item[1].lower()),

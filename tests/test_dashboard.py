@@ -237,6 +237,17 @@ def test_a_metric_error_is_counted_and_listed_with_its_reason(filled: str) -> No
     )
     validate(summary)
     assert 'data-standing="error"' in render_html(summary)
+    # a long reason is cut in the list (whole in its tooltip and on the card)
+    long = "the CRM answered 500 Internal Server Error: " + "upstream timeout " * 12
+    last["reason"] = long
+    by_id(summary)["alice-deals"]["error"] = long
+    page = render_html(summary)
+    [shown] = re.findall(r'<span class="reason" title="([^"]*)">— ([^<]*)</span>', page)
+    assert shown[0] == long
+    assert shown[1].endswith("…")
+    assert len(shown[1]) <= 120
+    assert long.startswith(shown[1].removesuffix("…").rstrip())
+    assert f"Error: {long}" in page  # the card keeps it whole
 
 
 def test_the_okr_files_company_and_people_are_stored_and_win_over_the_crm(
