@@ -5,6 +5,8 @@ automations can notify its owner (see automations/ and docs/operations.md); each
 publishes one table artifact listing those changes, and one markdown artifact with the
 whole OKR summary (the same numbers as the dashboard), for the Prefect UI. Only numbers,
 statuses, ids, titles and owners travel: never a record, a URL with a password or a secret.
+Owners travel by name, as the dashboard shows them (``okr_targets/people.py``), and by
+e-mail, which automations route on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flows.logs import run_logger
 from flows.steps import prefect_api
 from okr_targets.config import OkrConfig
 from okr_targets.formatting import format_movement, format_progress, format_value
+from okr_targets.people import People, people
 from okr_targets.status import status_label
 from okr_targets.store import Store
 from okr_targets.summary import store_summary_markdown
@@ -39,9 +42,10 @@ def key_result_resource_id(key_result_id: str) -> str:
 
 
 def change_events(
-    config: OkrConfig, outcomes: list[KeyResultOutcome], run_id: str
+    config: OkrConfig, outcomes: list[KeyResultOutcome], run_id: str, named: People
 ) -> list[dict[str, Any]]:
-    """The ``emit_event`` arguments for every key result this run changed."""
+    """The ``emit_event`` arguments for every key result this run changed; ``named`` gives
+    each owner's name (the store's :func:`okr_targets.people.people`)."""
     specs = {spec.id: (objective, spec) for objective, spec, _ in config.key_results()}
     events = []
     for outcome in outcomes:
@@ -50,10 +54,13 @@ def change_events(
         objective, spec = specs[outcome.key_result_id]
         owner, period = config.resolved(objective, spec)
         status_changed = outcome.status != outcome.previous_status
+        person = named(owner)
         payload: dict[str, Any] = {
             "key_result_id": spec.id,
             "title": spec.title,
             "owner": owner,
+            "owner_name": person.name,
+            "owner_team": person.team,
             "period": period,
             "old_value": outcome.previous_value,
             "new_value": outcome.value,
@@ -120,7 +127,7 @@ def changes_table(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "target": payload["target_text"],
                 "progress": payload["progress_text"],
                 "status": f"{payload['previous_status'] or 'new'} → {payload['status']}",
-                "owner": payload["owner"],
+                "owner": payload["owner_name"],
             }
         )
     return rows
@@ -141,7 +148,9 @@ def publish_changes(
     The measurements are already committed: a Prefect API that cannot take the artifact
     costs a warning in the run's log, never the sync.
     """
-    events = change_events(config, outcomes, run_id)
+    with store.session() as session:
+        named = people(session)
+    events = change_events(config, outcomes, run_id, named)
     if prefect_api() is None:  # emitting would start Prefect's temporary server: seconds
         run_logger().info(
             "no Prefect API configured: %d key-result event(s) and the run's artifacts not "

@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from okr_targets.formatting import (
     format_age,
     format_percent,
+    format_standing,
     format_time,
     format_value,
     freshness_text,
@@ -28,7 +29,7 @@ from okr_targets.formatting import (
 from okr_targets.periods import Calendar, add_months
 from okr_targets.scoring import LINEAR_KINDS
 from okr_targets.status import STATUS_LABELS
-from okr_targets.summary import COUNTED
+from okr_targets.summary import ALWAYS_COUNTED, COUNTED
 
 # The trend chart is drawn in CSS pixels, not scaled from a viewBox: x in % of the card's
 # width, y in px from the top, so its text is 12 px on a phone as on a desktop.
@@ -197,7 +198,11 @@ _environment = Environment(
     lstrip_blocks=True,
 )
 _environment.filters.update(
-    value=format_value, time=format_time, age=format_age, percent=format_percent
+    value=format_value,
+    standing=format_standing,
+    time=format_time,
+    age=format_age,
+    percent=format_percent,
 )
 _environment.globals["freshness"] = freshness_text
 
@@ -240,8 +245,9 @@ def render_html(
     )
 
 
-ALWAYS_COUNTED = ("on_track", "at_risk", "off_track", "stale")
-"""Counts the header shows even at zero ("0 off track" is news); the others only when set."""
+REASON_CHARS = 120
+"""A needs-attention reason longer than this is cut at a word (the whole of it in a tooltip
+and on the key result's card): the list stays one or two lines an item, even on a phone."""
 
 
 def _filter_choices(summary: dict[str, Any]) -> dict[str, Any]:
@@ -251,6 +257,7 @@ def _filter_choices(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "counted": COUNTED,
         "always_counted": ALWAYS_COUNTED,
+        "reason_chars": REASON_CHARS,
         "teams_of": {kr["id"]: kr["owner_team"] for kr in krs},
         "filter_teams": sorted({kr["owner_team"] for kr in krs if kr["owner_team"]}),
         "filter_owners": sorted(owners.items(), key=lambda item: item[1].lower()),

@@ -103,6 +103,16 @@ def _clamp(value: float, bounds: Range) -> float:
     return value
 
 
+def _days_of_values(points: int, span: float) -> str:
+    """The history as a reader sees it under the chart: "no values yet", "1 day of values",
+    "4 days of values over 3 days" (not "1 day(s) of values over 0 day(s)")."""
+    if points == 0:
+        return "no values yet"
+    if points == 1:
+        return "1 day of values"
+    return f"{points} days of values over {span:.0f} day{'' if round(span) == 1 else 's'}"
+
+
 def forecast(
     history: Sequence[tuple[datetime, float]],
     period: Period,
@@ -131,7 +141,7 @@ def forecast(
             None,
             METHOD,
             len(used),
-            f"not enough history: {len(used)} day(s) of values over {span:.0f} day(s); "
+            f"not enough history: {_days_of_values(len(used), span)}; "
             f"a forecast needs {MIN_POINTS} days over at least {MIN_SPAN_DAYS:.0f}",
         )
     slope, intercept = (float(c) for c in np.polyfit(xs, ys, 1))

@@ -81,6 +81,17 @@ def format_change(value: float | None, unit: str = "%", since: str | None = None
     return f"{text} vs {since}" if since else text
 
 
+def format_standing(
+    value: float | None, target: float | None, unit: str, baseline_period: str | None = None
+) -> str:
+    """A value against its target in one phrase, for lists: "1.91M USD of 3.4M USD"; a
+    change names its period once, "+3.0% vs 2026-Q3, target −8.0%" (not "… of −8.0% vs
+    2026-Q3", which reads as a fraction of a fall)."""
+    if baseline_period is None:
+        return f"{format_value(value, unit)} of {format_value(target, unit)}"
+    return f"{format_change(value, unit, baseline_period)}, target {format_change(target, unit)}"
+
+
 def format_movement(
     old: float | None, new: float | None, unit: str, baseline_period: str | None = None
 ) -> str:

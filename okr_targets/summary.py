@@ -7,8 +7,9 @@ number" from ``okr_targets/lineage.py`` (metric, run, contributing records). The
 this one document, so a number reads the same everywhere. Its shape is published as a JSON
 Schema (``SCHEMA_FILE``) and checked in the tests.
 
-It leads with the answer a leader wants first (``_headline``): the company, the periods,
-the key results counted by status and the ones that need attention, each with the reason.
+It leads with the answer a leader wants first (``_headline``; in words ``title_text``,
+``counts_text``): the company, the periods, the key results counted by status and the ones
+that need attention, each with the reason.
 The store's URL is an operator's concern and sits under ``ops``, never on the page.
 """
 
@@ -60,7 +61,7 @@ def build_summary(
 
     ``store`` is the store's display URL (password already masked).
     """
-    document = _outline(session, now, store, calendar)
+    document = summary_outline(session, now, store, calendar)
     for objective in document["objectives"]:
         for kr in objective["key_results"]:
             kr.update(_provenance(session, kr, now, records))
@@ -73,6 +74,8 @@ ERROR = "error"
 as an error whatever its status (``no_data``, or ``stale`` too), since no number is shown."""
 COUNTED = (*(status.value for status in KeyResultStatus), ERROR)
 """The header's counts, in the legend's order; they add up to the number of key results."""
+ALWAYS_COUNTED = ("on_track", "at_risk", "off_track", "stale")
+"""Counts the header shows even at zero ("0 off track" is news); the others only when set."""
 NEEDS_ATTENTION = (
     KeyResultStatus.OFF_TRACK.value,
     KeyResultStatus.AT_RISK.value,
@@ -87,8 +90,11 @@ def standing(kr: dict[str, Any]) -> str:
     return ERROR if kr["error"] else str(kr["status"])
 
 
-def _outline(session: Session, now: datetime, store: str, calendar: Calendar) -> dict[str, Any]:
-    """The report as a JSON-ready document with each objective's depth, without lineage."""
+def summary_outline(
+    session: Session, now: datetime, store: str, calendar: Calendar = UTC_CALENDAR
+) -> dict[str, Any]:
+    """The summary without history or lineage (header and tree only): cheap enough for
+    every sync's artifact and the terminal table."""
     lines = build_report(session, now, calendar)
     objectives = as_json(lines)
     for (depth, _line), objective in zip(walk(lines), objectives, strict=True):
@@ -327,23 +333,77 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def summary_markdown(summary: dict[str, Any]) -> str:
-    """The key results as a markdown table, for a Prefect markdown artifact of each sync."""
-    when = format_time(summary["generated_at"])
-    lines = [
-        f"# OKR summary{' — ' + _md(summary['company']) if summary['company'] else ''}",
-        "",
-        f"As of {when}; store `{summary['ops']['store']}`.",
-        "",
-        "| objective / key result | value | target | progress | status | forecast | checked |",
-        "|---|---:|---:|---:|---|---:|---|",
+def _owner_md(email: str | None, name: str | None) -> str:
+    """The owner by name, linked to their e-mail (the e-mail alone when nobody names it)."""
+    if not email:
+        return "no owner"
+    return _md(email) if name in (None, email) else f"[{_md(name or email)}](mailto:{email})"
+
+
+def counts_text(summary: dict[str, Any]) -> tuple[str, str]:
+    """("5 key results", "1 on track · 1 at risk · 0 off track · …"), as the page's header
+    counts them."""
+    counts = summary["counts"]
+    shown = [
+        f"{counts[status]} {status_label(status)}"
+        for status in COUNTED
+        if counts[status] or status in ALWAYS_COUNTED
     ]
-    notes = []
+    return f"{sum(counts.values())} key results", " · ".join(shown)
+
+
+def title_text(summary: dict[str, Any]) -> str:
+    """ "Acme Demo Inc. · OKRs 2026-Q4", the page's heading."""
+    title = summary["company"] or "OKR summary"
+    return title + (f" · OKRs {', '.join(summary['periods'])}" if summary["periods"] else "")
+
+
+def _attention_md(summary: dict[str, Any]) -> list[str]:
+    """The needs-attention list as the page leads with it: status, owner, value, reason."""
+    items = summary["attention"]
+    lines = ["", f"## Needs attention ({len(items)})", ""]
+    if not items:
+        return [*lines, "Nothing is off track, at risk, stale or failing."]
+    lines += [
+        "| status | key result | owner | value | target | why |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for item in items:
+        unit, since = item["unit"], item["baseline_period"]
+        lines.append(
+            f"| {status_mark(item['status'])} | {_md(item['title'])} "
+            f"| {_owner_md(item['owner'], item['owner_name'])} "
+            f"| {format_value(item['value'], unit, since)} "
+            f"| {format_value(item['target'], unit, since)} | {_md(item['reason'])} |"
+        )
+    return lines
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary as markdown, for a Prefect markdown artifact of each sync: like the page,
+    the answer first (company, periods, counts, needs attention), then every objective and
+    key result with its owner by name and its status. The store's URL comes last: it is
+    for operators."""
+    total, by_status = counts_text(summary)
+    lines = [
+        f"# {_md(title_text(summary))}",
+        "",
+        f"As of {format_time(summary['generated_at'])}. **{total}:** {by_status}",
+        *_attention_md(summary),
+        "",
+        "## All objectives and key results",
+        "",
+        "| objective / key result | owner | value | target | progress | status | forecast "
+        "| checked |",
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
     for objective in summary["objectives"]:
         indent = "\u00a0\u00a0" * objective["depth"]  # kept by markdown, unlike spaces
         lines.append(
-            f"| {indent}**{_md(objective['title'])}** | | | "
-            f"**{format_percent(objective['progress'])}** | | | |"
+            f"| {indent}**{_md(objective['title'])}** "
+            f"| {_owner_md(objective['owner'], objective['owner_name'])} | | "
+            f"| **{format_percent(objective['progress'])}** | {status_mark(objective['status'])} "
+            "| | |"
         )
         for kr in objective["key_results"]:
             status = status_mark(kr["status"])
@@ -354,17 +414,13 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             if kr["forecast"] is None and kr["forecast_note"]:
                 forecast = kr["forecast_note"].split(":")[0]  # "not enough history"
             lines.append(
-                f"| {indent}↳ {_md(kr['title'])} | {format_value(kr['value'], unit, since)} "
+                f"| {indent}↳ {_md(kr['title'])} | {_owner_md(kr['owner'], kr['owner_name'])} "
+                f"| {format_value(kr['value'], unit, since)} "
                 f"| {format_value(kr['target'], unit, since)} | {format_percent(kr['progress'])} "
                 f"| {status} | {forecast} "
                 f"| {freshness_text(kr['checked_at'], kr['as_of'], kr['timezone'])} |"
             )
-            if kr["error"]:
-                notes.append(f"- **{_md(kr['id'])}** has no number: {_md(kr['error'])}")
-            if kr["stale_reason"]:
-                notes.append(f"- **{_md(kr['id'])}** is stale: {_md(kr['stale_reason'])}")
-    if notes:
-        lines += ["", *notes]
+    lines += ["", f"Store: `{summary['ops']['store']}`."]
     return "\n".join(lines) + "\n"
 
 
@@ -375,4 +431,4 @@ def store_summary_markdown(store: Store, now: datetime) -> str:
     ``build_summary`` runs: this is on every sync's path.
     """
     with store.session() as session:
-        return summary_markdown(_outline(session, now, store.display_url, UTC_CALENDAR))
+        return summary_markdown(summary_outline(session, now, store.display_url))

@@ -15,9 +15,11 @@ from prefect.server.utilities.user_templates import render_user_template_sync
 from typer.testing import CliRunner
 
 import okr_sync.automations
+from connectors.salesforce.sandbox.data import SalesforceOrg
 from flows.artifacts import STATUS_CHANGED, change_events
 from okr_sync.cli import DEMO_OKRS, app
-from okr_targets.config import load_okrs
+from okr_targets.config import OkrConfig, load_okrs
+from okr_targets.people import People
 from transforms.measure import KeyResultOutcome
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -53,7 +55,7 @@ def test_install_points_the_automation_at_the_block_and_replaces_itself() -> Non
     assert trigger.match.model_dump()["okr-sync.status"] == "off_track"
     [action] = automation.actions
     assert str(action.block_document_id) == str(block_id)
-    assert "{{ event.payload.owner }}" in action.body
+    assert "{{ event.payload.owner_name }}" in action.body
     # installing twice left one automation, not two
     automation.delete()
     with pytest.raises(ValueError, match="not found"):
@@ -68,9 +70,18 @@ def test_an_unknown_block_is_a_clear_error() -> None:
     assert "notification block 'custom-webhook/nobody-home'" in result.stderr
 
 
-def test_the_notification_reads_as_a_person_would_write_it() -> None:
+def demo_people(config: OkrConfig, org: SalesforceOrg) -> People:
+    """The demo's names as a reader knows them: the sandbox org's users, then the OKR file's
+    ``people:`` map over them (not read through the code under test)."""
+    users = {u["Email"].lower(): (u["Name"], u["Department"]) for u in org.records("User")}
+    mapped = {email.lower(): (p.name, p.team) for email, p in config.spec.people.items()}
+    return People(users | mapped)
+
+
+def test_the_notification_reads_as_a_person_would_write_it(sandbox_org: SalesforceOrg) -> None:
     """The shipped message, rendered by Prefect's own template engine from a real event:
-    numbers as the dashboard writes them, not "Value -2.920137737087879 % … progress 0.0"."""
+    numbers as the dashboard writes them, not "Value -2.920137737087879 % … progress 0.0";
+    the owner by name, not e-mail."""
     shipped = Path(okr_sync.automations.__file__).parent / "key-result-off-track.yaml"
     [action] = yaml.safe_load(shipped.read_text(encoding="utf-8"))["actions"]
     config = load_okrs(DEMO_OKRS)
@@ -82,9 +93,9 @@ def test_the_notification_reads_as_a_person_would_write_it() -> None:
         "sales-cycle", 3.0, "%", "off_track", 0.0, True, 10, None, -2.920137737087879,
         None, expected_progress=0.5, baseline_period="2026-Q3",
     )  # fmt: skip
-    [first, second] = [
-        {"event": Event(**arguments)} for arguments in change_events(config, [revenue, cycle], "r1")
-    ]
+    named = demo_people(config, sandbox_org)
+    events = change_events(config, [revenue, cycle], "r1", named)
+    [first, second] = [{"event": Event(**arguments)} for arguments in events]
     assert render_user_template_sync(action["subject"], first) == (
         "Key result off track: Book 3.4M in won revenue (last quarter's 3.1M + 10%)"
     )
@@ -93,12 +104,15 @@ def test_the_notification_reads_as_a_person_would_write_it() -> None:
         "Book 3.4M in won revenue (last quarter's 3.1M + 10%) is off track: 1.2M USD of "
         "3.4M USD target (35% done, 50% expected) in 2026-Q4.",
         "Since the last sync: \u221250k USD (was 1.25M USD); it was at risk. "
-        "Owner ceo@acme-demo.example.",
+        "Owner Alex Morgan.",  # the OKR file's people: map names the CEO
     ]
     # a change key result, target -10: signed, against the period it is measured from
     assert render_user_template_sync(action["body"], second).splitlines()[:2] == [
         "Shorten the sales cycle by 10% is off track: +3.0% vs 2026-Q3 of "
         "\u221210.0% vs 2026-Q3 target (0% done, 50% expected) in 2026-Q4.",
         "Since the last sync: +5.9 pts (was \u22122.9% vs 2026-Q3); it was not measured. "
-        "Owner morgan.blake@acme-demo.example.",
+        "Owner Morgan Blake.",  # a CRM rep
     ]
+    # the e-mail stays for routing: in the payload and the label automations match on
+    assert first["event"].payload["owner"] == "ceo@acme-demo.example"
+    assert first["event"].resource["okr-sync.owner"] == "ceo@acme-demo.example"

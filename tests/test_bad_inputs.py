@@ -1476,8 +1476,7 @@ def test_values_minutes_apart_give_no_forecast_not_an_absurd_one(
         assert krs[kr_id]["forecast"] is None, kr_id
         assert (krs[kr_id]["forecast_low"], krs[kr_id]["forecast_high"]) == (None, None)
         assert krs[kr_id]["forecast_note"] == (
-            "not enough history: 1 day(s) of values over 0 day(s); "
-            "a forecast needs 5 days over at least 7"
+            "not enough history: 1 day of values; a forecast needs 5 days over at least 7"
         )
     assert krs["launch"]["forecast_note"] == "a milestone is done or not: there is no trend"
 

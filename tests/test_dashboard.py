@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+import time_machine
 from prefect import flow
 from prefect.artifacts import Artifact, create_markdown_artifact
 from sqlalchemy import select, update
@@ -128,7 +129,7 @@ def test_the_summary_follows_the_schema_and_carries_status_trend_and_lineage(fil
     assert revenue["forecast"] == pytest.approx(y_mean + slope * (92 - x_mean))
     assert revenue["forecast_low"] < revenue["forecast"] < revenue["forecast_high"]
     assert krs["win-rate"]["forecast"] is None  # one day of history
-    assert krs["win-rate"]["forecast_note"].startswith("not enough history: 1 day(s)")
+    assert krs["win-rate"]["forecast_note"].startswith("not enough history: 1 day of values;")
     why = revenue["why"]
     assert (why["metric"], why["run_id"], why["flow_run_id"]) == (
         "won_revenue",
@@ -236,6 +237,17 @@ def test_a_metric_error_is_counted_and_listed_with_its_reason(filled: str) -> No
     )
     validate(summary)
     assert 'data-standing="error"' in render_html(summary)
+    # a long reason is cut in the list (whole in its tooltip and on the card)
+    long = "the CRM answered 500 Internal Server Error: " + "upstream timeout " * 12
+    last["reason"] = long
+    by_id(summary)["alice-deals"]["error"] = long
+    page = render_html(summary)
+    [shown] = re.findall(r'<span class="reason" title="([^"]*)">— ([^<]*)</span>', page)
+    assert shown[0] == long
+    assert shown[1].endswith("…")
+    assert len(shown[1]) <= 120
+    assert long.startswith(shown[1].removesuffix("…").rstrip())
+    assert f"Error: {long}" in page  # the card keeps it whole
 
 
 def test_the_okr_files_company_and_people_are_stored_and_win_over_the_crm(
@@ -389,6 +401,8 @@ def test_a_change_reads_with_its_sign_and_baseline_period_in_every_view(filled: 
 
     page = render_html(summary)
     assert "+3.0% vs 2026-Q3" in page
+    # the needs-attention line names the period once: not "+3.0% vs 2026-Q3 of −8.0% vs …"
+    assert "+3.0% vs 2026-Q3, target \u22128.0%\n" in page
     assert "target \u22128.0% vs 2026-Q3" in page  # the minus sign, U+2212
     assert "2026-Q3: 61.2k from 7 records" in page  # not 61234.5678
     assert "its data now gives 62k (not applied)" in page
@@ -408,22 +422,76 @@ def test_a_change_reads_with_its_sign_and_baseline_period_in_every_view(filled: 
 
 
 def test_markdown_summary_for_the_sync_artifact(filled: str) -> None:
+    """The artifact reads like the page: the answer first, names, objective status."""
     summary = summary_of(filled)
     text = summary_markdown(summary)
-    assert text.startswith(f"# OKR summary — {COMPANY}\n")
-    assert "As of 2026-11-27 12:00 UTC" in text
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if "↳" in line}
+    head, _, rest = text.partition("\n## All objectives and key results\n")
+    assert head.startswith(f"# {COMPANY} · OKRs {PERIOD}\n")
+    # the fixture's five key results, one in each status (tests/okr_fixture.py)
+    assert (
+        "As of 2026-11-27 12:00 UTC. **5 key results:** "
+        "1 on track · 1 at risk · 1 off track · 1 no data · 1 stale"
+    ) in head
+    attention = [line for line in head.splitlines() if line.startswith("| ") and "·" not in line]
+    assert attention[1:] == [  # after the column names; off track, at risk, stale
+        "| 🔴 off track | Raise the win rate from 25% to 35% "
+        "| [Samantha Seller](mailto:sales@example.com) | 26% | 35% | 10% done, 62% expected |",
+        "| 🟡 at risk | Win 10 new customers | [Samantha Seller](mailto:sales@example.com) "
+        "| 4.5 customers | 10 customers | 45% done, 62% expected |",
+        "| 🟣 stale | Answer within 4 hours | [Sue Porter](mailto:support@example.com) "
+        "| 5 hours | 4 hours | zendesk data is 3 days old (limit 24 h) |",  # one ticket: 5 h
+    ]
+    rows = {line.split("|")[1].strip(): line for line in rest.splitlines() if "↳" in line}
     assert len(rows) == len(STATUSES)
     revenue = rows["↳ Book 1M in won revenue"]
     # 928k: least squares through the five daily values (test_the_summary_follows_the_schema…)
     cells = "| 600k USD | 1M USD | 60% | 🟢 on track | 928k USD | updated 2026-11-27 11:00 UTC |"
     assert cells in revenue
+    # grow's owner is known to nobody: the e-mail, as it is
+    assert "| grow@example.com | 600k USD" in revenue
     assert "🔴 off track" in rows["↳ Raise the win rate from 25% to 35%"]
     assert "🟡 at risk" in rows["↳ Win 10 new customers"]
     assert "⚪ no data" in rows["↳ Alice closes 5 deals"]
+    assert "| [Alice Adams](mailto:alice@example.com) |" in rows["↳ Alice closes 5 deals"]
     assert "🟣 stale" in rows["↳ Answer within 4 hours"]
     assert "| not enough history |" in rows["↳ Raise the win rate from 25% to 35%"]
-    assert "- **first-response** is stale: zendesk data is 3 days old (limit 24 h)" in text
+    # objectives carry their status (the weakest below them) and their owner by name
+    objectives = [line for line in rest.splitlines() if "**" in line]
+    statuses = {
+        line.split("**")[1]: line.split("|")[6].strip() for line in objectives if "|" in line
+    }
+    assert statuses == {
+        title: mark
+        for title, mark in zip(
+            [o["title"] for o in summary["objectives"]],
+            ["🔴 off track", "🔴 off track", "⚪ no data", "🟣 stale"],
+            strict=True,
+        )
+    }
+    # the store's URL is for operators: last, not in the header
+    assert "Store:" not in head
+    assert text.rstrip().endswith(f"Store: `{summary['ops']['store']}`.")
+
+
+def test_the_terminal_table_leads_with_the_answer(filled: str) -> None:
+    """``okr-sync report``: company, period, counts and the needs-attention list come first,
+    owners by name, then the tree."""
+    with time_machine.travel(NOW, tick=False):
+        table = CliRunner().invoke(app, ["report", "--store", filled], env={"COLUMNS": "240"})
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[:3] == [
+        f"{COMPANY} · OKRs {PERIOD}",
+        "5 key results: 1 on track · 1 at risk · 1 off track · 1 no data · 1 stale",
+        "Needs attention (3)",
+    ]
+    assert " ".join(lines[3].split()) == (
+        "off track Raise the win rate from 25% to 35% · Samantha Seller · 26% of 35% "
+        "— 10% done, 62% expected"
+    )
+    assert lines[5].strip().startswith("stale  Answer within 4 hours · Sue Porter · 5 hours of")
+    assert [line.strip() for line in lines].index("OKRs") > 5
+    assert "sales@example.com" not in table.stdout
 
 
 def test_the_page_shows_the_summarys_numbers_and_loads_nothing(filled: str) -> None:
@@ -462,7 +530,7 @@ def month_kr(**fields: Any) -> dict[str, Any]:
         "target": 20.0,
         "expected_progress": 3.5 / 30,  # at CHART_NOW
         "forecast": None,
-        "forecast_note": "not enough history: 3 day(s) of values over 2 day(s)",
+        "forecast_note": "not enough history: 3 days of values over 2 days",
         "days": [
             {"day": "2026-11-02", "checked_at": "2026-11-02T12:00:00+00:00", "value": 10.0},
             {"day": "2026-11-03", "checked_at": "2026-11-03T12:00:00+00:00", "value": 12.0},
@@ -506,8 +574,8 @@ def test_the_trend_chart_has_a_point_a_day_value_and_date_axes_and_the_expected_
     ]
     assert chart.description == (
         "3 daily values in 2026-11, from 10 customers to 11 customers; target 20 customers; "
-        "expected by now 9.4 customers; no forecast: not enough history: 3 day(s) of values "
-        "over 2 day(s); values from 5 customers to 20 customers"
+        "expected by now 9.4 customers; no forecast: not enough history: 3 days of values "
+        "over 2 days; values from 5 customers to 20 customers"
     )
 
 

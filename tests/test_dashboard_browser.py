@@ -35,6 +35,7 @@ from okr_targets.summary import key_results
 from tests.dashboard_screenshots import CHROMIUM, VIEWPORTS, bottom_of, open_page, shoot
 from tests.okr_fixture import (
     NOW,
+    PERIOD,
     STATUSES,
     TEAMS,
     TREE,
@@ -186,11 +187,21 @@ def test_markup_is_accessible(page: Page) -> None:
     assert levels[0] == 1
     assert all(b <= a + 1 for a, b in itertools.pairwise(levels)), levels
     # labels: every control, bar and chart has an accessible name
-    for kr_id in STATUSES:
+    for kr_id, status in STATUSES.items():
         title = page.locator(f"#kr-{kr_id}").inner_text()
         expect(page.get_by_role("progressbar", name=f"Progress of {title}")).to_have_count(1)
-        expect(page.get_by_role("img", name=f"Trend of {title}:")).to_have_count(1)
-    expect(page.get_by_role("button", name="why this number?")).to_have_count(len(STATUSES))
+        # a key result never measured has no chart drawn as empty axes, but says so
+        charts = 0 if status == "no_data" else 1
+        expect(page.get_by_role("img", name=f"Trend of {title}:")).to_have_count(charts)
+    measured = len([s for s in STATUSES.values() if s != "no_data"])
+    expect(page.get_by_role("button", name="why this number?")).to_have_count(measured)
+    expect(page.get_by_role("button", name="why no number?")).to_have_count(1)
+    expect(page.locator('[data-kr="alice-deals"] .no-chart')).to_have_text(
+        f"No chart or forecast yet: nothing measured in {PERIOD}."
+    )
+    expect(page.locator('[data-kr="alice-deals"] .meta')).to_contain_text(
+        "not measured yet, 62% of"
+    )
     unnamed = page.locator("button, [role=progressbar], svg[role=img], dialog").evaluate_all(
         """els => els.filter(e => !(e.getAttribute('aria-label')
                    || (e.getAttribute('aria-labelledby')
@@ -452,6 +463,13 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
     # serve runs on the real clock; the store last changed when run-1 ended (NOW − 59 min)
     checked = r"^Live · checked \d\d:\d\d:\d\d UTC, updated (2026-11-27 )?"
     expect(status).to_have_text(re.compile(checked + "11:01$"))
+    # a line above the header, in the page's flow: it covers no card, on a phone neither
+    for width, height in VIEWPORTS.values():
+        page.set_viewport_size({"width": width, "height": height})
+        header = page.locator("#summary").bounding_box()
+        assert header is not None
+        assert bottom_of(page, "#live-status") <= header["y"], (width, height)
+    page.set_viewport_size({"width": 1400, "height": 1000})
     revenue = page.locator('[data-kr="revenue"]')
     expect(revenue.locator(".why-button")).to_contain_text("600k USD")
     # a marker a reload would lose, where the reader is, and an open "why" dialog
@@ -485,6 +503,7 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
     serving.stop()
     expect(status).to_contain_text("Cannot reach the server since")
     expect(status).to_have_attribute("data-state", "down")
+    expect(status).to_have_css("position", "fixed")  # lost: seen wherever the reader is
     expect(revenue.locator(".why-button")).to_contain_text("650k USD")
     land_value(sqlite_url, "revenue", NOW - timedelta(minutes=10), 700_000.0)
     assert serving.start() == base
@@ -499,7 +518,8 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
 def test_the_charts_have_readable_axes_on_a_phone(page: Page, tmp_path: Path) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     charts = page.locator("svg.trend")
-    assert charts.count() == len(STATUSES)
+    # one per key result with a value; the one never measured has none (test_markup…)
+    assert charts.count() == len([s for s in STATUSES.values() if s != "no_data"])
     for n in range(charts.count()):
         chart = charts.nth(n)
         chart.scroll_into_view_if_needed()

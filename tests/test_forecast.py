@@ -85,24 +85,29 @@ def test_a_step_is_fitted_as_a_trend_with_a_wide_interval() -> None:
 
 
 @pytest.mark.parametrize(
-    ("history", "points", "span"),
+    ("history", "points", "seen"),
     [
-        ([], 0, 0),
-        (_series([5.0] * 4), 4, 3),  # four days: too few points
-        (_series([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], every=1), 6, 5),  # six days over five: too short
+        ([], 0, "no values yet"),
+        (_series([5.0] * 4), 4, "4 days of values over 3 days"),  # too few points
+        # six days over five: too short
+        (_series([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], every=1), 6, "6 days of values over 5 days"),
         # the case: values minutes apart on one day are one day's value
-        ([(_day(3) + timedelta(minutes=20 * i), 3.4e6 * i) for i in range(12)], 1, 0),
+        (
+            [(_day(3) + timedelta(minutes=20 * i), 3.4e6 * i) for i in range(12)],
+            1,
+            "1 day of values",
+        ),
     ],
 )
 def test_too_short_a_history_gives_no_forecast_and_says_so(
-    history: list[tuple[datetime, float]], points: int, span: int
+    history: list[tuple[datetime, float]], points: int, seen: str
 ) -> None:
     result = forecast(history, Q4, _day(10), target=10)
     assert (result.value, result.low, result.high, result.will_hit) == (None, None, None, None)
     assert result.points == points
     assert result.reason == (
-        f"{NOT_ENOUGH}: {points} day(s) of values over {span} day(s); "
-        f"a forecast needs {MIN_POINTS} days over at least {MIN_SPAN_DAYS:.0f}"
+        f"{NOT_ENOUGH}: {seen}; a forecast needs {MIN_POINTS} days over at least "
+        f"{MIN_SPAN_DAYS:.0f}"
     )
 
 

@@ -16,6 +16,7 @@ from okr_targets.formatting import (
     format_movement,
     format_percent,
     format_progress,
+    format_standing,
     format_time,
     format_value,
     freshness_text,
@@ -106,6 +107,14 @@ def test_a_movement_since_the_last_value(
     old: float | None, new: float | None, unit: str, since: str | None, expected: str
 ) -> None:
     assert format_movement(old, new, unit, since) == expected
+
+
+def test_a_value_against_its_target_in_one_phrase() -> None:
+    assert format_standing(1_910_000, 3_400_000, "USD") == "1.91M USD of 3.4M USD"
+    assert format_standing(None, 10, "customers") == "— of 10 customers"
+    # a change names its period once; the target keeps its sign
+    assert format_standing(3.0, -8.0, "%", "2026-Q3") == "+3.0% vs 2026-Q3, target −8.0%"
+    assert format_standing(-2.9, 20.0, "%", "2026-Q3") == "−2.9% vs 2026-Q3, target +20.0%"
 
 
 def test_percentages_and_progress() -> None:

@@ -27,6 +27,7 @@ from flows.sync import run_sync, sync_okrs
 from okr_sync.cli import DEMO_OKRS
 from okr_targets.config import ConfigError, load_okrs
 from okr_targets.models import Cursor, Deal, SourceRead
+from okr_targets.people import People
 from okr_targets.store import Store
 from transforms.measure import KeyResultOutcome
 
@@ -124,6 +125,10 @@ def test_each_changed_key_result_is_an_event_and_the_run_an_artifact(
     assert artifact.type == "table"
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     assert {row["key result"] for row in rows} == changed
+    # owners by name, as on the dashboard: the CEO through the OKR file's people: map
+    owners = {row["key result"]: row["owner"] for row in rows}
+    assert owners["won-revenue"] == "Alex Morgan"
+    assert not any("@" in owner for owner in owners.values()), owners
     # the demo's pct_change key results (2026-Q4 against the previous quarter) read as changes
     changes = [row for row in rows if row["key result"] in {"deal-value", "sales-cycle"}]
     assert changes
@@ -179,7 +184,9 @@ def test_change_events_carry_old_and_new_value_progress_and_status() -> None:
         "sales-cycle", 3.0, "%", "off_track", 0.0, True, 10, None, -2.920137737087879,
         "at_risk", expected_progress=0.5, baseline_period="2026-Q3",
     )  # fmt: skip
-    events = change_events(config, [*outcomes, sales_cycle], "run-1")
+    # the OKR file's people: map names the CEO; nobody names sales-cycle's owner here
+    named = People({e.lower(): (p.name, p.team) for e, p in config.spec.people.items()})
+    events = change_events(config, [*outcomes, sales_cycle], "run-1", named)
     assert [e["event"] for e in events] == [STATUS_CHANGED, VALUE_CHANGED, STATUS_CHANGED]
     off = events[0]
     assert off["resource"]["prefect.resource.id"] == "okr-sync.key-result.won-revenue"
@@ -194,6 +201,9 @@ def test_change_events_carry_old_and_new_value_progress_and_status() -> None:
             "status": "off_track",
             "previous_status": "on_track",
             "run_id": "run-1",
+            "owner": "ceo@acme-demo.example",
+            "owner_name": "Alex Morgan",
+            "owner_team": "Leadership",
             # as a person reads them: the demo's target is 3,400,000 USD
             "value_text": "1.2M USD",
             "old_value_text": "1.25M USD",
@@ -219,6 +229,10 @@ def test_change_events_carry_old_and_new_value_progress_and_status() -> None:
     assert (rows[0]["old value"], rows[0]["new value"]) == ("1.25M USD", "1.2M USD")
     assert rows[1]["change"] == "+1 pts (was 30%)"
     assert rows[0]["target"] == "3.4M USD"
+    assert rows[0]["owner"] == "Alex Morgan"
+    # an owner nobody names is shown by e-mail
+    assert events[2]["payload"]["owner_name"] == events[2]["payload"]["owner"]
+    assert rows[2]["owner"] == events[2]["payload"]["owner"]
 
 
 def test_some_streams_only_and_an_unknown_stream_is_a_one_line_error(sqlite_url: str) -> None:

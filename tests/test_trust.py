@@ -273,8 +273,7 @@ def test_the_forecast_fits_one_value_a_day_and_stays_a_rate(
     single = report_at(store_url, utcnow())["win-rate-floor"]
     assert single.forecast is None
     assert single.forecast_note == (
-        "not enough history: 1 day(s) of values over 0 day(s); "
-        "a forecast needs 5 days over at least 7"
+        "not enough history: 1 day of values; a forecast needs 5 days over at least 7"
     )
     lost = [
         o

@@ -22,12 +22,14 @@ from okr_sync.cli.options import StoreOption, open_store, settings_of, store_url
 from okr_targets.formatting import (
     format_change,
     format_percent,
+    format_standing,
     format_value,
     freshness_text,
     short_time,
 )
 from okr_targets.report import build_report, walk
-from okr_targets.summary import build_summary, summary_csv
+from okr_targets.status import status_label
+from okr_targets.summary import build_summary, counts_text, summary_csv, summary_outline, title_text
 
 
 def report(
@@ -78,13 +80,34 @@ def _export(url: str, output: str, destination: Path | None) -> None:
 
 
 def print_report(url: str) -> None:
-    """The OKR tree as a table: per key result its value, target, progress and status, per
-    objective its roll-up and status (the weakest below it); owners by name."""
+    """The answer first, as on the page (company, periods, counts by status, what needs
+    attention), then the OKR tree as a table: per key result its value, target, progress
+    and status, per objective its roll-up and status (the weakest below it); owners by name."""
     store = open_store(url)
     now = datetime.now(UTC)
     with store.session() as session:
+        head = summary_outline(session, now, store.display_url)
         lines = build_report(session, now)
     store.dispose()
+    total, by_status = counts_text(head)
+    out.print(Text(title_text(head), style="bold"), highlight=False)
+    out.print(f"{total}: {by_status}", highlight=False)
+    out.print(f"Needs attention ({len(head['attention'])})", style="bold", highlight=False)
+    for item in head["attention"]:
+        standing = format_standing(
+            item["value"], item["target"], item["unit"], item["baseline_period"]
+        )
+        out.print(
+            Text.assemble(
+                (f"  {status_label(item['status'])}", "bold"),
+                f"  {item['title']} · {item['owner_name']} · {standing} — {item['reason']}",
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not head["attention"]:
+        out.print("  Nothing is off track, at risk, stale or failing.", highlight=False)
+    out.print()
     table = Table(title="OKRs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("objective / key result", overflow="ellipsis", no_wrap=True, max_width=44)
     table.add_column("value", justify="right", no_wrap=True, min_width=6)
