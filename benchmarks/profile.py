@@ -6,8 +6,8 @@
 Serves the benchmark's world (``benchmarks/world.py``) and a Prefect server as ``make
 bench`` does, then runs okr-sync's full sync (``benchmarks/okr_run.py``, its own process)
 under py-spy (``DIR/cpu.txt``: collapsed stacks, which https://www.speedscope.app and
-flamegraph.pl read) and prints the functions with the most samples, inclusive
-and self. With ``--memray`` the same sync runs again under memray (``DIR/memory.bin``;
+flamegraph.pl read; only samples holding the GIL, i.e. CPU) and prints the functions with
+the most samples, inclusive and self, and the share of each step of the sync. With ``--memray`` the same sync runs again under memray (``DIR/memory.bin``;
 ``memray flamegraph DIR/memory.bin`` or ``memray stats``) for where the peak RSS lives.
 """
 
@@ -44,6 +44,36 @@ def top_functions(collapsed: Path, limit: int = 40) -> str:
     lines += ["", "self:"]
     lines += [f"{n / total:7.1%}  {f}" for f, n in own.most_common(limit)]
     return "\n".join(lines)
+
+
+STAGES = (  # (stage, a function on the stack that puts a sample in it), first match wins
+    ("imports", "_find_and_load (<frozen importlib._bootstrap>)"),
+    ("validation: Great Expectations", "Validator._validate_suite (expectations/__init__.py)"),
+    ("validation: column checks", "column_findings (expectations/__init__.py)"),
+    ("load: staging + upsert (SQL)", "load_rows (okr_targets/store.py)"),
+    ("load: re-read check (SQL)", "unchanged_rows (okr_targets/store.py)"),
+    ("load: quarantine, cursor, commit", "validate_and_load (flows/load.py)"),
+    ("read: mapping to canonical rows", "/mapping.py)"),
+    ("read: JSON parse", "JSONDecoder.raw_decode"),
+    ("read: HTTP + TLS", "Session.request (requests/sessions.py)"),
+    ("read: HTTP + TLS", "HTTPConnectionPool.urlopen (urllib3/connectionpool.py)"),
+    ("read: reader (orjson parse, paging)", "batches (flows/extract.py)"),
+    ("measure key results", "measure (flows/measure.py)"),
+    ("sync, other (Prefect engine, run records)", "sync_store (flows/sync.py)"),
+)
+
+
+def stages(collapsed: Path) -> str:
+    """Each sample put in its step of the sync (:data:`STAGES`), as shares of all."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [_function(frame) for frame in stack.split(";")]
+        stage = next((name for name, mark in STAGES if any(mark in f for f in frames)), "other")
+        counts[stage] += int(count)
+        total += int(count)
+    return "\n".join(f"{n / total:7.1%}  {stage}" for stage, n in counts.most_common())
 
 
 def _function(frame: str) -> str:
@@ -94,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         world.close()
         prefect.stop()
     print(top_functions(out / "cpu.txt"))
+    print("\nby step:\n" + stages(out / "cpu.txt"))
 
 
 if __name__ == "__main__":
