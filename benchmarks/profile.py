@@ -7,8 +7,9 @@ Serves the benchmark's world (``benchmarks/world.py``) and a Prefect server as `
 bench`` does, then runs okr-sync's full sync (``benchmarks/okr_run.py``, its own process)
 under py-spy (``DIR/cpu.txt``: collapsed stacks, which https://www.speedscope.app and
 flamegraph.pl read; only samples holding the GIL, i.e. CPU) and prints the functions with
-the most samples, inclusive and self, and the share of each step of the sync. With ``--memray`` the same sync runs again under memray (``DIR/memory.bin``;
-``memray flamegraph DIR/memory.bin`` or ``memray stats``) for where the peak RSS lives.
+the most samples, inclusive and self, and the share of each step of the sync. With
+``--memray`` the same sync runs again under memray (``DIR/memory.bin``; ``memray
+flamegraph DIR/memory.bin`` or ``memray stats``) for where the peak RSS lives.
 """
 
 from __future__ import annotations
