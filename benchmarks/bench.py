@@ -58,9 +58,12 @@ DEFAULT_PAGE = 100  # Zendesk's cursor-paged lists (satisfaction ratings)
 HUBSPOT_SHARE = 0.2  # of the deals, customers and tickets: served by HubSpot
 TARGETS = {
     "full_vs_floor_time": ("<=", 2.0),
-    "full_vs_floor_cpu": ("<=", 2.0),  # the same, in CPU seconds: steadier on a shared machine
+    # issue 25: okr-sync's own work, in CPU seconds per record (steadier than wall time on a
+    # shared machine, where the emulators' load limits the floor's wall time)
+    "cpu_per_record_vs_floor": ("<=", 1.8),
     "records_per_s_vs_dlt": (">=", 5.0),
-    "records_per_cpu_s_vs_dlt": (">=", 5.0),
+    "records_per_cpu_s_vs_dlt": (">=", 3.0),  # issue 25
+    "peak_rss_mb_full": ("<=", 300.0),  # judged at 1M deals (RSS_TARGET_DEALS) only
     "rss_ratio": ("<=", 1.3),
     "incremental_vs_full_time": ("<=", 0.05),
     "kr_seconds_sqlite": ("<=", 1.0),
@@ -70,6 +73,9 @@ TARGETS = {
     "validation_share": ("<=", 0.30),
     "requests_vs_minimum": ("<=", 1.05),
 }
+RSS_TARGET_DEALS = 1_000_000
+"""The size at which the full sync's peak RSS is held to its target (issue 25): below it the
+figure is printed, not judged; the ratio to the RSS base run says whether memory grows."""
 
 
 class World:
@@ -389,10 +395,12 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     pg_inc = results.get("okr_sync_incremental_postgresql")
     figures = {
         "full_vs_floor_time": full["wall_seconds"] / floor["wall_seconds"],
-        "full_vs_floor_cpu": full["cpu_seconds"] / floor["cpu_seconds"],
+        "cpu_per_record_vs_floor": (full["cpu_seconds"] / full["records"])
+        / (floor["cpu_seconds"] / floor["records"]),
         "records_per_s_vs_dlt": full["records_per_s"] / peer["records_per_s"],
         "records_per_cpu_s_vs_dlt": (full["records"] / full["cpu_seconds"])
         / (peer["records"] / peer["cpu_seconds"]),
+        "peak_rss_mb_full": max(side["peak_rss_mb"] for side in (full, pg_full) if side),
         "rss_ratio": full["peak_rss_mb"] / small["peak_rss_mb"] if small else None,
         "incremental_vs_full_time": results["okr_sync_incremental"]["wall_seconds"]
         / full["wall_seconds"],
@@ -407,13 +415,16 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         "validation_share": full["validate_seconds"] / full["wall_seconds"],
         "requests_vs_minimum": full["requests"] / results["requests_minimum"],
     }
+    judged_rss = results["sizes"]["deals"] >= RSS_TARGET_DEALS
     out = {}
     for name, value in figures.items():
         op, target = TARGETS[name]
         met = None if value is None else (value <= target if op == "<=" else value >= target)
+        if name == "peak_rss_mb_full" and not judged_rss:
+            met = None  # the target is for a 1M-deal sync
         out[name] = {
             "value": None if value is None else round(value, 3),
-            "target": f"{op} {target}",
+            "target": f"{op} {target:g}",
             "met": met,
         }
     return out
@@ -459,11 +470,13 @@ def table(results: dict[str, Any]) -> str:
         f"(f) validation: {full['validate_seconds']:.1f} s of {full['wall_seconds']:.1f} s",
         f"(g) requests: {full['requests']} sent, {results['requests_minimum']} minimum",
         "",
-        f"{'ratio':<38}{'value':>10}{'target':>10}  met",
+        f"{'figure':<38}{'value':>10}{'target':>10}  met",
     ]
     for name, figure in results["ratios"].items():
         value = "-" if figure["value"] is None else f"{figure['value']:.3f}"
-        met = {True: "yes", False: "NO", None: "n/a"}[figure["met"]]
+        met = {True: "met", False: "not met", None: "n/a"}[figure["met"]]
+        if name == "peak_rss_mb_full" and figure["met"] is None:
+            met = f"n/a: judged at {RSS_TARGET_DEALS:,} deals"
         lines.append(f"{name:<38}{value:>10}{figure['target']:>10}  {met}")
     return "\n".join(lines)
 

@@ -84,9 +84,8 @@ def validate_and_load(
     verdict = to.validator.validate(to.stream.entity, [row for row in rows if id(row) not in skip])
     good = [*verdict.good, *unchanged]
     with store.session() as session, session.begin():
-        stamped = [{**row, "run_id": to.run_id} for row in good]
         loaded = load_rows(
-            session, MIRROR[to.stream.entity], stamped, run_id=to.run_id, replace=to.replace
+            session, MIRROR[to.stream.entity], good, run_id=to.run_id, replace=to.replace
         )
         unwritten = {str(row["source_id"]) for row in good} - loaded.written
         readmit(session, to.stream.entity, to.source, unwritten, to.run_id)
@@ -135,9 +134,8 @@ def _unchanged(store: Store, to: Destination, rows: Sequence[CanonicalRow]) -> l
     ]
     if not candidates:
         return []
-    stamped = [{**row, "run_id": to.run_id} for row in candidates]  # as loading stages them
     with store.session() as session, session.begin():
-        same = unchanged_rows(session, MIRROR[to.stream.entity], stamped)
+        same = unchanged_rows(session, MIRROR[to.stream.entity], candidates, to.run_id)
     return [row for row in candidates if row["source_id"] in same]
 
 

@@ -420,9 +420,11 @@ def load_rows(
     A row is written only when it is new or differs from the mirror's copy, so re-reading
     unchanged records (the inclusive lower bound, a lookback) writes nothing; an older copy
     never overwrites a newer one. A full refresh (``replace``) writes every row, taking the
-    source's copy whatever its timestamp. ``read_before`` counts the rows ``run_id`` had
-    already read: a source can hand a record over twice (it changed while the sync paged);
-    the mirror keeps it once, and the run report says how many were read again.
+    source's copy whatever its timestamp. With ``run_id`` the rows are stamped as that
+    run's (their own ``run_id`` is not read: no copy of each row is made to stamp it), and
+    ``read_before`` counts the rows it had already read: a source can hand a record over
+    twice (it changed while the sync paged); the mirror keeps it once, and the run report
+    says how many were read again.
 
     The rows go to a temporary staging table in one bulk statement (``executemany`` on
     SQLite, ``COPY`` on PostgreSQL), then into the mirror with one ``INSERT … SELECT … ON
@@ -438,7 +440,7 @@ def load_rows(
         if key not in newest or _modified_at(newest[key]) <= _modified_at(row):
             newest[key] = row
     table = cast(Table, model.__table__)
-    staging = _stage(session, model, newest.values())
+    staging = _stage(session, model, newest.values(), run_id)
     read_before = len(rows) - len(newest)
     if run_id is not None:
         same_record = and_(
@@ -475,19 +477,22 @@ def load_rows(
 
 
 def unchanged_rows(
-    session: Session, model: type[MirrorRecord], rows: Sequence[MirrorRow]
+    session: Session,
+    model: type[MirrorRecord],
+    rows: Sequence[MirrorRow],
+    run_id: str | None = None,
 ) -> set[str]:
     """The ids of ``rows`` the mirror holds exactly as they are (every column but run_id):
     loading them would write nothing, and their copy passed validation when it was written.
 
     Compared in the database, through the staging table, with the test :func:`load_rows`
     uses to skip a write, so "unchanged" here and "not written" there never disagree.
-    Each id should occur once in ``rows``.
+    Each id should occur once in ``rows``; ``run_id`` stamps them as :func:`load_rows` does.
     """
     if not rows:
         return set()
     table = cast(Table, model.__table__)
-    staging = _stage(session, model, rows)
+    staging = _stage(session, model, rows, run_id)
     keys = {column.name for column in table.primary_key.columns}
     same = [
         table.c[column.name].is_not_distinct_from(staging.c[column.name])
@@ -505,11 +510,18 @@ def _modified_at(row: MirrorRow) -> datetime:
     return cast(datetime, row["source_modified_at"])  # validated: an aware timestamp
 
 
-def _stage(session: Session, model: type[MirrorRecord], rows: Iterable[MirrorRow]) -> Table:
+def _stage(
+    session: Session,
+    model: type[MirrorRecord],
+    rows: Iterable[MirrorRow],
+    run_id: str | None = None,
+) -> Table:
     """Fill this connection's temporary copy of ``table`` with ``rows``; returns it.
 
     Values pass through the columns' own bind processing (aware UTC timestamps, SQLite's
-    text dates), so the mirror stores exactly what a plain insert would.
+    text dates), so the mirror stores exactly what a plain insert would. A ``run_id``
+    fills that column for every row. The rows stream into the database one by one (COPY,
+    or SQLite's ``executemany`` over an iterator): no list of a batch's values is built.
     """
     connection = session.connection()
     dialect = connection.dialect
@@ -523,13 +535,17 @@ def _stage(session: Session, model: type[MirrorRecord], rows: Iterable[MirrorRow
         for index, column in enumerate(supplied)
         if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
     ]
-    every_column = itemgetter(*names)
+    stamp = names.index("run_id") if run_id is not None and "run_id" in names else None
+    taken = [name for index, name in enumerate(names) if index != stamp]
+    every_column = itemgetter(*taken)
 
     def values(row: MirrorRow) -> tuple[object, ...]:
         try:
             found = list(every_column(row))
         except KeyError:  # a column the connector leaves to its default
-            found = [row.get(name) for name in names]
+            found = [row.get(name) for name in taken]
+        if stamp is not None:
+            found.insert(stamp, run_id)
         for index, process in processors:
             if found[index] is not None:
                 found[index] = process(found[index])
@@ -552,9 +568,9 @@ def _stage(session: Session, model: type[MirrorRecord], rows: Iterable[MirrorRow
         )
         connection.exec_driver_sql(f'DELETE FROM "{name}"')
         marks = ", ".join("?" for _ in names)
-        connection.exec_driver_sql(
-            f'INSERT INTO "{name}" ({columns}) VALUES ({marks})', list(tuples)
-        )
+        driver = connection.connection.driver_connection  # sqlite3's: it takes an iterator
+        assert driver is not None
+        driver.executemany(f'INSERT INTO "{name}" ({columns}) VALUES ({marks})', tuples)
     return staging
 
 

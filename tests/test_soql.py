@@ -196,3 +196,12 @@ def test_timestamps_format_and_parse() -> None:
         assert parsed.tzinfo is UTC
     with pytest.raises(ValueError, match="not a Salesforce datetime"):
         parse_sf_datetime("2026-01-05 10:00:00")
+    # the REST API's own shape (read by datetime.fromisoformat) answers as any other shape
+    assert parse_sf_datetime("2026-01-05T10:00:00.123+0000") == expected + timedelta(
+        milliseconds=123
+    )
+    with pytest.raises(ValueError, match=r"^day is out of range for month$"):
+        parse_sf_datetime("2026-02-30T10:00:00.000+0000")
+    for shaped in ("2026-01-05T1a:00:00.000+0000", "\uff12026-01-05T10:00:00.000+0000"):
+        with pytest.raises(ValueError, match="not a Salesforce datetime"):
+            parse_sf_datetime(shaped)
