@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,6 +20,7 @@ from typing import Any, cast
 import pytest
 from alembic import command
 from sqlalchemy import inspect, select
+from typer.testing import CliRunner
 
 from connectors.files.sandbox import write_csv, write_exports
 from connectors.sandbox.tabular import sample_tables, utc
@@ -26,6 +28,7 @@ from connectors.sql.sandbox import create_fixture_database
 from connectors.tabular import STREAMS
 from expectations import Validator
 from flows.extract import sync_stream
+from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.demo import HOSTING_PER_MONTH, write_finance_export
 from okr_targets.config import KeyResultSpec
 from okr_targets.models import FinanceLine, FxRate, QuarantinedRow
@@ -425,3 +428,57 @@ def test_a_timestamp_in_the_period_bounds_is_its_day(ledger_store: Store) -> Non
     assert "q2-last" in q2
     assert "q2-last" not in q3
     assert {"q3-first", "q3-last"} <= q3
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_demo_profit_key_result_and_its_lineage(
+    sqlite_url: str, sources_env: dict[str, Any], finance_export: Path
+) -> None:
+    """The demo's "Increase profit by 5%": gross profit a day in 2026-Q4 against 2026-Q3,
+    computed here from the export's lines and rates, and ``explain`` lists the Q4 lines."""
+    runner = CliRunner()
+    synced = runner.invoke(app, ["sync", "--okr-file", str(DEMO_OKRS), "--store", sqlite_url])
+    assert synced.exit_code == 0, synced.output
+    with (finance_export / "fx_rates.csv").open(encoding="utf-8") as handle:
+        rates = list(csv.DictReader(handle))
+    with (finance_export / "finance_lines.csv").open(encoding="utf-8") as handle:
+        lines = list(csv.DictReader(handle))
+
+    def rate(currency: str, day: date) -> Decimal:
+        for row in rates:
+            start, end = row["valid_from"], row["valid_to"]
+            dated = bool(start) and date.fromisoformat(start) <= day
+            if row["currency"] == currency and dated and (not end or day < date.fromisoformat(end)):
+                return Decimal(row["rate"])
+        return next(
+            Decimal(r["rate"]) for r in rates if r["currency"] == currency and not r["valid_from"]
+        )
+
+    def profit(label: str) -> tuple[Decimal, set[str]]:
+        start, end = QUARTERS[label]
+        total, ids = Decimal(0), set()
+        for row in lines:
+            day = date.fromisoformat(row["booked_on"])
+            if start <= day < end:
+                margin = Decimal(row["amount"]) - Decimal(row["cost"])
+                total += margin / rate(row["currency"], day) * rate("USD", day)
+                ids.add(row["id"])
+        return total, ids
+
+    (q3, _), (q4, q4_ids) = profit("2026-Q3"), profit("2026-Q4")
+    last = max(date.fromisoformat(row["booked_on"]) for row in lines)  # the ledger's cutoff
+    assert QUARTERS["2026-Q4"][0] <= last < QUARTERS["2026-Q4"][1]  # Q3 is covered whole
+    q4_days = (last - QUARTERS["2026-Q4"][0]).days + 1
+    wanted = 100 * (q4 / q4_days - q3 / 92) / abs(q3 / 92)
+
+    shown = runner.invoke(
+        app, ["explain", "gross-profit", "--store", sqlite_url, "--records", "--format", "json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    explained = json.loads(shown.stdout)
+    assert explained["value"] == pytest.approx(float(wanted), abs=1e-6)
+    assert explained["details"]["baseline_period"] == "2026-Q3"
+    assert {record["source_id"] for record in explained["records"]} == q4_ids
+    assert {record["entity"] for record in explained["records"]} == {"finance_line"}
+    report = runner.invoke(app, ["report", "--store", sqlite_url])
+    assert "Increase profit by 5%" in report.stdout

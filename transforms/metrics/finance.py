@@ -145,15 +145,16 @@ def _result(
 def _amount(
     session: Session, period: Period, params: AmountParams, totals: Totals, total: Decimal
 ) -> MetricResult:
-    """A money total, or per day covered: from the period's first day to the ledger's last
-    booked day in it (its data cutoff, not the wall clock), whole days."""
+    """A money total, or per day covered: from the period's first day to its end or, for a
+    period the ledger has not passed yet, to its last booked day (the data's cutoff, not
+    the wall clock), whole days."""
     if not totals.lines:
         return _result(period, params, totals, None, totals.currency)
     if not params.per_day:
         return _result(period, params, totals, float(total), totals.currency)
     last = session.scalar(  # ORDER BY … LIMIT 1, not MAX(): both databases walk the index
         select(FinanceLine.booked_on)
-        .where(live(FinanceLine), FinanceLine.booked_on < period.end)
+        .where(live(FinanceLine))
         .order_by(FinanceLine.booked_on.desc())
         .limit(1)
     )
