@@ -31,7 +31,7 @@ from flows.extract import sync_stream
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.demo import HOSTING_PER_MONTH, write_finance_export
 from okr_targets.config import KeyResultSpec
-from okr_targets.models import FinanceLine, FxRate, QuarantinedRow
+from okr_targets.models import Customer, FinanceLine, FxRate, QuarantinedRow
 from okr_targets.periods import Calendar, Period
 from okr_targets.store import Store, alembic_config, begin_run, upsert_records
 from tests.conftest import SMALL_ORG
@@ -39,6 +39,7 @@ from transforms.catalog import BUILT_IN
 from transforms.dependencies import key_result_entities
 from transforms.lineage import record_refs
 from transforms.metric import MetricError
+from transforms.metrics.finance import unknown_customers
 from transforms.money import CONFIG_SOURCE
 
 SEED = cast(int, SMALL_ORG["seed"])
@@ -482,3 +483,32 @@ def test_the_demo_profit_key_result_and_its_lineage(
     assert {record["entity"] for record in explained["records"]} == {"finance_line"}
     report = runner.invoke(app, ["report", "--store", sqlite_url])
     assert "Increase profit by 5%" in report.stdout
+
+
+def test_a_customer_no_source_knows_is_a_finding_not_a_loss(ledger_store: Store) -> None:
+    with ledger_store.session() as session:
+        assert unknown_customers(session) == [
+            "ledger finance lines name 1 customer(s) no source knows (C1); they count in "
+            "revenue and profit under no customer (check the export's customer_id: the CRM's "
+            "customer id, or a customer the same source provides)"
+        ]
+    revenue, _, _ = expected("2026-Q3")
+    got, _ = run(ledger_store, "revenue", "2026-Q3", currency="USD")
+    assert close(got.value, revenue)  # counted all the same
+    customer = {
+        "source": "crm",
+        "source_id": "C1",
+        "source_modified_at": STAMP,
+        "deleted_at": None,
+        "run_id": "r",
+        "name": "Customer One",
+        "owner_id": None,
+        "segment": None,
+        "created_at": STAMP,
+        "became_customer_on": None,
+        "churned_on": None,
+    }
+    with ledger_store.session() as session, session.begin():
+        upsert_records(session, Customer, [customer])
+    with ledger_store.session() as session:
+        assert unknown_customers(session) == []

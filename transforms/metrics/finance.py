@@ -16,10 +16,10 @@ from decimal import Decimal
 from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
-from okr_targets.models import FinanceLine
+from okr_targets.models import Customer, FinanceLine
 from okr_targets.periods import Period
 from transforms.lineage import record_columns
 from transforms.metric import Matches, Metric, MetricError, MetricResult, metric
@@ -190,3 +190,29 @@ def gross_margin(session: Session, period: Period, params: FinanceParams) -> Met
 
 
 METRICS: tuple[Metric[Any], ...] = (revenue, gross_profit, gross_margin)
+
+
+def unknown_customers(session: Session, shown: int = 5) -> list[str]:
+    """Validation findings: live finance lines naming a customer no source's live customer
+    record has as its id. They still count in revenue and profit (the ledger is right about
+    money), but a customer id that matches nothing is usually an export's mapping gone
+    wrong, so the run says so rather than keep quiet."""
+    known = exists().where(live(Customer), Customer.source_id == FinanceLine.customer_id)
+    unknown = (
+        select(FinanceLine.source, FinanceLine.customer_id)
+        .where(live(FinanceLine), FinanceLine.customer_id.is_not(None), ~known)
+        .distinct()
+        .order_by(FinanceLine.source, FinanceLine.customer_id)
+    )
+    by_source: dict[str, list[str]] = {}
+    for source, customer_id in session.execute(unknown):
+        by_source.setdefault(source, []).append(str(customer_id))
+    findings = []
+    for source, ids in by_source.items():
+        listed = ", ".join(ids[:shown]) + (f" … ({len(ids):,} in all)" if len(ids) > shown else "")
+        findings.append(
+            f"{source} finance lines name {len(ids):,} customer(s) no source knows ({listed}); "
+            "they count in revenue and profit under no customer (check the export's "
+            "customer_id: the CRM's customer id, or a customer the same source provides)"
+        )
+    return findings
