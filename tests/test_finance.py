@@ -37,9 +37,10 @@ from okr_targets.store import Store, alembic_config, begin_run, upsert_records
 from tests.conftest import SMALL_ORG
 from transforms.catalog import BUILT_IN
 from transforms.dependencies import key_result_entities
+from transforms.held import HeldBack, held_back_for
 from transforms.lineage import record_refs
 from transforms.metric import MetricError
-from transforms.metrics.finance import unknown_customers
+from transforms.metrics.finance import AmountParams, unknown_customers
 from transforms.money import CONFIG_SOURCE
 
 SEED = cast(int, SMALL_ORG["seed"])
@@ -319,8 +320,20 @@ def test_the_files_source_reads_finance_lines_and_quarantines_bad_ones(
             reasons = {
                 row.source_id: row.expectations for row in session.scalars(select(QuarantinedRow))
             }
+            # Held back, they make the profit of their quarter stale: all four in Q1 (their
+            # booking day), and the one without a booking day in every quarter.
+            profit, params = BUILT_IN.find("gross_profit"), AmountParams()
+            held = {
+                label: held_back_for(session, profit, params, quarter(label))
+                for label in ("2026-Q1", "2026-Q3")
+            }
     finally:
         store.dispose()
+    assert sample[0]["booked_on"] < date(2026, 4, 1)
+    assert held == {
+        "2026-Q1": [HeldBack("finance_line", "files", 4)],
+        "2026-Q3": [HeldBack("finance_line", "files", 1)],
+    }
     assert counts.quarantined == 4
     assert set(rows) == {str(record["id"]) for record in sample}
     first = rows[str(sample[0]["id"])]
