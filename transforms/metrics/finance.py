@@ -115,22 +115,16 @@ def _totals(session: Session, period: Period, params: FinanceParams) -> Totals:
             f"finance lines in {sorted(currencies)} but no exchange rates in the mirror"
         )
     unit = target or (currencies.pop() if currencies else "")
-    revenue, cost, lines = Decimal(0), Decimal(0), 0
-    for group in groups:
-        for total, column in ((group.amount, FinanceLine.amount), (group.cost, FinanceLine.cost)):
-            converted = converter.convert(
-                cast(Decimal, from_units(total, column)),
-                group.currency,
-                group.source,
-                target,
-                group.booked_on,
-                what="finance lines",
-            )
-            if column is FinanceLine.amount:
-                revenue += converted
-            else:
-                cost += converted
-        lines += group.lines
+
+    def converted(group: Any, units: int, column: Any) -> Decimal:
+        total = cast(Decimal, from_units(units, column))
+        return converter.convert(
+            total, group.currency, group.source, target, group.booked_on, what="finance lines"
+        )
+
+    revenue = sum((converted(g, g.amount, FinanceLine.amount) for g in groups), Decimal(0))
+    cost = sum((converted(g, g.cost, FinanceLine.cost) for g in groups), Decimal(0))
+    lines = sum(group.lines for group in groups)
     return Totals(revenue, cost, lines, unit)
 
 
