@@ -41,8 +41,9 @@ within a minute to measure something else (benchmarks/no_change.py)."""
 
 @contextmanager
 def demo_sandboxes(seed: int, as_of: datetime, *, lax_limits: bool = False) -> Iterator[DemoWorld]:
-    """Serve a generated Salesforce org and its Zendesk helpdesk until the block exits;
-    ``lax_limits`` raises Zendesk's rate limits (``LAX_EXPORTS``, ``LAX_CALLS``)."""
+    """Serve a generated Salesforce org and its Zendesk helpdesk, with the finance export of
+    the org in a temporary directory, until the block exits; ``lax_limits`` raises
+    Zendesk's rate limits (``LAX_EXPORTS``, ``LAX_CALLS``)."""
     from connectors.salesforce import sandbox as salesforce
     from connectors.salesforce.sandbox import emulator as salesforce_emulator
     from connectors.salesforce.sandbox.data import customer_seeds, generate_org

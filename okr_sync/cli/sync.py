@@ -69,7 +69,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="seed of the generated sample org")] = 7,
     okr_file: Annotated[Path, typer.Option("--okr-file", help="OKR file to sync")] = DEMO_OKRS,
 ) -> None:
-    """Start the Salesforce and Zendesk sandboxes, sync the sample company's OKRs, report."""
+    """Start the Salesforce and Zendesk sandboxes, write the finance export, sync the sample
+    company's OKRs, report."""
     from okr_sync.demo import demo_sandboxes
 
     url = store_url(store)
