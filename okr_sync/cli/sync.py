@@ -81,6 +81,9 @@ def demo(
             world = stack.enter_context(demo_sandboxes(seed, today))
         for name, server in world.servers.items():
             err.print(f"Sandbox {name} API at {server.base_url}", highlight=False)
+        finance = world.env.get("OKR_SYNC_FILES_DIRECTORY")
+        if finance:
+            err.print(f"Finance export (files connector) in {finance}", highlight=False)
         err.print(f"Store: {redact(url)}", highlight=False)
         # The connectors read where their sandbox is from the environment, for this demo only:
         # its certificate files go with the sandboxes.
