@@ -34,7 +34,7 @@ from okr_targets.config import KeyResultSpec
 from okr_targets.models import Customer, FinanceLine, FxRate, QuarantinedRow
 from okr_targets.periods import Calendar, Period
 from okr_targets.store import Store, alembic_config, begin_run, upsert_records
-from tests.conftest import SMALL_ORG
+from tests.conftest import SMALL_ORG, fresh_postgres_database
 from transforms.catalog import BUILT_IN
 from transforms.dependencies import key_result_entities
 from transforms.held import HeldBack, held_back_for
@@ -352,25 +352,28 @@ def test_the_files_source_reads_finance_lines_and_quarantines_bad_ones(
     assert reasons["903"] == ["amount '12,50' is not a number"]
 
 
-@pytest.mark.parametrize(
-    "source", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def billing_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The sample billing database, on SQLite or on its own PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'billing.db'}"
+        create_fixture_database(url)
+        yield url
+        return
+    request.getfixturevalue("postgres_admin")  # skipped, with the reason, when it is down
+    with fresh_postgres_database("okr_billing") as name:
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        create_fixture_database(url)
+        yield url
+
+
 def test_the_sql_source_reads_finance_lines(
-    source: str,
-    tmp_path: Path,
+    billing_url: str,
     store_url: str,
     validator: Validator,
     monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'billing.db'}"
-        if source == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    if url == store_url:
-        pytest.skip("the source and the store would share one database")
-    create_fixture_database(url)
+    url = billing_url
     monkeypatch.setenv("OKR_SYNC_SQL_URL", url)
     monkeypatch.setenv("OKR_SYNC_SQL_PAGE_SIZE", "7")
     sample = sample_tables()["finance_lines"]
