@@ -29,7 +29,7 @@ import httpx
 
 BIN = Path(sys.executable).parent
 TARGET_P99 = 1.0
-PATHS = ("/", "/api/v1/summary", "/api/v1/summary.csv", "/api/v1/summary")
+PATHS = ("/", "/api/v2/summary", "/api/v2/summary.csv", "/api/v2/summary")
 
 
 def build_store(world: str, directory: Path) -> str:
@@ -67,7 +67,7 @@ def start_serve(url: str, token: str, log: Path) -> tuple[subprocess.Popen[bytes
     base = found.group(0)
     while True:  # the line is printed just before uvicorn accepts
         try:
-            httpx.get(f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"})
+            httpx.get(f"{base}/api/v2", headers={"Authorization": f"Bearer {token}"})
             return process, base
         except httpx.ConnectError:
             if time.monotonic() > deadline:

@@ -20,6 +20,8 @@ from prefect.events import emit_event
 from flows.logs import run_logger
 from flows.steps import prefect_api
 from okr_targets.config import OkrConfig
+from okr_targets.formatting import format_movement, format_progress, format_value
+from okr_targets.status import status_label
 from okr_targets.store import Store
 from okr_targets.summary import store_summary_markdown
 from transforms.measure import KeyResultOutcome
@@ -48,6 +50,21 @@ def change_events(
         objective, spec = specs[outcome.key_result_id]
         owner, period = config.resolved(objective, spec)
         status_changed = outcome.status != outcome.previous_status
+        payload: dict[str, Any] = {
+            "key_result_id": spec.id,
+            "title": spec.title,
+            "owner": owner,
+            "period": period,
+            "old_value": outcome.previous_value,
+            "new_value": outcome.value,
+            "unit": outcome.unit,
+            "baseline_period": outcome.baseline_period,
+            "target": spec.target,
+            "progress": outcome.progress,
+            "previous_status": outcome.previous_status,
+            "status": outcome.status,
+            "run_id": run_id,
+        }
         events.append(
             {
                 "event": STATUS_CHANGED if status_changed else VALUE_CHANGED,
@@ -66,23 +83,26 @@ def change_events(
                         "prefect.resource.name": objective.title,
                     }
                 ],
-                "payload": {
-                    "key_result_id": spec.id,
-                    "title": spec.title,
-                    "owner": owner,
-                    "period": period,
-                    "old_value": outcome.previous_value,
-                    "new_value": outcome.value,
-                    "unit": outcome.unit,
-                    "target": spec.target,
-                    "progress": outcome.progress,
-                    "previous_status": outcome.previous_status,
-                    "status": outcome.status,
-                    "run_id": run_id,
-                },
+                "payload": payload | _texts(outcome, spec.target),
             }
         )
     return events
+
+
+def _texts(outcome: KeyResultOutcome, target: float | None) -> dict[str, Any]:
+    """The numbers as the dashboard writes them (``okr_targets.formatting``), for messages:
+    "1.2M USD of 3.4M USD target (35% done, 50% expected)"."""
+    unit, since = outcome.unit, outcome.baseline_period
+    return {
+        "value_text": format_value(outcome.value, unit, since),
+        "old_value_text": format_value(outcome.previous_value, unit, since),
+        "target_text": format_value(target, unit, since),
+        "progress_text": format_progress(outcome.progress, outcome.expected_progress),
+        "change_text": format_movement(outcome.previous_value, outcome.value, unit, since),
+        "previous_status_text": (
+            status_label(outcome.previous_status) if outcome.previous_status else "not measured"
+        ),
+    }
 
 
 def changes_table(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -90,24 +110,20 @@ def changes_table(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for event in events:
         payload = event["payload"]
-        progress = payload["progress"]
         rows.append(
             {
                 "key result": payload["key_result_id"],
                 "title": payload["title"],
-                "old value": _number(payload["old_value"]),
-                "new value": _number(payload["new_value"]),
-                "unit": payload["unit"],
-                "progress": "" if progress is None else f"{progress:.0%}",
+                "old value": payload["old_value_text"],
+                "new value": payload["value_text"],
+                "change": payload["change_text"],
+                "target": payload["target_text"],
+                "progress": payload["progress_text"],
                 "status": f"{payload['previous_status'] or 'new'} → {payload['status']}",
                 "owner": payload["owner"],
             }
         )
     return rows
-
-
-def _number(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.2f}".removesuffix(".00")
 
 
 def publish_changes(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import secrets
 import threading
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import func, select
 from starlette.applications import Starlette
@@ -40,12 +41,28 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from flows.settings import OneLineSettings
-from okr_targets.dashboard import render_html
-from okr_targets.models import KeyResult, Measurement, Objective, SourceRead, SyncRun, utcnow
+from okr_targets.dashboard import Refresh, render_html
+from okr_targets.models import (
+    KeyResult,
+    Measurement,
+    Objective,
+    Organisation,
+    SourceRead,
+    SyncRun,
+    utcnow,
+)
 from okr_targets.store import Store
-from okr_targets.summary import SCHEMA_FILE, build_summary, key_results, summary_csv
+from okr_targets.summary import (
+    SCHEMA_FILE,
+    SCHEMA_FILE_V1,
+    build_summary,
+    key_results,
+    summary_csv,
+    summary_v1,
+)
 
-API = "/api/v1"
+API = "/api/v1"  # version 1's shape (summary_v1), kept for tools written for it
+API_V2 = "/api/v2"  # the summary as the page shows it: header, names, objective status
 
 
 class ServeSettings(OneLineSettings):
@@ -56,6 +73,8 @@ class ServeSettings(OneLineSettings):
     token: SecretStr | None = None
     user: str | None = None
     password: SecretStr | None = None
+    # How often an open page asks whether the store changed (GET /api/v1/version).
+    refresh_seconds: float = Field(default=15.0, ge=0.5, le=3600)
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> ServeSettings:
@@ -128,7 +147,8 @@ _HEADERS = {
 def store_version(store: Store) -> tuple[Any, ...]:
     """What changes whenever the summary's numbers or OKRs can: a new measurement, a run
     begun or finished, a source read, a key result or objective edited, confirmed, added or
-    removed. One query of scalar subqueries, cheap enough for every request."""
+    removed, the company or people renamed. One query of scalar subqueries, cheap enough
+    for every request."""
     parts = (
         func.max(Measurement.id),
         func.count(SyncRun.id),
@@ -139,10 +159,21 @@ def store_version(store: Store) -> tuple[Any, ...]:
         func.max(KeyResult.checked_at),
         func.count(Objective.id),
         func.max(Objective.updated_at),
+        func.max(Organisation.updated_at),
     )
     with store.session() as session:
         row = session.execute(select(*(select(part).scalar_subquery() for part in parts))).one()
     return tuple(row)
+
+
+def version_tag(version: tuple[Any, ...]) -> str:
+    """A short opaque tag of a store version: what the page compares to see a change."""
+    return hashlib.sha256(repr(version).encode()).hexdigest()[:16]
+
+
+def last_change(version: tuple[Any, ...]) -> datetime | None:
+    """The newest moment in a store version: when the store last changed what the page shows."""
+    return max((part for part in version if isinstance(part, datetime)), default=None)
 
 
 @dataclass
@@ -204,11 +235,30 @@ def create_app(
         return cache.get().summary
 
     def page(_request: Request) -> Response:
-        html = cache.get().view("html", lambda summary: render_html(summary, live=True))
+        snapshot = cache.get()
+        refresh = Refresh(version_tag(snapshot.version), settings.refresh_seconds)
+        html = snapshot.view("html", lambda summary: render_html(summary, refresh=refresh))
         return HTMLResponse(html, headers=_HEADERS)
+
+    def version(_request: Request) -> Response:
+        """What the open page polls: one cheap query, no summary built."""
+        current = store_version(store)
+        changed = last_change(current)
+        return JSONResponse(
+            {
+                "version": version_tag(current),
+                "updated_at": changed.isoformat() if changed else None,
+                "checked_at": clock().isoformat(),
+            },
+            headers=_HEADERS,
+        )
 
     def summary_json(_request: Request) -> Response:
         body = cache.get().view("json", _json)
+        return Response(body, media_type="application/json", headers=_HEADERS)
+
+    def summary_json_v1(_request: Request) -> Response:
+        body = cache.get().view("json-v1", lambda summary: _json(summary_v1(summary)))
         return Response(body, media_type="application/json", headers=_HEADERS)
 
     def summary_table(_request: Request) -> Response:
@@ -220,23 +270,27 @@ def create_app(
 
     def key_result(request: Request) -> Response:
         wanted = request.path_params["key_result_id"]
-        for objective, kr in key_results(summary()):
+        shown = summary() if request.url.path.startswith(API_V2) else summary_v1(summary())
+        for objective, kr in key_results(shown):
             if kr["id"] == wanted:
                 return JSONResponse({"objective_id": objective["id"], **kr}, headers=_HEADERS)
         return JSONResponse({"error": f"no key result {wanted!r}"}, 404, headers=_HEADERS)
 
-    def schema(_request: Request) -> Response:
-        return FileResponse(SCHEMA_FILE, media_type="application/schema+json", headers=_HEADERS)
+    def schema(request: Request) -> Response:
+        path = SCHEMA_FILE if request.url.path.startswith(API_V2) else SCHEMA_FILE_V1
+        return FileResponse(path, media_type="application/schema+json", headers=_HEADERS)
 
-    def index(_request: Request) -> Response:
+    def index(request: Request) -> Response:
+        version, api = (2, API_V2) if request.url.path.startswith(API_V2) else (1, API)
         return JSONResponse(
             {
-                "version": 1,
+                "version": version,
                 "endpoints": {
-                    f"{API}/summary": "every objective and key result (see the schema)",
-                    f"{API}/summary.csv": "the same, one row per key result",
-                    f"{API}/key-results/{{id}}": "one key result with its history and lineage",
-                    f"{API}/schema": "the JSON Schema of the summary",
+                    f"{api}/summary": "every objective and key result (see the schema)",
+                    f"{api}/summary.csv": "the same, one row per key result",
+                    f"{api}/key-results/{{id}}": "one key result with its history and lineage",
+                    f"{api}/schema": "the JSON Schema of the summary",
+                    f"{api}/version": "a tag that changes whenever the store does (for polling)",
                 },
             },
             headers=_HEADERS,
@@ -254,9 +308,16 @@ def create_app(
     routes = [
         Route("/", page),
         Route(API, index),
-        Route(f"{API}/summary", summary_json),
+        Route(f"{API}/summary", summary_json_v1),
         Route(f"{API}/summary.csv", summary_table),
         Route(f"{API}/key-results/{{key_result_id}}", key_result),
         Route(f"{API}/schema", schema),
+        Route(f"{API}/version", version),
+        Route(API_V2, index),
+        Route(f"{API_V2}/summary", summary_json),
+        Route(f"{API_V2}/summary.csv", summary_table),
+        Route(f"{API_V2}/key-results/{{key_result_id}}", key_result),
+        Route(f"{API_V2}/schema", schema),
+        Route(f"{API_V2}/version", version),
     ]
     return Starlette(routes=routes, middleware=middleware)

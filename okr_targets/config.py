@@ -32,7 +32,7 @@ from pydantic import (
 from sqlalchemy import Column, String
 
 from connectors.base import StreamInfo, UnknownConnectorError, get_connector
-from okr_targets.models import KeyResult
+from okr_targets.models import KeyResult, Rep
 from okr_targets.periods import Calendar, Period
 from okr_targets.scoring import Kind, StatusThresholds, check_target
 
@@ -174,6 +174,28 @@ class CustomMetricSpec(_Spec):
         return self
 
 
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
+        raise ValueError(f"{value!r} is not an e-mail address (the owner's, as in `owner:`)")
+    return value
+
+
+Email = Annotated[str, Field(max_length=_stored_length(_columns.owner)), AfterValidator(_email)]
+TeamName = Annotated[str, Field(min_length=1, max_length=_stored_length(Rep.__table__.c.team))]
+
+
+class PersonSpec(_Spec):
+    """How an owner is shown: the name (and team) for an e-mail, over the CRM's reps."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    team: TeamName | None = None
+
+
+def _name_only(value: Any) -> Any:
+    """``a@x: Alice Adams`` is short for ``a@x: {name: Alice Adams}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
 def _every_salesforce_entity() -> dict[str, list[str] | None]:
     return {"salesforce": None}
 
@@ -196,6 +218,11 @@ class OkrFile(_Spec):
     )
     metrics: dict[Slug, CustomMetricSpec] = Field(
         default_factory=dict, description="custom metrics, by name, for key results to use"
+    )
+    people: dict[Email, Annotated[PersonSpec, BeforeValidator(_name_only)]] = Field(
+        default_factory=dict,
+        description="owner e-mail -> name and optional team, shown instead of the e-mail; "
+        "wins over the CRM's reps",
     )
     objectives: list[ObjectiveSpec] = Field(min_length=1)
 
@@ -493,8 +520,22 @@ def _check_sources(config: OkrConfig) -> None:
         )
 
 
+def _check_people(config: OkrConfig) -> None:
+    """E-mails match owners whatever their case, so two spellings of one would clash."""
+    seen: dict[str, str] = {}
+    for email in config.spec.people:
+        if email.lower() in seen:
+            raise ConfigError(
+                f"{config.where('people', email)}: people: {email!r} is already given as "
+                f"{seen[email.lower()]!r} (e-mails match whatever their case); "
+                "fix: keep one of them"
+            )
+        seen[email.lower()] = email
+
+
 def _check_references(config: OkrConfig) -> None:
     _check_sources(config)
+    _check_people(config)
     seen: dict[str, str] = {}
     objectives = {objective.id for objective in config.spec.objectives}
     for index, objective in enumerate(config.spec.objectives):

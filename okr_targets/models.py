@@ -145,6 +145,22 @@ class KeyResult(Base):
     objective: Mapped[Objective] = relationship(back_populates="key_results")
 
 
+class Organisation(Base):
+    """The OKR file's organisation-wide words: the company's name and its ``people:`` map.
+
+    One row (``id`` 1), replaced by each sync that saves the file. ``people`` maps a
+    lower-case e-mail to ``{"name": …, "team": … or null}``; it wins over the CRM's reps
+    when an owner's e-mail is shown as a name (``okr_targets/people.py``).
+    """
+
+    __tablename__ = "organisation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company: Mapped[str] = mapped_column(Text)
+    people: Mapped[Json] = mapped_column(default=dict)
+    updated_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+
 # --- Sync bookkeeping -----------------------------------------------------------------
 
 

@@ -7,7 +7,9 @@ early on (``okr_targets/last_sync.py``), shows ``stale`` with the reason. A clos
 shows ``met`` or ``missed`` with its final score, not a live status. Each key result
 carries a forecast of its end-of-period value from one value per day, or why there is none.
 Objective progress is the weighted mean (equal weights by default) of its key results'
-and child objectives' progress; every formula is in docs/scoring.md.
+and child objectives' progress, and its status the weakest of theirs
+(``okr_targets.status.objective_status``); every formula is in docs/scoring.md. Owners
+carry their names (``okr_targets/people.py``).
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from okr_targets.freshness import stale_reason
 from okr_targets.last_sync import SyncTrouble, last_finished_run, trouble_for
 from okr_targets.lineage import latest_measurement
 from okr_targets.models import DailyValue, KeyResult, Objective, SyncRun
+from okr_targets.people import Person, people
 from okr_targets.periods import UTC_CALENDAR, Calendar
 from okr_targets.rollup import rollup
 from okr_targets.scoring import Kind, StatusThresholds, score
-from okr_targets.status import KeyResultStatus
+from okr_targets.status import KeyResultStatus, objective_status
 
 
 @dataclass
 class KeyResultLine:
     id: str
     title: str
-    owner: str
+    owner: str  # the e-mail, as in the OKR file
+    owner_name: str  # the person's name (okr_targets/people.py), else the e-mail
+    owner_team: str | None
     period: str
     period_start: str
     period_end: str
@@ -41,6 +46,7 @@ class KeyResultLine:
     metric: str
     value: float | None
     unit: str
+    baseline_period: str | None  # a change (pct_change) is measured against this period
     baseline: float
     target: float
     direction: str
@@ -78,12 +84,20 @@ class ObjectiveLine:
     parent: str | None
     weight: float
     progress: float | None
+    owner_name: str = ""
+    owner_team: str | None = None
+    status: KeyResultStatus = KeyResultStatus.NO_DATA  # the weakest below it: objective_status
     key_results: list[KeyResultLine] = field(default_factory=list)
     children: list[ObjectiveLine] = field(default_factory=list)
 
 
 def _key_result_line(
-    session: Session, kr: KeyResult, now: datetime, calendar: Calendar, last_run: SyncRun | None
+    session: Session,
+    kr: KeyResult,
+    now: datetime,
+    calendar: Calendar,
+    last_run: SyncRun | None,
+    person: Person,
 ) -> KeyResultLine:
     latest = latest_measurement(session, kr.id)
     value = latest.value if latest else None
@@ -118,6 +132,8 @@ def _key_result_line(
         id=kr.id,
         title=kr.title,
         owner=kr.owner,
+        owner_name=person.name,
+        owner_team=person.team,
         period=kr.period,
         period_start=period.start_at.isoformat(),
         period_end=period.end_at.isoformat(),
@@ -125,6 +141,7 @@ def _key_result_line(
         metric=kr.metric,
         value=value,
         unit=unit,
+        baseline_period=(latest.details or {}).get("baseline_period") if latest else None,
         baseline=kr.baseline,
         target=kr.target,
         direction=kr.direction,
@@ -172,14 +189,25 @@ def build_report(
     objectives = session.scalars(
         select(Objective).where(Objective.retired_at.is_(None)).order_by(Objective.id)
     ).all()
+    named = people(session)
     lines = {
-        o.id: ObjectiveLine(o.id, o.title, o.owner, o.period, o.parent_id, o.weight, None)
+        o.id: ObjectiveLine(
+            o.id,
+            o.title,
+            o.owner,
+            o.period,
+            o.parent_id,
+            o.weight,
+            None,
+            owner_name=named(o.owner).name,
+            owner_team=named(o.owner).team,
+        )
         for o in objectives
     }
     last_run = last_finished_run(session)
     live = select(KeyResult).where(KeyResult.retired_at.is_(None)).order_by(KeyResult.id)
     for kr in session.scalars(live):
-        kr_line = _key_result_line(session, kr, now, calendar, last_run)
+        kr_line = _key_result_line(session, kr, now, calendar, last_run, named(kr.owner))
         lines[kr.objective_id].key_results.append(kr_line)
     roots = []
     for objective in objectives:
@@ -194,10 +222,14 @@ def build_report(
 
 
 def _roll_up(line: ObjectiveLine) -> float | None:
-    """Key results and child objectives side by side, each with its weight."""
+    """Key results and child objectives side by side, each with its weight; the status is
+    the weakest of theirs (``objective_status``)."""
     parts = [(kr.progress, kr.weight) for kr in line.key_results]
     parts += [(_roll_up(child), child.weight) for child in line.children]
     line.progress = rollup(parts)
+    line.status = objective_status(
+        [kr.status for kr in line.key_results] + [child.status for child in line.children]
+    )
     return line.progress
 
 
@@ -210,10 +242,11 @@ def walk(lines: list[ObjectiveLine], depth: int = 0) -> list[tuple[int, Objectiv
     return ordered
 
 
-def as_json(lines: list[ObjectiveLine], now: datetime, store: str) -> dict[str, object]:
+def as_json(lines: list[ObjectiveLine]) -> list[dict[str, object]]:
+    """The objectives as a flat list in tree order, without their ``children``."""
     flat = []
     for _depth, line in walk(lines):
         item = asdict(line)
         item.pop("children")
         flat.append(item)
-    return {"generated_at": now.isoformat(), "store": store, "objectives": flat}
+    return flat

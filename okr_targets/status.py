@@ -63,6 +63,26 @@ def status_mark(value: str) -> str:
     return KeyResultStatus(value).mark if value in STATUS_LABELS else value
 
 
+WEAKEST_FIRST: Final[tuple[KeyResultStatus, ...]] = (
+    KeyResultStatus.OFF_TRACK,
+    KeyResultStatus.MISSED,
+    KeyResultStatus.AT_RISK,
+    KeyResultStatus.STALE,
+    KeyResultStatus.ON_TRACK,
+    KeyResultStatus.MET,
+)
+"""The objective-status rule's order: an objective shows the first of these among its key
+results and child objectives. ``no_data`` (a key result never measured, or whose metric
+failed) is left out, as the roll-up leaves out unmeasured items; docs/scoring.md."""
+
+
+def objective_status(parts: list[KeyResultStatus]) -> KeyResultStatus:
+    """The weakest status among an objective's key results and child objectives' statuses;
+    ``no_data`` when none of them has a number."""
+    present = set(parts)
+    return next((status for status in WEAKEST_FIRST if status in present), KeyResultStatus.NO_DATA)
+
+
 class RunStatus(StrEnum):
     """Where a sync run ended: complete, partial (a stream stopped early or a key result
     could not be computed) or failed; running until then (or until it is found abandoned)."""

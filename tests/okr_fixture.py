@@ -10,6 +10,11 @@ At ``NOW`` (2026-11-27 12:00 UTC, 62.5% into 2026-Q4):
 - ``new-customers`` (sales): 4.5 of 10 → at risk;
 - ``first-response`` (support): computed from Zendesk tickets last read 3 days ago → stale;
 - ``alice-deals`` (alice): never measured → no data.
+
+Owners are ``{objective}@example.com``. The company is "Grow Co"; the CRM's reps name
+alice (Alice Adams, Enterprise) and sales (Sam Seller, Enterprise), and the OKR file's
+``people:`` map renames sales (Samantha Seller) and names support (Sue Porter, Support);
+grow is known to neither and stays an e-mail (``NAMES``, ``TEAMS``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import update
+
 from okr_targets.models import (
     DailyValue,
     Deal,
@@ -25,6 +32,8 @@ from okr_targets.models import (
     Measurement,
     MeasurementRecord,
     Objective,
+    Organisation,
+    Rep,
     SourceRead,
     SyncRun,
     Ticket,
@@ -42,6 +51,16 @@ STATUSES = {
     "alice-deals": "no_data",
 }
 TREE = {"grow": None, "sales": "grow", "alice": "sales", "support": "grow"}
+COMPANY = "Grow Co"
+NAMES = {  # owner e-mail -> the name shown
+    "grow@example.com": "grow@example.com",
+    "sales@example.com": "Samantha Seller",
+    "alice@example.com": "Alice Adams",
+    "support@example.com": "Sue Porter",
+}
+TEAMS = {"sales@example.com": "Enterprise", "alice@example.com": "Enterprise"} | {
+    "support@example.com": "Support"
+}
 
 
 def _key_result(id: str, objective: str, title: str, **fields: object) -> KeyResult:
@@ -131,6 +150,35 @@ def fill_store(url: str) -> None:
             )
         )
         session.flush()  # the run first: no relationship orders these inserts
+        session.add(
+            Organisation(
+                id=1,
+                company=COMPANY,
+                people={
+                    "sales@example.com": {"name": "Samantha Seller", "team": "Enterprise"},
+                    "support@example.com": {"name": "Sue Porter", "team": "Support"},
+                },
+                updated_at=run_at,
+            )
+        )
+        for n, (name, email) in enumerate(
+            (("Alice Adams", "Alice@Example.com"), ("Sam Seller", "sales@example.com"))
+        ):
+            session.add(
+                Rep(
+                    source="salesforce",
+                    source_id=f"005-{n + 1}",
+                    source_modified_at=run_at,
+                    run_id="run-1",
+                    name=name,
+                    email=email,
+                    team="Enterprise",
+                    started_on=date(2025, 1, 6),
+                    monthly_quota=Decimal("50000"),
+                    quota_currency="USD",
+                    active=True,
+                )
+            )
         session.add(SourceRead(source="salesforce", read_at=run_at, run_id="run-1"))
         session.add(SourceRead(source="zendesk", read_at=NOW - timedelta(days=3), run_id="run-1"))
         session.flush()
@@ -239,3 +287,62 @@ def summary_of(url: str) -> dict[str, Any]:
         found = build_summary(session, NOW, store.display_url)
     store.dispose()
     return found
+
+
+def land_value(url: str, kr_id: str, at: datetime, value: float, *, changed: bool = True) -> None:
+    """A measuring pass at ``at`` as a sync writes it: a finished run, the day's point, and a
+    measurement when the value ``changed`` (a confirmation of an unchanged value has none)."""
+    store = Store.open(url)
+    with store.session() as session:
+        run_id = f"run-{at:%Y%m%d%H%M%S}"
+        session.add(
+            SyncRun(
+                id=run_id,
+                started_at=at - timedelta(seconds=30),
+                finished_at=at,
+                status="complete",
+                code_version="0.1.0",
+            )
+        )
+        session.flush()
+        kr = session.get(KeyResult, kr_id)
+        assert kr is not None
+        if changed:
+            session.add(
+                Measurement(
+                    key_result_id=kr_id,
+                    run_id=run_id,
+                    measured_at=at,
+                    value=value,
+                    unit=kr.unit,
+                    progress=None,
+                    progress_raw=None,
+                    expected_progress=0.0,
+                    status="on_track",
+                    metric=kr.metric,
+                    params={},
+                    details={},
+                    record_count=0,
+                    code_version="0.1.0",
+                    data_cutoff=at,
+                )
+            )
+        point = session.get(DailyValue, (kr_id, at.date())) or DailyValue(
+            key_result_id=kr_id, day=at.date()
+        )
+        point.value, point.checked_at, point.data_cutoff, point.run_id = value, at, at, run_id
+        session.add(point)
+        kr.checked_at = at
+        session.commit()
+    store.dispose()
+
+
+def edited_at(url: str, at: datetime) -> None:
+    """Stamp every objective and key result as last edited at ``at`` (the fixture writes them
+    on the real clock, which may be later than ``NOW``)."""
+    store = Store.open(url)
+    with store.session() as session:
+        for model in (KeyResult, Objective):
+            session.execute(update(model).values(updated_at=at))
+        session.commit()
+    store.dispose()

@@ -1562,7 +1562,7 @@ def test_a_closed_period_shows_met_or_missed_with_its_final_score(tmp_path: Path
         1.0,
     )
     rows = {row["id"]: row for row in csv.DictReader(io.StringIO(summary_csv(_summary(url))))}
-    assert (rows["q3-win-rate"]["status_label"], rows["q3-new-customers"]["status_label"]) == (
+    assert (rows["q3-win-rate"]["status"], rows["q3-new-customers"]["status"]) == (
         "missed",
         "met",
     )

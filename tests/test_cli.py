@@ -84,6 +84,19 @@ def test_sync_then_report_in_every_format(
     assert {row["id"] for row in rows} == {
         kr["id"] for o in as_json["objectives"] for kr in o["key_results"]
     }
+    # owners by name: the reps the CRM gives, and the OKR file's people: for the others
+    assert as_json["company"] == "Acme Demo Inc."
+    users = {u["Email"]: (u["Name"], u["Department"]) for u in sandbox_org.records("User")}
+    marcus = objectives["marcus-reed"]
+    assert (marcus["owner_name"], marcus["owner_team"]) == users[marcus["owner"]]
+    top = objectives["company-revenue"]
+    assert (top["owner_name"], top["owner_team"]) == ("Alex Morgan", "Leadership")
+    named = {row["owner_email"]: row["owner"] for row in rows}
+    assert named["marcus.reed@acme-demo.example"] == users["marcus.reed@acme-demo.example"][0]
+    table = invoke("report", "--store", sqlite_url)
+    assert table.exit_code == 0, table.output
+    assert "Alex Morgan" in table.stdout
+    assert "ceo@acme-demo.example" not in table.stdout
 
     listing = invoke("runs", "--store", sqlite_url)
     assert listing.exit_code == 0, listing.output

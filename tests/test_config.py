@@ -191,3 +191,42 @@ def test_bad_source_and_money_settings(
     message = error_for(tmp_path, VALID.replace("company: Acme\n", "company: Acme\n" + header))
     for fragment in fragments:
         assert fragment in message
+
+
+PEOPLE = VALID.replace(
+    "objectives:\n",
+    "people:\n"
+    "  ceo@acme.example: Casey Chief\n"
+    "  lead@acme.example: {name: Lee Lead, team: Sales}\n"
+    "objectives:\n",
+)
+
+
+def test_people_map_names_owners(tmp_path: Path) -> None:
+    config = load(write(tmp_path, PEOPLE))[0]
+    assert {email: (p.name, p.team) for email, p in config.spec.people.items()} == {
+        "ceo@acme.example": ("Casey Chief", None),
+        "lead@acme.example": ("Lee Lead", "Sales"),
+    }
+    assert lint(config) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "fragment"),
+    [
+        ("ceo@acme.example: Casey", "ceo-at-acme: Casey", 3, "'ceo-at-acme' is not an e-mail"),
+        ("{name: Lee Lead, team: Sales}", "{name: Lee Lead, tem: Sales}", 4, "people.lead@"),
+        ("{name: Lee Lead, team: Sales}", "{team: Sales}", 4, "people.lead@acme.example.name"),
+        ("Casey Chief", "''", 3, "at least 1 character"),
+        ("team: Sales}", f"team: {'x' * 101}}}", 4, "at most 100 characters"),
+        ("lead@acme.example: {", "CEO@acme.example: {", 4, "is already given as 'ceo@acme"),
+    ],
+)
+def test_bad_people_entries_name_file_and_line(
+    tmp_path: Path, old: str, new: str, line: int, fragment: str
+) -> None:
+    assert old in PEOPLE
+    message = error_for(tmp_path, PEOPLE.replace(old, new))
+    assert message.startswith(f"{tmp_path / 'okrs.yaml'}:{line}: "), message
+    assert fragment in message, message
+    assert "fix:" in message

@@ -3,16 +3,22 @@
 Chromium comes from the ``chromium`` package (``/usr/bin/chromium``, or
 ``OKR_SYNC_CHROMIUM``); Playwright never downloads a browser. In CI (``CI=true``, where
 ``.ci/run`` installs it) a missing Chromium fails these tests; elsewhere they skip with the
-reason. Screenshots go to the test's temporary folder.
+reason. Screenshots go to the test's temporary folder; ``python -m
+tests.dashboard_screenshots`` takes the docs' ones of the demo store at the same two sizes.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +28,22 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.dashboard import render_html
+from okr_targets.formatting import format_value
 from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
-from okr_targets.summary import format_value, key_results
-from tests.okr_fixture import NOW, STATUSES, fill_store, summary_of
+from okr_targets.summary import key_results
+from tests.dashboard_screenshots import CHROMIUM, VIEWPORTS, bottom_of, open_page, shoot
+from tests.okr_fixture import (
+    NOW,
+    STATUSES,
+    TEAMS,
+    TREE,
+    edited_at,
+    fill_store,
+    land_value,
+    summary_of,
+)
 
-CHROMIUM = Path(os.environ.get("OKR_SYNC_CHROMIUM", "/usr/bin/chromium"))
 # The colours the stylesheet gives each status (GitHub Primer's accessible palette).
 STATUS_RGB = {
     "on_track": "rgb(26, 127, 55)",
@@ -127,7 +143,7 @@ def test_tree_status_colours_and_drill_down(
     )
     revenue = page.locator('[data-kr="revenue"]')
     expect(revenue.locator(".why-button")).to_contain_text("600k USD")
-    expect(revenue.locator(".target")).to_have_text("target 1.00M USD")
+    expect(revenue.locator(".target")).to_have_text("target 1M USD")
     expect(revenue.locator(".freshness")).to_contain_text("updated 2026-11-27 11:00 UTC")
     expect(revenue.locator(".freshness")).to_contain_text("(61 min old)")
     expect(revenue.locator("svg circle")).to_have_count(5)  # the fixture's five days
@@ -240,7 +256,7 @@ def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None
     response = page.goto(live + "/")
     assert response is not None
     assert response.status == 200
-    api = context.request.get(live + "/api/v1/summary").json()
+    api = context.request.get(live + "/api/v2/summary").json()
     for objective in api["objectives"]:
         for kr in objective["key_results"]:
             card = page.locator(f'[data-kr="{kr["id"]}"]')
@@ -251,6 +267,268 @@ def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None
     page.locator('[data-kr="first-response"] .why-button').click()
     expect(page.locator("#why-first-response")).to_contain_text("zendesk.ticket: 1")
     page.keyboard.press("Escape")  # the dialog is modal: the page waits behind it
+    page.goto(live + "/?status=off_track")  # a filtered link to the live page
+    expect(page.locator("h1")).to_contain_text("Grow Co")
+    expect(page.get_by_label("Status", exact=True)).to_have_value("off_track")
+    assert visible(page, "li[data-kr]", "kr") == {"win-rate"}
     page.get_by_role("link", name="JSON").click()
-    assert page.url == live + "/api/v1/summary"
+    assert page.url == live + "/api/v2/summary"
     context.close()
+
+
+# --- the answer first: above the fold, and filters kept in the URL ---------------------------
+
+
+@pytest.fixture
+def page_file(summary: dict[str, Any], tmp_path: Path) -> Path:
+    path = tmp_path / "okrs.html"
+    path.write_text(render_html(summary), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
+def test_the_counts_and_what_needs_attention_show_before_scrolling(
+    browser: Browser, page_file: Path, viewport: str
+) -> None:
+    width, height = VIEWPORTS[viewport]
+    context, page = open_page(browser, page_file, width, height)
+    expect(page.locator("h1")).to_have_text("Grow Co OKRs 2026-Q4")
+    counts = page.locator(".counts")
+    for status in STATUSES.values():
+        expect(counts).to_contain_text(f"1 {STATUS_LABELS[status]}")
+    items = page.locator(".attention li")
+    expect(items).to_have_count(3)  # off track, at risk, stale
+    expect(items.nth(0)).to_contain_text("Raise the win rate")
+    expect(items.nth(0)).to_contain_text("Samantha Seller")
+    expect(items.nth(0)).to_contain_text("10% done, 62% expected")
+    for selector in ("h1", ".counts", ".attention"):
+        assert bottom_of(page, selector) <= height, (viewport, selector)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    # the item leads to its card
+    items.nth(2).get_by_role("link", name="Answer within 4 hours").click()
+    expect(page.locator("#kr-first-response")).to_be_in_viewport()
+    context.close()
+
+
+def test_screenshots_of_both_sizes(browser: Browser, page_file: Path, tmp_path: Path) -> None:
+    written = shoot(browser, page_file, tmp_path)
+    assert set(written) == set(VIEWPORTS)
+    for path in written.values():
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+
+OWNER = {  # key result -> its owner's e-mail (the fixture's objective owners)
+    kr: f"{objective}@example.com"
+    for kr, objective in {
+        "revenue": "grow",
+        "win-rate": "sales",
+        "new-customers": "sales",
+        "first-response": "support",
+        "alice-deals": "alice",
+    }.items()
+}
+
+
+def visible(page: Page, selector: str, attribute: str) -> set[str]:
+    return set(
+        page.locator(selector).evaluate_all(
+            f"els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.{attribute})"
+        )
+    )
+
+
+def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Path) -> None:
+    context, page = open_page(browser, page_file, 1400, 1000)
+    cards, objectives = "li[data-kr]", "li[data-objective]"
+    assert visible(page, cards, "kr") == set(STATUSES)
+
+    page.get_by_label("Status", exact=True).select_option("off_track")
+    assert page.url.endswith("?status=off_track")
+    assert visible(page, cards, "kr") == {"win-rate"}
+    assert visible(page, "li[data-attention]", "attention") == {"win-rate"}
+    assert visible(page, objectives, "objective") == {"grow", "sales"}  # its ancestors
+    expect(page.locator("#filter-note")).to_have_text("showing 1 of 5 key results")
+
+    page.get_by_label("Status", exact=True).select_option("")
+    page.get_by_label("Team", exact=True).select_option("Enterprise")
+    enterprise = {kr for kr, email in OWNER.items() if TEAMS.get(email) == "Enterprise"}
+    assert visible(page, cards, "kr") == enterprise == {"win-rate", "new-customers", "alice-deals"}
+    page.get_by_label("Owner", exact=True).select_option(label="Alice Adams")
+    assert page.url.endswith("?team=Enterprise&owner=alice%40example.com")
+    assert visible(page, cards, "kr") == {"alice-deals"}
+    assert visible(page, objectives, "objective") == {"grow", "sales", "alice"}
+
+    # a link to the view reproduces it
+    filtered = page.url
+    page.goto("about:blank")
+    page.goto(filtered)
+    expect(page.get_by_label("Team", exact=True)).to_have_value("Enterprise")
+    expect(page.get_by_label("Owner", exact=True)).to_have_value("alice@example.com")
+    assert visible(page, cards, "kr") == {"alice-deals"}
+
+    page.get_by_role("button", name="show all").click()
+    assert "?" not in page.url
+    assert visible(page, cards, "kr") == set(STATUSES)
+    assert visible(page, objectives, "objective") == set(TREE)
+
+    # a count in the header filters by its status
+    page.locator(".counts").get_by_role("button", name="1 stale").click()
+    assert page.url.endswith("?status=stale")
+    assert visible(page, cards, "kr") == {"first-response"}
+
+    # new cards swapped in (the live refresh) are filtered again on its event
+    page.evaluate(
+        """() => { document.querySelectorAll('li[data-kr]').forEach(e => { e.hidden = false; });
+                   document.dispatchEvent(new Event('okr:refreshed')); }"""
+    )
+    assert visible(page, cards, "kr") == {"first-response"}
+    context.close()
+
+
+class ServeProcess:
+    """A real ``okr-sync serve`` process on a store, behind basic auth, that the page polls
+    twice a second; it can be stopped and started again on the same port."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url, self.log, self.port = url, log, 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        command = [str(Path(sys.executable).parent / "okr-sync"), "serve", "--store", self.url]
+        environment = {
+            **os.environ,
+            "OKR_SYNC_SERVE_USER": "leader",
+            "OKR_SYNC_SERVE_PASSWORD": "pa55-w0rd",
+            "OKR_SYNC_SERVE_REFRESH_SECONDS": "0.5",
+        }
+        self.log.write_text("")
+        with self.log.open("w") as stderr:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(self.port)], env=environment, stderr=stderr
+            )
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"http://127\.0\.0\.1:(\d+)/", self.log.read_text())):
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        self.port = int(found.group(1))
+        while True:  # the line is printed just before uvicorn starts accepting
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return f"http://127.0.0.1:{self.port}"
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "serve did not accept connections"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def serving(sqlite_url: str, tmp_path: Path) -> Iterator[ServeProcess]:
+    fill_store(sqlite_url)
+    edited_at(sqlite_url, NOW - timedelta(days=2))  # the fixture's OKRs, as of before NOW
+    server = ServeProcess(sqlite_url, tmp_path / "serve.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
+    browser: Browser, serving: ServeProcess, sqlite_url: str, tmp_path: Path
+) -> None:
+    base = serving.start()
+    context = browser.new_context(
+        http_credentials={"username": "leader", "password": "pa55-w0rd"},
+        viewport={"width": 1400, "height": 1000},
+    )
+    page = context.new_page()
+    address = base + "/?team=Enterprise#objective-sales"  # a filter and an anchor, both kept
+    page.goto(address)
+    status = page.locator("#live-status")
+    # serve runs on the real clock; the store last changed when run-1 ended (NOW − 59 min)
+    checked = r"^Live · checked \d\d:\d\d:\d\d UTC, updated (2026-11-27 )?"
+    expect(status).to_have_text(re.compile(checked + "11:01$"))
+    revenue = page.locator('[data-kr="revenue"]')
+    expect(revenue.locator(".why-button")).to_contain_text("600k USD")
+    # a marker a reload would lose, where the reader is, and an open "why" dialog
+    page.evaluate(
+        """() => { window.marker = "same page"; window.refreshed = 0;
+                   document.addEventListener("okr:refreshed", () => window.refreshed++);
+                   scrollTo(0, 300); }"""
+    )
+    page.locator('[data-kr="win-rate"] .why-button').click()
+    expect(page.locator("#why-win-rate")).to_be_visible()
+    scrolled = page.evaluate("scrollY")
+    assert scrolled > 0
+
+    # a sync measures revenue again: the open page shows the new value by itself
+    land_value(sqlite_url, "revenue", NOW - timedelta(minutes=30), 650_000.0)
+    expect(revenue.locator(".why-button")).to_contain_text("650k USD")
+    expect(status).to_have_text(re.compile(checked + "11:30$"))
+    assert page.evaluate("window.marker") == "same page"
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    assert page.evaluate("window.refreshed") == 1
+    assert page.url == address
+    enterprise = {kr for kr, email in OWNER.items() if TEAMS.get(email) == "Enterprise"}
+    assert visible(page, "li[data-kr]", "kr") == enterprise  # the new cards are filtered too
+    expect(page.get_by_label("Team", exact=True)).to_have_value("Enterprise")
+    assert page.evaluate("scrollY") == scrolled
+    expect(page.locator("#why-win-rate")).to_be_visible()  # still open, over the new page
+    page.screenshot(path=tmp_path / "refreshed.png")
+
+    # the server goes away: the page says so and keeps its numbers; a sync lands meanwhile,
+    # and once the server is back the page shows it
+    serving.stop()
+    expect(status).to_contain_text("Cannot reach the server since")
+    expect(status).to_have_attribute("data-state", "down")
+    expect(revenue.locator(".why-button")).to_contain_text("650k USD")
+    land_value(sqlite_url, "revenue", NOW - timedelta(minutes=10), 700_000.0)
+    assert serving.start() == base
+    expect(revenue.locator(".why-button")).to_contain_text("700k USD")
+    expect(status).to_have_text(re.compile(checked + "11:50$"))
+    expect(status).to_have_attribute("data-state", "ok")
+    assert page.evaluate("[window.marker, window.refreshed]") == ["same page", 2]
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    context.close()
+
+
+def test_the_charts_have_readable_axes_on_a_phone(page: Page, tmp_path: Path) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    charts = page.locator("svg.trend")
+    assert charts.count() == len(STATUSES)
+    for n in range(charts.count()):
+        chart = charts.nth(n)
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 390
+        for axis in ("y-tick", "x-tick"):
+            labels = chart.locator(f"text.{axis}")
+            assert 2 <= labels.count() <= 4, (n, axis, labels.count())
+            boxes = labels.evaluate_all(
+                """els => els.map(e => { const r = e.getBoundingClientRect();
+                                         return [r.left, r.top, r.right, r.bottom]; })"""
+            )
+            sizes = labels.evaluate_all("els => els.map(e => getComputedStyle(e).fontSize)")
+            assert set(sizes) == {"12px"}, sizes
+            # drawn at that size, not scaled down with the chart: a 12 px line is 12-18 px tall
+            assert all(12 <= bottom - top <= 18 for _l, top, _r, bottom in boxes), boxes
+            for left, top, right, bottom in boxes:  # inside the chart
+                assert box["x"] <= left, (n, axis)
+                assert right <= box["x"] + box["width"], (n, axis)
+                assert box["y"] <= top, (n, axis)
+                assert bottom <= box["y"] + box["height"], (n, axis)
+            for first, second in itertools.combinations(boxes, 2):  # apart from each other
+                apart = (
+                    first[2] <= second[0]
+                    or second[2] <= first[0]
+                    or first[3] <= second[1]
+                    or second[3] <= first[1]
+                )
+                assert apart, (n, axis, first, second)
+    page.locator('[data-kr="revenue"] figure').screenshot(path=tmp_path / "chart-390.png")

@@ -142,7 +142,7 @@ def test_a_query_password_stays_out_of_reports_and_runs(postgres_url: str) -> No
         assert result.exit_code == 0, result.output
         assert SECRET not in result.output
     document = json.loads(invoke("report", "--store", url, "--format", "json").stdout)
-    assert document["store"].endswith("?password=***")
+    assert document["ops"]["store"].endswith("?password=***")
     runs = invoke("runs", "--store", url)
     assert runs.exit_code == 0, runs.output
     assert SECRET not in runs.output

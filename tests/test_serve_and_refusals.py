@@ -26,8 +26,8 @@ from typer.testing import CliRunner
 
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.serve import ServeSettings, create_app
-from okr_targets.dashboard import render_html
-from okr_targets.models import KeyResult, Measurement, SyncRun, utcnow
+from okr_targets.dashboard import Refresh, render_html
+from okr_targets.models import KeyResult, Measurement, Organisation, SyncRun, utcnow
 from okr_targets.store import Store
 from okr_targets.summary import build_summary, summary_csv
 from tests.okr_fixture import NOW, fill_store
@@ -65,11 +65,12 @@ def served(store_url: str) -> Iterator[tuple[str, Clock, TestClient]]:
 def assert_serves(client: TestClient, url: str, now: datetime) -> dict[str, Any]:
     """Every view equals a fresh build at ``now``; the summary served is returned."""
     expected = fresh(url, now)
-    summary = client.get("/api/v1/summary").json()
+    summary = client.get("/api/v2/summary").json()
     assert summary == expected
-    assert client.get("/").text == render_html(expected, live=True)
-    assert client.get("/api/v1/summary.csv").text == summary_csv(expected)
-    revenue = client.get("/api/v1/key-results/revenue").json()
+    version = client.get("/api/v2/version").json()["version"]
+    assert client.get("/").text == render_html(expected, refresh=Refresh(version, 15.0))
+    assert client.get("/api/v2/summary.csv").text == summary_csv(expected)
+    revenue = client.get("/api/v2/key-results/revenue").json()
     assert revenue["value"] == next(
         kr["value"]
         for o in expected["objectives"]
@@ -126,7 +127,7 @@ def test_the_served_summary_is_built_once_per_store_change_and_equals_a_fresh_bu
 
     # nothing changed, a little later: the same summary, built at NOW, is served
     clock.now = NOW + timedelta(seconds=20)
-    assert client.get("/api/v1/summary").json() == first
+    assert client.get("/api/v2/summary").json() == first
 
     # a new measurement lands: the next request shows it
     land_run(url, "run-2", clock.now - timedelta(seconds=5), revenue=700_000.0)
@@ -156,10 +157,23 @@ def test_the_served_summary_is_built_once_per_store_change_and_equals_a_fresh_bu
     edited = assert_serves(client, url, clock.now)
     assert "Book 1.2M in won revenue" in json.dumps(edited)
 
+    # a person renamed in the OKR file's people: map, stamped as a sync stamps it
+    clock.now += timedelta(seconds=10)
+    store = Store.open(url)
+    with store.session() as session:
+        organisation = session.get(Organisation, 1)
+        assert organisation is not None
+        renamed = {"name": "Sue P. Porter", "team": "Support"}
+        organisation.people = {**organisation.people, "support@example.com": renamed}
+        organisation.updated_at = utcnow()
+        session.commit()
+    store.dispose()
+    assert "Sue P. Porter" in json.dumps(assert_serves(client, url, clock.now))
+
     # nothing changes, but scoring reads the clock: after a minute the summary is rebuilt
     built = clock.now
     clock.now += timedelta(seconds=59)
-    assert client.get("/api/v1/summary").json()["generated_at"] == built.isoformat()
+    assert client.get("/api/v2/summary").json()["generated_at"] == built.isoformat()
     clock.now += timedelta(seconds=1)
     assert assert_serves(client, url, clock.now)["generated_at"] == clock.now.isoformat()
 
@@ -203,6 +217,27 @@ def test_a_refused_webhook_setting_is_one_line_naming_its_variable(
 ) -> None:
     """Issue 22: the receiver's settings are refused as the sync's are, in one line."""
     result = CliRunner().invoke(app, ["webhooks", "serve", "--port", "0"], env={variable: value})
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {variable}={value!r}: {why}")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("soon", "Input should be a valid number, unable"),
+        ("0.1", "Input should be greater than or equal to 0.5"),  # a poll storm
+    ],
+)
+def test_a_refused_refresh_interval_is_one_line_naming_its_variable(
+    sqlite_url: str, value: str, why: str
+) -> None:
+    """Issue 23: how often the live page polls is a setting refused as the others are."""
+    variable = "OKR_SYNC_SERVE_REFRESH_SECONDS"
+    result = CliRunner().invoke(
+        app, ["serve", "--store", sqlite_url, "--port", "0"], env={variable: value}
+    )
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     (line,) = result.stderr.strip().splitlines()

@@ -124,6 +124,12 @@ def test_each_changed_key_result_is_an_event_and_the_run_an_artifact(
     assert artifact.type == "table"
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     assert {row["key result"] for row in rows} == changed
+    # the demo's pct_change key results (2026-Q4 against the previous quarter) read as changes
+    changes = [row for row in rows if row["key result"] in {"deal-value", "sales-cycle"}]
+    assert changes
+    for row in changes:
+        assert row["new value"] == "—" or row["new value"].endswith("% vs 2026-Q3"), row
+        assert row["target"] in {"+20.0% vs 2026-Q3", "\u221210.0% vs 2026-Q3"}, row
     # the summary is the dashboard's: every key result, changed or not
     summary = artifacts[SUMMARY_ARTIFACT_KEY]
     assert summary.type == "markdown"
@@ -157,16 +163,24 @@ def artifacts_of(state: Any) -> dict[str, Any]:
 def test_change_events_carry_old_and_new_value_progress_and_status() -> None:
     config = load_okrs(DEMO_OKRS)
 
-    def outcome(kr: str, value: float, status: str, changed: bool, old: float, was: str) -> Any:
-        return KeyResultOutcome(kr, value, "", status, 0.4, changed, 10, None, old, was)
+    def outcome(
+        kr: str, value: float, unit: str, status: str, changed: bool, old: float, was: str
+    ) -> Any:
+        return KeyResultOutcome(
+            kr, value, unit, status, 0.35, changed, 10, None, old, was, expected_progress=0.5
+        )
 
     outcomes = [
-        outcome("won-revenue", 2.5e6, "off_track", True, 3e6, "on_track"),
-        outcome("win-rate", 31.0, "on_track", True, 30.0, "on_track"),
-        outcome("csat", 80.0, "on_track", False, 80.0, "on_track"),
+        outcome("won-revenue", 1.2e6, "USD", "off_track", True, 1.25e6, "on_track"),
+        outcome("win-rate", 31.0, "%", "on_track", True, 30.0, "on_track"),
+        outcome("csat", 80.0, "%", "on_track", False, 80.0, "on_track"),
     ]
-    events = change_events(config, outcomes, "run-1")
-    assert [e["event"] for e in events] == [STATUS_CHANGED, VALUE_CHANGED]
+    sales_cycle = KeyResultOutcome(
+        "sales-cycle", 3.0, "%", "off_track", 0.0, True, 10, None, -2.920137737087879,
+        "at_risk", expected_progress=0.5, baseline_period="2026-Q3",
+    )  # fmt: skip
+    events = change_events(config, [*outcomes, sales_cycle], "run-1")
+    assert [e["event"] for e in events] == [STATUS_CHANGED, VALUE_CHANGED, STATUS_CHANGED]
     off = events[0]
     assert off["resource"]["prefect.resource.id"] == "okr-sync.key-result.won-revenue"
     assert off["resource"]["okr-sync.status"] == "off_track"
@@ -174,19 +188,37 @@ def test_change_events_carry_old_and_new_value_progress_and_status() -> None:
     assert (
         off["payload"].items()
         >= {
-            "old_value": 3e6,
-            "new_value": 2.5e6,
-            "progress": 0.4,
+            "old_value": 1.25e6,
+            "new_value": 1.2e6,
+            "progress": 0.35,
             "status": "off_track",
             "previous_status": "on_track",
             "run_id": "run-1",
+            # as a person reads them: the demo's target is 3,400,000 USD
+            "value_text": "1.2M USD",
+            "old_value_text": "1.25M USD",
+            "target_text": "3.4M USD",
+            "progress_text": "35% done, 50% expected",
+            "change_text": "\u221250k USD (was 1.25M USD)",
         }.items()
     )
     assert off["related"][0]["prefect.resource.id"] == "okr-sync.objective.company-revenue"
+    # a change key result: signed, against its baseline period; its target is -10
+    assert (
+        events[2]["payload"].items()
+        >= {
+            "value_text": "+3.0% vs 2026-Q3",
+            "target_text": "\u221210.0% vs 2026-Q3",
+            "progress_text": "0% done, 50% expected",
+            "change_text": "+5.9 pts (was \u22122.9% vs 2026-Q3)",  # 3 - (-2.92) = 5.92
+            "baseline_period": "2026-Q3",
+        }.items()
+    )
     rows = changes_table(events)
     assert rows[0]["status"] == "on_track → off_track"
-    assert rows[0]["old value"] == "3,000,000"
-    assert rows[0]["new value"] == "2,500,000"
+    assert (rows[0]["old value"], rows[0]["new value"]) == ("1.25M USD", "1.2M USD")
+    assert rows[1]["change"] == "+1 pts (was 30%)"
+    assert rows[0]["target"] == "3.4M USD"
 
 
 def test_some_streams_only_and_an_unknown_stream_is_a_one_line_error(sqlite_url: str) -> None:

@@ -30,6 +30,7 @@ from okr_targets.models import (
     KeyResult,
     Measurement,
     Objective,
+    Organisation,
     QuarantinedRow,
     SyncRun,
 )
@@ -54,6 +55,7 @@ def save_okrs(
 
     With the ``catalog``, each key result also keeps the entities its metric reads.
     """
+    save_organisation(session, config, now)
     for objective in _parents_first(config):
         row = session.get(Objective, objective.id) or Objective(id=objective.id)
         row.title, row.owner = objective.title, objective.owner or ""
@@ -103,6 +105,15 @@ def save_okrs(
             .where(model.id.not_in(ids), model.retired_at.is_(None))
             .values(retired_at=now)
         )
+
+
+def save_organisation(session: Session, config: OkrConfig, now: datetime) -> None:
+    """The file's company name and people map (e-mails lower-cased), touched only on a change."""
+    people = {email.lower(): p.model_dump(mode="json") for email, p in config.spec.people.items()}
+    row = session.get(Organisation, 1) or Organisation(id=1)
+    if (row.company, row.people) != (config.spec.company, people):
+        row.company, row.people, row.updated_at = config.spec.company, people, now
+        session.add(row)
 
 
 def reads(catalog: MetricCatalog, spec: KeyResultSpec) -> list[str] | None:
@@ -184,6 +195,8 @@ class KeyResultOutcome:
     blocked: bool = False  # a source lacks a field the metric needs: a finding, not a failure
     reused: bool = False  # its inputs had not changed: the latest value, scored again
     current: bool = False  # the latest measurement is this pass's result whole (lineage too)
+    expected_progress: float | None = None  # where progress should be by now
+    baseline_period: str | None = None  # a change (pct_change) is measured against it
 
 
 @dataclass(frozen=True)
@@ -546,6 +559,8 @@ def _record(
         previous_status=previous.status if previous is not None else None,
         reused=reused,
         current=current,
+        expected_progress=scored.expected,
+        baseline_period=(result.details or {}).get("baseline_period"),
     )
 
 

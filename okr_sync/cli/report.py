@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich import box
@@ -21,8 +19,15 @@ from rich.text import Text
 
 from okr_sync.cli.console import err, fail, listen, out, valid_port
 from okr_sync.cli.options import StoreOption, open_store, settings_of, store_url
+from okr_targets.formatting import (
+    format_change,
+    format_percent,
+    format_value,
+    freshness_text,
+    short_time,
+)
 from okr_targets.report import build_report, walk
-from okr_targets.summary import build_summary, format_value, freshness_text, summary_csv
+from okr_targets.summary import build_summary, summary_csv
 
 
 def report(
@@ -73,7 +78,8 @@ def _export(url: str, output: str, destination: Path | None) -> None:
 
 
 def print_report(url: str) -> None:
-    """The OKR tree as a table: per key result its value, target, progress and status."""
+    """The OKR tree as a table: per key result its value, target, progress and status, per
+    objective its roll-up and status (the weakest below it); owners by name."""
     store = open_store(url)
     now = datetime.now(UTC)
     with store.session() as session:
@@ -85,35 +91,40 @@ def print_report(url: str) -> None:
     table.add_column("target", justify="right", no_wrap=True, min_width=13)
     table.add_column("progress", no_wrap=True, min_width=13)
     table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("owner", overflow="ellipsis", no_wrap=True, max_width=18)
     table.add_column("forecast", justify="right", min_width=8, max_width=11)
     table.add_column("checked", min_width=13)
     notes = []
     for depth, line in walk(lines):
         indent = "  " * depth
-        progress = "" if line.progress is None else f"{line.progress:>4.0%}"
+        progress = "" if line.progress is None else f"{format_percent(line.progress):>4}"
         table.add_row(
             Text(indent + line.title, style="bold"),
             "",
             "",
             Text(progress, style="bold"),
-            "",
+            Text(line.status.label, style=line.status.colour),
+            line.owner_name,
             "",
             "",
         )
         for kr in line.key_results:
-            checked = freshness_text(kr.checked_at, kr.as_of, kr.timezone, _short_time(now))
+            checked = freshness_text(kr.checked_at, kr.as_of, kr.timezone, short_time(now))
             status = Text(kr.status.label, style=kr.status.colour)
             if kr.final_score is not None:
                 status.append(f" {kr.final_score:.2f}")
-            forecast = _number(kr.forecast, kr.unit, with_unit=False)
+            forecast = format_value(kr.forecast, _bare(kr.unit))
+            if kr.baseline_period and kr.forecast is not None:  # the value column names it
+                forecast = format_change(kr.forecast, kr.unit)
             if kr.forecast is None and kr.forecast_note:
                 forecast = kr.forecast_note.split(":")[0]
             table.add_row(
                 f"{indent}  {kr.title}",
-                _number(kr.value, kr.unit, with_unit=False),
-                _number(kr.target, kr.unit),
+                format_value(kr.value, _bare(kr.unit), kr.baseline_period),
+                format_value(kr.target, kr.unit, kr.baseline_period),
                 _bar(kr.progress),
                 status,
+                kr.owner_name,
                 forecast if kr.final_score is None else "",
                 checked,
             )
@@ -126,32 +137,16 @@ def print_report(url: str) -> None:
         out.print(note, highlight=False, soft_wrap=True)
 
 
-def _short_time(now: datetime) -> Callable[[str | None, str], str]:
-    """Moments in the key result's zone, short for a table cell: "04:30" today, else
-    "Nov 30 04:30"."""
-
-    def short(iso: str | None, timezone: str) -> str:
-        if iso is None:
-            return "never"
-        zone = ZoneInfo(timezone)
-        moment = datetime.fromisoformat(iso).astimezone(zone)
-        return moment.strftime(
-            "%H:%M" if moment.date() == now.astimezone(zone).date() else "%b %d %H:%M"
-        )
-
-    return short
-
-
-def _number(value: float | None, unit: str, with_unit: bool = True) -> str:
-    """Short, human numbers: 1.2M, 612k, 5, -10.6% (the dashboard's, a unit column aside)."""
-    return format_value(value, unit if with_unit or unit == "%" else "")
+def _bare(unit: str) -> str:
+    """A value column's unit: only ``%``, which sticks to the number; the target shows any other."""
+    return unit if unit == "%" else ""
 
 
 def _bar(progress: float | None, width: int = 8) -> str:
     if progress is None:
         return ""
     filled = round(progress * width)
-    return f"{'█' * filled}{'░' * (width - filled)} {progress:>4.0%}"
+    return f"{'█' * filled}{'░' * (width - filled)} {format_percent(progress):>4}"
 
 
 def serve(
@@ -161,10 +156,11 @@ def serve(
         int, typer.Option(help="port (0 picks a free one)", callback=valid_port)
     ] = 8000,
 ) -> None:
-    """Serve the dashboard and its JSON API (/api/v1) live from the store, read-only.
+    """Serve the dashboard and its JSON API (/api/v2; /api/v1 in the old shape) live, read-only.
 
     Set OKR_SYNC_SERVE_TOKEN (bearer token) and/or OKR_SYNC_SERVE_USER and
-    OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials.
+    OKR_SYNC_SERVE_PASSWORD (basic auth) to require credentials. An open page asks every
+    OKR_SYNC_SERVE_REFRESH_SECONDS (15) whether the store changed and refreshes itself.
     """
     import uvicorn
 
