@@ -95,7 +95,24 @@ class Rating(Record):
     rated_at: datetime
 
 
-CanonicalRow = Customer | Deal | Rep | FxRate | Ticket | Rating
+class FinanceLine(Record):
+    """A booked line of the ledger (an invoice line, a credit note, a cost): its revenue
+    ``amount`` (negative for a credit) and its direct ``cost``, both in ``currency``.
+
+    ``customer_id`` is the primary CRM's customer id (a Salesforce Account Id), or the id of
+    a customer the same source provides, which customer matching links to the CRM's.
+    """
+
+    customer_id: str | None
+    segment: str | None
+    amount: Decimal
+    cost: Decimal
+    currency: str
+    booked_on: date  # the day the line counts in (invoice or posting date)
+    description: str | None
+
+
+CanonicalRow = Customer | Deal | Rep | FxRate | Ticket | Rating | FinanceLine
 """One mapped record, of whichever entity its stream delivers."""
 
 ENTITIES: Mapping[str, type[Record]] = MappingProxyType(
@@ -106,6 +123,7 @@ ENTITIES: Mapping[str, type[Record]] = MappingProxyType(
         "fx_rate": FxRate,
         "ticket": Ticket,
         "rating": Rating,
+        "finance_line": FinanceLine,
     }
 )
 """Canonical entity name (``StreamInfo.entity``) → its row type."""

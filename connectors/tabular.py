@@ -34,6 +34,7 @@ STREAMS = (
     StreamInfo("fx_rates", "fx_rate", "updated_at"),
     StreamInfo("tickets", "ticket", "updated_at"),
     StreamInfo("ratings", "rating", "updated_at"),
+    StreamInfo("finance_lines", "finance_line", "updated_at"),
 )
 """One table per canonical entity, named after the stream unless configured otherwise."""
 

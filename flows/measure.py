@@ -26,6 +26,7 @@ from transforms.measure import (
     measure_key_results,
     save_money,
 )
+from transforms.metrics.finance import unknown_customers
 from transforms.money import unconvertible_currencies
 
 
@@ -88,7 +89,7 @@ def measure(
             _refresh_statistics(session, {CustomerLink.__tablename__: relinked}, logger)
         if changed is not None:  # what the store shows the run wrote, rates included
             changed = entities_written(session, run_id, known=changed)
-        findings = tuple(unconvertible_currencies(session))
+        findings = (*unconvertible_currencies(session), *unknown_customers(session))
         for finding in findings:
             logger.warning("%s", finding)
         outcomes = measure_key_results(

@@ -12,6 +12,7 @@ page of changes since now.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -113,13 +114,17 @@ def check_credentials(source: str) -> Finding:
     return Finding(f"credentials {source}", True, "present")
 
 
-def check_reachable(source: str) -> Finding:
-    """Log in and ask for one page of changes since now: small, and proves both ends."""
+def check_reachable(source: str, entities: Collection[str] | None = None) -> Finding:
+    """Log in and ask for one page of changes since now: small, and proves both ends. The
+    stream asked is the first of the ``entities`` the OKR file takes from the source (a
+    finance export holds no customers table)."""
     connector = get_connector(source)
+    wanted = [s for s in connector.streams if entities is None or s.entity in entities]
     try:
         reader = connector.open(connector.settings())
         try:
-            next(iter(reader.read(connector.streams[0], Bookmark(utcnow()))), None)
+            probe = (wanted or list(connector.streams))[0]
+            next(iter(reader.read(probe, Bookmark(utcnow()))), None)
         except MissingObjectError:
             pass  # it answered: the account just lacks that object (reported by the sync)
         finally:
@@ -456,7 +461,7 @@ def diagnose(store_url: str, okr_file: Path, prefect_file: Path) -> list[Finding
                 continue
             findings.append(credentials)
             if credentials.ok:
-                findings.append(check_reachable(source))
+                findings.append(check_reachable(source, config.spec.sources[source]))
         if store is not None and all(f.ok for f in findings if f.check == "schema"):
             findings += check_last_reads(store, config, utcnow())
             findings += check_fields(store, config, catalog)

@@ -496,6 +496,33 @@ class Rating(MirrorRecord):
     )
 
 
+class FinanceLine(MirrorRecord):
+    """A booked ledger line: revenue ``amount`` and direct ``cost`` in one ``currency``.
+
+    Gross profit is ``amount - cost``; a cost-only line has ``amount`` 0, a credit note a
+    negative ``amount``. ``customer_id`` names the CRM's customer (or the source's own,
+    linked through ``customer_links``).
+    """
+
+    __tablename__ = "mirror_finance_lines"
+
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    segment: Mapped[str | None] = mapped_column(String(100))
+    amount: Mapped[Money]
+    cost: Mapped[Money]
+    currency: Mapped[Currency]
+    booked_on: Mapped[date]
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+
+    __table_args__ = (  # the finance metrics' rows by day, with what they sum and filter
+        Index(
+            "ix_mirror_finance_lines_live_booked",
+            *("booked_on", "source", "currency", "amount", "cost", "segment", "source_id"),
+            **LIVE_ONLY,
+        ),
+    )
+
+
 for _key in (Customer.domain, Customer.external_id, Customer.source_id):
     # Matching compares keys case-insensitively and looks up only the keys that changed.
     Index(
@@ -543,6 +570,7 @@ MIRROR: dict[str, type[MirrorRecord]] = {
     "fx_rate": FxRate,
     "ticket": Ticket,
     "rating": Rating,
+    "finance_line": FinanceLine,
 }
 """Canonical entity name → its mirror table. Connectors emit dicts with these columns."""
 

@@ -31,6 +31,7 @@ from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_ap
 from expectations import Validator
 from flows.extract import sync_stream
 from flows.settings import Settings
+from okr_sync.demo import write_finance_export
 from okr_targets.status import RunStatus
 from okr_targets.store import Store, begin_run, finish_run
 
@@ -183,14 +184,27 @@ def helpdesk_sandbox(helpdesk_app: Any) -> Iterator[RunningServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def finance_export(sandbox_org: SalesforceOrg, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The finance system's export of the sandbox org's won deals (the demo's third source)."""
+    directory = tmp_path_factory.mktemp("finance")
+    write_finance_export(sandbox_org, SMALL_ORG["seed"], directory)  # type: ignore[arg-type]
+    return directory
+
+
 @pytest.fixture
 def sources_env(
-    sandbox: RunningServer, helpdesk_sandbox: RunningServer, monkeypatch: pytest.MonkeyPatch
+    sandbox: RunningServer,
+    helpdesk_sandbox: RunningServer,
+    finance_export: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, RunningServer]:
-    """Point both demo sources (Salesforce, Zendesk) at the session's sandboxes."""
+    """Point the demo's sources (Salesforce, Zendesk, the finance export) at the session's
+    sandboxes."""
     helpdesk_env = zendesk_env_vars(
         helpdesk_sandbox, export_rate_limit=HELPDESK_EXPORTS, rate_limit=HELPDESK_CALLS
     )
+    monkeypatch.setenv("OKR_SYNC_FILES_DIRECTORY", str(finance_export))
     for name, value in (salesforce_env_vars(sandbox) | helpdesk_env).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("OKR_SYNC_RETRY_INITIAL_SECONDS", "0.05")

@@ -1854,7 +1854,7 @@ def test_a_store_naming_an_unknown_database_is_one_line_at_once(tmp_path: Path) 
 
 CONFINED_TO = (
     " (custom metrics may read only customer_links, mirror_customers, mirror_deals, "
-    "mirror_fx_rates, mirror_ratings, mirror_reps, mirror_tickets)"
+    "mirror_finance_lines, mirror_fx_rates, mirror_ratings, mirror_reps, mirror_tickets)"
 )
 
 

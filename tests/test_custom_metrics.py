@@ -341,7 +341,7 @@ metrics:
 RUNS_SQL = "SELECT count(*) FROM sync_runs"
 CONFINED_TO = (
     " (custom metrics may read only customer_links, mirror_customers, mirror_deals, "
-    "mirror_fx_rates, mirror_ratings, mirror_reps, mirror_tickets)"
+    "mirror_finance_lines, mirror_fx_rates, mirror_ratings, mirror_reps, mirror_tickets)"
 )
 
 

@@ -38,6 +38,7 @@ from flows.plan import SyncRequest
 from flows.settings import Settings
 from flows.sync import sync_store
 from okr_sync.cli import DEMO_OKRS
+from okr_sync.demo import write_finance_export
 from okr_targets.models import Deal, Ticket
 from okr_targets.store import Store
 from tests.conftest import AS_OF, salesforce_env_vars
@@ -276,9 +277,12 @@ TICKET_EXPORT = "/api/v2/incremental/tickets/cursor"
 
 
 @pytest.fixture
-def crm_and_helpdesk(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, Any, Any]]:
+def crm_and_helpdesk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Any, Any, Any, Any]]:
     """A small Salesforce org and Zendesk helpdesk this test changes, with small pages (so
-    batches commit before a fault): (org, org app, helpdesk, helpdesk app)."""
+    batches commit before a fault), and the demo's finance export of the org (unchanged):
+    (org, org app, helpdesk, helpdesk app)."""
     org = generate_org(seed=41, as_of=AS_OF, accounts=40, opportunities=300)
     helpdesk = generate_helpdesk(seed=41, as_of=AS_OF, companies=customer_seeds(org))
     org_app = create_org_app(org, page_size=20)
@@ -293,6 +297,9 @@ def crm_and_helpdesk(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("OKR_SYNC_RETRY_INITIAL_SECONDS", "0.02")
         monkeypatch.setenv("OKR_SYNC_RETRY_MAX_SECONDS", "0.1")
+        finance = tmp_path_factory.mktemp("finance")
+        write_finance_export(org, 41, finance)
+        monkeypatch.setenv("OKR_SYNC_FILES_DIRECTORY", str(finance))
         yield org, org_app, helpdesk, helpdesk_app
 
 

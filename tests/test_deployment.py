@@ -146,6 +146,7 @@ def test_demo_runs_twice_on_the_same_store(sqlite_url: str, tmp_path: Path) -> N
         assert result.exit_code == 0, result.output
         assert "Increase sales by 10%" in result.stdout
         assert "Sell to 10 new customers" in result.stdout
+        assert "Increase profit by 5%" in result.stdout  # from the finance export
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
     result = runner.invoke(app, ["demo", "--store", fresh, "--seed", "8"])
     assert result.exit_code == 0, result.output

@@ -122,7 +122,7 @@ def test_each_problem_is_reported_with_its_fix(
     assert "prefect worker start --pool okr-sync" in output
     # no Prefect server is information, not a problem: in-process syncs need none
     assert "info prefect: PREFECT_API_URL is not set" in output
-    assert "error: 4 problem(s) found" in output  # zendesk's is also never read
+    assert "error: 5 problem(s) found" in output  # zendesk and the finance export: never read
 
 
 def test_each_missing_prefect_piece_is_reported_with_its_fix(

@@ -39,6 +39,7 @@ from flows.report import StreamReport
 from flows.settings import Settings
 from flows.sync import sync_store
 from okr_sync.cli import DEMO_OKRS
+from okr_sync.demo import write_finance_export
 from okr_targets.models import Deal, SyncRun, utcnow
 from okr_targets.store import Store, begin_run
 from tests.conftest import AS_OF, salesforce_env_vars, sync_sources
@@ -278,6 +279,9 @@ def test_any_fault_schedule_leaves_the_same_mirror_and_measurements(
     desk_app = create_helpdesk_app(
         desk, export_page_size=20, export_rate_limit=LAX, rate_limit=LAX * 10
     )
+    finance = tmp_path_factory.mktemp("finance")  # the demo OKRs' third source, unchanged
+    write_finance_export(org, 41, finance)
+    monkeypatch.setenv("OKR_SYNC_FILES_DIRECTORY", str(finance))
     sources = [
         Drawn("salesforce", org_app.state.faults, crm, CRM_DEPTHS),
         Drawn("zendesk", desk_app.state.faults, helpdesk, HELPDESK_DEPTHS),

@@ -153,6 +153,7 @@ def test_connectors_list_shows_every_built_in_connector_with_its_streams() -> No
         "fx_rates",
         "tickets",
         "ratings",
+        "finance_lines",
     ]
     assert all(item["error"] is None for item in by_name.values())
 

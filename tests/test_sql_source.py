@@ -239,6 +239,7 @@ def test_it_is_found_like_every_connector() -> None:
         "fx_rate",
         "ticket",
         "rating",
+        "finance_line",
     ]
 
 

@@ -225,13 +225,13 @@ def test_each_accepted_webhook_is_one_access_line_naming_its_event_and_sync(
 def test_a_webhook_of_a_source_the_okr_file_does_not_read_is_refused(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    receiver = Receiver(dict(SECRETS), okr_sources=OkrSources(DEMO_OKRS))  # salesforce, zendesk
+    receiver = Receiver(dict(SECRETS), okr_sources=OkrSources(DEMO_OKRS))  # no hubspot
     with TestClient(create_app(receiver)) as client:
         refused = post(client, "hubspot", HUBSPOT_BODY, hubspot(HUBSPOT_BODY, HUBSPOT_URL))
         assert refused.status_code == 404
         assert refused.json() == {
             "error": f"hubspot is not a source of the OKR file {DEMO_OKRS} (its sources: "
-            "salesforce, zendesk): nothing would sync this change"
+            "files, salesforce, zendesk): nothing would sync this change"
         }
         assert "hubspot webhook refused (404)" in caplog.text
         # unsigned, it is refused for that first: the OKR file's sources stay unsaid

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from okr_targets.config import ConfigError, OkrConfig, dotted, fix_for, load_okrs
 from transforms.custom import CustomMetricError, entry_point_metrics, file_metric
 from transforms.metric import Metric, MetricError, find_metric
-from transforms.metrics import customers, sales, support
+from transforms.metrics import customers, finance, sales, support
 from transforms.metrics.change import PCT_CHANGE, ChangeParams, check_change, pct_change
 
 
@@ -60,7 +60,7 @@ def _catalog(metrics: Iterable[Metric[Any]], origins: Mapping[str, str]) -> Metr
     return MetricCatalog(frozen, MappingProxyType(dict(origins)))
 
 
-BUILT_IN = _catalog((*sales.METRICS, *customers.METRICS, *support.METRICS), {})
+BUILT_IN = _catalog((*sales.METRICS, *customers.METRICS, *support.METRICS, *finance.METRICS), {})
 """The built-in metrics alone (no package's, no file's)."""
 
 

@@ -27,7 +27,12 @@ from okr_targets.periods import Period
 from transforms.metric import Matches, Metric
 from transforms.sql import shared
 
-PERIOD_FIELDS = {"deal": "close_on", "ticket": "created_at", "rating": "rated_at"}
+PERIOD_FIELDS = {
+    "deal": "close_on",
+    "ticket": "created_at",
+    "rating": "rated_at",
+    "finance_line": "booked_on",
+}
 """The field that puts a record of the entity in a period, for metrics whose records each
 belong to one period (``records_in_period``)."""
 

@@ -1,4 +1,5 @@
-"""Currencies: converting summed deal amounts to one reporting currency, never silently."""
+"""Currencies: converting summed amounts (deals, finance lines) to one reporting currency,
+never silently."""
 
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ class Converter:
         on: date | None = None,
         amount_home: Decimal | None = None,
         home_currency: str | None = None,
+        what: str = "deals",
     ) -> Decimal:
         if target is None or currency == target:
             return amount
@@ -88,7 +90,7 @@ class Converter:
                 return amount / have * want
         if amount_home is not None and home_currency == target:
             return amount_home
-        raise MetricError(f"no exchange rate from {currency} to {target} for {source} deals")
+        raise MetricError(f"no exchange rate from {currency} to {target} for {source} {what}")
 
 
 def unconvertible_currencies(session: Session) -> list[str]:

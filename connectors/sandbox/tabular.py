@@ -142,6 +142,23 @@ def sample_tables(seed: int = 3, deals: int = 40) -> dict[str, Table]:
     ]
     for rating in ratings:
         rating["good"] = rating["score"] >= 4
+    finance_lines: Table = []
+    for i in range(1, 31):  # invoice lines, a credit note and a cost-only line
+        amount = Decimal(rng.randrange(500, 20000, 10))
+        finance_lines.append(
+            {
+                "id": i,
+                "customer_id": None if i == 30 else str(1 + i % 12),
+                "segment": customers[i % 12]["segment"],
+                "amount": Decimal(0) if i == 30 else (-amount / 10 if i == 29 else amount),
+                "cost": (amount * Decimal(rng.randint(35, 70)) / 100).quantize(Decimal("0.01")),
+                "currency": "EUR" if i % 3 == 0 else "USD",
+                "booked_on": date(2026, 1, 1) + timedelta(days=i * 11),
+                "description": "Hosting" if i == 30 else f"Invoice {1000 + i} line 1",
+                "updated_at": stamp(i),
+                "deleted_at": stamp(i) if i == 11 else None,
+            }
+        )
     return {
         "customers": customers,
         "deals": deal_rows,
@@ -149,6 +166,7 @@ def sample_tables(seed: int = 3, deals: int = 40) -> dict[str, Table]:
         "fx_rates": fx_rates,
         "tickets": tickets,
         "ratings": ratings,
+        "finance_lines": finance_lines,
     }
 
 

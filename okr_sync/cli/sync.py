@@ -69,7 +69,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="seed of the generated sample org")] = 7,
     okr_file: Annotated[Path, typer.Option("--okr-file", help="OKR file to sync")] = DEMO_OKRS,
 ) -> None:
-    """Start the Salesforce and Zendesk sandboxes, sync the sample company's OKRs, report."""
+    """Start the Salesforce and Zendesk sandboxes, write the finance export, sync the sample
+    company's OKRs, report."""
     from okr_sync.demo import demo_sandboxes
 
     url = store_url(store)
@@ -80,6 +81,9 @@ def demo(
             world = stack.enter_context(demo_sandboxes(seed, today))
         for name, server in world.servers.items():
             err.print(f"Sandbox {name} API at {server.base_url}", highlight=False)
+        finance = world.env.get("OKR_SYNC_FILES_DIRECTORY")
+        if finance:
+            err.print(f"Finance export (files connector) in {finance}", highlight=False)
         err.print(f"Store: {redact(url)}", highlight=False)
         # The connectors read where their sandbox is from the environment, for this demo only:
         # its certificate files go with the sandboxes.

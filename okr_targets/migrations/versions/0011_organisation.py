@@ -5,7 +5,7 @@
 the next sync it is empty: the dashboard shows no company name and the CRM's names only.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ from alembic import op
 from okr_targets.models import UTCDateTime
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
