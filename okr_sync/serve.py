@@ -337,22 +337,23 @@ def create_app(
                 on_error=_refused(settings),
             )
         )
+    both_versions = {  # under /api/v1 and /api/v2 alike; a handler that differs reads the path
+        "": index,
+        "/summary.csv": summary_table,
+        "/key-results/{key_result_id}": key_result,
+        "/schema": schema,
+        "/version": version,
+        "/changes": changes,
+    }
     routes = [
         Route("/", page),
-        Route(API, index),
-        Route(f"{API}/summary", summary_json_v1),
-        Route(f"{API}/summary.csv", summary_table),
-        Route(f"{API}/key-results/{{key_result_id}}", key_result),
-        Route(f"{API}/schema", schema),
-        Route(f"{API}/version", version),
-        Route(API_V2, index),
-        Route(f"{API_V2}/summary", summary_json),
-        Route(f"{API_V2}/summary.csv", summary_table),
-        Route(f"{API_V2}/key-results/{{key_result_id}}", key_result),
-        Route(f"{API_V2}/schema", schema),
-        Route(f"{API_V2}/version", version),
         Route("/changes", changes),
-        Route(f"{API}/changes", changes),
-        Route(f"{API_V2}/changes", changes),
+        Route(f"{API}/summary", summary_json_v1),
+        Route(f"{API_V2}/summary", summary_json),
+        *(
+            Route(api + path, handler)
+            for api in (API, API_V2)
+            for path, handler in both_versions.items()
+        ),
     ]
     return Starlette(routes=routes, middleware=middleware)

@@ -220,6 +220,25 @@ def salesforce_env(sandbox: RunningServer, monkeypatch: pytest.MonkeyPatch) -> R
     return sandbox
 
 
+@contextmanager
+def serve_org(org: SalesforceOrg, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningServer]:
+    """Serve an org of the test's own (one it may change, unlike the session's) and point
+    the Salesforce connector at it."""
+    with serve_tls(create_app(org)) as server:
+        for name, value in salesforce_env_vars(server).items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+@pytest.fixture
+def live_sandbox(
+    live_org: SalesforceOrg, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningServer]:
+    """The test module's own ``live_org`` (a fixture it defines), served: see serve_org."""
+    with serve_org(live_org, monkeypatch) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def validator() -> Validator:
     """One Great Expectations context per session (importing GX takes seconds)."""

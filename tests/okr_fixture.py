@@ -63,7 +63,8 @@ TEAMS = {"sales@example.com": "Enterprise", "alice@example.com": "Enterprise"} |
 }
 
 
-def _key_result(id: str, objective: str, title: str, **fields: object) -> KeyResult:
+def key_result(id: str, objective: str, title: str, **fields: object) -> KeyResult:
+    """A key result of the fixture's tree, its owner the objective's address."""
     defaults: dict[str, object] = {
         "owner": f"{objective}@example.com",
         "period": PERIOD,
@@ -92,7 +93,7 @@ def fill_store(url: str) -> None:
         session.flush()
         session.add_all(
             [
-                _key_result(
+                key_result(
                     "revenue",
                     "grow",
                     "Book 1M in won revenue",
@@ -100,7 +101,7 @@ def fill_store(url: str) -> None:
                     target=1_000_000,
                     unit="USD",
                 ),
-                _key_result(
+                key_result(
                     "win-rate",
                     "sales",
                     "Raise the win rate from 25% to 35%",
@@ -109,7 +110,7 @@ def fill_store(url: str) -> None:
                     target=35,
                     unit="%",
                 ),
-                _key_result(
+                key_result(
                     "new-customers",
                     "sales",
                     "Win 10 new customers",
@@ -117,7 +118,7 @@ def fill_store(url: str) -> None:
                     target=10,
                     unit="customers",
                 ),
-                _key_result(
+                key_result(
                     "first-response",
                     "support",
                     "Answer within 4 hours",
@@ -128,7 +129,7 @@ def fill_store(url: str) -> None:
                     kind="decrease_to",
                     unit="hours",
                 ),
-                _key_result(
+                key_result(
                     "alice-deals",
                     "alice",
                     "Alice closes 5 deals",

@@ -14,7 +14,6 @@ hand, so every record's fate is known independently of the code under test:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,12 +21,11 @@ from pathlib import Path
 import pytest
 import time_machine
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
-from connectors.salesforce.sandbox.emulator import create_app as create_sandbox_app
-from connectors.sandbox.server import RunningServer, serve_tls
 from okr_sync.cli import app
 from okr_sync.serve import ServeSettings, create_app
 from okr_targets.changes import (
@@ -42,8 +40,8 @@ from okr_targets.changes import (
 from okr_targets.models import Deal, KeyResult, Measurement, MeasurementRecord, SyncRun
 from okr_targets.periods import Calendar
 from okr_targets.store import Store
-from tests.conftest import AS_OF, salesforce_env_vars
-from tests.okr_fixture import NOW, fill_store
+from tests.conftest import AS_OF
+from tests.okr_fixture import NOW, fill_store, key_result
 
 LATER = NOW + timedelta(days=1)  # the second run
 SINCE, UNTIL = NOW, NOW + timedelta(days=2)
@@ -70,7 +68,7 @@ def _deal(n: int, amount: str, modified: datetime, created: datetime, close: dat
 
 
 def _measure(
-    session: object, kr: str, at: datetime, value: float, keys: list[str], **extra: object
+    session: Session, kr: str, at: datetime, value: float, keys: list[str], **extra: object
 ) -> Measurement:
     measurement = Measurement(
         key_result_id=kr,
@@ -90,10 +88,10 @@ def _measure(
         data_cutoff=at - timedelta(minutes=1),
         **extra,
     )
-    session.add(measurement)  # type: ignore[attr-defined]
-    session.flush()  # type: ignore[attr-defined]
+    session.add(measurement)
+    session.flush()
     for source_id in keys:
-        session.add(  # type: ignore[attr-defined]
+        session.add(
             MeasurementRecord(
                 measurement_id=measurement.id,
                 entity="deal",
@@ -109,18 +107,13 @@ def later_changes(url: str) -> None:
     store = Store.open(url)
     with store.session() as session:
         session.add(
-            KeyResult(
-                id="q3-revenue",
-                objective_id="grow",
-                title="Book 100k in Q3",
-                owner="grow@example.com",
+            key_result(
+                "q3-revenue",
+                "grow",
+                "Book 100k in Q3",
                 period="2026-Q3",
                 metric="won_revenue",
-                params={},
-                baseline=0.0,
                 target=100_000,
-                direction="increase",
-                kind="increase_to",
                 unit="USD",
             )
         )
@@ -249,17 +242,27 @@ def test_changes_have_a_sign_and_a_percentage_moves_in_points() -> None:
     assert signed_change(None, "USD") == "—"
 
 
-def invoke(*args: str) -> object:
+def invoke(*args: str) -> Result:
     with time_machine.travel(UNTIL, tick=False):
         return CliRunner().invoke(app, list(args))
+
+
+def changes_page(store_url: str, tmp_path: Path) -> str:
+    """The last two days' What changed page, as ``okr-sync changes --format html`` writes it."""
+    page = tmp_path / "changes.html"
+    written = invoke(
+        "changes", "--days", "2", "--store", store_url, "--format", "html", "--output", str(page)
+    )
+    assert written.exit_code == 0, written.output
+    return page.read_text(encoding="utf-8")
 
 
 def test_the_changes_command_prints_text_json_markdown_and_html(
     changed_store: str, tmp_path: Path
 ) -> None:
     text = invoke("changes", "--days", "2", "--store", changed_store)
-    assert text.exit_code == 0, text.output  # type: ignore[attr-defined]
-    output = text.stdout  # type: ignore[attr-defined]
+    assert text.exit_code == 0, text.output
+    output = text.stdout
     assert "2 moved, 1 first measured, 3 unchanged, 0 not measured yet" in output
     assert "Book 1M in won revenue: 600k USD → 710k USD (+110k USD)" in output
     assert 'removed: salesforce deal 006-1 "Deal 1" (deleted at the source 2026-11-28' in output
@@ -275,29 +278,16 @@ def test_the_changes_command_prints_text_json_markdown_and_html(
         "--format",
         "json",
     )
-    found = json.loads(as_json.stdout)  # type: ignore[attr-defined]
+    found = json.loads(as_json.stdout)
     revenue = next(m for m in found["movements"] if m["key_result_id"] == "revenue")
     assert revenue["change"] == 110_000.0
     assert revenue["change_text"] == "+110k USD"
     assert {r["source_id"] for r in revenue["records"]["records"]} == {"006-1", "006-2", "006-3"}
 
     markdown = invoke("changes", "--days", "2", "--store", changed_store, "--format", "markdown")
-    assert "- **Book 1M in won revenue**: 600k USD → 710k USD (+110k USD)" in markdown.stdout  # type: ignore[attr-defined]
+    assert "- **Book 1M in won revenue**: 600k USD → 710k USD (+110k USD)" in markdown.stdout
 
-    page = tmp_path / "changes.html"
-    written = invoke(
-        "changes",
-        "--days",
-        "2",
-        "--store",
-        changed_store,
-        "--format",
-        "html",
-        "--output",
-        str(page),
-    )
-    assert written.exit_code == 0, written.output  # type: ignore[attr-defined]
-    html = page.read_text(encoding="utf-8")
+    html = changes_page(changed_store, tmp_path)
     assert "600k USD → 710k USD" in html
     assert "http" not in html.replace("http-equiv", "")  # self-contained: no links out
 
@@ -309,9 +299,9 @@ def test_the_changes_command_prints_text_json_markdown_and_html(
         (("--format", "yaml"), "unknown format 'yaml'"),
     ):
         refused = invoke("changes", *bad, "--store", changed_store)
-        assert refused.exit_code == 1  # type: ignore[attr-defined]
-        assert refused.stderr.startswith("error: ")  # type: ignore[attr-defined]
-        assert message in refused.stderr  # type: ignore[attr-defined]
+        assert refused.exit_code == 1
+        assert refused.stderr.startswith("error: ")
+        assert message in refused.stderr
 
 
 def test_serve_shows_what_changed_as_a_page_and_json_behind_the_same_auth(
@@ -382,16 +372,6 @@ objectives:
 def live_org() -> SalesforceOrg:
     """An org this test may change (the session's sandbox org must stay as generated)."""
     return generate_org(seed=8, as_of=AS_OF, accounts=60, opportunities=400)
-
-
-@pytest.fixture
-def live_sandbox(
-    live_org: SalesforceOrg, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RunningServer]:
-    with serve_tls(create_sandbox_app(live_org)) as server:
-        for name, value in salesforce_env_vars(server).items():
-            monkeypatch.setenv(name, value)
-        yield server
 
 
 @pytest.mark.usefixtures("prefect_harness", "live_sandbox")
@@ -490,25 +470,13 @@ def test_titles_and_names_stay_text_in_every_output(changed_store: str, tmp_path
         session.commit()
     store.dispose()
     text = invoke("changes", "--days", "2", "--store", changed_store)
-    assert f"{title}: 600k USD → 710k USD" in text.stdout  # type: ignore[attr-defined]
-    assert f'"{deal}"' in text.stdout  # type: ignore[attr-defined]
+    assert f"{title}: 600k USD → 710k USD" in text.stdout
+    assert f'"{deal}"' in text.stdout
     markdown = invoke("changes", "--days", "2", "--store", changed_store, "--format", "markdown")
     assert (
-        r"- **Revenue \[beta\] \<b\>up\</b\> \| \*fast\***: 600k USD → 710k USD" in markdown.stdout  # type: ignore[attr-defined]
+        r"- **Revenue \[beta\] \<b\>up\</b\> \| \*fast\***: 600k USD → 710k USD" in markdown.stdout
     )
-    page = tmp_path / "changes.html"
-    invoke(
-        "changes",
-        "--days",
-        "2",
-        "--store",
-        changed_store,
-        "--format",
-        "html",
-        "--output",
-        str(page),
-    )
-    html = page.read_text(encoding="utf-8")
+    html = changes_page(changed_store, tmp_path)
     assert "<script>x" not in html
     assert "Acme [/bold] &lt;script&gt;x&lt;/script&gt;" in html
     assert "Revenue [beta] &lt;b&gt;up&lt;/b&gt; | *fast*" in html

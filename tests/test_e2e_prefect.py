@@ -1,7 +1,8 @@
 """End to end on a real Prefect server: deployments from prefect.yaml, a process worker,
 the scheduled sync, then a burst of signed Zendesk webhooks that the warm task worker
 syncs, Zendesk alone, one run at a time, with the store updated and the key-result events
-and artifacts published.
+and artifacts published; last, the weekly digest deployment, run as its schedule would,
+sends what needs attention and what changed through a webhook block.
 
 Everything runs as it would for an operator: `prefect server start`, `prefect work-pool
 create`, `prefect deploy --all`, `prefect worker start`, `okr-sync worker`, `okr-sync
@@ -17,6 +18,7 @@ import hmac
 import itertools
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -27,13 +29,14 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import select
 
 from connectors.salesforce import sandbox as salesforce
@@ -45,7 +48,7 @@ from connectors.zendesk import sandbox as zendesk
 from connectors.zendesk.sandbox.data import generate_helpdesk
 from connectors.zendesk.sandbox.emulator import SANDBOX_API_TOKEN
 from connectors.zendesk.sandbox.emulator import create_app as create_helpdesk_app
-from okr_targets.models import Measurement, SyncRun, Ticket
+from okr_targets.models import KeyResult, Measurement, SyncRun, Ticket
 from okr_targets.store import Store
 from tests.conftest import (
     PG_ADMIN_DSN,
@@ -57,6 +60,7 @@ from tests.conftest import (
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WEBHOOK_SECRET = "e2e-zendesk-signing-secret"
+DIGEST_HOOK = "/digest/e2e-hook-token-not-for-logs"  # a webhook URL is a secret
 
 # The servers and the worker run on the real clock, so the OKRs are set in a fiscal year
 # around today (FISCAL_YEAR_START, FISCAL_YEAR): on any date it is half over, with half a
@@ -181,17 +185,22 @@ def zendesk_webhook(body: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple
 
 
 class Inbox(BaseHTTPRequestHandler):
-    """Where the off-track automation's notification webhook lands."""
+    """Where the webhook blocks post: the off-track automation's and the digest's."""
 
-    received: ClassVar[list[str]] = []
+    received: ClassVar[list[tuple[str, str]]] = []  # (path, body)
 
     def do_POST(self) -> None:
-        self.received.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.received.append((self.path, body))
         self.send_response(204)
         self.end_headers()
 
     def log_message(self, *_: Any) -> None:
         pass
+
+
+def inbox(path: str) -> list[str]:
+    return [body for at, body in Inbox.received if at == path]
 
 
 @pytest.fixture
@@ -270,17 +279,20 @@ def world(tmp_path: Path, prefect_database: str) -> Iterator[dict[str, Any]]:
             + [f"Secret(value={value!r}).save({name!r})" for name, value in secrets.items()]
         )
         run([sys.executable, "-c", script], prefect_env)
-        # The shipped example automation, notifying through a webhook block to our inbox.
-        inbox = ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
-        threading.Thread(target=inbox.serve_forever, daemon=True).start()
-        stack.callback(inbox.shutdown)
-        block = (
-            "from prefect.blocks.notifications import CustomWebhookNotificationBlock as Hook\n"
-            f"Hook(name='okr-owners', url='http://127.0.0.1:{inbox.server_port}/notify',"
-            " allow_private_urls=True,"
-            " json_data={'subject': '{{subject}}', 'body': '{{body}}'}).save('okr-owners')"
-        )
-        run([sys.executable, "-c", block], prefect_env)
+        # Webhook blocks to our inbox: the shipped example automation's, and the digest's
+        # (docs/operations.md has the operator create the digest's block once, headless).
+        receiving = ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
+        threading.Thread(target=receiving.serve_forever, daemon=True).start()
+        stack.callback(receiving.shutdown)
+        blocks = "from prefect.blocks.notifications import CustomWebhookNotificationBlock as Hook"
+        for name, path in (("okr-owners", "/notify"), ("okr-digest", DIGEST_HOOK)):
+            blocks += (
+                f"\nHook(name={name!r}, url='http://127.0.0.1:{receiving.server_port}{path}',"
+                " allow_private_urls=True,"
+                " json_data={'subject': '{{subject}}', 'body': '{{body}}'})"
+                f".save({name!r})"
+            )
+        run([sys.executable, "-c", blocks], prefect_env)
         okr_sync = str(BIN / "okr-sync")
         run(
             [okr_sync, "automations", "install", "--notify", "custom-webhook/okr-owners"],
@@ -332,8 +344,9 @@ def world(tmp_path: Path, prefect_database: str) -> Iterator[dict[str, Any]]:
                 "POST",
                 f"/deployments/{deployment_id(api, scheduled_deployment)}/pause_deployment",
             )
+        # The digest (Mondays 08:05) stays paused: step 6 runs it as its schedule would.
         digest = call(api, "GET", "/deployments/name/okr-digest/weekly-digest")["id"]
-        call(api, "POST", f"/deployments/{digest}/pause_deployment")  # Mondays 08:05
+        call(api, "POST", f"/deployments/{digest}/pause_deployment")
         yield {
             "api": api,
             "receiver": line.split()[2],
@@ -388,7 +401,7 @@ def store_runs(store_url: str) -> list[SyncRun]:
     return found
 
 
-def latest_value(store_url: str, key_result_id: str) -> tuple[float | None, str]:
+def latest_measurement(store_url: str, key_result_id: str) -> Measurement:
     store = Store.open(store_url)
     with store.session() as session:
         latest = session.scalars(
@@ -398,10 +411,49 @@ def latest_value(store_url: str, key_result_id: str) -> tuple[float | None, str]
         ).first()
     store.dispose()
     assert latest is not None
+    return latest
+
+
+def latest_value(store_url: str, key_result_id: str) -> tuple[float | None, str]:
+    latest = latest_measurement(store_url, key_result_id)
     return latest.value, latest.run_id
 
 
-def test_scheduled_and_webhook_triggered_syncs_on_a_real_prefect_server(
+def backdate(store_url: str, run_id: str, by: timedelta) -> None:
+    """Move a run's measurements into the past: as if that sync had run ``by`` earlier."""
+    store = Store.open(store_url)
+    with store.session() as session:
+        for measurement in session.scalars(select(Measurement).where(Measurement.run_id == run_id)):
+            measurement.measured_at -= by
+        session.commit()
+    store.dispose()
+
+
+ATTENTION_RANK = {"off_track": 0, "stale": 1, "at_risk": 2}  # the digest's documented order
+
+
+def needing_attention(store_url: str) -> list[KeyResult]:
+    """The key results the store's latest measurements mark off track, stale or at risk."""
+    store = Store.open(store_url)
+    with store.session() as session:
+        key_results = list(session.scalars(select(KeyResult).order_by(KeyResult.id)))
+    store.dispose()
+    status = {kr.id: latest_measurement(store_url, kr.id).status for kr in key_results}
+    needing = [kr for kr in key_results if status[kr.id] in ATTENTION_RANK]
+    return sorted(needing, key=lambda kr: ATTENTION_RANK[status[kr.id]])
+
+
+def reads_as(text: str, value: float) -> bool:
+    """Whether a number as a person reads it ("12.3M USD", "1,234 tickets") is ``value``,
+    to its three significant digits (or one decimal)."""
+    found = re.fullmatch(r"([\d,.]+)([kMB]?)(?: .*)?", text)
+    assert found, text
+    scale = {"": 1, "k": 1e3, "M": 1e6, "B": 1e9}[found[2]]
+    number = float(found[1].replace(",", "")) * scale
+    return abs(number - value) <= max(0.005 * abs(value), 0.05)
+
+
+def test_scheduled_and_webhook_triggered_syncs_and_the_digest_on_a_real_prefect_server(
     world: dict[str, Any],
 ) -> None:
     api: httpx.Client = world["api"]
@@ -423,7 +475,7 @@ def test_scheduled_and_webhook_triggered_syncs_on_a_real_prefect_server(
     tickets_before, _ = latest_value(store_url, "support-load")
     assert tickets_before
     # won-revenue is far from its target: off track, so the example automation notified
-    [notice] = wait_for("the off-track notification", lambda: Inbox.received, timeout=60)
+    [notice] = wait_for("the off-track notification", lambda: inbox("/notify"), timeout=60)
     assert "Key result off track: Book 900M in won revenue" in notice
     assert "Owner ceo@e2e.example." in notice
 
@@ -514,3 +566,72 @@ def test_scheduled_and_webhook_triggered_syncs_on_a_real_prefect_server(
     stored = call(api, "POST", "/flow_runs/filter", {"limit": 200})
     assert stored
     assert all(password not in json.dumps(run["parameters"]) for run in stored)
+
+    # 6. The weekly digest as deployed: the schedule on the server is prefect.yaml's.
+    digest = call(api, "GET", "/deployments/name/okr-digest/weekly-digest")
+    declared = next(
+        d
+        for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+        if d["name"] == "weekly-digest"
+    )
+    assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in digest["schedules"]] == [
+        (s["cron"], s["timezone"]) for s in declared["schedules"]
+    ]
+    assert digest["paused"]  # it cannot fire on its own during the test
+    # The first sync as if it had run last week: the webhook's ticket is this week's change.
+    backdate(store_url, run.id, timedelta(days=8))
+    # What Monday 08:05 would do, now, with the parameters docs/operations.md gives.
+    sent = call(
+        api,
+        "POST",
+        f"/deployments/{digest['id']}/create_flow_run",
+        {"parameters": {"notify": "custom-webhook/okr-digest", "days": 7}},
+    )
+    try:
+        wait_for("the digest's run", lambda: finished(api, sent["id"]), timeout=120, every=2)
+    except AssertionError:
+        raise AssertionError(processes.log("worker")) from None
+    [posted] = wait_for("the digest", lambda: inbox(DIGEST_HOOK), timeout=30)
+    message = json.loads(posted)
+    assert message["subject"].startswith("E2E Inc. OKR digest: 1 need attention, 1 moved (")
+    lines = message["body"].splitlines()
+    attention = lines[lines.index("Needs attention (1):") + 1 : lines.index("What moved (1):") - 1]
+    expected = needing_attention(store_url)
+    assert [line.split(": ")[1] for line in attention] == [kr.title for kr in expected]
+    won = latest_measurement(store_url, "won-revenue")
+    [line] = attention
+    found = re.fullmatch(
+        r"- 🔴 off track: Book 900M in won revenue: (.+ USD) \(target 900M USD\),"
+        r" ceo@e2e\.example — (\d+)% done, (\d+)% expected",
+        line,
+    )
+    assert found, line
+    assert won.value is not None
+    assert won.progress is not None
+    assert reads_as(found[1], won.value), (found[1], won.value)
+    assert abs(int(found[2]) - 100 * won.progress) <= 1
+    assert abs(int(found[3]) - 100 * won.expected_progress) <= 1  # scored now, a moment later
+    # What moved this week, and why: the one ticket opened at Zendesk.
+    title, numbers = lines[lines.index("What moved (1):") + 1].split(": ", 1)
+    assert title == "- Keep tickets under 100000 this year"
+    then, now = numbers.split(" (")[0].split(" → ")
+    assert reads_as(then, tickets_before)
+    assert reads_as(now, tickets_before + 1)  # the one ticket opened
+    assert lines[lines.index("What moved (1):") + 2] == "  tickets: 1 added (1 new at the source)"
+    assert "Unchanged: 1; not measured yet: 0." in message["body"]
+
+    # No secret: neither the webhook's URL nor the store's, in the digest, the run's
+    # parameters or its logs.
+    def run_logs() -> list[str] | None:
+        body = {"logs": {"flow_run_id": {"any_": [sent["id"]]}}}
+        messages = [entry["message"] for entry in call(api, "POST", "/logs/filter", body)]
+        done = any("sent the digest through custom-webhook/okr-digest" in m for m in messages)
+        return messages if done else None  # the server stores a log a moment after it arrives
+
+    logs = json.dumps(wait_for("the digest's log", run_logs, timeout=30))
+    parameters = json.dumps(call(api, "GET", f"/flow_runs/{sent['id']}")["parameters"])
+    assert '"notify": "custom-webhook/okr-digest"' in parameters
+    for secret in (DIGEST_HOOK, store_url, "store.db", "sqlite"):
+        assert secret not in posted
+        assert secret not in logs
+        assert secret not in parameters

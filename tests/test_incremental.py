@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import select
 
 from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
-from connectors.salesforce.sandbox.emulator import create_app
-from connectors.sandbox.server import RunningServer, serve_tls
 from expectations import Validator
 from okr_targets.models import Cursor, Deal, SyncRun
 from okr_targets.store import Store
-from tests.conftest import AS_OF, salesforce_env_vars, sync_sources
+from tests.conftest import AS_OF, sync_sources
 
 
 @pytest.fixture
 def live_org() -> SalesforceOrg:
     """An org this test may change (the session's sandbox org must stay as generated)."""
     return generate_org(seed=3, as_of=AS_OF, accounts=60, opportunities=300)
-
-
-@pytest.fixture
-def live_sandbox(
-    live_org: SalesforceOrg, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RunningServer]:
-    with serve_tls(create_app(live_org)) as server:
-        for name, value in salesforce_env_vars(server).items():
-            monkeypatch.setenv(name, value)
-        yield server
 
 
 def stream_counts(store_url: str, run_id: str) -> dict[str, dict[str, int]]:

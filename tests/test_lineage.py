@@ -8,7 +8,6 @@ explain`` shows both values, the difference and the deal that caused it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,10 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
 from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
-from connectors.salesforce.sandbox.emulator import create_app
-from connectors.sandbox.server import RunningServer, serve_tls
 from okr_sync.cli import app
 from okr_targets.models import Measurement, MeasurementRecord, SourceRead
 from okr_targets.store import Store
-from tests.conftest import AS_OF, salesforce_env_vars
+from tests.conftest import AS_OF
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -52,25 +49,18 @@ objectives:
 
 
 @pytest.fixture
-def org() -> SalesforceOrg:
+def live_org() -> SalesforceOrg:
+    """An org this test may change (the session's sandbox org must stay as generated)."""
     return generate_org(seed=8, as_of=AS_OF, accounts=60, opportunities=400)
-
-
-@pytest.fixture
-def sandbox(org: SalesforceOrg, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningServer]:
-    with serve_tls(create_app(org)) as server:
-        for name, value in salesforce_env_vars(server).items():
-            monkeypatch.setenv(name, value)
-        yield server
 
 
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
 
-@pytest.mark.usefixtures("sandbox")
+@pytest.mark.usefixtures("live_sandbox")
 def test_a_late_change_to_a_closed_period_is_restated_and_explained(
-    org: SalesforceOrg, store_url: str, tmp_path: Path
+    live_org: SalesforceOrg, store_url: str, tmp_path: Path
 ) -> None:
     okr_file = tmp_path / "okrs.yaml"
     okr_file.write_text(OKRS, encoding="utf-8")
@@ -102,12 +92,12 @@ def test_a_late_change_to_a_closed_period_is_restated_and_explained(
     # A Q3 opportunity still open is marked won, with a Q3 close date, in November.
     late = next(
         o
-        for o in org.records("Opportunity")
+        for o in live_org.records("Opportunity")
         if not o["IsClosed"]
         and o.get("CurrencyIsoCode") == "USD"
         and o["CreatedDate"] < "2026-09-01"  # it existed in Q3
     )
-    org.upsert(
+    live_org.upsert(
         "Opportunity",
         {
             "Id": late["Id"],

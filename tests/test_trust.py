@@ -17,8 +17,6 @@ import pytest
 from sqlalchemy import select
 
 from connectors.salesforce.sandbox.data import SalesforceOrg, generate_org
-from connectors.salesforce.sandbox.emulator import create_app
-from connectors.sandbox.server import serve_tls
 from flows.plan import SyncRequest
 from flows.settings import Settings
 from flows.sync import sync_store
@@ -26,7 +24,7 @@ from okr_targets.models import Baseline, KeyResult, Measurement, utcnow
 from okr_targets.periods import Period
 from okr_targets.report import KeyResultLine, ObjectiveLine, build_report, walk
 from okr_targets.store import Store
-from tests.conftest import AS_OF, salesforce_env_vars
+from tests.conftest import AS_OF, serve_org
 from tests.test_metrics_correctness import Oracle
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "clock")
@@ -89,9 +87,7 @@ def org() -> SalesforceOrg:
 
 @pytest.fixture
 def okr_file(org: SalesforceOrg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    with serve_tls(create_app(org)) as server:
-        for name, value in salesforce_env_vars(server).items():
-            monkeypatch.setenv(name, value)
+    with serve_org(org, monkeypatch):
         path = tmp_path / "okrs.yaml"
         path.write_text(OKRS, encoding="utf-8")
         yield path
