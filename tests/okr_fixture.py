@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import update
 
 from okr_targets.changes import WINDOW_DAYS, Changes, recent_changes
+from okr_targets.dashboard import render_html
 from okr_targets.models import (
     DailyValue,
     Deal,
@@ -302,6 +303,11 @@ def changes_of(url: str, now: datetime = NOW, days: int = WINDOW_DAYS) -> Change
         found = recent_changes(session, now, days)
     store.dispose()
     return found
+
+
+def page_of(url: str, now: datetime = NOW) -> str:
+    """The dashboard page of the store as ``okr-sync report --format html`` writes it."""
+    return render_html(summary_of(url, now), changes=changes_of(url, now))
 
 
 def land_value(url: str, kr_id: str, at: datetime, value: float, *, changed: bool = True) -> None:
