@@ -324,6 +324,7 @@ def test_the_counts_and_what_needs_attention_show_before_scrolling(
     changes = page.locator("#changes")
     expect(changes.locator("h2")).to_have_text("What changed in the last 7 days")
     expect(changes.locator("li[data-change]")).to_have_count(4)
+    expect(changes.locator("li[data-change]:visible")).to_have_count(1)  # revenue; 3 new
     assert bottom_of(page, "#summary") <= bottom_of(page, "#changes h2")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     # the item leads to its card
@@ -352,18 +353,21 @@ OWNER = {  # key result -> its owner's e-mail (the fixture's objective owners)
 
 
 def visible(page: Page, selector: str, attribute: str) -> set[str]:
-    return set(
-        page.locator(selector).evaluate_all(
-            f"els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.{attribute})"
-        )
-    )
+    """The ``data-{attribute}`` of the elements shown (not hidden, nor in a closed <details>)."""
+    return {
+        str(element.get_attribute(f"data-{attribute}"))
+        for element in page.locator(f"{selector}:visible").all()
+    }
 
 
 def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Path) -> None:
     context, page = open_page(browser, page_file, 1400, 1000)
     cards, objectives, moved = "li[data-kr]", "li[data-objective]", "li[data-change]"
     assert visible(page, cards, "kr") == set(STATUSES)
-    # the week up to NOW (tests/okr_fixture.py): all but alice's moved or were first measured
+    # the week up to NOW (tests/okr_fixture.py): revenue moved; all but alice's were first
+    # measured, listed behind a disclosure
+    assert visible(page, moved, "change") == {"revenue"}
+    page.get_by_text("3 first measured in the last 7 days").click()
     assert visible(page, moved, "change") == set(STATUSES) - {"alice-deals"}
     expect(page.locator("#changes-filtered")).to_be_hidden()
 
@@ -380,6 +384,7 @@ def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Pat
     enterprise = {kr for kr, email in OWNER.items() if TEAMS.get(email) == "Enterprise"}
     assert visible(page, cards, "kr") == enterprise == {"win-rate", "new-customers", "alice-deals"}
     assert visible(page, moved, "change") == {"win-rate", "new-customers"}
+    expect(page.locator("#changes-filtered")).to_be_visible()  # revenue is grow's, no team
     page.get_by_label("Owner", exact=True).select_option(label="Alice Adams")
     assert page.url.endswith("?team=Enterprise&owner=alice%40example.com")
     assert visible(page, cards, "kr") == {"alice-deals"}
@@ -404,8 +409,9 @@ def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Pat
     page.locator(".counts").get_by_role("button", name="1 stale").click()
     assert page.url.endswith("?status=stale")
     assert visible(page, cards, "kr") == {"first-response"}
+    page.get_by_text("3 first measured in the last 7 days").click()  # closed since reopened
     assert visible(page, moved, "change") == {"first-response"}
-    expect(page.locator("#changes-filtered")).to_be_hidden()
+    expect(page.locator("#changes-filtered")).to_be_visible()  # first measured, not moved
 
     # new cards swapped in (the live refresh) are filtered again on its event
     page.evaluate(
