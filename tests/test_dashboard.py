@@ -572,10 +572,10 @@ def test_the_page_says_what_moved_in_the_last_week_and_why(filled: str) -> None:
     assert entries["win-rate"][1].endswith("Samantha Seller · first measured in the window: 26%")
     # the ones first measured are counted, and listed behind one closed disclosure
     assert (
-        '<details class="first-measured"><summary>3 first measured in the last 7 days</summary>'
-        in page
+        '<details class="first-measured" id="changes-first"><summary>3 first measured in the'
+        " last 7 days</summary>" in page
     )
-    assert "<details><summary>3 record(s) behind it</summary>" in page  # closed at first
+    assert '<details id="records-revenue"><summary>3 record(s) behind it</summary>' in page
     assert page.index('id="changes"') > page.index('id="attention-title"')
     assert page.index('id="changes"') < page.index('aria-label="Objectives, company first"')
 

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -537,6 +537,34 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
     expect(status).to_have_text(re.compile(checked + "11:50$"))
     expect(status).to_have_attribute("data-state", "ok")
     assert page.evaluate("[window.marker, window.refreshed]") == ["same page", 2]
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    context.close()
+
+
+def test_an_open_disclosure_of_what_changed_stays_open_when_the_page_refreshes(
+    browser: Browser, serving: ServeProcess, sqlite_url: str
+) -> None:
+    """serve runs on the real clock: a revenue measured an hour ago, without lineage, moved
+    it from the fixture's 600k USD (deals 006-0..2) within the week; the page refreshes
+    when the next lands."""
+    now = datetime.now(UTC)
+    land_value(sqlite_url, "revenue", now - timedelta(hours=1), 650_000.0)
+    base = serving.start()
+    context = browser.new_context(
+        http_credentials={"username": "leader", "password": "pa55-w0rd"},
+        viewport={"width": 1400, "height": 1000},
+    )
+    page = context.new_page()
+    page.goto(base + "/")
+    entry = page.locator('li[data-change="revenue"]')
+    expect(entry).to_contain_text("+50k USD since")
+    expect(entry).to_contain_text("deals: 3 removed")
+    entry.get_by_text("3 record(s) behind it").click()
+    expect(entry.locator('tr[data-record="006-1"]')).to_be_visible()
+
+    land_value(sqlite_url, "revenue", now - timedelta(minutes=30), 700_000.0)
+    expect(entry).to_contain_text("+100k USD since")  # swapped in place
+    expect(entry.locator('tr[data-record="006-1"]')).to_be_visible()  # still open
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
     context.close()
 
