@@ -1,7 +1,8 @@
 """``okr-sync serve``: the dashboard and its JSON API, live from the store, read-only.
 
 Every view renders the one summary ``build_summary`` makes, so the page, the API and the
-exports show the same numbers. Building it takes a few hundred milliseconds, so it is
+exports show the same numbers; the page adds what changed in the week up to it
+(``recent_changes``). Building them takes a few hundred milliseconds, so they are
 built once per store change (``SummaryCache``): each request asks the store one cheap
 question (has anything the summary reads changed?) and is answered from the cache.
 
@@ -42,10 +43,12 @@ from starlette.routing import Route
 
 from flows.settings import OneLineSettings
 from okr_targets.changes import (
+    Changes,
     WindowError,
     changes_json,
     org_calendar,
     parse_window,
+    recent_changes,
     what_changed,
 )
 from okr_targets.changes_page import render_changes_html
@@ -186,11 +189,13 @@ def last_change(version: tuple[Any, ...]) -> datetime | None:
 
 @dataclass
 class Snapshot:
-    """One built summary and the views rendered from it, each rendered once."""
+    """One built summary, what changed in the week up to it (the page's "what changed"
+    section), and the views rendered from them, each rendered once."""
 
     version: tuple[Any, ...]
     built_at: datetime
     summary: dict[str, Any]
+    changes: Changes
     views: dict[str, str] = field(default_factory=dict)
 
     def view(self, name: str, render: Callable[[dict[str, Any]], str]) -> str:
@@ -226,7 +231,8 @@ class SummaryCache:
             ):
                 with self.store.session() as session:
                     summary = build_summary(session, now, self.store.display_url)
-                current = self._current = Snapshot(version, now, summary)
+                    changes = recent_changes(session, now)
+                current = self._current = Snapshot(version, now, summary, changes)
             return current
 
 
@@ -245,7 +251,10 @@ def create_app(
     def page(_request: Request) -> Response:
         snapshot = cache.get()
         refresh = Refresh(version_tag(snapshot.version), settings.refresh_seconds)
-        html = snapshot.view("html", lambda summary: render_html(summary, refresh=refresh))
+        html = snapshot.view(
+            "html",
+            lambda summary: render_html(summary, changes=snapshot.changes, refresh=refresh),
+        )
         return HTMLResponse(html, headers=_HEADERS)
 
     def version(_request: Request) -> Response:

@@ -32,6 +32,8 @@ RECORDS_LISTED = 10
 _CHUNK = 500  # ids per IN (...) when reading mirror rows
 CHANGES_VERSION = 1
 """The shape of ``changes_json``: a breaking change (a field renamed or removed) bumps it."""
+WINDOW_DAYS = 7
+"""The default window: the last week, as the dashboard and the digest show it."""
 
 
 def signed_change(change: float | None, unit: str) -> str:
@@ -201,6 +203,14 @@ class Movement:
         lines.extend(self.notes)
         return lines
 
+    @property
+    def why(self) -> str:
+        """The reasons in one line, for a list: "deals: 1 added (1 new at the source),
+        1 edited at the source; restated 2026-Q3 (closed) with late data"."""
+        parts = [] if self.records is None or self.records.empty else [self.records.text]
+        parts += [f"restated {r.period} (closed) with late data" for r in self.restatements]
+        return "; ".join(parts + self.notes)
+
 
 @dataclass(frozen=True)
 class Changes:
@@ -243,7 +253,8 @@ def parse_window(
 ) -> tuple[datetime, datetime]:
     """``since``/``days``/``until`` as given on a command line or in a URL, as two instants:
     an ISO date is the start of that day (``until``: its end) in ``calendar``'s time zone, as
-    is a date-time without an offset. Default: the ``days`` (7) up to ``until`` (``now``)."""
+    is a date-time without an offset. Default: the ``days`` (``WINDOW_DAYS``) up to
+    ``until`` (``now``)."""
     if since is not None and days is not None:
         raise WindowError("give either since or days, not both")
     if days is not None and days < 1:
@@ -252,7 +263,7 @@ def parse_window(
     start = (
         _moment("since", since, calendar, end_of_day=False)
         if since
-        else end - timedelta(days=days or 7)
+        else end - timedelta(days=days or WINDOW_DAYS)
     )
     if start >= end:
         raise WindowError(
@@ -289,6 +300,11 @@ def what_changed(
     order = list(MovementKind)
     movements.sort(key=lambda m: order.index(m.kind))  # stable: by id within a kind
     return Changes(since, until, movements, org_calendar(session).timezone)
+
+
+def recent_changes(session: Session, now: datetime, days: int = WINDOW_DAYS) -> Changes:
+    """What changed in the ``days`` up to ``now``: the dashboard's "what changed" section."""
+    return what_changed(session, now - timedelta(days=days), now)
 
 
 def _in_force(session: Session, kr_id: str, at: datetime) -> Measurement | None:

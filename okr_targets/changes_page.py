@@ -1,40 +1,26 @@
 """The "What changed" page: each key result's movement and its reasons, self-contained HTML.
 
-It has the dashboard's look (``templates/_palette.css.j2``) and, like it, needs no network.
+It has the dashboard's look (``templates/_palette.css.j2``), shares its pieces with the
+dashboard's "what changed" section (``templates/_changes.html.j2``) and, like it, needs no
+network.
 ``okr-sync serve`` renders it live at ``/changes``; its data is ``okr_targets.changes``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from okr_targets.changes import Changes, MovementKind
-from okr_targets.formatting import format_time, format_value
+from okr_targets.dashboard import TEMPLATES
 from okr_targets.status import STATUS_LABELS
-
-_environment = Environment(
-    loader=PackageLoader("okr_targets", "templates"),
-    autoescape=select_autoescape(["html", "j2"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def _time(moment: datetime, zone: str = "UTC") -> str:
-    return format_time(moment.isoformat(), zone)
-
-
-_environment.filters.update(value=format_value, time=_time)
 
 
 def render_changes_html(changes: Changes, *, live: bool = False) -> str:
     """The page for ``changes``; ``live`` adds ``serve``'s links and the window form."""
     query = urlencode({"since": changes.since.isoformat(), "until": changes.until.isoformat()})
-    return _environment.get_template("changes.html.j2").render(
+    return TEMPLATES.get_template("changes.html.j2").render(
         changes=changes,
         counts=changes.counts,
         kinds=MovementKind,

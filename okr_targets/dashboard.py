@@ -1,8 +1,9 @@
 """The OKR dashboard as one self-contained HTML page, rendered from the summary.
 
 The page needs no network: CSS and the trend charts (SVG) are inline, a few lines of inline
-script open the "why this number" dialogs and filter the key results by team, owner and
-status (``<script id="filters">``, kept in the query string), and a Content-Security-Policy
+script open the "why this number" dialogs and filter the key results (their cards, the
+needs-attention list and "what changed") by team, owner and status (``<script
+id="filters">``, kept in the query string), and a Content-Security-Policy
 forbids loading anything else. ``okr-sync report --format html`` writes it to a file;
 ``okr-sync serve`` renders it live. Its numbers are those of
 ``okr_targets.summary.build_summary``.
@@ -15,9 +16,11 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from okr_targets.changes import Changes, MovementKind
 from okr_targets.formatting import (
     format_age,
     format_percent,
@@ -29,7 +32,7 @@ from okr_targets.formatting import (
 from okr_targets.periods import Calendar, add_months
 from okr_targets.scoring import LINEAR_KINDS
 from okr_targets.status import STATUS_LABELS
-from okr_targets.summary import ALWAYS_COUNTED, COUNTED
+from okr_targets.summary import ALWAYS_COUNTED, COUNTED, standing
 
 # The trend chart is drawn in CSS pixels, not scaled from a viewBox: x in % of the card's
 # width, y in px from the top, so its text is 12 px on a phone as on a desktop.
@@ -191,20 +194,26 @@ def _expected_now(kr: dict[str, Any], origin: float) -> float:
     return origin + kr["expected_progress"] * (kr["target"] - origin)
 
 
-_environment = Environment(
+def _time(moment: datetime | str | None, zone: str = "UTC") -> str:
+    """``format_time`` of an ISO text (the summary's) or a datetime (``changes``')."""
+    return format_time(moment.isoformat() if isinstance(moment, datetime) else moment, zone)
+
+
+TEMPLATES = Environment(
     loader=PackageLoader("okr_targets", "templates"),
     autoescape=select_autoescape(["html", "j2"]),
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_environment.filters.update(
+"""The pages' templates (this dashboard, changes_page's "what changed") and their filters."""
+TEMPLATES.filters.update(
     value=format_value,
     standing=format_standing,
-    time=format_time,
+    time=_time,
     age=format_age,
     percent=format_percent,
 )
-_environment.globals["freshness"] = freshness_text
+TEMPLATES.globals["freshness"] = freshness_text
 
 
 @dataclass(frozen=True)
@@ -217,10 +226,16 @@ class Refresh:
 
 
 def render_html(
-    summary: dict[str, Any], *, live: bool = False, refresh: Refresh | None = None
+    summary: dict[str, Any],
+    *,
+    changes: Changes | None = None,
+    live: bool = False,
+    refresh: Refresh | None = None,
 ) -> str:
-    """The dashboard page for a summary; ``live`` adds the JSON API links of ``serve``,
-    ``refresh`` (live only) the script that swaps in a new page when the store changes."""
+    """The dashboard page for a summary; ``changes`` (``recent_changes`` at the summary's
+    ``generated_at``) adds the "what changed" section, ``live`` the JSON API links of
+    ``serve``, ``refresh`` (live only) the script that swaps in a new page when the store
+    changes."""
     now = datetime.fromisoformat(summary["generated_at"])
     charts = {
         kr["id"]: trend_chart(kr, now)
@@ -232,7 +247,7 @@ def render_html(
     for objective in summary["objectives"]:
         parent = objective["parent"] if objective["parent"] in known else None
         children.setdefault(parent, []).append(objective)
-    return _environment.get_template("dashboard.html.j2").render(
+    return TEMPLATES.get_template("dashboard.html.j2").render(
         summary=summary,
         children=children,
         charts=charts,
@@ -241,8 +256,22 @@ def render_html(
         refresh=refresh,
         height=CHART_HEIGHT,
         plot=(PLOT_TOP, PLOT_BOTTOM),
+        changes=changes,
+        kinds=MovementKind,
+        **_window(changes),
         **_filter_choices(summary),
     )
+
+
+def _window(changes: Changes | None) -> dict[str, Any]:
+    """The "what changed" window in words: its whole days, the local day it starts."""
+    if changes is None:
+        return {}
+    zone = ZoneInfo(changes.timezone)
+    return {
+        "window_days": round((changes.until - changes.since) / timedelta(days=1)),
+        "since_day": changes.since.astimezone(zone).date().isoformat(),
+    }
 
 
 REASON_CHARS = 120
@@ -259,6 +288,7 @@ def _filter_choices(summary: dict[str, Any]) -> dict[str, Any]:
         "always_counted": ALWAYS_COUNTED,
         "reason_chars": REASON_CHARS,
         "teams_of": {kr["id"]: kr["owner_team"] for kr in krs},
+        "standing_of": {kr["id"]: standing(kr) for kr in krs},
         "filter_teams": sorted({kr["owner_team"] for kr in krs if kr["owner_team"]}),
         "filter_owners": sorted(owners.items(), key=lambda item: item[1].lower()),
     }

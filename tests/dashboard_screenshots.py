@@ -19,6 +19,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from okr_targets.changes import recent_changes
 from okr_targets.dashboard import render_html
 from okr_targets.store import Store
 from okr_targets.summary import build_summary
@@ -69,12 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
         return 1
     store = Store.open(args.store)
+    now = datetime.now(UTC)
     with store.session() as session:
-        summary = build_summary(session, datetime.now(UTC), store.display_url)
+        summary = build_summary(session, now, store.display_url)
+        changes = recent_changes(session, now)
     store.dispose()
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         page_file = Path(folder) / "okrs.html"
-        page_file.write_text(render_html(summary), encoding="utf-8")
+        page_file.write_text(render_html(summary, changes=changes), encoding="utf-8")
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), chromium_sandbox=False)
         for path in shoot(browser, page_file, args.out).values():
             print(f"wrote {path}")

@@ -15,6 +15,11 @@ Owners are ``{objective}@example.com``. The company is "Grow Co"; the CRM's reps
 alice (Alice Adams, Enterprise) and sales (Sam Seller, Enterprise), and the OKR file's
 ``people:`` map renames sales (Samantha Seller) and names support (Sue Porter, Support);
 grow is known to neither and stays an e-mail (``NAMES``, ``TEAMS``).
+
+In the week up to ``NOW`` (``changes_of``): revenue moved 500k → 600k USD (its 500k of
+November 15th has no lineage, so the three deals are added; each was edited at the source
+in between), win-rate, new-customers and first-response were first measured, alice-deals
+not at all.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any
 
 from sqlalchemy import update
 
+from okr_targets.changes import WINDOW_DAYS, Changes, recent_changes
+from okr_targets.dashboard import render_html
 from okr_targets.models import (
     DailyValue,
     Deal,
@@ -281,13 +288,27 @@ def fill_store(url: str) -> None:
     store.dispose()
 
 
-def summary_of(url: str) -> dict[str, Any]:
-    """The dashboard's summary of the store at ``url``, as of ``NOW``."""
+def summary_of(url: str, now: datetime = NOW) -> dict[str, Any]:
+    """The dashboard's summary of the store at ``url``, as of ``now``."""
     store = Store.open(url)
     with store.session() as session:
-        found = build_summary(session, NOW, store.display_url)
+        found = build_summary(session, now, store.display_url)
     store.dispose()
     return found
+
+
+def changes_of(url: str, now: datetime = NOW, days: int = WINDOW_DAYS) -> Changes:
+    """The dashboard's "what changed": the ``days`` up to ``now``."""
+    store = Store.open(url)
+    with store.session() as session:
+        found = recent_changes(session, now, days)
+    store.dispose()
+    return found
+
+
+def page_of(url: str, now: datetime = NOW) -> str:
+    """The dashboard page of the store as ``okr-sync report --format html`` writes it."""
+    return render_html(summary_of(url, now), changes=changes_of(url, now))
 
 
 def land_value(url: str, kr_id: str, at: datetime, value: float, *, changed: bool = True) -> None:

@@ -320,12 +320,11 @@ def test_serve_shows_what_changed_as_a_page_and_json_behind_the_same_auth(
     assert "default-src 'none'" in html  # loads nothing, like the dashboard
     assert "<strong>2</strong> moved, <strong>1</strong> first measured" in html
     assert "600k USD → 710k USD" in html
-    assert "(+110k USD)" in html
     assert '<tr data-record="006-1"><td>removed</td>' in html
     assert "deleted at the source" in html
     assert 'href="mailto:alice@example.com" title="alice@example.com">Alice Adams</a>' in html
     assert "restated 2026-Q3 (closed): was 100k USD" in html
-    assert '<span class="change-better">(+110k USD)</span>' in html
+    assert '(<span class="change-better">+110k USD</span>)' in html
     assert 'data-kr="win-rate">Raise the win rate from 25% to 35%: 26%</li>' in html
     assert "s3cret-token" not in html
 

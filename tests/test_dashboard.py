@@ -55,11 +55,14 @@ from tests.okr_fixture import (
     STATUSES,
     TEAMS,
     TREE,
+    changes_of,
     edited_at,
     fill_store,
     land_value,
+    page_of,
     summary_of,
 )
+from tests.test_changes import SINCE, UNTIL, later_changes
 from transforms.measure import save_okrs
 
 SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
@@ -514,6 +517,106 @@ def test_the_page_shows_the_summarys_numbers_and_loads_nothing(filled: str) -> N
     assert "connect-src" not in page
 
 
+def shown_text(html: str) -> str:
+    """The text a reader sees: block and cell tags part words, inline ones do not."""
+    blocks = r"</?(?:p|h2|ul|li|details|summary|div|table|caption|thead|tbody|tr|th|td)\b[^>]*>"
+    return " ".join(re.sub(r"<[^>]+>", "", re.sub(blocks, " ", html)).split())
+
+
+def moved_entries(page: str) -> dict[str, tuple[dict[str, str], str]]:
+    """The "what changed" section's entries: key result -> (data-* attributes, text shown)."""
+    [section] = re.findall(r'<section class="changes".*?</section>', page, re.DOTALL)
+    found = {}
+    for attributes, body in re.findall(r"<li (data-change[^>]*)>(.*?)</li>", section, re.DOTALL):
+        data = dict(re.findall(r'data-([a-z]+)="([^"]*)"', attributes))
+        found[data.pop("change")] = (data, shown_text(body))
+    return found
+
+
+def section_text(page: str) -> str:
+    [section] = re.findall(r'<section class="changes".*?</section>', page, re.DOTALL)
+    return shown_text(section)
+
+
+def test_the_page_says_what_moved_in_the_last_week_and_why(filled: str) -> None:
+    """The week up to NOW (tests/okr_fixture.py): revenue 500k (Nov 15th, no lineage) →
+    600k USD from deals 006-0..2, each edited at the source since; three key results first
+    measured; alice's never."""
+    page = page_of(filled)
+    text = section_text(page)
+    assert text.startswith(
+        "What changed in the last 7 days Since 2026-11-20 12:00 UTC: 1 moved,"
+        " 3 first measured, 0 unchanged, 1 not measured yet"
+        " · other dates: okr-sync changes --since DATE"
+    )
+    entries = moved_entries(page)
+    # moved first, then first measured, each by id; filtered as their cards are
+    assert {kr: tuple(data.values()) for kr, (data, _) in entries.items()} == {
+        "revenue": ("moved", "grow@example.com", "", "on_track"),
+        "first-response": ("new", "support@example.com", "Support", "stale"),
+        "new-customers": ("new", "sales@example.com", "Enterprise", "at_risk"),
+        "win-rate": ("new", "sales@example.com", "Enterprise", "off_track"),
+    }
+    assert list(entries) == ["revenue", "first-response", "new-customers", "win-rate"]
+    shown = entries["revenue"][1]
+    assert shown.startswith(
+        "on track Book 1M in won revenue · grow@example.com · +100k USD since 2026-11-20"
+        " (500k USD → 600k USD) — deals: 3 added (3 edited at the source)"
+        " 3 record(s) behind it"
+    )
+    for n, edited in enumerate(("2026-11-26 11:00", "2026-11-25 11:00", "2026-11-24 11:00")):
+        assert (
+            f"added salesforce deal 006-{n} “Deal {n}” edited at the source {edited} UTC" in shown
+        )
+    assert "won, 150,000.00 USD, closed 2026-11-02" in shown
+    assert entries["win-rate"][1].endswith("Samantha Seller · first measured in the window: 26%")
+    # the ones first measured are counted, and listed behind one closed disclosure
+    assert (
+        '<details class="first-measured" id="changes-first"><summary>3 first measured in the'
+        " last 7 days</summary>" in page
+    )
+    assert '<details id="records-revenue"><summary>3 record(s) behind it</summary>' in page
+    assert page.index('id="changes"') > page.index('id="attention-title"')
+    assert page.index('id="changes"') < page.index('aria-label="Objectives, company first"')
+
+
+def test_each_movement_shows_its_records_restatement_and_unchanged_count(store_url: str) -> None:
+    """The later run of tests/test_changes.py, in its window (SINCE..UNTIL, two days)."""
+    fill_store(store_url)
+    later_changes(store_url)
+    changes = changes_of(store_url, UNTIL, days=2)
+    assert (changes.since, changes.until) == (SINCE, UNTIL)
+    page = render_html(summary_of(store_url, UNTIL), changes=changes)
+    assert section_text(page).startswith(
+        "What changed in the last 2 days Since 2026-11-27 12:00 UTC: 2 moved,"
+        " 1 first measured, 3 unchanged, 0 not measured yet"
+    )
+    entries = moved_entries(page)
+    assert list(entries) == ["q3-revenue", "revenue", "alice-deals"]
+    revenue = entries["revenue"][1]
+    assert (
+        "+110k USD since 2026-11-27 (600k USD → 710k USD) — deals: 1 added (1 new at the"
+        " source), 1 removed (1 deleted at the source), 1 edited at the source"
+        " 3 record(s) behind it"
+    ) in revenue
+    assert "added salesforce deal 006-3 “Deal 3” new at the source 2026-11-27 15:00 UTC" in revenue
+    assert (
+        "removed salesforce deal 006-1 “Deal 1” deleted at the source 2026-11-28 00:00" in revenue
+    )
+    assert "changed salesforce deal 006-2 “Deal 2” edited at the source 2026-11-27 18:00" in revenue
+    assert "won, 210,000.00 USD, closed 2026-11-03" in revenue
+    q3 = entries["q3-revenue"][1]
+    assert (
+        "+12.3k USD since 2026-11-27 (100k USD → 112k USD) — deals: 1 added (1 edited at the"
+        " source); restated 2026-Q3 (closed) with late data 1 record(s) behind it"
+    ) in q3
+    assert "added salesforce deal 006-10 “Deal 10” edited at the source 2026-11-27 17:00" in q3
+    assert entries["alice-deals"][1].endswith("Alice Adams · first measured in the window: 1 deals")
+    assert entries["alice-deals"][0]["team"] == "Enterprise"
+    for unchanged in ("win-rate", "new-customers", "first-response"):
+        assert unchanged not in entries
+
+
 def month_kr(**fields: Any) -> dict[str, Any]:
     """A key result of November 2026 (30 days, UTC) as the summary gives it to the chart."""
     return {
@@ -689,11 +792,13 @@ def test_a_day_that_only_confirmed_its_value_is_a_point_of_the_chart(filled: str
 
 def test_report_command_writes_html_json_and_csv(filled: str, tmp_path: Path) -> None:
     page = tmp_path / "okrs.html"
-    result = invoke("report", "--store", filled, "--format", "html", "--output", str(page))
+    with time_machine.travel(NOW, tick=False):  # the week up to NOW: what changed in it
+        result = invoke("report", "--store", filled, "--format", "html", "--output", str(page))
     assert result.exit_code == 0, result.output
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!doctype html>")
     assert all(f'data-kr="{kr_id}"' in html for kr_id in STATUSES)
+    assert "+100k USD since" in moved_entries(html)["revenue"][1]  # what changed this week
 
     document = tmp_path / "okrs.json"
     result = invoke("report", "--store", filled, "--format", "json", "--output", str(document))
@@ -780,7 +885,15 @@ def test_the_api_serves_the_same_numbers_as_the_exports(filled: str) -> None:
         page = client.get("/")
         assert page.headers["content-type"].startswith("text/html")
         version = client.get("/api/v2/version").json()["version"]
-        assert page.text == render_html(expected, refresh=Refresh(version, 15.0))
+        changes = changes_of(filled)  # the week up to the summary's generated_at
+        assert page.text == render_html(expected, changes=changes, refresh=Refresh(version, 15.0))
+        assert list(moved_entries(page.text)) == [
+            "revenue",
+            "first-response",
+            "new-customers",
+            "win-rate",
+        ]
+        assert '· <a href="changes">other dates</a>' in page.text  # the live page links them
 
         # read-only: nothing but GET
         for method in ("post", "put", "patch", "delete"):

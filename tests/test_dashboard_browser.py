@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from okr_sync.serve import ServeSettings, create_app
-from okr_targets.dashboard import render_html
 from okr_targets.formatting import format_value
 from okr_targets.status import STATUS_LABELS
 from okr_targets.store import Store
@@ -42,6 +41,7 @@ from tests.okr_fixture import (
     edited_at,
     fill_store,
     land_value,
+    page_of,
     summary_of,
 )
 
@@ -69,16 +69,24 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def summary(sqlite_url: str) -> dict[str, Any]:
+def page_file(sqlite_url: str, tmp_path: Path) -> Path:
+    """The static report (``okr-sync report --format html``) of the fixture's store."""
     fill_store(sqlite_url)
+    path = tmp_path / "okrs.html"
+    path.write_text(page_of(sqlite_url), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def summary(page_file: Path, sqlite_url: str) -> dict[str, Any]:
+    """The summary the page shows."""
     return summary_of(sqlite_url)
 
 
 @pytest.fixture
-def page(browser: Browser, summary: dict[str, Any], tmp_path: Path) -> Iterator[Page]:
+def page(browser: Browser, page_file: Path) -> Iterator[Page]:
     """The static report opened from disk, with every request it makes recorded."""
-    path = tmp_path / "okrs.html"
-    path.write_text(render_html(summary), encoding="utf-8")
+    path = page_file
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     opened = context.new_page()
     requests: list[str] = []
@@ -282,19 +290,17 @@ def test_the_live_dashboard_matches_its_api(browser: Browser, live: str) -> None
     expect(page.locator("h1")).to_contain_text("Grow Co")
     expect(page.get_by_label("Status", exact=True)).to_have_value("off_track")
     assert visible(page, "li[data-kr]", "kr") == {"win-rate"}
+    expect(page.locator('li[data-change="win-rate"]')).to_contain_text("first measured")
+    page.get_by_role("link", name="other dates").click()
+    assert page.url == live + "/changes"  # the same week, with a form for other dates
+    expect(page.locator("input[name=since]")).to_have_value("2026-11-20")
+    page.go_back()
     page.get_by_role("link", name="JSON").click()
     assert page.url == live + "/api/v2/summary"
     context.close()
 
 
 # --- the answer first: above the fold, and filters kept in the URL ---------------------------
-
-
-@pytest.fixture
-def page_file(summary: dict[str, Any], tmp_path: Path) -> Path:
-    path = tmp_path / "okrs.html"
-    path.write_text(render_html(summary), encoding="utf-8")
-    return path
 
 
 @pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
@@ -314,6 +320,12 @@ def test_the_counts_and_what_needs_attention_show_before_scrolling(
     expect(items.nth(0)).to_contain_text("10% done, 62% expected")
     for selector in ("h1", ".counts", ".attention"):
         assert bottom_of(page, selector) <= height, (viewport, selector)
+    # what changed this week follows the header, before the cascade
+    changes = page.locator("#changes")
+    expect(changes.locator("h2")).to_have_text("What changed in the last 7 days")
+    expect(changes.locator("li[data-change]")).to_have_count(4)
+    expect(changes.locator("li[data-change]:visible")).to_have_count(1)  # revenue; 3 new
+    assert bottom_of(page, "#summary") <= bottom_of(page, "#changes h2")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     # the item leads to its card
     items.nth(2).get_by_role("link", name="Answer within 4 hours").click()
@@ -341,22 +353,29 @@ OWNER = {  # key result -> its owner's e-mail (the fixture's objective owners)
 
 
 def visible(page: Page, selector: str, attribute: str) -> set[str]:
-    return set(
-        page.locator(selector).evaluate_all(
-            f"els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.{attribute})"
-        )
-    )
+    """The ``data-{attribute}`` of the elements shown (not hidden, nor in a closed <details>)."""
+    return {
+        str(element.get_attribute(f"data-{attribute}"))
+        for element in page.locator(f"{selector}:visible").all()
+    }
 
 
 def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Path) -> None:
     context, page = open_page(browser, page_file, 1400, 1000)
-    cards, objectives = "li[data-kr]", "li[data-objective]"
+    cards, objectives, moved = "li[data-kr]", "li[data-objective]", "li[data-change]"
     assert visible(page, cards, "kr") == set(STATUSES)
+    # the week up to NOW (tests/okr_fixture.py): revenue moved; all but alice's were first
+    # measured, listed behind a disclosure
+    assert visible(page, moved, "change") == {"revenue"}
+    page.get_by_text("3 first measured in the last 7 days").click()
+    assert visible(page, moved, "change") == set(STATUSES) - {"alice-deals"}
+    expect(page.locator("#changes-filtered")).to_be_hidden()
 
     page.get_by_label("Status", exact=True).select_option("off_track")
     assert page.url.endswith("?status=off_track")
     assert visible(page, cards, "kr") == {"win-rate"}
     assert visible(page, "li[data-attention]", "attention") == {"win-rate"}
+    assert visible(page, moved, "change") == {"win-rate"}  # what changed is filtered too
     assert visible(page, objectives, "objective") == {"grow", "sales"}  # its ancestors
     expect(page.locator("#filter-note")).to_have_text("showing 1 of 5 key results")
 
@@ -364,9 +383,13 @@ def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Pat
     page.get_by_label("Team", exact=True).select_option("Enterprise")
     enterprise = {kr for kr, email in OWNER.items() if TEAMS.get(email) == "Enterprise"}
     assert visible(page, cards, "kr") == enterprise == {"win-rate", "new-customers", "alice-deals"}
+    assert visible(page, moved, "change") == {"win-rate", "new-customers"}
+    expect(page.locator("#changes-filtered")).to_be_visible()  # revenue is grow's, no team
     page.get_by_label("Owner", exact=True).select_option(label="Alice Adams")
     assert page.url.endswith("?team=Enterprise&owner=alice%40example.com")
     assert visible(page, cards, "kr") == {"alice-deals"}
+    assert visible(page, moved, "change") == set()  # alice's never measured: it did not move
+    expect(page.locator("#changes-filtered")).to_have_text("None of the key results shown moved.")
     assert visible(page, objectives, "objective") == {"grow", "sales", "alice"}
 
     # a link to the view reproduces it
@@ -386,6 +409,9 @@ def test_filters_hide_cards_and_live_in_the_url(browser: Browser, page_file: Pat
     page.locator(".counts").get_by_role("button", name="1 stale").click()
     assert page.url.endswith("?status=stale")
     assert visible(page, cards, "kr") == {"first-response"}
+    page.get_by_text("3 first measured in the last 7 days").click()  # closed since reopened
+    assert visible(page, moved, "change") == {"first-response"}
+    expect(page.locator("#changes-filtered")).to_be_visible()  # first measured, not moved
 
     # new cards swapped in (the live refresh) are filtered again on its event
     page.evaluate(
@@ -511,6 +537,34 @@ def test_the_live_page_shows_a_new_measurement_in_place_without_reloading(
     expect(status).to_have_text(re.compile(checked + "11:50$"))
     expect(status).to_have_attribute("data-state", "ok")
     assert page.evaluate("[window.marker, window.refreshed]") == ["same page", 2]
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    context.close()
+
+
+def test_an_open_disclosure_of_what_changed_stays_open_when_the_page_refreshes(
+    browser: Browser, serving: ServeProcess, sqlite_url: str
+) -> None:
+    """serve runs on the real clock: a revenue measured an hour ago, without lineage, moved
+    it from the fixture's 600k USD (deals 006-0..2) within the week; the page refreshes
+    when the next lands."""
+    now = datetime.now(UTC)
+    land_value(sqlite_url, "revenue", now - timedelta(hours=1), 650_000.0)
+    base = serving.start()
+    context = browser.new_context(
+        http_credentials={"username": "leader", "password": "pa55-w0rd"},
+        viewport={"width": 1400, "height": 1000},
+    )
+    page = context.new_page()
+    page.goto(base + "/")
+    entry = page.locator('li[data-change="revenue"]')
+    expect(entry).to_contain_text("+50k USD since")
+    expect(entry).to_contain_text("deals: 3 removed")
+    entry.get_by_text("3 record(s) behind it").click()
+    expect(entry.locator('tr[data-record="006-1"]')).to_be_visible()
+
+    land_value(sqlite_url, "revenue", now - timedelta(minutes=30), 700_000.0)
+    expect(entry).to_contain_text("+100k USD since")  # swapped in place
+    expect(entry.locator('tr[data-record="006-1"]')).to_be_visible()  # still open
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
     context.close()
 

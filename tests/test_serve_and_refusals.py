@@ -30,7 +30,7 @@ from okr_targets.dashboard import Refresh, render_html
 from okr_targets.models import KeyResult, Measurement, Organisation, SyncRun, utcnow
 from okr_targets.store import Store
 from okr_targets.summary import build_summary, summary_csv
-from tests.okr_fixture import NOW, fill_store
+from tests.okr_fixture import NOW, changes_of, fill_store
 
 
 class Clock:
@@ -68,7 +68,8 @@ def assert_serves(client: TestClient, url: str, now: datetime) -> dict[str, Any]
     summary = client.get("/api/v2/summary").json()
     assert summary == expected
     version = client.get("/api/v2/version").json()["version"]
-    assert client.get("/").text == render_html(expected, refresh=Refresh(version, 15.0))
+    page = render_html(expected, changes=changes_of(url, now), refresh=Refresh(version, 15.0))
+    assert client.get("/").text == page
     assert client.get("/api/v2/summary.csv").text == summary_csv(expected)
     revenue = client.get("/api/v2/key-results/revenue").json()
     assert revenue["value"] == next(

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from okr_sync.cli.console import err, fail, listen, out, valid_port
 from okr_sync.cli.options import StoreOption, open_store, settings_of, store_url
+from okr_targets.changes import recent_changes
 from okr_targets.formatting import (
     format_change,
     format_percent,
@@ -60,15 +61,17 @@ def _export(url: str, output: str, destination: Path | None) -> None:
     from okr_targets.dashboard import render_html
 
     store = open_store(url)
+    now = datetime.now(UTC)
     with store.session() as session:
-        summary = build_summary(session, datetime.now(UTC), store.display_url)
+        summary = build_summary(session, now, store.display_url)
+        changes = recent_changes(session, now) if output == "html" else None
     store.dispose()
     if output == "json":
         text = json.dumps(summary, indent=2) + "\n"
     elif output == "csv":
         text = summary_csv(summary)
     else:
-        text = render_html(summary)
+        text = render_html(summary, changes=changes)
     if destination is None:
         sys.stdout.write(text)
         return
