@@ -343,11 +343,19 @@ class Validator:
         import pandas as pd
 
         frame = pd.DataFrame.from_records(list(rows), columns=columns)
-        result = self._batches.get_batch(batch_parameters={"dataframe": frame}).validate(
-            suite,
-            result_format={"result_format": "COMPLETE"},
-            expectation_parameters=parameters(now),
-        )
+        batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
+        try:
+            result = batch.validate(
+                suite,
+                result_format={"result_format": "COMPLETE"},
+                expectation_parameters=parameters(now),
+            )
+        finally:
+            # GE's engine keeps the last batch's frame until another replaces it: it would
+            # stay in memory while the sync reads and loads the next batch.
+            manager = batch.data.execution_engine.batch_manager
+            manager.batch_data_cache.clear()
+            manager.reset_batch_cache()
         failures: dict[int, list[str]] = {}
         for outcome in result.results:
             if outcome.success:
