@@ -50,7 +50,7 @@ def top_functions(collapsed: Path, limit: int = 40) -> str:
 STAGES = (  # (stage, a function on the stack that puts a sample in it), first match wins
     ("imports", "_find_and_load (<frozen importlib._bootstrap>)"),
     ("validation: Great Expectations", "Validator._validate_suite (expectations/__init__.py)"),
-    ("validation: column checks", "column_findings (expectations/__init__.py)"),
+    ("validation: column checks", "batch_findings (expectations/__init__.py)"),
     ("load: staging + upsert (SQL)", "load_rows (okr_targets/store.py)"),
     ("load: re-read check (SQL)", "unchanged_rows (okr_targets/store.py)"),
     ("load: quarantine, cursor, commit", "validate_and_load (flows/load.py)"),
