@@ -22,14 +22,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from okr_targets.formatting import format_change, format_time, format_value
-from okr_targets.lineage import RecordKey, measurement_at, record_keys, restatement_of
-from okr_targets.models import MIRROR, KeyResult, Measurement, MirrorRecord
+from okr_targets.lineage import (
+    RecordKey,
+    measurement_at,
+    mirror_rows,
+    record_keys,
+    restatement_of,
+)
+from okr_targets.models import KeyResult, Measurement, MirrorRecord
 from okr_targets.people import people
 from okr_targets.periods import UTC_CALENDAR, Calendar
 
 RECORDS_LISTED = 10
 """Records listed per key result and kind of change; the counts are always complete."""
-_CHUNK = 500  # ids per IN (...) when reading mirror rows
 CHANGES_VERSION = 1
 """The shape of ``changes_json``: a breaking change (a field renamed or removed) bumps it."""
 WINDOW_DAYS = 7
@@ -413,7 +418,7 @@ def _diff(session: Session, then: Measurement, now: Measurement, listed: int) ->
     before, after = record_keys(session, then.id), record_keys(session, now.id)
     low, high = _cutoff(then), _cutoff(now)
     added, removed, kept = after - before, before - after, before & after
-    rows = _rows(session, added | removed | kept)
+    rows = mirror_rows(session, added | removed | kept)
     changes: list[RecordChange] = []
     for key in sorted(added):
         changes.append(_record(key, rows.get(key), RecordChangeKind.ADDED, low, high))
@@ -443,24 +448,6 @@ def _diff(session: Session, then: Measurement, now: Measurement, listed: int) ->
         by_entity=dict(Counter(change.entity for change in changes)),
         records=listed_changes,
     )
-
-
-def _rows(session: Session, keys: set[RecordKey]) -> dict[RecordKey, MirrorRecord]:
-    """The mirror's copy of each record, read in chunks per entity and source."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for entity, source, source_id in keys:
-        groups.setdefault((entity, source), []).append(source_id)
-    found: dict[RecordKey, MirrorRecord] = {}
-    for (entity, source), ids in groups.items():
-        model = MIRROR.get(entity)
-        if model is None:
-            continue
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            query = select(model).where(model.source == source, model.source_id.in_(chunk))
-            for row in session.scalars(query):
-                found[(entity, source, row.source_id)] = row
-    return found
 
 
 NEW, DELETED, EDITED = "new at the source", "deleted at the source", "edited at the source"

@@ -22,6 +22,7 @@ from okr_targets.models import (
     KeyResult,
     Measurement,
     MeasurementRecord,
+    MirrorRecord,
     SourceRead,
     SyncRun,
 )
@@ -194,16 +195,8 @@ def restatement_of(session: Session, measurement: Measurement, keys: set[RecordK
     replaced = session.get(Measurement, measurement.restates_id)
     assert replaced is not None, "restates_id is a foreign key"
     before = record_keys(session, replaced.id)
-    changed = []
-    for entity, source, source_id in sorted(keys & before):
-        model = MIRROR[entity]
-        modified = session.scalar(
-            select(model.source_modified_at).where(
-                model.source == source, model.source_id == source_id
-            )
-        )
-        if modified is not None and modified > replaced.measured_at:
-            changed.append((entity, source, source_id))
+    kept = mirror_rows(session, keys & before)
+    changed = [key for key in sorted(kept) if kept[key].source_modified_at > replaced.measured_at]
     difference = (
         None
         if measurement.value is None or replaced.value is None
@@ -224,12 +217,11 @@ def contributing_records(
     session: Session, measurement_id: int, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """The mirror rows behind a measurement, as they are now (deleted ones say so)."""
+    keys = sorted(record_keys(session, measurement_id))[:limit]
+    found = mirror_rows(session, set(keys))
     rows: list[dict[str, Any]] = []
-    for entity, source, source_id in sorted(record_keys(session, measurement_id)):
-        model = MIRROR[entity]
-        record = session.scalars(
-            select(model).where(model.source == source, model.source_id == source_id)
-        ).first()
+    for entity, source, source_id in keys:
+        record = found.get((entity, source, source_id))
         row: dict[str, Any] = {"entity": entity, "source": source, "source_id": source_id}
         if record is not None:
             row["modified_at"] = record.source_modified_at.isoformat()
@@ -239,6 +231,26 @@ def contributing_records(
                 if value is not None:
                     row[name] = value if isinstance(value, int | float | str) else str(value)
         rows.append(row)
-        if limit is not None and len(rows) >= limit:
-            break
     return rows
+
+
+_CHUNK = 500  # ids per IN (...) when reading mirror rows
+
+
+def mirror_rows(session: Session, keys: set[RecordKey]) -> dict[RecordKey, MirrorRecord]:
+    """The mirror's copy of each record, read in chunks per entity and source (one query
+    per 500 ids, not one per record)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for entity, source, source_id in keys:
+        groups.setdefault((entity, source), []).append(source_id)
+    found: dict[RecordKey, MirrorRecord] = {}
+    for (entity, source), ids in groups.items():
+        model = MIRROR.get(entity)
+        if model is None:
+            continue
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            query = select(model).where(model.source == source, model.source_id.in_(chunk))
+            for row in session.scalars(query):
+                found[(entity, source, row.source_id)] = row
+    return found
