@@ -530,6 +530,12 @@ def _state(entity: str, row: Any) -> str:
         parts += [row.team or "no team", "active" if row.active else "inactive"]
     elif entity == "fx_rate":
         parts.append(f"{row.currency} {float(row.rate):g}")
+    elif entity == "finance_line":
+        parts += [
+            f"amount {_money(row.amount, row.currency)}",
+            f"cost {_money(row.cost, row.currency)}",
+            f"booked {_day(row.booked_on)}",
+        ]
     return ", ".join(parts)
 
 

@@ -30,6 +30,7 @@ from expectations import Validator
 from flows.extract import sync_stream
 from okr_sync.cli import DEMO_OKRS, app
 from okr_sync.demo import HOSTING_PER_MONTH, write_finance_export
+from okr_targets.changes import RecordChangeKind, _record
 from okr_targets.config import KeyResultSpec
 from okr_targets.models import Customer, FinanceLine, FxRate, QuarantinedRow
 from okr_targets.periods import Calendar, Period
@@ -528,3 +529,19 @@ def test_a_customer_no_source_knows_is_a_finding_not_a_loss(ledger_store: Store)
         upsert_records(session, Customer, [customer])
     with ledger_store.session() as session:
         assert unknown_customers(session) == []
+
+
+def test_a_finance_line_behind_a_movement_reads_as_its_amount_cost_and_booking_day() -> None:
+    line = FinanceLine(
+        source="files",
+        source_id="inv-7",
+        amount=Decimal("1234.5"),
+        cost=Decimal("600"),
+        currency="EUR",
+        booked_on=date(2026, 11, 3),
+        source_modified_at=datetime(2026, 11, 3, 9, tzinfo=UTC),
+        deleted_at=None,
+    )
+    low, high = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 8, tzinfo=UTC)
+    change = _record(("finance_line", "files", "inv-7"), line, RecordChangeKind.ADDED, low, high)
+    assert change.now == "amount 1,234.50 EUR, cost 600.00 EUR, booked 2026-11-03"
