@@ -260,6 +260,7 @@ def run(
     rss_base_deals: int | None,
     scratch: Path,
     pg_url: str = PG_ADMIN_DSN,
+    keep_postgres: bool = False,
 ) -> dict[str, Any]:
     base_env = {
         "PREFECT_HOME": str(scratch / "prefect"),
@@ -272,7 +273,15 @@ def run(
     base_env["PREFECT_API_URL"] = prefect.api_url
     try:
         return _run(
-            deals, customers, tickets, hubspot_share, rss_base_deals, scratch, base_env, pg_url
+            deals,
+            customers,
+            tickets,
+            hubspot_share,
+            rss_base_deals,
+            scratch,
+            base_env,
+            pg_url,
+            keep_postgres,
         )
     finally:
         prefect.stop()
@@ -297,6 +306,7 @@ def _run(
     scratch: Path,
     base_env: dict[str, str],
     pg_url: str,
+    keep_postgres: bool,
 ) -> dict[str, Any]:
     okr_file = str(OKR_FILE)
     results: dict[str, Any] = {
@@ -322,7 +332,11 @@ def _run(
     try:
         _syncs(results, deals, customers, tickets, hubspot_share, scratch, base_env, pg)
     finally:
-        if not isinstance(pg, str):
+        if isinstance(pg, str):
+            pass
+        elif keep_postgres:
+            print(f"PostgreSQL store kept: database {pg[0]}", flush=True)
+        else:
             _drop_postgres_database(pg_url, pg[0])
     if rss_base_deals:
         scale = rss_base_deals / deals
@@ -518,7 +532,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "$OKR_SYNC_TEST_PG, else postgres@127.0.0.1:5432/test); skipped if unreachable",
     )
     parser.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/…)")
-    parser.add_argument("--keep", type=Path, help="keep the databases and logs in this directory")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the databases and logs in this directory (and the PostgreSQL database: "
+        "its name is printed)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="okr-bench-") as temp:
         scratch = args.keep or Path(temp)
@@ -531,6 +550,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.rss_base_deals or None,
             scratch,
             args.pg_url,
+            keep_postgres=args.keep is not None,
         )
     out = args.out or RESULTS / f"bench-{args.deals}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from flows.logs import Logger, run_logger
 from flows.plan import Plan
 from flows.version import __version__
 from okr_targets.config import OkrConfig
-from okr_targets.models import MIRROR, CustomerLink
+from okr_targets.models import MIRROR, CustomerLink, MeasurementRecord
 from okr_targets.store import Store, refresh_statistics
 from transforms.matching import MatchReport, match_customers
 from transforms.measure import (
@@ -104,6 +104,11 @@ def measure(
             gaps=gaps,
             changed=changed,
         )
+        # The next pass compares unchanged key results' records with these lineage rows:
+        # on a table never analyzed, PostgreSQL joins them in a nested loop (0.66 s
+        # instead of 0.16 s for 170,864 records).
+        lineage = sum(outcome.records for outcome in outcomes if outcome.changed)
+        _refresh_statistics(session, {MeasurementRecord.__tablename__: lineage}, logger)
     _log_outcomes(logger, outcomes)
     touched = None if changed is None else tuple(sorted(changed))
     _log_pass(logger, outcomes, touched)

@@ -1,6 +1,7 @@
 """A sync keeps PostgreSQL's planner statistics fresh itself (issue 25): the tables a first
-sync fills are analyzed before its key results are measured, and a sync that changes
-nothing analyzes nothing. Counted from PostgreSQL's own statistics views."""
+sync fills are analyzed before its key results are measured, the lineage rows its
+measuring wrote after it (the next pass joins them), and a sync that changes nothing
+analyzes nothing. Counted from PostgreSQL's own statistics views."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from flows.plan import SyncRequest
 from flows.settings import Settings
 from flows.sync import sync_store
 from okr_sync.cli import DEMO_OKRS
-from okr_targets.models import MIRROR, Base, CustomerLink
+from okr_targets.models import MIRROR, Base, CustomerLink, MeasurementRecord
 from okr_targets.store import Store
 
-TABLES = [model.__tablename__ for model in MIRROR.values()] + [CustomerLink.__tablename__]
+TABLES = [model.__tablename__ for model in MIRROR.values()] + [
+    CustomerLink.__tablename__,
+    MeasurementRecord.__tablename__,
+]
 
 
 def sync(store_url: str) -> None:
@@ -60,7 +64,7 @@ def test_a_first_sync_analyzes_what_it_loaded_and_a_no_change_sync_does_not(
     sync(postgres_url)
     first = analyses(postgres_url)
     loaded = {name for name, (rows, _) in first.items() if rows}
-    assert {"mirror_deals", "mirror_customers", "customer_links"} <= loaded
+    assert {"mirror_deals", "mirror_customers", "customer_links", "measurement_records"} <= loaded
     assert {name: count for name, (_, count) in first.items() if name in loaded} == dict.fromkeys(
         loaded, 1
     )
