@@ -154,7 +154,11 @@ class Page:
     page; ``total`` is the source's own count of the whole result, when it gives one.
     ``notes`` say what the source could not give and why (a feature off, a permission
     missing, a field the account does not have, so it stays empty): the stream carries on,
-    the flow logs each note once as a warning and the stream's report shows them.
+    the flow logs each note once as a warning and the stream's report shows them. A stream
+    with notes is not taken for read whole: its unseen records are not taken for deleted.
+    ``advice`` is told the same way but leaves no record out (a portal's time zone that
+    differs from the calendar's, a property the token may not describe): the stream still
+    counts as read whole.
     ``gaps`` are the canonical fields the stream cannot fill in this source (what the
     account lacks or the settings leave unmapped); a reader may give them on any page,
     and one that gives none (the default) claims nothing is missing.
@@ -165,6 +169,7 @@ class Page:
     rejected: list[Rejected] = field(default_factory=list)
     total: int | None = None
     notes: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
     gaps: tuple[Gap, ...] = ()
 
 

@@ -52,12 +52,14 @@ class Batch:
     bookmark: Bookmark | None = None
     total: int | None = None
     notes: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
     gaps: tuple[Gap, ...] = ()
 
     def add(self, page: Page) -> None:
         self.rows += page.rows
         self.rejected += page.rejected
         self.notes += page.notes
+        self.advice += page.advice
         self.gaps += page.gaps
         self.bookmark = page.bookmark or self.bookmark
         self.total = page.total if page.total is not None else self.total
@@ -74,7 +76,7 @@ def batches(pages: Iterator[Page], size: int) -> Iterator[Batch]:
         if len(batch) >= size:
             yield batch
             batch = Batch(total=batch.total)
-    if len(batch) or batch.total == 0 or batch.notes:
+    if len(batch) or batch.total == 0 or batch.notes or batch.advice:
         yield batch
 
 
@@ -263,6 +265,10 @@ def _read_into_mirror(
                 if note not in tally.report.notes:  # a retry says it again
                     logger.warning("%s: %s", read.label, note)
                     tally.update(notes=(*tally.report.notes, note))
+            for note in batch.advice:
+                if note not in tally.report.advice:
+                    logger.warning("%s: %s", read.label, note)
+                    tally.update(advice=(*tally.report.advice, note))
             for gap in batch.gaps:
                 if gap not in tally.report.gaps:
                     logger.warning("%s: lacks %s: %s", read.label, gap.need, gap.reason)

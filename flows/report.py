@@ -36,6 +36,7 @@ class StreamReport:
     stopped: str | None = None  # why the stream ended before its end, if it did
     failed: str | None = None  # a fatal source error (bad credentials, rejected query)
     notes: tuple[str, ...] = ()  # what the source could not give, and why (Page.notes)
+    advice: tuple[str, ...] = ()  # what the operator should know; no record left out
     skipped: str | None = None  # the source lacks the stream's object: why, and what it costs
     gaps: tuple[Gap, ...] = ()  # canonical fields the source cannot fill, each with why
     error: FatalSourceError | None = field(default=None, compare=False, repr=False)
@@ -52,6 +53,7 @@ class StreamReport:
         """The counts as stored on the run and shown by `okr-sync runs`; gaps as need: why."""
         counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
         counts["notes"] = list(self.notes)  # as JSON stores it and reads it back
+        counts["advice"] = list(self.advice)
         counts["gaps"] = {gap.need: gap.reason for gap in self.gaps}
         return counts
 

@@ -136,6 +136,27 @@ def live_ticket(store_url: str) -> str:
     return found
 
 
+def test_a_full_refresh_tombstones_what_a_portal_in_another_time_zone_no_longer_lists(
+    hubspot: RunningServer, portal: HubSpotPortal, okr_file: Path, store_url: str
+) -> None:
+    """The portal keeps US/Eastern, the OKR calendar UTC: the reader advises setting the
+    calendar's zone. That advice leaves no record out, so a full refresh still takes a deal
+    it no longer sees (purged from the archive too) for deleted; a note that did (a list
+    unreadable) would not."""
+    first = sync(okr_file, store_url)
+    assert first["status"] == "complete"
+    deal = won_q4_deal(store_url)
+    portal.purge("deals", deal)
+    store = Store.open(store_url)
+    report = sync_store(store, SyncRequest(str(okr_file), full_refresh=True), Settings())
+    store.dispose()
+    deals = report.streams["hubspot.deals"]
+    assert deals.notes == ()
+    assert any("US/Eastern" in advice for advice in deals.advice)
+    assert deals.whole
+    assert tombstoned(store_url, Deal, ("hubspot", deal))
+
+
 def archive_then_edit(
     portal: HubSpotPortal, clock: time_machine.Traveller, deal: str, ticket: str
 ) -> None:

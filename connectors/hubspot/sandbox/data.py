@@ -305,6 +305,15 @@ class HubSpotPortal:
             object_type, {**old, "archived": True, "archivedAt": stamp, "updatedAt": stamp}
         )
 
+    def purge(self, object_type: str, record_id: str) -> None:
+        """Gone from both listings, as HubSpot purges an archived record after 90 days: only
+        a full read that no longer sees it can tell it was deleted."""
+        with self._lock:
+            del self._records[object_type][record_id]
+            self._index[object_type] = None
+            self._by_id.pop((object_type, False), None)
+            self._by_id.pop((object_type, True), None)
+
     def company_of(self, object_type: str, record_id: str) -> list[str]:
         """Ids of the companies a deal or ticket is associated with (primary first)."""
         record = self._records.get(object_type, {}).get(record_id)
