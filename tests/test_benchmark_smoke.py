@@ -3,6 +3,7 @@ writes well-formed figures. Never a time: the machine decides those."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,9 @@ POSTGRESQL_SIDES = ("okr_sync_full_postgresql", "okr_sync_incremental_postgresql
 
 
 def test_benchmark_runs_and_writes_well_formed_figures(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+    out, kept = tmp_path / "bench.json", tmp_path / "kept"
     argv = ["--deals=400", "--customers=80", "--tickets=300", "--rss-base-deals=100"]
+    argv.append(f"--keep={kept}")
     # As `make bench` runs it: its own process, whose Prefect server and settings
     # (PREFECT_HOME, log level) must not leak into the tests that follow.
     finished = subprocess.run(
@@ -31,6 +33,10 @@ def test_benchmark_runs_and_writes_well_formed_figures(tmp_path: Path) -> None:
         timeout=900,
         check=False,
     )
+    # --keep keeps the PostgreSQL store too, and says which: dropped here
+    named = re.search(r"PostgreSQL store kept: database (okr_bench_\w+)", finished.stdout)
+    if named:
+        bench._drop_postgres_database(bench.PG_ADMIN_DSN, named.group(1))
     assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-4000:]
     assert "floor" in finished.stdout  # the printed table
 
@@ -74,9 +80,24 @@ def test_benchmark_runs_and_writes_well_formed_figures(tmp_path: Path) -> None:
             ), kind
         assert results["key_results"]["postgresql"]["first"] > 0
         assert "PostgreSQL" in finished.stdout
+        assert named, finished.stdout[-2000:]
     else:
         assert f"skipped: {skipped}" in finished.stdout
     assert set(results["ratios"]) == set(bench.TARGETS)
     for figure in results["ratios"].values():
         assert figure["met"] in (True, False, None)
         assert figure["value"] is None or figure["value"] >= 0
+
+    # the kept SQLite store: where its key results' time goes (benchmarks/statements.py)
+    store = f"sqlite:///{kept / 'okr-sync.db'}"
+    timed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.statements", "key-results", "--passes=1", store],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert timed.returncode == 0, timed.stderr[-4000:]
+    assert re.search(r"pass 1: [\d.]+ s .* comparing records with the stored lineage", timed.stdout)
+    assert "SELECT" in timed.stdout
