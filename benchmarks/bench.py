@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -295,6 +297,33 @@ def _prefect_server() -> Any:
     server = SubprocessASGIServer()
     server.start(timeout=180)
     return server
+
+
+@contextmanager
+def served_world(
+    out: Path, deals: int, customers: int, tickets: int, hubspot_share: float = HUBSPOT_SHARE
+) -> Iterator[World]:
+    """The benchmark's world and a Prefect server, served as ``make bench`` serves them, for
+    the tools that run one sync in turn (pairs, profile, statements): this process's
+    environment points a sync at both until the block ends."""
+    os.environ.update(
+        {
+            "PREFECT_HOME": str(out / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "GX_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+    )
+    prefect = _prefect_server()
+    try:
+        world = World(deals, customers, tickets, hubspot_share)
+        try:
+            os.environ.update({"PREFECT_API_URL": prefect.api_url, **world.ready["env"]})
+            yield world
+        finally:
+            world.close()
+    finally:
+        prefect.stop()
 
 
 def _run(

@@ -14,7 +14,6 @@ run's CPU seconds, peak RSS and records, and the mean of each side.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from statistics import mean
 
 import orjson
 
-from benchmarks.bench import OKR_FILE, ROOT, World, _prefect_server
+from benchmarks.bench import OKR_FILE, ROOT, served_world
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,19 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.update(
-        {
-            "PREFECT_HOME": str(out / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "GX_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-    )
-    prefect = _prefect_server()
-    world = World(args.deals, args.customers, args.tickets, 0.2)
     figures: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
-    try:
-        os.environ.update({"PREFECT_API_URL": prefect.api_url, **world.ready["env"]})
+    with served_world(out, args.deals, args.customers, args.tickets):
         for turn in range(args.turns):
             for side, tree in (("before", args.before.resolve()), ("after", ROOT)):
                 store = out / f"{side}-{turn}.db"
@@ -67,9 +55,6 @@ def main(argv: list[str] | None = None) -> None:
                     f"  records {run['records']}  quarantined {run['quarantined']}",
                     flush=True,
                 )
-    finally:
-        world.close()
-        prefect.stop()
     for side, runs in figures.items():
         if runs:
             cpu = mean(run["cpu_seconds"] for run in runs)

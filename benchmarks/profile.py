@@ -15,13 +15,12 @@ flamegraph DIR/memory.bin`` or ``memray stats``) for where the peak RSS lives.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.bench import OKR_FILE, ROOT, World, _prefect_server
+from benchmarks.bench import OKR_FILE, ROOT, served_world
 
 BIN = Path(sys.executable).parent
 
@@ -99,17 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    env = {
-        "PREFECT_HOME": str(out / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "GX_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
-    prefect = _prefect_server()
-    world = World(args.deals, args.customers, args.tickets, args.hubspot_share)
-    try:
-        os.environ.update({"PREFECT_API_URL": prefect.api_url, **world.ready["env"]})
+    with served_world(out, args.deals, args.customers, args.tickets, args.hubspot_share):
         py_spy = [str(BIN / "py-spy"), "record", "--gil", "--rate", "200", "--format", "raw"]
         runs = [("cpu", [*py_spy, "-o", str(out / "cpu.txt"), "--", sys.executable])]
         if args.memray:
@@ -121,9 +110,6 @@ def main(argv: list[str] | None = None) -> None:
             sync = ["-m", "benchmarks.okr_run", str(OKR_FILE), store, "full", str(result)]
             subprocess.run([*profiler, *sync], cwd=ROOT, check=True)  # noqa: S603 - this venv's
             print(f"{name}: {result.read_text()}")
-    finally:
-        world.close()
-        prefect.stop()
     print(top_functions(out / "cpu.txt"))
     print("\nby step:\n" + stages(out / "cpu.txt"))
 

@@ -17,7 +17,6 @@ insert, which bypasses those events); it prints them by CPU seconds.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import time
 from collections import defaultdict
@@ -30,7 +29,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from benchmarks.bench import OKR_FILE, World, _prefect_server
+from benchmarks.bench import OKR_FILE, served_world
 
 Totals = dict[str, list[float]]  # statement shape -> [count, wall seconds, CPU seconds]
 LINEAGE_JOIN = "JOIN measurement_records"
@@ -113,20 +112,9 @@ def sync(deals: int, customers: int, tickets: int, top: int, out: Path) -> None:
     from benchmarks import okr_run
 
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.update(
-        {
-            "PREFECT_HOME": str(out / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "GX_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-    )
-    prefect = _prefect_server()
-    world = World(deals, customers, tickets, 0.2)
     stage = store_module._stage
     try:
-        os.environ.update({"PREFECT_API_URL": prefect.api_url, **world.ready["env"]})
-        with timed_statements() as totals:
+        with served_world(out, deals, customers, tickets), timed_statements() as totals:
 
             def staged(*args: Any, **kwargs: Any) -> Any:
                 wall, cpu = time.perf_counter(), time.process_time()
@@ -145,8 +133,6 @@ def sync(deals: int, customers: int, tickets: int, top: int, out: Path) -> None:
         _print(totals, top, by=2)
     finally:
         store_module._stage = stage
-        world.close()
-        prefect.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
