@@ -264,12 +264,7 @@ def run(
     pg_url: str = PG_ADMIN_DSN,
     keep_postgres: bool = False,
 ) -> dict[str, Any]:
-    base_env = {
-        "PREFECT_HOME": str(scratch / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "GX_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
+    base_env = _quiet_env(scratch)
     os.environ.update(base_env)  # the Prefect server below reads them
     prefect = _prefect_server()
     base_env["PREFECT_API_URL"] = prefect.api_url
@@ -289,6 +284,17 @@ def run(
         prefect.stop()
 
 
+def _quiet_env(scratch: Path) -> dict[str, str]:
+    """The settings every benchmark's Prefect server and syncs share: a Prefect home of
+    their own, no analytics (they would try the network), warnings only in the logs."""
+    return {
+        "PREFECT_HOME": str(scratch / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+
+
 def _prefect_server() -> Any:
     """A Prefect server for the syncs to report to, as in production: started once, so
     no sync pays for starting Prefect's temporary per-process server."""
@@ -306,14 +312,7 @@ def served_world(
     """The benchmark's world and a Prefect server, served as ``make bench`` serves them, for
     the tools that run one sync in turn (pairs, profile, statements): this process's
     environment points a sync at both until the block ends."""
-    os.environ.update(
-        {
-            "PREFECT_HOME": str(out / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "GX_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-    )
+    os.environ.update(_quiet_env(out))  # the Prefect server below reads them
     prefect = _prefect_server()
     try:
         world = World(deals, customers, tickets, hubspot_share)
