@@ -265,10 +265,14 @@ class HubSpotPortal:
         stored = dict(record)
         with self._lock:
             self._records[object_type][record_id] = stored
-            self._index[object_type] = None
-            self._by_id.pop((object_type, False), None)
-            self._by_id.pop((object_type, True), None)
+            self._forget_listings(object_type)
         return stored
+
+    def _forget_listings(self, object_type: str) -> None:
+        """The object's records changed: its search index and id listings are built again."""
+        self._index[object_type] = None
+        self._by_id.pop((object_type, False), None)
+        self._by_id.pop((object_type, True), None)
 
     def get(self, object_type: str, record_id: str) -> Record | None:
         return self._records[object_type].get(record_id)
@@ -310,9 +314,7 @@ class HubSpotPortal:
         a full read that no longer sees it can tell it was deleted."""
         with self._lock:
             del self._records[object_type][record_id]
-            self._index[object_type] = None
-            self._by_id.pop((object_type, False), None)
-            self._by_id.pop((object_type, True), None)
+            self._forget_listings(object_type)
 
     def company_of(self, object_type: str, record_id: str) -> list[str]:
         """Ids of the companies a deal or ticket is associated with (primary first)."""
